@@ -1,0 +1,56 @@
+# AI Factory — every task a reader needs, each doing one obvious thing.
+# `make demo` and `make test` work on a fresh machine: both run `setup` first.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup proto proto-check lint check test test-unit test-integration demo bench \
+        infra-up infra-down infra-status services-up clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+setup: ## install everything: Python venv, Debian packages, Kafka jars, Triton backend, buf
+	@bash deploy/setup.sh
+
+proto: setup ## regenerate Python code from proto/ (pinned grpcio-tools)
+	@bash deploy/tools/proto.sh gen
+
+proto-check: setup ## fail when generated code is stale, buf lint fails, or a contract breaks vs HEAD~1
+	@bash deploy/tools/proto.sh check-generated
+	@bash deploy/tools/proto.sh lint
+	@bash deploy/tools/proto.sh breaking
+
+lint: setup ## ruff on libs, services and tests
+	@.venv/bin/ruff check libs services tests
+
+check: proto-check lint ## every static check
+
+# pytest exits 5 when it collects nothing: that is not a failure of the suite.
+test: setup check ## static checks, then every test suite (fixtures start Kafka, PostgreSQL, Redis, Triton)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-unit: setup ## fast tests, no infrastructure
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup ## tests against the real broker, databases and Triton
+	@$(PY) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+demo: setup ## the factory's main job end to end on embedded defaults
+	@$(PY) -m libs.cli demo
+
+bench: setup ## benchmarks: prints a table and writes build/bench.json
+	@$(PY) -m tests.bench
+
+infra-up: setup ## start Kafka, PostgreSQL, Redis and Triton (reused when running)
+	@$(PY) -m libs.infra up
+
+infra-down: ## stop the infrastructure this project started
+	@$(PY) -m libs.infra down
+
+infra-status: ## show what answers on each infrastructure port
+	@$(PY) -m libs.infra status
+
+clean: infra-down ## stop everything and remove build outputs (keeps .venv)
+	rm -rf build

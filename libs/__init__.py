@@ -1,0 +1,1 @@
+"""Shared code of the AI Factory services, written once and imported by each service."""

@@ -1,0 +1,167 @@
+"""Consuming typed events in a consumer group, committing only after the effect.
+
+Delivery is at-least-once: offsets are committed after the handler has returned
+for every event of a polled batch, so a crash before the commit replays those
+events and handlers must be idempotent (keyed by ``meta.event_id``).
+
+What the handler's outcome does to an event:
+- returns: done; committed with its batch.
+- raises ``Unavailable`` (a dependency is down): nothing is lost; the consumer
+  backs off and retries the same event until it succeeds or the consumer stops.
+- raises anything else, or the event cannot be decoded: the event goes to the
+  dead-letter topic with the reason, and the consumer carries on.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from libs.bus.deadletter import DeadLetters
+from libs.bus.headers import EventMeta
+from libs.bus.types import event_type_of, message_class
+from libs.errors import Unavailable
+from libs.telemetry import context_from_headers
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("aifactory.bus")
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Event(Generic[M]):
+    """A decoded event and where it came from."""
+
+    meta: EventMeta
+    payload: M
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+Handler = Callable[[Event[Message]], Awaitable[None]]
+
+
+class _Undecodable(Exception):
+    pass
+
+
+class EventConsumer:
+    """Runs ``handler`` for each event of ``topics`` in consumer group ``group_id``.
+
+    ``topics`` maps each topic to the event classes it may carry; an event of any
+    other type is dead-lettered rather than handed to code that does not expect it.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Mapping[str, Sequence[type[Message]]],
+        handler: Handler,
+        dead_letters: DeadLetters,
+        *,
+        max_batch: int = 500,
+        retry_backoff_s: float = 0.5,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
+        self.group_id = group_id
+        self._allowed = {t: {event_type_of(c) for c in classes} for t, classes in topics.items()}
+        self._handler = handler
+        self._dlq = dead_letters
+        self._max_batch = max_batch
+        self._backoff = retry_backoff_s
+        self._stopping = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+        )
+
+    async def stop(self) -> None:
+        """Ask :meth:`run` to finish its current batch, commit and return."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        """Join the group and consume until :meth:`stop`; then leave the group.
+
+        Every batch is committed once handled, so there is nothing left to commit here.
+        """
+        await self._consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                for tp, records in batches.items():
+                    await self._handle_partition(tp, records)
+        finally:
+            await self.close()
+
+    async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            while True:
+                try:
+                    await self._handle_one(record)
+                    break
+                except Unavailable as exc:
+                    # Commit what is done, then come back to this record after a pause.
+                    await self._commit(tp, record.offset)
+                    log.warning("dependency unavailable, retrying %s@%d: %s", tp, record.offset, exc)
+                    if self._stopping.is_set():
+                        self._consumer.seek(tp, record.offset)
+                        return
+                    await asyncio.sleep(self._backoff)
+        await self._commit(tp, records[-1].offset + 1)
+
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        await self._consumer.commit({tp: next_offset})
+
+    def _decode(self, record: ConsumerRecord) -> Event[Message]:
+        try:
+            meta = EventMeta.from_headers(record.headers or ())
+        except KeyError as exc:
+            raise _Undecodable(f"missing header {exc.args[0]}") from None
+        if meta.event_type not in self._allowed.get(record.topic, set()):
+            raise _Undecodable(f"event type {meta.event_type!r} not accepted on {record.topic}")
+        payload = message_class(meta.event_type)()
+        try:
+            payload.ParseFromString(record.value or b"")
+        except DecodeError as exc:
+            raise _Undecodable(f"payload is not a valid {meta.event_type}: {exc}") from None
+        return Event(meta, payload, record.topic, record.partition, record.offset, record.key)
+
+    async def _handle_one(self, record: ConsumerRecord) -> None:
+        with _tracer.start_as_current_span(
+            f"consume {record.topic}", context=context_from_headers(record.headers or ()),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.kafka.offset": record.offset},
+        ) as span:
+            try:
+                event = self._decode(record)
+                span.set_attribute("messaging.message.id", event.meta.event_id)
+                await self._handler(event)
+            except Unavailable:
+                raise
+            except _Undecodable as exc:
+                span.set_status(Status(StatusCode.ERROR, "undecodable"))
+                await self._dlq.send(record, str(exc), "undecodable", self.group_id)
+            except Exception as exc:  # noqa: BLE001 - a bad event must not stop the consumer
+                log.exception("handler failed on %s@%d", record.topic, record.offset)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                await self._dlq.send(record, str(exc) or type(exc).__name__,
+                                     type(exc).__name__, self.group_id)

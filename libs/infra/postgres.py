@@ -1,0 +1,183 @@
+"""PostgreSQL: a private cluster under build/infra/postgres/data, on loopback only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._component import Component, Handle
+from ._proc import InfraError, NotReady, run_quiet
+from .config import InfraConfig
+
+DATABASE = USER = PASSWORD = "aifactory"
+SUPERUSER = "postgres"
+OS_USER = "postgres"  # postgres refuses to run as root
+
+
+def bin_dir() -> Path | None:
+    """The newest /usr/lib/postgresql/<ver>/bin (Debian keeps server binaries there)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: float(p.parent.parent.name) if p.parent.parent.name.replace(".", "").isdigit() else 0,
+    )
+    if found:
+        return found[-1].parent
+    which = shutil.which("postgres")
+    return Path(which).resolve().parent if which else None
+
+
+def dsn(
+    config: InfraConfig, user: str = USER, password: str | None = PASSWORD, database: str = DATABASE
+) -> str:
+    auth = f"{user}:{password}" if password else user
+    return f"postgresql://{auth}@{config.host}:{config.pg_port}/{database}"
+
+
+class Postgres(Component):
+    name = "postgres"
+    # SIGINT is postgres' "fast" shutdown; SIGTERM ("smart") waits for clients to leave.
+    stop_signal = signal.SIGINT
+
+    @property
+    def port(self) -> int:
+        return self.config.pg_port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    def _bin(self, tool: str) -> str:
+        bins = bin_dir()
+        if bins is None:
+            raise InfraError(self.name, "postgres binaries not found: run `python -m libs.infra install`")
+        return str(bins / tool)
+
+    def _user(self) -> str | None:
+        return OS_USER if os.geteuid() == 0 else None
+
+    def spawn(self) -> int:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        user = self._user()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.data_dir.mkdir(mode=0o700, exist_ok=True)
+            if user:
+                shutil.chown(self.data_dir, user, user)
+            # trust: a throwaway cluster bound to 127.0.0.1; the role still gets a
+            # password so the same DSN works against a real server.
+            run_quiet(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                ],
+                self.name,
+                self.daemon.log_file,
+                user=user,
+                cwd="/",
+            )
+        argv = [
+            self._bin("postgres"),
+            "-D",
+            str(self.data_dir),
+            "-c",
+            f"listen_addresses={self.config.host}",
+            "-p",
+            str(self.port),
+            # TCP only: no clash with a system cluster's socket in /var/run/postgresql.
+            "-c",
+            "unix_socket_directories=",
+            # Disposable dev data: trade crash safety for speed on a small box.
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+        return self.daemon.spawn(argv, user=user, cwd=Path("/"))
+
+    def probe(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(dsn(self.config), connect_timeout=3):
+                return
+        except psycopg.OperationalError as exc:
+            if _transient(exc):
+                raise NotReady(str(exc).strip()) from exc
+            first = exc
+        # Up but the app role or database is missing: create them as superuser (works
+        # on our own trust-auth cluster; an external server has to be set up by hand).
+        try:
+            self._bootstrap()
+        except psycopg.OperationalError as exc:
+            if _transient(exc):
+                raise NotReady(str(exc).strip()) from exc
+            raise InfraError(
+                self.name,
+                f"{self.endpoint()} answers but rejects {dsn(self.config, password='***')}: "
+                f"{str(first).strip()}; stop that server or set AIF_PG_PORT",
+                self.daemon.log_file if self.daemon.pid() else None,
+            ) from exc
+
+    def _bootstrap(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        admin = dsn(self.config, user=SUPERUSER, password=None, database="postgres")
+        with psycopg.connect(admin, connect_timeout=3, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [USER]).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(USER), sql.Literal(PASSWORD)
+                    )
+                )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(DATABASE), sql.Identifier(USER)
+                    )
+                )
+
+
+def _transient(exc: Exception) -> bool:
+    """Connection refused or still starting: worth retrying until the deadline."""
+    text = str(exc).lower()
+    return any(
+        s in text
+        for s in (
+            "connection refused",
+            "starting up",
+            "shutting down",
+            "timeout",
+            "timed out",
+            "could not receive data",
+            "server closed the connection",
+        )
+    )
+
+
+@dataclass(kw_only=True)
+class PostgresHandle(Handle):
+    """A reachable PostgreSQL; ``dsn`` logs in as role/database ``aifactory``."""
+
+    dsn: str
+
+
+def ensure_postgres(config: InfraConfig | None = None, timeout: float | None = None) -> PostgresHandle:
+    """Reuses the server on the PG port if it accepts the DSN, else starts a cluster."""
+    comp = Postgres(config or InfraConfig.from_env())
+    started = comp.ensure(timeout)
+    return PostgresHandle(
+        started=started, log_file=comp.daemon.log_file, component=comp, dsn=dsn(comp.config)
+    )

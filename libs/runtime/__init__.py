@@ -1,0 +1,80 @@
+"""The life of a service process: settings → telemetry → build → serve → stop.
+
+Each service's ``__main__`` only names its settings class and its ``build``
+function; everything they share (logging, config errors, SIGTERM) lives here.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from libs.errors import ConfigError
+from libs.rpc import RpcServer, serve
+from libs.settings import ServiceSettings, load_settings
+from libs.telemetry import Telemetry, setup_telemetry
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass
+class Service:
+    """A built service: its gRPC server and what to close after it has drained."""
+
+    server: RpcServer
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+
+
+Builder = Callable[[S, Telemetry], Awaitable[Service]]
+
+
+def configure_logging(service: str, level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiokafka logs every rebalance step at INFO.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+async def start_service(settings: S, build: Builder[S]) -> tuple[Service, Telemetry]:
+    """Build and start a service in the running loop (tests use this in-process)."""
+    telemetry = setup_telemetry(
+        settings.service,
+        trace_exporter=settings.trace_exporter,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port,
+    )
+    service = await build(settings, telemetry)
+    return service, telemetry
+
+
+def run(settings_cls: type[S], build: Builder[S]) -> None:
+    """Entry point of a service process; exits 2 with the reason on bad configuration."""
+    try:
+        settings = load_settings(settings_cls)
+    except ConfigError as exc:
+        print(f"{settings_cls.service}: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.service, settings.log_level)
+
+    async def main() -> None:
+        service, telemetry = await start_service(settings, build)
+        try:
+            await serve(service.server, on_stop=service.close)
+        finally:
+            telemetry.shutdown()
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        logging.getLogger(settings.service).error("%s", exc.message)
+        raise SystemExit(2) from None

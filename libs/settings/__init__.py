@@ -1,0 +1,87 @@
+"""Service settings from environment variables, validated at start.
+
+Each service declares a pydantic model of its settings (subclass of
+:class:`ServiceSettings`). A field ``grpc_port`` of the gateway is read from
+``AIF_GATEWAY_GRPC_PORT`` first, then from the shared ``AIF_GRPC_PORT``, then
+its default. Any ``AIF_GATEWAY_*`` variable that names no field is an error, so a
+typo stops the service at start instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from libs.errors import ConfigError
+
+PREFIX = "AIF_"
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseModel):
+    """Settings every service has. Subclasses add their own fields and set ``service``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: ClassVar[str] = ""
+
+    # Subclasses override the port defaults so the seven services can share a host.
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50050, ge=0, le=65535)  # 0: any free port
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: no Prometheus endpoint
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Spans go nowhere by default; "console" prints them, "jsonl:<path>" appends
+    # them to a file (used by multi-process tests).
+    trace_exporter: str = "none"
+    drain_seconds: float = 5.0
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def env_name(service: str, field: str) -> str:
+    """The service-scoped variable name of a field, e.g. AIF_GATEWAY_GRPC_PORT."""
+    return f"{PREFIX}{service.upper()}_{field.upper()}"
+
+
+def load_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Build ``cls`` from the environment or raise :class:`ConfigError` naming each bad variable."""
+    env = os.environ if environ is None else environ
+    if not cls.service:
+        raise ConfigError(f"{cls.__name__} does not set its service name")
+    scoped = f"{PREFIX}{cls.service.upper()}_"
+    fields = cls.model_fields
+    unknown = sorted(
+        name for name in env if name.startswith(scoped) and name[len(scoped):].lower() not in fields
+    )
+    if unknown:
+        known = ", ".join(env_name(cls.service, f) for f in fields)
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {known}")
+
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for field in fields:
+        for name in (env_name(cls.service, field), f"{PREFIX}{field.upper()}"):
+            if name in env:
+                values[field] = env[name]
+                source[field] = name
+                break
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            var = source.get(field, env_name(cls.service, field))
+            got = f" (got {env[var]!r})" if var in env else ""
+            problems.append(f"{var}: {err['msg']}{got}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+__all__ = ["ServiceSettings", "env_name", "load_settings"]

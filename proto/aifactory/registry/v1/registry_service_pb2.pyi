@@ -1,0 +1,394 @@
+import datetime
+
+from aifactory.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelVersionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_VERSION_STATUS_UNSPECIFIED: _ClassVar[ModelVersionStatus]
+    MODEL_VERSION_STATUS_CANDIDATE: _ClassVar[ModelVersionStatus]
+    MODEL_VERSION_STATUS_EVALUATION_FAILED: _ClassVar[ModelVersionStatus]
+    MODEL_VERSION_STATUS_PENDING_APPROVAL: _ClassVar[ModelVersionStatus]
+    MODEL_VERSION_STATUS_APPROVED: _ClassVar[ModelVersionStatus]
+    MODEL_VERSION_STATUS_REJECTED: _ClassVar[ModelVersionStatus]
+    MODEL_VERSION_STATUS_ARCHIVED: _ClassVar[ModelVersionStatus]
+
+class ApprovalDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_DECISION_UNSPECIFIED: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_APPROVE: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_REJECT: _ClassVar[ApprovalDecision]
+MODEL_VERSION_STATUS_UNSPECIFIED: ModelVersionStatus
+MODEL_VERSION_STATUS_CANDIDATE: ModelVersionStatus
+MODEL_VERSION_STATUS_EVALUATION_FAILED: ModelVersionStatus
+MODEL_VERSION_STATUS_PENDING_APPROVAL: ModelVersionStatus
+MODEL_VERSION_STATUS_APPROVED: ModelVersionStatus
+MODEL_VERSION_STATUS_REJECTED: ModelVersionStatus
+MODEL_VERSION_STATUS_ARCHIVED: ModelVersionStatus
+APPROVAL_DECISION_UNSPECIFIED: ApprovalDecision
+APPROVAL_DECISION_APPROVE: ApprovalDecision
+APPROVAL_DECISION_REJECT: ApprovalDecision
+
+class ModelVersion(_message.Message):
+    __slots__ = ("ref", "status", "run_id", "training_request_id", "artifact_uri", "artifact_sha256", "reference_profile_uri", "datasets", "features", "metrics", "code_version", "params", "labels", "aliases", "evaluation_report_id", "created_at", "created_by")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REF_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PROFILE_URI_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ModelRef
+    status: ModelVersionStatus
+    run_id: str
+    training_request_id: str
+    artifact_uri: str
+    artifact_sha256: str
+    reference_profile_uri: str
+    datasets: _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetRef]
+    features: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureRef]
+    metrics: _containers.RepeatedCompositeFieldContainer[_common_pb2.Metric]
+    code_version: str
+    params: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    evaluation_report_id: str
+    created_at: _timestamp_pb2.Timestamp
+    created_by: _common_pb2.Actor
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., run_id: _Optional[str] = ..., training_request_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., reference_profile_uri: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.Metric, _Mapping]]] = ..., code_version: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., aliases: _Optional[_Iterable[str]] = ..., evaluation_report_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[_Union[_common_pb2.Actor, _Mapping]] = ...) -> None: ...
+
+class ModelAlias(_message.Message):
+    __slots__ = ("use_case", "model_name", "alias", "version", "updated_at", "updated_by", "reason")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model_name: str
+    alias: str
+    version: int
+    updated_at: _timestamp_pb2.Timestamp
+    updated_by: _common_pb2.Actor
+    reason: str
+    def __init__(self, use_case: _Optional[str] = ..., model_name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[_Union[_common_pb2.Actor, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("event_id", "sequence", "time", "actor", "action", "use_case", "model", "alias", "reason", "evidence_ids", "details_json", "prev_hash", "hash")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    sequence: int
+    time: _timestamp_pb2.Timestamp
+    actor: _common_pb2.Actor
+    action: str
+    use_case: str
+    model: _common_pb2.ModelRef
+    alias: str
+    reason: str
+    evidence_ids: _containers.RepeatedScalarFieldContainer[str]
+    details_json: str
+    prev_hash: str
+    hash: str
+    def __init__(self, event_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[_Union[_common_pb2.Actor, _Mapping]] = ..., action: _Optional[str] = ..., use_case: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., alias: _Optional[str] = ..., reason: _Optional[str] = ..., evidence_ids: _Optional[_Iterable[str]] = ..., details_json: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class RegisterModelVersionRequest(_message.Message):
+    __slots__ = ("use_case", "model_name", "run_id", "training_request_id", "artifact_uri", "artifact_sha256", "reference_profile_uri", "datasets", "features", "metrics", "code_version", "params", "labels", "idempotency_key")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PROFILE_URI_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model_name: str
+    run_id: str
+    training_request_id: str
+    artifact_uri: str
+    artifact_sha256: str
+    reference_profile_uri: str
+    datasets: _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetRef]
+    features: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureRef]
+    metrics: _containers.RepeatedCompositeFieldContainer[_common_pb2.Metric]
+    code_version: str
+    params: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    idempotency_key: str
+    def __init__(self, use_case: _Optional[str] = ..., model_name: _Optional[str] = ..., run_id: _Optional[str] = ..., training_request_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., reference_profile_uri: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.Metric, _Mapping]]] = ..., code_version: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class RegisterModelVersionResponse(_message.Message):
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
+class GetModelVersionRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ModelRef
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class GetModelVersionResponse(_message.Message):
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
+class ListModelVersionsRequest(_message.Message):
+    __slots__ = ("use_case", "model_name", "status", "page_size", "page_token")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model_name: str
+    status: ModelVersionStatus
+    page_size: int
+    page_token: str
+    def __init__(self, use_case: _Optional[str] = ..., model_name: _Optional[str] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListModelVersionsResponse(_message.Message):
+    __slots__ = ("model_versions", "next_page_token")
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    model_versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    next_page_token: str
+    def __init__(self, model_versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetAliasRequest(_message.Message):
+    __slots__ = ("use_case", "model_name", "alias", "version", "reason", "evidence_ids", "expected_version")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model_name: str
+    alias: str
+    version: int
+    reason: str
+    evidence_ids: _containers.RepeatedScalarFieldContainer[str]
+    expected_version: int
+    def __init__(self, use_case: _Optional[str] = ..., model_name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ..., reason: _Optional[str] = ..., evidence_ids: _Optional[_Iterable[str]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class SetAliasResponse(_message.Message):
+    __slots__ = ("alias", "previous_version", "audit_event_id")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    alias: ModelAlias
+    previous_version: int
+    audit_event_id: str
+    def __init__(self, alias: _Optional[_Union[ModelAlias, _Mapping]] = ..., previous_version: _Optional[int] = ..., audit_event_id: _Optional[str] = ...) -> None: ...
+
+class GetAliasRequest(_message.Message):
+    __slots__ = ("use_case", "model_name", "alias")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model_name: str
+    alias: str
+    def __init__(self, use_case: _Optional[str] = ..., model_name: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class GetAliasResponse(_message.Message):
+    __slots__ = ("alias", "model_version")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    alias: ModelAlias
+    model_version: ModelVersion
+    def __init__(self, alias: _Optional[_Union[ModelAlias, _Mapping]] = ..., model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
+class ApproveModelVersionRequest(_message.Message):
+    __slots__ = ("ref", "decision", "comment", "evidence_ids")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ModelRef
+    decision: ApprovalDecision
+    comment: str
+    evidence_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., comment: _Optional[str] = ..., evidence_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ApproveModelVersionResponse(_message.Message):
+    __slots__ = ("model_version", "audit_event_id")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    audit_event_id: str
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., audit_event_id: _Optional[str] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("use_case", "model_name", "alias", "to_version", "reason", "evidence_ids")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model_name: str
+    alias: str
+    to_version: int
+    reason: str
+    evidence_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, use_case: _Optional[str] = ..., model_name: _Optional[str] = ..., alias: _Optional[str] = ..., to_version: _Optional[int] = ..., reason: _Optional[str] = ..., evidence_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("alias", "previous_version", "audit_event_id")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    alias: ModelAlias
+    previous_version: int
+    audit_event_id: str
+    def __init__(self, alias: _Optional[_Union[ModelAlias, _Mapping]] = ..., previous_version: _Optional[int] = ..., audit_event_id: _Optional[str] = ...) -> None: ...
+
+class GetLineageRequest(_message.Message):
+    __slots__ = ("model", "prediction_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    model: _common_pb2.ModelRef
+    prediction_id: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., prediction_id: _Optional[str] = ...) -> None: ...
+
+class GetLineageResponse(_message.Message):
+    __slots__ = ("model_version", "prediction_id", "predicted_at", "audit_events")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    prediction_id: str
+    predicted_at: _timestamp_pb2.Timestamp
+    audit_events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., prediction_id: _Optional[str] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audit_events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("use_case", "model", "after_sequence", "page_size", "page_token")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    model: _common_pb2.ModelRef
+    after_sequence: int
+    page_size: int
+    page_token: str
+    def __init__(self, use_case: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., after_sequence: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ("audit_events", "next_page_token")
+    AUDIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    audit_events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, audit_events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class VerifyAuditChainRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditChainResponse(_message.Message):
+    __slots__ = ("valid", "events_checked", "first_invalid_sequence", "message", "head_hash")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_INVALID_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    events_checked: int
+    first_invalid_sequence: int
+    message: str
+    head_hash: str
+    def __init__(self, valid: _Optional[bool] = ..., events_checked: _Optional[int] = ..., first_invalid_sequence: _Optional[int] = ..., message: _Optional[str] = ..., head_hash: _Optional[str] = ...) -> None: ...
+
+class ExportModelVersionRequest(_message.Message):
+    __slots__ = ("ref", "destination_uri")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_URI_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ModelRef
+    destination_uri: str
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., destination_uri: _Optional[str] = ...) -> None: ...
+
+class ExportModelVersionResponse(_message.Message):
+    __slots__ = ("uri", "sha256", "model_version")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    sha256: str
+    model_version: ModelVersion
+    def __init__(self, uri: _Optional[str] = ..., sha256: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The seven AI Factory services, one package and one process each."""

@@ -1,0 +1,1 @@
+"""Evaluator service: gates candidate models against the champion."""

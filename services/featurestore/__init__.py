@@ -1,0 +1,1 @@
+"""FeatureStore service: computes features from records and serves them online and as training sets (Feast)."""

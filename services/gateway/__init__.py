@@ -1,0 +1,1 @@
+"""Gateway service: serves predictions through Triton and logs them."""

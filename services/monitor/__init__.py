@@ -1,0 +1,1 @@
+"""Monitor service: detects drift and quality loss from predictions and feedback."""

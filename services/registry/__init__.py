@@ -1,0 +1,1 @@
+"""Registry service: holds model versions, aliases, lineage and the audit log."""

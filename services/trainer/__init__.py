@@ -1,0 +1,1 @@
+"""Trainer service: trains PyTorch models on training requests and drift events."""

@@ -1,0 +1,188 @@
+"""The event bus on the real broker: headers, commit-after-effect, dead letters, retries."""
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from google.protobuf.message import Message
+from opentelemetry import trace
+
+from aifactory.common.v1 import common_pb2
+from aifactory.trainer.v1 import events_pb2 as trainer_events
+from libs.bus import DeadLetters, Event, EventConsumer, EventPublisher
+from libs.bus import headers as h
+from libs.errors import Unavailable
+from libs.telemetry import setup_telemetry
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+TRACEPARENT = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+def training_request(use_case: str = "loan") -> trainer_events.TrainingRequested:
+    return trainer_events.TrainingRequested(
+        request_id=uuid.uuid4().hex, use_case=use_case,
+        reason=trainer_events.TRAINING_REASON_MANUAL, seed=7,
+        requested_by=common_pb2.Actor(subject="alice", roles=["ml-engineer"]))
+
+
+async def consume_until(consumer: EventConsumer, done: Callable[[], bool], timeout: float = 30) -> None:
+    """Run ``consumer`` until ``done()`` holds, then stop it (which commits)."""
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.05)
+    finally:
+        await consumer.stop()
+        await task
+
+
+async def read_all(bootstrap: str, topic: str, n: int, timeout: float = 20) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    records: list = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(records) < n:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+@pytest.fixture
+async def publisher(kafka) -> EventPublisher:  # type: ignore[no-untyped-def]
+    async with EventPublisher(kafka.bootstrap_servers, producer="test-producer") as pub:
+        yield pub
+
+
+def make_consumer(kafka, publisher: EventPublisher, topic: str, dlq: str, group: str,  # type: ignore[no-untyped-def]
+                  handler: Callable[[Event[Message]], Awaitable[None]]) -> EventConsumer:
+    return EventConsumer(kafka.bootstrap_servers, group, {topic: [trainer_events.TrainingRequested]},
+                         handler, DeadLetters(publisher, dlq), retry_backoff_s=0.05)
+
+
+async def test_published_event_is_consumed_with_all_headers(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
+    setup_telemetry("test")
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    sent = training_request()
+    with trace.get_tracer("test").start_as_current_span("caller") as span:
+        meta = await publisher.publish(topic, sent, use_case="loan", key="loan")
+        trace_id = span.get_span_context().trace_id
+
+    got: list[Event[Message]] = []
+
+    async def handle(event: Event[Message]) -> None:
+        got.append(event)
+
+    await consume_until(make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle),
+                        lambda: len(got) == 1)
+    event = got[0]
+    assert event.payload == sent
+    assert event.key == b"loan"
+    assert event.meta.event_id == meta.event_id and len(meta.event_id) == 32
+    assert event.meta.event_type == "aifactory.trainer.v1.TrainingRequested"
+    assert event.meta.schema_version == "v1"
+    assert (event.meta.use_case, event.meta.producer) == ("loan", "test-producer")
+    assert event.meta.produced_at_ms > 0
+    assert event.meta.traceparent is not None
+    assert f"{trace_id:032x}" in event.meta.traceparent
+    assert re.match(TRACEPARENT, event.meta.traceparent)
+
+
+async def test_consumer_killed_before_commit_sees_event_again(kafka, publisher, new_topic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    group = "g-" + topic
+    meta = await publisher.publish(topic, training_request(), use_case="loan")
+    seen = tmp_path / "seen.txt"
+    # A separate process applies the effect, then dies (os._exit) before it can commit.
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("crashing_consumer.py")),
+         kafka.bootstrap_servers, topic, dlq, group, str(seen)],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 17, proc.stderr
+    assert seen.read_text().split() == [meta.event_id]
+
+    again: list[str] = []
+
+    async def handle(event: Event[Message]) -> None:
+        again.append(event.meta.event_id)
+
+    await consume_until(make_consumer(kafka, publisher, topic, dlq, group, handle),
+                        lambda: len(again) == 1)
+    assert again == [meta.event_id]
+
+    # ... and once that consumer has committed, the group does not see it a third time.
+    late: list[str] = []
+
+    async def handle_late(event: Event[Message]) -> None:
+        late.append(event.meta.event_id)
+
+    marker = await publisher.publish(topic, training_request(), use_case="loan")
+    await consume_until(make_consumer(kafka, publisher, topic, dlq, group, handle_late),
+                        lambda: len(late) >= 1)
+    assert late == [marker.event_id]
+
+
+async def test_bad_events_are_dead_lettered_with_reason_and_consumer_goes_on(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    await publisher.send_raw(topic, b"\x00garbage", headers=[])  # no headers at all
+    wrong_type = common_pb2.ModelRef(use_case="loan", model_name="m", version=1)
+    await publisher.publish(topic, wrong_type, use_case="loan")
+    await publisher.send_raw(topic, b"\xff\xff\xff", headers=[
+        (h.EVENT_ID, b"x1"), (h.EVENT_TYPE, b"aifactory.trainer.v1.TrainingRequested")])
+    boom = training_request("explodes")
+    await publisher.publish(topic, boom, use_case="explodes")
+    good = await publisher.publish(topic, training_request(), use_case="loan")
+
+    handled: list[str] = []
+
+    async def handle(event: Event[Message]) -> None:
+        if event.meta.use_case == "explodes":
+            raise ValueError("cannot handle use case 'explodes'")
+        handled.append(event.meta.event_id)
+
+    await consume_until(make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle),
+                        lambda: len(handled) == 1)
+    assert handled == [good.event_id]
+
+    dead = await read_all(kafka.bootstrap_servers, dlq, 4)
+    reasons = [dict(r.headers)[h.DLQ_REASON].decode() for r in dead]
+    assert reasons[0] == "missing header aif-event-id"
+    assert "not accepted on" in reasons[1] and "aifactory.common.v1.ModelRef" in reasons[1]
+    assert reasons[2].startswith("payload is not a valid aifactory.trainer.v1.TrainingRequested")
+    assert reasons[3] == "cannot handle use case 'explodes'"
+    assert dict(dead[3].headers)[h.DLQ_ERROR] == b"ValueError"
+    assert dead[0].value == b"\x00garbage"  # the original bytes, for replay
+    assert [dict(r.headers)[h.DLQ_SOURCE].decode() for r in dead] == [f"{topic}/0/{i}" for i in range(4)]
+
+
+async def test_unavailable_dependency_is_retried_not_dead_lettered(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    meta = await publisher.publish(topic, training_request(), use_case="loan")
+    attempts: list[str] = []
+    done: list[str] = []
+
+    async def handle(event: Event[Message]) -> None:
+        attempts.append(event.meta.event_id)
+        if len(attempts) < 3:
+            raise Unavailable("registry is down")
+        done.append(event.meta.event_id)
+
+    await consume_until(make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle),
+                        lambda: len(done) == 1)
+    assert attempts == [meta.event_id] * 3 and done == [meta.event_id]
+    with pytest.raises(TimeoutError):
+        await read_all(kafka.bootstrap_servers, dlq, 1, timeout=2)

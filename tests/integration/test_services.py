@@ -1,0 +1,100 @@
+"""The seven services as separate OS processes: healthy, honest about what is unbuilt, clean stop."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import symbol_database
+
+from libs.rpc.healthcheck import check
+from libs.stack import SERVICES, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+# Away from the defaults, so the test runs beside a `make demo`.
+PORT_OFFSET = 1000
+
+
+@pytest.fixture(scope="module")
+def stack(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    stack = Stack(tmp_path_factory.mktemp("services"), port_offset=PORT_OFFSET,
+                  env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers})
+    stack.start(timeout=90)
+    yield stack
+    stack.stop()
+
+
+def test_each_service_is_its_own_healthy_process(stack: Stack) -> None:
+    pids = {svc.process.pid for svc in stack.running.values()}
+    assert len(pids) == len(SERVICES) == 7
+    for name, svc in stack.running.items():
+        module = importlib.import_module(f"services.{name}.app")
+        assert check(svc.target), name
+        assert check(svc.target, module.SERVICE_NAME), name
+
+
+def test_metrics_endpoint_per_service_counts_requests(stack: Stack) -> None:
+    for name, svc in stack.running.items():
+        full_name = importlib.import_module(f"services.{name}.app").SERVICE_NAME
+        method = symbol_database.Default().pool.FindServiceByName(full_name).methods[0]
+        with grpc.insecure_channel(svc.target) as channel, pytest.raises(grpc.RpcError):
+            call = channel.stream_unary if method.client_streaming else channel.unary_unary
+            call(f"/{full_name}/{method.name}")(iter([b""]) if method.client_streaming else b"", timeout=5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+        assert r.status == 200
+        line = next(x for x in body.splitlines()
+                    if x.startswith("rpc_server_requests") and f"/{method.name}" in x)
+        assert 'rpc_grpc_status_code="UNIMPLEMENTED"' in line and float(line.split()[-1]) >= 1, line
+
+
+def test_unbuilt_methods_say_unimplemented(stack: Stack) -> None:
+    """No RPC pretends to work: every method of every service answers UNIMPLEMENTED."""
+    pool = symbol_database.Default().pool
+    calls = 0
+    for name, svc in stack.running.items():
+        full_name = importlib.import_module(f"services.{name}.app").SERVICE_NAME
+        descriptor = pool.FindServiceByName(full_name)
+        with grpc.insecure_channel(svc.target) as channel:
+            for method in descriptor.methods:
+                request_cls = symbol_database.Default().GetSymbol(method.input_type.full_name)
+                path = f"/{full_name}/{method.name}"
+                if method.client_streaming:
+                    call = channel.stream_unary(path, request_serializer=request_cls.SerializeToString)
+                    args = iter([request_cls()])
+                else:
+                    call = channel.unary_unary(path, request_serializer=request_cls.SerializeToString)
+                    args = request_cls()
+                with pytest.raises(grpc.RpcError) as info:
+                    call(args, timeout=5)
+                assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, path
+                calls += 1
+    assert calls >= 25
+
+
+def test_sigterm_stops_every_service_cleanly(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stack = Stack(tmp_path, port_offset=PORT_OFFSET + 100,
+                  env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers})
+    stack.start(timeout=90)
+    started = time.monotonic()
+    codes = stack.stop(timeout=20)
+    assert codes == dict.fromkeys(SERVICES, 0)
+    assert time.monotonic() - started < 15
+    for name in SERVICES:
+        assert "stopped" in (tmp_path / f"{name}.log").read_text(), name
+
+
+def test_bad_setting_stops_the_service_at_start_naming_the_variable() -> None:
+    env = {**os.environ, "AIF_GATEWAY_GRPC_PROT": "1"}
+    proc = subprocess.run([sys.executable, "-m", "services.gateway"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown setting(s) AIF_GATEWAY_GRPC_PROT" in proc.stderr
