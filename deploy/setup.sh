@@ -22,5 +22,8 @@ fi
 # process (tests, services, Triton's python stub) imports them the same way.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$PWD" "$PWD/proto" > "$site/aifactory.pth"
+# The `aif` command line.
+printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m libs.cli "$@"\n' "$PWD" > .venv/bin/aif
+chmod +x .venv/bin/aif
 
 .venv/bin/python -m libs.infra install "$@"

@@ -33,8 +33,8 @@ def _infrastructure() -> Iterator[dict[str, str]]:
             handle = ensure()
             handles.append(handle)
             how = "started" if handle.started else "reused"
-            _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.endpoint})")
-        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].endpoint}
+            _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.component.endpoint()})")
+        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint()}
     finally:
         for handle in reversed(handles):
             handle.stop()
