@@ -12,10 +12,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 if [ ! -f .venv/.requirements.sha ] || ! sha256sum -c --status .venv/.requirements.sha 2>/dev/null; then
-  echo "==> installing Python requirements"
+  echo "==> installing Python requirements (torch is a large download the first time)"
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
-  sha256sum requirements.txt > .venv/.requirements.sha
+  .venv/bin/pip install --disable-pip-version-check -r requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-triton.txt
+  sha256sum requirements.txt requirements-triton.txt > .venv/.requirements.sha
 fi
 # The repository root holds the `libs` and `services` packages and proto/ holds the
 # generated `aifactory` contracts: put both on the venv's path once, so every
