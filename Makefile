@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto proto-check lint check test test-unit test-integration demo bench \
+.PHONY: help setup proto proto-check lint check test test-unit test-integration test-security demo bench \
         infra-up infra-down infra-status services-up clean
 
 help: ## list the targets
@@ -36,6 +36,10 @@ test-unit: setup ## fast tests, no infrastructure
 
 test-integration: setup ## tests against the real broker, databases and Triton
 	@$(PY) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+test-security: setup ## identity and access suites (permission walk, tokens, mTLS, secure Kafka, log hygiene); ends with their sizes
+	@rm -f build/test-security/sizes.txt; $(PY) -m pytest tests/security $(PYTEST_ARGS); rc=$$?; \
+	  cat build/test-security/sizes.txt 2>/dev/null || echo "security: no suite ran"; exit $$rc
 
 demo: setup ## the factory's main job end to end on embedded defaults
 	@$(PY) -m libs.cli demo

@@ -13,5 +13,7 @@ from libs.bus.consumer import Event, EventConsumer
 from libs.bus.deadletter import DeadLetters
 from libs.bus.headers import EventMeta
 from libs.bus.producer import EventPublisher, Outgoing
+from libs.bus.security import KafkaSecurity
 
-__all__ = ["DeadLetters", "Event", "EventConsumer", "EventMeta", "EventPublisher", "Outgoing", "topics"]
+__all__ = ["DeadLetters", "Event", "EventConsumer", "EventMeta", "EventPublisher", "KafkaSecurity", "Outgoing",
+           "topics"]

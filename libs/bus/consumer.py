@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from libs.bus.deadletter import DeadLetters
 from libs.bus.headers import EventMeta
+from libs.bus.security import KafkaSecurity
 from libs.bus.types import event_type_of, message_class
 from libs.errors import Unavailable
 from libs.telemetry import context_from_headers
@@ -73,6 +74,11 @@ class EventConsumer:
         max_batch: int = 500,
         retry_backoff_s: float = 0.5,
         auto_offset_reset: str = "earliest",
+        security: KafkaSecurity | None = None,
+        # read_committed: events of a producer's open or aborted transaction are never seen
+        # (ingestion publishes records transactionally); the same as read_uncommitted for
+        # producers without transactions.
+        isolation_level: str = "read_committed",
     ) -> None:
         self.group_id = group_id
         self._allowed = {t: {event_type_of(c) for c in classes} for t, classes in topics.items()}
@@ -87,6 +93,8 @@ class EventConsumer:
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,
+            isolation_level=isolation_level,
+            **(security.client_kwargs() if security else {}),
         )
 
     async def stop(self) -> None:

@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from libs.bus.headers import EventMeta
+from libs.bus.security import KafkaSecurity
 from libs.bus.types import event_type_of, schema_version_of
 from libs.telemetry import headers_with_context
 
@@ -36,7 +37,8 @@ class EventPublisher:
     consumer may commit its input after publishing its output.
     """
 
-    def __init__(self, bootstrap_servers: str, producer: str, *, linger_ms: int = 0) -> None:
+    def __init__(self, bootstrap_servers: str, producer: str, *, linger_ms: int = 0,
+                 security: KafkaSecurity | None = None) -> None:
         self.producer_name = producer
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
@@ -44,6 +46,7 @@ class EventPublisher:
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,
+            **(security.client_kwargs() if security else {}),
         )
 
     async def start(self) -> None:

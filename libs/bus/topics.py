@@ -12,6 +12,8 @@ MODEL_PROMOTED = "aif.model.promoted"
 DRIFT_DETECTED = "aif.drift.detected"
 PREDICTIONS = "aif.predictions"
 FEEDBACK = "aif.feedback"
+# monitor → registry: aifactory.monitor.v1.RollbackRequested
+ROLLBACK_REQUESTED = "aif.rollback.requested"
 
 
 def raw(use_case: str) -> str:

@@ -3,13 +3,17 @@
     aif demo      start the infrastructure and the seven services, check them, stop them
     aif up        start the infrastructure and the seven services; Ctrl-C stops them
     aif usecase   scaffold (new NAME) or validate (validate FILE...) use-case specs
+    aif token     development tokens (keygen, issue, revoke) and mTLS certificates (certs)
+    aif audit     verify (exit 1 naming a tampered entry) or list the registry's audit log
+    aif train     request a training (USE_CASE [--seed N] [--wait]: progress bar until it ends)
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from libs.cli import demo, usecase
+from libs.cli import demo, token, train, usecase
+from services.registry import cli as registry_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,11 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="run the factory's main job end to end on embedded defaults")
     sub.add_parser("up", help="run infrastructure and services in the foreground until Ctrl-C")
     usecase.add_parser(sub)
+    token.add_parser(sub)
+    registry_cli.add_audit_parser(sub)
+    train.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo.run()
     if args.command == "usecase":
         return usecase.run(args)
+    if args.command == "token":
+        return token.run(args)
+    if args.command == "audit":
+        return registry_cli.run_audit(args)
+    if args.command == "train":
+        return train.run(args)
     return demo.up()
 
 

@@ -41,11 +41,23 @@ class FailedPrecondition(AifError):
 
 
 class Unauthenticated(AifError):
+    """No valid credentials. ``reason`` is a short code for logs and metrics, never for the caller."""
+
     code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, message: str, *, reason: str = "unauthenticated") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PermissionDenied(AifError):
+    """Valid credentials, not allowed. ``reason`` as for :class:`Unauthenticated`."""
+
     code = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, message: str, *, reason: str = "forbidden") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Unavailable(AifError):

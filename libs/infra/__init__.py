@@ -8,7 +8,8 @@ Each runs as a background daemon (own session) with its pid file, log and data u
 Command line::
 
     python -m libs.infra install                 # apt packages, Kafka jars, Triton backend
-    python -m libs.infra up [kafka postgres redis triton]   # default: all
+    python -m libs.infra up [kafka postgres redis triton]   # default: these four
+    python -m libs.infra up kafka-secure         # the secure Kafka profile (SASL/SCRAM + ACLs)
     python -m libs.infra status
     python -m libs.infra down [...]              # stops only what libs.infra started
 
@@ -17,6 +18,8 @@ Python API (pytest fixtures, demo)::
     from libs.infra import ensure_kafka, ensure_postgres, ensure_redis, ensure_triton
 
     kafka = ensure_kafka()          # KafkaHandle(bootstrap_servers="127.0.0.1:9092", started=...)
+    secure = ensure_kafka_secure()  # KafkaSecureHandle(bootstrap_servers="127.0.0.1:9094", ...);
+                                    # secure.security("trainer") -> aiokafka SASL keyword arguments
     pg = ensure_postgres()          # PostgresHandle(dsn="postgresql://aifactory:aifactory@127.0.0.1:5432/aifactory")
     rd = ensure_redis()             # RedisHandle(url="redis://127.0.0.1:6379/0")
     tr = ensure_triton()            # TritonHandle(grpc_url="127.0.0.1:8001", http_url="127.0.0.1:8000",
@@ -40,7 +43,9 @@ repository, for loading with the explicit repository API.
 
 Environment (defaults in brackets), read by :meth:`InfraConfig.from_env`:
 ``AIF_INFRA_DIR`` [<repo>/build/infra], ``AIF_INFRA_HOST`` [127.0.0.1],
-``AIF_KAFKA_PORT`` [9092], ``AIF_KAFKA_CONTROLLER_PORT`` [9093], ``AIF_PG_PORT`` [5432],
+``AIF_KAFKA_PORT`` [9092], ``AIF_KAFKA_CONTROLLER_PORT`` [9093], ``AIF_KAFKA_SECURE_PORT``
+[9094], ``AIF_KAFKA_SECURE_CONTROLLER_PORT`` [9095], ``AIF_KAFKA_SECURE_USE_CASES`` [the shipped use cases],
+``AIF_PG_PORT`` [5432],
 ``AIF_REDIS_PORT`` [6379], ``AIF_TRITON_HTTP_PORT`` [8000], ``AIF_TRITON_GRPC_PORT``
 [8001], ``AIF_TRITON_METRICS_PORT`` [8002], ``AIF_TRITON_MODEL_REPO``
 [<infra dir>/triton/model_repository].
@@ -52,6 +57,7 @@ from ._component import Component, Handle
 from ._proc import InfraError
 from .config import InfraConfig
 from .kafka import Kafka, KafkaHandle, ensure_kafka
+from .kafka_secure import KafkaSecure, KafkaSecureHandle, ensure_kafka_secure
 from .postgres import Postgres, PostgresHandle, ensure_postgres
 from .redis import Redis, RedisHandle, ensure_redis
 from .triton import Triton, TritonHandle, ensure_triton
@@ -61,19 +67,25 @@ COMPONENTS: dict[str, type[Component]] = {
     "postgres": Postgres,
     "redis": Redis,
     "triton": Triton,
+    "kafka-secure": KafkaSecure,
 }
+# What `up` and `install` mean without names; the secure profile only when asked for.
+DEFAULT_COMPONENTS = ("kafka", "postgres", "redis", "triton")
 
 __all__ = [
     "COMPONENTS",
     "Component",
     "Handle",
     "InfraConfig",
+    "DEFAULT_COMPONENTS",
     "InfraError",
     "KafkaHandle",
+    "KafkaSecureHandle",
     "PostgresHandle",
     "RedisHandle",
     "TritonHandle",
     "ensure_kafka",
+    "ensure_kafka_secure",
     "ensure_postgres",
     "ensure_redis",
     "ensure_triton",

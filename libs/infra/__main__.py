@@ -7,7 +7,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import COMPONENTS, InfraConfig, InfraError
+from . import COMPONENTS, DEFAULT_COMPONENTS, InfraConfig, InfraError
 from .install import install
 
 
@@ -54,13 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m libs.infra", description=__doc__)
     parser.add_argument("command", choices=["install", "up", "down", "status"])
     parser.add_argument(
-        "components", nargs="*", metavar="component", help=f"any of {', '.join(COMPONENTS)} (default: all)"
+        "components", nargs="*", metavar="component",
+        help=f"any of {', '.join(COMPONENTS)} (default: {', '.join(DEFAULT_COMPONENTS)}; "
+             "down and status: all)"
     )
     args = parser.parse_args(argv)
     unknown = [n for n in args.components if n not in COMPONENTS]
     if unknown:
         parser.error(f"unknown component {', '.join(unknown)} (choose from {', '.join(COMPONENTS)})")
-    names = args.components or list(COMPONENTS)
+    everything = list(COMPONENTS) if args.command in ("down", "status") else list(DEFAULT_COMPONENTS)
+    names = args.components or everything
     config = InfraConfig.from_env()
     try:
         if args.command == "install":

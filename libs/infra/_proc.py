@@ -247,12 +247,17 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return box["value"]
 
 
-def run_quiet(argv: Sequence[str], component: str, log_file: Path, **kwargs: Any) -> None:
-    """Runs a one-shot command, output appended to log_file; InfraError when it fails."""
+def run_quiet(argv: Sequence[str], component: str, log_file: Path, *,
+              shown: Sequence[str] | None = None, **kwargs: Any) -> None:
+    """Runs a one-shot command, output appended to log_file; InfraError when it fails.
+
+    ``shown`` is the command line to log and quote instead of argv (argv holding secrets).
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    shown = argv if shown is None else shown
     with log_file.open("ab") as log:
         start = log.tell()
-        log.write(f"\n=== {time.strftime('%F %T')} {' '.join(argv)}\n".encode())
+        log.write(f"\n=== {time.strftime('%F %T')} {' '.join(shown)}\n".encode())
         log.flush()
         user = kwargs.pop("user", None)
         rc = subprocess.run(
@@ -265,4 +270,4 @@ def run_quiet(argv: Sequence[str], component: str, log_file: Path, **kwargs: Any
             **kwargs,
         ).returncode
     if rc != 0:
-        raise InfraError(component, f"{argv[0]} exited {rc}:\n{log_tail(log_file, start)}", log_file)
+        raise InfraError(component, f"{shown[0]} exited {rc}:\n{log_tail(log_file, start)}", log_file)

@@ -28,12 +28,18 @@ class InfraConfig:
     host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # The secure profile (SASL/SCRAM + ACLs) beside the open broker.
+    kafka_secure_port: int = 9094
+    kafka_secure_controller_port: int = 9095
     pg_port: int = 5432
     redis_port: int = 6379
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_model_repo: Path | None = None  # None: <infra_dir>/triton/model_repository
+    # Where `install` puts what is installed once (Kafka jars, Triton's python backend);
+    # None: infra_dir. A throwaway infra_dir (demo, tests) shares the installed ones.
+    tools_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InfraConfig:
@@ -46,6 +52,8 @@ class InfraConfig:
             host=env.get("AIF_INFRA_HOST") or "127.0.0.1",
             kafka_port=_int(env, "AIF_KAFKA_PORT", 9092),
             kafka_controller_port=_int(env, "AIF_KAFKA_CONTROLLER_PORT", 9093),
+            kafka_secure_port=_int(env, "AIF_KAFKA_SECURE_PORT", 9094),
+            kafka_secure_controller_port=_int(env, "AIF_KAFKA_SECURE_CONTROLLER_PORT", 9095),
             pg_port=_int(env, "AIF_PG_PORT", 5432),
             redis_port=_int(env, "AIF_REDIS_PORT", 6379),
             triton_http_port=_int(env, "AIF_TRITON_HTTP_PORT", 8000),
@@ -57,6 +65,10 @@ class InfraConfig:
     def dir(self, component: str) -> Path:
         """The working folder of one component (pid file, logs, data)."""
         return self.infra_dir / component
+
+    def tools(self, component: str) -> Path:
+        """The folder of what ``install`` installed for one component."""
+        return (self.tools_dir or self.infra_dir) / component
 
     @property
     def model_repository(self) -> Path:

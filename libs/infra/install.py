@@ -22,6 +22,7 @@ APT: dict[str, list[tuple[str, str]]] = {
     "postgres": [("postgres", "postgresql")],
     "redis": [("redis-server", "redis-server")],
     "triton": [],
+    "kafka-secure": [("java", "openjdk-17-jre-headless"), ("mvn", "maven")],
 }
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
@@ -83,7 +84,7 @@ def install(config: InfraConfig, components: Iterable[str], echo: Callable[[str]
         apt_install(pkgs, echo)
     else:
         echo("==> Debian packages: present")
-    if "kafka" in components:
+    if {"kafka", "kafka-secure"} & set(components):
         echo(
             "==> Kafka jars: fetching with Maven (first time ~1 min)..."
             if not any(kafka.libs_dir(config).glob("kafka_2.13-*.jar"))

@@ -11,6 +11,7 @@ import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._component import Component, Handle
 from ._proc import ASYNC_THREAD, InfraError, NotReady, port_open, run_async, run_quiet
@@ -33,7 +34,7 @@ WARMUP_GROUP = "aif-infra-warmup"
 
 
 def libs_dir(config: InfraConfig) -> Path:
-    return config.dir("kafka") / "libs"
+    return config.tools("kafka") / "libs"
 
 
 def install(config: InfraConfig) -> bool:
@@ -71,8 +72,12 @@ def new_cluster_id() -> str:
 
 
 class Kafka(Component):
+    """The open local broker (PLAINTEXT). :class:`~libs.infra.kafka_secure.KafkaSecure`
+    reuses it with another template, extra format arguments and client security."""
+
     name = "kafka"
     default_timeout = 90.0  # cold JVM start plus group coordinator warm-up on 2 cores
+    template = TEMPLATE
 
     @property
     def port(self) -> int:
@@ -97,14 +102,21 @@ class Kafka(Component):
             raise InfraError("kafka", f"no jars in {libs}: run `python -m libs.infra install`")
         return [java, *JVM_OPTS, "-cp", f"{libs}/*", f"-Dlog4j.configuration=file:{LOG4J}"]
 
-    def _write_properties(self) -> Path:
+    def _properties_values(self) -> dict[str, Any]:
         cfg = self.config
-        text = string.Template(TEMPLATE.read_text()).substitute(
-            HOST=cfg.host,
-            PORT=cfg.kafka_port,
-            CONTROLLER_PORT=cfg.kafka_controller_port,
-            LOG_DIRS=self.data_dir,
-        )
+        return {"HOST": cfg.host, "PORT": self.port, "CONTROLLER_PORT": self.other_ports[0],
+                "LOG_DIRS": self.data_dir}
+
+    def _format_args(self) -> list[str]:
+        """Extra ``kafka-storage format`` arguments (the secure profile adds SCRAM users)."""
+        return []
+
+    def client_security(self) -> dict[str, Any]:
+        """aiokafka keyword arguments a client needs to talk to this broker as admin."""
+        return {}
+
+    def _write_properties(self) -> Path:
+        text = string.Template(self.template.read_text()).substitute(self._properties_values())
         path = self.dir / "server.properties"
         path.write_text(text)
         return path
@@ -115,27 +127,19 @@ class Kafka(Component):
         props = self._write_properties()
         if not (self.data_dir / "meta.properties").exists():
             # KRaft storage is formatted once; later starts keep topics and offsets.
-            run_quiet(
-                [
-                    *java,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    new_cluster_id(),
-                    "-c",
-                    str(props),
-                    "--ignore-formatted",
-                ],
-                self.name,
-                self.daemon.log_file,
-            )
+            argv = [*java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
+                    "-c", str(props), "--ignore-formatted"]
+            extra = self._format_args()
+            # Extra arguments may hold passwords: the log shows how many, not what.
+            shown = [*argv, f"<{len(extra)} more arguments>"] if extra else None
+            run_quiet([*argv, *extra], self.name, self.daemon.log_file, shown=shown)
         return self.daemon.spawn([*java, "kafka.Kafka", str(props)], cwd=self.dir)
 
     def probe(self) -> None:
         if not port_open(self.config.host, self.port):
             raise NotReady(f"nothing listens on {self.endpoint()} yet")
         _quiet_aiokafka()
-        run_async(lambda: _probe(self.endpoint()))
+        run_async(lambda: _probe(self.endpoint(), self.client_security()))
 
 
 class _NotFromProbe(logging.Filter):
@@ -159,17 +163,18 @@ def _quiet_aiokafka() -> None:
                 logger.addFilter(_NotFromProbe())
 
 
-async def _probe(bootstrap: str) -> None:
-    """Ready = metadata lists a broker and the group coordinator answers.
+async def _probe(bootstrap: str, security: dict[str, Any] | None = None) -> None:
+    """Ready = metadata lists a broker and the group coordinator answers."""
+    await metadata_ready(bootstrap, security)
+    await warm_up(bootstrap, security)
 
-    The coordinator warm-up (an offset commit for one group) creates and loads
-    __consumer_offsets, so the first real consumer group does not wait for it.
-    """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+async def metadata_ready(bootstrap: str, security: dict[str, Any] | None = None) -> None:
+    """NotReady until the broker answers a metadata request listing itself."""
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **(security or {}))
     try:
         await client.bootstrap()
         if not client.cluster.brokers():
@@ -179,12 +184,20 @@ async def _probe(bootstrap: str) -> None:
     finally:
         await client.close()
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+
+async def warm_up(bootstrap: str, security: dict[str, Any] | None = None) -> None:
+    """The coordinator warm-up (an offset commit for one group) creates and loads
+    __consumer_offsets, so the first real consumer group does not wait for it."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=10000, **(security or {}))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=WARMUP_GROUP,
         enable_auto_commit=False,
         request_timeout_ms=10000,
+        **(security or {}),
     )
 
     async def warm() -> None:

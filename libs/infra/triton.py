@@ -33,7 +33,7 @@ def server_binary() -> Path:
 
 
 def backends_dir(config: InfraConfig) -> Path:
-    return config.dir("triton") / "backends"
+    return config.tools("triton") / "backends"
 
 
 def install(config: InfraConfig) -> bool:

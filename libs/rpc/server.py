@@ -4,6 +4,11 @@
 server reflection and the shared interceptor; ``serve`` runs it until SIGTERM or
 SIGINT, then marks health NOT_SERVING and drains in-flight requests for
 ``drain_seconds`` before stopping.
+
+Who may call is decided by a :class:`ServerSecurity` (``libs.auth.server_security``
+builds it from settings): the authenticator and authorizer the interceptor runs, and
+optionally TLS, with client certificates required when a client CA is given (mutual
+TLS between services).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from libs.errors import ConfigError
-from libs.rpc.auth import AllowAll, Authenticator
+from libs.rpc.auth import AllowAll, Authenticator, ServerSecurity
 from libs.rpc.interceptor import ServerInterceptor
 from libs.telemetry import Telemetry
 
@@ -34,13 +39,21 @@ class RpcServer:
         address: str,
         telemetry: Telemetry,
         *,
+        security: ServerSecurity | None = None,
         authenticator: Authenticator | None = None,
         drain_seconds: float = 5.0,
     ) -> None:
+        """``authenticator`` alone (no authorizer, no TLS) is a shortcut for tests; services
+        pass ``security``."""
+        if security is None:
+            security = ServerSecurity(authenticator=authenticator or AllowAll())
+        elif authenticator is not None:
+            raise ValueError("pass either security or authenticator, not both")
         self._address = address
         self._drain = drain_seconds
+        self._tls = security.tls
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(telemetry, authenticator or AllowAll())],
+            interceptors=[ServerInterceptor(telemetry, security.authenticator, security.authorizer)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -64,14 +77,22 @@ class RpcServer:
 
     async def start(self) -> int:
         reflection.enable_server_reflection([*self._names, reflection.SERVICE_NAME], self._server)
-        self.port = self._server.add_insecure_port(self._address)
+        if self._tls is None:
+            self.port = self._server.add_insecure_port(self._address)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(self._tls.key, self._tls.cert)], root_certificates=self._tls.client_ca,
+                require_client_auth=self._tls.client_ca is not None)
+            self.port = self._server.add_secure_port(self._address, credentials)
         if not self.port:
             raise ConfigError(f"cannot listen on {self._address}: address in use or invalid")
         await self._server.start()
         # "" is the whole server; each service also reports under its own name.
         for name in ["", *self._names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("gRPC serving %s on port %d", ", ".join(self._names[1:]), self.port)
+        transport = "plaintext" if self._tls is None else (
+            "mutual TLS" if self._tls.client_ca is not None else "TLS")
+        log.info("gRPC serving %s on port %d (%s)", ", ".join(self._names[1:]), self.port, transport)
         return self.port
 
     async def stop(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from libs.auth import redaction
 from libs.errors import ConfigError
 from libs.rpc import RpcServer, serve
 from libs.settings import ServiceSettings, load_settings
@@ -41,6 +42,8 @@ def configure_logging(service: str, level: str) -> None:
         format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Tokens, passwords and keys are masked in every line, whoever logs them.
+    redaction.install()
     # aiokafka logs every rebalance step at INFO.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 

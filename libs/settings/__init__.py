@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from libs.errors import ConfigError
 
 PREFIX = "AIF_"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Development keys, revocation list and certificates (`aif token keygen` / `aif token certs`).
+DEFAULT_AUTH_DIR = REPO_ROOT / "build" / "auth"
+DEFAULT_ISSUER = "aifactory-dev"
+DEFAULT_AUDIENCE = "aifactory"
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -39,6 +46,27 @@ class ServiceSettings(BaseModel):
     # them to a file (used by multi-process tests).
     trace_exporter: str = "none"
     drain_seconds: float = 5.0
+
+    # Every RPC needs a signed token (jwt) unless this says "off"; health stays open.
+    # Secure by default: a service without a public key in auth_dir stops at start.
+    auth_mode: Literal["jwt", "off"] = "jwt"
+    # Holds jwt_public.pem and revoked.txt (one revoked token id a line).
+    auth_dir: Path = DEFAULT_AUTH_DIR
+    auth_issuer: str = DEFAULT_ISSUER
+    auth_audience: str = DEFAULT_AUDIENCE
+    auth_leeway_seconds: float = Field(default=10.0, ge=0, le=300)
+    # gRPC over TLS when set (PEM paths); with tls_client_ca, client certificates are required.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Kafka client security (the secure local profile: SASL_PLAINTEXT + SCRAM-SHA-512).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""
+    # Key of the salted hashes that stand in for personal data in logs and events.
+    privacy_salt: SecretStr = SecretStr("")
 
     @property
     def grpc_address(self) -> str:
@@ -84,4 +112,5 @@ def load_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
 
 
-__all__ = ["ServiceSettings", "env_name", "load_settings"]
+__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_AUTH_DIR", "DEFAULT_ISSUER", "ServiceSettings", "env_name",
+           "load_settings"]

@@ -3,6 +3,10 @@
 Used by ``make demo`` and by the tests that need real service processes. Each
 service gets its own gRPC and metrics port (offset by ``port_offset`` so tests
 can run beside a demo) and logs to ``<log_dir>/<service>.log``.
+
+Services run with authentication on: the stack makes sure the development key pair
+exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``), points every service
+at its public key, and mints tokens for callers (:meth:`Stack.metadata`).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libs.auth import DevAuth
 from libs.errors import Unavailable
 from libs.rpc.healthcheck import check
 
@@ -44,20 +49,83 @@ class RunningService:
         return f"127.0.0.1:{self.grpc_port}"
 
 
+# Which other services each one calls, by the name of its setting.
+_TARGETS: dict[str, dict[str, str]] = {
+    "trainer": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
+    "evaluator": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
+    "gateway": {"FEATURE_STORE_URL": "featurestore", "REGISTRY_URL": "registry"},
+    "monitor": {"REGISTRY_TARGET": "registry"},
+}
+# Services that call others with a service token.
+_CALLERS = ("trainer", "evaluator", "gateway", "monitor")
+SERVICE_TOKEN_TTL_S = 7 * 24 * 3600
+
+
+def data_env(name: str, root: Path) -> dict[str, str]:
+    """Settings that put a service's state under ``root`` (a fresh root: a fresh factory)."""
+    def sqlite(path: Path) -> str:
+        return f"sqlite:///{path}"
+
+    prefix = f"AIF_{name.upper()}_"
+    dirs = {
+        "ingestion": {"DATA_DIR": str(root / "raw")},
+        "featurestore": {"FEAST_REPO": str(root / "feast"), "DATA_DIR": str(root / "featurestore")},
+        "trainer": {"DATABASE_URL": sqlite(root / "trainer" / "jobs.db")},
+        "evaluator": {"DATABASE_URL": sqlite(root / "evaluator" / "reports.db")},
+        "registry": {"DATABASE_URL": sqlite(root / "registry" / "registry.db"),
+                     "ARTIFACT_ROOT": str(root / "registry" / "artifacts"),
+                     "EXPORT_ROOT": str(root / "registry" / "exports")},
+        "monitor": {"DATABASE_URL": sqlite(root / "monitor" / "monitor.db")},
+        "gateway": {},
+    }[name]
+    for key, value in dirs.items():
+        if key != "DATA_DIR" and value.startswith("sqlite:///"):
+            Path(value.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return {prefix + key: value for key, value in dirs.items()}
+
+
 @dataclass
 class Stack:
-    """The seven (or a chosen subset of) services, each in its own process."""
+    """The seven (or a chosen subset of) services, each in its own process.
+
+    ``data_root``, when given, holds every service's state (databases, datasets, Feast
+    repo, artifacts); otherwise each service uses its defaults under ``build/``.
+    Services reach each other on this stack's ports and call each other with a
+    service token (role ``service``) minted here.
+    """
 
     log_dir: Path
     port_offset: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     running: dict[str, RunningService] = field(default_factory=dict)
+    auth: DevAuth = field(default_factory=DevAuth.default)
+    data_root: Path | None = None
+
+    def target(self, name: str) -> str:
+        return f"127.0.0.1:{SERVICES[name][0] + self.port_offset}"
+
+    def wiring(self, name: str) -> dict[str, str]:
+        """The environment that connects service ``name`` to the rest of this stack."""
+        prefix = f"AIF_{name.upper()}_"
+        env = {prefix + key: self.target(other) for key, other in _TARGETS.get(name, {}).items()}
+        if name in _CALLERS:
+            token = self.auth.issue(f"svc-{name}", {"*": ["service"]}, ttl_seconds=SERVICE_TOKEN_TTL_S)
+            env[prefix + "SERVICE_TOKEN"] = token
+        if self.data_root is not None:
+            env.update(data_env(name, self.data_root))
+        return env
+
+    def metadata(self, subject: str = "dev-admin",
+                 roles: Mapping[str, Iterable[str]] | None = None) -> tuple[tuple[str, str], ...]:
+        """Call metadata with a fresh token (admin for every use case unless ``roles``)."""
+        return self.auth.metadata(subject, roles)
 
     def start(self, names: Iterable[str] = SERVICES, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        auth_env = self.auth.ensure().env()
         for name in names:
             grpc_port, metrics_port = (p + self.port_offset for p in SERVICES[name])
-            env = {**os.environ, **self.env,
+            env = {**os.environ, **auth_env, **self.wiring(name), **self.env,
                    f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
                    f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
                    "PYTHONUNBUFFERED": "1"}
@@ -67,7 +135,12 @@ class Stack:
                                         stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
             self.running[name] = RunningService(name, grpc_port, metrics_port, proc, log_path)
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            # One service failing must not leave the others running, unowned, on their ports.
+            self.stop()
+            raise
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

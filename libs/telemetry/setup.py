@@ -25,6 +25,8 @@ from libs.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
+# The process's Prometheus registry (one meter provider per process, see setup_telemetry).
+_registry: prometheus_client.CollectorRegistry | None = None
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -79,6 +81,11 @@ class Telemetry:
     meter: metrics.Meter
     metrics_port: int | None
     tracer_provider: TracerProvider
+    registry: prometheus_client.CollectorRegistry | None = None
+
+    def prometheus_text(self) -> str:
+        """What the Prometheus endpoint would serve now (tests read metrics this way)."""
+        return prometheus_client.generate_latest(self.registry).decode() if self.registry else ""
 
     def shutdown(self) -> None:
         """Flush pending spans (the batch processor would lose them at exit otherwise)."""
@@ -97,6 +104,7 @@ def setup_telemetry(
     OpenTelemetry allows one global provider per process; a second call in the same
     process (tests running several servers in-process) reuses the first's providers.
     """
+    global _registry
     with _lock:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
@@ -107,7 +115,7 @@ def setup_telemetry(
                 provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
         port: int | None = None
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
-            registry = prometheus_client.CollectorRegistry()
+            registry = _registry = prometheus_client.CollectorRegistry()
             reader = PrometheusMetricReader(registry=registry)
             metrics.set_meter_provider(
                 MeterProvider(
@@ -126,4 +134,5 @@ def setup_telemetry(
         meter=metrics.get_meter(f"aifactory.{service}"),
         metrics_port=port,
         tracer_provider=provider,
+        registry=_registry,
     )

@@ -1,19 +1,77 @@
-"""Wiring of the evaluator service: settings and telemetry in, a ready server out."""
+"""Wiring of the evaluator service: settings and telemetry in, a ready server out.
+
+``build`` opens the report store, the clients of the feature store and the registry
+and the event publisher, registers the gRPC servicer and starts the consumer of
+``ModelTrained`` events.
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+
 from aifactory.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
-from libs.rpc import RpcServer
+from aifactory.trainer.v1 import events_pb2 as trainer_events
+from libs.auth import server_security
+from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.errors import ConfigError
+from libs.lifecycle.data import GrpcTrainingData, TrainingData
+from libs.lifecycle.registry import EvaluationRegistry, GrpcRegistry
+from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
+from libs.usecase import UseCase, UseCaseError, load_default
+from services.evaluator.reports import ReportStore
+from services.evaluator.service import EvaluatorCore, EvaluatorOptions
 from services.evaluator.servicer import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 
 SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
 
 
-async def build(settings: EvaluatorSettings, telemetry: Telemetry) -> Service:
-    server = RpcServer(settings.grpc_address, telemetry, drain_seconds=settings.drain_seconds)
-    server.add_service(
-        evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server, EvaluatorServicer(), SERVICE_NAME
-    )
-    return Service(server)
+def load_specs(directory: Path | None) -> dict[str, UseCase]:
+    try:
+        return load_default(directory)
+    except UseCaseError as exc:
+        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+
+
+async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: TrainingData | None = None,
+                registry: EvaluationRegistry | None = None) -> Service:
+    """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
+    usecases = load_specs(settings.usecases_dir)
+    store = ReportStore.from_url(settings.database_url)
+    token = settings.service_token.get_secret_value() or None
+    featurestore = insecure_channel(settings.featurestore_target, token=token)
+    registry_channel = insecure_channel(settings.registry_target, token=token)
+    kafka_security = KafkaSecurity.from_settings(settings)
+    publisher = EventPublisher(settings.kafka_bootstrap, producer="evaluator", security=kafka_security)
+    await publisher.start()
+    core = EvaluatorCore(usecases=usecases, data=data or GrpcTrainingData(featurestore),
+        registry=registry or GrpcRegistry(registry_channel),
+                         store=store, publisher=publisher,
+                         options=EvaluatorOptions(min_holdout_rows=settings.min_holdout_rows,
+                                                  evaluated_topic=settings.model_evaluated_topic))
+    server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
+                       drain_seconds=settings.drain_seconds)
+    server.add_service(evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server,
+                       EvaluatorServicer(core), SERVICE_NAME)
+    service = Service(server)
+
+    async def close_store() -> None:
+        store.close()
+
+    service.closers += [publisher.stop, featurestore.close, registry_channel.close, close_store]
+    if settings.consume:
+        consumer = EventConsumer(settings.kafka_bootstrap, settings.consumer_group,
+                                 {settings.model_trained_topic: [trainer_events.ModelTrained]},
+                                 core.handle_event, DeadLetters(publisher, settings.dead_letter_topic), security=kafka_security)
+        task = asyncio.create_task(consumer.run(), name="evaluator-consumer")
+
+        async def stop_consumer() -> None:
+            await consumer.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        service.closers.append(stop_consumer)
+    return service

@@ -1,19 +1,92 @@
-"""Wiring of the featurestore service: settings and telemetry in, a ready server out."""
+"""Wiring of the featurestore service: settings and telemetry in, a ready server out.
+
+One process: the gRPC API (online features, training sets) and the stream processor
+(a faust app on the same asyncio loop) that keeps the features up to date.
+"""
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from aifactory.featurestore.v1 import featurestore_service_pb2, featurestore_service_pb2_grpc
+from libs.auth import server_security
+from libs.bus import EventPublisher, KafkaSecurity
+from libs.errors import ConfigError
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
+from libs.usecase import UseCaseError, load_default
+from services.featurestore.batch import RecordProcessor
+from services.featurestore.core import FeatureStoreCore
 from services.featurestore.servicer import FeatureStoreServicer
 from services.featurestore.settings import FeatureStoreSettings
+from services.featurestore.stream import FeatureStream
 
 SERVICE_NAME = featurestore_service_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
+log = logging.getLogger(__name__)
+
+# Exit status after a fatal stream error (EX_SOFTWARE): the supervisor restarts the process.
+FATAL_EXIT = 70
 
 
-async def build(settings: FeatureStoreSettings, telemetry: Telemetry) -> Service:
-    server = RpcServer(settings.grpc_address, telemetry, drain_seconds=settings.drain_seconds)
-    server.add_service(
-        featurestore_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server, FeatureStoreServicer(), SERVICE_NAME
-    )
-    return Service(server)
+def exit_on_fatal(exc: BaseException) -> None:
+    """Stop at once, without committing anything more: the restart resumes from the last commit."""
+    log.critical("stream processor failed; exiting for a restart: %r", exc, exc_info=exc)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(FATAL_EXIT)
+
+
+async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str]) -> None:
+    """Create the topics it reads and writes when missing, so the consumer group can join at once."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **KafkaSecurity.from_settings(settings).client_kwargs())
+    await admin.start()
+    try:
+        missing = set(names) - set(await admin.list_topics())
+        if missing:
+            await admin.create_topics([NewTopic(n, num_partitions=settings.partitions, replication_factor=1)
+                                       for n in sorted(missing)])
+    except Exception as exc:  # noqa: BLE001 - another process may have created them first
+        log.warning("could not create topics %s: %s", sorted(names), exc)
+    finally:
+        await admin.close()
+
+
+async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
+                on_fatal: Callable[[BaseException], None] = exit_on_fatal) -> Service:
+    if settings.log_level != "DEBUG":
+        for name in ("faust", "mode", "feast", "services.featurestore.faust_app"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        usecases = load_default(settings.usecases_dir)
+    except UseCaseError as exc:
+        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    core = await asyncio.to_thread(FeatureStoreCore.open, settings, usecases)
+    server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
+                       drain_seconds=settings.drain_seconds)
+    server.add_service(featurestore_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server,
+                       FeatureStoreServicer(core), SERVICE_NAME)
+    service = Service(server)
+
+    async def close_core() -> None:
+        await asyncio.to_thread(core.close)
+
+    service.closers.append(close_core)
+    if settings.stream_enabled:
+        await ensure_topics(settings, [t for t in (settings.records_topic, settings.feedback_topic,
+                                                   settings.dead_letter_topic, settings.features_written_topic) if t])
+        publisher = EventPublisher(settings.kafka_bootstrap, producer="featurestore",
+                                   security=KafkaSecurity.from_settings(settings))
+        await publisher.start()
+        service.closers.append(publisher.stop)
+        stream = FeatureStream(settings, RecordProcessor(usecases), core.writer, publisher,
+                               datadir=str(core.layout.faust_dir), telemetry=telemetry, on_fatal=on_fatal)
+        await stream.start()
+        service.closers.append(stream.stop)
+    return service

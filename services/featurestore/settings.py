@@ -1,11 +1,15 @@
 """Settings of the featurestore service (environment variables AIF_FEATURESTORE_*)."""
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from libs.bus import topics
 from libs.settings import ServiceSettings
+
+_BUILD = Path(__file__).resolve().parents[2] / "build"
 
 
 class FeatureStoreSettings(ServiceSettings):
@@ -13,3 +17,42 @@ class FeatureStoreSettings(ServiceSettings):
 
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+
+    # Use-case specs; empty means the shipped ones (deploy/usecases).
+    usecases_dir: Path | None = None
+    # The Feast repository generated from the specs (feature_store.yaml, definitions, registry).
+    feast_repo: Path = _BUILD / "feast"
+    # Feast project; entity keys in a shared Redis are scoped by it.
+    feast_project: str = Field(default="aifactory", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    # Run Feast's online writes in a child process (another core) or in this one.
+    online_writer: Literal["process", "thread"] = "process"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Offline feature rows, labels and training sets (parquet), and faust's local data.
+    data_dir: Path = _BUILD / "featurestore"
+
+    records_topic: str = topics.RECORDS
+    feedback_topic: str = topics.FEEDBACK
+    dead_letter_topic: str = topics.DEAD_LETTER
+    # FeaturesWritten events after each micro-batch; empty: none.
+    features_written_topic: str = topics.FEATURES_WRITTEN
+    # Run the stream processor (faust) in this process; off: serve reads only.
+    stream_enabled: bool = True
+    # faust app id: the consumer group and the prefix of its changelog/repartition topics.
+    app_id: str = Field(default="aif-featurestore", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    # Partitions of the repartition and changelog topics (and of source topics it creates).
+    partitions: int = Field(default=4, ge=1, le=256)
+    # Micro-batch: at most batch_max records, or what arrived within batch_within_ms.
+    batch_max: int = Field(default=1000, ge=1, le=100_000)
+    batch_within_ms: int = Field(default=50, ge=1, le=60_000)
+    # faust's producer (repartition forwards, changelogs) waits this long to batch sends:
+    # a few ms here saves a produce request per message.
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    # Kafka consumer session: how long a killed worker's partitions wait before reassignment.
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # How often processed offsets are committed (faust's broker_commit_interval).
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # Small offline files of a use case merged into one once there are this many.
+    compact_files: int = Field(default=32, ge=2, le=10_000)
+    # Write attempts of one micro-batch before the process gives up (and is restarted).
+    write_attempts: int = Field(default=5, ge=1, le=100)

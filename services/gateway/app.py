@@ -1,19 +1,221 @@
-"""Wiring of the gateway service: settings and telemetry in, a ready server out."""
+"""Wiring of the gateway service: settings and telemetry in, a ready server out.
+
+Two gRPC servers share the event loop: the business API (``GatewayService``, health,
+reflection; the shared interceptor) on ``grpc_port``, and the Open Inference Protocol
+on ``oip_port`` (no interceptor: its hot path is measured in microseconds; it checks
+tokens itself, see :mod:`services.gateway.oip`).
+
+Start-up: follow the model-promoted topic first (a fresh consumer group reading from
+the beginning; each alias keeps its newest change, so replayed history is harmless),
+then ask the registry for the current aliases (retried in the background while it is
+unreachable), then load the champions in Triton.
+"""
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+from opentelemetry.metrics import CallbackOptions, Observation
+
 from aifactory.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
-from libs.rpc import RpcServer
+from aifactory.registry.v1 import events_pb2 as registry_events
+from libs.auth import server_security
+from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.errors import ConfigError
+from libs.rpc import RpcServer, insecure_channel
+from libs.rpc.server import MAX_MESSAGE_BYTES
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from services.gateway.servicer import GatewayServicer
+from libs.usecase import UseCase, UseCaseError, load_default
+from services.gateway.business import GatewayServicer
+from services.gateway.directory import (
+    AliasBook,
+    ModelDirectory,
+    RegistryDirectory,
+    StaticDirectory,
+    alias_events_handler,
+)
+from services.gateway.features import GrpcFeatureSource
+from services.gateway.feedback import FeedbackRecorder, RecentPredictions
+from services.gateway.models import ConfigSource, ModelManager
+from services.gateway.oip import OipAuth, OipServicer
+from services.gateway.predlog import BulkPublisher, PredictionLog
+from services.gateway.scoring import Scorer
 from services.gateway.settings import GatewaySettings
+from services.gateway.triton import Triton
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
 
-async def build(settings: GatewaySettings, telemetry: Telemetry) -> Service:
-    server = RpcServer(settings.grpc_address, telemetry, drain_seconds=settings.drain_seconds)
-    server.add_service(
-        gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server, GatewayServicer(), SERVICE_NAME
-    )
-    return Service(server)
+@dataclass
+class Gateway(Service):
+    """The built service, with what tests and benchmarks look at."""
+
+    oip_port: int = 0
+    models: ModelManager | None = None
+    predlog: PredictionLog | None = None
+    triton: Triton | None = None
+    book: AliasBook | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def served_usecases(settings: GatewaySettings) -> dict[str, UseCase]:
+    try:
+        usecases = load_default(settings.usecases_dir)
+    except UseCaseError as exc:
+        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    wanted = [u.strip() for u in settings.use_cases.split(",") if u.strip()]
+    unknown = sorted(set(wanted) - set(usecases))
+    if unknown:
+        raise ConfigError(f"AIF_GATEWAY_USE_CASES: unknown use case(s) {', '.join(unknown)}")
+    return {n: uc for n, uc in usecases.items() if not wanted or n in wanted}
+
+
+async def _bootstrap_aliases(directory: ModelDirectory, book: AliasBook, usecases: list[str]) -> None:
+    """Current aliases from the directory; retried until it answers."""
+    delay = 1.0
+    while True:
+        try:
+            for state in await directory.aliases(usecases):
+                book.apply(state)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the registry may start after us
+            log.warning("cannot read aliases from the registry yet (%s); retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
+    usecases = served_usecases(settings)
+    security = server_security(settings)
+    token = settings.service_token.get_secret_value() or None
+    kafka_security = KafkaSecurity.from_settings(settings)
+
+    triton = Triton(settings.triton_url, infer_timeout_s=settings.infer_timeout_s,
+                    health_interval_s=settings.health_interval_s, coalesce_inflight=settings.coalesce_inflight,
+                    coalesce_max_rows=settings.coalesce_max_rows)
+    book = AliasBook()
+    configs = ConfigSource(triton, settings.triton_model_repository, settings.triton_config_variant)
+    models = ModelManager(usecases, book, triton, configs, warmup_requests=settings.warmup_requests,
+                          retire_grace_s=settings.retire_grace_s, load_timeout_s=settings.load_timeout_s)
+    schemas = {name: served.schema for name, served in models.served.items()}
+
+    publisher = EventPublisher(settings.kafka_bootstrap, producer="gateway", security=kafka_security)
+    await publisher.start()
+    bulk = BulkPublisher(settings.kafka_bootstrap, "gateway", **kafka_security.client_kwargs())
+    await bulk.start()
+    predlog = PredictionLog(bulk, settings.predictions_topic, usecases, schemas,
+                            salt=settings.privacy_salt.get_secret_value(), capacity=settings.predlog_capacity,
+                            batch=settings.predlog_batch, flush_ms=settings.predlog_flush_ms,
+                            meter=telemetry.meter)
+    predlog.start()
+    recent = RecentPredictions()
+    scorer = Scorer(models, triton, predlog, recent)
+    fs_channel = grpc.aio.insecure_channel(settings.feature_store_url)
+    servicer = GatewayServicer(models, scorer, GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
+                               FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent))
+    server = RpcServer(settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds)
+    server.add_service(gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server, servicer, SERVICE_NAME)
+
+    # Aliases: the event stream first, so nothing between the registry's answer and the
+    # consumer's start is missed; then the registry (or static settings).
+    consumer = EventConsumer(
+        settings.kafka_bootstrap, f"gateway-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        {settings.model_promoted_topic: [registry_events.AliasChanged]},
+        alias_events_handler(book, usecases), DeadLetters(publisher, settings.dead_letter_topic),
+        auto_offset_reset="earliest", security=kafka_security)
+    loop = asyncio.get_running_loop()
+    service = Gateway(server, models=models, predlog=predlog, triton=triton, book=book)
+    service.tasks.append(loop.create_task(consumer.run()))
+    directories: list[ModelDirectory] = []
+    if settings.static_aliases:
+        directories.append(StaticDirectory(settings.static_aliases))
+    registry_channel = None
+    if settings.registry_url:
+        registry_channel = insecure_channel(settings.registry_url, token=token)
+        directories.append(RegistryDirectory(registry_channel))
+    for directory in directories:
+        service.tasks.append(loop.create_task(_bootstrap_aliases(directory, book, list(usecases))))
+
+    oip = None
+    oip_server = None
+    address = settings.oip_address
+    if address is not None:
+        oip_auth = None if settings.auth_mode == "off" else OipAuth(security.authenticator, security.authorizer)
+        oip = OipServicer(models, triton, predlog if settings.predlog_oip else None, oip_auth)
+        oip_server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                              ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                                              ("grpc.so_reuseport", 0)])
+        oip.register(oip_server)
+        tls = security.tls
+        if tls is None:
+            service.oip_port = oip_server.add_insecure_port(address)
+        else:
+            service.oip_port = oip_server.add_secure_port(address, grpc.ssl_server_credentials(
+                [(tls.key, tls.cert)], root_certificates=tls.client_ca, require_client_auth=tls.client_ca is not None))
+        if not service.oip_port:
+            raise ConfigError(f"cannot listen on {address} (AIF_GATEWAY_OIP_PORT): address in use or invalid")
+        await oip_server.start()
+        log.info("Open Inference Protocol on port %d (triton %s)", service.oip_port, settings.triton_url)
+    _observe(telemetry, triton, oip)
+
+    # Give the first loads a moment, so a gateway that starts beside a ready registry
+    # and Triton answers at once; slower loads finish in the background.
+    if service.tasks[1:]:
+        await asyncio.wait(service.tasks[1:], timeout=10.0)
+    if not await models.wait_idle(min(settings.load_timeout_s, 30.0)):
+        log.warning("models still loading; serving what is ready")
+
+    async def stop_intake() -> None:
+        if oip_server is not None:
+            await oip_server.stop(settings.drain_seconds)
+        await consumer.stop()
+        for task in service.tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*service.tasks, return_exceptions=True)
+        await scorer.close()
+        if oip is not None:
+            await oip.close()
+
+    async def close_channels() -> None:
+        await fs_channel.close()
+        if registry_channel is not None:
+            await registry_channel.close()
+
+    # Run in reverse order: stop intake, flush the log, then close clients.
+    service.closers += [triton.close, close_channels, models.close, publisher.stop, bulk.stop, predlog.close,
+                        stop_intake]
+    return service
+
+
+def _observe(telemetry: Telemetry, triton: Triton, oip: OipServicer | None) -> None:
+    """Counters read at scrape time: the hot path only bumps plain integers."""
+    meter = telemetry.meter
+
+    def triton_calls(_: CallbackOptions) -> list[Observation]:
+        return [Observation(triton.calls)]
+
+    def coalesced(_: CallbackOptions) -> list[Observation]:
+        return [Observation(triton.coalesced_rows)]
+
+    meter.create_observable_counter("gateway.triton.calls", [triton_calls], description="inference calls to Triton")
+    meter.create_observable_counter("gateway.triton.coalesced_rows", [coalesced],
+                                    description="rows sent to Triton in coalesced calls")
+    if oip is not None:
+        stats = oip.stats
+
+        def oip_requests(_: CallbackOptions) -> list[Observation]:
+            return [Observation(stats.requests - stats.failed, {"status": "ok"}),
+                    Observation(stats.failed, {"status": "error"})]
+
+        meter.create_observable_counter("gateway.oip.requests", [oip_requests],
+                                        description="Open Inference Protocol inference requests")

@@ -1,8 +1,7 @@
-"""gRPC servicer of the gateway service."""
+"""The gateway's two gRPC servicers: the business API and the Open Inference Protocol."""
 from __future__ import annotations
 
-from aifactory.gateway.v1 import gateway_service_pb2_grpc
+from services.gateway.business import GatewayServicer
+from services.gateway.oip import OipServicer
 
-
-class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
-    """Its methods come with issue #5; until then the generated base answers UNIMPLEMENTED."""
+__all__ = ["GatewayServicer", "OipServicer"]

@@ -1,15 +1,84 @@
 """Settings of the gateway service (environment variables AIF_GATEWAY_*)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from libs.bus import topics
+from libs.infra.config import InfraConfig
 from libs.settings import ServiceSettings
+
+
+def _triton_repository() -> Path:
+    return InfraConfig.from_env().model_repository
 
 
 class GatewaySettings(ServiceSettings):
     service: ClassVar[str] = "gateway"
 
+    # Business API (GatewayService), health and reflection, behind the shared interceptor.
     grpc_port: int = Field(default=50056, ge=0, le=65535)
     metrics_port: int = Field(default=9106, ge=0, le=65535)
+    # The Open Inference Protocol (KServe v2 gRPC, what Triton speaks) on its own port and
+    # server: the hot path skips the shared interceptor (spans and metrics per call cost
+    # more than the whole pass-through budget). Unset: grpc_port + 10 (50066; a stack
+    # that offsets grpc_port offsets it too; 0 when grpc_port is 0); -1: not served.
+    oip_port: int | None = Field(default=None, ge=-1, le=65535)
+
+    # Use-case specs; empty means the shipped ones (deploy/usecases).
+    usecases_dir: Path | None = None
+    # Use cases this gateway serves, comma-separated; empty: every spec.
+    use_cases: str = ""
+
+    triton_url: str = "127.0.0.1:8001"
+    # The model repository Triton serves (the registry exports into it), when this host
+    # can read it: model configs come from it (config.<variant>.pbtxt when a variant is
+    # set, e.g. "gpu"); otherwise, or when a file is missing, from Triton itself.
+    triton_model_repository: Path | None = Field(default_factory=_triton_repository)
+    triton_config_variant: str = Field(default="", pattern=r"^[a-z0-9_]*$")
+    # Deadline of one inference call to Triton; a slow or hung Triton answers UNAVAILABLE.
+    infer_timeout_s: float = Field(default=2.0, gt=0, le=600)
+    # While Triton is down the circuit is open: calls fail at once, a probe runs this often.
+    health_interval_s: float = Field(default=0.1, gt=0, le=60)
+    # Deadline of a model load (Triton loads and initialises the python backend stub).
+    load_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    # Inferences sent to a freshly loaded version before it takes traffic.
+    warmup_requests: int = Field(default=3, ge=0, le=1000)
+    # Longest wait for in-flight calls of a retired version before it is unloaded.
+    retire_grace_s: float = Field(default=2.0, ge=0, le=600)
+    # Row coalescing: while this many calls to a model version are in flight, further
+    # rows queue and go together in the next call (0: never coalesce).
+    coalesce_inflight: int = Field(default=1, ge=0, le=1024)
+    coalesce_max_rows: int = Field(default=256, ge=1, le=65536)
+
+    # Where the champion comes from: the registry (gRPC GetAlias at start, then AliasChanged
+    # events); "" with static_aliases only, e.g. "loan_approval:champion=2,loan_approval:challenger=3".
+    registry_url: str = "127.0.0.1:50055"
+    static_aliases: str = ""
+    model_promoted_topic: str = topics.MODEL_PROMOTED
+    dead_letter_topic: str = topics.DEAD_LETTER
+
+    # Bearer token the gateway sends to the registry and the feature store (auth on).
+    service_token: SecretStr = SecretStr("")
+    feature_store_url: str = "127.0.0.1:50052"
+    feature_timeout_s: float = Field(default=1.0, gt=0, le=60)
+
+    predictions_topic: str = topics.PREDICTIONS
+    feedback_topic: str = topics.FEEDBACK
+    # Prediction log: a bounded buffer flushed in batches; when full, predictions are
+    # dropped and counted (gateway.predictions.dropped), never waited for.
+    predlog_capacity: int = Field(default=50_000, ge=1, le=10_000_000)
+    predlog_batch: int = Field(default=500, ge=1, le=100_000)
+    predlog_flush_ms: int = Field(default=50, ge=1, le=60_000)
+    # Log predictions served through the Open Inference Protocol too.
+    predlog_oip: bool = True
+
+    @property
+    def oip_address(self) -> str | None:
+        """Where the OIP server listens; None when it is off."""
+        port = self.oip_port
+        if port is None:
+            port = self.grpc_port + 10 if self.grpc_port else 0
+        return None if port < 0 else f"{self.grpc_host}:{port}"

@@ -1,19 +1,95 @@
-"""Wiring of the monitor service: settings and telemetry in, a ready server out."""
+"""Wiring of the monitor service: settings and telemetry in, a ready server out.
+
+``build`` opens the store (and resumes the saved alarm state from it), the registry
+client for training references, the publisher with its outbox relay, and the consumer
+of predictions, feedback and alias changes; it registers the gRPC servicer.
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
-from libs.rpc import RpcServer
+from aifactory.registry.v1 import events_pb2 as registry_events
+from libs.auth import server_security
+from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.errors import ConfigError
+from libs.rpc import RpcServer, ServerSecurity, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
+from libs.usecase import UseCaseError, load_default
+from services.monitor.core import MonitorCore
+from services.monitor.instruments import MonitorMetrics
+from services.monitor.references import ReferenceSource, RegistryReferences, StaticReferences
+from services.monitor.service import MonitorService
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
+from services.monitor.store import MonitorStore
 
 SERVICE_NAME = monitor_service_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 
 
-async def build(settings: MonitorSettings, telemetry: Telemetry) -> Service:
-    server = RpcServer(settings.grpc_address, telemetry, drain_seconds=settings.drain_seconds)
-    server.add_service(
-        monitor_service_pb2_grpc.add_MonitorServiceServicer_to_server, MonitorServicer(), SERVICE_NAME
-    )
-    return Service(server)
+def _background(run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], Awaitable[None]],
+                name: str) -> Callable[[], Awaitable[None]]:
+    task = asyncio.create_task(run(), name=name)
+
+    async def close() -> None:
+        await stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return close
+
+
+async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: ReferenceSource | None = None,
+                security: ServerSecurity | None = None) -> Service:
+    """``references`` and ``security`` override what the settings describe (tests)."""
+    try:
+        usecases = load_default(settings.usecases_dir)
+    except UseCaseError as exc:
+        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    store = await asyncio.to_thread(MonitorStore.from_url, settings.database_url)
+    saved = await asyncio.to_thread(store.states)
+    core = MonitorCore(usecases, capacity=settings.join_capacity, saved=saved)
+    server = RpcServer(settings.grpc_address, telemetry, security=security or server_security(settings),
+                       drain_seconds=settings.drain_seconds)
+    server.add_service(monitor_service_pb2_grpc.add_MonitorServiceServicer_to_server, MonitorServicer(store),
+                       SERVICE_NAME)
+    service = Service(server)
+
+    async def close_store() -> None:
+        store.close()
+
+    service.closers.append(close_store)
+    channel = None
+    if references is None:
+        if settings.registry_target:
+            channel = insecure_channel(settings.registry_target,
+                                       token=settings.service_token.get_secret_value() or None)
+            references = RegistryReferences(channel)
+            service.closers.append(channel.close)
+        else:
+            references = StaticReferences()
+    kafka_security = KafkaSecurity.from_settings(settings)
+    publisher = EventPublisher(settings.kafka_bootstrap, producer="monitor", security=kafka_security)
+    await publisher.start()
+    service.closers.append(publisher.stop)
+    monitor = MonitorService(core, store, references, publisher, drift_topic=settings.drift_detected_topic,
+                             rollback_topic=settings.rollback_topic,
+                             metrics=MonitorMetrics(telemetry.meter, lambda: core.joiners),
+                             reference_retry_s=settings.reference_retry_s,
+                             relay_interval_s=settings.relay_interval_s)
+    monitor.start()  # publishes what a previous run left in the outbox
+    service.closers.append(monitor.stop)
+    if settings.consume:
+        consumer = EventConsumer(
+            settings.kafka_bootstrap, settings.consumer_group,
+            {settings.predictions_topic: [gateway_events.PredictionLogged],
+             settings.feedback_topic: [gateway_events.FeedbackRecorded],
+             settings.model_promoted_topic: [registry_events.AliasChanged]},
+            monitor.handle, DeadLetters(publisher, settings.dead_letter_topic), security=kafka_security)
+        service.closers.append(_background(consumer.run, consumer.stop, "monitor-consumer"))
+    return service

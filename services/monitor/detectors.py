@@ -34,6 +34,13 @@ class CusumDetector:
     baseline: float | None = None
     statistic: float = 0.0
     alarms: list[int] = field(default_factory=list)
+    # Record (1-based ``seen`` index) where the statistic last left zero: the estimated
+    # change point of the current excursion (0 while the statistic is at zero), and,
+    # per alarm, the change point it estimated (parallel to ``alarms``).
+    onset: int = 0
+    change_points: list[int] = field(default_factory=list)
+    # The statistic when it last crossed the threshold (it restarts at 0 after an alarm).
+    peak: float = 0.0
     _sum: float = 0.0
     _sum_sq: float = 0.0
     _up: float = 0.0  # LLR increment for an error (classification) / scale (regression)
@@ -67,10 +74,18 @@ class CusumDetector:
             step = self._up * (error - self._down)
         else:
             step = self._up if error >= 0.5 else self._down
-        self.statistic = max(0.0, self.statistic + step)
+        before = self.statistic
+        self.statistic = max(0.0, before + step)
+        if self.statistic == 0.0:
+            self.onset = 0
+        elif before == 0.0:
+            self.onset = self.seen
         if self.statistic > THRESHOLD:
             self.alarms.append(self.seen)
+            self.change_points.append(self.onset)
+            self.peak = self.statistic
             self.statistic = 0.0
+            self.onset = 0
             return True
         return False
 

@@ -1,19 +1,87 @@
-"""Wiring of the trainer service: settings and telemetry in, a ready server out."""
+"""Wiring of the trainer service: settings and telemetry in, a ready server out.
+
+``build`` opens the job store, the clients of the feature store and the registry and
+the event publisher, starts the core (its scheduler and worker) and the consumer of
+training requests and drift reports, and registers the gRPC servicer.
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+
+from aifactory.monitor.v1 import events_pb2 as monitor_events
+from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
-from libs.rpc import RpcServer
+from libs.auth import server_security
+from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.errors import ConfigError
+from libs.lifecycle.data import GrpcTrainingData, TrainingData
+from libs.lifecycle.registry import GrpcRegistry, ModelRegistry
+from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
+from libs.usecase import UseCase, UseCaseError, load_default
+from services.trainer.instruments import TrainerMetrics
+from services.trainer.jobs import JobStore
+from services.trainer.service import TrainerCore, TrainerOptions, code_version
 from services.trainer.servicer import TrainerServicer
 from services.trainer.settings import TrainerSettings
 
 SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
-async def build(settings: TrainerSettings, telemetry: Telemetry) -> Service:
-    server = RpcServer(settings.grpc_address, telemetry, drain_seconds=settings.drain_seconds)
-    server.add_service(
-        trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(), SERVICE_NAME
-    )
-    return Service(server)
+def load_specs(directory: Path | None) -> dict[str, UseCase]:
+    try:
+        return load_default(directory)
+    except UseCaseError as exc:
+        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+
+
+async def build(settings: TrainerSettings, telemetry: Telemetry, *, data: TrainingData | None = None,
+                registry: ModelRegistry | None = None) -> Service:
+    """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
+    usecases = load_specs(settings.usecases_dir)
+    store = JobStore.from_url(settings.database_url)
+    token = settings.service_token.get_secret_value() or None
+    featurestore = insecure_channel(settings.featurestore_target, token=token)
+    registry_channel = insecure_channel(settings.registry_target, token=token)
+    kafka_security = KafkaSecurity.from_settings(settings)
+    publisher = EventPublisher(settings.kafka_bootstrap, producer="trainer", security=kafka_security)
+    await publisher.start()
+    core = TrainerCore(
+        usecases=usecases, store=store, data=data or GrpcTrainingData(featurestore),
+        registry=registry or GrpcRegistry(registry_channel),
+        publisher=publisher, metrics=TrainerMetrics(telemetry.meter), code_version=code_version(),
+        options=TrainerOptions(threads=settings.torch_threads, dependency_attempts=settings.dependency_attempts,
+                               dependency_backoff_s=settings.dependency_backoff_s,
+                               trained_topic=settings.model_trained_topic,
+                               requested_topic=settings.training_requested_topic))
+    await core.start()
+
+    server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
+                       drain_seconds=settings.drain_seconds)
+    server.add_service(trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(core),
+                       SERVICE_NAME)
+    service = Service(server)
+    service.closers += [publisher.stop, featurestore.close, registry_channel.close]
+
+    async def close_store() -> None:
+        store.close()
+
+    service.closers += [close_store, core.stop]
+    if settings.consume:
+        consumer = EventConsumer(
+            settings.kafka_bootstrap, settings.consumer_group,
+            {settings.training_requested_topic: [trainer_events.TrainingRequested],
+             settings.drift_detected_topic: [monitor_events.DriftDetected]},
+            core.handle_event, DeadLetters(publisher, settings.dead_letter_topic), security=kafka_security)
+        task = asyncio.create_task(consumer.run(), name="trainer-consumer")
+
+        async def stop_consumer() -> None:
+            await consumer.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        service.closers.append(stop_consumer)
+    return service

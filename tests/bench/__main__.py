@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 
 from libs.infra import ensure_kafka
-from tests.bench import bus
+from tests.bench import bus, monitor
+from tests.bench import gateway as gateway_bench
+from tests.bench import ingest as ingest_bench
+from tests.bench import loop as loop_bench
+from tests.bench import train as train_bench
 from tests.bench.report import Figure, render, write
 
 OUT = Path(__file__).resolve().parents[2] / "build" / "bench.json"
@@ -18,6 +22,19 @@ def main() -> int:
         figures: list[Figure] = []
         print(f"bench: event bus, {bus.N:,} events each way ...", file=sys.stderr, flush=True)
         figures += asyncio.run(bus.measure(kafka.bootstrap_servers))
+        print(f"bench: ingestion vs raw aiokafka, {ingest_bench.N:,} loan records ...", file=sys.stderr, flush=True)
+        figures += asyncio.run(ingest_bench.measure_ingestion(kafka.bootstrap_servers))
+        print("bench: training loop vs a plain PyTorch loop ...", file=sys.stderr, flush=True)
+        figures += train_bench.measure_training()
+        print(f"bench: monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams ...",
+              file=sys.stderr, flush=True)
+        figures += monitor.measure_monitor()
+        print("bench: serving gateway vs Triton direct (OIP, business API, perf_analyzer) ...",
+              file=sys.stderr, flush=True)
+        figures += gateway_bench.measure_gateway(kafka.bootstrap_servers)
+        print("bench: the closed loop on a fresh factory (drift onset → new champion serving) ...",
+              file=sys.stderr, flush=True)
+        figures += loop_bench.measure_loop()
     finally:
         kafka.stop()
     print(render(figures))

@@ -14,13 +14,13 @@ from aifactory.trainer.v1 import trainer_service_pb2_grpc as pb_grpc
 from libs.errors import InvalidArgument, NotFound, Unauthenticated
 from libs.rpc import Principal, RpcServer, current_principal, insecure_channel
 from libs.telemetry import setup_telemetry
-from services.trainer.servicer import TrainerServicer
 
 SERVICE = pb.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
-class Scripted(TrainerServicer):
-    """Answers by the request's use case, so one servicer exercises every path."""
+class Scripted(pb_grpc.TrainerServiceServicer):
+    """Answers by the request's use case, so one servicer exercises every path (the other
+    methods are the generated base's: UNIMPLEMENTED)."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()

@@ -26,7 +26,7 @@ from aifactory.common.v1 import common_pb2 as aifactory_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4aifactory/featurestore/v1/featurestore_service.proto\x12\x19\x61ifactory.featurestore.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x18GetOnlineFeaturesRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x12\n\nentity_ids\x18\x02 \x03(\t\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\xfa\x02\n\nFeatureRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x41\n\x06values\x18\x02 \x03(\x0b\x32\x31.aifactory.featurestore.v1.FeatureRow.ValuesEntry\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12T\n\x10\x66\x65\x61ture_versions\x18\x05 \x03(\x0b\x32:.aifactory.featurestore.v1.FeatureRow.FeatureVersionsEntry\x1aI\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.aifactory.common.v1.Value:\x02\x38\x01\x1a\x36\n\x14\x46\x65\x61tureVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x19GetOnlineFeaturesResponse\x12\x33\n\x04rows\x18\x01 \x03(\x0b\x32%.aifactory.featurestore.v1.FeatureRow\x12\x31\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\"t\n\x15GetTrainingSetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x32\n\ntime_range\x18\x02 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\xd3\x01\n\x16GetTrainingSetResponse\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12\x31\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x31\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\x12\x14\n\x0c\x63ontent_hash\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t2\x8c\x02\n\x13\x46\x65\x61tureStoreService\x12~\n\x11GetOnlineFeatures\x12\x33.aifactory.featurestore.v1.GetOnlineFeaturesRequest\x1a\x34.aifactory.featurestore.v1.GetOnlineFeaturesResponse\x12u\n\x0eGetTrainingSet\x12\x30.aifactory.featurestore.v1.GetTrainingSetRequest\x1a\x31.aifactory.featurestore.v1.GetTrainingSetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4aifactory/featurestore/v1/featurestore_service.proto\x12\x19\x61ifactory.featurestore.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x18GetOnlineFeaturesRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x12\n\nentity_ids\x18\x02 \x03(\t\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\x8d\x03\n\nFeatureRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x41\n\x06values\x18\x02 \x03(\x0b\x32\x31.aifactory.featurestore.v1.FeatureRow.ValuesEntry\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12T\n\x10\x66\x65\x61ture_versions\x18\x05 \x03(\x0b\x32:.aifactory.featurestore.v1.FeatureRow.FeatureVersionsEntry\x12\x11\n\trecord_id\x18\x06 \x01(\t\x1aI\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.aifactory.common.v1.Value:\x02\x38\x01\x1a\x36\n\x14\x46\x65\x61tureVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x19GetOnlineFeaturesResponse\x12\x33\n\x04rows\x18\x01 \x03(\x0b\x32%.aifactory.featurestore.v1.FeatureRow\x12\x31\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\"t\n\x15GetTrainingSetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x32\n\ntime_range\x18\x02 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\xd3\x01\n\x16GetTrainingSetResponse\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12\x31\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x31\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\x12\x14\n\x0c\x63ontent_hash\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t2\x8c\x02\n\x13\x46\x65\x61tureStoreService\x12~\n\x11GetOnlineFeatures\x12\x33.aifactory.featurestore.v1.GetOnlineFeaturesRequest\x1a\x34.aifactory.featurestore.v1.GetOnlineFeaturesResponse\x12u\n\x0eGetTrainingSet\x12\x30.aifactory.featurestore.v1.GetTrainingSetRequest\x1a\x31.aifactory.featurestore.v1.GetTrainingSetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETONLINEFEATURESREQUEST']._serialized_start=150
   _globals['_GETONLINEFEATURESREQUEST']._serialized_end=237
   _globals['_FEATUREROW']._serialized_start=240
-  _globals['_FEATUREROW']._serialized_end=618
-  _globals['_FEATUREROW_VALUESENTRY']._serialized_start=489
-  _globals['_FEATUREROW_VALUESENTRY']._serialized_end=562
-  _globals['_FEATUREROW_FEATUREVERSIONSENTRY']._serialized_start=564
-  _globals['_FEATUREROW_FEATUREVERSIONSENTRY']._serialized_end=618
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=621
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=752
-  _globals['_GETTRAININGSETREQUEST']._serialized_start=754
-  _globals['_GETTRAININGSETREQUEST']._serialized_end=870
-  _globals['_GETTRAININGSETRESPONSE']._serialized_start=873
-  _globals['_GETTRAININGSETRESPONSE']._serialized_end=1084
-  _globals['_FEATURESTORESERVICE']._serialized_start=1087
-  _globals['_FEATURESTORESERVICE']._serialized_end=1355
+  _globals['_FEATUREROW']._serialized_end=637
+  _globals['_FEATUREROW_VALUESENTRY']._serialized_start=508
+  _globals['_FEATUREROW_VALUESENTRY']._serialized_end=581
+  _globals['_FEATUREROW_FEATUREVERSIONSENTRY']._serialized_start=583
+  _globals['_FEATUREROW_FEATUREVERSIONSENTRY']._serialized_end=637
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=640
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=771
+  _globals['_GETTRAININGSETREQUEST']._serialized_start=773
+  _globals['_GETTRAININGSETREQUEST']._serialized_end=889
+  _globals['_GETTRAININGSETRESPONSE']._serialized_start=892
+  _globals['_GETTRAININGSETRESPONSE']._serialized_end=1103
+  _globals['_FEATURESTORESERVICE']._serialized_start=1106
+  _globals['_FEATURESTORESERVICE']._serialized_end=1374
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class GetOnlineFeaturesRequest(_message.Message):
     def __init__(self, use_case: _Optional[str] = ..., entity_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeatureRow(_message.Message):
-    __slots__ = ("entity_id", "values", "found", "event_time", "feature_versions")
+    __slots__ = ("entity_id", "values", "found", "event_time", "feature_versions", "record_id")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,12 +41,14 @@ class FeatureRow(_message.Message):
     FOUND_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     values: _containers.MessageMap[str, _common_pb2.Value]
     found: bool
     event_time: _timestamp_pb2.Timestamp
     feature_versions: _containers.ScalarMap[str, str]
-    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Mapping[str, _common_pb2.Value]] = ..., found: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature_versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    record_id: str
+    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Mapping[str, _common_pb2.Value]] = ..., found: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature_versions: _Optional[_Mapping[str, str]] = ..., record_id: _Optional[str] = ...) -> None: ...
 
 class GetOnlineFeaturesResponse(_message.Message):
     __slots__ = ("rows", "features")

@@ -53,7 +53,7 @@ class PredictionLogged(_message.Message):
     def __init__(self, prediction_id: _Optional[str] = ..., use_case: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., entity_id: _Optional[str] = ..., features: _Optional[_Mapping[str, _common_pb2.Value]] = ..., output: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., outputs: _Optional[_Mapping[str, _common_pb2.Value]] = ..., latency_us: _Optional[int] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alias: _Optional[str] = ..., shadow: _Optional[bool] = ...) -> None: ...
 
 class FeedbackRecorded(_message.Message):
-    __slots__ = ("feedback_id", "prediction_id", "use_case", "outcome", "observed_at", "recorded_at", "entity_id")
+    __slots__ = ("feedback_id", "prediction_id", "use_case", "outcome", "observed_at", "recorded_at", "entity_id", "record_id", "event_time")
     FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,8 @@ class FeedbackRecorded(_message.Message):
     OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     feedback_id: str
     prediction_id: str
     use_case: str
@@ -68,4 +70,6 @@ class FeedbackRecorded(_message.Message):
     observed_at: _timestamp_pb2.Timestamp
     recorded_at: _timestamp_pb2.Timestamp
     entity_id: str
-    def __init__(self, feedback_id: _Optional[str] = ..., prediction_id: _Optional[str] = ..., use_case: _Optional[str] = ..., outcome: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entity_id: _Optional[str] = ...) -> None: ...
+    record_id: str
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, feedback_id: _Optional[str] = ..., prediction_id: _Optional[str] = ..., use_case: _Optional[str] = ..., outcome: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entity_id: _Optional[str] = ..., record_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

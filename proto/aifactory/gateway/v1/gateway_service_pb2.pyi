@@ -86,18 +86,24 @@ class PredictBatchResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
 
 class RecordFeedbackRequest(_message.Message):
-    __slots__ = ("prediction_id", "outcome", "observed_at", "feedback_id", "use_case")
+    __slots__ = ("prediction_id", "outcome", "observed_at", "feedback_id", "use_case", "record_id", "event_time", "entity_id")
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     prediction_id: str
     outcome: _common_pb2.Value
     observed_at: _timestamp_pb2.Timestamp
     feedback_id: str
     use_case: str
-    def __init__(self, prediction_id: _Optional[str] = ..., outcome: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feedback_id: _Optional[str] = ..., use_case: _Optional[str] = ...) -> None: ...
+    record_id: str
+    event_time: _timestamp_pb2.Timestamp
+    entity_id: str
+    def __init__(self, prediction_id: _Optional[str] = ..., outcome: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feedback_id: _Optional[str] = ..., use_case: _Optional[str] = ..., record_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entity_id: _Optional[str] = ...) -> None: ...
 
 class RecordFeedbackResponse(_message.Message):
     __slots__ = ("feedback_id",)

@@ -33,7 +33,7 @@ class Violation(_message.Message):
     def __init__(self, field: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RecordRejected(_message.Message):
-    __slots__ = ("use_case", "original", "content_type", "source_topic", "source_partition", "source_offset", "violations", "rejected_at", "record_id", "schema_version")
+    __slots__ = ("use_case", "original", "content_type", "source_topic", "source_partition", "source_offset", "violations", "rejected_at", "record_id", "schema_version", "original_truncated", "original_size")
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,8 @@ class RecordRejected(_message.Message):
     REJECTED_AT_FIELD_NUMBER: _ClassVar[int]
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     use_case: str
     original: bytes
     content_type: str
@@ -54,7 +56,9 @@ class RecordRejected(_message.Message):
     rejected_at: _timestamp_pb2.Timestamp
     record_id: str
     schema_version: str
-    def __init__(self, use_case: _Optional[str] = ..., original: _Optional[bytes] = ..., content_type: _Optional[str] = ..., source_topic: _Optional[str] = ..., source_partition: _Optional[int] = ..., source_offset: _Optional[int] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., rejected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., record_id: _Optional[str] = ..., schema_version: _Optional[str] = ...) -> None: ...
+    original_truncated: bool
+    original_size: int
+    def __init__(self, use_case: _Optional[str] = ..., original: _Optional[bytes] = ..., content_type: _Optional[str] = ..., source_topic: _Optional[str] = ..., source_partition: _Optional[int] = ..., source_offset: _Optional[int] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., rejected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., record_id: _Optional[str] = ..., schema_version: _Optional[str] = ..., original_truncated: _Optional[bool] = ..., original_size: _Optional[int] = ...) -> None: ...
 
 class FieldQuality(_message.Message):
     __slots__ = ("field", "null_count", "null_rate", "out_of_range_count", "out_of_range_rate")

@@ -27,7 +27,7 @@ from aifactory.ingestion.v1 import events_pb2 as aifactory_dot_ingestion_dot_v1_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.aifactory/ingestion/v1/ingestion_service.proto\x12\x16\x61ifactory.ingestion.v1\x1a aifactory/common/v1/common.proto\x1a#aifactory/ingestion/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\nIngestItem\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12-\n\x06record\x18\x02 \x01(\x0b\x32\x1b.aifactory.common.v1.RecordH\x00\x42\t\n\x07payload\"y\n\x0cIngestResult\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x35\n\nviolations\x18\x04 \x03(\x0b\x32!.aifactory.ingestion.v1.Violation\"T\n\rIngestRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x31\n\x05items\x18\x02 \x03(\x0b\x32\".aifactory.ingestion.v1.IngestItem\"\xa9\x01\n\x0eIngestResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.aifactory.ingestion.v1.IngestResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12\x30\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\"Z\n\x13IngestStreamRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x31\n\x05items\x18\x02 \x03(\x0b\x32\".aifactory.ingestion.v1.IngestItem\"\xc8\x01\n\x14IngestStreamResponse\x12\x16\n\x0ereceived_count\x18\x01 \x01(\x03\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12\x36\n\x08rejected\x18\x04 \x03(\x0b\x32$.aifactory.ingestion.v1.IngestResult\x12\x30\n\x07\x64\x61taset\x18\x05 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\"6\n\x11GetDatasetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xe7\x01\n\x07\x44\x61taset\x12,\n\x03ref\x18\x01 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x14\n\x0crecord_count\x18\x02 \x01(\x03\x12\x38\n\x10\x65vent_time_range\x18\x03 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eschema_version\x18\x05 \x01(\t\x12\x16\n\x0eparent_version\x18\x06 \x01(\t\"F\n\x12GetDatasetResponse\x12\x30\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1f.aifactory.ingestion.v1.Dataset2\xbd\x02\n\x10IngestionService\x12W\n\x06Ingest\x12%.aifactory.ingestion.v1.IngestRequest\x1a&.aifactory.ingestion.v1.IngestResponse\x12k\n\x0cIngestStream\x12+.aifactory.ingestion.v1.IngestStreamRequest\x1a,.aifactory.ingestion.v1.IngestStreamResponse(\x01\x12\x63\n\nGetDataset\x12).aifactory.ingestion.v1.GetDatasetRequest\x1a*.aifactory.ingestion.v1.GetDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.aifactory/ingestion/v1/ingestion_service.proto\x12\x16\x61ifactory.ingestion.v1\x1a aifactory/common/v1/common.proto\x1a#aifactory/ingestion/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\nIngestItem\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12-\n\x06record\x18\x02 \x01(\x0b\x32\x1b.aifactory.common.v1.RecordH\x00\x42\t\n\x07payload\"y\n\x0cIngestResult\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x35\n\nviolations\x18\x04 \x03(\x0b\x32!.aifactory.ingestion.v1.Violation\"h\n\rIngestRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x31\n\x05items\x18\x02 \x03(\x0b\x32\".aifactory.ingestion.v1.IngestItem\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xa9\x01\n\x0eIngestResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.aifactory.ingestion.v1.IngestResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12\x30\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\"n\n\x13IngestStreamRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x31\n\x05items\x18\x02 \x03(\x0b\x32\".aifactory.ingestion.v1.IngestItem\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xc8\x01\n\x14IngestStreamResponse\x12\x16\n\x0ereceived_count\x18\x01 \x01(\x03\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12\x36\n\x08rejected\x18\x04 \x03(\x0b\x32$.aifactory.ingestion.v1.IngestResult\x12\x30\n\x07\x64\x61taset\x18\x05 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\"6\n\x11GetDatasetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xfb\x01\n\x07\x44\x61taset\x12,\n\x03ref\x18\x01 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x14\n\x0crecord_count\x18\x02 \x01(\x03\x12\x38\n\x10\x65vent_time_range\x18\x03 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eschema_version\x18\x05 \x01(\t\x12\x16\n\x0eparent_version\x18\x06 \x01(\t\x12\x12\n\nfile_count\x18\x07 \x01(\x03\"F\n\x12GetDatasetResponse\x12\x30\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1f.aifactory.ingestion.v1.Dataset2\xbd\x02\n\x10IngestionService\x12W\n\x06Ingest\x12%.aifactory.ingestion.v1.IngestRequest\x1a&.aifactory.ingestion.v1.IngestResponse\x12k\n\x0cIngestStream\x12+.aifactory.ingestion.v1.IngestStreamRequest\x1a,.aifactory.ingestion.v1.IngestStreamResponse(\x01\x12\x63\n\nGetDataset\x12).aifactory.ingestion.v1.GetDatasetRequest\x1a*.aifactory.ingestion.v1.GetDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTRESULT']._serialized_start=266
   _globals['_INGESTRESULT']._serialized_end=387
   _globals['_INGESTREQUEST']._serialized_start=389
-  _globals['_INGESTREQUEST']._serialized_end=473
-  _globals['_INGESTRESPONSE']._serialized_start=476
-  _globals['_INGESTRESPONSE']._serialized_end=645
-  _globals['_INGESTSTREAMREQUEST']._serialized_start=647
-  _globals['_INGESTSTREAMREQUEST']._serialized_end=737
-  _globals['_INGESTSTREAMRESPONSE']._serialized_start=740
-  _globals['_INGESTSTREAMRESPONSE']._serialized_end=940
-  _globals['_GETDATASETREQUEST']._serialized_start=942
-  _globals['_GETDATASETREQUEST']._serialized_end=996
-  _globals['_DATASET']._serialized_start=999
-  _globals['_DATASET']._serialized_end=1230
-  _globals['_GETDATASETRESPONSE']._serialized_start=1232
-  _globals['_GETDATASETRESPONSE']._serialized_end=1302
-  _globals['_INGESTIONSERVICE']._serialized_start=1305
-  _globals['_INGESTIONSERVICE']._serialized_end=1622
+  _globals['_INGESTREQUEST']._serialized_end=493
+  _globals['_INGESTRESPONSE']._serialized_start=496
+  _globals['_INGESTRESPONSE']._serialized_end=665
+  _globals['_INGESTSTREAMREQUEST']._serialized_start=667
+  _globals['_INGESTSTREAMREQUEST']._serialized_end=777
+  _globals['_INGESTSTREAMRESPONSE']._serialized_start=780
+  _globals['_INGESTSTREAMRESPONSE']._serialized_end=980
+  _globals['_GETDATASETREQUEST']._serialized_start=982
+  _globals['_GETDATASETREQUEST']._serialized_end=1036
+  _globals['_DATASET']._serialized_start=1039
+  _globals['_DATASET']._serialized_end=1290
+  _globals['_GETDATASETRESPONSE']._serialized_start=1292
+  _globals['_GETDATASETRESPONSE']._serialized_end=1362
+  _globals['_INGESTIONSERVICE']._serialized_start=1365
+  _globals['_INGESTIONSERVICE']._serialized_end=1682
 # @@protoc_insertion_point(module_scope)

@@ -32,12 +32,14 @@ class IngestResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., accepted: _Optional[bool] = ..., record_id: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[_events_pb2.Violation, _Mapping]]] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
-    __slots__ = ("use_case", "items")
+    __slots__ = ("use_case", "items", "request_id")
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     use_case: str
     items: _containers.RepeatedCompositeFieldContainer[IngestItem]
-    def __init__(self, use_case: _Optional[str] = ..., items: _Optional[_Iterable[_Union[IngestItem, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, use_case: _Optional[str] = ..., items: _Optional[_Iterable[_Union[IngestItem, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
     __slots__ = ("results", "accepted_count", "rejected_count", "dataset")
@@ -52,12 +54,14 @@ class IngestResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[IngestResult, _Mapping]]] = ..., accepted_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ...) -> None: ...
 
 class IngestStreamRequest(_message.Message):
-    __slots__ = ("use_case", "items")
+    __slots__ = ("use_case", "items", "request_id")
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     use_case: str
     items: _containers.RepeatedCompositeFieldContainer[IngestItem]
-    def __init__(self, use_case: _Optional[str] = ..., items: _Optional[_Iterable[_Union[IngestItem, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, use_case: _Optional[str] = ..., items: _Optional[_Iterable[_Union[IngestItem, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class IngestStreamResponse(_message.Message):
     __slots__ = ("received_count", "accepted_count", "rejected_count", "rejected", "dataset")
@@ -82,20 +86,22 @@ class GetDatasetRequest(_message.Message):
     def __init__(self, use_case: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("ref", "record_count", "event_time_range", "created_at", "schema_version", "parent_version")
+    __slots__ = ("ref", "record_count", "event_time_range", "created_at", "schema_version", "parent_version", "file_count")
     REF_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     PARENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
     ref: _common_pb2.DatasetRef
     record_count: int
     event_time_range: _common_pb2.TimeRange
     created_at: _timestamp_pb2.Timestamp
     schema_version: str
     parent_version: str
-    def __init__(self, ref: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., record_count: _Optional[int] = ..., event_time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., schema_version: _Optional[str] = ..., parent_version: _Optional[str] = ...) -> None: ...
+    file_count: int
+    def __init__(self, ref: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., record_count: _Optional[int] = ..., event_time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., schema_version: _Optional[str] = ..., parent_version: _Optional[str] = ..., file_count: _Optional[int] = ...) -> None: ...
 
 class GetDatasetResponse(_message.Message):
     __slots__ = ("dataset",)

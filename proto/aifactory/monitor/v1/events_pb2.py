@@ -26,17 +26,19 @@ from aifactory.common.v1 import common_pb2 as aifactory_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aifactory/monitor/v1/events.proto\x12\x14\x61ifactory.monitor.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\rDriftEvidence\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x11\n\tstatistic\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x30\n\x0cwindow_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsample_size\x18\x07 \x01(\x03\x12\x30\n\x04kind\x18\x08 \x01(\x0e\x32\".aifactory.monitor.v1.EvidenceKind\x12\x0f\n\x07\x64rifted\x18\t \x01(\x08\x12\x14\n\x07p_value\x18\n \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_p_value\"\xca\x01\n\rDriftDetected\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12,\n\x05model\x18\x03 \x01(\x0b\x32\x1d.aifactory.common.v1.ModelRef\x12\x35\n\x08\x65vidence\x18\x04 \x03(\x0b\x32#.aifactory.monitor.v1.DriftEvidence\x12/\n\x0b\x64\x65tected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x85\x01\n\x0c\x45videnceKind\x12\x1d\n\x19\x45VIDENCE_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VIDENCE_KIND_FEATURE\x10\x01\x12\x1c\n\x18\x45VIDENCE_KIND_PREDICTION\x10\x02\x12\x1d\n\x19\x45VIDENCE_KIND_PERFORMANCE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aifactory/monitor/v1/events.proto\x12\x14\x61ifactory.monitor.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\rDriftEvidence\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x11\n\tstatistic\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x30\n\x0cwindow_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsample_size\x18\x07 \x01(\x03\x12\x30\n\x04kind\x18\x08 \x01(\x0e\x32\".aifactory.monitor.v1.EvidenceKind\x12\x0f\n\x07\x64rifted\x18\t \x01(\x08\x12\x14\n\x07p_value\x18\n \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_p_value\"\xca\x01\n\rDriftDetected\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12,\n\x05model\x18\x03 \x01(\x0b\x32\x1d.aifactory.common.v1.ModelRef\x12\x35\n\x08\x65vidence\x18\x04 \x03(\x0b\x32#.aifactory.monitor.v1.DriftEvidence\x12/\n\x0b\x64\x65tected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x01\n\x11RollbackRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12,\n\x05model\x18\x03 \x01(\x0b\x32\x1d.aifactory.common.v1.ModelRef\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0c\x65vidence_ids\x18\x06 \x03(\t\x12\x30\n\x0crequested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x85\x01\n\x0c\x45videnceKind\x12\x1d\n\x19\x45VIDENCE_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VIDENCE_KIND_FEATURE\x10\x01\x12\x1c\n\x18\x45VIDENCE_KIND_PREDICTION\x10\x02\x12\x1d\n\x19\x45VIDENCE_KIND_PERFORMANCE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aifactory.monitor.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVIDENCEKIND']._serialized_start=640
-  _globals['_EVIDENCEKIND']._serialized_end=773
+  _globals['_EVIDENCEKIND']._serialized_start=849
+  _globals['_EVIDENCEKIND']._serialized_end=982
   _globals['_DRIFTEVIDENCE']._serialized_start=127
   _globals['_DRIFTEVIDENCE']._serialized_end=432
   _globals['_DRIFTDETECTED']._serialized_start=435
   _globals['_DRIFTDETECTED']._serialized_end=637
+  _globals['_ROLLBACKREQUESTED']._serialized_start=640
+  _globals['_ROLLBACKREQUESTED']._serialized_end=846
 # @@protoc_insertion_point(module_scope)

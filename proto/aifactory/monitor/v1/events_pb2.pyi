@@ -59,3 +59,21 @@ class DriftDetected(_message.Message):
     evidence: _containers.RepeatedCompositeFieldContainer[DriftEvidence]
     detected_at: _timestamp_pb2.Timestamp
     def __init__(self, report_id: _Optional[str] = ..., use_case: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., evidence: _Optional[_Iterable[_Union[DriftEvidence, _Mapping]]] = ..., detected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RollbackRequested(_message.Message):
+    __slots__ = ("request_id", "use_case", "model", "alias", "reason", "evidence_ids", "requested_at")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    use_case: str
+    model: _common_pb2.ModelRef
+    alias: str
+    reason: str
+    evidence_ids: _containers.RepeatedScalarFieldContainer[str]
+    requested_at: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., use_case: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., alias: _Optional[str] = ..., reason: _Optional[str] = ..., evidence_ids: _Optional[_Iterable[str]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -90,6 +90,51 @@ class RegistryServiceStub:
                 request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionRequest.SerializeToString,
                 response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionResponse.FromString,
                 _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/DeleteAlias',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.UploadArtifact = channel.stream_unary(
+                '/aifactory.registry.v1.RegistryService/UploadArtifact',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.UploadArtifactRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.UploadArtifactResponse.FromString,
+                _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/aifactory.registry.v1.RegistryService/DownloadArtifact',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactResponse.FromString,
+                _registered_method=True)
+        self.GetReferenceStats = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/GetReferenceStats',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsResponse.FromString,
+                _registered_method=True)
+        self.CreateRun = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/CreateRun',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.CreateRunRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.CreateRunResponse.FromString,
+                _registered_method=True)
+        self.LogRunMetrics = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/LogRunMetrics',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.LogRunMetricsRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.LogRunMetricsResponse.FromString,
+                _registered_method=True)
+        self.FinishRun = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/FinishRun',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.FinishRunRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.FinishRunResponse.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/GetRun',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetRunResponse.FromString,
+                _registered_method=True)
+        self.RecordEvaluation = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/RecordEvaluation',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -170,6 +215,69 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteAlias(self, request, context):
+        """Removes an alias (emits AliasChanged of kind DELETE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadArtifact(self, request_iterator, context):
+        """Stores a blob (TorchScript model, reference profile) content-addressed; the
+        first message may carry the expected digest. Returns its SHA-256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadArtifact(self, request, context):
+        """Streams a stored blob back, after checking its digest (DATA_LOSS when it does not match).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReferenceStats(self, request, context):
+        """The training reference profile of a version (or of the version an alias points at).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRun(self, request, context):
+        """Experiment tracking: a training run with its parameters, environment and data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogRunMetrics(self, request, context):
+        """Metrics of a running run, per epoch (step); logging the same point again replaces it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEvaluation(self, request, context):
+        """Stores an evaluation report and acts on it by the use case's policy, exactly
+        as for a ModelEvaluated event on the model.evaluated topic (idempotent by report id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +335,51 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ExportModelVersion,
                     request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionRequest.FromString,
                     response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionResponse.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'UploadArtifact': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadArtifact,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.UploadArtifactRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.UploadArtifactResponse.SerializeToString,
+            ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactResponse.SerializeToString,
+            ),
+            'GetReferenceStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferenceStats,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsResponse.SerializeToString,
+            ),
+            'CreateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRun,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.CreateRunRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.CreateRunResponse.SerializeToString,
+            ),
+            'LogRunMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogRunMetrics,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.LogRunMetricsRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.LogRunMetricsResponse.SerializeToString,
+            ),
+            'FinishRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishRun,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.FinishRunRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.FinishRunResponse.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetRunRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetRunResponse.SerializeToString,
+            ),
+            'RecordEvaluation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvaluation,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -527,6 +680,249 @@ class RegistryService:
             '/aifactory.registry.v1.RegistryService/ExportModelVersion',
             aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionRequest.SerializeToString,
             aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/DeleteAlias',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadArtifact(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/aifactory.registry.v1.RegistryService/UploadArtifact',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.UploadArtifactRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.UploadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/DownloadArtifact',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferenceStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/GetReferenceStats',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/CreateRun',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.CreateRunRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.CreateRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogRunMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/LogRunMetrics',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.LogRunMetricsRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.LogRunMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/FinishRun',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.FinishRunRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.FinishRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/GetRun',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetRunRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvaluation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/RecordEvaluation',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,7 +52,7 @@ class TrainingRequested(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., use_case: _Optional[str] = ..., reason: _Optional[_Union[TrainingReason, str]] = ..., drift_report_id: _Optional[str] = ..., requested_by: _Optional[_Union[_common_pb2.Actor, _Mapping]] = ..., seed: _Optional[int] = ..., window: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ModelTrained(_message.Message):
-    __slots__ = ("model", "run_id", "datasets", "features", "metrics", "request_id", "artifact_uri", "artifact_sha256", "code_version", "trained_at", "seed", "params")
+    __slots__ = ("model", "run_id", "datasets", "features", "metrics", "request_id", "artifact_uri", "artifact_sha256", "code_version", "trained_at", "seed", "params", "window", "reason", "drift_report_id")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,9 @@ class ModelTrained(_message.Message):
     TRAINED_AT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_REPORT_ID_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     run_id: str
     datasets: _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetRef]
@@ -84,4 +87,7 @@ class ModelTrained(_message.Message):
     trained_at: _timestamp_pb2.Timestamp
     seed: int
     params: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., run_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.Metric, _Mapping]]] = ..., request_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    window: _common_pb2.TimeRange
+    reason: TrainingReason
+    drift_report_id: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., run_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.Metric, _Mapping]]] = ..., request_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., window: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., reason: _Optional[_Union[TrainingReason, str]] = ..., drift_report_id: _Optional[str] = ...) -> None: ...

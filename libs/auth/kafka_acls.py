@@ -1,0 +1,166 @@
+"""Who may read and write which Kafka topic, in one table, and the ACLs it becomes.
+
+Each service is its own Kafka principal (``User:<service>``); business producers
+share ``User:producer``; ``User:admin`` is the broker's only super user. A principal
+may write only the topics it owns and read only the topics it consumes. Every
+consuming service also writes the dead-letter topic (``libs.bus`` dead-letters what
+it cannot handle). Consumer groups and transactional ids of a service start with
+the service's name (:func:`group_prefix`: ingestion's group ``ingestion``, its
+transactional ids ``ingestion-<instance>``); the feature store's faust app id is
+``aif-featurestore``, and it owns that prefix for its group and its internal
+changelog and repartition topics.
+
+Raw topics are ``aif.<use_case>.raw``; a prefixed ACL cannot match a suffix, so their
+ACLs are literal, one set per use case (:func:`bindings` takes the use cases).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from libs.bus import topics as t
+
+ADMIN = "admin"
+PRODUCER = "producer"
+RAW = "<raw topics of every use case>"  # stands for topics.raw(use_case) in the table
+
+
+@dataclass(frozen=True)
+class TopicAccess:
+    writes: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    # Topics and groups with this prefix are the principal's own (faust internals).
+    owns_prefix: str = ""
+    # Uses Kafka transactions (transactional ids start with its group prefix).
+    transactional: bool = False
+
+
+ACCESS: Mapping[str, TopicAccess] = {
+    # Records, dead letters and raw offsets are committed in one transaction.
+    "ingestion": TopicAccess(writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY), reads=(RAW,),
+                             transactional=True),
+    "featurestore": TopicAccess(writes=(t.FEATURES_WRITTEN, t.DEAD_LETTER),
+                                reads=(t.RECORDS, t.FEEDBACK), owns_prefix="aif-featurestore"),
+    # Training requests come from the trainer's own API and from its drift handling.
+    "trainer": TopicAccess(writes=(t.MODEL_TRAINED, t.TRAINING_REQUESTED, t.DEAD_LETTER),
+                           reads=(t.TRAINING_REQUESTED, t.DRIFT_DETECTED)),
+    "evaluator": TopicAccess(writes=(t.MODEL_EVALUATED, t.DEAD_LETTER), reads=(t.MODEL_TRAINED,)),
+    # The monitor asks for rollbacks; the registry decides and moves the alias.
+    "registry": TopicAccess(writes=(t.MODEL_PROMOTED, t.DEAD_LETTER),
+                            reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED)),
+    "gateway": TopicAccess(writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED,)),
+    "monitor": TopicAccess(writes=(t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.DEAD_LETTER),
+                           reads=(t.PREDICTIONS, t.FEEDBACK, t.MODEL_PROMOTED)),
+    PRODUCER: TopicAccess(writes=(RAW,)),
+}
+
+SERVICES = tuple(name for name in ACCESS if name != PRODUCER)
+PRINCIPALS = (ADMIN, *ACCESS)
+
+
+class ResourceType(IntEnum):
+    """Kafka protocol codes (org.apache.kafka.common.resource.ResourceType)."""
+
+    TOPIC = 2
+    GROUP = 3
+    CLUSTER = 4
+    TRANSACTIONAL_ID = 5
+
+
+class PatternType(IntEnum):
+    LITERAL = 3
+    PREFIXED = 4
+
+
+class Operation(IntEnum):
+    """Kafka protocol codes (org.apache.kafka.common.acl.AclOperation)."""
+
+    ALL = 2
+    READ = 3
+    WRITE = 4
+    CREATE = 5
+    DESCRIBE = 8
+
+
+ALLOW = 3  # AclPermissionType.ALLOW
+
+
+@dataclass(frozen=True, order=True)
+class AclBinding:
+    principal: str            # "User:<name>"
+    resource_type: ResourceType
+    resource: str
+    pattern: PatternType
+    operation: Operation
+    host: str = "*"
+
+
+def group_prefix(service: str) -> str:
+    """Every consumer group and transactional id of ``service`` starts with this."""
+    return service
+
+
+def topics_of(access: TopicAccess, use_cases: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(writes, reads) with RAW expanded to each use case's raw topic."""
+    raw = [t.raw(uc) for uc in use_cases]
+
+    def expand(names: tuple[str, ...]) -> list[str]:
+        return [x for n in names for x in (raw if n == RAW else [n])]
+
+    return expand(access.writes), expand(access.reads)
+
+
+def all_topics(use_cases: Iterable[str]) -> list[str]:
+    """Every topic the table names (what the secure profile creates up front)."""
+    use_cases = list(use_cases)
+    names: set[str] = set()
+    for access in ACCESS.values():
+        writes, reads = topics_of(access, use_cases)
+        names.update(writes, reads)
+    return sorted(names)
+
+
+def bindings(use_cases: Iterable[str]) -> list[AclBinding]:
+    """The ACLs of every principal but admin (a super user needs none)."""
+    use_cases = list(use_cases)
+    out: set[AclBinding] = set()
+    for name, access in ACCESS.items():
+        user = f"User:{name}"
+        writes, reads = topics_of(access, use_cases)
+        # WRITE implies DESCRIBE and, since Kafka 3.0, idempotent produce on the topic.
+        out.update(AclBinding(user, ResourceType.TOPIC, topic, PatternType.LITERAL, Operation.WRITE)
+                   for topic in writes)
+        out.update(AclBinding(user, ResourceType.TOPIC, topic, PatternType.LITERAL, Operation.READ)
+                   for topic in reads)
+        if reads:
+            out.add(AclBinding(user, ResourceType.GROUP, group_prefix(name), PatternType.PREFIXED,
+                               Operation.READ))
+        if access.transactional:
+            out.add(AclBinding(user, ResourceType.TRANSACTIONAL_ID, group_prefix(name),
+                               PatternType.PREFIXED, Operation.WRITE))
+        if access.owns_prefix:
+            for kind in (ResourceType.TOPIC, ResourceType.GROUP):
+                out.add(AclBinding(user, kind, access.owns_prefix, PatternType.PREFIXED, Operation.ALL))
+    return sorted(out)
+
+
+def may_write(principal: str, topic: str, use_cases: Iterable[str]) -> bool:
+    """What the table says (tests compare the broker's answers with this)."""
+    access = ACCESS.get(principal)
+    if principal == ADMIN:
+        return True
+    if access is None:
+        return False
+    writes, _ = topics_of(access, use_cases)
+    return topic in writes or bool(access.owns_prefix and topic.startswith(access.owns_prefix))
+
+
+def may_read(principal: str, topic: str, use_cases: Iterable[str]) -> bool:
+    access = ACCESS.get(principal)
+    if principal == ADMIN:
+        return True
+    if access is None:
+        return False
+    _, reads = topics_of(access, use_cases)
+    return topic in reads or bool(access.owns_prefix and topic.startswith(access.owns_prefix))

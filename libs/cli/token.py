@@ -1,0 +1,105 @@
+"""``aif token``: development credentials from a local key.
+
+    aif token keygen                       Ed25519 key pair into build/auth/ (private key 0600)
+    aif token issue --sub alice --role loan_approval:approver --role '*:auditor' --ttl 1h
+    aif token revoke <token-or-jti>        refused from the next call on, by every service
+    aif token certs                        dev CA + a certificate per service (mutual TLS)
+
+The folder is ``AIF_AUTH_DIR`` (default ``build/auth``), the one services read.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import jwt
+
+from libs.auth.dev import DevAuth, auth_dir_from_env
+from libs.auth.permissions import Role
+from libs.auth.tls import create_ca, issue_cert
+from libs.auth.tokens import generate_keypair, parse_grants
+from libs.errors import AifError
+from libs.settings import DEFAULT_AUDIENCE, DEFAULT_ISSUER
+
+SERVICES = ("ingestion", "featurestore", "trainer", "evaluator", "registry", "gateway", "monitor")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """``90``, ``90s``, ``30m``, ``1h``, ``7d`` → seconds."""
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not match or int(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m, 1h, 7d")
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("token", help="development tokens, revocation and mTLS certificates")
+    parser.add_argument("--dir", type=Path, default=None, help="key folder (default: $AIF_AUTH_DIR or build/auth)")
+    cmds = parser.add_subparsers(dest="token_command", required=True)
+    keygen = cmds.add_parser("keygen", help="create the Ed25519 signing key pair")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
+    issue = cmds.add_parser("issue", help="print a signed token")
+    issue.add_argument("--sub", required=True, help="subject (who the token is for)")
+    issue.add_argument("--role", action="append", required=True, metavar="USE_CASE:ROLE",
+                       help=f"repeatable; '*' for every use case; roles: {', '.join(r.value for r in Role)}")
+    issue.add_argument("--ttl", type=parse_ttl, default=3600, help="lifetime, e.g. 30m, 1h (default 1h)")
+    issue.add_argument("--issuer", default=DEFAULT_ISSUER)
+    issue.add_argument("--audience", default=DEFAULT_AUDIENCE)
+    revoke = cmds.add_parser("revoke", help="add a token (or its jti) to the revocation list")
+    revoke.add_argument("token", help="the token, or its jti")
+    certs = cmds.add_parser("certs", help="dev CA and one certificate per service for mutual TLS")
+    certs.add_argument("names", nargs="*", help=f"certificate names (default: {', '.join(SERVICES)}, client)")
+
+
+def run(args: argparse.Namespace) -> int:
+    directory: Path = (args.dir or auth_dir_from_env()).resolve()
+    try:
+        return _COMMANDS[args.token_command](args, directory)
+    except AifError as exc:
+        print(f"aif token: {exc.message}", file=sys.stderr)
+        return 2
+
+
+def _keygen(args: argparse.Namespace, directory: Path) -> int:
+    private, public = generate_keypair(directory, overwrite=args.force)
+    DevAuth(directory).ensure()  # the privacy salt beside the keys
+    print(f"private key {private} (0600)\npublic key  {public}")
+    return 0
+
+
+def _issue(args: argparse.Namespace, directory: Path) -> int:
+    auth = DevAuth(directory, issuer=args.issuer, audience=args.audience)
+    print(auth.issue(args.sub, parse_grants(args.role), ttl_seconds=args.ttl))
+    return 0
+
+
+def _revoke(args: argparse.Namespace, directory: Path) -> int:
+    jti = args.token
+    if jti.count(".") == 2:
+        # Revoking needs only the id; a forged token's id is harmless on the list.
+        try:
+            jti = jwt.decode(jti, options={"verify_signature": False}).get("jti", "")
+        except jwt.InvalidTokenError:
+            print("aif token: not a token", file=sys.stderr)
+            return 2
+        if not isinstance(jti, str) or not jti:
+            print("aif token: the token has no jti", file=sys.stderr)
+            return 2
+    added = DevAuth(directory).revocations.revoke(jti)
+    print(f"{'revoked' if added else 'already revoked'}: {jti}")
+    return 0
+
+
+def _certs(args: argparse.Namespace, directory: Path) -> int:
+    ca = create_ca(directory)
+    print(f"CA           {ca.cert}")
+    for name in args.names or [*SERVICES, "client"]:
+        files = issue_cert(directory, name, ca=ca)
+        print(f"{name:<12} {files.cert}  {files.key} (0600)")
+    return 0
+
+
+_COMMANDS = {"keygen": _keygen, "issue": _issue, "revoke": _revoke, "certs": _certs}

@@ -1,0 +1,167 @@
+"""The ``TrainingData`` port: labelled, point-in-time-correct frames from the feature store.
+
+The trainer (training window) and the evaluator (holdout window) both read through it.
+:class:`GrpcTrainingData` implements it against ``aifactory.featurestore.v1``
+``GetTrainingSet``, which writes a parquet file and answers with its URI.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+import grpc
+import pandas as pd
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aifactory.common.v1 import common_pb2
+from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
+from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from libs.lifecycle.frames import Window
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable dataset version (common.v1.DatasetRef)."""
+
+    use_case: str
+    version: str
+    uri: str = ""
+
+    def to_proto(self) -> common_pb2.DatasetRef:
+        return common_pb2.DatasetRef(use_case=self.use_case, version=self.version, uri=self.uri)
+
+    @classmethod
+    def from_proto(cls, ref: common_pb2.DatasetRef) -> DatasetVersion:
+        return cls(ref.use_case, ref.version, ref.uri)
+
+
+@dataclass(frozen=True)
+class FeatureVersion:
+    """One feature and the version of its definition (common.v1.FeatureRef)."""
+
+    use_case: str
+    feature_view: str
+    name: str
+    version: str
+
+    def to_proto(self) -> common_pb2.FeatureRef:
+        return common_pb2.FeatureRef(use_case=self.use_case, feature_view=self.feature_view,
+                                     name=self.name, version=self.version)
+
+    @classmethod
+    def from_proto(cls, ref: common_pb2.FeatureRef) -> FeatureVersion:
+        return cls(ref.use_case, ref.feature_view, ref.name, ref.version)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A labelled frame (see :mod:`libs.lifecycle.frames`) and where it came from."""
+
+    frame: pd.DataFrame
+    datasets: list[DatasetVersion] = field(default_factory=list)
+    features: list[FeatureVersion] = field(default_factory=list)
+    # Content hash of the training set as the store built it ("" when unknown).
+    content_hash: str = ""
+    uri: str = ""
+
+
+class TrainingData(Protocol):
+    async def get_training_set(self, use_case: str, time_range: Window | None) -> TrainingSet:
+        """Labelled examples whose event time is in ``time_range`` (``None``: all there are).
+
+        Raises ``Unavailable`` when the store cannot be reached (callers retry),
+        ``NotFound``/``FailedPrecondition`` when there is nothing to give.
+        """
+        ...
+
+
+# "All there is": the feature store's time range is required, so None asks for a
+# range wide enough for any event time a record may carry.
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def time_range_proto(window: Window) -> common_pb2.TimeRange:
+    return common_pb2.TimeRange(start=timestamp(window.start), end=timestamp(window.end))
+
+
+def window_from_proto(time_range: common_pb2.TimeRange) -> Window | None:
+    """A proto TimeRange → Window; ``None`` when unset (both ends zero)."""
+    if not time_range.HasField("start") and not time_range.HasField("end"):
+        return None
+    try:
+        start = time_range.start.ToDatetime(tzinfo=UTC) if time_range.HasField("start") else _BEGINNING
+        end = (time_range.end.ToDatetime(tzinfo=UTC) if time_range.HasField("end")
+               else datetime.now(UTC) + timedelta(days=1))
+    except (ValueError, OverflowError) as exc:  # outside 0001..9999, or nanos out of range
+        raise InvalidArgument("window", str(exc)) from None
+    try:
+        return Window(start, end)
+    except ValueError as exc:
+        raise InvalidArgument("window", str(exc)) from None
+
+
+_STATUS = {
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Unavailable,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+}
+
+
+def typed_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> Exception:
+    """A gRPC failure of a dependency → the typed error callers act on: ``Unavailable``
+    (worth retrying) only for transport trouble, never for a bug or a refusal."""
+    detail = f"{what}: {exc.code().name}: {exc.details()}"
+    return _STATUS.get(exc.code(), FailedPrecondition)(detail)
+
+
+def read_parquet_uri(uri: str) -> pd.DataFrame:
+    """Read a training set written by the feature store (``file://`` URI or a local path)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise FailedPrecondition(f"training set uri {uri!r}: only file:// is readable here")
+    path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+    if not path.exists():
+        raise NotFound(f"training set {uri!r} does not exist")
+    return pd.read_parquet(path)
+
+
+class GrpcTrainingData:
+    """``TrainingData`` over the feature store's gRPC API and its parquet files.
+
+    The channel is the caller's (built with its token and TLS), so this class does
+    not decide how the service authenticates.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0) -> None:
+        self._stub = fs_grpc.FeatureStoreServiceStub(channel)
+        self._timeout = timeout_s
+
+    async def get_training_set(self, use_case: str, time_range: Window | None) -> TrainingSet:
+        window = time_range or Window(_BEGINNING, datetime.now(UTC) + timedelta(days=1))
+        request = fs_pb.GetTrainingSetRequest(use_case=use_case, time_range=time_range_proto(window))
+        try:
+            response = await self._stub.GetTrainingSet(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise typed_rpc_error(exc, "feature store GetTrainingSet") from None
+        if response.format and response.format != "parquet":
+            raise FailedPrecondition(f"training set format {response.format!r} is not parquet")
+        frame = await asyncio.to_thread(read_parquet_uri, response.uri)
+        if response.label and response.label != "label" and response.label in frame.columns:
+            frame = frame.rename(columns={response.label: "label"})
+        return TrainingSet(frame=frame,
+                           datasets=[DatasetVersion.from_proto(d) for d in response.datasets],
+                           features=[FeatureVersion.from_proto(f) for f in response.features],
+                           content_hash=response.content_hash, uri=response.uri)

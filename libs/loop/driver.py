@@ -1,0 +1,392 @@
+"""Drives the closed loop on a running factory, the way its users would.
+
+A business producer streams loan applications (JSON) to the use case's raw topic;
+outcomes of the first applications arrive as feedback events; an ML engineer asks for
+a first model; the app then asks the gateway for a decision on every new application
+(by entity id: features come from the online store) and reports each outcome through
+the feedback API. Part-way through, the concept drifts (river's Agrawal rule changes).
+Nothing else is done by hand: the monitor must notice, the trainer retrain, the
+evaluator pass, the registry promote and the gateway switch on their own.
+
+The driver only observes (predictions' model versions, the monitor's reports, the
+registry's audit log) and measures.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from aiokafka import AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aifactory.common.v1 import common_pb2
+from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
+from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
+from aifactory.gateway.v1 import events_pb2 as gateway_events
+from aifactory.gateway.v1 import gateway_service_pb2 as gw_pb
+from aifactory.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
+from aifactory.monitor.v1 import monitor_service_pb2 as mon_pb
+from aifactory.monitor.v1 import monitor_service_pb2_grpc as mon_grpc
+from aifactory.registry.v1 import registry_service_pb2 as reg_pb
+from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
+from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
+from libs.bus import EventPublisher, Outgoing, topics
+from libs.datagen import Example, LoanStream, to_json
+from libs.errors import FailedPrecondition, Unavailable
+from libs.loop.quality import Served, phase_quality
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    use_case: str = "loan_approval"
+    bootstrap: int = 2_500  # applications with known outcomes before the first model
+    stationary: int = 1_500  # served before the concept drifts
+    recovery: int = 1_000  # served after the new champion serves
+    max_after_onset: int = 8_000  # give up when the loop has not closed by then
+    batch: int = 50
+    seed: int = 42
+    drift_width: int = 50
+    timeout_s: float = 600.0
+
+
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.monotonic)
+    entries: list[tuple[float, str]] = field(default_factory=list)
+
+    def add(self, what: str) -> float:
+        at = time.monotonic() - self.started
+        self.entries.append((at, what))
+        return at
+
+
+@dataclass
+class LoopResult:
+    config: LoopConfig
+    served: list[Served]
+    onset_index: int  # index in `served` of the first drifted application
+    v1: int
+    v2: int | None
+    detected_at_index: int | None  # served records from onset to the first drift report
+    detected_after_s: float | None
+    false_alarms: int
+    serving_after_s: float | None  # drift onset → the new champion answers
+    v2_first_index: int | None
+    timeline: Timeline
+    lineage: reg_pb.GetLineageResponse | None = None
+    drift_report_id: str = ""
+    audit_valid: bool = False
+    audit_events: list[reg_pb.ListAuditEventsResponse] = field(default_factory=list)
+
+    def quality(self) -> dict[str, dict[str, float]]:
+        end_during = self.v2_first_index if self.v2_first_index is not None else len(self.served)
+        return {
+            "before drift": phase_quality(self.served[:self.onset_index]),
+            "during drift": phase_quality(self.served[self.onset_index:end_during]),
+            "after recovery": phase_quality(self.served[end_during:] if self.v2_first_index else []),
+        }
+
+    @property
+    def recovered_ratio(self) -> float:
+        q = self.quality()
+        before, after = q["before drift"].get("accuracy"), q["after recovery"].get("accuracy")
+        return after / before if before and after else 0.0
+
+    @property
+    def closed(self) -> bool:
+        return (self.v2 is not None and self.detected_at_index is not None and self.false_alarms == 0
+                and self.recovered_ratio >= 0.95 and self.audit_valid)
+
+
+def _ts(value: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def _unique_batches(examples: Iterator[Example], size: int) -> Iterator[list[Example]]:
+    """Batches of distinct entities, so "the online row shows this record" is unambiguous."""
+    batch: list[Example] = []
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.entity_id in seen or len(batch) == size:
+            yield batch
+            batch, seen = [], set()
+        batch.append(ex)
+        seen.add(ex.entity_id)
+    if batch:
+        yield batch
+
+
+class LoopDriver:
+    """Runs the loop against services reachable at ``targets`` (name → host:port)."""
+
+    def __init__(self, bootstrap_servers: str, targets: dict[str, str], metadata: Metadata,
+                 config: LoopConfig, say: Callable[[str], None] = print) -> None:
+        self.cfg = config
+        self._bootstrap = bootstrap_servers
+        self._targets = targets
+        self._md = metadata
+        self._say = say
+        self.timeline = Timeline()
+        total = config.bootstrap + config.stationary + config.max_after_onset + config.recovery
+        # Event time runs one second per application and ends before "now", so no record
+        # is in the future; the drift starts with the first served application after the
+        # stationary phase.
+        start = datetime.now(UTC) - timedelta(seconds=total + 600)
+        self._stream = iter(LoanStream(seed=config.seed, drift_at=config.bootstrap + config.stationary,
+                                       drift_width=config.drift_width, start=start,
+                                       interval=timedelta(seconds=1), label_delay=timedelta(seconds=30)))
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._publisher: EventPublisher | None = None
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _channel(self, name: str) -> grpc.aio.Channel:
+        if name not in self._channels:
+            self._channels[name] = grpc.aio.insecure_channel(self._targets[name])
+        return self._channels[name]
+
+    async def __aenter__(self) -> LoopDriver:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=5, acks="all")
+        await self._producer.start()
+        self._publisher = EventPublisher(self._bootstrap, producer="loan-app")
+        await self._publisher.start()
+        self.gateway = gw_grpc.GatewayServiceStub(self._channel("gateway"))
+        self.features = fs_grpc.FeatureStoreServiceStub(self._channel("featurestore"))
+        self.registry = reg_grpc.RegistryServiceStub(self._channel("registry"))
+        self.trainer = tr_grpc.TrainerServiceStub(self._channel("trainer"))
+        self.monitor = mon_grpc.MonitorServiceStub(self._channel("monitor"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._publisher is not None:
+            await self._publisher.stop()
+        for channel in self._channels.values():
+            await channel.close()
+
+    def _take(self, n: int) -> Iterator[list[Example]]:
+        return _unique_batches(itertools.islice(self._stream, n), self.cfg.batch)
+
+    # -- what a producer and an app do ------------------------------------------------
+
+    async def produce(self, batch: Sequence[Example]) -> None:
+        """Applications as a business producer sends them: JSON on the raw topic."""
+        assert self._producer is not None
+        topic = topics.raw(self.cfg.use_case)
+        for ex in batch:
+            await self._producer.send(topic, to_json({**ex.record, "record_id": ex.record_id}),
+                                      key=ex.entity_id.encode())
+        await self._producer.flush()
+
+    async def wait_online(self, batch: Sequence[Example], timeout: float = 60.0) -> None:
+        """Until the online store's row of every entity reflects this batch's record."""
+        want = {ex.entity_id: ex.record_id for ex in batch}
+        deadline = time.monotonic() + timeout
+        while want:
+            reply = await self.features.GetOnlineFeatures(fs_pb.GetOnlineFeaturesRequest(
+                use_case=self.cfg.use_case, entity_ids=list(want)), metadata=self._md, timeout=10)
+            for row in reply.rows:
+                if row.found and row.record_id == want.get(row.entity_id):
+                    want.pop(row.entity_id)
+            if want and time.monotonic() > deadline:
+                raise Unavailable(f"{len(want)} records not online after {timeout:.0f}s")
+            if want:
+                await asyncio.sleep(0.05)
+
+    async def report_outcomes(self, batch: Sequence[Example]) -> None:
+        """Outcomes of past applications, as the bank's systems report them (feedback topic)."""
+        assert self._publisher is not None
+        events = [Outgoing(topics.FEEDBACK, gateway_events.FeedbackRecorded(
+            feedback_id=f"fb-{ex.record_id}", use_case=self.cfg.use_case, entity_id=ex.entity_id,
+            record_id=ex.record_id, event_time=_ts(ex.event_time), outcome=common_pb2.Value(int64_value=ex.label),
+            observed_at=_ts(ex.label_time), recorded_at=_ts(datetime.now(UTC))),
+            use_case=self.cfg.use_case, key=ex.entity_id, event_id=f"fb-{ex.record_id}") for ex in batch]
+        await self._publisher.publish_many(events)
+
+    async def serve(self, batch: Sequence[Example]) -> list[Served]:
+        """The app: a decision per application by entity id, then the outcome as feedback."""
+        reply = await self.gateway.PredictBatch(gw_pb.PredictBatchRequest(
+            use_case=self.cfg.use_case, inputs=[gw_pb.PredictionInput(entity_id=ex.entity_id) for ex in batch]),
+            metadata=self._md, timeout=10)
+        served = []
+        for ex, p in zip(batch, reply.predictions, strict=True):
+            if p.error:
+                raise FailedPrecondition(f"prediction for {ex.entity_id} failed: {p.error}")
+            served.append(Served(p.prediction_id, p.model.version, p.output.double_value, int(ex.label),
+                                 ex.drifted, time.monotonic()))
+        now = _ts(datetime.now(UTC))
+        await asyncio.gather(*[self.gateway.RecordFeedback(gw_pb.RecordFeedbackRequest(
+            prediction_id=s.prediction_id, use_case=self.cfg.use_case, outcome=common_pb2.Value(int64_value=ex.label),
+            observed_at=now, feedback_id=f"fb-{ex.record_id}", record_id=ex.record_id,
+            event_time=_ts(ex.event_time), entity_id=ex.entity_id), metadata=self._md, timeout=10)
+            for ex, s in zip(batch, served, strict=True)])
+        return served
+
+    # -- what an ML engineer does once -----------------------------------------------
+
+    async def train_first_model(self) -> int:
+        job = (await self.trainer.SubmitTraining(tr_pb.SubmitTrainingRequest(
+            use_case=self.cfg.use_case, request_id=f"demo-v1-{uuid.uuid4().hex[:8]}"),
+            metadata=self._md, timeout=30)).job
+        last = ""
+        while job.state in (tr_pb.TRAINING_JOB_STATE_QUEUED, tr_pb.TRAINING_JOB_STATE_RUNNING,
+                            tr_pb.TRAINING_JOB_STATE_UNSPECIFIED):
+            if job.message != last:
+                self._say(f"    trainer: {job.message}")
+                last = job.message
+            await asyncio.sleep(0.5)
+            job = (await self.trainer.GetTrainingJob(tr_pb.GetTrainingJobRequest(job_id=job.job_id),
+                                                     metadata=self._md, timeout=10)).job
+        if job.state != tr_pb.TRAINING_JOB_STATE_SUCCEEDED:
+            raise FailedPrecondition(f"first training {tr_pb.TrainingJobState.Name(job.state)}: {job.message}")
+        self._say(f"    trainer: {job.message}")
+        return job.model.version
+
+    async def champion(self) -> int | None:
+        try:
+            reply = await self.registry.GetAlias(reg_pb.GetAliasRequest(
+                use_case=self.cfg.use_case, model_name=self.cfg.use_case, alias="champion"),
+                metadata=self._md, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return reply.alias.version
+
+    async def wait_serving(self, version: int, probe: Example, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = await self.gateway.Predict(gw_pb.PredictRequest(
+                    use_case=self.cfg.use_case, entity_id=probe.entity_id), metadata=self._md, timeout=5)
+                if reply.prediction.model.version == version:
+                    return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
+                                      grpc.StatusCode.FAILED_PRECONDITION):
+                    raise
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the gateway does not serve version {version} after {timeout:.0f}s")
+            await asyncio.sleep(0.25)
+
+    async def drift_reports(self) -> list[mon_pb.DriftReport]:
+        reply = await self.monitor.ListDriftReports(mon_pb.ListDriftReportsRequest(
+            use_case=self.cfg.use_case, drift_only=True, page_size=100), metadata=self._md, timeout=10)
+        return sorted(reply.reports, key=lambda r: r.created_at.ToNanoseconds())
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> LoopResult:
+        cfg, say, tl = self.cfg, self._say, self.timeline
+        say(f"==> 1/5 history: {cfg.bootstrap:,} applications with outcomes → raw topic, feedback topic")
+        sent = 0
+        probe: Example | None = None
+        for batch in self._take(cfg.bootstrap):
+            await self.produce(batch)
+            await self.report_outcomes(batch)
+            sent += len(batch)
+            probe = batch[-1]
+            if sent % 500 < len(batch):
+                say(f"    {sent:,}/{cfg.bootstrap:,} applications ingested")
+        assert probe is not None
+        await self.wait_online([probe])
+        tl.add(f"{cfg.bootstrap:,} historical applications ingested, features online")
+
+        say("==> 2/5 first model: train, evaluate, promote (auto policy), serve")
+        version = await self.train_first_model()
+        tl.add(f"v{version} trained")
+        while await self.champion() != version:
+            await asyncio.sleep(0.25)
+        tl.add(f"v{version} evaluated and promoted to champion")
+        await self.wait_serving(version, probe)
+        tl.add(f"v{version} serving through the gateway")
+        v1 = version
+
+        say(f"==> 3/5 serving {cfg.stationary:,} applications by entity id, outcomes as feedback")
+        served: list[Served] = []
+        for batch in self._take(cfg.stationary):
+            await self.produce(batch)
+            await self.wait_online(batch)
+            served += await self.serve(batch)
+        false_alarms = len(await self.drift_reports())
+        tl.add(f"{len(served):,} served; drift reports so far: {false_alarms}")
+        onset = len(served)
+
+        say("==> 4/5 the concept drifts; waiting for the factory to notice and recover")
+        onset_clock = time.monotonic()
+        tl.add("drift onset (Agrawal rule 0 → 2)")
+        detected_index: int | None = None
+        detected_after: float | None = None
+        report_id = ""
+        v2: int | None = None
+        v2_index: int | None = None
+        serving_after: float | None = None
+        deadline = onset_clock + cfg.timeout_s
+        for batch in self._take(cfg.max_after_onset + cfg.recovery):
+            await self.produce(batch)
+            await self.wait_online(batch)
+            served += await self.serve(batch)
+            if detected_index is None:
+                reports = await self.drift_reports()
+                if len(reports) > false_alarms:
+                    detected_index = len(served) - onset
+                    detected_after = time.monotonic() - onset_clock
+                    report_id = reports[0].report_id
+                    tl.add(f"drift detected by the monitor ({report_id}) after {detected_index:,} records")
+            newer = [s for s in served[onset:] if s.version > v1]
+            if v2 is None and newer:
+                v2 = newer[0].version
+                v2_index = served.index(newer[0])
+                serving_after = newer[0].at - onset_clock
+                tl.add(f"v{v2} serving through the gateway ({serving_after:.1f}s after onset)")
+                say(f"    v{v2} serves; {cfg.recovery:,} more applications to measure recovery")
+            if v2_index is not None and len(served) - v2_index >= cfg.recovery:
+                break
+            if time.monotonic() > deadline or len(served) - onset > cfg.max_after_onset + cfg.recovery:
+                say("    the loop did not close in time")
+                break
+            if (len(served) - onset) % 500 < len(batch):
+                say(f"    {len(served) - onset:,} served since onset; detected={detected_index is not None} "
+                    f"serving=v{served[-1].version}")
+
+        result = LoopResult(cfg, served, onset, v1, v2, detected_index, detected_after, false_alarms,
+                            serving_after, v2_index, tl, drift_report_id=report_id)
+        say("==> 5/5 audit and lineage")
+        await self._collect_governance(result)
+        return result
+
+    async def _collect_governance(self, result: LoopResult) -> None:
+        verify = await self.registry.VerifyAuditChain(reg_pb.VerifyAuditChainRequest(), metadata=self._md,
+                                                      timeout=30)
+        result.audit_valid = verify.valid
+        events = await self.registry.ListAuditEvents(reg_pb.ListAuditEventsRequest(
+            use_case=self.cfg.use_case, page_size=500), metadata=self._md, timeout=30)
+        result.audit_events = [events]
+        if result.v2_first_index is None:
+            return
+        pick = result.served[-1]
+        deadline = time.monotonic() + 30
+        while True:  # the registry indexes predictions from the predictions topic
+            try:
+                result.lineage = await self.registry.GetLineage(
+                    reg_pb.GetLineageRequest(prediction_id=pick.prediction_id), metadata=self._md, timeout=10)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+

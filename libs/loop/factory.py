@@ -1,0 +1,73 @@
+"""A fresh factory on one machine: its own Kafka and Triton, the seven services, one state root.
+
+Each run starts from nothing (a new broker, an empty model repository, empty
+databases), so what the loop shows is what the factory did in that run alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from libs import infra
+from libs.stack import SERVICES, Stack
+
+
+@dataclass
+class Factory:
+    root: Path
+    kafka: infra.KafkaHandle
+    triton: infra.TritonHandle
+    stack: Stack
+
+    def targets(self) -> dict[str, str]:
+        return {name: self.stack.target(name) for name in SERVICES}
+
+
+@contextlib.contextmanager
+def fresh_factory(root: Path, *, kafka_port: int, triton_port: int, service_offset: int,
+                  say: Callable[[str], None] = print, env: dict[str, str] | None = None) -> Iterator[Factory]:
+    """Kafka on ``kafka_port`` (+1 controller), Triton on ``triton_port`` (HTTP; +1 gRPC, +2
+    metrics), the services on their default ports + ``service_offset``; everything started
+    here is stopped on exit, whatever happened."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    default = infra.InfraConfig.from_env()
+    config = dataclasses.replace(
+        default, infra_dir=root / "infra", tools_dir=default.tools_dir or default.infra_dir,
+        kafka_port=kafka_port, kafka_controller_port=kafka_port + 1,
+        triton_http_port=triton_port, triton_grpc_port=triton_port + 1, triton_metrics_port=triton_port + 2,
+        triton_model_repo=root / "model_repository")
+    handles: list[infra.Handle] = []
+    stack: Stack | None = None
+    try:
+        started = time.monotonic()
+        kafka = infra.ensure_kafka(config)
+        handles.append(kafka)
+        say(f"    kafka   {kafka.bootstrap_servers} ready in {time.monotonic() - started:.1f}s")
+        started = time.monotonic()
+        triton = infra.ensure_triton(config)
+        handles.append(triton)
+        say(f"    triton  {triton.grpc_url} ready in {time.monotonic() - started:.1f}s "
+            f"(explicit model control, repository {triton.model_repository})")
+        stack = Stack(root / "logs", port_offset=service_offset, data_root=root / "state", env={
+            "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+            "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+            "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
+            "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
+            **(env or {})})
+        started = time.monotonic()
+        stack.start(timeout=120)
+        say(f"    {len(SERVICES)} services SERVING in {time.monotonic() - started:.1f}s, each its own process "
+            f"(logs in {root / 'logs'})")
+        yield Factory(root, kafka, triton, stack)
+    finally:
+        if stack is not None:
+            stack.stop()
+        for handle in reversed(handles):
+            handle.stop()

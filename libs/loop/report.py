@@ -1,0 +1,83 @@
+"""What the demo prints: timeline, quality table, lineage of one prediction, summary line."""
+from __future__ import annotations
+
+import math
+
+from aifactory.registry.v1 import registry_service_pb2 as reg_pb
+from libs.loop.driver import LoopResult
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def timeline(result: LoopResult) -> str:
+    lines = ["timeline (seconds since start)"]
+    lines += [f"  {at:7.1f}s  {what}" for at, what in result.timeline.entries]
+    return "\n".join(lines)
+
+
+def audit_trail(result: LoopResult) -> str:
+    lines = ["audit log (registry, hash-chained; " + ("verified" if result.audit_valid else "NOT VERIFIED") + ")"]
+    for page in result.audit_events:
+        for e in page.audit_events:
+            model = f"v{e.model.version}" if e.model.version else ""
+            evidence = f" evidence={','.join(e.evidence_ids)}" if e.evidence_ids else ""
+            lines.append(f"  #{e.sequence:<3} {e.action:<28} {model:<4} {e.alias:<10} by {e.actor.subject}"
+                         f"{evidence}")
+    return "\n".join(lines)
+
+
+def quality_table(result: LoopResult) -> str:
+    q = result.quality()
+    rows = [("phase", "records", "accuracy", "AUC", "model")]
+    versions = {
+        "before drift": f"v{result.v1}",
+        "during drift": f"v{result.v1}" + (f"→v{result.v2}" if result.v2 else ""),
+        "after recovery": f"v{result.v2}" if result.v2 else "—",
+    }
+    for phase, values in q.items():
+        rows.append((phase, f"{int(values.get('n', 0)):,}", _fmt(values.get("accuracy")),
+                     _fmt(values.get("auc")), versions[phase]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+           for row in rows]
+    out.insert(1, "  " + "  ".join("-" * w for w in widths))
+    out.append("")
+    out.append(f"  detection delay: {result.detected_at_index if result.detected_at_index is not None else '—'} "
+               f"records, {_fmt(result.detected_after_s, 1)} s after onset; false alarms before onset: "
+               f"{result.false_alarms}")
+    out.append(f"  drift onset → new champion serving: {_fmt(result.serving_after_s, 1)} s")
+    out.append(f"  quality after recovery / before drift (accuracy): {result.recovered_ratio:.1%}")
+    return "\n".join(out)
+
+
+def lineage(reply: reg_pb.GetLineageResponse | None) -> str:
+    if reply is None:
+        return "lineage: no prediction of the new champion to trace"
+    mv = reply.model_version
+    lines = [f"lineage of prediction {reply.prediction_id}",
+             f"  served by   {mv.ref.model_name} v{mv.ref.version} as {reply.served_alias or 'champion'}",
+             f"  trained by  run {mv.run_id} (code {mv.code_version[:12] or 'unknown'}, request "
+             f"{mv.training_request_id})",
+             f"  caused by   drift report {mv.drift_report_id or '—'}",
+             f"  evaluated   report {mv.evaluation_report_id or '—'}"]
+    for d in mv.datasets:
+        lines.append(f"  data        {d.use_case} raw dataset {d.version[:16]} ({d.uri})")
+    if mv.features:
+        names = ", ".join(f"{f.name}@{f.version[:8]}" for f in list(mv.features)[:4])
+        lines.append(f"  features    {len(mv.features)}: {names}, ...")
+    if reply.HasField("run"):
+        lines.append(f"  run         seed {reply.run.seed}, {len(reply.run.metrics)} metric points, "
+                     f"{reply.run.duration_s:.1f}s")
+    return "\n".join(lines)
+
+
+def summary(result: LoopResult) -> str:
+    q = result.quality()
+    return (f"loop {'CLOSED' if result.closed else 'NOT CLOSED'}: accuracy before {_fmt(q['before drift'].get('accuracy'))}"
+            f" / during {_fmt(q['during drift'].get('accuracy'))} / after {_fmt(q['after recovery'].get('accuracy'))}"
+            f" ({result.recovered_ratio:.0%} recovered); drift detected after "
+            f"{result.detected_at_index if result.detected_at_index is not None else '—'} records / "
+            f"{_fmt(result.detected_after_s, 1)} s; new champion v{result.v2 or '—'} serving "
+            f"{_fmt(result.serving_after_s, 1)} s after onset; false alarms {result.false_alarms}")

@@ -1,0 +1,133 @@
+"""The evaluation gates of a use case's spec, applied to a candidate (and the champion).
+
+Gates, in order:
+- ``holdout_size``: enough labelled rows in the holdout to judge at all.
+- ``metric_floor``: the use case's metric reaches ``evaluation.floor``.
+- ``no_regression``: candidate − champion on the same rows, no worse than
+  ``evaluation.max_regression`` (skipped when there is no champion: the first version).
+- ``fairness_gap``: demographic parity difference across ``evaluation.fairness.attribute``
+  at most ``max_gap`` (skipped, and recorded as skipped, when the holdout does not carry
+  the attribute or the task is regression).
+- ``calibration``: expected calibration error at most ``evaluation.max_calibration_error``.
+
+A skipped gate passes; its message starts with ``skipped:`` so the report says so. An
+undefined metric (NaN: e.g. AUC on a holdout with one class) fails the gate that needs it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from libs.usecase import UseCase
+from services.evaluator.metrics import MetricSet
+
+# Float noise must not fail a gate that is met exactly.
+TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    metric: str
+    value: float
+    threshold: float
+    passed: bool
+    comparator: str
+    message: str
+
+    @property
+    def skipped(self) -> bool:
+        return self.message.startswith("skipped:")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gates: list[GateResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+
+def _compare(value: float, threshold: float, comparator: str) -> bool:
+    if math.isnan(value):
+        return False
+    if comparator == ">=":
+        return value >= threshold - TOLERANCE
+    return value <= threshold + TOLERANCE
+
+
+def _skipped(gate: str, metric: str, threshold: float, comparator: str, why: str) -> GateResult:
+    return GateResult(gate, metric, 0.0, threshold, True, comparator, f"skipped: {why}")
+
+
+def holdout_size(rows: int, min_rows: int) -> GateResult:
+    ok = rows >= min_rows
+    return GateResult("holdout_size", "rows", float(rows), float(min_rows), ok, ">=",
+                      f"{rows} labelled rows in the holdout" + ("" if ok else f", fewer than {min_rows}"))
+
+
+def metric_floor(uc: UseCase, candidate: MetricSet) -> GateResult:
+    metric, floor = uc.evaluation.metric, uc.evaluation.floor
+    comparator = ">=" if uc.evaluation.higher_is_better else "<="
+    value = candidate.values.get(metric, float("nan"))
+    ok = _compare(value, floor, comparator)
+    message = (f"{metric} is undefined on the holdout" if math.isnan(value)
+               else f"{metric} {value:.4f} {comparator if ok else _negate(comparator)} floor {floor}")
+    return GateResult("metric_floor", metric, value, floor, ok, comparator, message)
+
+
+def no_regression(uc: UseCase, candidate: MetricSet, champion: MetricSet | None) -> GateResult:
+    metric, margin = uc.evaluation.metric, uc.evaluation.max_regression
+    higher = uc.evaluation.higher_is_better
+    comparator, threshold = (">=", -margin) if higher else ("<=", margin)
+    if champion is None:
+        return _skipped("no_regression", metric, threshold, comparator, "no champion (first version)")
+    champ = champion.values.get(metric, float("nan"))
+    if math.isnan(champ):
+        return _skipped("no_regression", metric, threshold, comparator,
+                        f"champion's {metric} is undefined on the holdout")
+    value = candidate.values.get(metric, float("nan")) - champ
+    ok = _compare(value, threshold, comparator)
+    message = (f"candidate {metric} is undefined on the holdout" if math.isnan(value)
+               else f"candidate − champion = {value:+.4f} ({comparator} {threshold:+.4f} to pass)")
+    return GateResult("no_regression", metric, value, threshold, ok, comparator, message)
+
+
+def fairness_gap(uc: UseCase, candidate: MetricSet) -> GateResult | None:
+    fairness = uc.evaluation.fairness
+    if fairness is None:
+        return None
+    metric = f"demographic_parity_difference[{fairness.attribute}]"
+    if uc.task == "regression":
+        return _skipped("fairness_gap", metric, fairness.max_gap, "<=", "not defined for regression")
+    if candidate.parity_gap is None:
+        return _skipped("fairness_gap", metric, fairness.max_gap, "<=", "attribute not in holdout set")
+    ok = _compare(candidate.parity_gap, fairness.max_gap, "<=")
+    rates = ", ".join(f"{k}={v:.3f}" for k, v in sorted(candidate.parity_rates.items()))
+    return GateResult("fairness_gap", metric, candidate.parity_gap, fairness.max_gap, ok, "<=",
+                      f"gap {candidate.parity_gap:.4f} across {fairness.attribute} ({rates})")
+
+
+def calibration(uc: UseCase, candidate: MetricSet) -> GateResult | None:
+    limit = uc.evaluation.max_calibration_error
+    if limit is None:
+        return None
+    if uc.task == "regression":
+        return _skipped("calibration", "ece", limit, "<=", "not defined for regression")
+    value = float("nan") if candidate.ece is None else candidate.ece
+    ok = _compare(value, limit, "<=")
+    return GateResult("calibration", "ece", value, limit, ok, "<=",
+                      "ece is undefined on the holdout" if math.isnan(value) else f"ece {value:.4f}")
+
+
+def evaluate_gates(uc: UseCase, candidate: MetricSet, champion: MetricSet | None, *,
+                   min_rows: int) -> Verdict:
+    gates = [holdout_size(candidate.rows, min_rows), metric_floor(uc, candidate),
+             no_regression(uc, candidate, champion)]
+    gates += [g for g in (fairness_gap(uc, candidate), calibration(uc, candidate)) if g is not None]
+    return Verdict(gates)
+
+
+def _negate(comparator: str) -> str:
+    return "<" if comparator == ">=" else ">"

@@ -1,0 +1,73 @@
+"""The feature store's data plane: one object the servicer (and, in-process, the trainer) calls.
+
+>>> core = FeatureStoreCore.open(settings)          # generates + applies the Feast repo
+>>> uc, columns, rows = core.online("loan_approval", ["a00001"])
+>>> ts = core.training_set("loan_approval", start, end)   # TrainingSet(path, row_count, ...)
+
+Both calls block (Feast is synchronous): from async code run them in a thread.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from libs.usecase import UseCase, load_default
+from services.featurestore import feast_repo
+from services.featurestore.layout import Layout
+from services.featurestore.online import OnlineReader, OnlineRow
+from services.featurestore.online_writer import ChildProcessWriter, InProcessWriter, OnlineWriter
+from services.featurestore.settings import FeatureStoreSettings
+from services.featurestore.training import TrainingSet, TrainingSetBuilder
+from services.featurestore.writer import FeatureWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureStoreCore:
+    usecases: dict[str, UseCase]
+    layout: Layout
+    writer: FeatureWriter
+    reader: OnlineReader
+    training: TrainingSetBuilder
+    # The readers' Feast ``FeatureStore`` (for direct Feast calls, e.g. in tests and tools).
+    feast: Any
+
+    @classmethod
+    def open(cls, settings: FeatureStoreSettings, usecases: dict[str, UseCase] | None = None) -> FeatureStoreCore:
+        """Generate the Feast repo from the specs, apply it, open the offline datasets."""
+        usecases = usecases if usecases is not None else load_default(settings.usecases_dir)
+        layout = Layout(settings.feast_repo.resolve(), settings.data_dir.resolve())
+        feast_repo.generate(layout, usecases, project=settings.feast_project,
+                            online_store=settings.online_store, redis_url=settings.redis_url)
+        # Two stores: the writer's and the readers' each hold their own online-store connection.
+        write_store = feast_repo.open_store(layout, apply=True)
+        read_store: Any = feast_repo.open_store(layout)
+        online: OnlineWriter
+        if settings.online_writer == "process" and settings.stream_enabled:
+            online = ChildProcessWriter(str(layout.repo))
+            online.start()
+        else:
+            online = InProcessWriter(write_store)
+        writer = FeatureWriter(layout, usecases, write_store, compact_at=settings.compact_files, online=online)
+        training = TrainingSetBuilder(layout, read_store, writer.features, writer.labels)
+        log.info("feature store ready: %s (online store %s)", ", ".join(sorted(usecases)), settings.online_store)
+        return cls(usecases, layout, writer, OnlineReader(read_store, usecases), training, read_store)
+
+    def close(self) -> None:
+        self.writer.online.close()
+
+    def online(self, use_case: str, entity_ids: Sequence[str],
+               feature_names: Sequence[str] = ()) -> tuple[UseCase, list[str], list[OnlineRow]]:
+        uc = self.reader.usecase(use_case)
+        columns = self.reader.columns(uc, feature_names)
+        return uc, columns, self.reader.read(uc, entity_ids, columns)
+
+    def training_set(self, use_case: str, start: datetime, end: datetime,
+                     feature_names: Sequence[str] = ()) -> TrainingSet:
+        uc = self.reader.usecase(use_case)
+        columns = self.reader.columns(uc, feature_names)
+        return self.training.build(uc, start, end, columns)

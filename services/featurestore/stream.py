@@ -1,0 +1,361 @@
+"""The stream processor: a faust app that turns records into features.
+
+Topology (one faust app, id = ``settings.app_id``, at-least-once):
+
+    records topic (RecordAccepted, key <use_case>/<entity_id>)
+      └─ agent "features": group_by(<use_case>/<entity_id>, name="entity")
+           → <app_id>-<records topic>-entity-repartition   (co-partitioned with the table)
+           → take_events(batch_max, batch_within)            (micro-batch)
+           → table "entity-state" (changelog <app_id>-entity-state-changelog): per entity, the
+             (event time, values) entries within the longest window + recent record ids
+    feedback topic (FeedbackRecorded)
+      └─ agent "labels": take_events → labels dataset
+    both → dead-letter topic (reason headers); table "dead-lettered" remembers which
+
+Per micro-batch: compute every record's features on copies of the entity states
+(:class:`~services.featurestore.batch.RecordProcessor`), write rows online + offline
+and dead-letter bad messages — durably — and only then store the new states in the
+table and let faust ack the batch. faust flushes the producer (changelog, repartition
+forwards) before it commits offsets. So, after a crash at any point:
+
+- writes done, states not stored: the replay recomputes the same rows; the online
+  write overwrites with the same values and the offline datasets skip known record ids;
+- states stored, offsets not committed: the replayed records are in their entity's
+  state (record ids) and are skipped; replayed bad messages are in "dead-lettered".
+
+Nothing is lost and nothing is counted twice. Kafka transactions from producers are
+respected: the consumer reads with ``isolation_level=read_committed`` (faust only does
+that in its exactly-once mode, whose open bugs we avoid).
+
+A failure that is not about one message (the online store or the disk is gone after
+``write_attempts`` tries, the faust app crashed) is fatal: ``on_fatal`` exits the
+process so that its supervisor restarts it, and the restart resumes from the last commit.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aifactory.common.v1 import common_pb2
+from aifactory.featurestore.v1 import events_pb2
+from aifactory.ingestion.v1 import events_pb2 as ingestion_events
+from libs.bus import DeadLetters, EventPublisher, KafkaSecurity, Outgoing
+from libs.bus import headers as h
+from libs.features import feature_refs
+from libs.telemetry import Telemetry
+from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor
+from services.featurestore.events import header_map, state_key
+from services.featurestore.faust_app import FeatureApp
+from services.featurestore.rows import FeatureRow
+from services.featurestore.settings import FeatureStoreSettings
+from services.featurestore.writer import FeatureWriter
+
+log = logging.getLogger(__name__)
+
+UNDECODABLE_KEY = b"!undecodable"
+
+
+class FatalError(Exception):
+    """The stream cannot go on in this process (not the fault of one message)."""
+
+
+# -- the stream -------------------------------------------------------------------------
+
+
+def entity_key(value: bytes) -> bytes:
+    """group_by key: ``<use_case>/<entity_id>``; never raises.
+
+    The message key is used as it is when it has that form (ingestion keys records so);
+    the stateful stage checks it against the payload. Otherwise the payload is read. A
+    message that cannot be read is dead-lettered after the repartition, with its reason.
+    """
+    event = faust.current_event()
+    key = event.key if event is not None else None
+    if isinstance(key, bytes) and b"/" in key:
+        return key
+    try:
+        rec = ingestion_events.RecordAccepted.FromString(value).record
+    except Exception:  # noqa: BLE001 - any undecodable payload
+        return UNDECODABLE_KEY
+    if not rec.use_case or not rec.entity_id:
+        return UNDECODABLE_KEY
+    return state_key(rec.use_case, rec.entity_id)
+
+
+def dead_letter_key(item: Incoming) -> bytes:
+    """Identity of a message across replays: its event id, or a hash of its key and bytes."""
+    event_id = header_map(item.headers).get(h.EVENT_ID)
+    if event_id:
+        return b"e:" + event_id.encode()
+    digest = hashlib.sha256((item.key or b"") + b"\0" + (item.value or b"")).hexdigest()[:32]
+    return b"h:" + digest.encode()
+
+
+def _incoming(event: Any) -> Incoming:
+    m = event.message
+    headers = m.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return Incoming(m.topic, m.partition, m.offset, m.key, m.value, [(k, v or b"") for k, v in headers])
+
+
+class BatchPipeline:
+    """Micro-batches in two stages: compute in the agent, then finish (durable effects) in order.
+
+    The agent computes batch N+1 while batch N's writes are in flight, so faust's work
+    and Feast's writes overlap. faust acks a take_events batch as soon as the agent's
+    loop moves on; each event is therefore given an extra reference first
+    (``message.incref()``) and its real ack comes from ``finish``, after the batch's
+    effects are durable. An event whose batch never finishes is never acked, so it is
+    consumed again after a restart. At most one batch waits behind the one finishing.
+    """
+
+    def __init__(self, on_fatal: Callable[[BaseException], None]) -> None:
+        self._on_fatal = on_fatal
+        self._last: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    async def submit(self, events: Sequence[Any], compute: Callable[[Sequence[Any]], BatchOutcome],
+                     finish: Callable[[BatchOutcome], Awaitable[None]]) -> None:
+        for event in events:
+            event.message.incref()
+        if self.stopping:
+            return  # held, never acked: replayed after the restart
+        try:
+            out = compute(events)
+        except BaseException as exc:  # noqa: BLE001 - per-message errors are caught inside compute
+            self._on_fatal(exc)
+            raise
+        previous = self._last
+        self._last = asyncio.create_task(self._finish(previous, out, events, finish))
+        if previous is not None:
+            await asyncio.shield(previous)
+
+    async def _finish(self, previous: asyncio.Task[None] | None, out: BatchOutcome, events: Sequence[Any],
+                      finish: Callable[[BatchOutcome], Awaitable[None]]) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)
+        try:
+            await finish(out)
+        except BaseException as exc:
+            # Exit before anything acks this batch: its effects are not (all) durable.
+            self._on_fatal(exc)
+            raise
+        for event in events:
+            event.ack()
+
+    async def drain(self) -> None:
+        """Stop taking batches; wait for those in flight to finish."""
+        self.stopping = True
+        while self._last is not None and not self._last.done():
+            await asyncio.gather(self._last, return_exceptions=True)
+
+
+class FeatureStream:
+    """The faust app and its two agents, wired to the writer, dead letters and events."""
+
+    def __init__(self, settings: FeatureStoreSettings, processor: RecordProcessor, writer: FeatureWriter,
+                 publisher: EventPublisher, *, datadir: str, telemetry: Telemetry,
+                 on_fatal: Callable[[BaseException], None]) -> None:
+        self._settings = settings
+        self._processor = processor
+        self._writer = writer
+        self._publisher = publisher
+        self._dlq = DeadLetters(publisher, settings.dead_letter_topic)
+        self._on_fatal = on_fatal
+        self._write_lock = asyncio.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._records = BatchPipeline(on_fatal)
+        self._labels = BatchPipeline(on_fatal)
+        # States computed by batches not yet finished: the next batch builds on them.
+        self._inflight: dict[bytes, tuple[Any, int]] = {}
+        self._batch_seq = 0
+        meter = telemetry.meter
+        self._m_records = meter.create_counter("featurestore_records", description="records applied")
+        self._m_dups = meter.create_counter("featurestore_duplicates", description="replayed records skipped")
+        self._m_dead = meter.create_counter("featurestore_dead_letters", description="messages dead-lettered")
+        self._m_batch = meter.create_histogram("featurestore_batch_write_seconds", unit="s",
+                                               description="time to write one micro-batch")
+        self._refs = {name: [common_pb2.FeatureRef(use_case=name, feature_view=c.view, name=c.name,
+                                                   version=c.version) for c in feature_refs(uc)]
+                      for name, uc in processor.usecases.items()}
+        brokers = [f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()]
+        self.app = FeatureApp(
+            settings.app_id, broker=brokers, web_enabled=False, autodiscover=False,
+            store="memory://", datadir=datadir,
+            topic_partitions=settings.partitions, topic_replication_factor=1,
+            processing_guarantee="at_least_once", broker_commit_interval=settings.commit_interval_s,
+            consumer_auto_offset_reset="earliest", producer_acks=-1, table_standby_replicas=0,
+            producer_linger=settings.producer_linger_ms / 1000,
+            # Batches held at shutdown are never acked (they are consumed again after the
+            # restart): faust must not wait for them before its final commit.
+            stream_wait_empty=False,
+            # A restarted worker rejoins once its killed predecessor's session expires.
+            broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=settings.session_timeout_s / 4,
+            broker_credentials=_credentials(KafkaSecurity.from_settings(settings)),
+        )
+        self._define()
+
+    def _define(self) -> None:
+        app, s = self.app, self._settings
+        records = app.topic(s.records_topic, key_serializer="raw", value_serializer="raw")
+        feedback = app.topic(s.feedback_topic, key_serializer="raw", value_serializer="raw")
+        # use_partitioner: a changelog entry goes to the partition of its key's hash, which
+        # is the partition group_by sent the entity to (same key bytes, same partitioner),
+        # also when one micro-batch spans several partitions.
+        # key_type=bytes: keys are stored raw (the very bytes group_by keyed the entity by);
+        # values are plain JSON (EntityState.to_json()). A value_type faust cannot rebuild
+        # (even ``dict``) makes its changelog recovery fail on every entry and never finish.
+        self.table = app.Table("entity-state", default=None, partitions=s.partitions, use_partitioner=True,
+                               key_type=bytes)
+        # Messages already dead-lettered (by event id, else content hash): a replay after a
+        # crash must not dead-letter them again. Bad messages are rare; the table stays small.
+        self.dead = app.Table("dead-lettered", default=None, partitions=s.partitions, use_partitioner=True,
+                              key_type=bytes)
+        within = s.batch_within_ms / 1000
+
+        async def features(stream: Any) -> None:
+            async for events in stream.group_by(entity_key, name="entity").take_events(s.batch_max, within):
+                await self._records.submit(events, self._compute_records, self._finish_records)
+
+        async def labels(stream: Any) -> None:
+            async for events in stream.take_events(s.batch_max, within):
+                await self._labels.submit(events, self._compute_feedback, self._commit)
+
+        # Agent names prefix the repartition topic: keep the app id in them.
+        app.agent(records, name=f"{s.app_id}-features")(features)
+        app.agent(feedback, name=f"{s.app_id}-labels")(labels)
+
+    def _load(self, key: bytes) -> Any:
+        """An entity's state: the newest computed by a batch still in flight, else the table's."""
+        pending = self._inflight.get(key)
+        return pending[0] if pending is not None else self.table.get(key)
+
+    def _compute_records(self, events: Sequence[Any]) -> BatchOutcome:
+        out = self._processor.records([_incoming(e) for e in events], self._load)
+        self._batch_seq += 1
+        out.seq = self._batch_seq
+        for key, state in out.states.items():
+            self._inflight[key] = (state.to_json(), out.seq)
+        return out
+
+    def _compute_feedback(self, events: Sequence[Any]) -> BatchOutcome:
+        return self._processor.feedback([_incoming(e) for e in events])
+
+    async def _finish_records(self, out: BatchOutcome) -> None:
+        await self._commit(out)
+        for key, state in out.states.items():
+            self.table[key] = state.to_json()
+            if self._inflight.get(key, (None, -1))[1] == out.seq:
+                del self._inflight[key]
+        self._m_records.add(len(out.rows))
+        if out.duplicates:
+            self._m_dups.add(out.duplicates)
+            log.info("skipped %d replayed records", out.duplicates)
+
+    async def _commit(self, out: BatchOutcome) -> None:
+        """Make a batch's effects durable: dead letters, rows and labels, FeaturesWritten."""
+        await self._dead_letter(out)
+        if out.rows or out.labels:
+            await self._write(out)
+        if out.rows and self._settings.features_written_topic:
+            await self._publisher.publish_many(self._features_written(out.rows))
+
+    async def _dead_letter(self, out: BatchOutcome) -> None:
+        """Send each bad message to the dead-letter topic once, and remember it durably.
+
+        The dead letter is sent first (never lost), then marked in "dead-lettered" and the
+        mark flushed at once: only a crash inside those milliseconds sends it twice on
+        replay. Dead letters keep the original ``aif-event-id`` for strict consumers.
+        """
+        sent: list[bytes] = []
+        for dead in out.dead:
+            key = dead_letter_key(dead.item)
+            if key in sent or self.dead.get(key) is not None:
+                continue  # a replay: dead-lettered before the restart
+            await self._dlq.send(dead.item, dead.reason, dead.error, self._settings.app_id)  # type: ignore[arg-type]
+            sent.append(key)
+        if sent:
+            for key in sent:
+                self.dead[key] = 1
+            await self.app.producer.flush()
+            self._m_dead.add(len(sent))
+
+    async def _write(self, out: BatchOutcome) -> None:
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, self._settings.write_attempts + 1):
+            started = loop.time()
+            try:
+                async with self._write_lock:
+                    await asyncio.to_thread(self._writer.write, out.rows, out.labels)
+                self._m_batch.record(loop.time() - started)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried, then fatal
+                if attempt == self._settings.write_attempts:
+                    raise FatalError(f"writing a micro-batch failed {attempt} times: {exc!r}") from exc
+                log.warning("micro-batch write failed (attempt %d): %r; retrying", attempt, exc)
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
+
+    def _features_written(self, rows: list[FeatureRow]) -> list[Outgoing]:
+        by_uc: dict[str, list[FeatureRow]] = {}
+        for row in rows:
+            by_uc.setdefault(row.use_case, []).append(row)
+        out = []
+        for name, group in by_uc.items():
+            ids = [r.record_id for r in group]
+            lo, hi = min(r.event_time_us for r in group), max(r.event_time_us for r in group)
+            written = Timestamp()
+            written.GetCurrentTime()
+            event = events_pb2.FeaturesWritten(
+                use_case=name, entity_ids=sorted({r.entity_id for r in group}), features=self._refs[name],
+                row_count=len(group), record_ids=ids, written_at=written,
+                event_time_range=common_pb2.TimeRange(start=_ts(lo), end=_ts(hi + 1)))
+            # Same records → same event id: a replayed batch is recognisably the same event.
+            event_id = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
+            out.append(Outgoing(self._settings.features_written_topic, event, name, key=name, event_id=event_id))
+        return out
+
+    async def start(self) -> None:
+        """Start the faust app in the background: reads are served while its tables recover."""
+        self._watchdog = asyncio.create_task(self._watch(), name="faust-watchdog")
+
+    async def _watch(self) -> None:
+        try:
+            await self.app.start()
+        except Exception as exc:  # noqa: BLE001 - any start failure is fatal
+            self._on_fatal(exc)
+            return
+        while not self.app.should_stop:
+            await asyncio.sleep(0.5)
+        if self.app.crashed:
+            self._on_fatal(self.app.crash_reason or FatalError("faust app crashed"))
+
+    async def stop(self) -> None:
+        # Finish what is in flight while faust's producer still runs (table writes).
+        await asyncio.wait_for(asyncio.gather(self._records.drain(), self._labels.drain()), 60)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        await self.app.stop()
+
+
+def _credentials(security: KafkaSecurity) -> Any:
+    if security.protocol == "PLAINTEXT":
+        return None
+    kwargs = security.client_kwargs()
+    return faust.SASLCredentials(username=security.username, password=security.password,
+                                 mechanism=security.mechanism, ssl_context=kwargs.get("ssl_context"))
+
+
+def _ts(us: int) -> Timestamp:
+    ts = Timestamp()
+    ts.FromMicroseconds(us)
+    return ts
+
+

@@ -1,0 +1,217 @@
+"""The raw-topic pipeline: consume a batch, decide every record, store, publish, commit — atomically.
+
+Raw producers are outside clients that send plain JSON (or a protobuf Record) with no
+``aif-*`` headers, so this reads raw topics with aiokafka directly rather than with
+:class:`libs.bus.EventConsumer`'s typed decoding, and keeps its promises:
+
+- per-record isolation: decoding and checking never raise (see :mod:`records`), so a
+  malformed record becomes a dead letter and the consumer carries on;
+- nothing silently dropped: every polled record leaves as an accepted record or a
+  dead letter, in the same transaction that commits its offset;
+- exactly once in the records topic (for ``read_committed`` readers) and in the raw
+  dataset: one Kafka transaction per poll; dataset files are staged before it and
+  published after it, and reconciled against committed offsets when partitions are
+  assigned (see :mod:`services.ingestion.dataset`).
+
+For each poll: decide every record → stage accepted ones as parquet → one
+transaction with the records, the dead letters and the consumed offsets → publish the
+dataset version → count quality. A failed transaction is aborted, the staged files
+deleted and the batch read again after a pause.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from libs.telemetry import headers_with_context
+from services.ingestion import convert, decode
+from services.ingestion.dataset import DataFile, RawDataset, kafka_file_name
+from services.ingestion.outbox import Fatal, Outgoing, TransactionalOutbox, accepted_message, rejected_message
+from services.ingestion.quality import QualityTracker
+from services.ingestion.records import Outcome, UseCaseIngestor
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("aifactory.ingestion")
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+@dataclass
+class _Part:
+    """One source partition's share of a poll."""
+
+    tp: TopicPartition
+    ingestor: UseCaseIngestor
+    records: list[ConsumerRecord]
+    outcomes: list[Outcome]
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, pipeline: RawPipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Let the batch in flight commit before the partitions move to another member.
+        async with self._pipeline._batch_lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._pipeline._reconcile(assigned)
+
+
+class RawPipeline:
+    """Consumes the raw topics of the use cases in ``ingestors`` (raw topic → ingestor)."""
+
+    def __init__(self, bootstrap_servers: str, ingestors: Mapping[str, UseCaseIngestor], dataset: RawDataset,
+                 quality: QualityTracker, outbox: TransactionalOutbox, *, group_id: str, records_topic: str,
+                 dead_letter_topic: str, instance_id: str | None = None, max_batch: int = 2000,
+                 retry_backoff_s: float = 0.5, kafka_options: Mapping[str, Any] | None = None) -> None:
+        self.group_id = group_id
+        self._ingestors = dict(ingestors)
+        self._dataset = dataset
+        self._quality = quality
+        self._outbox = outbox
+        self._records_topic = records_topic
+        self._dlq_topic = dead_letter_topic
+        self._max_batch = max_batch
+        self._backoff = retry_backoff_s
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self.assigned = asyncio.Event()
+        self.processed = 0
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers, group_id=group_id, client_id=f"ingestion-{group_id}",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            # Static membership: a restarted instance takes its partitions back at once
+            # instead of waiting for the dead one's session to time out.
+            group_instance_id=instance_id,
+            # Raw producers may write transactionally; never ingest what they aborted.
+            isolation_level="read_committed", **(kafka_options or {}))
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, then let :meth:`run` return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Take over the transactional id, join the group, and process until :meth:`stop`."""
+        await self._outbox.start()  # before reading offsets: settles what a predecessor left open
+        try:
+            self._consumer.subscribe(list(self._ingestors), listener=_Rebalance(self))
+            await self._consumer.start()
+            try:
+                await self._loop()
+            finally:
+                await self._consumer.stop()
+        finally:
+            await self._outbox.stop()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+            if not batches:
+                continue
+            async with self._batch_lock:
+                try:
+                    await self._process(batches)
+                except Fatal:
+                    raise
+                except Exception:  # noqa: BLE001 - a broker hiccup: the batch is read again
+                    log.exception("batch failed; reading it again in %.1fs", self._backoff)
+                    for tp, records in batches.items():
+                        with contextlib.suppress(IllegalStateError):  # revoked meanwhile: its new owner reads it
+                            self._consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(self._backoff)
+
+    async def _reconcile(self, assigned: Sequence[TopicPartition]) -> None:
+        # Under the batch lock: aiokafka may already fetch for the new assignment while this
+        # runs, and a batch staged meanwhile would look like a crash leftover. Under the
+        # dataset lock: gRPC pushes publish versions too.
+        async with self._batch_lock, self._dataset.lock:
+            for tp in assigned:
+                ingestor = self._ingestors.get(tp.topic)
+                if ingestor is None:
+                    continue
+                committed = await self._consumer.committed(tp)
+                await asyncio.to_thread(self._dataset.reconcile, ingestor.usecase.name, tp.topic,
+                                        tp.partition, committed or 0)
+        self.assigned.set()
+
+    async def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        now = datetime.now(UTC)
+        count = sum(len(records) for records in batches.values())
+        with _tracer.start_as_current_span(
+                "ingest batch", kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "kafka", "messaging.consumer.group.name": self.group_id,
+                            "messaging.batch.message_count": count}):
+            parts: list[_Part] = []
+            for tp, records in batches.items():
+                ingestor = self._ingestors[tp.topic]
+                outcomes = [ingestor.from_bytes(r.value or b"", decode.media_type(_header(r, "content-type")),
+                                                f"kafka:{tp.topic}:{tp.partition}:{r.offset}", now)
+                            for r in records]
+                parts.append(_Part(tp, ingestor, records, outcomes))
+            await self._publish(parts, now)
+        self.processed += count
+        for p in parts:
+            self._quality.observe(p.ingestor.usecase.name, p.outcomes)
+
+    async def _publish(self, parts: list[_Part], now: datetime) -> None:
+        trace_headers = headers_with_context()
+        ingested_at = convert.timestamp(now)
+        async with self._dataset.lock:
+            staged: dict[str, list[DataFile]] = {}
+            try:
+                for p in parts:
+                    accepted = [(o, r) for o, r in zip(p.outcomes, p.records, strict=True) if o.accepted]
+                    if not accepted:
+                        continue
+                    name = kafka_file_name(p.tp.topic, p.tp.partition, p.records[0].offset, p.records[-1].offset)
+                    files = await asyncio.to_thread(
+                        self._dataset.stage, p.ingestor.usecase.name, [o for o, _ in accepted],
+                        [f"{r.topic}/{r.partition}/{r.offset}" for _, r in accepted], now, name)
+                    staged.setdefault(p.ingestor.usecase.name, []).extend(files)
+                refs = {uc: convert.dataset_ref(uc, self._dataset.next_version(uc, files), self._dataset.uri(uc))
+                        for uc, files in staged.items()}
+                messages = [self._message(p, o, r, refs, ingested_at, trace_headers)
+                            for p in parts for o, r in zip(p.outcomes, p.records, strict=True)]
+                offsets = {p.tp: p.records[-1].offset + 1 for p in parts}
+                await self._outbox.commit(messages, offsets, self.group_id)
+            except BaseException:
+                for uc, files in staged.items():
+                    self._dataset.discard(uc, files)
+                raise
+            for uc, files in staged.items():
+                self._dataset.publish(uc, files)
+
+    def _message(self, part: _Part, outcome: Outcome, record: ConsumerRecord, refs: Mapping[str, Any],
+                 ingested_at: Any, batch_trace: list[tuple[str, bytes]]) -> Outgoing:
+        ingestor = part.ingestor
+        uc = ingestor.usecase.name
+        # A producer's own trace context wins: its trace then runs through ingestion.
+        trace_headers = [(k, v) for k, v in (record.headers or ()) if k in _TRACE_HEADERS and v] or batch_trace
+        if outcome.accepted:
+            event = convert.accepted(uc, outcome, schema_version=ingestor.schema_version, dataset=refs[uc],
+                                     ingested_at=ingested_at)
+            return accepted_message(self._records_topic, event, trace_headers)
+        event = convert.rejected(uc, outcome, original=record.value or b"",
+                                 content_type=decode.media_type(_header(record, "content-type")),
+                                 schema_version=ingestor.schema_version, rejected_at=ingested_at,
+                                 source=(record.topic, record.partition, record.offset))
+        return rejected_message(self._dlq_topic, event, key=record.key, group=self.group_id, trace=trace_headers)
+
+
+def _header(record: ConsumerRecord, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key.lower() == name:
+            return value
+    return None

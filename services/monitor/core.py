@@ -1,0 +1,217 @@
+"""The monitor's core: predictions, outcomes and alias changes in, effects out. No I/O.
+
+The service (:mod:`services.monitor.service`) feeds it decoded events and persists and
+publishes the :class:`Effects` each call returns; tests and the benchmark drive it
+directly. Per use case a :class:`Joiner` pairs outcomes with predictions; per served
+model version a :class:`VersionTracker` keeps windows, detectors and alarm episodes.
+
+Rollback after a promotion: when ``champion`` moves from version M to N, a *watch* on N
+starts. At each quality window of N (``max(drift.window, drift.min_samples)`` labelled
+predictions) N's live value of the spec's evaluation metric is compared with M's over
+its last labelled predictions before the switch (M's labels keep arriving after it). A
+loss beyond ``deployment.rollback_margin`` in ``drift.hysteresis`` consecutive windows
+requests a rollback (once: the request id names the version); as many windows without
+it end the watch ("kept").
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from libs.errors import InvalidArgument
+from libs.usecase import UseCase
+from services.monitor.domain import (
+    CHAMPION,
+    Alert,
+    AliasKind,
+    AliasMove,
+    Effects,
+    Labelled,
+    Outcome,
+    Prediction,
+    RollbackRequest,
+    Severity,
+    VersionKey,
+)
+from services.monitor.join import Joiner
+from services.monitor.quality import primary_metric, rollback_verdict
+from services.monitor.tracker import VersionTracker, id_stem, state_key
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class Watch:
+    """The new champion ``new`` under watch against the previous one, ``old``."""
+
+    use_case: str
+    model_name: str
+    new: int
+    old: int
+    state: str = "watching"  # watching | rolled_back | kept | no_baseline
+    over: int = 0
+    under: int = 0
+    checks: int = 0
+    last: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"watch:{self.use_case}/{self.model_name}/v{self.new}"
+
+
+class MonitorCore:
+    def __init__(self, usecases: Mapping[str, UseCase], *, capacity: int = 200_000,
+                 clock: Callable[[], datetime] = utcnow, saved: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.usecases = dict(usecases)
+        self.clock = clock
+        self.joiners = {name: Joiner(uc.label.max_delay, capacity) for name, uc in self.usecases.items()}
+        self.trackers: dict[VersionKey, VersionTracker] = {}
+        self._saved = dict(saved or {})
+        self.watches: dict[tuple[str, str, int], Watch] = {}
+        # (use case, model) → the version champion points at, from the alias events; it
+        # decides which tracker is champion when predictions of both arrive around a switch.
+        self.champions: dict[tuple[str, str], int] = {}
+        for key, value in self._saved.items():
+            if key.startswith("watch:"):
+                w = Watch(**value)
+                self.watches[(w.use_case, w.model_name, w.new)] = w
+            elif key.startswith("champion:"):
+                self.champions[(str(value["use_case"]), str(value["model_name"]))] = int(value["version"])
+        self.shadow_ignored = 0
+
+    def usecase(self, name: str) -> UseCase:
+        uc = self.usecases.get(name)
+        if uc is None:
+            raise InvalidArgument("use_case", f"unknown use case {name!r}")
+        return uc
+
+    # ------------------------------------------------------------------ references
+    def has_tracker(self, key: VersionKey) -> bool:
+        return key in self.trackers
+
+    def tracker(self, key: VersionKey) -> VersionTracker:
+        tracker = self.trackers.get(key)
+        if tracker is None:
+            tracker = VersionTracker(key, self.usecase(key.use_case), self.clock, self._saved.pop(state_key(key), None))
+            self.trackers[key] = tracker
+        return tracker
+
+    def set_reference(self, key: VersionKey, reference: Mapping[str, Any] | None) -> None:
+        """The training reference of ``key`` (None: none known; distribution checks skipped)."""
+        self.tracker(key).reference = reference
+
+    # ------------------------------------------------------------------ events
+    def on_prediction(self, p: Prediction, *, shadow: bool = False) -> Effects:
+        effects = Effects()
+        self.usecase(p.model.use_case)
+        if shadow:
+            # A shadow prediction was not served: it says nothing about the champion.
+            self.shadow_ignored += 1
+            return effects
+        tracker = self.tracker(p.model)
+        champion = self.champions.get((p.model.use_case, p.model.model_name))
+        if champion is not None and p.alias == CHAMPION and p.model.version != champion:
+            # Served before the switch, read after it: it no longer makes this version champion.
+            p = dataclasses.replace(p, alias="previous")
+        tracker.on_prediction(p, effects)
+        labelled = self.joiners[p.model.use_case].add_prediction(p)
+        if labelled is not None:
+            self._labelled(labelled, effects)
+        return effects
+
+    def on_outcome(self, o: Outcome) -> Effects:
+        effects = Effects()
+        self.usecase(o.use_case)
+        labelled = self.joiners[o.use_case].add_outcome(o)
+        if labelled is not None:
+            self._labelled(labelled, effects)
+        return effects
+
+    def _labelled(self, item: Labelled, effects: Effects) -> None:
+        tracker = self.tracker(item.prediction.model)
+        windows = tracker.quality_windows
+        tracker.on_labelled(item, effects)
+        if tracker.quality_windows != windows:
+            self._check_watch(tracker, effects)
+
+    def on_alias(self, move: AliasMove) -> Effects:
+        effects = Effects()
+        if move.alias != CHAMPION or move.use_case not in self.usecases:
+            return effects
+        if self.champions.get((move.use_case, move.model_name)) != move.new_version:
+            self.champions[(move.use_case, move.model_name)] = move.new_version
+            effects.states[f"champion:{move.use_case}/{move.model_name}"] = {
+                "use_case": move.use_case, "model_name": move.model_name, "version": move.new_version}
+        old = VersionKey(move.use_case, move.model_name, move.old_version)
+        tracker = self.trackers.get(old)
+        if move.old_version != move.new_version and tracker is not None and tracker.alias == CHAMPION:
+            # The old champion no longer serves: its open episode ends with it (until a
+            # prediction served by it again, after a rollback, makes it champion again).
+            tracker.alias = "previous"
+            tracker.close_episode(effects, reset=True)
+        for key, watch in list(self.watches.items()):
+            if key[:2] == (move.use_case, move.model_name) and watch.state == "watching" \
+                    and watch.new != move.new_version:
+                watch.state = "replaced"
+                effects.states[watch.key] = dataclasses.asdict(watch)
+        if move.kind in (AliasKind.PROMOTE, AliasKind.SET) and move.old_version and move.new_version \
+                and move.new_version != move.old_version:
+            key3 = (move.use_case, move.model_name, move.new_version)
+            if key3 not in self.watches:
+                watch = Watch(move.use_case, move.model_name, move.new_version, move.old_version)
+                self.watches[key3] = watch
+                effects.states[watch.key] = dataclasses.asdict(watch)
+                log.info("watching %s/%s v%d against v%d after its promotion", move.use_case, move.model_name,
+                         move.new_version, move.old_version)
+        return effects
+
+    # ------------------------------------------------------------------ rollback
+    def _check_watch(self, tracker: VersionTracker, effects: Effects) -> None:
+        key = tracker.key
+        watch = self.watches.get((key.use_case, key.model_name, key.version))
+        if watch is None or watch.state != "watching":
+            return
+        uc = tracker.uc
+        metric = primary_metric(uc)
+        live = tracker.last_quality.get(metric)
+        previous = self.trackers.get(VersionKey(key.use_case, key.model_name, watch.old))
+        before, n_before = previous.quality_of_recent() if previous is not None else ({}, 0)
+        watch.checks += 1
+        if live is None or metric not in before or n_before < uc.drift.min_samples:
+            if watch.checks > uc.drift.hysteresis + 2:
+                watch.state = "no_baseline"
+                log.warning("%s: no live %s of v%d from before the switch to compare with; watch ended",
+                            key, metric, watch.old)
+            effects.states[watch.key] = dataclasses.asdict(watch)
+            return
+        verdict = rollback_verdict(metric, before[metric], live, uc.deployment.rollback_margin)
+        watch.last = {"before": verdict.before, "after": verdict.after, "loss": verdict.loss}
+        if verdict.worse:
+            watch.over, watch.under = watch.over + 1, 0
+        else:
+            watch.over, watch.under = 0, watch.under + 1
+        if watch.over >= uc.drift.hysteresis:
+            watch.state = "rolled_back"
+            now = self.clock()
+            reason = (f"live {metric} of v{key.version} is {verdict.after:.4f}, v{watch.old} had "
+                      f"{verdict.before:.4f} before the switch: a loss of {verdict.loss:.4f} beyond the "
+                      f"rollback margin {verdict.margin} in {watch.over} consecutive windows")
+            request_id = f"rollback.{id_stem(key)}"
+            report_id = next((r.report_id for r in reversed(effects.reports) if r.model == key), "")
+            effects.rollbacks.append(RollbackRequest(request_id, key, CHAMPION, reason,
+                                                     (report_id,) if report_id else (), now))
+            effects.alerts.append(Alert(f"alert.{request_id}", key, Severity.CRITICAL, "rollback", reason,
+                                        report_id, now))
+            log.warning("%s: requesting a rollback: %s", key, reason)
+        elif watch.under >= uc.drift.hysteresis:
+            watch.state = "kept"
+            log.info("%s: live %s holds after the promotion (%.4f vs %.4f): kept", key, metric,
+                     verdict.after, verdict.before)
+        effects.states[watch.key] = dataclasses.asdict(watch)

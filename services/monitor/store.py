@@ -1,0 +1,224 @@
+"""The monitor's store: drift reports, alerts, tracker state and an outbox of events.
+
+SQLAlchemy; SQLite by default, PostgreSQL in production (same code). One call,
+:meth:`MonitorStore.commit`, writes everything one event produced in one transaction —
+reports, alerts, state, and the events to publish (the outbox) — so a crash either
+keeps all of it or none: a restarted monitor republishes what is in the outbox and
+never opens the same alarm episode twice. Writes are idempotent by id (a replayed
+event that produces the same report id keeps the first).
+
+Reports are stored as their ``DriftReport`` protobuf (the contract is the document),
+with the columns they are filtered by.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from aifactory.monitor.v1 import monitor_service_pb2 as pb
+from libs.errors import NotFound
+from libs.lifecycle.sql import engine_for
+from services.monitor import convert
+from services.monitor.domain import Alert, Effects, Severity, VersionKey
+
+DRIFT = "drift"
+ROLLBACK = "rollback"
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Report(_Base):
+    __tablename__ = "monitor_drift_reports"
+
+    report_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    use_case: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    drift_detected: Mapped[bool] = mapped_column(Boolean, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    report: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class _Alert(_Base):
+    __tablename__ = "monitor_alerts"
+
+    alert_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    use_case: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    severity: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    report_id: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class _State(_Base):
+    __tablename__ = "monitor_state"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class _Outbox(_Base):
+    __tablename__ = "monitor_outbox"
+
+    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # drift | rollback
+    use_case: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An event in the outbox, not yet published."""
+
+    event_id: str
+    kind: str
+    use_case: str
+    payload: bytes
+
+
+def _naive(at: datetime) -> datetime:
+    # Stored as naive UTC: SQLite keeps no zone, and both backends then agree.
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return None if at is None else at.replace(tzinfo=UTC)
+
+
+class ReportReader(Protocol):
+    """What the gRPC servicer reads."""
+
+    def list_reports(self, *, use_case: str = "", model: VersionKey | None = None, drift_only: bool = False,
+                     since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[pb.DriftReport]: ...
+
+    def get_report(self, report_id: str) -> pb.DriftReport: ...
+
+    def list_alerts(self, *, use_case: str = "", min_severity: int = 0, open_only: bool = False,
+                    since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[Alert]: ...
+
+
+class MonitorStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        _Base.metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> MonitorStore:
+        return cls(engine_for(url))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with Session(self._engine) as session, session.begin():
+            yield session
+
+    # ------------------------------------------------------------------ writes
+    def commit(self, effects: Effects, now: datetime) -> None:
+        """Persist ``effects`` in one transaction (idempotent by id)."""
+        stamp = _naive(now)
+        with self._tx() as s:
+            for r in effects.reports:
+                if s.get(_Report, r.report_id) is None:
+                    s.add(_Report(report_id=r.report_id, use_case=r.model.use_case, model_name=r.model.model_name,
+                                  version=r.model.version, drift_detected=r.drift_detected,
+                                  created_at=_naive(r.created_at), report=convert.report_pb(r).SerializeToString()))
+            for a in effects.alerts:
+                if s.get(_Alert, a.alert_id) is None:
+                    s.add(_Alert(alert_id=a.alert_id, use_case=a.model.use_case, model_name=a.model.model_name,
+                                 version=a.model.version, severity=int(a.severity), kind=a.kind, message=a.message,
+                                 report_id=a.report_id, created_at=_naive(a.created_at),
+                                 resolved_at=_naive(a.resolved_at) if a.resolved_at else None))
+            for alert_id, at in effects.resolved.items():
+                s.execute(update(_Alert).where(_Alert.alert_id == alert_id, _Alert.resolved_at.is_(None))
+                          .values(resolved_at=_naive(at)))
+            for key, value in effects.states.items():
+                row = s.get(_State, key)
+                text = json.dumps(value, separators=(",", ":"))
+                if row is None:
+                    s.add(_State(key=key, value=text, updated_at=stamp))
+                else:
+                    row.value, row.updated_at = text, stamp
+            outgoing: list[tuple[str, str, str, bytes]] = [
+                (a.report_id, DRIFT, a.model.use_case, convert.drift_detected_pb(a).SerializeToString())
+                for a in effects.alarms] + [
+                (r.request_id, ROLLBACK, r.model.use_case, convert.rollback_pb(r).SerializeToString())
+                for r in effects.rollbacks]
+            for event_id, kind, use_case, payload in outgoing:
+                if s.get(_Outbox, event_id) is None:
+                    s.add(_Outbox(event_id=event_id, kind=kind, use_case=use_case, payload=payload, created_at=stamp))
+
+    def pending(self, limit: int = 100) -> list[Pending]:
+        with self._tx() as s:
+            rows = s.scalars(select(_Outbox).where(_Outbox.sent_at.is_(None))
+                             .order_by(_Outbox.created_at, _Outbox.event_id).limit(limit)).all()
+            return [Pending(r.event_id, r.kind, r.use_case, r.payload) for r in rows]
+
+    def mark_sent(self, event_ids: list[str], now: datetime) -> None:
+        with self._tx() as s:
+            s.execute(update(_Outbox).where(_Outbox.event_id.in_(event_ids)).values(sent_at=_naive(now)))
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        with self._tx() as s:
+            return {r.key: json.loads(r.value) for r in s.scalars(select(_State)).all()}
+
+    # ------------------------------------------------------------------ reads
+    def list_reports(self, *, use_case: str = "", model: VersionKey | None = None, drift_only: bool = False,
+                     since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[pb.DriftReport]:
+        q = select(_Report.report)
+        if use_case:
+            q = q.where(_Report.use_case == use_case)
+        if model is not None:
+            if model.model_name:
+                q = q.where(_Report.model_name == model.model_name)
+            if model.version:
+                q = q.where(_Report.version == model.version)
+        if drift_only:
+            q = q.where(_Report.drift_detected.is_(True))
+        if since is not None:
+            q = q.where(_Report.created_at >= _naive(since))
+        q = q.order_by(_Report.created_at.desc(), _Report.report_id.desc()).limit(limit).offset(offset)
+        with self._tx() as s:
+            return [pb.DriftReport.FromString(blob) for blob in s.scalars(q).all()]
+
+    def get_report(self, report_id: str) -> pb.DriftReport:
+        with self._tx() as s:
+            row = s.get(_Report, report_id)
+            if row is None:
+                raise NotFound(f"drift report {report_id!r} not found")
+            return pb.DriftReport.FromString(row.report)
+
+    def list_alerts(self, *, use_case: str = "", min_severity: int = 0, open_only: bool = False,
+                    since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[Alert]:
+        q = select(_Alert)
+        if use_case:
+            q = q.where(_Alert.use_case == use_case)
+        if min_severity:
+            q = q.where(_Alert.severity >= min_severity)
+        if open_only:
+            q = q.where(_Alert.resolved_at.is_(None))
+        if since is not None:
+            q = q.where(_Alert.created_at >= _naive(since))
+        q = q.order_by(_Alert.created_at.desc(), _Alert.alert_id.desc()).limit(limit).offset(offset)
+        with self._tx() as s:
+            return [Alert(r.alert_id, VersionKey(r.use_case, r.model_name, r.version), Severity(r.severity), r.kind,
+                          r.message, r.report_id, _aware(r.created_at) or r.created_at, _aware(r.resolved_at))
+                    for r in s.scalars(q).all()]

@@ -1,0 +1,272 @@
+"""Everything the monitor tracks for one served model version, and its alarm episodes.
+
+Signals, each with its own evidence:
+- ``cusum``: the LLR-CUSUM quality detector (:mod:`services.monitor.detectors`) on the
+  per-record errors of labelled predictions: the primary concept-drift signal. It raises
+  at once (a sequential test with its own false-alarm control) and clears after
+  ``drift.hysteresis`` consecutive quality windows without an alarm whose error level is
+  back under the midpoint between the baseline and the alarm level.
+- ``quality``: the spec's evaluation metric per tumbling window of labelled predictions
+  against the reference's validation quality (``drift.quality_drop``).
+- ``feature:<name>`` and ``prediction``: distribution drift per tumbling window of
+  predictions against the training reference (PSI/KS/chi-square).
+Windowed signals raise after ``drift.hysteresis`` consecutive windows over threshold and
+clear after as many under. Windows hold ``max(drift.window, drift.min_samples)`` items.
+
+An *episode* opens when a signal raises while the version serves as champion and no
+episode is open: that, and only that, publishes a ``DriftDetected`` (at most once per
+episode); it closes when every signal has cleared, or when the version stops serving.
+The tracker's state (detector, signals, episode, recent labelled predictions) is saved
+with every report, so a restarted monitor resumes instead of alarming again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from libs.usecase import UseCase
+from services.monitor.detectors import THRESHOLD, CusumDetector
+from services.monitor.distribution import window_evidence
+from services.monitor.domain import (
+    CHAMPION,
+    Alert,
+    DriftAlarm,
+    Effects,
+    Evidence,
+    EvidenceKind,
+    Labelled,
+    Outcome,
+    Prediction,
+    Report,
+    Severity,
+    VersionKey,
+)
+from services.monitor.hysteresis import Hysteresis
+from services.monitor.quality import live_metrics, quality_evidence
+
+CUSUM = "cusum"
+QUALITY = "quality"
+PREDICTION = "prediction"
+FEATURE = "feature:"
+PERFORMANCE_SIGNALS = (CUSUM, QUALITY)
+# Alarms (and change points) kept in the saved detector state.
+_KEEP_ALARMS = 20
+
+
+@dataclasses.dataclass
+class Episode:
+    open: bool = False
+    number: int = 0
+    report_id: str = ""
+    alert_id: str = ""
+
+
+def state_key(key: VersionKey) -> str:
+    return f"version:{key}"
+
+
+def id_stem(key: VersionKey) -> str:
+    """The start of the ids of a version's reports: short (the trainer makes job ids of
+    them, at most 120 characters) and readable: ``<use case>[.<model>].v<n>``."""
+    base = key.use_case if key.model_name == key.use_case else f"{key.use_case}.{key.model_name}"
+    if len(base) > 80:
+        base = f"{key.use_case}.{hashlib.sha256(key.model_name.encode()).hexdigest()[:12]}"
+    return f"{base}.v{key.version}"
+
+
+class VersionTracker:
+    def __init__(self, key: VersionKey, uc: UseCase, clock: Callable[[], datetime],
+                 saved: Mapping[str, Any] | None = None) -> None:
+        self.key = key
+        self.uc = uc
+        self.clock = clock
+        self.size = max(uc.drift.window, uc.drift.min_samples)
+        self.reference: Mapping[str, Any] | None = None
+        self.alias = CHAMPION
+        self.window: list[Prediction] = []
+        self.labels: list[Labelled] = []
+        # The last ``size`` labelled predictions: live quality for rollback comparisons.
+        self.recent: deque[Labelled] = deque(maxlen=self.size)
+        self.detector = CusumDetector(quality_drop=uc.drift.quality_drop, burn_in=max(300, uc.drift.min_samples),
+                                      regression=uc.task == "regression")
+        self.signals: dict[str, Hysteresis] = {}
+        self.episode = Episode()
+        self.feature_windows = 0
+        self.quality_windows = 0
+        self.suppressed = 0  # detector alarms inside an open episode (not published)
+        self.onset_at: datetime | None = None
+        self._alarm_in_window = False
+        self._drifted: dict[str, tuple[Evidence, ...]] = {}
+        self.last_quality: dict[str, float] = {}
+        if saved:
+            self._restore(saved)
+
+    # ------------------------------------------------------------------ inputs
+    def on_prediction(self, p: Prediction, effects: Effects) -> None:
+        self.alias = p.alias
+        self.window.append(p)
+        if len(self.window) >= self.size:
+            self._close_feature_window(effects)
+
+    def on_labelled(self, item: Labelled, effects: Effects) -> None:
+        self.recent.append(item)
+        self.labels.append(item)
+        det = self.detector
+        if det.update(item.error):
+            self._alarm_in_window = True
+            self._cusum_alarm(item, effects)
+        elif det.onset == det.seen:
+            self.onset_at = item.data_time
+        if len(self.labels) >= self.size:
+            self._close_quality_window(effects)
+
+    # ------------------------------------------------------------------ windows
+    def _signal(self, name: str) -> Hysteresis:
+        if name not in self.signals:
+            self.signals[name] = Hysteresis(self.uc.drift.hysteresis)
+        return self.signals[name]
+
+    def _close_feature_window(self, effects: Effects) -> None:
+        window, self.window = self.window, []
+        self.feature_windows += 1
+        if self.reference is None:
+            return
+        evidence = window_evidence(self.uc, self.reference, window)
+        groups: dict[str, list[Evidence]] = {}
+        for e in evidence:
+            name = PREDICTION if e.kind == EvidenceKind.PREDICTION else FEATURE + e.feature
+            groups.setdefault(name, []).append(e)
+        raised = self._update_signals({n: tuple(g) for n, g in groups.items()})
+        report_id = f"{id_stem(self.key)}.dist.{self.feature_windows}"
+        self._report(report_id, evidence, window[0].at, window[-1].at, raised, effects)
+
+    def _close_quality_window(self, effects: Effects) -> None:
+        labels, self.labels = self.labels, []
+        self.quality_windows += 1
+        evidence = quality_evidence(self.uc, self.reference, labels)
+        self.last_quality = {e.feature: e.value for e in evidence}
+        raised = self._update_signals({QUALITY: tuple(evidence)})
+        cusum = self.signals.get(CUSUM)
+        if cusum is not None and cusum.active:
+            calm = not self._alarm_in_window and self._calm(labels)
+            if cusum.update(not calm) is False:
+                self._drifted.pop(CUSUM, None)
+        self._alarm_in_window = False
+        report_id = f"{id_stem(self.key)}.quality.{self.quality_windows}"
+        self._report(report_id, evidence, labels[0].prediction.at, labels[-1].prediction.at, raised, effects)
+
+    def _calm(self, labels: list[Labelled]) -> bool:
+        """Is the window's error level back under the midpoint of baseline and alarm level?"""
+        baseline = self.detector.baseline
+        if baseline is None:
+            return True
+        level = sum(item.error for item in labels) / len(labels)
+        drop = self.uc.drift.quality_drop / 2
+        return level <= (baseline * (1 + drop) if self.detector.regression else baseline + drop)
+
+    def _update_signals(self, groups: Mapping[str, tuple[Evidence, ...]]) -> list[str]:
+        raised = []
+        for name, evidence in groups.items():
+            drifted = any(e.drifted for e in evidence)
+            change = self._signal(name).update(drifted)
+            if drifted:
+                self._drifted[name] = tuple(e for e in evidence if e.drifted)
+            elif change is False:
+                self._drifted.pop(name, None)
+            if change:
+                raised.append(name)
+        return raised
+
+    def _report(self, report_id: str, evidence: list[Evidence], start: datetime, end: datetime,
+                raised: list[str], effects: Effects) -> None:
+        opened = bool(raised) and self._open(report_id, raised, effects)
+        effects.reports.append(Report(report_id, self.key, opened, tuple(evidence), start, end, self.clock()))
+        self._maybe_close(effects)
+        effects.states[state_key(self.key)] = self.state()
+
+    # ------------------------------------------------------------------ the quality detector
+    def _cusum_alarm(self, item: Labelled, effects: Effects) -> None:
+        det = self.detector
+        change_at = item.data_time if det.change_points[-1] == det.seen else (self.onset_at or item.data_time)
+        self.onset_at = None
+        # window_start is the estimated change point: where the statistic last left zero.
+        evidence = Evidence("error", "cusum_llr", det.peak, THRESHOLD, change_at, item.prediction.at,
+                            det.seen - det.change_points[-1] + 1, EvidenceKind.PERFORMANCE, True)
+        self._drifted[CUSUM] = (evidence,)
+        self._signal(CUSUM).raise_now()
+        if self.episode.open or self.alias != CHAMPION:
+            self.suppressed += 1
+            return
+        report_id = f"{id_stem(self.key)}.cusum.{len(det.alarms)}"
+        self._report(report_id, [evidence], change_at, item.prediction.at, [CUSUM], effects)
+
+    # ------------------------------------------------------------------ episodes
+    def _open(self, report_id: str, raised: list[str], effects: Effects) -> bool:
+        if self.episode.open or self.alias != CHAMPION:
+            return False
+        now = self.clock()
+        self.episode = Episode(True, self.episode.number + 1, report_id, f"alert.{report_id}")
+        evidence = tuple(e for name, active in self.signals.items() if active.active
+                         for e in self._drifted.get(name, ()))
+        effects.alarms.append(DriftAlarm(report_id, self.key, evidence, now))
+        performance = any(name in PERFORMANCE_SIGNALS for name in raised)
+        what = ", ".join(sorted({f"{e.feature} {e.statistic}={e.value:.4g}" for e in evidence})) or ", ".join(raised)
+        effects.alerts.append(Alert(
+            self.episode.alert_id, self.key, Severity.CRITICAL if performance else Severity.WARNING,
+            "performance" if performance else "drift", f"{self.key}: drift detected ({what})", report_id, now))
+        return True
+
+    def _maybe_close(self, effects: Effects) -> None:
+        if self.episode.open and not any(s.active for s in self.signals.values()):
+            self.close_episode(effects)
+
+    def close_episode(self, effects: Effects, *, reset: bool = False) -> None:
+        """End the open episode (its alert resolved); ``reset`` also forgets the signals
+        and the detector's running statistic (the version stopped serving)."""
+        if self.episode.open:
+            self.episode = dataclasses.replace(self.episode, open=False)
+            effects.resolved[self.episode.alert_id] = self.clock()
+        if reset:
+            self.signals.clear()
+            self._drifted.clear()
+            self.detector.statistic, self.detector.onset, self.onset_at = 0.0, 0, None
+            self.window, self.labels = [], []
+        effects.states[state_key(self.key)] = self.state()
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        det = dataclasses.asdict(self.detector)
+        det["alarms"] = det["alarms"][-_KEEP_ALARMS:]
+        det["change_points"] = det["change_points"][-_KEEP_ALARMS:]
+        return {
+            "detector": det,
+            "signals": {n: [s.over, s.under, s.active] for n, s in self.signals.items()},
+            "episode": dataclasses.asdict(self.episode),
+            "feature_windows": self.feature_windows, "quality_windows": self.quality_windows,
+            "suppressed": self.suppressed, "alias": self.alias,
+            "recent": [[i.prediction.at.isoformat(), i.prediction.score, i.prediction.predicted, i.outcome.value]
+                       for i in self.recent],
+        }
+
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        self.detector = CusumDetector(**saved["detector"])
+        for name, (over, under, active) in saved.get("signals", {}).items():
+            self.signals[name] = Hysteresis(self.uc.drift.hysteresis, over, under, active)
+        self.episode = Episode(**saved.get("episode", {}))
+        self.feature_windows = int(saved.get("feature_windows", 0))
+        self.quality_windows = int(saved.get("quality_windows", 0))
+        self.suppressed = int(saved.get("suppressed", 0))
+        self.alias = str(saved.get("alias", CHAMPION))
+        for at, score, predicted, outcome in saved.get("recent", []):
+            when = datetime.fromisoformat(at)
+            self.recent.append(Labelled(Prediction("", self.key, when, {}, score, predicted),
+                                        Outcome("", self.key.use_case, outcome, when)))
+
+    def quality_of_recent(self) -> tuple[dict[str, float], int]:
+        """Live metrics over the last ``size`` labelled predictions, and how many there were."""
+        return live_metrics(self.uc.task, list(self.recent)), len(self.recent)
+

@@ -1,0 +1,99 @@
+"""The prediction index: ``PredictionLogged`` events (topic predictions) → prediction id → version.
+
+Consumed in batches: one INSERT per poll (duplicates skipped by prediction id), then
+the offsets are committed, so a crash replays the batch and changes nothing. This
+loop is ``libs.bus.EventConsumer``'s with a batch effect instead of one per event,
+which the gateway's prediction rate needs; it reuses the bus's header parsing and
+dead letters.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from google.protobuf.message import DecodeError
+
+from aifactory.gateway.v1 import events_pb2 as gateway_events
+from libs.bus import DeadLetters, EventMeta, KafkaSecurity
+from libs.bus.types import event_type_of
+from libs.errors import Unavailable
+from services.registry.blocking import offload
+from services.registry.convert import prediction_of
+from services.registry.core import Registry
+from services.registry.domain import PredictionEntry
+
+log = logging.getLogger(__name__)
+EVENT_TYPE = event_type_of(gateway_events.PredictionLogged)
+
+
+class PredictionIndexer:
+    def __init__(self, bootstrap_servers: str, group_id: str, topic: str, registry: Registry,
+                 dead_letters: DeadLetters, *, security: KafkaSecurity | None = None,
+                 max_batch: int = 1000, retry_backoff_s: float = 0.5) -> None:
+        self.group_id = group_id
+        self._registry = registry
+        self._dlq = dead_letters
+        self._max_batch = max_batch
+        self._backoff = retry_backoff_s
+        self._stopping = asyncio.Event()
+        self.indexed = 0
+        self._consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", **(security.client_kwargs() if security else {}))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                if batches and not await self._handle(batches):
+                    return
+        finally:
+            await self._consumer.stop()
+
+    async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Index one poll's events; False when stopping before it could (nothing committed)."""
+        entries: list[PredictionEntry] = []
+        for records in batches.values():
+            for record in records:
+                entry = await self._decode(record)
+                if entry is not None:
+                    entries.append(entry)
+        while entries:
+            try:
+                self.indexed += await offload(self._registry.index_predictions, entries)
+                break
+            except Unavailable as exc:
+                if self._stopping.is_set():
+                    return False  # uncommitted: replayed after the restart
+                log.warning("prediction index unavailable, retrying: %s", exc)
+                await asyncio.sleep(self._backoff)
+        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        return True
+
+    async def _decode(self, record: ConsumerRecord) -> PredictionEntry | None:
+        reason = ""
+        try:
+            meta = EventMeta.from_headers(record.headers or ())
+            if meta.event_type != EVENT_TYPE:
+                reason = f"event type {meta.event_type!r} not accepted on {record.topic}"
+            else:
+                msg = gateway_events.PredictionLogged()
+                msg.ParseFromString(record.value or b"")
+                entry = prediction_of(msg)
+                if not entry.prediction_id:
+                    reason = "prediction_id is empty"
+                elif not entry.model_name or entry.version <= 0:
+                    reason = "model.model_name and model.version are required"
+                else:
+                    return entry
+        except KeyError as exc:
+            reason = f"missing header {exc.args[0]}"
+        except DecodeError as exc:
+            reason = f"payload is not a valid {EVENT_TYPE}: {exc}"
+        await self._dlq.send(record, reason, "undecodable", self.group_id)
+        return None

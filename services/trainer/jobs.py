@@ -1,0 +1,202 @@
+"""Training jobs and where they are kept: SQLAlchemy, SQLite by default (``database_url``).
+
+A job is one training request and what came of it. The store outlives the process, so
+a restarted trainer knows its queued, waiting and interrupted jobs.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, Text, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from libs.errors import NotFound
+from libs.lifecycle.frames import Window
+from libs.lifecycle.registry import MetricPoint, ModelKey
+from libs.lifecycle.sql import engine_for
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED})
+
+
+class Reason(StrEnum):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    DRIFT = "drift"
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    use_case: str
+    reason: Reason
+    state: JobState = JobState.QUEUED
+    drift_report_id: str = ""
+    requested_by: str = ""
+    requested_roles: tuple[str, ...] = ()
+    seed: int | None = None
+    window: Window | None = None
+    # The request's overrides, and every setting the training used (known once it starts).
+    params: dict[str, str] = field(default_factory=dict)
+    effective_params: dict[str, str] = field(default_factory=dict)
+    run_id: str = ""
+    model: ModelKey | None = None
+    metrics: tuple[MetricPoint, ...] = ()
+    message: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # When a debounced request becomes due; None: as soon as possible.
+    due_at: datetime | None = None
+    artifact_sha256: str = ""
+    artifact_uri: str = ""
+
+    @property
+    def manual(self) -> bool:
+        return self.reason == Reason.MANUAL
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _JobRow(_Base):
+    __tablename__ = "training_jobs"
+
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    use_case: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    drift_report_id: Mapped[str] = mapped_column(String(200), default="")
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    requested_roles: Mapped[str] = mapped_column(Text, default="[]")
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    params: Mapped[str] = mapped_column(Text, default="{}")
+    effective_params: Mapped[str] = mapped_column(Text, default="{}")
+    run_id: Mapped[str] = mapped_column(String(200), default="")
+    model_name: Mapped[str] = mapped_column(String(200), default="")
+    model_version: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[str] = mapped_column(Text, default="[]")
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    artifact_sha256: Mapped[str] = mapped_column(String(64), default="")
+    artifact_uri: Mapped[str] = mapped_column(Text, default="")
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    """Stored as naive UTC (SQLite has no time zones)."""
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _to_row(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id, "use_case": job.use_case, "state": job.state.value, "reason": job.reason.value,
+        "drift_report_id": job.drift_report_id, "requested_by": job.requested_by,
+        "requested_roles": json.dumps(list(job.requested_roles)), "seed": job.seed,
+        "window_start": _naive(job.window.start) if job.window else None,
+        "window_end": _naive(job.window.end) if job.window else None,
+        "params": json.dumps(job.params, sort_keys=True),
+        "effective_params": json.dumps(job.effective_params, sort_keys=True), "run_id": job.run_id,
+        "model_name": job.model.model_name if job.model else "",
+        "model_version": job.model.version if job.model else 0,
+        "metrics": json.dumps([[m.name, m.value, m.split, m.step] for m in job.metrics]),
+        "message": job.message, "created_at": _naive(job.created_at), "started_at": _naive(job.started_at),
+        "finished_at": _naive(job.finished_at), "due_at": _naive(job.due_at),
+        "artifact_sha256": job.artifact_sha256, "artifact_uri": job.artifact_uri,
+    }
+
+
+def _from_row(row: _JobRow) -> Job:
+    window = None
+    if row.window_start is not None and row.window_end is not None:
+        window = Window(_aware(row.window_start), _aware(row.window_end))  # type: ignore[arg-type]
+    return Job(
+        job_id=row.job_id, use_case=row.use_case, reason=Reason(row.reason), state=JobState(row.state),
+        drift_report_id=row.drift_report_id, requested_by=row.requested_by,
+        requested_roles=tuple(json.loads(row.requested_roles)), seed=row.seed, window=window,
+        params=json.loads(row.params), effective_params=json.loads(row.effective_params), run_id=row.run_id,
+        model=ModelKey(row.use_case, row.model_name, row.model_version) if row.model_version else None,
+        metrics=tuple(MetricPoint(n, v, s, st) for n, v, s, st in json.loads(row.metrics)),
+        message=row.message, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        started_at=_aware(row.started_at), finished_at=_aware(row.finished_at), due_at=_aware(row.due_at),
+        artifact_sha256=row.artifact_sha256, artifact_uri=row.artifact_uri)
+
+
+class JobStore:
+    """Jobs in a SQL database. Called from one event loop; each call is one short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        _Base.metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        return cls(engine_for(url))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert ``job``; when its id exists, return the stored job and False (idempotent submit)."""
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.add(_JobRow(**_to_row(job)))
+        except IntegrityError:
+            return self.get(job.job_id), False
+        return job, True
+
+    def get(self, job_id: str) -> Job:
+        with Session(self._engine) as session:
+            row = session.get(_JobRow, job_id)
+            if row is None:
+                raise NotFound(f"training job {job_id!r} not found")
+            return _from_row(row)
+
+    def update(self, job_id: str, **changes: Any) -> Job:
+        """Apply ``changes`` (Job fields) and return the updated job."""
+        with Session(self._engine) as session, session.begin():
+            row = session.get(_JobRow, job_id)
+            if row is None:
+                raise NotFound(f"training job {job_id!r} not found")
+            job = replace(_from_row(row), **changes)
+            for key, value in _to_row(job).items():
+                setattr(row, key, value)
+        return job
+
+    def list(self, *, use_case: str = "", states: Sequence[JobState] = (), limit: int = 50,
+             offset: int = 0, oldest_first: bool = False) -> list[Job]:
+        query = select(_JobRow)
+        if use_case:
+            query = query.where(_JobRow.use_case == use_case)
+        if states:
+            query = query.where(_JobRow.state.in_([s.value for s in states]))
+        order = (_JobRow.created_at.asc(), _JobRow.job_id.asc()) if oldest_first else (
+            _JobRow.created_at.desc(), _JobRow.job_id.desc())
+        query = query.order_by(*order).offset(offset).limit(limit)
+        with Session(self._engine) as session:
+            return [_from_row(r) for r in session.scalars(query)]

@@ -1,0 +1,167 @@
+"""Puts model versions into a Triton model repository the way the registry does.
+
+The Triton entry (``config.pbtxt``, ``<version>/model.py``, ``<version>/model.pt``) is
+written by the registry's own exporter (``services/registry/export.py``); this helper
+only makes the TorchScript artifact: a tiny MLP that follows the model I/O contract
+(float32 ``[batch, len(uc.model_inputs())]`` in, NaN for missing; class probabilities
+or ``[batch, 1]`` out). Used by the gateway's integration tests and bench.
+"""
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+from libs.usecase import UseCase
+
+
+def output_names(uc: UseCase) -> list[str]:
+    return ["value"] if uc.task == "regression" else [f"p_{c}" for c in uc.label.classes or ()]
+
+
+def torchscript(uc: UseCase, *, seed: int = 1, bias: float = 0.0) -> bytes:
+    """A scripted MLP for ``uc``; ``bias`` shifts the last layer so versions answer differently."""
+    import torch
+
+    n_in, n_out = len(uc.model_inputs()), len(output_names(uc))
+    regression = uc.task == "regression"
+
+    class Mlp(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.regression = regression
+            self.hidden = torch.nn.Linear(n_in, 16)
+            self.out = torch.nn.Linear(16, n_out)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # Embedded preprocessing: a missing value (NaN) becomes 0, magnitudes squashed.
+            x = torch.nan_to_num(x, nan=0.0)
+            x = torch.sign(x) * torch.log1p(torch.abs(x))
+            y = self.out(torch.relu(self.hidden(x)))
+            if self.regression:
+                return y
+            return torch.softmax(y, dim=1)
+
+    torch.manual_seed(seed)
+    model = Mlp()
+    with torch.no_grad():
+        model.out.bias[-1] += bias
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model.eval()), buffer)
+    return buffer.getvalue()
+
+
+def export_version(repo: Path, uc: UseCase, version: int, *, bias: float = 0.0,
+                   model_name: str | None = None, artifacts: Path | None = None) -> Path:
+    """Writes version ``version`` of ``uc``'s model into the Triton repository ``repo``
+    with the registry's exporter; returns the version folder."""
+    from services.registry.artifacts import ArtifactStore
+    from services.registry.domain import SYSTEM, ModelVersion, Signature, VersionStatus
+    from services.registry.export import TritonExporter
+
+    store = ArtifactStore(artifacts or repo.parent / "gateway-test-artifacts")
+    stored = store.put(torchscript(uc, seed=version, bias=bias))
+    mv = ModelVersion(
+        use_case=uc.name, name=model_name or uc.name, version=version, status=VersionStatus.APPROVED,
+        artifact_sha256=stored.sha256,
+        signature=Signature(tuple(uc.model_inputs()), tuple(output_names(uc)), uc.task),
+        created_at=datetime.now(UTC), created_by=SYSTEM)
+    return TritonExporter(repo, store).export(mv).version_dir
+
+
+# -- a Triton of the gateway tests' own, and an in-process gateway ----------------------
+
+GATEWAY_BUILD = Path(__file__).resolve().parents[1] / "build" / "gateway-tests"
+
+
+def own_triton(name: str, base_port: int):  # type: ignore[no-untyped-def]
+    """A Triton on ``base_port``..+2 with its own infra dir and model repository (reused
+    when already running), so tests never touch the shared one on 8001."""
+    import dataclasses
+
+    from libs.infra import InfraConfig, ensure_triton
+    from libs.infra.triton import install
+
+    cfg = dataclasses.replace(InfraConfig.from_env(), infra_dir=GATEWAY_BUILD / name,
+                              triton_http_port=base_port, triton_grpc_port=base_port + 1,
+                              triton_metrics_port=base_port + 2, triton_model_repo=None)
+    install(cfg)
+    cfg.model_repository.mkdir(parents=True, exist_ok=True)
+    return ensure_triton(cfg)
+
+
+_shared: dict[str, object] = {}
+
+
+def shared_triton():  # type: ignore[no-untyped-def]
+    """One gateway-test Triton per test process (stopped at exit), with loan_approval
+    versions 1 and 2 exported (2 leans further to class 1)."""
+    handle = _shared.get("triton")
+    if handle is None:
+        import atexit
+
+        from libs.usecase import load_default
+
+        handle = _shared["triton"] = own_triton("triton-main", 28471)
+        uc = load_default()["loan_approval"]
+        export_version(handle.model_repository, uc, 1)
+        export_version(handle.model_repository, uc, 2, bias=2.0)
+        atexit.register(handle.stop)
+    return handle
+
+
+def usecases_dir(tmp: Path, strategy: str, share: float = 0.2) -> Path:
+    """A copy of the shipped specs with loan_approval's deployment strategy changed."""
+    from libs.usecase import DEFAULT_DIR
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    for spec in DEFAULT_DIR.glob("*.yaml"):
+        text = spec.read_text()
+        if spec.stem == "loan_approval":
+            lines = [f"deployment: {{promotion: auto, strategy: {strategy}, canary_share: {share}, "
+                     "rollback_margin: 0.05}" if line.startswith("deployment:") else line
+                     for line in text.splitlines()]
+            text = "\n".join(lines) + "\n"
+        (tmp / spec.name).write_text(text)
+    return tmp
+
+
+def gateway_settings(triton_url: str, repository: Path, bootstrap: str, **overrides: object):  # type: ignore[no-untyped-def]
+    from services.gateway.settings import GatewaySettings
+
+    values: dict[str, object] = dict(
+        grpc_port=0, oip_port=0, metrics_port=0, auth_mode="off", triton_url=triton_url,
+        triton_model_repository=repository, kafka_bootstrap=bootstrap, registry_url="",
+        feature_store_url="127.0.0.1:1", predlog_flush_ms=20, warmup_requests=2, retire_grace_s=1.0,
+        use_cases="loan_approval")
+    values.update(overrides)
+    return GatewaySettings(**values)  # type: ignore[arg-type]
+
+
+class RunningGateway:
+    """A gateway built and started in this event loop; ``stop()`` drains and closes it."""
+
+    def __init__(self, service, telemetry) -> None:  # type: ignore[no-untyped-def]
+        self.service = service
+        self.telemetry = telemetry
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.service.server.port}"
+
+    @property
+    def oip_url(self) -> str:
+        return f"127.0.0.1:{self.service.oip_port}"
+
+    async def stop(self) -> None:
+        await self.service.server.stop()
+        await self.service.close()
+
+
+async def start_gateway(settings) -> RunningGateway:  # type: ignore[no-untyped-def]
+    from libs.runtime import start_service
+    from services.gateway.app import build
+
+    service, telemetry = await start_service(settings, build)
+    await service.server.start()
+    return RunningGateway(service, telemetry)

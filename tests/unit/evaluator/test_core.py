@@ -1,0 +1,148 @@
+"""The evaluator core with in-memory ports: candidate vs champion on the holdout, stored, published."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aifactory.evaluator.v1 import events_pb2 as evaluator_events
+from aifactory.trainer.v1 import events_pb2 as trainer_events
+from libs.errors import FailedPrecondition
+from libs.lifecycle.data import time_range_proto
+from libs.lifecycle.frames import plan_windows
+from libs.lifecycle.registry import ModelKey
+from services.evaluator.reports import ReportStore
+from services.evaluator.service import EvaluatorCore, EvaluatorOptions
+from services.trainer.config import TrainConfig
+from services.trainer.training import train
+from tests.lifecycle_fakes import FakePublisher, FakeRegistry, FakeTrainingData
+from tests.training_sets import loan_frame, segment_frame, usecase
+
+pytestmark = pytest.mark.timeout(120)
+EVALUATED = "t.evaluated"
+UC = "loan_approval"
+
+
+@pytest.fixture(scope="module")
+def models():  # type: ignore[no-untyped-def]
+    """A frame, its windows, a good model and a model trained on shuffled labels."""
+    uc = usecase(UC)  # holdout 5m: one row a second leaves it ~300 rows
+    frame = loan_frame(3000, interval=timedelta(seconds=1))
+    windows = plan_windows(frame, uc)
+    training = frame[frame["event_time"] < windows.training.end]
+    config = TrainConfig.from_usecase(uc)
+    good = train(training, uc, config, seed=1)
+    shuffled = training.copy()
+    shuffled["label"] = np.random.default_rng(0).permutation(shuffled["label"].to_numpy())
+    bad = train(shuffled, uc, config, seed=1)
+    return frame, windows, good.artifact, bad.artifact
+
+
+def make(tmp_path: Path, frame, registry: FakeRegistry) -> tuple[EvaluatorCore, FakePublisher]:  # type: ignore[no-untyped-def]
+    publisher = FakePublisher()
+    core = EvaluatorCore(usecases={UC: usecase(UC)}, data=FakeTrainingData({UC: frame}), registry=registry,
+                         store=ReportStore.from_url(f"sqlite:///{tmp_path / 'reports.db'}"), publisher=publisher,
+                         options=EvaluatorOptions(evaluated_topic=EVALUATED))
+    return core, publisher
+
+
+def trained(version: int, windows) -> trainer_events.ModelTrained:  # type: ignore[no-untyped-def]
+    return trainer_events.ModelTrained(model=ModelKey(UC, UC, version).to_proto(),
+                                       window=time_range_proto(windows.training))
+
+
+def gates(report) -> dict[str, evaluator_events.GateResult]:  # type: ignore[no-untyped-def]
+    return {g.gate: g for g in report.gates}
+
+
+async def test_first_version_passes_on_the_holdout_and_is_recorded(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, _ = models
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), good)
+    core, publisher = make(tmp_path, frame, registry)
+    report = await core.evaluate_trained(trained(1, windows))
+    g = gates(report)
+    assert report.passed, [x.message for x in report.gates]
+    assert g["no_regression"].message == "skipped: no champion (first version)"
+    assert g["fairness_gap"].passed and not g["fairness_gap"].message.startswith("skipped")  # gender is there
+    assert set(report.slices) == {"f", "m", "x"}
+    # The holdout: the newest hour, after the training window.
+    assert report.window.start.ToDatetime() == windows.training.end.replace(tzinfo=None)
+    rows = {m.name: m.value for m in report.candidate_metrics}["rows"]
+    assert rows == 301  # the 5-minute holdout at one row a second
+    [event] = publisher.of(EVALUATED)
+    assert event.passed and event.report_id == report.report_id and not event.HasField("champion")
+    assert registry.evaluations[report.report_id] == event
+    assert core.get_report(report.report_id) == report
+
+
+async def test_worse_candidate_fails_against_the_champion(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, bad = models
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), good)
+    registry.add_version(ModelKey(UC, UC, 2), bad)
+    registry.aliases[(UC, UC, "champion")] = 1
+    core, publisher = make(tmp_path, frame, registry)
+    report = await core.evaluate_trained(trained(2, windows))
+    g = gates(report)
+    assert not report.passed
+    assert not g["metric_floor"].passed and not g["no_regression"].passed
+    assert g["no_regression"].value < -0.2
+    assert report.champion.version == 1 and {m.name for m in report.champion_metrics} >= {"auc", "ece"}
+    [event] = publisher.of(EVALUATED)
+    assert not event.passed and event.champion.version == 1
+
+
+async def test_replayed_model_trained_gives_the_same_report(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, _ = models
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), good)
+    core, publisher = make(tmp_path, frame, registry)
+    first = await core.evaluate_trained(trained(1, windows))
+    # More data arrived meanwhile; the replay must not re-judge on another window.
+    core._data = FakeTrainingData({UC: loan_frame(3300, interval=timedelta(seconds=4))})  # type: ignore[attr-defined]
+    second = await core.evaluate_trained(trained(1, windows))
+    assert second == first
+    ids = [eid for t, _, _, _, eid in publisher.sent if t == EVALUATED]
+    assert ids == [f"{first.report_id}.evaluated"] * 2 and len(registry.evaluations) == 1
+
+
+async def test_holdout_never_reaches_into_the_training_window(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, _ = models
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), good)
+    core, _ = make(tmp_path, frame, registry)
+    event = trained(1, windows)
+    # A candidate trained up to 3 minutes before the newest example: 3 minutes left to judge on.
+    event.window.end.FromDatetime((windows.newest - timedelta(minutes=3)).replace(tzinfo=None))
+    report = await core.evaluate_trained(event)
+    assert {m.name: m.value for m in report.candidate_metrics}["rows"] == 181
+    assert gates(report)["holdout_size"].passed
+
+
+async def test_on_demand_window_and_missing_attribute(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, _ = models
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), good)
+    core, publisher = make(tmp_path, frame.drop(columns=["gender"]), registry)
+    report = await core.evaluate_on_demand(ModelKey(UC, UC, 1), None, windows.holdout)
+    assert gates(report)["fairness_gap"].message == "skipped: attribute not in holdout set"
+    assert publisher.sent == [] and registry.evaluations == {}  # a what-if promotes nothing
+
+
+async def test_champion_with_another_input_contract_is_not_compared(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, _ = models
+    seg = usecase("image_segments")
+    other = train(segment_frame(600), seg, TrainConfig.from_usecase(seg, {"epochs": "1"}), seed=1).artifact
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), other)
+    registry.add_version(ModelKey(UC, UC, 2), good)
+    registry.aliases[(UC, UC, "champion")] = 1
+    core, _ = make(tmp_path, frame, registry)
+    report = await core.evaluate_trained(trained(2, windows))
+    assert report.passed and gates(report)["champion"].message.startswith("skipped: champion")
+    assert gates(report)["no_regression"].message == "skipped: no champion (first version)"
+    with pytest.raises(FailedPrecondition):
+        await core.evaluate_trained(trained(1, windows))  # the candidate itself does not fit the spec

@@ -1,0 +1,143 @@
+"""The business API and feedback with fakes: features merged (inline wins), fetched only
+when needed, errors per input in a batch, outcomes checked against the label."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aifactory.common.v1 import common_pb2
+from aifactory.gateway.v1 import events_pb2
+from aifactory.gateway.v1 import gateway_service_pb2 as pb
+from libs.errors import InvalidArgument, NotFound
+from libs.usecase import load_default
+from services.gateway.business import GatewayServicer
+from services.gateway.directory import AliasBook, AliasState
+from services.gateway.feedback import FeedbackRecorder, RecentPredictions
+from services.gateway.inputs import to_value
+from services.gateway.models import ModelManager
+from services.gateway.scoring import Scored
+from tests.unit.gateway.test_inputs import loan_features
+from tests.unit.gateway.test_models import FakeConfigs, FakeTriton
+
+UCS = {"loan_approval": load_default()["loan_approval"]}
+
+
+class FakeFeatures:
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    async def fetch(self, use_case: str, entity_ids: list[str]) -> list[Any]:
+        self.asked.append(list(entity_ids))
+        rows = []
+        for e in entity_ids:
+            if e == "missing":
+                rows.append(None)
+            else:  # as the store serves them: expanded columns
+                from services.gateway.inputs import InputSchema
+
+                schema = InputSchema(UCS["loan_approval"])
+                rows.append(dict(zip(schema.columns, schema.row(loan_features(age=30)).tolist(), strict=True)))
+        return rows
+
+
+class FakeScorer:
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+
+    async def score(self, use_case: str, rows: np.ndarray, entity_ids: list[str], traceparent: str = "") -> list[Scored]:
+        self.rows.append(rows)
+        return [Scored(uuid.uuid4().hex, 1, "champion", np.array([0.4, 0.6], dtype=np.float32)) for _ in entity_ids]
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def publish(self, topic: str, event: Any, *, use_case: str, key: str | None = None,
+                      event_id: str | None = None) -> None:
+        self.sent.append((topic, event, key, event_id))
+
+
+@pytest.fixture
+async def parts() -> tuple[GatewayServicer, FakeFeatures, FakeScorer, FakePublisher, RecentPredictions]:
+    book = AliasBook()
+    models = ModelManager(UCS, book, FakeTriton(), FakeConfigs(), warmup_requests=0)  # type: ignore[arg-type]
+    book.apply(AliasState("loan_approval", "champion", 1))
+    await models.wait_idle()
+    features, scorer, publisher, recent = FakeFeatures(), FakeScorer(), FakePublisher(), RecentPredictions()
+    feedback = FeedbackRecorder(publisher, "fb", UCS, recent)  # type: ignore[arg-type]
+    return GatewayServicer(models, scorer, features, feedback), features, scorer, publisher, recent  # type: ignore[arg-type]
+
+
+def values(d: dict[str, object]) -> dict[str, common_pb2.Value]:
+    return {k: to_value(v) for k, v in d.items()}  # type: ignore[arg-type]
+
+
+async def test_inline_features_skip_the_feature_store(parts) -> None:  # type: ignore[no-untyped-def]
+    servicer, features, scorer, *_ = parts
+    reply = await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e1",
+                                                     features=values(loan_features())), None)
+    assert features.asked == [] and reply.prediction.output.double_value == pytest.approx(0.6)
+    assert reply.prediction.model.version == 1 and reply.prediction.entity_id == "e1"
+
+
+async def test_fetched_features_are_overridden_inline(parts) -> None:  # type: ignore[no-untyped-def]
+    servicer, features, scorer, *_ = parts
+    await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e1",
+                                             features=values({"age": 99, "elevel": 4})), None)
+    assert features.asked == [["e1"]]
+    from services.gateway.inputs import InputSchema
+
+    schema = InputSchema(UCS["loan_approval"])
+    row = scorer.rows[0][0]
+    assert row[schema.index["age"]] == 99 and row[schema.index["elevel__4"]] == 1
+    assert row[schema.index["elevel__2"]] == 0  # the fetched one-hot columns were replaced
+
+
+async def test_errors(parts) -> None:  # type: ignore[no-untyped-def]
+    servicer, *_ = parts
+    with pytest.raises(NotFound):
+        await servicer.Predict(pb.PredictRequest(use_case="nope", entity_id="e"), None)
+    with pytest.raises(NotFound) as err:
+        await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="missing"), None)
+    assert "missing" in err.value.message
+    with pytest.raises(InvalidArgument):
+        await servicer.PredictBatch(pb.PredictBatchRequest(use_case="loan_approval"), None)
+    batch = await servicer.PredictBatch(pb.PredictBatchRequest(use_case="loan_approval", inputs=[
+        pb.PredictionInput(entity_id="e1"), pb.PredictionInput(entity_id="missing"),
+        pb.PredictionInput(features=values(loan_features(car="x")))]), None)
+    assert batch.predictions[0].prediction_id and "NOT_FOUND" in batch.predictions[1].error
+    assert "inputs[2].features.car" in batch.predictions[2].error
+
+
+async def test_feedback_fills_in_what_the_gateway_remembers(parts) -> None:  # type: ignore[no-untyped-def]
+    servicer, _, _, publisher, recent = parts
+    pid = (await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e7"), None)
+           ).prediction.prediction_id
+    recent.add(pid, "loan_approval", "e7", 1_700_000_000.0)
+    reply = await servicer.RecordFeedback(pb.RecordFeedbackRequest(
+        prediction_id=pid, outcome=common_pb2.Value(int64_value=0), feedback_id="f1"), None)
+    assert reply.feedback_id == "f1"
+    topic, event, key, event_id = publisher.sent[0]
+    assert isinstance(event, events_pb2.FeedbackRecorded)
+    assert (topic, key, event_id) == ("fb", pid, "f1")
+    assert event.use_case == "loan_approval" and event.entity_id == "e7"
+    if "event_time" in event.DESCRIPTOR.fields_by_name:
+        assert event.event_time.seconds == 1_700_000_000
+
+
+@pytest.mark.parametrize(("request_kw", "field"), [
+    ({"use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=1)}, "prediction_id"),
+    ({"prediction_id": "unknown", "outcome": common_pb2.Value(int64_value=1)}, "use_case"),
+    ({"prediction_id": "p", "use_case": "loan_approval"}, "outcome"),
+    ({"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=3)}, "outcome"),
+    ({"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(null_value=0)}, "outcome"),
+])
+async def test_bad_feedback_names_the_field(parts, request_kw: dict[str, Any], field: str) -> None:  # type: ignore[no-untyped-def]
+    servicer, *_ = parts
+    with pytest.raises(InvalidArgument) as err:
+        await servicer.RecordFeedback(pb.RecordFeedbackRequest(**request_kw), None)
+    assert err.value.field == field

@@ -1,0 +1,52 @@
+"""The alias book: static settings, ordering by change time, events of served use cases only."""
+from __future__ import annotations
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aifactory.registry.v1 import events_pb2
+from libs.bus import Event, EventMeta
+from libs.errors import ConfigError
+from services.gateway.directory import AliasBook, AliasState, StaticDirectory, alias_events_handler
+
+
+async def test_static_directory_parses_and_filters() -> None:
+    d = StaticDirectory("loan_approval:champion=2, loan_approval:challenger=3,other:champion=1")
+    states = await d.aliases(["loan_approval"])
+    assert states == [AliasState("loan_approval", "champion", 2), AliasState("loan_approval", "challenger", 3)]
+
+
+@pytest.mark.parametrize("spec", ["loan_approval=champion:2", "loan_approval:champion", "uc:champion=x"])
+def test_static_directory_refuses_bad_specs(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        StaticDirectory(spec)
+
+
+def test_book_keeps_the_newest_change_and_tells_listeners() -> None:
+    book = AliasBook()
+    moved: list[str] = []
+    book.listen(moved.append)
+    assert book.apply(AliasState("uc", "champion", 1, changed_us=100))
+    assert not book.apply(AliasState("uc", "champion", 1, changed_us=150))  # no move
+    assert not book.apply(AliasState("uc", "champion", 7, changed_us=50))  # late event
+    assert book.version("uc", "champion") == 1
+    assert book.apply(AliasState("uc", "champion", 2, changed_us=200))
+    assert moved == ["uc", "uc"] and book.version("uc", "challenger") == 0
+
+
+def _event(use_case: str, alias: str, version: int, seconds: int) -> Event:  # type: ignore[type-arg]
+    payload = events_pb2.AliasChanged(use_case=use_case, alias=alias, new_version=version,
+                                      changed_at=Timestamp(seconds=seconds))
+    meta = EventMeta.new("aifactory.registry.v1.AliasChanged", "v1", use_case, "registry")
+    return Event(meta, payload, "t", 0, 0, None)
+
+
+async def test_events_of_served_use_cases_and_aliases_only() -> None:
+    book = AliasBook()
+    handle = alias_events_handler(book, ["loan_approval"])
+    await handle(_event("loan_approval", "champion", 4, 10))
+    await handle(_event("loan_approval", "previous", 3, 11))
+    await handle(_event("other", "champion", 9, 12))
+    await handle(_event("loan_approval", "champion", 2, 5))  # replayed, older
+    assert book.version("loan_approval", "champion") == 4
+    assert book.version("loan_approval", "previous") == 0 and book.version("other", "champion") == 0

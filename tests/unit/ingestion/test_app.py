@@ -1,0 +1,42 @@
+"""Wiring rules of the ingestion service that need no broker."""
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from libs.errors import ConfigError
+from libs.usecase import DEFAULT_DIR
+from services.ingestion.app import _stop_on_fatal, load_specs
+
+
+def test_missing_or_empty_use_case_folder_starts_with_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert load_specs(tmp_path / "absent") == {}
+    assert load_specs(tmp_path) == {}
+    assert "no use case spec" in caplog.text and "does not exist" in caplog.text
+    assert set(load_specs(DEFAULT_DIR)) >= {"loan_approval", "image_segments"}
+
+
+def test_an_invalid_spec_stops_the_service_naming_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: bad\nversion: 1\nsurprise: true\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_specs(tmp_path)
+
+
+async def test_fatal_pipeline_error_asks_a_serving_process_to_stop() -> None:
+    async def fail() -> None:
+        raise RuntimeError("fenced")
+
+    task = asyncio.create_task(fail())
+    await asyncio.gather(task, return_exceptions=True)
+    _stop_on_fatal(task)  # no SIGTERM handler (embedded): only logged, this test survives
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    try:
+        _stop_on_fatal(task)
+        await asyncio.wait_for(stopped.wait(), 5)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)

@@ -1,0 +1,96 @@
+"""The raw-topic pipeline's batch logic with a fake consumer and outbox (the broker path is in
+tests/integration/test_ingestion.py): a failed transaction leaves nothing behind and is retried."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from opentelemetry.sdk.metrics import MeterProvider
+
+from aifactory.ingestion.v1 import events_pb2
+from libs.usecase import UseCase
+from services.ingestion.consumer.pipeline import RawPipeline
+from services.ingestion.dataset import RawDataset
+from services.ingestion.outbox import Outgoing
+from services.ingestion.quality import QualityTracker
+from services.ingestion.records import UseCaseIngestor
+
+TOPIC = "aif.loan_approval.raw"
+TP = TopicPartition(TOPIC, 0)
+
+
+def raw(offset: int, value: bytes) -> ConsumerRecord:
+    return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
+
+
+class FakeConsumer:
+    def __init__(self, records: list[ConsumerRecord]) -> None:
+        self.records = records
+        self.position = 0
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        await asyncio.sleep(0)
+        # After a seek, smaller polls: the retried batches cover other offset ranges.
+        limit = 2 if self.seeks else max_records
+        batch = [r for r in self.records if r.offset >= self.position][:limit]
+        if batch:
+            self.position = batch[-1].offset + 1
+        return {TP: batch} if batch else {}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self.position = offset
+
+
+class FlakyOutbox:
+    """Fails the first transaction, as a broker hiccup would."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.committed: list[tuple[list[Outgoing], dict[TopicPartition, int], str]] = []
+
+    async def commit(self, messages: list[Outgoing], offsets: dict[TopicPartition, int], group_id: str) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise KafkaError("coordinator moved")
+        self.committed.append((list(messages), dict(offsets), group_id))
+
+
+async def test_failed_transaction_is_discarded_and_retried(tmp_path: Path, loan: UseCase,
+                                                           record: dict[str, Any]) -> None:
+    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
+    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
+    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
+    outbox = FlakyOutbox()
+    pipeline = RawPipeline("unused:9092", {TOPIC: ingestor}, dataset, quality, outbox,  # type: ignore[arg-type]
+                           group_id="g", records_topic="recs", dead_letter_topic="dlq", retry_backoff_s=0.01)
+    values = [json.dumps({**record, "record_id": f"r{i}"}).encode() for i in range(3)] + [b"not json"]
+    consumer = FakeConsumer([raw(i, v) for i, v in enumerate(values)])
+    pipeline._consumer = consumer  # type: ignore[assignment]
+    task = asyncio.create_task(pipeline._loop())
+    async with asyncio.timeout(10):
+        while pipeline.processed < 4:
+            await asyncio.sleep(0.01)
+    await pipeline.stop()
+    await task
+
+    assert outbox.attempts == 3 and consumer.seeks == [(TP, 0)]
+    assert [(offsets, group) for _, offsets, group in outbox.committed] == [({TP: 2}, "g"), ({TP: 4}, "g")]
+    messages = [m for batch, _, _ in outbox.committed for m in batch]
+    assert [m.topic for m in messages] == ["recs", "recs", "recs", "dlq"]
+    accepted = [events_pb2.RecordAccepted.FromString(m.value) for m in messages[:3]]
+    assert [a.record.record_id for a in accepted] == ["r0", "r1", "r2"]
+    rejected = events_pb2.RecordRejected.FromString(messages[3].value)
+    assert rejected.original == b"not json" and (rejected.source_topic, rejected.source_offset) == (TOPIC, 3)
+    # the failed attempt's file (offsets 0-3) is gone; the committed ones are the dataset,
+    # at the version the last records carry
+    files = sorted(f.name.rsplit(".", 2)[0] for f in (tmp_path / "loan_approval").rglob("*.parquet"))
+    assert files == [f"part-k-{TOPIC}-0-000000000000-000000000001", f"part-k-{TOPIC}-0-000000000002-000000000003"]
+    assert dataset.get("loan_approval").version == accepted[2].dataset.version != accepted[0].dataset.version
+    assert dataset.read("loan_approval").num_rows == 3
