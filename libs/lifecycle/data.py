@@ -155,6 +155,10 @@ class GrpcTrainingData:
         try:
             response = await self._stub.GetTrainingSet(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "no feature row" in (exc.details() or ""):
+                # Labels can land before the features of their records (two topics, two
+                # writers): the store refuses to drop them, and a moment later they are in.
+                raise Unavailable(f"feature store GetTrainingSet: features still landing: {exc.details()}") from None
             raise typed_rpc_error(exc, "feature store GetTrainingSet") from None
         if response.format and response.format != "parquet":
             raise FailedPrecondition(f"training set format {response.format!r} is not parquet")

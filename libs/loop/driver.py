@@ -61,6 +61,7 @@ class LoopConfig:
 @dataclass
 class Timeline:
     started: float = field(default_factory=time.monotonic)
+    wall_started: float = field(default_factory=time.time)  # to place the registry's audit times
     entries: list[tuple[float, str]] = field(default_factory=list)
 
     def add(self, what: str) -> float:
@@ -237,6 +238,20 @@ class LoopDriver:
 
     # -- what an ML engineer does once -----------------------------------------------
 
+    async def wait_training_data(self, timeout: float = 120.0) -> int:
+        """Until the feature store can build a complete training set (features and labels
+        arrive on two topics; the store refuses a set with examples missing features)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = await self.features.GetTrainingSet(fs_pb.GetTrainingSetRequest(
+                    use_case=self.cfg.use_case), metadata=self._md, timeout=120)
+                return reply.row_count
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+
     async def train_first_model(self) -> int:
         job = (await self.trainer.SubmitTraining(tr_pb.SubmitTrainingRequest(
             use_case=self.cfg.use_case, request_id=f"demo-v1-{uuid.uuid4().hex[:8]}"),
@@ -303,7 +318,9 @@ class LoopDriver:
                 say(f"    {sent:,}/{cfg.bootstrap:,} applications ingested")
         assert probe is not None
         await self.wait_online([probe])
-        tl.add(f"{cfg.bootstrap:,} historical applications ingested, features online")
+        rows = await self.wait_training_data()
+        tl.add(f"{cfg.bootstrap:,} historical applications ingested, features online, "
+               f"{rows:,} labelled examples ready")
 
         say("==> 2/5 first model: train, evaluate, promote (auto policy), serve")
         version = await self.train_first_model()

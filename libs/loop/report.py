@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC
 
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from libs.loop.driver import LoopResult
@@ -11,9 +12,22 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+_STEPS = {"model_version.registered": "registered (trained)", "model_version.evaluated": "evaluated",
+          "alias.promote": "promoted", "alias.rollback": "rolled back"}
+
+
 def timeline(result: LoopResult) -> str:
+    """The driver's observations, merged with the registry's audited steps."""
+    entries = list(result.timeline.entries)
+    for page in result.audit_events:
+        for e in page.audit_events:
+            if e.action in _STEPS and e.model.version:
+                at = e.time.ToDatetime(tzinfo=UTC).timestamp() - result.timeline.wall_started
+                alias = f" to {e.alias}" if e.alias else ""
+                entries.append((at, f"  registry: v{e.model.version} {_STEPS[e.action]}{alias}"
+                                    f" (by {e.actor.subject})"))
     lines = ["timeline (seconds since start)"]
-    lines += [f"  {at:7.1f}s  {what}" for at, what in result.timeline.entries]
+    lines += [f"  {at:7.1f}s  {what}" for at, what in sorted(entries, key=lambda x: x[0])]
     return "\n".join(lines)
 
 
@@ -62,8 +76,10 @@ def lineage(reply: reg_pb.GetLineageResponse | None) -> str:
              f"{mv.training_request_id})",
              f"  caused by   drift report {mv.drift_report_id or '—'}",
              f"  evaluated   report {mv.evaluation_report_id or '—'}"]
-    for d in mv.datasets:
-        lines.append(f"  data        {d.use_case} raw dataset {d.version[:16]} ({d.uri})")
+    if mv.datasets:
+        uris = sorted({d.uri for d in mv.datasets})
+        lines.append(f"  data        {len(mv.datasets)} versions of the {mv.ref.use_case} raw dataset "
+                     f"({', '.join(d.version[:12] for d in list(mv.datasets)[:3])}, ...) in {', '.join(uris)}")
     if mv.features:
         names = ", ".join(f"{f.name}@{f.version[:8]}" for f in list(mv.features)[:4])
         lines.append(f"  features    {len(mv.features)}: {names}, ...")

@@ -29,7 +29,7 @@ class TrainerSettings(ServiceSettings):
     # Intra-op threads of a training; part of the reproducibility recipe (recorded per run).
     torch_threads: int = Field(default=1, ge=1, le=256)
     # Attempts, with doubling backoff, when the feature store or registry is unavailable.
-    dependency_attempts: int = Field(default=3, ge=1, le=20)
+    dependency_attempts: int = Field(default=6, ge=1, le=20)
     dependency_backoff_s: float = Field(default=1.0, ge=0, le=60)
 
     consume: bool = True
