@@ -15,7 +15,7 @@ from libs.loop.factory import fresh_factory
 from tests.bench.report import Figure
 
 ROOT = Path(__file__).resolve().parents[2] / "build" / "bench-loop"
-CONFIG = LoopConfig(bootstrap=2_000, stationary=800, recovery=300, max_after_onset=5_000, timeout_s=420)
+CONFIG = LoopConfig(bootstrap=2_000, stationary=800, recovery=300, max_after_onset=20_000, timeout_s=420)
 
 
 def _first_model_seconds(result: LoopResult) -> float:

@@ -16,7 +16,7 @@ from libs.loop.factory import fresh_factory
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2] / "build" / "e2e-loop"
-CONFIG = LoopConfig(bootstrap=2_000, stationary=800, recovery=600, max_after_onset=5_000, timeout_s=420)
+CONFIG = LoopConfig(bootstrap=2_000, stationary=800, recovery=600, max_after_onset=20_000, timeout_s=420)
 
 
 @pytest.fixture(scope="module")
