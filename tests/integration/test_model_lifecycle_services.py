@@ -53,7 +53,7 @@ def specs(tmp_path: Path) -> Path:
     folder = tmp_path / "usecases"
     folder.mkdir()
     for spec in DEFAULT_DIR.glob("*.yaml"):
-        text = spec.read_text().replace("retraining: {debounce: 10s, cooldown: 60s, max_per_day: 20}",
+        text = spec.read_text().replace("retraining: {debounce: 5s, cooldown: 30s, max_per_day: 20}",
                                         "retraining: {debounce: 1s, cooldown: 0s, max_per_day: 20}")
         (folder / spec.name).write_text(text)
     assert "debounce: 1s" in (folder / "loan_approval.yaml").read_text()
