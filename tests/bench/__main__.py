@@ -10,6 +10,7 @@ from tests.bench import bus, monitor
 from tests.bench import gateway as gateway_bench
 from tests.bench import ingest as ingest_bench
 from tests.bench import loop as loop_bench
+from tests.bench import pipeline as pipeline_bench
 from tests.bench import train as train_bench
 from tests.bench.report import Figure, render, write
 
@@ -24,6 +25,9 @@ def main() -> int:
         figures += asyncio.run(bus.measure(kafka.bootstrap_servers))
         print(f"bench: ingestion vs raw aiokafka, {ingest_bench.N:,} loan records ...", file=sys.stderr, flush=True)
         figures += asyncio.run(ingest_bench.measure_ingestion(kafka.bootstrap_servers))
+        print(f"bench: ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records ...",
+              file=sys.stderr, flush=True)
+        figures += pipeline_bench.measure_pipeline()
         print("bench: training loop vs a plain PyTorch loop ...", file=sys.stderr, flush=True)
         figures += train_bench.measure_training()
         print(f"bench: monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams ...",
