@@ -122,7 +122,7 @@ def evaluator_settings(kafka, topics: Topics, tmp_path: Path) -> EvaluatorSettin
 
 def data() -> FakeTrainingData:
     # 3000 applications 4 s apart (3 h 20 min): the newest hour is the holdout.
-    return FakeTrainingData({UC: loan_frame(3000, interval=timedelta(seconds=4))})
+    return FakeTrainingData({UC: loan_frame(3000, interval=timedelta(seconds=1))})
 
 
 async def test_training_request_and_drift_storm_become_model_trained_events(  # type: ignore[no-untyped-def]
@@ -207,7 +207,7 @@ async def test_model_trained_becomes_model_evaluated_and_a_worse_candidate_fails
         # v1 becomes champion (the registry's job); a worse v2 is then judged against it.
         registry.aliases[(UC, UC, "champion")] = 1
         uc = usecase(UC)
-        frame = loan_frame(3000, interval=timedelta(seconds=4))
+        frame = loan_frame(3000, interval=timedelta(seconds=1))
         noise = frame.iloc[:2000].copy()
         noise["label"] = np.random.default_rng(1).integers(0, 2, len(noise))
         bad = train(noise, uc, TrainConfig.from_usecase(uc, {"epochs": "3"}), seed=1).artifact

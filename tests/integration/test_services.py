@@ -26,6 +26,7 @@ PORT_OFFSET = 1000
 @pytest.fixture(scope="module")
 def stack(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     stack = Stack(tmp_path_factory.mktemp("services"), port_offset=PORT_OFFSET,
+                  data_root=tmp_path_factory.mktemp("state"),
                   env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers})
     stack.start(timeout=90)
     yield stack
@@ -92,7 +93,7 @@ def test_every_method_of_every_service_is_built(stack: Stack) -> None:
 
 
 def test_sigterm_stops_every_service_cleanly(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    stack = Stack(tmp_path, port_offset=PORT_OFFSET + 100,
+    stack = Stack(tmp_path, port_offset=PORT_OFFSET + 100, data_root=tmp_path / "state",
                   env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers})
     stack.start(timeout=90)
     started = time.monotonic()
