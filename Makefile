@@ -37,7 +37,7 @@ test-unit: setup ## fast tests, no infrastructure
 test-integration: setup ## tests against the real broker, databases and Triton
 	@$(PY) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
 
-test-security: setup ## identity and access suites (permission walk, tokens, mTLS, secure Kafka, log hygiene); ends with their sizes
+test-security: setup ## identity, access and hostile-input suites (permission walk, tokens, mTLS, secure Kafka, gRPC fuzz, hostile topics, log search); ends with their sizes
 	@rm -f build/test-security/sizes.txt; $(PY) -m pytest tests/security $(PYTEST_ARGS); rc=$$?; \
 	  cat build/test-security/sizes.txt 2>/dev/null || echo "security: no suite ran"; exit $$rc
 

@@ -12,6 +12,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from libs import infra
 from libs.telemetry import setup_telemetry
 
+# At the end of every run, every log written during it is searched for tokens, secrets and
+# personal data (issue 7, "Must show").
+pytest_plugins = ["tests.security.log_search"]
+
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[infra.KafkaHandle]:

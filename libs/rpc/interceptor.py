@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # What a refused caller is told, whatever the reason.
 UNAUTHENTICATED_MESSAGE = "missing or invalid credentials"
 PERMISSION_DENIED_MESSAGE = "permission denied"
+MAX_DETAILS = 1024
 
 _END = object()
 
@@ -75,7 +76,10 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, PermissionDenied):
         return exc.code, PERMISSION_DENIED_MESSAGE
     if isinstance(exc, AifError):
-        return exc.code, exc.message
+        # Messages often quote the offending input: bounded, so a huge field cannot make the
+        # reply's status (a header, 16 KiB at most) fail or the caller's input echo back in full.
+        message = exc.message
+        return exc.code, message if len(message) <= MAX_DETAILS else message[:MAX_DETAILS - 3] + "..."
     if isinstance(exc, NotImplementedError):
         # What generated base servicers raise for methods a service has not built yet.
         return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"

@@ -1,12 +1,15 @@
-"""The faust app class of the stream processor: faust as shipped, reading read_committed.
+"""The faust app class of the stream processor: faust with two corrections.
 
-faust configures ``isolation_level=read_committed`` only in its exactly-once mode (which
-has open bugs); in at-least-once mode it would read records of aborted or still-open
-Kafka transactions — and ingestion publishes records in transactions. This module's
-consumer thread sets the isolation level on the aiokafka consumer faust builds.
+- faust configures ``isolation_level=read_committed`` only in its exactly-once mode
+  (which has open bugs); in at-least-once mode it would read records of aborted or
+  still-open Kafka transactions — and ingestion publishes records in transactions.
+  This module's consumer thread sets the isolation level on the consumer faust builds.
+- After a restart, faust's seek to the committed offsets races with the fetch loop and
+  can skip records (see ``perform_seek`` below); the seek here runs with the flow stopped.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -25,6 +28,28 @@ class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _ReadCommittedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets with the message flow stopped.
+
+        After table recovery faust resumes the stream partitions, then seeks them to the
+        committed offsets, while messages already flow. A message the fetch loop hands
+        over during the seek moves the loop's read offset past the seek, so messages
+        fetched again from the committed offset look old and are dropped, and the offsets
+        skipped count as a gap that may be committed (faust-streaming#596, #606): records
+        lost. Stopping the flow first lets the loop finish the message in hand; the seek
+        then wins, and what was handed over early is handed over again (a duplicate the
+        stream recognises by record id).
+        """
+        resume = self.flow_active
+        self.stop_flow()
+        await self.wait_for_stopped_flow()
+        await asyncio.sleep(0)
+        try:
+            await super().perform_seek()
+        finally:
+            if resume:
+                self.resume_flow()
 
 
 class _ReadCommittedTransport(faust_aiokafka.Transport):

@@ -16,6 +16,7 @@ The generated repo also works with the ``feast`` CLI (``feast -c <repo> feature-
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -139,4 +140,14 @@ def open_store(layout: Layout, *, apply: bool = False) -> Any:
         objects = definitions(layout)
         store.apply(objects)
         log.info("feast: applied %d objects to %s", len(objects), layout.repo)
+        use_wal(layout)
     return store
+
+
+def use_wal(layout: Layout) -> None:
+    """Put the SQLite online store in WAL mode: reads (gRPC) no longer wait for writes (the
+    stream's writer process) nor block them. The mode is stored in the database file."""
+    path = layout.repo / "online.db"
+    if path.exists():
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")

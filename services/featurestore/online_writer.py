@@ -76,8 +76,8 @@ class ChildProcessWriter:
         return self._pool
 
     def start(self) -> None:
-        """Start the worker and wait until its store is open (Feast imports take seconds)."""
-        self._executor().submit(_ready).result()
+        """Start the worker now (Feast imports take seconds); the first write waits for it."""
+        self._executor().submit(_ready)
 
     def write(self, view: str, rows: pa.Table) -> None:
         try:

@@ -193,6 +193,10 @@ class FeatureStream:
             processing_guarantee="at_least_once", broker_commit_interval=settings.commit_interval_s,
             consumer_auto_offset_reset="earliest", producer_acks=-1, table_standby_replicas=0,
             producer_linger=settings.producer_linger_ms / 1000,
+            # group_by forwards each record as it came: faust's default cap (1,000,000 bytes) is
+            # below the broker's (1 MiB), and a record between the two stalls the agent for good,
+            # silently. Let the broker's own limit (it accepted the record once) decide.
+            producer_max_request_size=4 * 1024 * 1024,
             # Batches held at shutdown are never acked (they are consumed again after the
             # restart): faust must not wait for them before its final commit.
             stream_wait_empty=False,

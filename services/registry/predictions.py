@@ -95,5 +95,7 @@ class PredictionIndexer:
             reason = f"missing header {exc.args[0]}"
         except DecodeError as exc:
             reason = f"payload is not a valid {EVENT_TYPE}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bad header or field must cost one event, not the indexer
+            reason = f"cannot index it: {type(exc).__name__}: {exc}"
         await self._dlq.send(record, reason, "undecodable", self.group_id)
         return None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from libs.infra import ensure_kafka
 from tests.bench import bus, monitor
+from tests.bench import features as features_bench
 from tests.bench import gateway as gateway_bench
 from tests.bench import ingest as ingest_bench
 from tests.bench import loop as loop_bench
@@ -28,6 +29,9 @@ def main() -> int:
         print(f"bench: ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records ...",
               file=sys.stderr, flush=True)
         figures += pipeline_bench.measure_pipeline()
+        print(f"bench: feature freshness at {features_bench.RATE:,} records/s vs raw Kafka latency ...",
+              file=sys.stderr, flush=True)
+        figures += asyncio.run(features_bench.measure(kafka.bootstrap_servers))
         print("bench: training loop vs a plain PyTorch loop ...", file=sys.stderr, flush=True)
         figures += train_bench.measure_training()
         print(f"bench: monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams ...",

@@ -123,6 +123,7 @@ class _Service:
                     "AIF_FEATURESTORE_DATA_DIR": str(root / "data"), "AIF_LOG_LEVEL": "WARNING"}
         self.log = root / "featurestore.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cpu_share = 0.0  # CPU cores the service used while records came at RATE
 
     def start(self, timeout: float = 180) -> None:
         with self.log.open("ab") as out:
@@ -143,6 +144,25 @@ class _Service:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def _cpu_seconds(service: _Service) -> float:
+    """CPU time of the service process and its children (the online-writer process), Linux only."""
+    total = 0.0
+    pids = [service.proc.pid] if service.proc else []
+    children: list[str] = []
+    for task in Path(f"/proc/{pids[0]}/task").glob("*") if pids else []:
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
+    for pid in pids + [int(c) for c in children]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def _seq(record_id: str) -> int:
     return int(record_id.rsplit("-", 1)[1]) if record_id else -1
 
@@ -150,11 +170,14 @@ def _seq(record_id: str) -> int:
 async def freshness(bootstrap: str) -> list[float]:
     """Produced → readable online (ms) for every SAMPLE-th record, at RATE records/s."""
     with tempfile.TemporaryDirectory(prefix="bench-fs-") as tmp:
-        service = _Service(bootstrap, Path(os.environ.get("BENCH_KEEP") or tmp))
+        service = _Service(bootstrap, Path(tmp))
         await _topics(bootstrap, service.records)
         await asyncio.to_thread(service.start)
         try:
-            return await _measure(bootstrap, service)
+            latencies = await _measure(bootstrap, service)
+            print(f"bench: feature store used {service.cpu_share:.2f} CPU cores at {RATE:,} records/s",
+                  file=sys.stderr)
+            return latencies
         finally:
             await asyncio.to_thread(service.stop)
 
@@ -180,7 +203,7 @@ async def _measure(bootstrap: str, service: _Service) -> list[float]:
                 ids = list(pending)
                 if ids:
                     reply = await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(
-                        use_case=UC, entity_ids=ids, feature_names=["applications_10m"]), timeout=30)
+                        use_case=UC, entity_ids=ids, feature_names=["loan"]), timeout=30)
                     now = time.monotonic()
                     for row in reply.rows:
                         seq, at = pending.get(row.entity_id, (None, 0.0))
@@ -203,7 +226,10 @@ async def _measure(bootstrap: str, service: _Service) -> list[float]:
         await send(0, warmup)  # the first batch also pays for table recovery and Feast warm-up
         while pending:
             await asyncio.sleep(0.05)
+        cpu0 = _cpu_seconds(service)
+        paced_at = time.monotonic()
         await _paced(lambda i, k: send(warmup + i, k), n - warmup)
+        service.cpu_share = (_cpu_seconds(service) - cpu0) / (time.monotonic() - paced_at)
         done.set()
         await asyncio.wait_for(poller, 120)
     return latencies

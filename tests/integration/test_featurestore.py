@@ -39,6 +39,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aifactory.common.v1 import common_pb2
 from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
+from aifactory.featurestore.v1.events_pb2 import FeaturesWritten
 from libs import infra
 from libs.bus import EventPublisher, Outgoing
 from libs.bus import headers as h
@@ -60,9 +61,17 @@ USECASES = load_default()
 UC = USECASES[UC_NAME]
 N = 2_000
 APPLICANTS = 150
-# 2,000 records 10 minutes apart span ~14 days: the 7-day windows slide and prune.
-INTERVAL = timedelta(minutes=10)
+# An entity comes back every APPLICANTS * INTERVAL = a quarter of the longest window, and
+# the 2,000 records span ~3 such windows: the windows hold a few records each, slide and prune.
+INTERVAL = max(a.window for a in UC.features.aggregates) / 600
 KILL_AFTER = 1_000
+
+
+def aggregate_name(kind: str, source: str | None = None) -> str:
+    return next(a.name for a in UC.features.aggregates if a.aggregate == kind and a.source == source)
+
+
+COUNT, MEAN, MAX = aggregate_name("count"), aggregate_name("mean", "loan"), aggregate_name("max", "loan")
 
 
 # -- the pandas reference (independent of libs.features) ---------------------------------
@@ -190,7 +199,7 @@ def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
 def loan_examples(n: int = N) -> list[Example]:
     start = datetime.now(UTC) - n * INTERVAL - timedelta(hours=1)
     out: list[Example] = []
-    for ex in LoanStream(seed=11, applicants=APPLICANTS, start=start, interval=INTERVAL):
+    for ex in LoanStream(seed=11, applicants=APPLICANTS, start=start, interval=INTERVAL, label_delay=3 * INTERVAL):
         out.append(ex)
         if len(out) == n:
             return out
@@ -284,6 +293,7 @@ async def wait_until_current(target: str, last: dict[str, Example], timeout: flo
 
 
 async def dead_letters(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[Any]:
+    """At least ``n`` messages of ``topic``, and whatever else comes within a second after."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -378,6 +388,13 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
         assert by_id[rid][h.DLQ_ERROR].decode() == error
         assert reason in by_id[rid][h.DLQ_REASON].decode()
 
+    # FeaturesWritten events name every record written (a replayed batch may name some twice).
+    written = await dead_letters(boot, topics.features_written, 1, timeout=10)
+    named: set[str] = set()
+    for r in written:
+        named.update(FeaturesWritten.FromString(r.value).record_ids)
+    assert named == {e.record_id for e in examples} | {"txn-committed"}
+
     # Labels arrive as feedback; the training set joins them at label time, features as of event time.
     async with EventPublisher(boot, producer="test") as pub:
         await pub.publish_many([Outgoing(topics.feedback, feedback(UC_NAME, e), UC_NAME, key=e.entity_id)
@@ -387,8 +404,10 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     while count_rows(labels_dir) < N:
         assert time.monotonic() < deadline, fs.tail()
         await asyncio.sleep(0.2)
-    cut = 1_500
-    end = examples[cut].event_time + timedelta(seconds=10)  # example 1500's label comes 20 s later
+    # Cutoff between examples 1500 and 1501: the labels of 1498-1500 are only seen after it.
+    end = examples[1_500].event_time + INTERVAL / 2
+    expected = [e for e in examples if e.event_time < end and e.label_time <= end]
+    assert len(expected) == 1_498
     request = pb.GetTrainingSetRequest(use_case=UC_NAME, time_range=common_pb2.TimeRange(
         start=_ts(examples[0].event_time), end=_ts(end)))
     async with grpc.aio.insecure_channel(fs.target) as channel:
@@ -402,7 +421,7 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
             await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(use_case=UC_NAME, entity_ids=["a"],
                                                                      feature_names=["loan", "shoe_size"]))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "shoe_size" in err.value.details()
-    assert ts.row_count == cut and ts.format == "parquet" and ts.label == "label"
+    assert ts.row_count == len(expected) and ts.format == "parquet" and ts.label == "label"
     assert (ts.content_hash, ts.uri) == (again.content_hash, again.uri)
     assert [d.version for d in ts.datasets] == ["ds-1"]
     assert [f.name for f in ts.features] == UC.model_inputs()
@@ -411,7 +430,7 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     assert list(frame.columns[4:4 + len(UC.model_inputs())]) == UC.model_inputs()
     assert (frame[UC.model_inputs()].dtypes == "float64").all()
     assert (frame["label_time"] <= pd.Timestamp(end)).all()
-    by_key = {(e.entity_id, pd.Timestamp(e.event_time)): e for e in examples[:cut]}
+    by_key = {(e.entity_id, pd.Timestamp(e.event_time)): e for e in expected}
     for _, r in frame.iterrows():
         ex = by_key[(r["entity_id"], r["event_time"])]
         assert r["label"] == ex.label and r["gender"] == ex.record["gender"]
@@ -475,12 +494,12 @@ def test_training_set_is_point_in_time_correct(core: FeatureStoreCore) -> None:
     assert early.row_count == len(frame) == 1
     row = frame.iloc[0]
     # Nothing from b (+10 s) or c (+20 s) leaks into a's features.
-    assert (row["loan"], row["loan_max_10m"], row["loan_mean_10m"], row["applications_10m"]) == (100.0, 100.0, 100.0, 1.0)
+    assert (row["loan"], row[MAX], row[MEAN], row[COUNT]) == (100.0, 100.0, 100.0, 1.0)
     late = pd.read_parquet(core.training_set(UC_NAME, T, T + 30 * s).path)
     assert late["label"].tolist() == [1, 0]
     b = late.iloc[1]
-    assert (b["loan"], b["loan_max_10m"], b["loan_mean_10m"], b["applications_10m"]) == (1_000.0, 1_000.0, 550.0, 2.0)
-    assert late.iloc[0]["loan_max_10m"] == 100.0  # still as of a's own time
+    assert (b["loan"], b[MAX], b[MEAN], b[COUNT]) == (1_000.0, 1_000.0, 550.0, 2.0)
+    assert late.iloc[0][MAX] == 100.0  # still as of a's own time
 
 
 @pytest.mark.timeout(120)

@@ -29,8 +29,8 @@ _LABELS = [
     ("fuzz_messages", "fuzz messages tried"),
     ("fuzz_calls", "fuzz calls"),
     ("hostile_topic_messages", "hostile topic messages tried"),
-    ("log_files_searched", "log files searched"),
-    ("log_lines_scanned", "log lines searched for tokens and personal data"),
+    ("log_files_searched", "run log files searched"),
+    ("log_lines_scanned", "run log lines searched for tokens, secrets and personal data"),
 ]
 
 
