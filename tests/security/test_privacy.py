@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 
 import pytest
 
@@ -57,7 +56,6 @@ def test_hashing_without_a_salt_is_refused_and_the_salt_comes_from_settings() ->
     record("privacy_cases", 2)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("services.ingestion.pii") is None, reason="no ingestion pii module")
 def test_log_hash_is_a_prefix_of_the_hash_ingestion_writes() -> None:
     from services.ingestion.pii import pseudonym as ingestion_pseudonym
 
