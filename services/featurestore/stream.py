@@ -12,11 +12,14 @@ Topology (one faust app, id = ``settings.app_id``, at-least-once):
       └─ agent "labels": take_events → labels dataset
     both → dead-letter topic (reason headers); table "dead-lettered" remembers which
 
-Per micro-batch: compute every record's features on copies of the entity states
-(:class:`~services.featurestore.batch.RecordProcessor`), write rows online + offline
-and dead-letter bad messages — durably — and only then store the new states in the
-table and let faust ack the batch. faust flushes the producer (changelog, repartition
-forwards) before it commits offsets. So, after a crash at any point:
+Per micro-batch (:class:`BatchPipeline`): the agent computes every record's features on
+copies of the entity states (:class:`~services.featurestore.batch.RecordProcessor`) and
+hands the batch to a finisher, which dead-letters bad messages, writes rows online
+(Feast, in a child process) + offline (parquet) — durably — and only then stores the
+new states in the table and acks the batch's events (their acks are held until then).
+The agent computes the next batch meanwhile, on the states of the batch in flight.
+faust flushes the producer (changelog, repartition forwards) before it commits offsets.
+So, after a crash at any point:
 
 - writes done, states not stored: the replay recomputes the same rows; the online
   write overwrites with the same values and the offline datasets skip known record ids;
@@ -193,6 +196,9 @@ class FeatureStream:
             processing_guarantee="at_least_once", broker_commit_interval=settings.commit_interval_s,
             consumer_auto_offset_reset="earliest", producer_acks=-1, table_standby_replicas=0,
             producer_linger=settings.producer_linger_ms / 1000,
+            # Room for a whole micro-batch of forwards and changelog entries per partition:
+            # with the default 16 kB, every few dozen sends wait for a produce round trip.
+            producer_max_batch_size=256 * 1024,
             # group_by forwards each record as it came: faust's default cap (1,000,000 bytes) is
             # below the broker's (1 MiB), and a record between the two stalls the agent for good,
             # silently. Let the broker's own limit (it accepted the record once) decide.

@@ -251,5 +251,9 @@ async def measure(bootstrap: str) -> list[Figure]:
 if __name__ == "__main__":
     from libs.infra import ensure_kafka
 
-    for f in asyncio.run(measure(ensure_kafka().bootstrap_servers)):
-        print(f)
+    kafka = ensure_kafka()
+    try:
+        for f in asyncio.run(measure(kafka.bootstrap_servers)):
+            print(f)
+    finally:
+        kafka.stop()  # only if this run started it
