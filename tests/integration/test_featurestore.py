@@ -188,12 +188,15 @@ def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
            "AIF_FEATURESTORE_APP_ID": f"fs-test-{run}", "AIF_FEATURESTORE_FEAST_PROJECT": f"t{run}",
            "AIF_FEATURESTORE_FEAST_REPO": str(tmp_path / "feast"), "AIF_FEATURESTORE_DATA_DIR": str(tmp_path / "data"),
            "AIF_FEATURESTORE_PARTITIONS": "3", "AIF_FEATURESTORE_ONLINE_STORE": request.param, "AIF_LOG_LEVEL": os.environ.get("FS_LOG", "INFO")}
-    if request.param == "redis":
-        env["AIF_FEATURESTORE_REDIS_URL"] = infra.ensure_redis().url
+    redis = infra.ensure_redis() if request.param == "redis" else None
+    if redis is not None:
+        env["AIF_FEATURESTORE_REDIS_URL"] = redis.url
     proc = FeatureStoreProcess(env, tmp_path / "featurestore.log", int(env["AIF_FEATURESTORE_GRPC_PORT"]))
     yield proc, topics, tmp_path / "data"
     if proc.proc is not None and proc.proc.poll() is None:
         proc.stop()
+    if redis is not None:
+        redis.stop()  # only if this test started it
 
 
 def loan_examples(n: int = N) -> list[Example]:
