@@ -9,11 +9,13 @@ Both calls block (Feast is synchronous): from async code run them in a thread.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from libs.errors import Unavailable
 from libs.usecase import UseCase, load_default
 from services.featurestore import feast_repo
 from services.featurestore.layout import Layout
@@ -24,6 +26,8 @@ from services.featurestore.training import TrainingSet, TrainingSetBuilder
 from services.featurestore.writer import FeatureWriter
 
 log = logging.getLogger(__name__)
+# Reads of the offline store that race with its compaction are retried this many times.
+TRAINING_SET_ATTEMPTS = 3
 
 
 @dataclass
@@ -70,4 +74,14 @@ class FeatureStoreCore:
                      feature_names: Sequence[str] = ()) -> TrainingSet:
         uc = self.reader.usecase(use_case)
         columns = self.reader.columns(uc, feature_names)
-        return self.training.build(uc, start, end, columns)
+        for attempt in range(TRAINING_SET_ATTEMPTS):
+            try:
+                return self.training.build(uc, start, end, columns)
+            except FileNotFoundError:
+                # The offline writer compacts small parquet files: a file listed by Feast's
+                # reader can be gone when it is opened. A second look sees the compacted one.
+                if attempt == TRAINING_SET_ATTEMPTS - 1:
+                    raise Unavailable(f"training set for {use_case}: offline files kept changing "
+                                      "while being read") from None
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
