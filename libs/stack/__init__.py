@@ -78,9 +78,7 @@ def data_env(name: str, root: Path) -> dict[str, str]:
         "monitor": {"DATABASE_URL": sqlite(root / "monitor" / "monitor.db")},
         "gateway": {},
     }[name]
-    for key, value in dirs.items():
-        if key != "DATA_DIR" and value.startswith("sqlite:///"):
-            Path(value.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # No folders made here: each store creates its own (libs.lifecycle.sql, the registry store).
     return {prefix + key: value for key, value in dirs.items()}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from libs.errors import ConfigError
 from libs.usecase.loader import UseCaseError, load_usecase, load_usecases, parse_usecase, spec_files
 from libs.usecase.model import AggregateFeature, FieldSpec, RowFeature, UseCase
 
@@ -23,6 +24,15 @@ def load_default(directory: Path | None = None) -> dict[str, UseCase]:
     return load_usecases(spec_files(directory or DEFAULT_DIR))
 
 
+def load_for_service(directory: Path | None = None) -> dict[str, UseCase]:
+    """:func:`load_default` for a starting service: a bad spec is a configuration error,
+    so the service stops at start with the spec's file, line and key."""
+    try:
+        return load_default(directory)
+    except UseCaseError as exc:
+        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+
+
 __all__ = [
     "DEFAULT_DIR",
     "TEMPLATE",
@@ -32,6 +42,7 @@ __all__ = [
     "UseCase",
     "UseCaseError",
     "load_default",
+    "load_for_service",
     "load_usecase",
     "load_usecases",
     "parse_usecase",

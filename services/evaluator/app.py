@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from aifactory.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.auth import server_security
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
-from libs.errors import ConfigError
 from libs.lifecycle.data import GrpcTrainingData, TrainingData
 from libs.lifecycle.registry import EvaluationRegistry, GrpcRegistry
 from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCase, UseCaseError, load_default
+from libs.usecase import load_for_service
 from services.evaluator.reports import ReportStore
 from services.evaluator.service import EvaluatorCore, EvaluatorOptions
 from services.evaluator.servicer import EvaluatorServicer
@@ -29,17 +27,10 @@ from services.evaluator.settings import EvaluatorSettings
 SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
 
 
-def load_specs(directory: Path | None) -> dict[str, UseCase]:
-    try:
-        return load_default(directory)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
-
-
 async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: TrainingData | None = None,
                 registry: EvaluationRegistry | None = None) -> Service:
     """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
-    usecases = load_specs(settings.usecases_dir)
+    usecases = load_for_service(settings.usecases_dir)
     store = ReportStore.from_url(settings.database_url)
     token = settings.service_token.get_secret_value() or None
     featurestore = insecure_channel(settings.featurestore_target, token=token)

@@ -16,11 +16,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aifactory.featurestore.v1 import featurestore_service_pb2, featurestore_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import EventPublisher, KafkaSecurity
-from libs.errors import ConfigError
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCaseError, load_default
+from libs.usecase import load_for_service
 from services.featurestore.batch import RecordProcessor
 from services.featurestore.core import FeatureStoreCore
 from services.featurestore.servicer import FeatureStoreServicer
@@ -63,10 +62,7 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
     if settings.log_level != "DEBUG":
         for name in ("faust", "mode", "feast", "services.featurestore.faust_app"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        usecases = load_default(settings.usecases_dir)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    usecases = load_for_service(settings.usecases_dir)
     core = await asyncio.to_thread(FeatureStoreCore.open, settings, usecases)
     server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
                        drain_seconds=settings.drain_seconds)

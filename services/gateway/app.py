@@ -31,7 +31,7 @@ from libs.rpc import RpcServer, insecure_channel
 from libs.rpc.server import MAX_MESSAGE_BYTES
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCase, UseCaseError, load_default
+from libs.usecase import UseCase, load_for_service
 from services.gateway.business import GatewayServicer
 from services.gateway.directory import (
     AliasBook,
@@ -67,10 +67,7 @@ class Gateway(Service):
 
 
 def served_usecases(settings: GatewaySettings) -> dict[str, UseCase]:
-    try:
-        usecases = load_default(settings.usecases_dir)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    usecases = load_for_service(settings.usecases_dir)
     wanted = [u.strip() for u in settings.use_cases.split(",") if u.strip()]
     unknown = sorted(set(wanted) - set(usecases))
     if unknown:

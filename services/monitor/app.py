@@ -16,11 +16,10 @@ from aifactory.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from aifactory.registry.v1 import events_pb2 as registry_events
 from libs.auth import server_security
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
-from libs.errors import ConfigError
 from libs.rpc import RpcServer, ServerSecurity, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCaseError, load_default
+from libs.usecase import load_for_service
 from services.monitor.core import MonitorCore
 from services.monitor.instruments import MonitorMetrics
 from services.monitor.references import ReferenceSource, RegistryReferences, StaticReferences
@@ -47,10 +46,7 @@ def _background(run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[],
 async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: ReferenceSource | None = None,
                 security: ServerSecurity | None = None) -> Service:
     """``references`` and ``security`` override what the settings describe (tests)."""
-    try:
-        usecases = load_default(settings.usecases_dir)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    usecases = load_for_service(settings.usecases_dir)
     store = await asyncio.to_thread(MonitorStore.from_url, settings.database_url)
     saved = await asyncio.to_thread(store.states)
     core = MonitorCore(usecases, capacity=settings.join_capacity, saved=saved)

@@ -16,11 +16,10 @@ from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
-from libs.errors import ConfigError
 from libs.rpc import RpcServer, ServerSecurity
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCaseError, load_default
+from libs.usecase import load_for_service
 from services.registry.artifacts import ArtifactStore
 from services.registry.blocking import offload
 from services.registry.core import Registry, utcnow
@@ -52,10 +51,7 @@ def _background(run: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable
 async def build(settings: RegistrySettings, telemetry: Telemetry, *,
                 security: ServerSecurity | None = None) -> Service:
     """``security`` overrides the one the settings describe (tests)."""
-    try:
-        usecases = load_default(settings.usecases_dir)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
+    usecases = load_for_service(settings.usecases_dir)
     store = await offload(open_store, settings.database_url)
     artifacts = ArtifactStore(settings.artifact_root)
     exporter = TritonExporter(settings.triton_model_repository, artifacts,

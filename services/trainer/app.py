@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
-from libs.errors import ConfigError
 from libs.lifecycle.data import GrpcTrainingData, TrainingData
 from libs.lifecycle.registry import GrpcRegistry, ModelRegistry
 from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCase, UseCaseError, load_default
+from libs.usecase import load_for_service
 from services.trainer.instruments import TrainerMetrics
 from services.trainer.jobs import JobStore
 from services.trainer.service import TrainerCore, TrainerOptions, code_version
@@ -31,17 +29,10 @@ from services.trainer.settings import TrainerSettings
 SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
-def load_specs(directory: Path | None) -> dict[str, UseCase]:
-    try:
-        return load_default(directory)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
-
-
 async def build(settings: TrainerSettings, telemetry: Telemetry, *, data: TrainingData | None = None,
                 registry: ModelRegistry | None = None) -> Service:
     """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
-    usecases = load_specs(settings.usecases_dir)
+    usecases = load_for_service(settings.usecases_dir)
     store = JobStore.from_url(settings.database_url)
     token = settings.service_token.get_secret_value() or None
     featurestore = insecure_channel(settings.featurestore_target, token=token)
