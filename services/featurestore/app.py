@@ -41,8 +41,11 @@ def exit_on_fatal(exc: BaseException) -> None:
     os._exit(FATAL_EXIT)
 
 
-async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str]) -> None:
-    """Create the topics it reads and writes when missing, so the consumer group can join at once."""
+async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str]) -> dict[str, int]:
+    """Create the topics it reads and writes when missing, so the consumer group can join at once.
+
+    Returns each topic's partition count (those it could read).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **KafkaSecurity.from_settings(settings).client_kwargs())
     await admin.start()
@@ -53,6 +56,12 @@ async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str]) ->
                                        for n in sorted(missing)])
     except Exception as exc:  # noqa: BLE001 - another process may have created them first
         log.warning("could not create topics %s: %s", sorted(names), exc)
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(names))
+                if not t.get("error_code") and t["partitions"]}
+    except Exception as exc:  # noqa: BLE001 - unknown counts: the stream repartitions to be safe
+        log.warning("could not describe topics %s: %s", sorted(names), exc)
+        return {}
     finally:
         await admin.close()
 
@@ -75,14 +84,24 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
 
     service.closers.append(close_core)
     if settings.stream_enabled:
-        await ensure_topics(settings, [t for t in (settings.records_topic, settings.feedback_topic,
-                                                   settings.dead_letter_topic, settings.features_written_topic) if t])
+        counts = await ensure_topics(settings, [t for t in (settings.records_topic, settings.feedback_topic,
+                                                            settings.dead_letter_topic,
+                                                            settings.features_written_topic) if t])
+        # Ingestion keys each record by <use_case>/<entity_id> with Kafka's default (murmur2)
+        # partitioner, which faust's producer also uses: with as many partitions as the state
+        # table, the records topic is already partitioned by entity and the repartition hop
+        # (a second produce and consume of every record) would only cost time.
+        repartition = counts.get(settings.records_topic) != settings.partitions
+        if repartition:
+            log.info("records topic %s has %s partitions, the state table %d: repartitioning by entity",
+                     settings.records_topic, counts.get(settings.records_topic, "unknown"), settings.partitions)
         publisher = EventPublisher(settings.kafka_bootstrap, producer="featurestore",
                                    security=KafkaSecurity.from_settings(settings))
         await publisher.start()
         service.closers.append(publisher.stop)
-        stream = FeatureStream(settings, RecordProcessor(usecases), core.writer, publisher,
-                               datadir=str(core.layout.faust_dir), telemetry=telemetry, on_fatal=on_fatal)
+        stream = FeatureStream(settings, RecordProcessor(usecases, require_key=True), core.writer, publisher,
+                               datadir=str(core.layout.faust_dir), telemetry=telemetry, on_fatal=on_fatal,
+                               repartition=repartition)
         await stream.start()
         service.closers.append(stream.stop)
     return service

@@ -63,8 +63,11 @@ StateLoader = Callable[[bytes], Mapping[str, Any] | None]
 
 
 class RecordProcessor:
-    def __init__(self, usecases: Mapping[str, UseCase]) -> None:
+    def __init__(self, usecases: Mapping[str, UseCase], *, require_key: bool = False) -> None:
         self.usecases = dict(usecases)
+        # The stream relies on the message key for placement (partition = hash of the key):
+        # a record without its entity's key may sit in a partition whose state is elsewhere.
+        self.require_key = require_key
         self.computers = {name: FeatureComputer(uc) for name, uc in usecases.items()}
 
     def records(self, items: Sequence[Incoming], load: StateLoader) -> BatchOutcome:
@@ -92,7 +95,7 @@ class RecordProcessor:
             except ValueError as exc:
                 raise BadEvent("label", f"{uc.label.field}: {exc}") from None
         key = rec.state_key
-        if item.key is not None and item.key != key:
+        if item.key != key and (item.key is not None or self.require_key):
             # The repartition trusted the message key; a record filed under another entity's
             # key would be applied where that entity's state is not.
             raise BadEvent("key", f"message key {item.key!r} is not the record's {key!r}")

@@ -6,6 +6,11 @@
   This module's consumer thread sets the isolation level on the consumer faust builds.
 - After a restart, faust's seek to the committed offsets races with the fetch loop and
   can skip records (see ``perform_seek`` below); the seek here runs with the flow stopped.
+
+And one speed-up: faust hands each fetched message to its streams through
+``wait_first(deliver(message), suspend_flow.wait())``, which starts four tasks and an
+``asyncio.wait`` per message — a fifth of the service's CPU at a few thousand records/s.
+When delivering cannot block (see ``wait_first`` below) the message is delivered directly.
 """
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.services import WaitResults
+
+# The code object of ``asyncio.Event.wait`` (faust's ``suspend_flow`` is an asyncio.Event):
+# recognises the drain loop's ``suspend_flow.wait()``.
+_EVENT_WAIT = asyncio.Event.wait.__code__
 
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -26,6 +36,32 @@ class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:
+        """faust's drain loop calls ``wait_first(deliver(message), suspend_flow.wait())`` so that a
+        delivery blocked on a full stream buffer is abandoned when a rebalance suspends the flow.
+
+        Delivery blocks only on suspended flow control, a producer buffer over its limit or
+        a full stream buffer. When none holds, the delivery is awaited directly (it finishes
+        without waiting): the same result without four tasks per message. Any other call, or
+        any of those conditions, takes faust's path.
+        """
+        if timeout is None and len(coros) == 2 and self._delivers_now(coros[1]):
+            deliver, suspended = coros
+            suspended.close()  # never started: close it so it is not reported as never awaited
+            result = await deliver
+            return WaitResults([deliver], [result], False)
+        return await super().wait_first(*coros, timeout=timeout)
+
+    def _delivers_now(self, second: Any) -> bool:
+        if not (asyncio.iscoroutine(second) and second.cr_code is _EVENT_WAIT):
+            return False
+        if self.suspend_flow.is_set() or self.should_stop or not self.app.flow_control.is_active():
+            return False
+        buffer = self.app.producer.buffer
+        if buffer.size > buffer.max_messages:
+            return False
+        return not any(channel.queue.full() for channel in self.app.topics._topics)
+
     def _new_consumer_thread(self) -> Any:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -25,12 +25,43 @@ class OnlineWriter(Protocol):
     def close(self) -> None: ...
 
 
-class InProcessWriter:
+class FeastOnline:
+    """``write_to_online_store`` for one ``FeatureStore``, without its slow part when it can.
+
+    On the (default) batched SQLite store, rows go from Arrow straight to the store's
+    ``online_write_batch`` (:func:`~services.featurestore.sqlite_store.arrow_rows`): the same
+    values Feast would write, without a pandas round trip and Feast's per-value type
+    dispatch (together ~0.1 ms of the ~0.2 ms a 26-feature row costs). Other stores get
+    Feast's own call.
+    """
+
     def __init__(self, store: Any) -> None:
-        self._store = store
+        from services.featurestore.sqlite_store import (
+            BatchedSqliteOnlineStore,
+            BatchedSqliteOnlineStoreConfig,
+        )
+
+        self.store = store
+        self._direct = (BatchedSqliteOnlineStore()
+                        if isinstance(store.config.online_store, BatchedSqliteOnlineStoreConfig) else None)
 
     def write(self, view: str, rows: pa.Table) -> None:
-        self._store.write_to_online_store(view, rows.to_pandas())
+        if self._direct is not None:
+            from services.featurestore.sqlite_store import arrow_rows
+
+            data = arrow_rows(self.store.get_feature_view(view), rows)
+            if data is not None:
+                self._direct.online_write_batch(self.store.config, self.store.get_feature_view(view), data, None)
+                return
+        self.store.write_to_online_store(view, rows.to_pandas())
+
+
+class InProcessWriter:
+    def __init__(self, store: Any) -> None:
+        self._online = FeastOnline(store)
+
+    def write(self, view: str, rows: pa.Table) -> None:
+        self._online.write(view, rows)
 
     def close(self) -> None:
         pass
@@ -38,23 +69,27 @@ class InProcessWriter:
 
 # -- the child process --------------------------------------------------------------
 
-_child_store: Any = None
+_child: FeastOnline | None = None
 
 
 def _open(repo: str) -> None:
-    global _child_store
+    global _child
     from feast import FeatureStore
 
-    _child_store = FeatureStore(repo_path=repo)
+    _child = FeastOnline(FeatureStore(repo_path=repo))
+    # Load the registry and the write path's imports now, not on the first micro-batch.
+    for view in _child.store.list_feature_views():
+        _child.store.get_feature_view(view.name)
 
 
 def _write(view: str, rows: pa.Table) -> int:
-    _child_store.write_to_online_store(view, rows.to_pandas())
+    assert _child is not None, "writer process not initialised"
+    _child.write(view, rows)
     return rows.num_rows
 
 
 def _ready() -> bool:
-    return _child_store is not None
+    return _child is not None
 
 
 class ChildProcessWriter:

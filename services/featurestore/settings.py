@@ -40,10 +40,14 @@ class FeatureStoreSettings(ServiceSettings):
     stream_enabled: bool = True
     # faust app id: the consumer group and the prefix of its changelog/repartition topics.
     app_id: str = Field(default="aif-featurestore", pattern=r"^[A-Za-z0-9._-]{1,100}$")
-    # Partitions of the repartition and changelog topics (and of source topics it creates).
-    partitions: int = Field(default=4, ge=1, le=256)
-    # Micro-batch: at most batch_max records, or what arrived within batch_within_ms.
-    batch_max: int = Field(default=1000, ge=1, le=100_000)
+    # Partitions of the state table's changelog (and of topics it creates). Equal to the
+    # records topic's (ingestion's AIF_INGESTION_TOPIC_PARTITIONS), records are consumed as
+    # they are; otherwise they are first repartitioned by entity through another topic.
+    partitions: int = Field(default=3, ge=1, le=256)
+    # Micro-batch: at most batch_max records, or what arrived within batch_within_ms. While
+    # a batch is being written the next one fills up, so batches grow with the load: an
+    # entity seen several times in one batch is written online once (its newest row).
+    batch_max: int = Field(default=4000, ge=1, le=100_000)
     batch_within_ms: int = Field(default=50, ge=1, le=60_000)
     # faust's producer (repartition forwards, changelogs) waits this long to batch sends:
     # a few ms here saves a produce request per message.

@@ -3,8 +3,9 @@
 Topology (one faust app, id = ``settings.app_id``, at-least-once):
 
     records topic (RecordAccepted, key <use_case>/<entity_id>)
-      └─ agent "features": group_by(<use_case>/<entity_id>, name="entity")
-           → <app_id>-<records topic>-entity-repartition   (co-partitioned with the table)
+      └─ agent "features": [group_by(<use_case>/<entity_id>, name="entity")
+           → <app_id>-<records topic>-entity-repartition]  (only when the records topic's
+                                                              partitions differ from the table's)
            → take_events(batch_max, batch_within)            (micro-batch)
            → table "entity-state" (changelog <app_id>-entity-state-changelog): per entity, the
              (event time, values) entries within the longest window + recent record ids
@@ -165,8 +166,11 @@ class FeatureStream:
 
     def __init__(self, settings: FeatureStoreSettings, processor: RecordProcessor, writer: FeatureWriter,
                  publisher: EventPublisher, *, datadir: str, telemetry: Telemetry,
-                 on_fatal: Callable[[BaseException], None]) -> None:
+                 on_fatal: Callable[[BaseException], None], repartition: bool = True) -> None:
         self._settings = settings
+        # Off when the records topic is already partitioned like the state table (by the
+        # entity key, same partitioner, same count): records are then consumed as they are.
+        self.repartition = repartition
         self._processor = processor
         self._writer = writer
         self._publisher = publisher
@@ -203,6 +207,9 @@ class FeatureStream:
             # below the broker's (1 MiB), and a record between the two stalls the agent for good,
             # silently. Let the broker's own limit (it accepted the record once) decide.
             producer_max_request_size=4 * 1024 * 1024,
+            # faust pauses fetching once this many events wait in a stream: room for a whole
+            # micro-batch to gather while the one before it is written.
+            stream_buffer_maxsize=max(4096, 2 * settings.batch_max),
             # Batches held at shutdown are never acked (they are consumed again after the
             # restart): faust must not wait for them before its final commit.
             stream_wait_empty=False,
@@ -231,7 +238,9 @@ class FeatureStream:
         within = s.batch_within_ms / 1000
 
         async def features(stream: Any) -> None:
-            async for events in stream.group_by(entity_key, name="entity").take_events(s.batch_max, within):
+            if self.repartition:
+                stream = stream.group_by(entity_key, name="entity")
+            async for events in stream.take_events(s.batch_max, within):
                 await self._records.submit(events, self._compute_records, self._finish_records)
 
         async def labels(stream: Any) -> None:

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aifactory.common.v1 import common_pb2
@@ -131,6 +132,8 @@ class FeatureStoreProcess:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     starts: list[float] = field(default_factory=list)
+    # The records topic is partitioned unlike the state table: the stream must repartition.
+    repartition: bool = False
 
     @property
     def target(self) -> str:
@@ -174,11 +177,25 @@ class Topics:
     features_written: str
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+# "sqlite-repartition": the records topic has 2 partitions, the state table 3, so the stream
+# repartitions by entity through its own topic first (otherwise it reads records as they are).
+@pytest.fixture(params=["sqlite", "redis", "sqlite-repartition"])
 def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
             tmp_path: Path) -> Iterator[tuple[FeatureStoreProcess, Topics, Path]]:
     run = uuid.uuid4().hex[:10]
     topics = Topics(f"fs.records.{run}", f"fs.feedback.{run}", f"fs.dlq.{run}", f"fs.written.{run}")
+    store = request.param.removesuffix("-repartition")
+    if request.param.endswith("-repartition"):
+        asyncio.run(_create_topic(kafka.bootstrap_servers, topics.records, 2))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AIF_AUTH_MODE": "off",
            "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
            "AIF_FEATURESTORE_GRPC_PORT": str(free_port()), "AIF_FEATURESTORE_METRICS_PORT": "0",
@@ -187,11 +204,12 @@ def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
            "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": topics.features_written,
            "AIF_FEATURESTORE_APP_ID": f"fs-test-{run}", "AIF_FEATURESTORE_FEAST_PROJECT": f"t{run}",
            "AIF_FEATURESTORE_FEAST_REPO": str(tmp_path / "feast"), "AIF_FEATURESTORE_DATA_DIR": str(tmp_path / "data"),
-           "AIF_FEATURESTORE_PARTITIONS": "3", "AIF_FEATURESTORE_ONLINE_STORE": request.param, "AIF_LOG_LEVEL": os.environ.get("FS_LOG", "INFO")}
-    redis = infra.ensure_redis() if request.param == "redis" else None
+           "AIF_FEATURESTORE_PARTITIONS": "3", "AIF_FEATURESTORE_ONLINE_STORE": store, "AIF_LOG_LEVEL": os.environ.get("FS_LOG", "INFO")}
+    redis = infra.ensure_redis() if store == "redis" else None
     if redis is not None:
         env["AIF_FEATURESTORE_REDIS_URL"] = redis.url
-    proc = FeatureStoreProcess(env, tmp_path / "featurestore.log", int(env["AIF_FEATURESTORE_GRPC_PORT"]))
+    proc = FeatureStoreProcess(env, tmp_path / "featurestore.log", int(env["AIF_FEATURESTORE_GRPC_PORT"]),
+                               repartition=request.param.endswith("-repartition"))
     yield proc, topics, tmp_path / "data"
     if proc.proc is not None and proc.proc.poll() is None:
         proc.stop()
@@ -353,6 +371,7 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     for e in examples:
         last[e.entity_id] = e
     await wait_until_current(fs.target, last)
+    assert ("repartitioning by entity" in fs.log.read_text(errors="replace")) == fs.repartition
 
     # Online: every entity equals the reference as of its newest record.
     entities = sorted(last)
