@@ -6,6 +6,7 @@ function; everything they share (logging, config errors, SIGTERM) lives here.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,19 @@ async def start_service(settings: S, build: Builder[S]) -> tuple[Service, Teleme
     return service, telemetry
 
 
+def settle_gc() -> None:
+    """Keep the garbage collector's pauses off the request path of a long-running service.
+
+    What start-up loaded (modules, protobuf descriptors, clients: hundreds of thousands of
+    objects) is moved out of the collector's reach (``gc.freeze``), so a full collection
+    no longer walks it; and young collections run every 10,000 allocations instead of 700
+    (fewer, still sub-millisecond, pauses). Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def run(settings_cls: type[S], build: Builder[S]) -> None:
     """Entry point of a service process; exits 2 with the reason on bad configuration."""
     try:
@@ -71,6 +85,7 @@ def run(settings_cls: type[S], build: Builder[S]) -> None:
 
     async def main() -> None:
         service, telemetry = await start_service(settings, build)
+        settle_gc()
         try:
             await serve(service.server, on_stop=service.close)
         finally:
