@@ -69,6 +69,9 @@ def server_env() -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = ":".join(p for p in [*libs, env.get("LD_LIBRARY_PATH", "")] if p)
     # The stub ignores PYTHONPATH and finds packages via the `python3` on PATH.
     env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env.get('PATH', '')}"
+    # The python backend's stub would write __pycache__ into a version's directory; Triton
+    # then sees the model's files changed and reloads the version on the next load request.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 

@@ -99,6 +99,13 @@ class OipAuth:
         self._cache: dict[str, tuple[Principal, float]] = {}
 
     def check(self, method: str, metadata: Any, use_case: str | None) -> Principal:
+        """The caller, who must hold ``predictions.request`` in ``use_case`` (when given)."""
+        principal = self.authenticate(method, metadata)
+        if use_case is not None:
+            self.authorize(principal, use_case)
+        return principal
+
+    def authenticate(self, method: str, metadata: Any) -> Principal:
         token = ""
         for key, value in metadata or ():
             if key == "authorization":
@@ -107,22 +114,23 @@ class OipAuth:
         now = time.monotonic()
         cached = self._cache.get(token)
         if cached is not None and cached[1] > now:
-            principal = cached[0]
-        else:
-            try:
-                principal = self._authn.authenticate(method, {"authorization": token} if token else {})
-            except AifError as exc:
-                raise OipError(exc.code, "missing or invalid credentials") from None
-            if token:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[token] = (principal, now + self._ttl)
-        if use_case is not None and self._authz is not None:
+            return cached[0]
+        try:
+            principal = self._authn.authenticate(method, {"authorization": token} if token else {})
+        except AifError as exc:
+            raise OipError(exc.code, "missing or invalid credentials") from None
+        if token:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token] = (principal, now + self._ttl)
+        return principal
+
+    def authorize(self, principal: Principal, use_case: str) -> None:
+        if self._authz is not None:
             from libs.auth.permissions import Permission
 
             if Permission.PREDICTIONS_REQUEST not in self._authz.grants(principal, use_case):
                 raise OipError(grpc.StatusCode.PERMISSION_DENIED, "permission denied")
-        return principal
 
 
 @dataclass
@@ -240,14 +248,16 @@ class OipServicer:
         except DecodeError:
             raise OipError(grpc.StatusCode.INVALID_ARGUMENT, "not a ModelInferRequest") from None
         name = msg.model_name
+        # Credentials first: a caller without them learns nothing, not even which models exist.
+        principal = self._auth.authenticate("ModelInfer", context.invocation_metadata()) if self._auth else None
         served = self._served.get(name)
         if served is None:
             raise OipError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")
         routing = served.routing
         if routing is None:
             raise OipError(grpc.StatusCode.NOT_FOUND, f"model {name!r} has no champion being served")
-        if self._auth is not None:
-            self._auth.check("ModelInfer", context.invocation_metadata(), name)
+        if self._auth is not None and principal is not None:
+            self._auth.authorize(principal, name)
         width = served.schema.width
         rows, mergeable = _validate(msg, width)
         pinned = msg.model_version
@@ -329,11 +339,12 @@ class OipServicer:
     # -- the rest of the protocol -------------------------------------------------------
 
     def _known(self, name: str, context: grpc.aio.ServicerContext) -> Served:
+        principal = self._auth.authenticate("ModelMetadata", context.invocation_metadata()) if self._auth else None
         served = self._served.get(name)
         if served is None:
             raise OipError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")
-        if self._auth is not None:
-            self._auth.check("ModelMetadata", context.invocation_metadata(), name)
+        if self._auth is not None and principal is not None:
+            self._auth.authorize(principal, name)
         return served
 
     async def _guard(self, context: grpc.aio.ServicerContext, fn: Callable[[], Any]) -> Any:

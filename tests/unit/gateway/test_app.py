@@ -87,3 +87,33 @@ def test_oip_auth_checks_the_use_case_and_remembers_tokens() -> None:
     assert err.value.code is grpc.StatusCode.UNAUTHENTICATED and "credentials" in err.value.message
     with pytest.raises(OipError):
         auth.check("ModelInfer", (), "loan_approval")
+
+
+class _NoModels:
+    served: dict[str, object] = {}
+
+
+class _Context:
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+async def test_oip_checks_credentials_before_saying_whether_a_model_exists() -> None:
+    from tritonclient.grpc import service_pb2
+
+    from services.gateway.oip import OipServicer
+
+    oip = OipServicer(_NoModels(), triton=None, predlog=None, auth=OipAuth(Tokens(), TableAuthorizer()))  # type: ignore[arg-type]
+    request = service_pb2.ModelInferRequest(model_name="secret_model").SerializeToString()
+    with pytest.raises(OipError) as err:
+        await oip._infer(request, _Context(()))  # type: ignore[arg-type]
+    assert err.value.code is grpc.StatusCode.UNAUTHENTICATED  # not NOT_FOUND: no probing of names
+    with pytest.raises(OipError) as err:
+        await oip._infer(request, _Context((("authorization", "Bearer app"),)))  # type: ignore[arg-type]
+    assert err.value.code is grpc.StatusCode.NOT_FOUND
+    with pytest.raises(OipError) as err:
+        oip._known("secret_model", _Context(()))  # type: ignore[arg-type]
+    assert err.value.code is grpc.StatusCode.UNAUTHENTICATED
