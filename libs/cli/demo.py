@@ -92,7 +92,7 @@ def _auth_enforced(stack: Stack) -> bool:
 
 DEMO_ROOT = ROOT / "build" / "demo"
 # The demo's own broker, Triton and service ports, so it runs beside tests and `make infra-up`.
-DEMO_KAFKA_PORT, DEMO_TRITON_PORT, DEMO_SERVICE_OFFSET = 29092, 28000, 3000
+DEMO_KAFKA_PORT, DEMO_TRITON_PORT, DEMO_SERVICE_OFFSET = 29092, 28000, 12000
 
 
 def _health_table(stack: Stack) -> bool:

@@ -4,6 +4,12 @@ Used by ``make demo`` and by the tests that need real service processes. Each
 service gets its own gRPC and metrics port (offset by ``port_offset`` so tests
 can run beside a demo) and logs to ``<log_dir>/<service>.log``.
 
+Offsets in use keep the gRPC ports (50051-50066 + offset) above the kernel's ephemeral
+range (32768-60999), where an outgoing connection of any process may hold a port at the
+moment a service binds it: fuzz 11000, hostile topics 11200, services tests 11400 and
+11500, service wiring 11600, e2e loop 11800, demo 12000, bench loop 12200, bench
+pipeline 12400 (each stack spans 16 ports).
+
 Services run with authentication on: the stack makes sure the development key pair
 exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``), points every service
 at its public key, and mints tokens for callers (:meth:`Stack.metadata`).

@@ -26,7 +26,7 @@ def _first_model_seconds(result: LoopResult) -> float:
 
 
 def measure_loop() -> list[Figure]:
-    with fresh_factory(ROOT, kafka_port=49092, triton_port=48000, service_offset=5000,
+    with fresh_factory(ROOT, kafka_port=32092, triton_port=32000, service_offset=12200,
                        say=lambda _: None) as factory:
         async def drive() -> LoopResult:
             async with LoopDriver(factory.kafka.bootstrap_servers, factory.targets(),

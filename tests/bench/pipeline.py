@@ -80,7 +80,7 @@ async def _through_factory(bootstrap: str, features: str, metadata: tuple[tuple[
 
 
 def measure_pipeline() -> list[Figure]:
-    with fresh_factory(ROOT, kafka_port=59092, triton_port=58000, service_offset=6000,
+    with fresh_factory(ROOT, kafka_port=30092, triton_port=30000, service_offset=12400,
                        say=lambda _: None) as factory:
         bootstrap = factory.kafka.bootstrap_servers
 

@@ -21,7 +21,7 @@ CONFIG = LoopConfig(bootstrap=2_000, stationary=800, recovery=600, max_after_ons
 
 @pytest.fixture(scope="module")
 def result() -> LoopResult:
-    with fresh_factory(ROOT, kafka_port=39092, triton_port=38000, service_offset=4000) as factory:
+    with fresh_factory(ROOT, kafka_port=31092, triton_port=31000, service_offset=11800) as factory:
         async def drive() -> LoopResult:
             async with LoopDriver(factory.kafka.bootstrap_servers, factory.targets(),
                                   factory.stack.metadata("e2e-operator"), CONFIG) as driver:

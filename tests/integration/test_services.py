@@ -20,7 +20,7 @@ from libs.stack import SERVICES, Stack
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # Away from the defaults, so the test runs beside a `make demo`.
-PORT_OFFSET = 1000
+PORT_OFFSET = 11400  # ports above the ephemeral range: see libs.stack.Stack
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,8 @@ from tests.security.grpc_targets import Method, services
 
 pytestmark = [pytest.mark.e2e]
 
-# Away from the demo (0), tests/integration (1000, 1100) and test_service_wiring (2000), and
-# above the kernel's ephemeral range (32768-60999): an outgoing connection never holds them.
+# Away from the other stacks (see libs.stack.Stack) and above the kernel's ephemeral range
+# (32768-60999): an outgoing connection never holds them.
 PORT_OFFSET = 11000
 EXAMPLES = int(os.environ.get("AIF_FUZZ_EXAMPLES", "100"))
 DEADLINE_S = 15.0

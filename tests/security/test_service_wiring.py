@@ -19,7 +19,7 @@ from libs.stack import SERVICES, Stack
 from tests.security.conftest import record
 
 # Away from the demo's ports and from tests/integration/test_services.py's.
-PORT_OFFSET = 2000
+PORT_OFFSET = 11600  # ports above the ephemeral range: see libs.stack.Stack
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 
 
