@@ -93,5 +93,16 @@ class _ReadCommittedTransport(faust_aiokafka.Transport):
 
 
 class FeatureApp(faust.App):
+    def on_init_dependencies(self) -> Any:
+        """faust's own dependencies, without its Monitor sensor.
+
+        The Monitor keeps per-event statistics for faust's web views, which this service
+        does not serve (``web_enabled=False``); its callbacks run on every message in and out.
+        The service's own metrics are OpenTelemetry's.
+        """
+        services = super().on_init_dependencies()
+        self.sensors.remove(self.monitor)
+        return services
+
     def _new_transport(self) -> Any:
         return _ReadCommittedTransport(self.conf.broker_consumer, self)
