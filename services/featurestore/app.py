@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aifactory.featurestore.v1 import featurestore_service_pb2, featurestore_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import EventPublisher, KafkaSecurity
+from libs.errors import Unavailable
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
@@ -41,27 +42,37 @@ def exit_on_fatal(exc: BaseException) -> None:
     os._exit(FATAL_EXIT)
 
 
-async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str]) -> dict[str, int]:
+async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str], *, wait_for: str | None = None,
+                        timeout_s: float = 30.0) -> dict[str, int]:
     """Create the topics it reads and writes when missing, so the consumer group can join at once.
 
-    Returns each topic's partition count (those it could read).
+    Returns the partition count of each topic it could describe. A topic just created may
+    answer without its partitions for a moment (no leader yet): ``wait_for``'s count is
+    asked again until known or ``timeout_s`` passes (the stream's topology depends on it).
     """
+    names = list(names)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **KafkaSecurity.from_settings(settings).client_kwargs())
     await admin.start()
     try:
-        missing = set(names) - set(await admin.list_topics())
-        if missing:
-            await admin.create_topics([NewTopic(n, num_partitions=settings.partitions, replication_factor=1)
-                                       for n in sorted(missing)])
-    except Exception as exc:  # noqa: BLE001 - another process may have created them first
-        log.warning("could not create topics %s: %s", sorted(names), exc)
-    try:
-        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(names))
-                if not t.get("error_code") and t["partitions"]}
-    except Exception as exc:  # noqa: BLE001 - unknown counts: the stream repartitions to be safe
-        log.warning("could not describe topics %s: %s", sorted(names), exc)
-        return {}
+        try:
+            missing = set(names) - set(await admin.list_topics())
+            if missing:
+                await admin.create_topics([NewTopic(n, num_partitions=settings.partitions, replication_factor=1)
+                                           for n in sorted(missing)])
+        except Exception as exc:  # noqa: BLE001 - another process may have created them first
+            log.warning("could not create topics %s: %s", sorted(names), exc)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        counts: dict[str, int] = {}
+        while True:
+            try:
+                counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)
+                          if not t.get("error_code") and t["partitions"]}
+            except Exception as exc:  # noqa: BLE001 - asked again until the deadline
+                log.warning("could not describe topics %s: %s", sorted(names), exc)
+            if wait_for is None or wait_for in counts or asyncio.get_running_loop().time() > deadline:
+                return counts
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
@@ -86,12 +97,17 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
     if settings.stream_enabled:
         counts = await ensure_topics(settings, [t for t in (settings.records_topic, settings.feedback_topic,
                                                             settings.dead_letter_topic,
-                                                            settings.features_written_topic) if t])
+                                                            settings.features_written_topic) if t],
+                                    wait_for=settings.records_topic)
         # Ingestion keys each record by <use_case>/<entity_id> with Kafka's default (murmur2)
         # partitioner, which faust's producer also uses: with as many partitions as the state
         # table, the records topic is already partitioned by entity and the repartition hop
         # (a second produce and consume of every record) would only cost time.
-        repartition = counts.get(settings.records_topic) != settings.partitions
+        if settings.records_topic not in counts:
+            # Guessing could flip the topology between restarts and strand records forwarded
+            # to the repartition topic: refuse to start instead (the supervisor retries).
+            raise Unavailable(f"could not read the partition count of {settings.records_topic}")
+        repartition = counts[settings.records_topic] != settings.partitions
         if repartition:
             log.info("records topic %s has %s partitions, the state table %d: repartitioning by entity",
                      settings.records_topic, counts.get(settings.records_topic, "unknown"), settings.partitions)

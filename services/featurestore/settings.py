@@ -43,6 +43,8 @@ class FeatureStoreSettings(ServiceSettings):
     # Partitions of the state table's changelog (and of topics it creates). Equal to the
     # records topic's (ingestion's AIF_INGESTION_TOPIC_PARTITIONS), records are consumed as
     # they are; otherwise they are first repartitioned by entity through another topic.
+    # Changing either count switches between the two: let the stream catch up first, or
+    # records forwarded to the repartition topic and not yet applied are left there.
     partitions: int = Field(default=3, ge=1, le=256)
     # Micro-batch: at most batch_max records, or what arrived within batch_within_ms. While
     # a batch is being written the next one fills up, so batches grow with the load: an
