@@ -49,9 +49,10 @@ class FeastOnline:
         if self._direct is not None:
             from services.featurestore.sqlite_store import arrow_rows
 
-            data = arrow_rows(self.store.get_feature_view(view), rows)
+            feature_view = self.store.get_feature_view(view)
+            data = arrow_rows(feature_view, rows)
             if data is not None:
-                self._direct.online_write_batch(self.store.config, self.store.get_feature_view(view), data, None)
+                self._direct.online_write_batch(self.store.config, feature_view, data, None)
                 return
         self.store.write_to_online_store(view, rows.to_pandas())
 

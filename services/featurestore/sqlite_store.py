@@ -83,10 +83,6 @@ _SCALARS = {"Float64": "double_val", "Float32": "float_val", "Int64": "int64_val
             "String": "string_val", "Bool": "bool_val"}
 
 
-def _setter(dtype: Any) -> str | None:
-    return _SCALARS.get(str(dtype))
-
-
 def arrow_rows(view: Any, table: pa.Table) -> list[tuple[Any, dict[str, Any], datetime, datetime | None]] | None:
     """``online_write_batch`` input for ``table``: what Feast's ``write_to_online_store`` builds
     (via pandas and a per-value type dispatch), built straight from the Arrow columns.
@@ -95,11 +91,9 @@ def arrow_rows(view: Any, table: pa.Table) -> list[tuple[Any, dict[str, Any], da
     Feast's path). Nulls and NaNs become empty values, as Feast writes them.
     """
     source = view.batch_source
-    typed = [(c.name, _setter(c.dtype)) for c in view.entity_columns]
-    fields_typed = [(f.name, _setter(f.dtype)) for f in view.features]
-    keys = [(name, s) for name, s in typed if s is not None]
-    fields = [(name, s) for name, s in fields_typed if s is not None]
-    if source is None or not keys or len(keys) + len(fields) != len(typed) + len(fields_typed):
+    keys = [(c.name, _SCALARS.get(str(c.dtype), "")) for c in view.entity_columns]
+    fields = [(f.name, _SCALARS.get(str(f.dtype), "")) for f in view.features]
+    if source is None or not keys or any(not setter for _, setter in keys + fields):
         return None
     if any(name not in table.column_names for name, _ in keys + fields):
         return None

@@ -248,16 +248,10 @@ class OipServicer:
         except DecodeError:
             raise OipError(grpc.StatusCode.INVALID_ARGUMENT, "not a ModelInferRequest") from None
         name = msg.model_name
-        # Credentials first: a caller without them learns nothing, not even which models exist.
-        principal = self._auth.authenticate("ModelInfer", context.invocation_metadata()) if self._auth else None
-        served = self._served.get(name)
-        if served is None:
-            raise OipError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")
+        served = self._known(name, context, "ModelInfer")
         routing = served.routing
         if routing is None:
             raise OipError(grpc.StatusCode.NOT_FOUND, f"model {name!r} has no champion being served")
-        if self._auth is not None and principal is not None:
-            self._auth.authorize(principal, name)
         width = served.schema.width
         rows, mergeable = _validate(msg, width)
         pinned = msg.model_version
@@ -338,8 +332,10 @@ class OipServicer:
 
     # -- the rest of the protocol -------------------------------------------------------
 
-    def _known(self, name: str, context: grpc.aio.ServicerContext) -> Served:
-        principal = self._auth.authenticate("ModelMetadata", context.invocation_metadata()) if self._auth else None
+    def _known(self, name: str, context: grpc.aio.ServicerContext, method: str = "ModelMetadata") -> Served:
+        """The served model ``name``, for a caller allowed to request its predictions.
+        Credentials first: a caller without them learns nothing, not even which models exist."""
+        principal = self._auth.authenticate(method, context.invocation_metadata()) if self._auth else None
         served = self._served.get(name)
         if served is None:
             raise OipError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")

@@ -34,7 +34,6 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aifactory.common.v1 import common_pb2
@@ -46,6 +45,7 @@ from libs.bus import EventPublisher, Outgoing
 from libs.bus import headers as h
 from libs.datagen import Example, LoanStream
 from libs.features import feature_versions
+from libs.infra.kafka_secure import create_topics
 from libs.rpc.healthcheck import check
 from libs.usecase import UseCase, load_default
 from services.featurestore.batch import Incoming, RecordProcessor
@@ -177,15 +177,6 @@ class Topics:
     features_written: str
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
-
-
 # "sqlite-repartition": the records topic has 2 partitions, the state table 3, so the stream
 # repartitions by entity through its own topic first (otherwise it reads records as they are).
 @pytest.fixture(params=["sqlite", "redis", "sqlite-repartition"])
@@ -195,7 +186,7 @@ def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
     topics = Topics(f"fs.records.{run}", f"fs.feedback.{run}", f"fs.dlq.{run}", f"fs.written.{run}")
     store = request.param.removesuffix("-repartition")
     if request.param.endswith("-repartition"):
-        asyncio.run(_create_topic(kafka.bootstrap_servers, topics.records, 2))
+        asyncio.run(create_topics(kafka.bootstrap_servers, {}, [topics.records], partitions=2))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AIF_AUTH_MODE": "off",
            "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
            "AIF_FEATURESTORE_GRPC_PORT": str(free_port()), "AIF_FEATURESTORE_METRICS_PORT": "0",
