@@ -13,6 +13,8 @@ USE_CASE = "aif-use-case"
 PRODUCER = "aif-producer"
 PRODUCED_AT = "aif-produced-at-ms"
 CONTENT_TYPE = "content-type"
+# On a batch message (many events in one): how many it holds.
+BATCH_SIZE = "aif-batch-size"
 PROTOBUF = "application/x-protobuf"
 # Added to dead-lettered records next to the original headers.
 DLQ_REASON = "aif-dlq-reason"

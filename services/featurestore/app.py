@@ -115,7 +115,9 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
                                    security=KafkaSecurity.from_settings(settings))
         await publisher.start()
         service.closers.append(publisher.stop)
-        stream = FeatureStream(settings, RecordProcessor(usecases, require_key=True), core.writer, publisher,
+        # Records consumed where ingestion placed them must hash there (a batched record has no key).
+        processor = RecordProcessor(usecases, require_key=True, partitions=None if repartition else settings.partitions)
+        stream = FeatureStream(settings, processor, core.writer, publisher,
                                datadir=str(core.layout.faust_dir), telemetry=telemetry, on_fatal=on_fatal,
                                repartition=repartition)
         await stream.start()

@@ -3,23 +3,35 @@
 The faust agents hand each batch of messages here; what comes back is what to write
 (feature rows, labels), what to dead-letter (with the reason) and the entity states to
 store once the writes are durable. A message that cannot be used is caught on its own
-and dead-lettered, so one bad event never stops the stream.
+and dead-lettered, so one bad event never stops the stream; in a ``RecordAcceptedBatch``
+each record is judged on its own and a bad one is dead-lettered alone, as a
+``RecordAccepted`` of its own.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
+from aifactory.ingestion.v1 import events_pb2 as ingestion_events
+from libs.bus import headers as h
 from libs.features import Duplicate, EntityState, FeatureComputer, FeatureError
 from libs.usecase import UseCase
 from services.featurestore.events import (
+    RECORD_ACCEPTED,
+    RECORD_BATCH,
     BadEvent,
+    RecordIn,
     coerce_label,
     decode_feedback,
     decode_record,
+    decode_record_batch,
     header_map,
+    record_in,
 )
 from services.featurestore.rows import FeatureRow, LabelRow
 
@@ -62,31 +74,90 @@ class BatchOutcome:
 StateLoader = Callable[[bytes], Mapping[str, Any] | None]
 
 
+@functools.lru_cache(maxsize=65536)
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka and faust use) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def batch_member(item: Incoming, headers: Mapping[str, str], event: ingestion_events.RecordAccepted,
+                 index: int) -> Incoming:
+    """Record ``index`` of a batch message as a message of its own (what gets dead-lettered)."""
+    rec = event.record
+    own = {h.EVENT_TYPE: RECORD_ACCEPTED, h.EVENT_ID: f"{headers.get(h.EVENT_ID, '')}#{index}"}
+    merged = {**headers, **own}
+    key = f"{rec.use_case}/{rec.entity_id}".encode() if rec.use_case or rec.entity_id else None
+    return Incoming(item.topic, item.partition, item.offset, key, event.SerializeToString(),
+                    [(k, v.encode()) for k, v in merged.items()])
+
+
 class RecordProcessor:
-    def __init__(self, usecases: Mapping[str, UseCase], *, require_key: bool = False) -> None:
+    def __init__(self, usecases: Mapping[str, UseCase], *, require_key: bool = False,
+                 partitions: int | None = None) -> None:
         self.usecases = dict(usecases)
         # The stream relies on the message key for placement (partition = hash of the key):
         # a record without its entity's key may sit in a partition whose state is elsewhere.
         self.require_key = require_key
+        # Partitions of the records topic when records are consumed where ingestion placed
+        # them (no repartition): a batched record (no message key) must hash to its batch's.
+        self.partitions = partitions
         self.computers = {name: FeatureComputer(uc) for name, uc in usecases.items()}
 
     def records(self, items: Sequence[Incoming], load: StateLoader) -> BatchOutcome:
-        """Apply a batch of RecordAccepted messages to their entities' states."""
+        """Apply a batch of RecordAccepted (and RecordAcceptedBatch) messages to their entities' states."""
         out = BatchOutcome()
         for item in items:
-            try:
-                self._record(item, load, out)
-            except BadEvent as exc:
-                out.dead.append(Dead(item, exc.reason, exc.code))
-            except FeatureError as exc:
-                out.dead.append(Dead(item, str(exc), "feature"))
-            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the stream
-                log.exception("record at %s/%d/%d failed", item.topic, item.partition, item.offset)
-                out.dead.append(Dead(item, str(exc) or type(exc).__name__, type(exc).__name__))
+            headers = header_map(item.headers)
+            if headers.get(h.EVENT_TYPE) == RECORD_BATCH:
+                self._batch(item, headers, load, out)
+                continue
+            self._guarded(item, out, self._record, item, headers, load, out)
         return out
 
-    def _record(self, item: Incoming, load: StateLoader, out: BatchOutcome) -> None:
-        rec = decode_record(item.value, header_map(item.headers), self.usecases)
+    @staticmethod
+    def _guarded(item: Incoming | Callable[[], Incoming], out: BatchOutcome, apply: Callable[..., None],
+                 *args: Any) -> None:
+        """``apply(*args)``; a failure dead-letters ``item`` (built only then, when a callable) with its reason."""
+        try:
+            apply(*args)
+            return
+        except BadEvent as exc:
+            reason, code = exc.reason, exc.code
+        except FeatureError as exc:
+            reason, code = str(exc), "feature"
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the stream
+            log.exception("a record failed")
+            reason, code = str(exc) or type(exc).__name__, type(exc).__name__
+        out.dead.append(Dead(item() if callable(item) else item, reason, code))
+
+    def _batch(self, item: Incoming, headers: Mapping[str, str], load: StateLoader, out: BatchOutcome) -> None:
+        try:
+            batch = decode_record_batch(item.value)
+        except BadEvent as exc:
+            out.dead.append(Dead(item, exc.reason, exc.code))
+            return
+        for index, event in enumerate(batch.records):
+            self._guarded(functools.partial(batch_member, item, headers, event, index), out,
+                          self._batched, item, event, load, out)
+
+    def _batched(self, item: Incoming, event: ingestion_events.RecordAccepted, load: StateLoader,
+                 out: BatchOutcome) -> None:
+        rec = record_in(event, self.usecases)
+        if self.partitions is not None and partition_of(rec.state_key, self.partitions) != item.partition:
+            raise BadEvent("partition", f"record of {rec.state_key!r} is batched in partition {item.partition}, "
+                                        f"not in its own ({partition_of(rec.state_key, self.partitions)})")
+        self._apply(rec, load, out)
+
+    def _record(self, item: Incoming, headers: dict[str, str], load: StateLoader, out: BatchOutcome) -> None:
+        rec = decode_record(item.value, headers, self.usecases)
+        key = rec.state_key
+        if item.key != key and (item.key is not None or self.require_key):
+            # The repartition trusted the message key; a record filed under another entity's
+            # key would be applied where that entity's state is not.
+            raise BadEvent("key", f"message key {item.key!r} is not the record's {key!r}")
+        self._apply(rec, load, out)
+
+    def _apply(self, rec: RecordIn, load: StateLoader, out: BatchOutcome) -> None:
         uc = self.usecases[rec.use_case]
         label = None
         if uc.label.arrives == "record" and rec.fields.get(uc.label.field) is not None:
@@ -95,10 +166,6 @@ class RecordProcessor:
             except ValueError as exc:
                 raise BadEvent("label", f"{uc.label.field}: {exc}") from None
         key = rec.state_key
-        if item.key != key and (item.key is not None or self.require_key):
-            # The repartition trusted the message key; a record filed under another entity's
-            # key would be applied where that entity's state is not.
-            raise BadEvent("key", f"message key {item.key!r} is not the record's {key!r}")
         state = out.states.get(key)
         if state is None:
             state = EntityState.from_json(dict(load(key) or {}))

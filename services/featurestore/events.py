@@ -1,6 +1,7 @@
 """Protobuf at the edge: Kafka messages → the stream's domain inputs, or a typed reason.
 
-``decode_record`` reads ``aifactory.ingestion.v1.RecordAccepted`` (records topic) and
+``decode_record`` reads ``aifactory.ingestion.v1.RecordAccepted`` (records topic),
+``decode_record_batch`` a ``RecordAcceptedBatch`` (many records in one message) and
 ``decode_feedback`` reads ``aifactory.gateway.v1.FeedbackRecorded`` (feedback topic).
 Anything that cannot be used raises :class:`BadEvent` with the reason the dead-letter
 record will carry.
@@ -21,6 +22,7 @@ from libs.bus.types import event_type_of
 from libs.usecase import UseCase
 
 RECORD_ACCEPTED = event_type_of(ingestion_events.RecordAccepted)
+RECORD_BATCH = event_type_of(ingestion_events.RecordAcceptedBatch)
 FEEDBACK_RECORDED = event_type_of(gateway_events.FeedbackRecorded)
 
 
@@ -94,6 +96,20 @@ def decode_record(value: bytes | None, headers: dict[str, str], usecases: Mappin
         event.ParseFromString(value or b"")
     except DecodeError as exc:
         raise BadEvent("undecodable", f"payload is not a valid {RECORD_ACCEPTED}: {exc}") from None
+    return record_in(event, usecases)
+
+
+def decode_record_batch(value: bytes | None) -> ingestion_events.RecordAcceptedBatch:
+    batch = ingestion_events.RecordAcceptedBatch()
+    try:
+        batch.ParseFromString(value or b"")
+    except DecodeError as exc:
+        raise BadEvent("undecodable", f"payload is not a valid {RECORD_BATCH}: {exc}") from None
+    return batch
+
+
+def record_in(event: ingestion_events.RecordAccepted, usecases: Mapping[str, UseCase]) -> RecordIn:
+    """A decoded RecordAccepted → the stream's input; :class:`BadEvent` when it cannot be used."""
     rec = event.record
     if rec.use_case not in usecases:
         raise BadEvent("use_case", f"record.use_case: unknown use case {rec.use_case!r}")

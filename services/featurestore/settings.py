@@ -46,7 +46,8 @@ class FeatureStoreSettings(ServiceSettings):
     # Changing either count switches between the two: let the stream catch up first, or
     # records forwarded to the repartition topic and not yet applied are left there.
     partitions: int = Field(default=3, ge=1, le=256)
-    # Micro-batch: at most batch_max records, or what arrived within batch_within_ms. While
+    # Micro-batch: at most batch_max records (a take of RecordAcceptedBatch messages is cut at
+    # message boundaries to about that many), or what arrived within batch_within_ms. While
     # a batch is being written the next one fills up, so batches grow with the load: an
     # entity seen several times in one batch is written online once (its newest row).
     batch_max: int = Field(default=4000, ge=1, le=100_000)

@@ -2,11 +2,13 @@
 
 Topology (one faust app, id = ``settings.app_id``, at-least-once):
 
-    records topic (RecordAccepted, key <use_case>/<entity_id>)
-      └─ agent "features": [group_by(<use_case>/<entity_id>, name="entity")
+    records topic (RecordAcceptedBatch, no key, each record in the partition of its entity;
+                   or RecordAccepted, key <use_case>/<entity_id>)
+      └─ [agent "split": each record on its own, key <use_case>/<entity_id>
            → <app_id>-<records topic>-entity-repartition]  (only when the records topic's
                                                               partitions differ from the table's)
-           → take_events(batch_max, batch_within)            (micro-batch)
+      └─ agent "features": take_events(batch_max, batch_within), cut at batch_max records
+                                                             (micro-batches)
            → table "entity-state" (changelog <app_id>-entity-state-changelog): per entity, the
              (event time, values) entries within the longest window + recent record ids
     feedback topic (FeedbackRecorded)
@@ -53,8 +55,8 @@ from libs.bus import DeadLetters, EventPublisher, KafkaSecurity, Outgoing
 from libs.bus import headers as h
 from libs.features import feature_refs
 from libs.telemetry import Telemetry
-from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor
-from services.featurestore.events import header_map, state_key
+from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor, batch_member
+from services.featurestore.events import RECORD_BATCH, header_map, state_key
 from services.featurestore.faust_app import FeatureApp
 from services.featurestore.rows import FeatureRow
 from services.featurestore.settings import FeatureStoreSettings
@@ -72,15 +74,13 @@ class FatalError(Exception):
 # -- the stream -------------------------------------------------------------------------
 
 
-def entity_key(value: bytes) -> bytes:
-    """group_by key: ``<use_case>/<entity_id>``; never raises.
+def entity_key(key: bytes | None, value: bytes) -> bytes:
+    """Repartition key of a lone record: ``<use_case>/<entity_id>``; never raises.
 
     The message key is used as it is when it has that form (ingestion keys records so);
     the stateful stage checks it against the payload. Otherwise the payload is read. A
     message that cannot be read is dead-lettered after the repartition, with its reason.
     """
-    event = faust.current_event()
-    key = event.key if event is not None else None
     if isinstance(key, bytes) and b"/" in key:
         return key
     try:
@@ -90,6 +90,53 @@ def entity_key(value: bytes) -> bytes:
     if not rec.use_case or not rec.entity_id:
         return UNDECODABLE_KEY
     return state_key(rec.use_case, rec.entity_id)
+
+
+def split(item: Incoming) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """A records-topic message as lone records to repartition: (key, value, headers) each.
+
+    A RecordAcceptedBatch becomes one RecordAccepted message per record, keyed by its
+    entity; anything else (a lone record, an undecodable batch) is forwarded as it came,
+    to be judged, and dead-lettered if need be, by the stateful stage.
+    """
+    headers = header_map(item.headers)
+    if headers.get(h.EVENT_TYPE) != RECORD_BATCH:
+        return [(entity_key(item.key, item.value or b""), item.value or b"", item.headers)]
+    try:
+        batch = ingestion_events.RecordAcceptedBatch.FromString(item.value or b"")
+    except Exception:  # noqa: BLE001 - any undecodable payload
+        return [(UNDECODABLE_KEY, item.value or b"", item.headers)]
+    out = []
+    for index, event in enumerate(batch.records):
+        member = batch_member(item, headers, event, index)
+        out.append((member.key or UNDECODABLE_KEY, member.value or b"", member.headers))
+    return out
+
+
+def record_count(event: Any) -> int:
+    """Records in a message: a RecordAcceptedBatch says how many in a header; anything else is one."""
+    for key, value in event.message.headers or ():
+        if key == h.BATCH_SIZE:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                return 1
+    return 1
+
+
+def chunks(events: Sequence[Any], max_records: int) -> list[Sequence[Any]]:
+    """``events`` cut, in order and at message boundaries, into runs of about ``max_records`` records:
+    a take of batch messages may hold far more records than one micro-batch should."""
+    out: list[Sequence[Any]] = []
+    start, count = 0, 0
+    for i, event in enumerate(events):
+        n = record_count(event)
+        if count and count + n > max_records:
+            out.append(events[start:i])
+            start, count = i, 0
+        count += n
+    out.append(events[start:])
+    return out
 
 
 def dead_letter_key(item: Incoming) -> bytes:
@@ -237,18 +284,30 @@ class FeatureStream:
                               key_type=bytes)
         within = s.batch_within_ms / 1000
 
+        source = records
+        if self.repartition:
+            source = app.topic(f"{s.app_id}-{s.records_topic}-entity-repartition", partitions=s.partitions,
+                               key_serializer="raw", value_serializer="raw", internal=True)
+
+            async def split_records(stream: Any) -> None:
+                # Forwarded sends are flushed before the offsets of what was split are committed.
+                async for event in stream.events():
+                    for key, value, headers in split(_incoming(event)):
+                        await event.forward(source, key=key, value=value, headers=headers)
+
+            app.agent(records, name=f"{s.app_id}-split")(split_records)
+
         async def features(stream: Any) -> None:
-            if self.repartition:
-                stream = stream.group_by(entity_key, name="entity")
             async for events in stream.take_events(s.batch_max, within):
-                await self._records.submit(events, self._compute_records, self._finish_records)
+                for chunk in chunks(events, s.batch_max):
+                    await self._records.submit(chunk, self._compute_records, self._finish_records)
 
         async def labels(stream: Any) -> None:
             async for events in stream.take_events(s.batch_max, within):
                 await self._labels.submit(events, self._compute_feedback, self._commit)
 
         # Agent names prefix the repartition topic: keep the app id in them.
-        app.agent(records, name=f"{s.app_id}-features")(features)
+        app.agent(source, name=f"{s.app_id}-features")(features)
         app.agent(feedback, name=f"{s.app_id}-labels")(labels)
 
     def _load(self, key: bytes) -> Any:

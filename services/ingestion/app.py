@@ -124,7 +124,8 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
     return RawPipeline(
         settings.kafka_bootstrap, {settings.raw_topic(n): ing for n, ing in core.ingestors.items()},
         core.dataset, core.quality,
-        TransactionalOutbox(settings.kafka_bootstrap, settings.transactional_id, kafka_options=options),
+        TransactionalOutbox(settings.kafka_bootstrap, settings.transactional_id, kafka_options=options,
+                            records_per_message=settings.records_per_message),
         group_id=settings.consumer_group, records_topic=settings.records_topic,
         dead_letter_topic=settings.dead_letter_topic, instance_id=settings.instance,
         max_batch=settings.max_batch, kafka_options=options)
@@ -141,7 +142,8 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
     await publisher.start()
     service.closers.append(publisher.stop)
     push_outbox = TransactionalOutbox(settings.kafka_bootstrap, f"{settings.transactional_id}-grpc",
-                                      kafka_options=kafka_options(settings))
+                                      kafka_options=kafka_options(settings),
+                                      records_per_message=settings.records_per_message)
     await push_outbox.start()
     service.closers.append(push_outbox.stop)
     push = PushIngest(ingestors, dataset, quality, push_outbox, records_topic=settings.records_topic,

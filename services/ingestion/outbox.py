@@ -10,11 +10,17 @@ and aborts whatever that one left open.
 Every message carries the standard event headers (``aif-event-id`` = record id for
 accepted records, the idempotency key downstream); dead letters also carry the
 ``aif-dlq-*`` headers of :mod:`libs.bus.deadletter`.
+
+Accepted records bound for one partition go out together, up to ``records_per_message``
+in one ``RecordAcceptedBatch`` message: the feature store's cost per Kafka message is
+then paid once per batch instead of once per record. The partition is still chosen per
+record, by its entity key, so a batch only holds records that would have shared it.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +31,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from aifactory.ingestion.v1 import events_pb2
+from libs.bus import batches
 from libs.bus import headers as h
 from libs.bus.types import event_type_of, schema_version_of
 
@@ -32,8 +39,10 @@ log = logging.getLogger(__name__)
 
 PRODUCER = "ingestion"
 ACCEPTED_TYPE = event_type_of(events_pb2.RecordAccepted)
+BATCH_TYPE = event_type_of(events_pb2.RecordAcceptedBatch)
 REJECTED_TYPE = event_type_of(events_pb2.RecordRejected)
 EVENT_SCHEMA = schema_version_of(events_pb2.RecordAccepted)
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class Fatal(Exception):
@@ -46,6 +55,13 @@ class Outgoing:
     value: bytes
     key: bytes | None
     headers: list[tuple[str, bytes]]
+    # Set on accepted records only (their id and use case): these may share a batch message.
+    record_id: str | None = None
+    use_case: str = ""
+
+
+# A batch message stays well under the broker's default limit (1 MiB), whatever the records.
+MAX_BATCH_BYTES = 512 * 1024
 
 
 @functools.lru_cache(maxsize=256)
@@ -67,7 +83,57 @@ def accepted_message(topic: str, event: events_pb2.RecordAccepted,
     record = event.record
     headers = _meta(ACCEPTED_TYPE, record.record_id, record.use_case, int(time.time() * 1000))
     return Outgoing(topic, event.SerializeToString(), f"{record.use_case}/{record.entity_id}".encode(),
-                    headers + list(trace))
+                    headers + list(trace), record.record_id, record.use_case)
+
+
+def accepted_in(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> list[events_pb2.RecordAccepted]:
+    """The accepted records a records-topic message holds: one, or a RecordAcceptedBatch's, in order."""
+    event_type = next((v for k, v in headers or () if k == h.EVENT_TYPE), b"").decode()
+    if event_type == BATCH_TYPE:
+        return list(events_pb2.RecordAcceptedBatch.FromString(value or b"").records)
+    return [events_pb2.RecordAccepted.FromString(value or b"")]
+
+
+def batched(messages: Sequence[Outgoing], per_message: int, max_bytes: int = MAX_BATCH_BYTES) -> list[Outgoing]:
+    """``messages`` (all bound for one partition, in order) with runs of accepted records of one
+    use case packed into ``RecordAcceptedBatch`` messages of at most ``per_message`` records.
+
+    Order is kept: anything else (a dead letter) ends the run before it. A run of one record,
+    or a record too big to share a message, goes alone as a plain ``RecordAccepted``. The batch's
+    event id is a hash of its record ids (the same records make the same event); its trace
+    context is its first record's.
+    """
+    out: list[Outgoing] = []
+    run: list[Outgoing] = []
+    size = 0
+
+    def close() -> None:
+        nonlocal size
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first = run[0]
+            ids = "\n".join(m.record_id or "" for m in run)
+            event_id = "batch:" + hashlib.sha256(ids.encode()).hexdigest()[:32]
+            trace = [(k, v) for k, v in first.headers if k in TRACE_HEADERS]
+            headers = _meta(BATCH_TYPE, event_id, first.use_case, int(time.time() * 1000))
+            headers.append((h.BATCH_SIZE, str(len(run)).encode()))
+            out.append(Outgoing(first.topic, batches.pack([m.value for m in run]), None, headers + trace))
+        run.clear()
+        size = 0
+
+    for m in messages:
+        framed = batches.framed_size(m.value)
+        if run and (m.record_id is None or m.use_case != run[0].use_case or len(run) >= per_message
+                    or size + framed > max_bytes):
+            close()
+        if m.record_id is None or per_message <= 1:
+            out.append(m)
+            continue
+        run.append(m)
+        size += framed
+    close()
+    return out
 
 
 def rejected_message(topic: str, event: events_pb2.RecordRejected, *, key: bytes | None, group: str,
@@ -89,8 +155,10 @@ class TransactionalOutbox:
     """One transactional producer; :meth:`commit` publishes a batch atomically."""
 
     def __init__(self, bootstrap_servers: str, transactional_id: str, *,
-                 kafka_options: Mapping[str, Any] | None = None, linger_ms: int = 5) -> None:
+                 kafka_options: Mapping[str, Any] | None = None, linger_ms: int = 5,
+                 records_per_message: int = 1) -> None:
         self.transactional_id = transactional_id
+        self.records_per_message = records_per_message
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers, client_id=f"{PRODUCER}-{transactional_id}",
             transactional_id=transactional_id, enable_idempotence=True, acks="all",
@@ -145,6 +213,8 @@ class TransactionalOutbox:
             by_partition.setdefault((m.topic, self._partitioner(m.key, parts, parts)), []).append(m)
         futures = []
         for (topic, partition), batch_messages in by_partition.items():
+            if self.records_per_message > 1:
+                batch_messages = batched(batch_messages, self.records_per_message)
             batch = self._producer.create_batch()
             for m in batch_messages:
                 if batch.append(timestamp=None, key=m.key, value=m.value, headers=m.headers) is None:

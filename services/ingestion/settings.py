@@ -44,6 +44,9 @@ class IngestionSettings(ServiceSettings):
     # Payloads above this many bytes are dead-lettered unparsed (code too_large); the dead
     # letter keeps the first 256 KiB of such a payload (RecordRejected.original_truncated).
     max_payload_bytes: int = Field(default=256 * 1024, ge=256, le=16 * 1024 * 1024)
+    # Accepted records of one partition sent together in one RecordAcceptedBatch message, at
+    # most this many (1: one RecordAccepted per message, for consumers that want that form).
+    records_per_message: int = Field(default=100, ge=1, le=10_000)
     # Records per poll, and so per transaction and per dataset file.
     max_batch: int = Field(default=2000, ge=1, le=100_000)
     # Items per gRPC message.

@@ -1,7 +1,8 @@
 """features.freshness_p50_ms / _p99_ms: a record produced → its features readable online.
 
-RecordAccepted events go to the records topic at ``RATE`` records/s (what ingestion
-publishes); the feature store runs as its own process (``python -m services.featurestore``,
+RecordAccepted events go to the records topic at ``RATE`` records/s, one per message (the
+costlier form for the feature store: ingestion packs a partition's records into
+RecordAcceptedBatch messages); the feature store runs as its own process (``python -m services.featurestore``,
 SQLite online store) and a client polls ``GetOnlineFeatures`` for every ``SAMPLE``-th
 record until the entity's online row comes from that record (or a later one). Freshness
 is the time from just before the produce call to the poll that sees it (the poll

@@ -249,6 +249,7 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
     figures = [
         Figure("gateway.inline.p50_ms", _pct(lat["gateway"], 50), "ms", "triton.direct.p50_ms", d50),
         Figure("gateway.inline.p99_ms", _pct(lat["gateway"], 99), "ms", "triton.direct.p99_ms", d99),
+        Figure("gateway.entity.p50_ms", _pct(lat["entity"], 50), f"ms ({FEATURE_NOTE})", "triton.direct.p50_ms", d50),
         Figure("gateway.entity.p99_ms", _pct(lat["entity"], 99), f"ms ({FEATURE_NOTE})", "triton.direct.p99_ms", d99),
         Figure("gateway.inline.rps_c8", float(np.mean(rps["gateway"])), "req/s", "triton.direct.rps_c8",
                float(np.mean(rps["direct"]))),

@@ -7,8 +7,8 @@ the same process, one right after the other:
   group reads them back, parses each as JSON and commits per batch;
 - ingestion: the same producer sends them to a raw topic while the ingestion service,
   its own process as deployed (decode, contract, masking, parquet dataset, one Kafka
-  transaction per poll), turns them into RecordAccepted events, and a read_committed
-  consumer reads those back. Timing starts once a warm-up batch has gone through (the
+  transaction per poll), turns them into RecordAccepted events (sent as RecordAcceptedBatch
+  messages, as deployed), and a read_committed consumer reads those back. Timing starts once a warm-up batch has gone through (the
   process has started and joined its group).
 
 Each figure is N over the time from the first send to the last record read, so the
@@ -26,10 +26,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from libs.bus import headers as h
 from libs.datagen import LoanStream, to_json
 from tests.bench.report import Figure
 
@@ -77,11 +79,17 @@ async def _consume(bootstrap: str, topic: str, n: int, *, group: str | None, par
                 if parse:
                     for r in records:
                         json.loads(r.value)
-                seen += len(records)
+                    seen += len(records)
+                else:  # the records topic: a RecordAcceptedBatch message says how many it holds
+                    seen += sum(_count(r) for r in records)
                 if group:
                     await consumer.commit({tp: records[-1].offset + 1})
     finally:
         await consumer.stop()
+
+
+def _count(record: Any) -> int:
+    return next((int(v) for k, v in record.headers or () if k == h.BATCH_SIZE), 1)
 
 
 async def _raw(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> float:

@@ -1,7 +1,8 @@
 """The feature store on the real broker, Feast (SQLite and Redis online stores) and parquet.
 
 - ``test_stream_*``: the service as its own process (``python -m services.featurestore``)
-  consumes 2,000 RecordAccepted events of loan_approval (plus bad ones, and a Kafka
+  consumes 2,000 records of loan_approval (the first half in RecordAcceptedBatch messages as
+  ingestion sends them, the rest one RecordAccepted per message; plus bad ones, and a Kafka
   transaction that is aborted), is stopped mid-stream (SIGKILL with the SQLite online
   store, SIGTERM with Redis) and restarted; online features
   (via gRPC) and every offline row equal a reference computed independently with pandas
@@ -48,11 +49,12 @@ from libs.features import feature_versions
 from libs.infra.kafka_secure import create_topics
 from libs.rpc.healthcheck import check
 from libs.usecase import UseCase, load_default
-from services.featurestore.batch import Incoming, RecordProcessor
+from services.featurestore.batch import Incoming, RecordProcessor, partition_of
 from services.featurestore.core import FeatureStoreCore
 from services.featurestore.layout import RECORD_ID
 from services.featurestore.settings import FeatureStoreSettings
 from services.featurestore.training import TrainingSetIncomplete
+from services.ingestion.outbox import accepted_message, batched
 from tests.unit.featurestore.helpers import feedback, from_example, headers_for, record_accepted
 
 pytestmark = [pytest.mark.integration]
@@ -266,10 +268,28 @@ async def publish_bad(bootstrap: str, topic: str, which: list[str]) -> None:
 
 
 async def publish_records(bootstrap: str, topic: str, examples: list[Example]) -> None:
+    """One RecordAccepted per message, keyed by entity (what an outside producer may send)."""
     async with EventPublisher(bootstrap, producer="test") as pub:
         for i in range(0, len(examples), 250):
             await pub.publish_many([Outgoing(topic, from_example(UC_NAME, e), UC_NAME, key=f"{UC_NAME}/{e.entity_id}",
                                              event_id=e.record_id) for e in examples[i:i + 250]])
+
+
+async def publish_batches(bootstrap: str, topic: str, examples: list[Example], per_message: int = 40) -> None:
+    """RecordAcceptedBatch messages, each in the partition of its records' entities (what ingestion sends)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[Any]] = {}
+        for e in examples:
+            message = accepted_message(topic, from_example(UC_NAME, e))
+            by_partition.setdefault(partition_of(message.key or b"", len(partitions)), []).append(message)
+        futures = [await producer.send(topic, m.value, key=m.key, headers=m.headers, partition=partition)
+                   for partition, messages in by_partition.items() for m in batched(messages, per_message)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
 
 
 async def publish_in_transaction(bootstrap: str, topic: str, event: Any, *, commit: bool) -> None:
@@ -332,9 +352,10 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     ref = reference(UC, examples)
     fs.start()
 
-    # First half (and two bad messages), then SIGKILL while it is still working through them.
+    # First half in batches as ingestion sends them (and two bad messages), then SIGKILL while
+    # it is still working through them.
     await publish_bad(boot, topics.records, ["bad-garbage", "bad-usecase"])
-    await publish_records(boot, topics.records, examples[:KILL_AFTER])
+    await publish_batches(boot, topics.records, examples[:KILL_AFTER])
     features_dir = data / "offline" / UC_NAME / f"v{UC.version}" / "features"
     deadline = time.monotonic() + 60
     while count_rows(features_dir) < 200:
@@ -348,7 +369,8 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
         fs.kill()
     killed_at = count_rows(features_dir)
 
-    # The rest arrives while it is down, with two more bad messages and two transactions.
+    # The rest arrives while it is down, one record per message, with two more bad messages
+    # and two transactions.
     await publish_records(boot, topics.records, examples[KILL_AFTER:])
     await publish_bad(boot, topics.records, ["bad-number", "bad-type"])
     t_txn = examples[-1].event_time

@@ -26,6 +26,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2
@@ -37,6 +38,7 @@ from libs.rpc import insecure_channel
 from libs.runtime import Service, start_service
 from services.ingestion.app import build
 from services.ingestion.dataset import RawDataset
+from services.ingestion.outbox import accepted_in
 from services.ingestion.pii import pseudonym
 from services.ingestion.records import UseCaseIngestor
 from services.ingestion.settings import IngestionSettings
@@ -140,7 +142,10 @@ async def produce(bootstrap: str, topic: str, messages: list[Sent]) -> list[tupl
 
 # -- reading back ---------------------------------------------------------------------------------
 
-async def read_topic(bootstrap: str, topic: str, partitions: int = 3) -> list[ConsumerRecord]:
+RECORD_PARTITIONS = 3
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int = RECORD_PARTITIONS) -> list[ConsumerRecord]:
     """Everything committed in ``topic`` up to its current end (read_committed, as downstream reads)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed", auto_offset_reset="earliest")
@@ -196,7 +201,7 @@ async def make_topics(bootstrap: str, prefix: str) -> Topics:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, 3, 1) for n in (t.raw, t.records, t.dlq, t.quality)])
+        await admin.create_topics([NewTopic(n, RECORD_PARTITIONS, 1) for n in (t.raw, t.records, t.dlq, t.quality)])
     finally:
         await admin.close()
     return t
@@ -238,17 +243,28 @@ def check_exactly_once(messages: list[Sent], coords: list[tuple[int, int]], t: T
     expected_ids = {m.record_id or f"kafka:{t.raw}:{p}:{o}" for m, (p, o) in valid}
     assert len(expected_ids) == len(valid)
 
-    events = [events_pb2.RecordAccepted.FromString(r.value) for r in records]
+    events = [e for r in records for e in accepted_in(r.value, r.headers)]
     ids = [e.record.record_id for e in events]
     duplicates = [i for i, n in Counter(ids).items() if n > 1]
     assert not duplicates, f"{len(duplicates)} records published twice, e.g. {duplicates[:3]}"
     assert set(ids) == expected_ids and len(ids) == len(valid)
-    names = {m.name for m, _ in valid}
-    for record, event in zip(records, events, strict=True):
+    assert len(records) < len(events) / 10  # sent in batches, not one message per record
+    partitions = sorted(range(RECORD_PARTITIONS))
+    for record in records:
         headers = dict(record.headers)
-        assert headers["aif-event-id"].decode() == event.record.record_id
-        assert headers["aif-event-type"] == b"aifactory.ingestion.v1.RecordAccepted"
-        assert record.key == f"{UC}/{event.record.entity_id}".encode()
+        members = accepted_in(record.value, record.headers)
+        if len(members) == 1:  # a lone record: keyed by its entity, its id the event id
+            assert headers["aif-event-type"] == b"aifactory.ingestion.v1.RecordAccepted"
+            assert record.key == f"{UC}/{members[0].record.entity_id}".encode()
+            assert headers["aif-event-id"].decode() == members[0].record.record_id
+        else:
+            assert headers["aif-event-type"] == b"aifactory.ingestion.v1.RecordAcceptedBatch"
+            assert record.key is None and headers["aif-batch-size"] == str(len(members)).encode()
+        for event in members:  # every record sits where its entity key puts it
+            key = f"{UC}/{event.record.entity_id}".encode()
+            assert DefaultPartitioner()(key, partitions, partitions) == record.partition
+    names = {m.name for m, _ in valid}
+    for event in events:
         assert event.schema_version == f"{UC}@1" and event.record.use_case == UC
         name = event.record.fields["applicant_name"].string_value
         assert name not in names and len(name) == 64  # hashed, never in clear
@@ -385,8 +401,8 @@ async def test_kcat_as_an_outside_producer(kafka, tmp_path: Path) -> None:  # ty
                     str(tmp_path / "record.pb")], check=True, timeout=30)
     async with running(settings_values(bootstrap, t, tmp_path / "raw")):
         await wait_committed(bootstrap, t.group, 3)
-    accepted = {e.record.record_id: e for e in (events_pb2.RecordAccepted.FromString(r.value)
-                                                for r in await read_topic(bootstrap, t.records))}
+    accepted = {e.record.record_id: e for r in await read_topic(bootstrap, t.records)
+                for e in accepted_in(r.value, r.headers)}
     assert set(accepted) == {"kcat-1", "kcat-pb"}
     assert accepted["kcat-1"].record.fields["salary"].double_value == 50000.0  # "50000" coerced
     assert accepted["kcat-pb"].record.entity_id == "k-2"
@@ -430,8 +446,7 @@ async def test_grpc_ingest_batch(kafka, grpc_service) -> None:  # type: ignore[n
     again = await stub.Ingest(pb.IngestRequest(use_case=UC, items=items[:1], request_id="req-1"))
     assert again.results[0].record_id == "grpc:req-1:0"
 
-    records = [events_pb2.RecordAccepted.FromString(r.value) for r in await read_topic(kafka.bootstrap_servers,
-                                                                                         t.records)]
+    records = [e for r in await read_topic(kafka.bootstrap_servers, t.records) for e in accepted_in(r.value, r.headers)]
     assert sorted(r.record.record_id for r in records) == ["grpc:req-1:0", "grpc:req-1:0", "own-id"]
     dead = [events_pb2.RecordRejected.FromString(r.value) for r in await read_topic(kafka.bootstrap_servers, t.dlq)]
     assert sorted(d.record_id for d in dead) == ["grpc:req-1:1", "grpc:req-1:3", "grpc:req-1:4"]
@@ -476,7 +491,7 @@ async def test_grpc_ingest_stream(kafka, grpc_service) -> None:  # type: ignore[
     assert all([(v.field, v.code) for v in r.violations] == [("loan", "range")] for r in summary.rejected)
     assert summary.dataset.version
     records = await read_topic(kafka.bootstrap_servers, t.records)
-    assert len({events_pb2.RecordAccepted.FromString(r.value).record.record_id for r in records}) == 245
+    assert len({e.record.record_id for r in records for e in accepted_in(r.value, r.headers)}) == 245
 
     async def mixed() -> AsyncIterator[pb.IngestStreamRequest]:
         yield pb.IngestStreamRequest(use_case=UC, items=[_json_item(examples[1])])
@@ -522,9 +537,16 @@ async def test_service_exposes_quality_metrics(kafka, tmp_path: Path) -> None:  
     assert any(k.startswith("ingestion_rejections_total") and 'code="parse"' in k for k in lines)
 
 
-async def test_records_are_typed_events_for_libs_bus_consumers(kafka, grpc_service) -> None:  # type: ignore[no-untyped-def]
-    """Downstream services read the records topic with libs.bus: standard headers, read_committed."""
-    stub, t = grpc_service
+async def test_records_are_typed_events_for_libs_bus_consumers(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With records_per_message=1, libs.bus consumers read the records topic as typed events:
+    one RecordAccepted per message, standard headers, read_committed."""
+    t = await make_topics(kafka.bootstrap_servers, "it-bus")
+    values = settings_values(kafka.bootstrap_servers, t, tmp_path / "raw", consume=False, records_per_message=1)
+    async with running(values) as (_, port), insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _ingest_and_read_typed(kafka, pb_grpc.IngestionServiceStub(channel), t)
+
+
+async def _ingest_and_read_typed(kafka, stub: pb_grpc.IngestionServiceStub, t: Topics) -> None:  # type: ignore[no-untyped-def]
     examples = [e.record for e, _ in zip(LoanStream(seed=8), range(3), strict=False)]
     await stub.Ingest(pb.IngestRequest(use_case=UC, items=[_json_item(r) for r in examples], request_id="bus"))
     seen: list[Event] = []
@@ -557,8 +579,7 @@ async def test_second_use_case_needs_no_code(kafka, grpc_service) -> None:  # ty
         *(_json_item(r) for r in rows[:4]), _json_item({**rows[4], "surface": "lava", "camera_id": "x"})]))
     assert [r.accepted for r in reply.results] == [True, True, True, True, False]
     assert {(v.field, v.code) for v in reply.results[4].violations} == {("surface", "enum"), ("camera_id", "type")}
-    records = [events_pb2.RecordAccepted.FromString(r.value)
-               for r in await read_topic(kafka.bootstrap_servers, t.records)]
+    records = [e for r in await read_topic(kafka.bootstrap_servers, t.records) for e in accepted_in(r.value, r.headers)]
     assert sorted(e.record.entity_id for e in records) == sorted(str(r["camera_id"]) for r in rows[:4])
     assert {e.schema_version for e in records} == {"image_segments@1"}
     assert all(e.record.fields["camera_id"].int64_value == int(e.record.entity_id) for e in records)

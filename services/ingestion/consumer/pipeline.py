@@ -37,13 +37,19 @@ from opentelemetry.trace import SpanKind
 from libs.telemetry import headers_with_context
 from services.ingestion import convert, decode
 from services.ingestion.dataset import DataFile, RawDataset, kafka_file_name
-from services.ingestion.outbox import Fatal, Outgoing, TransactionalOutbox, accepted_message, rejected_message
+from services.ingestion.outbox import (
+    TRACE_HEADERS,
+    Fatal,
+    Outgoing,
+    TransactionalOutbox,
+    accepted_message,
+    rejected_message,
+)
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import Outcome, UseCaseIngestor
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aifactory.ingestion")
-_TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 @dataclass
@@ -198,7 +204,7 @@ class RawPipeline:
         ingestor = part.ingestor
         uc = ingestor.usecase.name
         # A producer's own trace context wins: its trace then runs through ingestion.
-        trace_headers = [(k, v) for k, v in (record.headers or ()) if k in _TRACE_HEADERS and v] or batch_trace
+        trace_headers = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS and v] or batch_trace
         if outcome.accepted:
             event = convert.accepted(uc, outcome, schema_version=ingestor.schema_version, dataset=refs[uc],
                                      ingested_at=ingested_at)

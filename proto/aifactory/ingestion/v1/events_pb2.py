@@ -26,7 +26,7 @@ from aifactory.common.v1 import common_pb2 as aifactory_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aifactory/ingestion/v1/events.proto\x12\x16\x61ifactory.ingestion.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x01\n\x0eRecordAccepted\x12+\n\x06record\x18\x01 \x01(\x0b\x32\x1b.aifactory.common.v1.Record\x12\x30\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12/\n\x0bingested_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eschema_version\x18\x04 \x01(\t\"9\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xd7\x02\n\x0eRecordRejected\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x10\n\x08original\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x14\n\x0csource_topic\x18\x04 \x01(\t\x12\x18\n\x10source_partition\x18\x05 \x01(\x05\x12\x15\n\rsource_offset\x18\x06 \x01(\x03\x12\x35\n\nviolations\x18\x07 \x03(\x0b\x32!.aifactory.ingestion.v1.Violation\x12/\n\x0brejected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trecord_id\x18\t \x01(\t\x12\x16\n\x0eschema_version\x18\n \x01(\t\x12\x1a\n\x12original_truncated\x18\x0b \x01(\x08\x12\x15\n\roriginal_size\x18\x0c \x01(\x03\"{\n\x0c\x46ieldQuality\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x12\n\nnull_count\x18\x02 \x01(\x03\x12\x11\n\tnull_rate\x18\x03 \x01(\x01\x12\x1a\n\x12out_of_range_count\x18\x04 \x01(\x03\x12\x19\n\x11out_of_range_rate\x18\x05 \x01(\x01\"\xf2\x02\n\rQualityReport\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12.\n\x06window\x18\x03 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x05 \x01(\x03\x12\x16\n\x0erejected_count\x18\x06 \x01(\x03\x12\x34\n\x06\x66ields\x18\x07 \x03(\x0b\x32$.aifactory.ingestion.v1.FieldQuality\x12W\n\x12rejections_by_code\x18\x08 \x03(\x0b\x32;.aifactory.ingestion.v1.QualityReport.RejectionsByCodeEntry\x1a\x37\n\x15RejectionsByCodeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aifactory/ingestion/v1/events.proto\x12\x16\x61ifactory.ingestion.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x01\n\x0eRecordAccepted\x12+\n\x06record\x18\x01 \x01(\x0b\x32\x1b.aifactory.common.v1.Record\x12\x30\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12/\n\x0bingested_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eschema_version\x18\x04 \x01(\t\"N\n\x13RecordAcceptedBatch\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.aifactory.ingestion.v1.RecordAccepted\"9\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xd7\x02\n\x0eRecordRejected\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x10\n\x08original\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x14\n\x0csource_topic\x18\x04 \x01(\t\x12\x18\n\x10source_partition\x18\x05 \x01(\x05\x12\x15\n\rsource_offset\x18\x06 \x01(\x03\x12\x35\n\nviolations\x18\x07 \x03(\x0b\x32!.aifactory.ingestion.v1.Violation\x12/\n\x0brejected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trecord_id\x18\t \x01(\t\x12\x16\n\x0eschema_version\x18\n \x01(\t\x12\x1a\n\x12original_truncated\x18\x0b \x01(\x08\x12\x15\n\roriginal_size\x18\x0c \x01(\x03\"{\n\x0c\x46ieldQuality\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x12\n\nnull_count\x18\x02 \x01(\x03\x12\x11\n\tnull_rate\x18\x03 \x01(\x01\x12\x1a\n\x12out_of_range_count\x18\x04 \x01(\x03\x12\x19\n\x11out_of_range_rate\x18\x05 \x01(\x01\"\xf2\x02\n\rQualityReport\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12.\n\x06window\x18\x03 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x05 \x01(\x03\x12\x16\n\x0erejected_count\x18\x06 \x01(\x03\x12\x34\n\x06\x66ields\x18\x07 \x03(\x0b\x32$.aifactory.ingestion.v1.FieldQuality\x12W\n\x12rejections_by_code\x18\x08 \x03(\x0b\x32;.aifactory.ingestion.v1.QualityReport.RejectionsByCodeEntry\x1a\x37\n\x15RejectionsByCodeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +37,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUALITYREPORT_REJECTIONSBYCODEENTRY']._serialized_options = b'8\001'
   _globals['_RECORDACCEPTED']._serialized_start=131
   _globals['_RECORDACCEPTED']._serialized_end=315
-  _globals['_VIOLATION']._serialized_start=317
-  _globals['_VIOLATION']._serialized_end=374
-  _globals['_RECORDREJECTED']._serialized_start=377
-  _globals['_RECORDREJECTED']._serialized_end=720
-  _globals['_FIELDQUALITY']._serialized_start=722
-  _globals['_FIELDQUALITY']._serialized_end=845
-  _globals['_QUALITYREPORT']._serialized_start=848
-  _globals['_QUALITYREPORT']._serialized_end=1218
-  _globals['_QUALITYREPORT_REJECTIONSBYCODEENTRY']._serialized_start=1163
-  _globals['_QUALITYREPORT_REJECTIONSBYCODEENTRY']._serialized_end=1218
+  _globals['_RECORDACCEPTEDBATCH']._serialized_start=317
+  _globals['_RECORDACCEPTEDBATCH']._serialized_end=395
+  _globals['_VIOLATION']._serialized_start=397
+  _globals['_VIOLATION']._serialized_end=454
+  _globals['_RECORDREJECTED']._serialized_start=457
+  _globals['_RECORDREJECTED']._serialized_end=800
+  _globals['_FIELDQUALITY']._serialized_start=802
+  _globals['_FIELDQUALITY']._serialized_end=925
+  _globals['_QUALITYREPORT']._serialized_start=928
+  _globals['_QUALITYREPORT']._serialized_end=1298
+  _globals['_QUALITYREPORT_REJECTIONSBYCODEENTRY']._serialized_start=1243
+  _globals['_QUALITYREPORT_REJECTIONSBYCODEENTRY']._serialized_end=1298
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,12 @@ class RecordAccepted(_message.Message):
     schema_version: str
     def __init__(self, record: _Optional[_Union[_common_pb2.Record, _Mapping]] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., schema_version: _Optional[str] = ...) -> None: ...
 
+class RecordAcceptedBatch(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[RecordAccepted]
+    def __init__(self, records: _Optional[_Iterable[_Union[RecordAccepted, _Mapping]]] = ...) -> None: ...
+
 class Violation(_message.Message):
     __slots__ = ("field", "code", "message")
     FIELD_FIELD_NUMBER: _ClassVar[int]
