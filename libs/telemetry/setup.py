@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 import prometheus_client
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -117,9 +118,14 @@ def setup_telemetry(
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
             registry = _registry = prometheus_client.CollectorRegistry()
             reader = PrometheusMetricReader(registry=registry)
+            # No exemplars unless asked for (OTEL_METRICS_EXEMPLAR_FILTER): the Prometheus
+            # reader does not export them, and the SDK's default samples one for every
+            # measurement taken inside a span, on every request's path.
+            exemplars = None if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
             metrics.set_meter_provider(
                 MeterProvider(
-                    resource=Resource.create({"service.name": service}), metric_readers=[reader]
+                    resource=Resource.create({"service.name": service}), metric_readers=[reader],
+                    exemplar_filter=exemplars,
                 )
             )
             if metrics_port:
