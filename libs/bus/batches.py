@@ -11,27 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from libs.bus.wire import varint
+
 # Field 1, wire type 2 (length-delimited): (1 << 3) | 2.
 _FIELD_1 = b"\x0a"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def framed_size(encoded: bytes) -> int:
     """Bytes one encoded event takes inside a batch."""
-    return len(_FIELD_1) + len(_varint(len(encoded))) + len(encoded)
+    return len(_FIELD_1) + len(varint(len(encoded))) + len(encoded)
 
 
 def pack(encoded: Sequence[bytes]) -> bytes:
     """The batch message (``repeated <Event> = 1``) holding ``encoded`` in order."""
     parts: list[bytes] = []
     for event in encoded:
-        parts += (_FIELD_1, _varint(len(event)), event)
+        parts += (_FIELD_1, varint(len(event)), event)
     return b"".join(parts)

@@ -21,25 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from libs.bus.wire import varint
 from services.gateway.inputs import InputSchema, Scalar
 
 _DOUBLE = struct.Struct("<d")
-
-
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def varint(n: int) -> bytes:
-    if 0 <= n < 128:
-        return _SMALL[n]
-    if n < 0:
-        n += 1 << 64  # int64 as protobuf writes it
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def ld(number: int, payload: bytes) -> bytes:

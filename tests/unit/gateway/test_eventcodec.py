@@ -10,8 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aifactory.common.v1 import common_pb2
 from aifactory.gateway.v1 import events_pb2
 from libs.auth.privacy import pseudonym
+from libs.bus.wire import varint
 from libs.usecase import UseCase, load_default
-from services.gateway.eventcodec import PredictionEncoder, RowMeta, value_bytes, varint
+from services.gateway.eventcodec import PredictionEncoder, RowMeta, value_bytes
 from services.gateway.inputs import InputSchema, to_value
 
 UCS = load_default()
