@@ -33,7 +33,7 @@ from tests.bench.report import Figure
 ROOT = Path(__file__).resolve().parents[2] / "build" / "bench-pipeline"
 # Sustained means the pipeline's fill and drain (a few hundred ms each: see features.freshness)
 # must not weigh much: with 20,000 records (about 4 s) they were a fifth of the window and
-# the figure read 4,400-4,750/s where 60,000 records on the same code read 5,650-6,000/s.
+# the figure read 4,360-4,750/s where 60,000 records on the same code read 5,650-6,000/s.
 N = 60_000
 WARMUP = 500  # records through first, not timed
 
