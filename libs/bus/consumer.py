@@ -4,6 +4,11 @@ Delivery is at-least-once: offsets are committed after the handler has returned
 for every event of a polled batch, so a crash before the commit replays those
 events and handlers must be idempotent (keyed by ``meta.event_id``).
 
+A batch message (``<Event>Batch``: one repeated field of ``<Event>``, such as ingestion's
+``RecordAcceptedBatch``) is accepted wherever ``<Event>`` is, and its events are handled one
+by one as if each had come alone: event id ``<batch event id>#<index>``, and a failing one
+is dead-lettered alone, as an ``<Event>`` of its own.
+
 What the handler's outcome does to an event:
 - returns: done; committed with its batch.
 - raises ``Unavailable`` (a dependency is down): nothing is lost; the consumer
@@ -17,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from google.protobuf.message import DecodeError, Message
@@ -25,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from libs.bus.deadletter import DeadLetters
-from libs.bus.headers import EventMeta
+from libs.bus.headers import BATCH_SIZE, EVENT_ID, EVENT_TYPE, EventMeta
 from libs.bus.security import KafkaSecurity
 from libs.bus.types import event_type_of, message_class
 from libs.errors import Unavailable
@@ -56,6 +61,35 @@ class _Undecodable(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _Member:
+    """One event of a batch message, shaped like the ConsumerRecord it came in (for dead letters)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _batch_of(event_class: type[Message]) -> tuple[str, str] | None:
+    """(type name, field name) of ``<Event>Batch`` when that contract exists: one repeated ``<Event>``."""
+    name = f"{event_class.DESCRIPTOR.full_name}Batch"
+    try:
+        batch = message_class(name)
+    except KeyError:
+        return None
+    fields = batch.DESCRIPTOR.fields
+    if len(fields) != 1 or fields[0].message_type is not event_class.DESCRIPTOR or not _repeated(fields[0]):
+        return None
+    return name, fields[0].name
+
+
+def _repeated(field: Any) -> bool:
+    return bool(getattr(field, "is_repeated", False) or getattr(field, "label", None) == field.LABEL_REPEATED)
+
+
 class EventConsumer:
     """Runs ``handler`` for each event of ``topics`` in consumer group ``group_id``.
 
@@ -82,6 +116,14 @@ class EventConsumer:
     ) -> None:
         self.group_id = group_id
         self._allowed = {t: {event_type_of(c) for c in classes} for t, classes in topics.items()}
+        # Batch contracts of the accepted types, by topic: batch type → (member type, field).
+        self._batches: dict[str, dict[str, tuple[str, str]]] = {}
+        for t, classes in topics.items():
+            for c in classes:
+                found = _batch_of(c)
+                if found is not None:
+                    self._batches.setdefault(t, {})[found[0]] = (event_type_of(c), found[1])
+                    self._allowed[t].add(found[0])
         self._handler = handler
         self._dlq = dead_letters
         self._max_batch = max_batch
@@ -120,24 +162,46 @@ class EventConsumer:
 
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
-            while True:
-                try:
-                    await self._handle_one(record)
-                    break
-                except Unavailable as exc:
-                    # Commit what is done, then come back to this record after a pause.
-                    await self._commit(tp, record.offset)
-                    log.warning("dependency unavailable, retrying %s@%d: %s", tp, record.offset, exc)
-                    if self._stopping.is_set():
-                        self._consumer.seek(tp, record.offset)
-                        return
-                    await asyncio.sleep(self._backoff)
+            for unit in self._units(record):
+                while True:
+                    try:
+                        await self._handle_one(unit)
+                        break
+                    except Unavailable as exc:
+                        # Commit what is done, then come back to this record after a pause (a
+                        # batch's events already handled are handled again: at least once).
+                        await self._commit(tp, record.offset)
+                        log.warning("dependency unavailable, retrying %s@%d: %s", tp, record.offset, exc)
+                        if self._stopping.is_set():
+                            self._consumer.seek(tp, record.offset)
+                            return
+                        await asyncio.sleep(self._backoff)
         await self._commit(tp, records[-1].offset + 1)
+
+    def _units(self, record: ConsumerRecord) -> Sequence[ConsumerRecord | _Member]:
+        """The record itself, or each event of a batch message as a record of its own."""
+        batches = self._batches.get(record.topic)
+        if not batches:
+            return [record]
+        headers = [(k, v or b"") for k, v in record.headers or ()]
+        batch_type = next((v for k, v in headers if k == EVENT_TYPE), b"").decode("utf-8", "replace")
+        if batch_type not in batches:
+            return [record]
+        member_type, field = batches[batch_type]
+        try:
+            batch = message_class(batch_type).FromString(record.value or b"")
+        except DecodeError:
+            return [record]  # dead-lettered whole by _decode, with the reason
+        batch_id = next((v for k, v in headers if k == EVENT_ID), b"").decode("utf-8", "replace")
+        kept = [(k, v) for k, v in headers if k not in (EVENT_TYPE, EVENT_ID, BATCH_SIZE)]
+        return [_Member(record.topic, record.partition, record.offset, record.key, event.SerializeToString(),
+                        [(EVENT_ID, f"{batch_id}#{i}".encode()), (EVENT_TYPE, member_type.encode()), *kept])
+                for i, event in enumerate(getattr(batch, field))]
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         await self._consumer.commit({tp: next_offset})
 
-    def _decode(self, record: ConsumerRecord) -> Event[Message]:
+    def _decode(self, record: ConsumerRecord | _Member) -> Event[Message]:
         try:
             meta = EventMeta.from_headers(record.headers or ())
         except KeyError as exc:
@@ -151,7 +215,7 @@ class EventConsumer:
             raise _Undecodable(f"payload is not a valid {meta.event_type}: {exc}") from None
         return Event(meta, payload, record.topic, record.partition, record.offset, record.key)
 
-    async def _handle_one(self, record: ConsumerRecord) -> None:
+    async def _handle_one(self, record: ConsumerRecord | _Member) -> None:
         with _tracer.start_as_current_span(
             f"consume {record.topic}", context=context_from_headers(record.headers or ()),
             kind=SpanKind.CONSUMER,

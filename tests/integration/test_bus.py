@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,39 @@ async def test_unavailable_dependency_is_retried_not_dead_lettered(kafka, publis
     assert attempts == [meta.event_id] * 3 and done == [meta.event_id]
     with pytest.raises(TimeoutError):
         await read_all(kafka.bootstrap_servers, dlq, 1, timeout=2)
+
+
+async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
+    """ingestion's RecordAcceptedBatch read by a consumer that accepts RecordAccepted: each record on its
+    own, and the one its handler fails on dead-lettered alone."""
+    from aifactory.ingestion.v1 import events_pb2 as ingestion_events
+    from services.ingestion.outbox import accepted_message, batched
+    from tests.unit.featurestore.helpers import record_accepted
+
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    records = [record_accepted("loan", f"e{i}", f"r{i}", datetime(2026, 3, 1, tzinfo=UTC), {"loan": float(i)})
+               for i in range(5)]
+    [batch] = batched([accepted_message(topic, r) for r in records], 10)
+    batch_id = dict(batch.headers)[h.EVENT_ID].decode()
+    await publisher.send_raw(topic, batch.value, key=None, headers=batch.headers)
+    await publisher.send_raw(topic, b"\xff\x00not a batch", key=None, headers=batch.headers)
+    got: list[Event[Message]] = []
+
+    async def handle(event: Event[Message]) -> None:
+        if event.payload.record.record_id == "r3":  # type: ignore[attr-defined]
+            raise ValueError("r3 is refused")
+        got.append(event)
+
+    consumer = EventConsumer(kafka.bootstrap_servers, "g-" + topic, {topic: [ingestion_events.RecordAccepted]},
+                             handle, DeadLetters(publisher, dlq), retry_backoff_s=0.05)
+    await consume_until(consumer, lambda: len(got) == 4)
+    assert [e.payload.record.record_id for e in got] == ["r0", "r1", "r2", "r4"]  # type: ignore[attr-defined]
+    assert [e.meta.event_id for e in got] == [f"{batch_id}#{i}" for i in (0, 1, 2, 4)]
+    assert {e.meta.event_type for e in got} == {"aifactory.ingestion.v1.RecordAccepted"}
+    letters = await read_all(kafka.bootstrap_servers, dlq, 2)
+    by_reason = {dict(r.headers)[h.DLQ_ERROR]: r for r in letters}
+    refused = by_reason[b"ValueError"]
+    assert ingestion_events.RecordAccepted.FromString(refused.value) == records[3]
+    assert dict(refused.headers)[h.EVENT_ID] == f"{batch_id}#3".encode()
+    assert dict(refused.headers)[h.EVENT_TYPE] == b"aifactory.ingestion.v1.RecordAccepted"
+    assert b"not a valid aifactory.ingestion.v1.RecordAcceptedBatch" in dict(by_reason[b"undecodable"].headers)[h.DLQ_REASON]

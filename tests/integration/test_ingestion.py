@@ -537,17 +537,19 @@ async def test_service_exposes_quality_metrics(kafka, tmp_path: Path) -> None:  
     assert any(k.startswith("ingestion_rejections_total") and 'code="parse"' in k for k in lines)
 
 
-async def test_records_are_typed_events_for_libs_bus_consumers(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """With records_per_message=1, libs.bus consumers read the records topic as typed events:
-    one RecordAccepted per message, standard headers, read_committed."""
+@pytest.mark.parametrize("per_message", [1, 100])
+async def test_records_are_typed_events_for_libs_bus_consumers(kafka, tmp_path: Path, per_message: int) -> None:  # type: ignore[no-untyped-def]
+    """libs.bus consumers read the records topic as typed RecordAccepted events (batches event by
+    event), standard headers, read_committed; one per message, each event id is its record id."""
     t = await make_topics(kafka.bootstrap_servers, "it-bus")
-    values = settings_values(kafka.bootstrap_servers, t, tmp_path / "raw", consume=False, records_per_message=1)
+    values = settings_values(kafka.bootstrap_servers, t, tmp_path / "raw", consume=False,
+                             records_per_message=per_message)
     async with running(values) as (_, port), insecure_channel(f"127.0.0.1:{port}") as channel:
-        await _ingest_and_read_typed(kafka, pb_grpc.IngestionServiceStub(channel), t)
+        await _ingest_and_read_typed(kafka, pb_grpc.IngestionServiceStub(channel), t, lone=per_message == 1)
 
 
-async def _ingest_and_read_typed(kafka, stub: pb_grpc.IngestionServiceStub, t: Topics) -> None:  # type: ignore[no-untyped-def]
-    examples = [e.record for e, _ in zip(LoanStream(seed=8), range(3), strict=False)]
+async def _ingest_and_read_typed(kafka, stub: pb_grpc.IngestionServiceStub, t: Topics, *, lone: bool) -> None:  # type: ignore[no-untyped-def]
+    examples = [e.record for e, _ in zip(LoanStream(seed=8), range(12), strict=False)]
     await stub.Ingest(pb.IngestRequest(use_case=UC, items=[_json_item(r) for r in examples], request_id="bus"))
     seen: list[Event] = []
 
@@ -560,15 +562,16 @@ async def _ingest_and_read_typed(kafka, stub: pb_grpc.IngestionServiceStub, t: T
         task = asyncio.create_task(consumer.run())
         try:
             async with asyncio.timeout(30):
-                while len(seen) < 3:
+                while len(seen) < 12:
                     await asyncio.sleep(0.05)
         finally:
             await consumer.stop()
             await task
-    assert sorted(e.meta.event_id for e in seen) == [f"grpc:bus:{i}" for i in range(3)]
+    assert sorted(e.payload.record.record_id for e in seen) == sorted(f"grpc:bus:{i}" for i in range(12))
     assert {e.meta.event_type for e in seen} == {"aifactory.ingestion.v1.RecordAccepted"}
     assert {e.meta.use_case for e in seen} == {UC} and {e.meta.producer for e in seen} == {"ingestion"}
-    assert all(e.payload.record.record_id == e.meta.event_id for e in seen)
+    same_id = [e.payload.record.record_id == e.meta.event_id for e in seen]
+    assert all(same_id) if lone else not all(same_id)  # batched: <batch id>#<index>
 
 
 async def test_second_use_case_needs_no_code(kafka, grpc_service) -> None:  # type: ignore[no-untyped-def]
