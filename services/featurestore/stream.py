@@ -306,7 +306,7 @@ class FeatureStream:
             async for events in stream.take_events(s.batch_max, within):
                 await self._labels.submit(events, self._compute_feedback, self._commit)
 
-        # Agent names prefix the repartition topic: keep the app id in them.
+        # Agent names carry the app id: two feature-store apps on one broker stay apart.
         app.agent(source, name=f"{s.app_id}-features")(features)
         app.agent(feedback, name=f"{s.app_id}-labels")(labels)
 
