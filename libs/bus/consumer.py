@@ -22,15 +22,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from libs.bus.batches import member_headers
 from libs.bus.deadletter import DeadLetters
-from libs.bus.headers import BATCH_SIZE, EVENT_ID, EVENT_TYPE, EventMeta
+from libs.bus.headers import EVENT_TYPE, EventMeta
 from libs.bus.security import KafkaSecurity
 from libs.bus.types import event_type_of, message_class
 from libs.errors import Unavailable
@@ -81,13 +82,9 @@ def _batch_of(event_class: type[Message]) -> tuple[str, str] | None:
     except KeyError:
         return None
     fields = batch.DESCRIPTOR.fields
-    if len(fields) != 1 or fields[0].message_type is not event_class.DESCRIPTOR or not _repeated(fields[0]):
+    if len(fields) != 1 or fields[0].message_type is not event_class.DESCRIPTOR or not fields[0].is_repeated:
         return None
     return name, fields[0].name
-
-
-def _repeated(field: Any) -> bool:
-    return bool(getattr(field, "is_repeated", False) or getattr(field, "label", None) == field.LABEL_REPEATED)
 
 
 class EventConsumer:
@@ -192,10 +189,8 @@ class EventConsumer:
             batch = message_class(batch_type).FromString(record.value or b"")
         except DecodeError:
             return [record]  # dead-lettered whole by _decode, with the reason
-        batch_id = next((v for k, v in headers if k == EVENT_ID), b"").decode("utf-8", "replace")
-        kept = [(k, v) for k, v in headers if k not in (EVENT_TYPE, EVENT_ID, BATCH_SIZE)]
         return [_Member(record.topic, record.partition, record.offset, record.key, event.SerializeToString(),
-                        [(EVENT_ID, f"{batch_id}#{i}".encode()), (EVENT_TYPE, member_type.encode()), *kept])
+                        member_headers(headers, member_type, i))
                 for i, event in enumerate(getattr(batch, field))]
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:

@@ -7,9 +7,11 @@ answers requests, hashes them here instead: the same murmur2 (Kafka's Java
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
+from aiokafka.partitioner import murmur2
 
 _SEED = 0x9747B28C
 _M = np.uint32(0x5BD1E995)
@@ -52,3 +54,10 @@ def partitions_for(keys: Sequence[bytes], partitions: Sequence[int]) -> list[int
     """The partition of each key, as aiokafka's ``DefaultPartitioner(key, partitions, partitions)``."""
     hashes = (murmur2_many(keys) & np.uint32(0x7FFFFFFF)) % np.uint32(len(partitions))
     return [partitions[i] for i in hashes.tolist()]
+
+
+@functools.lru_cache(maxsize=65536)
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition of one key among ``partitions`` (0..n-1); cached: consumers check the same
+    entity keys over and over."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus import headers as h
+from libs.bus.batches import member_headers
+from libs.bus.partitions import partition_of
 from libs.features import Duplicate, EntityState, FeatureComputer, FeatureError
 from libs.usecase import UseCase
 from services.featurestore.events import (
@@ -74,21 +74,12 @@ class BatchOutcome:
 StateLoader = Callable[[bytes], Mapping[str, Any] | None]
 
 
-@functools.lru_cache(maxsize=65536)
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as aiokafka and faust use) gives ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def batch_member(item: Incoming, headers: Mapping[str, str], event: ingestion_events.RecordAccepted,
-                 index: int) -> Incoming:
+def batch_member(item: Incoming, event: ingestion_events.RecordAccepted, index: int) -> Incoming:
     """Record ``index`` of a batch message as a message of its own (what gets dead-lettered)."""
     rec = event.record
-    own = {h.EVENT_TYPE: RECORD_ACCEPTED, h.EVENT_ID: f"{headers.get(h.EVENT_ID, '')}#{index}"}
-    merged = {**headers, **own}
     key = f"{rec.use_case}/{rec.entity_id}".encode() if rec.use_case or rec.entity_id else None
     return Incoming(item.topic, item.partition, item.offset, key, event.SerializeToString(),
-                    [(k, v.encode()) for k, v in merged.items()])
+                    member_headers(item.headers, RECORD_ACCEPTED, index))
 
 
 class RecordProcessor:
@@ -109,7 +100,7 @@ class RecordProcessor:
         for item in items:
             headers = header_map(item.headers)
             if headers.get(h.EVENT_TYPE) == RECORD_BATCH:
-                self._batch(item, headers, load, out)
+                self._batch(item, load, out)
                 continue
             self._guarded(item, out, self._record, item, headers, load, out)
         return out
@@ -130,14 +121,14 @@ class RecordProcessor:
             reason, code = str(exc) or type(exc).__name__, type(exc).__name__
         out.dead.append(Dead(item() if callable(item) else item, reason, code))
 
-    def _batch(self, item: Incoming, headers: Mapping[str, str], load: StateLoader, out: BatchOutcome) -> None:
+    def _batch(self, item: Incoming, load: StateLoader, out: BatchOutcome) -> None:
         try:
             batch = decode_record_batch(item.value)
         except BadEvent as exc:
             out.dead.append(Dead(item, exc.reason, exc.code))
             return
         for index, event in enumerate(batch.records):
-            self._guarded(functools.partial(batch_member, item, headers, event, index), out,
+            self._guarded(functools.partial(batch_member, item, event, index), out,
                           self._batched, item, event, load, out)
 
     def _batched(self, item: Incoming, event: ingestion_events.RecordAccepted, load: StateLoader,

@@ -56,7 +56,7 @@ from libs.bus import headers as h
 from libs.features import feature_refs
 from libs.telemetry import Telemetry
 from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor, batch_member
-from services.featurestore.events import RECORD_BATCH, header_map, state_key
+from services.featurestore.events import RECORD_BATCH, BadEvent, decode_record_batch, header_map, state_key
 from services.featurestore.faust_app import FeatureApp
 from services.featurestore.rows import FeatureRow
 from services.featurestore.settings import FeatureStoreSettings
@@ -99,16 +99,15 @@ def split(item: Incoming) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     entity; anything else (a lone record, an undecodable batch) is forwarded as it came,
     to be judged, and dead-lettered if need be, by the stateful stage.
     """
-    headers = header_map(item.headers)
-    if headers.get(h.EVENT_TYPE) != RECORD_BATCH:
+    if header_map(item.headers).get(h.EVENT_TYPE) != RECORD_BATCH:
         return [(entity_key(item.key, item.value or b""), item.value or b"", item.headers)]
     try:
-        batch = ingestion_events.RecordAcceptedBatch.FromString(item.value or b"")
-    except Exception:  # noqa: BLE001 - any undecodable payload
+        batch = decode_record_batch(item.value)
+    except BadEvent:
         return [(UNDECODABLE_KEY, item.value or b"", item.headers)]
     out = []
     for index, event in enumerate(batch.records):
-        member = batch_member(item, headers, event, index)
+        member = batch_member(item, event, index)
         out.append((member.key or UNDECODABLE_KEY, member.value or b"", member.headers))
     return out
 

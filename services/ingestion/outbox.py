@@ -33,6 +33,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aifactory.ingestion.v1 import events_pb2
 from libs.bus import batches
 from libs.bus import headers as h
+from libs.bus.partitions import partitions_for
 from libs.bus.types import event_type_of, schema_version_of
 
 log = logging.getLogger(__name__)
@@ -123,13 +124,13 @@ def batched(messages: Sequence[Outgoing], per_message: int, max_bytes: int = MAX
         size = 0
 
     for m in messages:
-        framed = batches.framed_size(m.value)
-        if run and (m.record_id is None or m.use_case != run[0].use_case or len(run) >= per_message
-                    or size + framed > max_bytes):
-            close()
         if m.record_id is None or per_message <= 1:
+            close()
             out.append(m)
             continue
+        framed = batches.framed_size(m.value)
+        if run and (m.use_case != run[0].use_case or len(run) >= per_message or size + framed > max_bytes):
+            close()
         run.append(m)
         size += framed
     close()
@@ -205,16 +206,18 @@ class TransactionalOutbox:
         order within a partition is the order of ``messages``.
         """
         by_partition: dict[tuple[str, int], list[Outgoing]] = {}
-        partitions: dict[str, list[int]] = {}
-        for m in messages:
-            if m.topic not in partitions:
-                partitions[m.topic] = sorted(await self._producer.partitions_for(m.topic))
-            parts = partitions[m.topic]
-            by_partition.setdefault((m.topic, self._partitioner(m.key, parts, parts)), []).append(m)
+        for topic in dict.fromkeys(m.topic for m in messages):
+            parts = sorted(await self._producer.partitions_for(topic))
+            mine = [m for m in messages if m.topic == topic]
+            # Every key of the topic hashed in one pass; a message without a key goes where
+            # the default partitioner sends those (a random partition).
+            hashed = iter(partitions_for([m.key for m in mine if m.key is not None], parts))
+            for m in mine:
+                partition = next(hashed) if m.key is not None else self._partitioner(None, parts, parts)
+                by_partition.setdefault((topic, partition), []).append(m)
         futures = []
         for (topic, partition), batch_messages in by_partition.items():
-            if self.records_per_message > 1:
-                batch_messages = batched(batch_messages, self.records_per_message)
+            batch_messages = batched(batch_messages, self.records_per_message)
             batch = self._producer.create_batch()
             for m in batch_messages:
                 if batch.append(timestamp=None, key=m.key, value=m.value, headers=m.headers) is None:
