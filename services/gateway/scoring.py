@@ -59,17 +59,23 @@ class Scorer:
             groups.setdefault(routing.route(entity or None), []).append(i)
         ids = [prediction_id() for _ in entity_ids]
         results: list[Scored | None] = [None] * len(entity_ids)
-        parts = await asyncio.gather(*(self._group(served, route, rows[idx]) for route, idx in groups.items()))
+        if len(groups) == 1:  # the usual case: awaited in place, no task per call
+            ((route, idx),) = groups.items()
+            parts = [await self._group(served, route, rows if len(idx) == len(ids) else rows[idx])]
+        else:
+            parts = await asyncio.gather(*(self._group(served, route, rows[idx]) for route, idx in groups.items()))
         latency_us = (time.perf_counter_ns() - started) // 1000
         for (route, idx), (version, alias, output) in zip(groups.items(), parts, strict=True):
             for k, i in enumerate(idx):
                 results[i] = Scored(ids[i], version, alias, output.values[k])
-            picked = [ids[i] for i in idx]
-            entities = [entity_ids[i] for i in idx]
-            self._log(LogEntry(use_case, served.model, version, alias, picked, entities, rows[idx],
+            whole = len(idx) == len(ids)
+            picked = ids if whole else [ids[i] for i in idx]
+            entities = entity_ids if whole else [entity_ids[i] for i in idx]
+            part = rows if whole else rows[idx]
+            self._log(LogEntry(use_case, served.model, version, alias, picked, entities, part,
                                output.values, latency_us, trace_id, at=at, traceparent=traceparent))
             if route.shadow_version:
-                self._shadow(served, route.shadow_version, rows[idx], picked, entities, traceparent, at)
+                self._shadow(served, route.shadow_version, part, picked, entities, traceparent, at)
         for pid, entity in zip(ids, entity_ids, strict=True):
             self._recent.add(pid, use_case, entity, at)
         return [r for r in results if r is not None]
@@ -97,6 +103,9 @@ class Scorer:
         try:
             data = np.ascontiguousarray(rows, dtype=np.float32)
             step = served.max_batch
+            if len(data) <= step:  # one call: awaited in place, no task
+                return await self._triton.submit(served.model, str(version), Rows(data.tobytes(), len(data)),  # type: ignore[no-any-return]
+                                                 served.schema.width, step)
             parts = await asyncio.gather(*(
                 self._triton.submit(served.model, str(version), Rows(data[i:i + step].tobytes(), len(data[i:i + step])),
                                     served.schema.width, step)
@@ -111,7 +120,7 @@ class Scorer:
         if self._predlog is not None:
             self._predlog.offer(entry)
 
-    def _shadow(self, served: Served, version: int, rows: np.ndarray, ids: list[str], entities: list[str],
+    def _shadow(self, served: Served, version: int, rows: np.ndarray, ids: list[str], entities: Sequence[str],
                 traceparent: str, at: float) -> None:
         async def run() -> None:
             started = time.perf_counter_ns()
