@@ -17,6 +17,11 @@ Figures, each with Triton direct as its baseline:
 - gateway.entity.p99_ms: business Predict by entity id (features fetched online), c1
 - gateway.inline.rps_c8: OIP ModelInfer throughput at concurrency 8
 - perf_analyzer.p50_ms (c1) and perf_analyzer.rps_c8
+- floor.*: the same measurements through a bare Python hop (``passthrough`` below: a
+  grpc.aio server on uvloop that forwards the request bytes to Triton and returns its
+  bytes; for the entity figure it first calls the stub feature store with a fixed
+  request). No routing, validation, log or telemetry: what any Python gateway pays on
+  this machine, measured in the same rounds, to read the gateway's figures against.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ RPS_ROUNDS = 4
 CONCURRENCY = 8
 ENTITIES = 1000
 FEATURE_NOTE = "entity features: stub FeatureStoreService (own process, gRPC)"
+FLOOR_NOTE = "bare grpc.aio pass-through, same rounds"
 
 
 def _free_port() -> int:
@@ -107,6 +113,51 @@ def serve_stub_feature_store(port: int) -> None:
         await server.start()
         await server.wait_for_termination()
 
+    asyncio.run(main())
+
+
+def serve_passthrough(port: int, triton_url: str, feature_store_url: str) -> None:
+    """The floor: ModelInfer bytes forwarded to Triton; Predict = a fixed feature-store call,
+    then the bench's fixed ModelInfer request (the response is Triton's bytes)."""
+    from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
+
+    def same(b: bytes) -> bytes:
+        return b
+
+    async def main() -> None:
+        to_triton = grpc.aio.insecure_channel(triton_url).unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer", request_serializer=same, response_deserializer=same)
+        to_features = grpc.aio.insecure_channel(feature_store_url).unary_unary(
+            "/aifactory.featurestore.v1.FeatureStoreService/GetOnlineFeatures",
+            request_serializer=same, response_deserializer=same)
+        features_request = pb.GetOnlineFeaturesRequest(use_case="loan_approval", entity_ids=["a1"]).SerializeToString()
+        infer_request = _request()
+
+        async def infer(request: bytes, context: object) -> bytes:
+            return await to_triton(request, timeout=5)  # type: ignore[no-any-return]
+
+        async def predict(request: bytes, context: object) -> bytes:
+            await to_features(features_request, timeout=5)
+            return await to_triton(infer_request, timeout=5)  # type: ignore[no-any-return]
+
+        def handler(fn: object) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=same, response_serializer=same)
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {"ModelInfer": handler(infer)}),
+            grpc.method_handlers_generic_handler("aifactory.gateway.v1.GatewayService", {"Predict": handler(predict)}),
+        ))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    try:  # as the gateway runs
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        uvloop.install()
     asyncio.run(main())
 
 
@@ -195,39 +246,49 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / "featurestore.log").open("wb")))
         procs.append(subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL, stderr=(logs / "gateway.log").open("wb")))
-        direct_url, gateway_url = triton.grpc_url, f"127.0.0.1:{oip_port}"
+        floor_port = _free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.gateway", "passthrough", str(floor_port),
+                                       triton.grpc_url, f"127.0.0.1:{fs_port}"],
+                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / "passthrough.log").open("wb")))
+        direct_url, gateway_url, floor_url = triton.grpc_url, f"127.0.0.1:{oip_port}", f"127.0.0.1:{floor_port}"
         payload = _request()
-        direct_ch, gateway_ch = grpc.insecure_channel(direct_url), grpc.insecure_channel(gateway_url)
-        direct = direct_ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-        gateway = gateway_ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        channels = [grpc.insecure_channel(url) for url in (direct_url, gateway_url, floor_url)]
+        direct, gateway, floor = (ch.unary_unary("/inference.GRPCInferenceService/ModelInfer") for ch in channels)
         business_ch = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         predict = gw_grpc.GatewayServiceStub(business_ch).Predict
+        floor_predict = channels[2].unary_unary("/aifactory.gateway.v1.GatewayService/Predict")
         _wait("triton model", lambda: direct(payload, timeout=5) is not None)
         _wait("gateway", lambda: gateway(payload, timeout=5) is not None)
         _wait("gateway by entity", lambda: predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"),
                                                    timeout=5) is not None)
+        _wait("pass-through", lambda: floor(payload, timeout=5) is not None)
 
-        lat: dict[str, list[float]] = {"direct": [], "gateway": [], "entity": []}
+        lat: dict[str, list[float]] = {"direct": [], "gateway": [], "entity": [], "floor": [], "floor_entity": []}
         entity_requests = [gw_pb.PredictRequest(use_case="loan_approval", entity_id=f"a{i % ENTITIES}")
                            for i in range(ROUNDS * LATENCY_CALLS)]
-        for call in (direct, gateway):
+        floor_request = entity_requests[0].SerializeToString()
+        for call in (direct, gateway, floor):
             _latencies(call, payload, WARMUP)
+        _latencies(floor_predict, floor_request, WARMUP)
         for _ in range(WARMUP):
             predict(entity_requests[0])
         for r in range(ROUNDS):
             lat["direct"] += _latencies(direct, payload, LATENCY_CALLS)
             lat["gateway"] += _latencies(gateway, payload, LATENCY_CALLS)
+            lat["floor"] += _latencies(floor, payload, LATENCY_CALLS)
             for request in entity_requests[r * LATENCY_CALLS:(r + 1) * LATENCY_CALLS]:
                 started = time.perf_counter()
                 predict(request)
                 lat["entity"].append(time.perf_counter() - started)
-        for ch in (direct_ch, gateway_ch, business_ch):
+            lat["floor_entity"] += _latencies(floor_predict, floor_request, LATENCY_CALLS)
+        for ch in (*channels, business_ch):
             ch.close()
 
-        rps: dict[str, list[float]] = {"direct": [], "gateway": []}
+        rps: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": []}
         for _ in range(RPS_ROUNDS):
             rps["direct"].append(asyncio.run(_rps(direct_url, payload, RPS_SECONDS)))
             rps["gateway"].append(asyncio.run(_rps(gateway_url, payload, RPS_SECONDS)))
+            rps["floor"].append(asyncio.run(_rps(floor_url, payload, RPS_SECONDS)))
 
         pa = {
             "direct_c1": _perf_analyzer(direct_url, 1, logs / "pa-direct-c1.csv"),
@@ -253,6 +314,12 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         Figure("gateway.entity.p99_ms", _pct(lat["entity"], 99), f"ms ({FEATURE_NOTE})", "triton.direct.p99_ms", d99),
         Figure("gateway.inline.rps_c8", float(np.mean(rps["gateway"])), "req/s", "triton.direct.rps_c8",
                float(np.mean(rps["direct"]))),
+        Figure("floor.inline.p50_ms", _pct(lat["floor"], 50), f"ms ({FLOOR_NOTE})", "triton.direct.p50_ms", d50),
+        Figure("floor.inline.p99_ms", _pct(lat["floor"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms", d99),
+        Figure("floor.entity.p99_ms", _pct(lat["floor_entity"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms",
+               d99),
+        Figure("floor.inline.rps_c8", float(np.mean(rps["floor"])), f"req/s ({FLOOR_NOTE})", "triton.direct.rps_c8",
+               float(np.mean(rps["direct"]))),
     ]
     c1, d1, c8, d8 = pa["gateway_c1"], pa["direct_c1"], pa["gateway_c8"], pa["direct_c8"]
     if c1 and d1:
@@ -266,6 +333,8 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "stub-featurestore":
         serve_stub_feature_store(int(sys.argv[2]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "passthrough":
+        serve_passthrough(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
         from libs.infra import ensure_kafka
         from tests.bench.report import render
