@@ -131,8 +131,8 @@ def gateway_settings(triton_url: str, repository: Path, bootstrap: str, **overri
 
     values: dict[str, object] = dict(
         grpc_port=0, oip_port=0, metrics_port=0, auth_mode="off", triton_url=triton_url,
-        triton_model_repository=repository, kafka_bootstrap=bootstrap, registry_url="",
-        feature_store_url="127.0.0.1:1", predlog_flush_ms=20, warmup_requests=2, retire_grace_s=1.0,
+        triton_model_repository=repository, kafka_bootstrap=bootstrap, registry_target="",
+        featurestore_target="127.0.0.1:1", predlog_flush_ms=20, warmup_requests=2, retire_grace_s=1.0,
         use_cases="loan_approval")
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]

@@ -4,10 +4,13 @@ Each service declares a pydantic model of its settings (subclass of
 :class:`ServiceSettings`). A field ``grpc_port`` of the gateway is read from
 ``AIF_GATEWAY_GRPC_PORT`` first, then from the shared ``AIF_GRPC_PORT``, then
 its default. Any ``AIF_GATEWAY_*`` variable that names no field is an error, so a
-typo stops the service at start instead of being silently ignored.
+typo stops the service at start instead of being silently ignored. A setting that was
+renamed (``renamed``: old field name → new) is still read under its old name, with a
+warning; both names set at once is an error.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from libs.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 PREFIX = "AIF_"
 
@@ -34,6 +39,8 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     service: ClassVar[str] = ""
+    # Old field name → its new name: the old variable still works, with a warning.
+    renamed: ClassVar[Mapping[str, str]] = {}
 
     # Subclasses override the port defaults so the seven services can share a host.
     grpc_host: str = "127.0.0.1"
@@ -85,6 +92,7 @@ def load_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
         raise ConfigError(f"{cls.__name__} does not set its service name")
     scoped = f"{PREFIX}{cls.service.upper()}_"
     fields = cls.model_fields
+    env = _renamed(cls, env)
     unknown = sorted(
         name for name in env if name.startswith(scoped) and name[len(scoped):].lower() not in fields
     )
@@ -110,6 +118,22 @@ def load_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
             got = f" (got {env[var]!r})" if var in env else ""
             problems.append(f"{var}: {err['msg']}{got}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _renamed(cls: type[S], env: Mapping[str, str]) -> Mapping[str, str]:
+    """``env`` with each renamed setting's old variable read as its new one."""
+    moved = {env_name(cls.service, old): env_name(cls.service, new) for old, new in cls.renamed.items()}
+    if not any(old in env for old in moved):
+        return env
+    out = dict(env)
+    for old, new in moved.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{old} was renamed {new}: set {new} only")
+        log.warning("%s is deprecated: it was renamed %s", old, new)
+        out[new] = out.pop(old)
+    return out
 
 
 __all__ = ["DEFAULT_AUDIENCE", "DEFAULT_AUTH_DIR", "DEFAULT_ISSUER", "ServiceSettings", "env_name",

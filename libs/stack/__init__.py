@@ -59,7 +59,7 @@ class RunningService:
 _TARGETS: dict[str, dict[str, str]] = {
     "trainer": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
     "evaluator": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
-    "gateway": {"FEATURE_STORE_URL": "featurestore", "REGISTRY_URL": "registry"},
+    "gateway": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
     "monitor": {"REGISTRY_TARGET": "registry"},
 }
 # Services that call others with a service token.

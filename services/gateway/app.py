@@ -117,7 +117,7 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     predlog.start()
     recent = RecentPredictions()
     scorer = Scorer(models, triton, predlog, recent)
-    fs_channel = grpc.aio.insecure_channel(settings.feature_store_url)
+    fs_channel = grpc.aio.insecure_channel(settings.featurestore_target)
     servicer = GatewayServicer(models, scorer, GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
                                FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent))
     server = RpcServer(settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds)
@@ -137,8 +137,8 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     if settings.static_aliases:
         directories.append(StaticDirectory(settings.static_aliases))
     registry_channel = None
-    if settings.registry_url:
-        registry_channel = insecure_channel(settings.registry_url, token=token)
+    if settings.registry_target:
+        registry_channel = insecure_channel(settings.registry_target, token=token)
         directories.append(RegistryDirectory(registry_channel))
     for directory in directories:
         service.tasks.append(loop.create_task(_bootstrap_aliases(directory, book, list(usecases))))

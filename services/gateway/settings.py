@@ -1,6 +1,7 @@
 """Settings of the gateway service (environment variables AIF_GATEWAY_*)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,6 +18,9 @@ def _triton_repository() -> Path:
 
 class GatewaySettings(ServiceSettings):
     service: ClassVar[str] = "gateway"
+    # Named as in the other services (AIF_<SERVICE>_REGISTRY_TARGET, _FEATURESTORE_TARGET).
+    renamed: ClassVar[Mapping[str, str]] = {"registry_url": "registry_target",
+                                            "feature_store_url": "featurestore_target"}
 
     # Business API (GatewayService), health and reflection, behind the shared interceptor.
     grpc_port: int = Field(default=50056, ge=0, le=65535)
@@ -55,14 +59,14 @@ class GatewaySettings(ServiceSettings):
 
     # Where the champion comes from: the registry (gRPC GetAlias at start, then AliasChanged
     # events); "" with static_aliases only, e.g. "loan_approval:champion=2,loan_approval:challenger=3".
-    registry_url: str = "127.0.0.1:50055"
+    registry_target: str = "127.0.0.1:50055"
     static_aliases: str = ""
     model_promoted_topic: str = topics.MODEL_PROMOTED
     dead_letter_topic: str = topics.DEAD_LETTER
 
     # Bearer token the gateway sends to the registry and the feature store (auth on).
     service_token: SecretStr = SecretStr("")
-    feature_store_url: str = "127.0.0.1:50052"
+    featurestore_target: str = "127.0.0.1:50052"
     feature_timeout_s: float = Field(default=1.0, gt=0, le=60)
 
     predictions_topic: str = topics.PREDICTIONS

@@ -237,8 +237,8 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
             "AIF_GATEWAY_AUTH_MODE": "off", "AIF_GATEWAY_GRPC_PORT": str(grpc_port),
             "AIF_GATEWAY_OIP_PORT": str(oip_port), "AIF_GATEWAY_METRICS_PORT": "0",
             "AIF_GATEWAY_TRITON_URL": triton.grpc_url, "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
-            "AIF_GATEWAY_REGISTRY_URL": "", "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
-            "AIF_GATEWAY_USE_CASES": "loan_approval", "AIF_GATEWAY_FEATURE_STORE_URL": f"127.0.0.1:{fs_port}",
+            "AIF_GATEWAY_REGISTRY_TARGET": "", "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
+            "AIF_GATEWAY_USE_CASES": "loan_approval", "AIF_GATEWAY_FEATURESTORE_TARGET": f"127.0.0.1:{fs_port}",
             "AIF_GATEWAY_KAFKA_BOOTSTRAP": bootstrap,
             "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
             "AIF_GATEWAY_LOG_LEVEL": "WARNING"})

@@ -105,7 +105,7 @@ async def topics(new_topic) -> dict[str, str]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def gateway(triton, kafka, topics, feature_store) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
     settings = gateway_settings(triton.grpc_url, triton.model_repository, kafka.bootstrap_servers,
-                                static_aliases="loan_approval:champion=1", feature_store_url=feature_store[0],
+                                static_aliases="loan_approval:champion=1", featurestore_target=feature_store[0],
                                 **topics)
     gw = await start_gateway(settings)
     yield gw

@@ -387,7 +387,7 @@ async def test_gateway_topic(kafka, auth: DevAuth, tmp_path: Path) -> None:  # t
     from services.gateway.settings import GatewaySettings
     t = names("promoted", "predictions", "feedback", "dlq")
     settings = GatewaySettings(
-        **common(kafka, auth), oip_port=-1, registry_url="", feature_store_url="127.0.0.1:9",
+        **common(kafka, auth), oip_port=-1, registry_target="", featurestore_target="127.0.0.1:9",
         triton_model_repository=tmp_path / "triton", model_promoted_topic=t["promoted"],
         predictions_topic=t["predictions"], feedback_topic=t["feedback"], dead_letter_topic=t["dlq"],
         load_timeout_s=5, warmup_requests=0)

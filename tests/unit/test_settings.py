@@ -33,6 +33,31 @@ def test_bad_type_names_variable_and_value() -> None:
         load_settings(DemoSettings, {"AIF_DEMO_MODEL_URL": "u", "AIF_DEMO_BATCH": "many"})
 
 
+class RenamedSettings(ServiceSettings):
+    service: ClassVar[str] = "demo"
+    renamed: ClassVar[dict[str, str]] = {"model_url": "model_target"}
+    model_target: str
+
+
+def test_a_renamed_setting_is_read_under_its_old_name_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    assert load_settings(RenamedSettings, {"AIF_DEMO_MODEL_TARGET": "new"}).model_target == "new"
+    with caplog.at_level("WARNING", logger="libs.settings"):
+        assert load_settings(RenamedSettings, {"AIF_DEMO_MODEL_URL": "old"}).model_target == "old"
+    assert "AIF_DEMO_MODEL_URL is deprecated: it was renamed AIF_DEMO_MODEL_TARGET" in caplog.text
+    with pytest.raises(ConfigError, match="AIF_DEMO_MODEL_URL was renamed AIF_DEMO_MODEL_TARGET: set"):
+        load_settings(RenamedSettings, {"AIF_DEMO_MODEL_URL": "old", "AIF_DEMO_MODEL_TARGET": "new"})
+
+
+def test_the_gateway_names_its_targets_as_the_other_services_do() -> None:
+    from services.gateway.settings import GatewaySettings
+
+    old = load_settings(GatewaySettings, {"AIF_GATEWAY_REGISTRY_URL": "r:1", "AIF_GATEWAY_FEATURE_STORE_URL": "f:2"})
+    new = load_settings(GatewaySettings, {"AIF_GATEWAY_REGISTRY_TARGET": "r:1",
+                                          "AIF_GATEWAY_FEATURESTORE_TARGET": "f:2"})
+    assert (old.registry_target, old.featurestore_target) == (new.registry_target, new.featurestore_target) \
+        == ("r:1", "f:2")
+
+
 def test_out_of_range_port_is_refused() -> None:
     with pytest.raises(ConfigError, match="AIF_GRPC_PORT"):
         load_settings(DemoSettings, {"AIF_DEMO_MODEL_URL": "u", "AIF_GRPC_PORT": "70000"})
