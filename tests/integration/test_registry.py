@@ -313,6 +313,41 @@ def test_evaluations_are_idempotent_by_event_and_report_id(kit: Kit) -> None:
     assert [e.report_id for e in kit.registry.lineage(v1.key).evaluations] == ["report-1"]
 
 
+def test_concurrent_metric_logging_and_indexing_lose_nothing(kit: Kit) -> None:
+    """Writers that read first (a run's status, then its metrics; prediction ids) used to
+    begin as readers on SQLite and fail at once with "database is locked" when another
+    writer committed before their write: the trainer lost epoch metrics under load."""
+    runs = [kit.runs.create(NewRun(AUTO, AUTO, run_id=f"run-c{i}"), ENGINEER).run_id for i in range(3)]
+    steps = 40
+    errors: list[BaseException] = []
+
+    def log(run_id: str) -> None:
+        try:
+            for step in range(steps):
+                kit.runs.log_metrics(run_id, [Metric("loss", 1.0 / (step + 1), "train", step)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def index(worker: int) -> None:
+        try:
+            for i in range(steps):
+                kit.registry.index_predictions([PredictionEntry(f"p-{worker}-{i}", AUTO, AUTO, 1, utcnow(), CHAMPION)])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+    threads += [threading.Thread(target=index, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    for run_id in runs:
+        assert len([m for m in kit.runs.get(run_id).metrics if m.name == "loss"]) == steps
+    assert kit.registry.index_predictions([PredictionEntry(f"p-{w}-{i}", AUTO, AUTO, 1, utcnow(), CHAMPION)
+                                           for w in range(2) for i in range(steps)]) == 0
+
+
 def test_runs_metrics_and_lineage_down_to_a_prediction(kit: Kit) -> None:
     new = NewRun(AUTO, AUTO, run_id="run-42", training_request_id="req-1", drift_report_id="drift-3",
                  params={"lr": "0.003"}, environment={"python": "3.11", "torch": "2.9.1", "host": "box"},

@@ -472,15 +472,24 @@ class SqlStore(RegistryStore):
             yield SqlTx(session, None)
 
     @contextmanager
-    def write(self) -> Iterator[StoreTx]:
+    def _writing(self) -> Iterator[Session]:
+        """A session whose transaction writes. On SQLite it takes the write lock at BEGIN
+        (IMMEDIATE): one that read first and wrote later would have to upgrade its lock,
+        which SQLite refuses at once ("database is locked") whenever another writer
+        committed in between, without waiting on busy_timeout."""
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn.execution_options(aif_write=True)
             with Session(bind=conn, expire_on_commit=False) as session, session.begin():
-                head = session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update())
-                if head is None:
-                    raise FailedPrecondition("registry database has no audit head: run the migrations")
-                yield SqlTx(session, head)
+                yield session
+
+    @contextmanager
+    def write(self) -> Iterator[StoreTx]:
+        with self._writing() as session:
+            head = session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update())
+            if head is None:
+                raise FailedPrecondition("registry database has no audit head: run the migrations")
+            yield SqlTx(session, head)
 
     def log_metrics(self, run_id: str, metrics: Sequence[Metric], now: datetime) -> int:
         if not metrics:
@@ -488,7 +497,7 @@ class SqlStore(RegistryStore):
         rows = {(m.name, m.split, m.step): {"run_id": run_id, "name": m.name, "split": m.split,
                                             "step": m.step, "value": m.value, "logged_at": now}
                 for m in metrics}
-        with Session(self.engine) as session, session.begin():
+        with self._writing() as session:
             status = session.scalar(select(RunRow.status).where(RunRow.run_id == run_id))
             if status is None:
                 raise NotFound(f"run {run_id} not found")
@@ -507,7 +516,7 @@ class SqlStore(RegistryStore):
                    "model_name": e.model_name, "version": e.version, "alias": e.alias,
                    "predicted_at": e.predicted_at, "trace_id": e.trace_id} for e in unique.values()]
         inserted = 0
-        with Session(self.engine) as session, session.begin():
+        with self._writing() as session:
             for i in range(0, len(values), _INSERT_CHUNK):
                 stmt = (self._insert(PredictionRow).values(values[i:i + _INSERT_CHUNK])
                         .on_conflict_do_nothing(index_elements=["prediction_id", "shadow"])
@@ -528,7 +537,7 @@ class SqlStore(RegistryStore):
     def mark_published(self, ids: Sequence[int], now: datetime) -> None:
         if not ids:
             return
-        with Session(self.engine) as session, session.begin():
+        with self._writing() as session:
             session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(ids))).values(published_at=now))
 
     def audit_chain(self, batch: int = 1000) -> Iterator[AuditRecord]:
