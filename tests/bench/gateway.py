@@ -21,7 +21,9 @@ Figures, each with Triton direct as its baseline:
   grpc.aio server on uvloop that forwards the request bytes to Triton and returns its
   bytes; for the entity figure it first calls the stub feature store with a fixed
   request). No routing, validation, log or telemetry: what any Python gateway pays on
-  this machine, measured in the same rounds, to read the gateway's figures against.
+  this machine, measured in the same rounds, to read the gateway's figures against. Its
+  by-entity calls send pre-encoded bytes; the gateway's go through the generated stub,
+  as an app's would (encoding the request and decoding the answer: some 20 µs).
 """
 from __future__ import annotations
 
