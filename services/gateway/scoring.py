@@ -60,8 +60,8 @@ class Scorer:
         ids = [prediction_id() for _ in entity_ids]
         results: list[Scored | None] = [None] * len(entity_ids)
         if len(groups) == 1:  # the usual case: awaited in place, no task per call
-            ((route, idx),) = groups.items()
-            parts = [await self._group(served, route, rows if len(idx) == len(ids) else rows[idx])]
+            (route,) = groups
+            parts = [await self._group(served, route, rows)]
         else:
             parts = await asyncio.gather(*(self._group(served, route, rows[idx]) for route, idx in groups.items()))
         latency_us = (time.perf_counter_ns() - started) // 1000
@@ -103,13 +103,11 @@ class Scorer:
         try:
             data = np.ascontiguousarray(rows, dtype=np.float32)
             step = served.max_batch
-            if len(data) <= step:  # one call: awaited in place, no task
-                return await self._triton.submit(served.model, str(version), Rows(data.tobytes(), len(data)),  # type: ignore[no-any-return]
-                                                 served.schema.width, step)
-            parts = await asyncio.gather(*(
-                self._triton.submit(served.model, str(version), Rows(data[i:i + step].tobytes(), len(data[i:i + step])),
-                                    served.schema.width, step)
-                for i in range(0, len(data), step)))
+            calls = [self._triton.submit(served.model, str(version), Rows(chunk.tobytes(), len(chunk)),
+                                         served.schema.width, step)
+                     for chunk in (data[i:i + step] for i in range(0, len(data), step))]
+            # One call (the usual case) is awaited in place: gather would make a task of it.
+            parts = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         finally:
             inflight[key] -= 1
         if len(parts) == 1:
