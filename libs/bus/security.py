@@ -6,10 +6,12 @@ come from settings (``AIF_<SERVICE>_KAFKA_USERNAME`` / ``..._KAFKA_PASSWORD``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libs.errors import ConfigError
-from libs.settings import ServiceSettings
+
+if TYPE_CHECKING:  # libs.settings imports libs.bus for topic names
+    from libs.settings import ServiceSettings
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ function; everything they share (logging, config errors, SIGTERM) lives here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from libs.auth import redaction
 from libs.errors import ConfigError
@@ -22,16 +23,51 @@ from libs.telemetry import Telemetry, setup_telemetry
 S = TypeVar("S", bound=ServiceSettings)
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class Service:
-    """A built service: its gRPC server and what to close after it has drained."""
+    """A built service: its gRPC server, its background tasks, and what to close after
+    it has drained (in reverse order of registration)."""
 
     server: RpcServer
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, name: str, work: Coroutine[Any, Any, None], *,
+              stop: Callable[[], Awaitable[None]] | None = None) -> asyncio.Task[None]:
+        """Run ``work`` in the background for the life of the service.
+
+        At close, ``stop`` (when given: a graceful stop, e.g. a consumer's) is awaited and
+        then the task; without ``stop`` the task is cancelled. A task that ends with an
+        error before the service closes is logged at once with its name, not only at
+        shutdown.
+        """
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        task.add_done_callback(_report_failure)
+        self.tasks.append(task)
+
+        async def close() -> None:
+            if stop is not None:
+                await stop()
+            else:
+                task.cancel()
+            # A task that failed was logged when it ended; closing goes on with the rest.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        self.closers.append(close)
+        return task
 
     async def close(self) -> None:
         for close in reversed(self.closers):
             await close()
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s ended with an error", task.get_name(), exc_info=task.exception())
 
 
 Builder = Callable[[S, Telemetry], Awaitable[Service]]

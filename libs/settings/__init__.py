@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from libs.bus import topics
 from libs.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,57 @@ class ServiceSettings(BaseModel):
         return f"{self.grpc_host}:{self.grpc_port}"
 
 
+class UseCaseSourceSettings(ServiceSettings):
+    """Where the service reads use-case specs from (None: the shipped ``deploy/usecases``)."""
+
+    usecases_dir: Path | None = None
+
+
+class DatabaseSettings(ServiceSettings):
+    """A service that keeps state in SQL (:mod:`libs.sql`). Left empty, ``database_url``
+    is the embedded default: ``sqlite:///build/<service>/<service>.db``."""
+
+    database_url: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_database(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("database_url"):
+            path = REPO_ROOT / "build" / cls.service / f"{cls.service}.db"
+            data = {**data, "database_url": f"sqlite:///{path}"}
+        return data
+
+
+class ConsumerSettings(ServiceSettings):
+    """A service that follows Kafka topics. Left empty, ``consumer_group`` is the service's
+    name, the prefix its Kafka ACLs grant (:func:`libs.auth.kafka_acls.group_prefix`)."""
+
+    consume: bool = True
+    consumer_group: str = ""
+    dead_letter_topic: str = topics.DEAD_LETTER
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_group(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("consumer_group"):
+            data = {**data, "consumer_group": cls.service}
+        return data
+
+
+class ClientSettings(ServiceSettings):
+    """A service that calls other services: the bearer token it sends (empty: none)."""
+
+    service_token: SecretStr = SecretStr("")
+
+
+class RegistryClientSettings(ClientSettings):
+    registry_target: str = "127.0.0.1:50055"
+
+
+class FeatureStoreClientSettings(ClientSettings):
+    featurestore_target: str = "127.0.0.1:50052"
+
+
 def env_name(service: str, field: str) -> str:
     """The service-scoped variable name of a field, e.g. AIF_GATEWAY_GRPC_PORT."""
     return f"{PREFIX}{service.upper()}_{field.upper()}"
@@ -136,5 +188,6 @@ def _renamed(cls: type[S], env: Mapping[str, str]) -> Mapping[str, str]:
     return out
 
 
-__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_AUTH_DIR", "DEFAULT_ISSUER", "ServiceSettings", "env_name",
-           "load_settings"]
+__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_AUTH_DIR", "DEFAULT_ISSUER", "ClientSettings", "ConsumerSettings",
+           "DatabaseSettings", "FeatureStoreClientSettings", "RegistryClientSettings", "ServiceSettings",
+           "UseCaseSourceSettings", "env_name", "load_settings"]
