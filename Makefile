@@ -22,8 +22,10 @@ proto-check: setup ## fail when generated code is stale, buf lint fails, or a co
 	@bash deploy/tools/proto.sh lint
 	@bash deploy/tools/proto.sh breaking
 
-lint: setup ## ruff on libs, services and tests
-	@.venv/bin/ruff check libs services tests
+lint: setup ## ruff (lint and format) on aif, libs, services and tests; mypy on aif, libs and services
+	@.venv/bin/ruff check aif libs services tests
+	@.venv/bin/ruff format --check aif libs services tests
+	@.venv/bin/mypy aif libs services
 
 check: proto-check lint ## every static check
 
@@ -42,19 +44,19 @@ test-security: setup ## identity, access and hostile-input suites (permission wa
 	  cat build/test-security/sizes.txt 2>/dev/null || echo "security: no suite ran"; exit $$rc
 
 demo: setup ## the factory's main job end to end on embedded defaults
-	@$(PY) -m libs.cli demo
+	@$(PY) -m aif.cli demo
 
 bench: setup ## benchmarks: prints a table and writes build/bench.json
 	@$(PY) -m tests.bench
 
 infra-up: setup ## start Kafka, PostgreSQL, Redis and Triton (reused when running)
-	@$(PY) -m libs.infra up
+	@$(PY) -m aif.infra up
 
 infra-down: ## stop the infrastructure this project started
-	@$(PY) -m libs.infra down
+	@$(PY) -m aif.infra down
 
 infra-status: ## show what answers on each infrastructure port
-	@$(PY) -m libs.infra status
+	@$(PY) -m aif.infra status
 
 clean: infra-down ## stop everything and remove build outputs (keeps .venv)
 	rm -rf build

@@ -18,13 +18,15 @@ if [ ! -f .venv/.requirements.sha ] || ! sha256sum -c --status .venv/.requiremen
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-triton.txt
   sha256sum requirements.txt requirements-triton.txt > .venv/.requirements.sha
 fi
-# The repository root holds the `libs` and `services` packages and proto/ holds the
-# generated `aifactory` contracts: put both on the venv's path once, so every
-# process (tests, services, Triton's python stub) imports them the same way.
-site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-printf '%s\n%s\n' "$PWD" "$PWD/proto" > "$site/aifactory.pth"
-# The `aif` command line.
-printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m libs.cli "$@"\n' "$PWD" > .venv/bin/aif
-chmod +x .venv/bin/aif
+# The project itself, editable: `libs`, `services`, `aif` and the generated `aifactory`
+# (proto/) import from this checkout in every process (tests, services, Triton's python
+# stub), and `.venv/bin/aif` is its console script. Reinstalled when pyproject.toml changes.
+if [ ! -f .venv/.project.sha ] || ! sha256sum -c --status .venv/.project.sha 2>/dev/null; then
+  echo "==> installing the project (editable)"
+  # A venv made before the project was installable had a hand-written path file instead.
+  rm -f "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aifactory.pth"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  sha256sum pyproject.toml > .venv/.project.sha
+fi
 
-.venv/bin/python -m libs.infra install "$@"
+.venv/bin/python -m aif.infra install "$@"

@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from libs import infra
+from aif import infra
 from libs.telemetry import setup_telemetry
 
 # At the end of every run, every log written during it is searched for tokens, secrets and

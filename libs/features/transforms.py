@@ -103,7 +103,9 @@ def _groups(uc: UseCase) -> list[Group]:
     for f in uc.features.row:
         src = f.source
         if f.transform == "identity":
-            groups.append(([f.name], lambda r, s=src: [to_number(r.get(s), s)]))
+            def identity(r: Mapping[str, Any], s: str = src) -> list[float | None]:
+                return [to_number(r.get(s), s)]
+            groups.append(([f.name], identity))
         elif f.transform == "log1p":
             def log1p(r: Mapping[str, Any], s: str = src) -> list[float | None]:
                 x = to_number(r.get(s), s)

@@ -23,7 +23,8 @@ class FeatureColumn:
 
 
 def _definition(uc: UseCase, name: str) -> RowFeature | AggregateFeature:
-    for f in (*uc.features.row, *uc.features.aggregates):
+    features: list[RowFeature | AggregateFeature] = [*uc.features.row, *uc.features.aggregates]
+    for f in features:
         if f.name == name:
             return f
     raise KeyError(name)

@@ -28,15 +28,15 @@ class StatResult:
     sample_size: int
 
 
-def bin_counts(values: Sequence[float] | np.ndarray, edges: Sequence[float]) -> np.ndarray:
+def bin_counts(values: Sequence[float] | np.ndarray, edges: Sequence[float] | np.ndarray) -> np.ndarray:
     """Counts of ``values`` in the bins ``edges`` define; the outer bins are open-ended,
     so live values beyond the training range still land in the first or last bin.
     NaN values are not counted."""
-    edges = np.asarray(edges, dtype=np.float64)
+    cuts = np.asarray(edges, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
-    n_bins = max(len(edges) - 1, 1)
-    index = np.searchsorted(edges[1:-1], values, side="right")
+    n_bins = max(len(cuts) - 1, 1)
+    index = np.searchsorted(cuts[1:-1], values, side="right")
     return np.bincount(index, minlength=n_bins)[:n_bins].astype(np.int64)
 
 

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print("usage: python -m libs.rpc.healthcheck HOST:PORT [SERVICE]", file=sys.stderr)
         return 2
-    ok = check(*argv)
+    ok = check(argv[0], argv[1] if len(argv) == 2 else "")
     print("SERVING" if ok else "NOT_SERVING")
     return 0 if ok else 1
 

@@ -5,7 +5,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from libs.infra import ensure_kafka
+from aif.infra import ensure_kafka
 from tests.bench import bus, monitor
 from tests.bench import features as features_bench
 from tests.bench import gateway as gateway_bench

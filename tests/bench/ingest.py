@@ -31,8 +31,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from aif.datagen import LoanStream, to_json
 from libs.bus import headers as h
-from libs.datagen import LoanStream, to_json
 from tests.bench.report import Figure
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from libs.loop import LoopConfig, LoopDriver, LoopResult
-from libs.loop.factory import fresh_factory
+from aif.loop import LoopConfig, LoopDriver, LoopResult
+from aif.loop.factory import fresh_factory
 from tests.bench.report import Figure
 
 ROOT = Path(__file__).resolve().parents[2] / "build" / "bench-loop"

@@ -21,12 +21,12 @@ from pathlib import Path
 import grpc
 from aiokafka import AIOKafkaConsumer
 
+from aif.datagen import LoanStream, to_json
+from aif.loop.factory import fresh_factory
 from aifactory.featurestore.v1 import events_pb2 as fs_events
 from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
 from libs.bus import topics
-from libs.datagen import LoanStream, to_json
-from libs.loop.factory import fresh_factory
 from tests.bench.ingest import _produce, _raw, _topics
 from tests.bench.report import Figure
 

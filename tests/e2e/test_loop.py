@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from libs.loop import LoopConfig, LoopDriver, LoopResult, report
-from libs.loop.factory import fresh_factory
+from aif.loop import LoopConfig, LoopDriver, LoopResult, report
+from aif.loop.factory import fresh_factory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

@@ -1,6 +1,6 @@
 """Proves each real component works: Kafka, PostgreSQL, Redis and Triton.
 
-Fixtures reuse whatever already runs (``python -m libs.infra up``) and stop only what
+Fixtures reuse whatever already runs (``python -m aif.infra up``) and stop only what
 they started themselves.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from libs.infra import (
+from aif.infra import (
     KafkaHandle,
     PostgresHandle,
     RedisHandle,
@@ -143,7 +143,7 @@ def test_triton_stop_and_restart(triton: TritonHandle) -> None:
     import tritonclient.grpc as grpcclient
 
     if not triton.managed:
-        pytest.skip("Triton on this port was not started by libs.infra")
+        pytest.skip("Triton on this port was not started by aif.infra")
     triton.stop_server()
     assert not triton.is_running()
     triton.start_server()

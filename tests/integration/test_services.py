@@ -14,13 +14,13 @@ import grpc
 import pytest
 from google.protobuf import symbol_database
 
+from aif.stack import SERVICES, Stack
 from libs.rpc.healthcheck import check
-from libs.stack import SERVICES, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # Away from the defaults, so the test runs beside a `make demo`.
-PORT_OFFSET = 11400  # ports above the ephemeral range: see libs.stack.Stack
+PORT_OFFSET = 11400  # ports above the ephemeral range: see aif.stack.Stack
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
-from libs.datagen import LoanStream, SegmentStream, to_json
+from aif.datagen import LoanStream, SegmentStream, to_json
 
 F = FieldDescriptor
 MAX_DEPTH = 4

@@ -30,7 +30,7 @@ from libs.bus.headers import EventMeta
 from libs.bus.types import event_type_of, schema_version_of
 from tests.security.fuzzing import tag, varint
 
-# The broker's message.max.bytes (Kafka's default, which libs.infra keeps).
+# The broker's message.max.bytes (Kafka's default, which aif.infra keeps).
 BROKER_MAX = 1_048_588
 # A value this size fits in one record batch under BROKER_MAX, headers included.
 JUST_UNDER = 1_000_000

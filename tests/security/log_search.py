@@ -96,7 +96,7 @@ SEARCH = Search()
 
 def personal_values() -> list[str]:
     """Every applicant name the loan generator can produce ("First Last")."""
-    from libs.datagen import loan
+    from aif.datagen import loan
 
     return [f"{first} {last}" for first in loan._FIRST for last in loan._LAST]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import jwt
 import pytest
 
+from aif.cli.__main__ import main
 from libs.auth import RevocationList
 from libs.auth.tokens import REVOKED_FILE, TokenVerifier, load_public_key
-from libs.cli.__main__ import main
 from libs.errors import Unauthenticated
 from tests.security.conftest import record
 

@@ -29,17 +29,17 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2 as oip_pb2
 
+from aif.stack import SERVICES, Stack
 from libs.auth import DevAuth
 from libs.rpc.healthcheck import check
 from libs.rpc.server import MAX_MESSAGE_BYTES
-from libs.stack import SERVICES, Stack
 from tests.security.conftest import record
 from tests.security.fuzzing import Body, MessageStrategies, bodies, huge, over_cap
 from tests.security.grpc_targets import Method, services
 
 pytestmark = [pytest.mark.e2e]
 
-# Away from the other stacks (see libs.stack.Stack) and above the kernel's ephemeral range
+# Away from the other stacks (see aif.stack.Stack) and above the kernel's ephemeral range
 # (32768-60999): an outgoing connection never holds them.
 PORT_OFFSET = 11000
 EXAMPLES = int(os.environ.get("AIF_FUZZ_EXAMPLES", "100"))

@@ -52,7 +52,7 @@ class Postgres(Component):
     def _bin(self, tool: str) -> str:
         bins = bin_dir()
         if bins is None:
-            raise InfraError(self.name, "postgres binaries not found: run `python -m libs.infra install`")
+            raise InfraError(self.name, "postgres binaries not found: run `python -m aif.infra install`")
         return str(bins / tool)
 
     def _user(self) -> str | None:

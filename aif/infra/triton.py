@@ -96,7 +96,7 @@ class Triton(Component):
         backends = backends_dir(cfg)
         if not (backends / "python" / "libtriton_python.so").exists():
             raise InfraError(
-                self.name, f"no python backend in {backends}: run `python -m libs.infra install`"
+                self.name, f"no python backend in {backends}: run `python -m aif.infra install`"
             )
         self.model_repository.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -136,7 +136,7 @@ class Triton(Component):
 class TritonHandle(Handle):
     """A reachable Triton. ``grpc_url``/``http_url`` are ``host:port`` (tritonclient style).
 
-    For outage tests: ``stop_server()`` then ``start_server()`` (libs.infra-managed only).
+    For outage tests: ``stop_server()`` then ``start_server()`` (aif.infra-managed only).
     """
 
     grpc_url: str

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from datetime import UTC
 
+from aif.loop.driver import LoopResult
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
-from libs.loop.driver import LoopResult
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -7,9 +7,9 @@ compute expected results independently.
 """
 from __future__ import annotations
 
-from libs.datagen.base import Example, to_json
-from libs.datagen.loan import LoanStream
-from libs.datagen.segments import SegmentStream
+from aif.datagen.base import Example, to_json
+from aif.datagen.loan import LoanStream
+from aif.datagen.segments import SegmentStream
 
 GENERATORS = {"loan_approval": LoanStream, "image_segments": SegmentStream}
 

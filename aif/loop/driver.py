@@ -25,6 +25,8 @@ import grpc
 from aiokafka import AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from aif.datagen import Example, LoanStream, to_json
+from aif.loop.quality import Served, phase_quality
 from aifactory.common.v1 import common_pb2
 from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
@@ -38,9 +40,7 @@ from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.bus import EventPublisher, Outgoing, topics
-from libs.datagen import Example, LoanStream, to_json
 from libs.errors import FailedPrecondition, Unavailable
-from libs.loop.quality import Served, phase_quality
 
 Metadata = tuple[tuple[str, str], ...]
 

@@ -103,9 +103,9 @@ class Component(ABC):
         """One line: running (managed pid / external) or stopped."""
         pid = self.daemon.pid()
         if pid is not None:
-            state = f"running (pid {pid}, started by libs.infra)"
+            state = f"running (pid {pid}, started by aif.infra)"
         elif self.running():
-            state = "running (external: not started by libs.infra)"
+            state = "running (external: not started by aif.infra)"
         else:
             state = "stopped"
         return f"{self.name:<9} {state:<48} {self.endpoint()}  log={self.daemon.log_file}"
@@ -117,7 +117,7 @@ class Handle:
 
     ``stop()`` only stops what this handle started, so a fixture's teardown leaves
     alone an instance that was already running (``make up``). ``stop_server()`` and
-    ``start_server()`` stop and start a libs.infra-managed instance on purpose (outage
+    ``start_server()`` stop and start an aif.infra-managed instance on purpose (outage
     and recovery tests); ``started`` keeps its meaning, so teardown restores the state
     that was there before the handle.
     """
@@ -133,11 +133,11 @@ class Handle:
             self.started = False
 
     def stop_server(self, timeout: float = 30.0) -> None:
-        """Stops the running instance even if it was reused (must be libs.infra-managed)."""
+        """Stops the running instance even if it was reused (must be aif.infra-managed)."""
         if not self.component.stop(timeout) and self.component.running():
             raise InfraError(
                 self.component.name,
-                f"{self.component.endpoint()} was not started by libs.infra; cannot stop it",
+                f"{self.component.endpoint()} was not started by aif.infra; cannot stop it",
             )
 
     def start_server(self, timeout: float | None = None) -> None:
@@ -150,7 +150,7 @@ class Handle:
 
     @property
     def managed(self) -> bool:
-        """True when the running instance was started by libs.infra (any process)."""
+        """True when the running instance was started by aif.infra (any process)."""
         return self.component.daemon.pid() is not None
 
     def is_running(self) -> bool:

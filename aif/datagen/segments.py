@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from river import datasets
 
-from libs.datagen.base import Example
+from aif.datagen.base import Example
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``python -m libs.infra install``: Debian packages, Kafka jars, Triton's python backend.
+"""``python -m aif.infra install``: Debian packages, Kafka jars, Triton's python backend.
 
 Idempotent: each step checks first and is skipped when already done.
 """
@@ -46,7 +46,7 @@ def _no_service_start() -> Iterator[None]:
     if POLICY_RC.exists():
         yield
         return
-    POLICY_RC.write_text("#!/bin/sh\n# written by libs.infra install, removed after\nexit 101\n")
+    POLICY_RC.write_text("#!/bin/sh\n# written by aif.infra install, removed after\nexit 101\n")
     POLICY_RC.chmod(0o755)
     try:
         yield

@@ -72,7 +72,7 @@ def new_cluster_id() -> str:
 
 
 class Kafka(Component):
-    """The open local broker (PLAINTEXT). :class:`~libs.infra.kafka_secure.KafkaSecure`
+    """The open local broker (PLAINTEXT). :class:`~aif.infra.kafka_secure.KafkaSecure`
     reuses it with another template, extra format arguments and client security."""
 
     name = "kafka"
@@ -99,7 +99,7 @@ class Kafka(Component):
             raise InfraError("kafka", "java not found (apt-get install openjdk-17-jre-headless)")
         libs = libs_dir(self.config)
         if not any(libs.glob("kafka_2.13-*.jar")):
-            raise InfraError("kafka", f"no jars in {libs}: run `python -m libs.infra install`")
+            raise InfraError("kafka", f"no jars in {libs}: run `python -m aif.infra install`")
         return [java, *JVM_OPTS, "-cp", f"{libs}/*", f"-Dlog4j.configuration=file:{LOG4J}"]
 
     def _properties_values(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""CLI: ``python -m libs.infra {install,up,down,status} [component ...]``."""
+"""CLI: ``python -m aif.infra {install,up,down,status} [component ...]``."""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ def _down(config: InfraConfig, names: list[str]) -> int:
         if comp.stop():
             print(f"{name:<9} stopped", flush=True)
         elif comp.running():
-            print(f"{name:<9} left running: not started by libs.infra ({comp.endpoint()})")
+            print(f"{name:<9} left running: not started by aif.infra ({comp.endpoint()})")
         else:
             print(f"{name:<9} not running")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m libs.infra", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m aif.infra", description=__doc__)
     parser.add_argument("command", choices=["install", "up", "down", "status"])
     parser.add_argument(
         "components", nargs="*", metavar="component",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from river.datasets import synth
 
-from libs.datagen.base import Example
+from aif.datagen.base import Example
 
 _FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim"]
 _LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman"]

@@ -35,7 +35,7 @@ def parse_ttl(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("token", help="development tokens, revocation and mTLS certificates")
     parser.add_argument("--dir", type=Path, default=None, help="key folder (default: $AIF_AUTH_DIR or build/auth)")
     cmds = parser.add_subparsers(dest="token_command", required=True)

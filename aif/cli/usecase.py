@@ -10,7 +10,7 @@ from libs.usecase import DEFAULT_DIR, TEMPLATE, UseCaseError, load_usecase, pars
 from libs.usecase.model import NAME
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("usecase", help="scaffold or validate use-case specs")
     actions = parser.add_subparsers(dest="action", required=True)
     new = actions.add_parser("new", help="write a new spec from the template")

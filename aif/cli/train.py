@@ -28,7 +28,7 @@ FINAL = {pb.TRAINING_JOB_STATE_SUCCEEDED, pb.TRAINING_JOB_STATE_FAILED, pb.TRAIN
          pb.TRAINING_JOB_STATE_SKIPPED}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("train", help="request a training of a use case (and follow it with --wait)")
     parser.add_argument("use_case")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")

@@ -88,7 +88,7 @@ class KafkaSecure(Kafka):
             return dict(json.loads(self.credentials_file.read_text()))
         except FileNotFoundError:
             raise InfraError(self.name, f"no {self.credentials_file}: start the secure broker first "
-                                        "(python -m libs.infra up kafka-secure)") from None
+                                        "(python -m aif.infra up kafka-secure)") from None
 
     def _ensure_credentials(self) -> dict[str, str]:
         from libs.auth.kafka_acls import PRINCIPALS

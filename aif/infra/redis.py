@@ -21,7 +21,7 @@ class Redis(Component):
     def spawn(self) -> int:
         server = shutil.which("redis-server")
         if server is None:
-            raise InfraError(self.name, "redis-server not found: run `python -m libs.infra install`")
+            raise InfraError(self.name, "redis-server not found: run `python -m aif.infra install`")
         self.dir.mkdir(parents=True, exist_ok=True)
         # Foreground (daemonize no): our pid file tracks it and its log is our stdout.
         return self.daemon.spawn(

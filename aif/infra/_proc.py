@@ -223,7 +223,7 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-ASYNC_THREAD = "libs.infra-probe"
+ASYNC_THREAD = "aif.infra-probe"
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

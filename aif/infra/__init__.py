@@ -7,15 +7,15 @@ Each runs as a background daemon (own session) with its pid file, log and data u
 
 Command line::
 
-    python -m libs.infra install                 # apt packages, Kafka jars, Triton backend
-    python -m libs.infra up [kafka postgres redis triton]   # default: these four
-    python -m libs.infra up kafka-secure         # the secure Kafka profile (SASL/SCRAM + ACLs)
-    python -m libs.infra status
-    python -m libs.infra down [...]              # stops only what libs.infra started
+    python -m aif.infra install                 # apt packages, Kafka jars, Triton backend
+    python -m aif.infra up [kafka postgres redis triton]   # default: these four
+    python -m aif.infra up kafka-secure         # the secure Kafka profile (SASL/SCRAM + ACLs)
+    python -m aif.infra status
+    python -m aif.infra down [...]              # stops only what aif.infra started
 
 Python API (pytest fixtures, demo)::
 
-    from libs.infra import ensure_kafka, ensure_postgres, ensure_redis, ensure_triton
+    from aif.infra import ensure_kafka, ensure_postgres, ensure_redis, ensure_triton
 
     kafka = ensure_kafka()          # KafkaHandle(bootstrap_servers="127.0.0.1:9092", started=...)
     secure = ensure_kafka_secure()  # KafkaSecureHandle(bootstrap_servers="127.0.0.1:9094", ...);
@@ -36,7 +36,7 @@ Redis answers PING; Triton is live and ready over gRPC. Failures raise
 :class:`InfraError`, naming the component and its log file, with the log's tail.
 
 Outage tests: ``handle.stop_server()`` / ``start_server()`` / ``restart_server()`` stop
-and start a libs.infra-managed instance even if the handle reused it (SIGTERM, or
+and start an aif.infra-managed instance even if the handle reused it (SIGTERM, or
 SIGINT for PostgreSQL; SIGKILL to the process group after the timeout).
 ``TritonHandle.add_model(name)`` copies ``deploy/triton/models/<name>`` into the
 repository, for loading with the explicit repository API.

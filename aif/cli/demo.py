@@ -2,7 +2,7 @@
 
 Starts its own Kafka and Triton and the seven services as separate processes on the
 embedded defaults, then drives the shipped loan-approval use case as its users
-would (libs.loop.driver): history with outcomes, a first model, serving by entity
+would (aif.loop.driver): history with outcomes, a first model, serving by entity
 id with feedback, a concept drift, and the factory's own recovery. Prints a
 timeline, a quality table, the lineage of one prediction and the audit trail; the
 last line is a one-line summary; exits non-zero when the loop did not close.
@@ -22,10 +22,10 @@ from pathlib import Path
 import grpc
 from google.protobuf import symbol_database
 
-from libs import infra
-from libs.loop import LoopConfig, LoopDriver, LoopResult, report
-from libs.loop.factory import fresh_factory
-from libs.stack import RunningService, Stack
+from aif import infra
+from aif.loop import LoopConfig, LoopDriver, LoopResult, report
+from aif.loop.factory import fresh_factory
+from aif.stack import RunningService, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "build" / "demo"
@@ -42,11 +42,16 @@ def _infrastructure() -> Iterator[dict[str, str]]:
         for name, ensure in (("kafka", infra.ensure_kafka), ("postgres", infra.ensure_postgres),
                              ("redis", infra.ensure_redis), ("triton", infra.ensure_triton)):
             started = time.monotonic()
-            handle = ensure()
+            handle: infra.Handle = ensure()
             handles.append(handle)
             how = "started" if handle.started else "reused"
             _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.component.endpoint()})")
-        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint()}
+        # The services' own default is build/infra's repository; AIF_INFRA_DIR or
+        # AIF_TRITON_MODEL_REPO may have given this Triton another.
+        repository = str(infra.InfraConfig.from_env().model_repository)
+        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
+               "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": repository,
+               "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": repository}
     finally:
         for handle in reversed(handles):
             handle.stop()

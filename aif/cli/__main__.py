@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from libs.cli import demo, token, train, usecase
-from services.registry import cli as registry_cli
+from aif.cli import audit, token, train, usecase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,20 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="run infrastructure and services in the foreground until Ctrl-C")
     usecase.add_parser(sub)
     token.add_parser(sub)
-    registry_cli.add_audit_parser(sub)
+    audit.add_parser(sub)
     train.add_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo.run()
+    if args.command in ("demo", "up"):
+        # Only these two need the infrastructure, stack and loop modules (pandas, aiokafka...).
+        from aif.cli import demo
+
+        return demo.run() if args.command == "demo" else demo.up()
     if args.command == "usecase":
         return usecase.run(args)
     if args.command == "token":
         return token.run(args)
     if args.command == "audit":
-        return registry_cli.run_audit(args)
-    if args.command == "train":
-        return train.run(args)
-    return demo.up()
+        return audit.run(args)
+    return train.run(args)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 
-def add_audit_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``audit`` to an argparse sub-parser collection (``aif``'s)."""
     audit = sub.add_parser("audit", help="verify or list the registry's hash-chained audit log")
     commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -39,7 +38,7 @@ def _database_url(given: str | None) -> str:
     return load_settings(RegistrySettings).database_url
 
 
-def run_audit(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
     from libs.errors import AifError
@@ -81,12 +80,3 @@ def run_audit(args: argparse.Namespace) -> int:
     finally:
         store.close()
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.registry.cli")
-    add_audit_parser(parser.add_subparsers(dest="command", required=True))
-    return run_audit(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from libs import infra
-from libs.stack import SERVICES, Stack
+from aif import infra
+from aif.stack import SERVICES, Stack
 
 
 @dataclass

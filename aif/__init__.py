@@ -1,0 +1,1 @@
+"""Development tooling of the factory: the `aif` command, local infrastructure, stacks, the demo loop."""
