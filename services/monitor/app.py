@@ -1,53 +1,50 @@
 """Wiring of the monitor service: settings and telemetry in, a ready server out.
 
-``build`` opens the store (and resumes the saved alarm state from it), the registry
-client for training references, the publisher with its outbox relay, and the consumer
-of predictions, feedback and alias changes; it registers the gRPC servicer.
+``build`` opens (and migrates) the store and resumes the saved alarm state from it, the
+registry client for training references, the publisher with the outbox relay, and the
+consumer of predictions, feedback and alias changes; it registers the gRPC servicer.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+import logging
+from collections.abc import Sequence
 
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from aifactory.registry.v1 import events_pb2 as registry_events
 from libs.auth import server_security
-from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity, Outgoing
+from libs.bus.outbox import OutboxRelay
 from libs.rpc import RpcServer, ServerSecurity, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import load_for_service
-from services.monitor.core import MonitorCore
+from services.monitor.consumers import MonitorHandler
+from services.monitor.core import Monitor, MonitorCore
 from services.monitor.instruments import MonitorMetrics
 from services.monitor.references import ReferenceSource, RegistryReferences, StaticReferences
-from services.monitor.service import MonitorService
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
 from services.monitor.store import MonitorStore
 
 SERVICE_NAME = monitor_service_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 
+log = logging.getLogger(__name__)
 
-def _background(run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], Awaitable[None]],
-                name: str) -> Callable[[], Awaitable[None]]:
-    task = asyncio.create_task(run(), name=name)
 
-    async def close() -> None:
-        await stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return close
+def _published(events: Sequence[Outgoing]) -> None:
+    for out in events:
+        log.info("published %s %s", type(out.event).__name__, out.event_id)
 
 
 async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: ReferenceSource | None = None,
                 security: ServerSecurity | None = None) -> Service:
     """``references`` and ``security`` override what the settings describe (tests)."""
     usecases = load_for_service(settings.usecases_dir)
-    store = await asyncio.to_thread(MonitorStore.from_url, settings.database_url)
+    store = await asyncio.to_thread(MonitorStore.from_url, settings.database_url,
+                                    drift_topic=settings.drift_detected_topic,
+                                    rollback_topic=settings.rollback_topic)
     saved = await asyncio.to_thread(store.states)
     core = MonitorCore(usecases, capacity=settings.join_capacity, saved=saved)
     server = RpcServer(settings.grpc_address, telemetry, security=security or server_security(settings),
@@ -60,7 +57,6 @@ async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: 
         store.close()
 
     service.closers.append(close_store)
-    channel = None
     if references is None:
         if settings.registry_target:
             channel = insecure_channel(settings.registry_target,
@@ -73,19 +69,20 @@ async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: 
     publisher = EventPublisher(settings.kafka_bootstrap, producer="monitor", security=kafka_security)
     await publisher.start()
     service.closers.append(publisher.stop)
-    monitor = MonitorService(core, store, references, publisher, drift_topic=settings.drift_detected_topic,
-                             rollback_topic=settings.rollback_topic,
-                             metrics=MonitorMetrics(telemetry.meter, lambda: core.joiners),
-                             reference_retry_s=settings.reference_retry_s,
-                             relay_interval_s=settings.relay_interval_s)
-    monitor.start()  # publishes what a previous run left in the outbox
-    service.closers.append(monitor.stop)
+    monitor = Monitor(core, store, references, metrics=MonitorMetrics(telemetry.meter, lambda: core.joiners),
+                      reference_retry_s=settings.reference_retry_s)
+    relay = OutboxRelay(store, publisher, name="monitor-outbox", poll_s=settings.relay_interval_s,
+                        before_flush=monitor.save, on_published=_published)
+    monitor.on_outbox = relay.kick
+    # Publishes what a previous run left in the outbox first.
+    service.spawn("monitor-outbox", relay.run(), stop=relay.stop)
     if settings.consume:
         consumer = EventConsumer(
             settings.kafka_bootstrap, settings.consumer_group,
             {settings.predictions_topic: [gateway_events.PredictionLogged],
              settings.feedback_topic: [gateway_events.FeedbackRecorded],
              settings.model_promoted_topic: [registry_events.AliasChanged]},
-            monitor.handle, DeadLetters(publisher, settings.dead_letter_topic), security=kafka_security)
-        service.closers.append(_background(consumer.run, consumer.stop, "monitor-consumer"))
+            MonitorHandler(monitor).handle, DeadLetters(publisher, settings.dead_letter_topic),
+            security=kafka_security)
+        service.spawn("monitor-consumer", consumer.run(), stop=consumer.stop)
     return service

@@ -1,9 +1,12 @@
-"""The monitor's core: predictions, outcomes and alias changes in, effects out. No I/O.
+"""The monitor's logic: predictions, outcomes and alias changes in, effects out.
 
-The service (:mod:`services.monitor.service`) feeds it decoded events and persists and
-publishes the :class:`Effects` each call returns; tests and the benchmark drive it
-directly. Per use case a :class:`Joiner` pairs outcomes with predictions; per served
+:class:`MonitorCore` does no I/O: it turns each decoded event into the :class:`Effects`
+it produces (reports, alerts, state, events to publish); tests and the benchmark drive
+it directly. Per use case a :class:`Joiner` pairs outcomes with predictions; per served
 model version a :class:`VersionTracker` keeps windows, detectors and alarm episodes.
+:class:`Monitor` runs it in the service: it fetches each version's training reference,
+and saves every event's effects with the events they publish in one transaction (the
+store's outbox, published by :class:`libs.bus.outbox.OutboxRelay`).
 
 Rollback after a promotion: when ``champion`` moves from version M to N, a *watch* on N
 starts. At each quality window of N (``max(drift.window, drift.min_samples)`` labelled
@@ -15,14 +18,16 @@ it end the watch ("kept").
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from libs.errors import InvalidArgument
-from libs.usecase import UseCase
+from libs.errors import AlreadyExists, Unavailable
+from libs.usecase import UseCase, UseCases
 from services.monitor.domain import (
     CHAMPION,
     Alert,
@@ -39,6 +44,10 @@ from services.monitor.domain import (
 from services.monitor.join import Joiner
 from services.monitor.quality import primary_metric, rollback_verdict
 from services.monitor.tracker import VersionTracker, id_stem, state_key
+
+if TYPE_CHECKING:
+    from services.monitor.instruments import MonitorMetrics
+    from services.monitor.references import ReferenceSource
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +78,7 @@ class Watch:
 class MonitorCore:
     def __init__(self, usecases: Mapping[str, UseCase], *, capacity: int = 200_000,
                  clock: Callable[[], datetime] = utcnow, saved: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.usecases = dict(usecases)
+        self.usecases = UseCases(usecases)
         self.clock = clock
         self.joiners = {name: Joiner(uc.label.max_delay, capacity) for name, uc in self.usecases.items()}
         self.trackers: dict[VersionKey, VersionTracker] = {}
@@ -87,10 +96,8 @@ class MonitorCore:
         self.shadow_ignored = 0
 
     def usecase(self, name: str) -> UseCase:
-        uc = self.usecases.get(name)
-        if uc is None:
-            raise InvalidArgument("use_case", f"unknown use case {name!r}")
-        return uc
+        """The spec of ``name``; :class:`~libs.usecase.UnknownUseCase` if there is none."""
+        return self.usecases.require(name)
 
     # ------------------------------------------------------------------ references
     def has_tracker(self, key: VersionKey) -> bool:
@@ -215,3 +222,94 @@ class MonitorCore:
             log.info("%s: live %s holds after the promotion (%.4f vs %.4f): kept", key, metric,
                      verdict.after, verdict.before)
         effects.states[watch.key] = dataclasses.asdict(watch)
+
+
+class EffectStore(Protocol):
+    """Where :class:`Monitor` saves effects (:class:`services.monitor.store.MonitorStore`)."""
+
+    def commit(self, effects: Effects, now: datetime) -> None: ...
+
+
+class Monitor:
+    """:class:`MonitorCore` at work in the service.
+
+    Before a version's first served prediction is judged, its training reference is
+    fetched (again after ``reference_retry_s`` while the registry is unreachable). Each
+    event's effects are committed in one transaction with the events they publish; a
+    database outage keeps them in memory, in order, and they go with the next commit.
+    ``on_outbox`` is called when an alarm or a rollback request has been saved (the
+    relay's ``kick``).
+    """
+
+    def __init__(self, core: MonitorCore, store: EffectStore, references: ReferenceSource, *,
+                 metrics: MonitorMetrics | None = None, clock: Callable[[], datetime] = utcnow,
+                 reference_retry_s: float = 30.0, on_outbox: Callable[[], None] | None = None) -> None:
+        self.core = core
+        self.clock = clock
+        self.on_outbox = on_outbox
+        self._store = store
+        self._references = references
+        self._metrics = metrics
+        self._retry_s = reference_retry_s
+        self._resolved: set[VersionKey] = set()
+        self._retry_at: dict[VersionKey, float] = {}
+        self._unsaved = Effects()
+        # One commit at a time, so a retried batch never lands after a newer one.
+        self._saving = asyncio.Lock()
+
+    def usecase(self, name: str) -> UseCase:
+        return self.core.usecase(name)
+
+    async def on_prediction(self, p: Prediction, *, shadow: bool = False) -> None:
+        if not shadow:
+            await self._ensure_reference(p.model)
+        await self.apply(self.core.on_prediction(p, shadow=shadow))
+
+    async def on_outcome(self, o: Outcome) -> None:
+        await self.apply(self.core.on_outcome(o))
+
+    async def on_alias(self, move: AliasMove) -> None:
+        await self.apply(self.core.on_alias(move))
+
+    async def apply(self, effects: Effects) -> None:
+        """Record and save ``effects`` (kept for the next commit when the database is down)."""
+        if not effects:
+            return
+        if self._metrics is not None:
+            self._metrics.record(effects)
+        self._unsaved.merge(effects)
+        if await self._save() and (effects.alarms or effects.rollbacks) and self.on_outbox is not None:
+            self.on_outbox()
+
+    async def save(self) -> None:
+        """Commit what a database outage left unsaved (the relay's ``before_flush``)."""
+        await self._save()
+
+    async def _save(self) -> bool:
+        async with self._saving:
+            if not self._unsaved:
+                return True
+            batch, self._unsaved = self._unsaved, Effects()
+            try:
+                await asyncio.to_thread(self._store.commit, batch, self.clock())
+            except (Unavailable, AlreadyExists) as exc:
+                # Kept (in order) for the next commit, which finds the rows a racing
+                # writer added; the consumer carries on.
+                self._unsaved = batch.merge(self._unsaved)
+                log.error("monitor store unavailable (%s); %d reports waiting", exc, len(self._unsaved.reports))
+                return False
+            return True
+
+    async def _ensure_reference(self, key: VersionKey) -> None:
+        if key in self._resolved or self._retry_at.get(key, 0.0) > time.monotonic():
+            return
+        try:
+            reference = await self._references.reference(key)
+        except Unavailable as exc:
+            self._retry_at[key] = time.monotonic() + self._retry_s
+            log.warning("no reference for %s yet (%s); distribution checks wait, retry in %.0fs", key, exc,
+                        self._retry_s)
+            return
+        self._resolved.add(key)
+        self.core.set_reference(key, reference)
+        log.info("%s: %s", key, "reference loaded" if reference is not None else "no reference")

@@ -1,32 +1,24 @@
 """Settings of the monitor service (environment variables AIF_MONITOR_*)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from libs.bus import topics
-from libs.settings import ServiceSettings
-
-_BUILD = Path(__file__).resolve().parents[2] / "build"
+from libs.settings import ConsumerSettings, DatabaseSettings, RegistryClientSettings, UseCaseSourceSettings
 
 
-class MonitorSettings(ServiceSettings):
+class MonitorSettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings, RegistryClientSettings):
+    """``database_url`` keeps reports, alerts, alarm state and the outbox (SQLite by
+    default); ``registry_target`` serves each version's training reference
+    (GetReferenceStats): empty, none, and only quality is watched."""
+
     service: ClassVar[str] = "monitor"
 
     grpc_port: int = Field(default=50057, ge=0, le=65535)
     metrics_port: int = Field(default=9107, ge=0, le=65535)
 
-    # Use-case specs; empty means the shipped ones (deploy/usecases).
-    usecases_dir: Path | None = None
-    # Reports, alerts, alarm state and the outbox (SQLAlchemy URL): SQLite by default.
-    database_url: str = f"sqlite:///{_BUILD / 'monitor' / 'monitor.db'}"
-    # Registry serving each version's training reference (GetReferenceStats); empty: none,
-    # and only quality is watched.
-    registry_target: str = "127.0.0.1:50055"
-    # Bearer token sent to the registry (empty: none).
-    service_token: SecretStr = SecretStr("")
     # Seconds before asking an unreachable registry again for a reference.
     reference_retry_s: float = Field(default=30.0, ge=0.1, le=3600)
     # Predictions waiting for an outcome (and outcomes for a prediction), per use case.
@@ -34,11 +26,8 @@ class MonitorSettings(ServiceSettings):
     # How often the outbox relay retries unpublished events.
     relay_interval_s: float = Field(default=2.0, ge=0.05, le=600)
 
-    consume: bool = True
-    consumer_group: str = "monitor"
     predictions_topic: str = topics.PREDICTIONS
     feedback_topic: str = topics.FEEDBACK
     model_promoted_topic: str = topics.MODEL_PROMOTED
     drift_detected_topic: str = topics.DRIFT_DETECTED
     rollback_topic: str = topics.ROLLBACK_REQUESTED
-    dead_letter_topic: str = topics.DEAD_LETTER

@@ -8,29 +8,36 @@ never opens the same alarm episode twice. Writes are idempotent by id (a replaye
 event that produces the same report id keeps the first).
 
 Reports are stored as their ``DriftReport`` protobuf (the contract is the document),
-with the columns they are filtered by.
+with the columns they are filtered by. The outbox is an :class:`~libs.bus.outbox.OutboxSource`:
+:class:`~libs.bus.outbox.OutboxRelay` publishes its rows (event id = report id or request
+id, key = use case) and marks them sent.
+
+The schema is created and upgraded by the Alembic migrations in ``MIGRATIONS``
+(:meth:`MonitorStore.from_url` runs them); database errors leave as :mod:`libs.errors`.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, Self
 
+from google.protobuf.message import Message
 from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, String, Text, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from aifactory.monitor.v1 import events_pb2 as pb_events
 from aifactory.monitor.v1 import monitor_service_pb2 as pb
+from libs.bus import Outgoing, topics
 from libs.errors import NotFound
-from libs.lifecycle.sql import engine_for
+from libs.sql import Database, translate
 from services.monitor import convert
 from services.monitor.domain import Alert, Effects, Severity, VersionKey
 
 DRIFT = "drift"
 ROLLBACK = "rollback"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class _Base(DeclarativeBase):
@@ -83,14 +90,12 @@ class _Outbox(_Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
 
 
-@dataclass(frozen=True)
-class Pending:
-    """An event in the outbox, not yet published."""
+METADATA = _Base.metadata
+_EVENTS: dict[str, type[Message]] = {DRIFT: pb_events.DriftDetected, ROLLBACK: pb_events.RollbackRequested}
 
-    event_id: str
-    kind: str
-    use_case: str
-    payload: bytes
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _naive(at: datetime) -> datetime:
@@ -115,27 +120,35 @@ class ReportReader(Protocol):
 
 
 class MonitorStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        _Base.metadata.create_all(engine)
+    """Reports, alerts, state and outbox of the monitor in ``db`` (already migrated)."""
+
+    def __init__(self, db: Database, *, drift_topic: str = topics.DRIFT_DETECTED,
+                 rollback_topic: str = topics.ROLLBACK_REQUESTED, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._db = db
+        self._topics = {DRIFT: drift_topic, ROLLBACK: rollback_topic}
+        self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> MonitorStore:
-        return cls(engine_for(url))
+    def from_url(cls, url: str, *, drift_topic: str = topics.DRIFT_DETECTED,
+                 rollback_topic: str = topics.ROLLBACK_REQUESTED, clock: Callable[[], datetime] = _utcnow) -> Self:
+        """A store on ``url``, its schema migrated to head first."""
+        db = Database(url)
+        try:
+            with translate("the monitor schema"):
+                db.migrate(MIGRATIONS, metadata=METADATA)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, drift_topic=drift_topic, rollback_topic=rollback_topic, clock=clock)
 
     def close(self) -> None:
-        self._engine.dispose()
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with Session(self._engine) as session, session.begin():
-            yield session
+        self._db.close()
 
     # ------------------------------------------------------------------ writes
     def commit(self, effects: Effects, now: datetime) -> None:
         """Persist ``effects`` in one transaction (idempotent by id)."""
         stamp = _naive(now)
-        with self._tx() as s:
+        with translate("monitor effects"), self._db.write() as s:
             for r in effects.reports:
                 if s.get(_Report, r.report_id) is None:
                     s.add(_Report(report_id=r.report_id, use_case=r.model.use_case, model_name=r.model.model_name,
@@ -166,18 +179,21 @@ class MonitorStore:
                 if s.get(_Outbox, event_id) is None:
                     s.add(_Outbox(event_id=event_id, kind=kind, use_case=use_case, payload=payload, created_at=stamp))
 
-    def pending(self, limit: int = 100) -> list[Pending]:
-        with self._tx() as s:
-            rows = s.scalars(select(_Outbox).where(_Outbox.sent_at.is_(None))
-                             .order_by(_Outbox.created_at, _Outbox.event_id).limit(limit)).all()
-            return [Pending(r.event_id, r.kind, r.use_case, r.payload) for r in rows]
+    # ------------------------------------------------------------------ outbox (OutboxSource)
+    def pending(self, limit: int = 100) -> list[tuple[str, Outgoing]]:
+        """Unpublished events, oldest first, keyed by event id."""
+        q = select(_Outbox).where(_Outbox.sent_at.is_(None)).order_by(_Outbox.created_at, _Outbox.event_id).limit(limit)
+        with translate("the monitor outbox"), self._db.read() as s:
+            return [(r.event_id, Outgoing(self._topics[r.kind], _EVENTS[r.kind].FromString(r.payload), r.use_case,
+                                          key=r.use_case, event_id=r.event_id))
+                    for r in s.scalars(q).all()]
 
-    def mark_sent(self, event_ids: list[str], now: datetime) -> None:
-        with self._tx() as s:
-            s.execute(update(_Outbox).where(_Outbox.event_id.in_(event_ids)).values(sent_at=_naive(now)))
+    def mark_sent(self, keys: Sequence[str]) -> None:
+        with translate("the monitor outbox"), self._db.write() as s:
+            s.execute(update(_Outbox).where(_Outbox.event_id.in_(keys)).values(sent_at=_naive(self._clock())))
 
     def states(self) -> dict[str, dict[str, Any]]:
-        with self._tx() as s:
+        with translate("monitor state"), self._db.read() as s:
             return {r.key: json.loads(r.value) for r in s.scalars(select(_State)).all()}
 
     # ------------------------------------------------------------------ reads
@@ -196,11 +212,11 @@ class MonitorStore:
         if since is not None:
             q = q.where(_Report.created_at >= _naive(since))
         q = q.order_by(_Report.created_at.desc(), _Report.report_id.desc()).limit(limit).offset(offset)
-        with self._tx() as s:
+        with translate("drift reports"), self._db.read() as s:
             return [pb.DriftReport.FromString(blob) for blob in s.scalars(q).all()]
 
     def get_report(self, report_id: str) -> pb.DriftReport:
-        with self._tx() as s:
+        with translate(f"drift report {report_id!r}"), self._db.read() as s:
             row = s.get(_Report, report_id)
             if row is None:
                 raise NotFound(f"drift report {report_id!r} not found")
@@ -218,7 +234,7 @@ class MonitorStore:
         if since is not None:
             q = q.where(_Alert.created_at >= _naive(since))
         q = q.order_by(_Alert.created_at.desc(), _Alert.alert_id.desc()).limit(limit).offset(offset)
-        with self._tx() as s:
+        with translate("alerts"), self._db.read() as s:
             return [Alert(r.alert_id, VersionKey(r.use_case, r.model_name, r.version), Severity(r.severity), r.kind,
                           r.message, r.report_id, _aware(r.created_at) or r.created_at, _aware(r.resolved_at))
                     for r in s.scalars(q).all()]

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from google.protobuf.message import Message
 from pydantic import SecretStr
 
+from aif import infra
 from aifactory.common.v1 import common_pb2
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.gateway.v1 import events_pb2 as gateway_events
@@ -35,7 +36,6 @@ from aifactory.monitor.v1 import monitor_service_pb2_grpc as pb_grpc
 from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.registry.v1 import registry_service_pb2 as registry_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from libs import infra
 from libs.auth import REVOKED_FILE, DevAuth, JwtAuthenticator, RevocationList, TokenVerifier, load_public_key
 from libs.bus import EventPublisher, Outgoing
 from libs.errors import Unavailable

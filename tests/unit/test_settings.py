@@ -69,6 +69,8 @@ def test_every_service_settings_load_with_defaults(name: str) -> None:
     import importlib
 
     module = importlib.import_module(f"services.{name}.settings")
-    cls = next(v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings")
+    # The service's own class, not a shared mixin the module imports.
+    cls = next(v for k, v in vars(module).items()
+               if k.endswith("Settings") and getattr(v, "__module__", "") == module.__name__)
     settings = load_settings(cls, {})
     assert settings.service == name

@@ -1,4 +1,4 @@
-"""Prediction and feedback events of the loan-approval use case, built from libs.datagen.LoanStream.
+"""Prediction and feedback events of the loan-approval use case, built from aif.datagen.LoanStream.
 
 A fixed "model" scores each record (a deterministic scorer, or any function of the
 model-input row); the prediction is logged at the record's event time and its outcome
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aif.datagen import LoanStream
 from aifactory.common.v1 import common_pb2
 from aifactory.gateway.v1 import events_pb2 as gateway_events
-from libs.datagen import LoanStream
 from libs.lifecycle.metrics import auc
 from libs.reference import build_reference
 from libs.usecase import UseCase

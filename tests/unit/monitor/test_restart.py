@@ -6,18 +6,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from libs.bus import Event, EventMeta, Outgoing
+from libs.bus.outbox import OutboxRelay
 from libs.errors import InvalidArgument, NotFound, Unavailable
-from libs.lifecycle.sql import engine_for
+from libs.usecase import UnknownUseCase
 from services.monitor import convert
-from services.monitor.core import MonitorCore
+from services.monitor.consumers import MonitorHandler
+from services.monitor.core import Monitor, MonitorCore
 from services.monitor.domain import DriftAlarm, Effects, RollbackRequest, VersionKey
 from services.monitor.references import StaticReferences
-from services.monitor.service import MonitorService
 from services.monitor.store import MonitorStore
 from tests.unit.monitor import loanstream
 from tests.unit.monitor.helpers import V1
@@ -72,31 +72,31 @@ def test_a_restarted_monitor_resumes_its_episode_and_does_not_alarm_again(
     tracker = restarted.trackers[V1]
     assert tracker.episode.open and tracker.episode.report_id == alarm.report_id
     assert tracker.detector.calibrated and tracker.suppressed > 0  # it kept alarming, inside the episode
-    assert [p.event_id for p in store.pending()] == [alarm.report_id]
+    assert [key for key, _ in store.pending()] == [alarm.report_id]
     (alert,) = store.list_alerts(use_case=UC.name)
     assert alert.resolved_at is None and alert.report_id == alarm.report_id
 
 
 async def test_the_outbox_publishes_each_event_once_across_failures_and_restarts(tmp_path: Path) -> None:
-    store = MonitorStore.from_url(f"sqlite:///{tmp_path / 'monitor.db'}")
+    store = MonitorStore.from_url(f"sqlite:///{tmp_path / 'monitor.db'}", drift_topic="drift",
+                                  rollback_topic="rollback")
     effects = Effects(alarms=[DriftAlarm("r1", V1, (), NOW)],
                       rollbacks=[RollbackRequest("rb1", V1, "champion", "worse", ("r1",), NOW)])
     publisher = FakePublisher()
-    service = MonitorService(MonitorCore({UC.name: UC}), store, StaticReferences(), publisher,  # type: ignore[arg-type]
-                             drift_topic="drift", rollback_topic="rollback")
+    monitor = Monitor(MonitorCore({UC.name: UC}), store, StaticReferences())
+    relay = OutboxRelay(store, publisher, name="test", before_flush=monitor.save)  # type: ignore[arg-type]
     publisher.fail = True
-    await service.apply(effects)  # committed; the broker is down
+    await monitor.apply(effects)  # committed; the broker is down
     with pytest.raises(ConnectionError):
-        await service.flush()
+        await relay.flush()
     store.commit(effects, NOW)  # the same effects again (a replayed event): no second outbox entry
     publisher.fail = False
-    assert await service.flush() == 2 and await service.flush() == 0
+    assert await relay.flush() == 2 and await relay.flush() == 0
     assert [(o.topic, o.event_id, o.key) for o in publisher.sent] == [
         ("drift", "r1", UC.name), ("rollback", "rb1", UC.name)]
     assert isinstance(publisher.sent[0].event, monitor_events.DriftDetected)
     assert publisher.sent[1].event.evidence_ids == ["r1"]
-    again = MonitorService(MonitorCore({UC.name: UC}), store, StaticReferences(), publisher,  # type: ignore[arg-type]
-                           drift_topic="drift", rollback_topic="rollback")
+    again = OutboxRelay(store, publisher, name="test")  # type: ignore[arg-type]
     assert await again.flush() == 0
 
 
@@ -127,35 +127,35 @@ async def test_bad_events_are_refused_naming_the_field_and_references_are_retrie
             raise Unavailable("registry down")
 
     store = MonitorStore.from_url(f"sqlite:///{tmp_path / 'monitor.db'}")
-    service = MonitorService(MonitorCore({UC.name: UC}), store, Flaky(), FakePublisher(),  # type: ignore[arg-type]
-                             drift_topic="d", rollback_topic="r", reference_retry_s=3600)
+    handler = MonitorHandler(Monitor(MonitorCore({UC.name: UC}), store, Flaky(), reference_retry_s=3600))
+
     def event(payload: object) -> Event:  # type: ignore[type-arg]
         meta = EventMeta.new(type(payload).DESCRIPTOR.full_name, "v1", UC.name, "test", None)  # type: ignore[attr-defined]
         return Event(meta, payload, "t", 0, 0, None)  # type: ignore[arg-type]
 
     good = next(t.event for t in loanstream.events(loanstream.rule_scorer(), n=3)
                 if isinstance(t.event, gateway_events.PredictionLogged))
-    await service.handle(event(good))
+    await handler.handle(event(good))
     second = gateway_events.PredictionLogged()
     second.CopyFrom(good)
     second.prediction_id = "other"
-    await service.handle(event(second))
+    await handler.handle(event(second))
     assert Flaky.calls == 1  # not asked again before reference_retry_s
     bad = gateway_events.PredictionLogged()
     bad.CopyFrom(good)
     bad.prediction_id = ""
     with pytest.raises(InvalidArgument) as err:
-        await service.handle(event(bad))
+        await handler.handle(event(bad))
     assert err.value.field == "prediction_id"
     unknown = gateway_events.FeedbackRecorded(prediction_id="x", use_case=UC.name)
     unknown.outcome.string_value = "maybe"
     with pytest.raises(InvalidArgument) as err:
-        await service.handle(event(unknown))
+        await handler.handle(event(unknown))
     assert err.value.field == "outcome" and "maybe" in err.value.message
     other = gateway_events.FeedbackRecorded(prediction_id="x", use_case="nope")
-    with pytest.raises(InvalidArgument) as err:
-        await service.handle(event(other))
-    assert err.value.field == "use_case"
+    with pytest.raises(UnknownUseCase) as unknown_err:  # a NotFound: dead-lettered like any bad event
+        await handler.handle(event(other))
+    assert unknown_err.value.field == "use_case" and unknown_err.value.name == "nope"
 
 
 async def test_a_database_outage_keeps_the_effects_until_the_next_commit(tmp_path: Path) -> None:
@@ -163,15 +163,14 @@ async def test_a_database_outage_keeps_the_effects_until_the_next_commit(tmp_pat
         down = True
 
         def commit(self, effects: Effects, now: datetime) -> None:
-            if self.down:
-                raise OperationalError("commit", {}, Exception("database is locked"))
+            if self.down:  # what the store raises for an OperationalError
+                raise Unavailable("database unavailable while writing monitor effects: database is locked")
             super().commit(effects, now)
 
-    store = Flaky(engine_for(f"sqlite:///{tmp_path / 'monitor.db'}"))
-    service = MonitorService(MonitorCore({UC.name: UC}), store, StaticReferences(), FakePublisher(),  # type: ignore[arg-type]
-                             drift_topic="d", rollback_topic="r")
-    await service.apply(Effects(alarms=[DriftAlarm("r1", V1, (), NOW)], states={"k": {"n": 1}}))
+    store = Flaky.from_url(f"sqlite:///{tmp_path / 'monitor.db'}")
+    monitor = Monitor(MonitorCore({UC.name: UC}), store, StaticReferences())
+    await monitor.apply(Effects(alarms=[DriftAlarm("r1", V1, (), NOW)], states={"k": {"n": 1}}))
     assert store.pending() == []
     store.down = False
-    await service.apply(Effects(states={"k": {"n": 2}}))
-    assert [p.event_id for p in store.pending()] == ["r1"] and store.states() == {"k": {"n": 2}}
+    await monitor.apply(Effects(states={"k": {"n": 2}}))
+    assert [key for key, _ in store.pending()] == ["r1"] and store.states() == {"k": {"n": 2}}
