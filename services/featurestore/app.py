@@ -22,10 +22,10 @@ from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import load_for_service
 from services.featurestore.batch import RecordProcessor
+from services.featurestore.consumers import FeatureStream
 from services.featurestore.core import FeatureStoreCore
 from services.featurestore.servicer import FeatureStoreServicer
 from services.featurestore.settings import FeatureStoreSettings
-from services.featurestore.stream import FeatureStream
 
 SERVICE_NAME = featurestore_service_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str], *,
 
 async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
                 on_fatal: Callable[[BaseException], None] = exit_on_fatal) -> Service:
+    """The gRPC API over the core and, with ``stream_enabled``, the stream processor as a
+    background task of the service."""
     if settings.log_level != "DEBUG":
         for name in ("faust", "mode", "feast", "services.featurestore.faust_app"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -120,6 +122,5 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
         stream = FeatureStream(settings, processor, core.writer, publisher,
                                datadir=str(core.layout.faust_dir), telemetry=telemetry, on_fatal=on_fatal,
                                repartition=repartition)
-        await stream.start()
-        service.closers.append(stream.stop)
+        service.spawn("featurestore-stream", stream.run(), stop=stream.stop)
     return service

@@ -20,20 +20,17 @@ from libs.bus import headers as h
 from libs.bus.batches import member_headers
 from libs.bus.partitions import partition_of
 from libs.features import Duplicate, EntityState, FeatureComputer, FeatureError
-from libs.usecase import UseCase
-from services.featurestore.events import (
+from libs.usecase import UseCase, UseCases
+from services.featurestore.convert import (
     RECORD_ACCEPTED,
     RECORD_BATCH,
-    BadEvent,
-    RecordIn,
-    coerce_label,
     decode_feedback,
     decode_record,
     decode_record_batch,
     header_map,
     record_in,
 )
-from services.featurestore.rows import FeatureRow, LabelRow
+from services.featurestore.domain import BadEvent, FeatureRow, LabelRow, RecordIn, coerce_label, state_key
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +74,7 @@ StateLoader = Callable[[bytes], Mapping[str, Any] | None]
 def batch_member(item: Incoming, event: ingestion_events.RecordAccepted, index: int) -> Incoming:
     """Record ``index`` of a batch message as a message of its own (what gets dead-lettered)."""
     rec = event.record
-    key = f"{rec.use_case}/{rec.entity_id}".encode() if rec.use_case or rec.entity_id else None
+    key = state_key(rec.use_case, rec.entity_id) if rec.use_case or rec.entity_id else None
     return Incoming(item.topic, item.partition, item.offset, key, event.SerializeToString(),
                     member_headers(item.headers, RECORD_ACCEPTED, index))
 
@@ -85,7 +82,7 @@ def batch_member(item: Incoming, event: ingestion_events.RecordAccepted, index: 
 class RecordProcessor:
     def __init__(self, usecases: Mapping[str, UseCase], *, require_key: bool = False,
                  partitions: int | None = None) -> None:
-        self.usecases = dict(usecases)
+        self.usecases = UseCases(usecases)
         # The stream relies on the message key for placement (partition = hash of the key):
         # a record without its entity's key may sit in a partition whose state is elsewhere.
         self.require_key = require_key

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from libs.errors import Unavailable
-from libs.usecase import UseCase, load_default
-from services.featurestore import feast_repo
-from services.featurestore.layout import Layout
-from services.featurestore.online import OnlineReader, OnlineRow
-from services.featurestore.online_writer import ChildProcessWriter, InProcessWriter, OnlineWriter
+from libs.usecase import UseCase, UseCases, load_default
 from services.featurestore.settings import FeatureStoreSettings
+from services.featurestore.store import feast_repo
+from services.featurestore.store.layout import Layout
+from services.featurestore.store.online import OnlineReader, OnlineRow
+from services.featurestore.store.online_writer import ChildProcessWriter, InProcessWriter, OnlineWriter
+from services.featurestore.store.writer import FeatureWriter
 from services.featurestore.training import TrainingSet, TrainingSetBuilder
-from services.featurestore.writer import FeatureWriter
 
 log = logging.getLogger(__name__)
 # Reads of the offline store that race with its compaction are retried this many times.
@@ -32,7 +32,7 @@ TRAINING_SET_ATTEMPTS = 3
 
 @dataclass
 class FeatureStoreCore:
-    usecases: dict[str, UseCase]
+    usecases: UseCases
     layout: Layout
     writer: FeatureWriter
     reader: OnlineReader
@@ -41,9 +41,10 @@ class FeatureStoreCore:
     feast: Any
 
     @classmethod
-    def open(cls, settings: FeatureStoreSettings, usecases: dict[str, UseCase] | None = None) -> FeatureStoreCore:
+    def open(cls, settings: FeatureStoreSettings,
+             specs: Mapping[str, UseCase] | None = None) -> FeatureStoreCore:
         """Generate the Feast repo from the specs, apply it, open the offline datasets."""
-        usecases = usecases if usecases is not None else load_default(settings.usecases_dir)
+        usecases = UseCases(specs) if specs is not None else load_default(settings.usecases_dir)
         layout = Layout(settings.feast_repo.resolve(), settings.data_dir.resolve())
         feast_repo.generate(layout, usecases, project=settings.feast_project,
                             online_store=settings.online_store, redis_url=settings.redis_url)
@@ -59,20 +60,20 @@ class FeatureStoreCore:
         writer = FeatureWriter(layout, usecases, write_store, compact_at=settings.compact_files, online=online)
         training = TrainingSetBuilder(layout, read_store, writer.features, writer.labels)
         log.info("feature store ready: %s (online store %s)", ", ".join(sorted(usecases)), settings.online_store)
-        return cls(usecases, layout, writer, OnlineReader(read_store, usecases), training, read_store)
+        return cls(usecases, layout, writer, OnlineReader(read_store), training, read_store)
 
     def close(self) -> None:
         self.writer.online.close()
 
     def online(self, use_case: str, entity_ids: Sequence[str],
                feature_names: Sequence[str] = ()) -> tuple[UseCase, list[str], list[OnlineRow]]:
-        uc = self.reader.usecase(use_case)
+        uc = self.usecases.require(use_case)
         columns = self.reader.columns(uc, feature_names)
         return uc, columns, self.reader.read(uc, entity_ids, columns)
 
     def training_set(self, use_case: str, start: datetime, end: datetime,
                      feature_names: Sequence[str] = ()) -> TrainingSet:
-        uc = self.reader.usecase(use_case)
+        uc = self.usecases.require(use_case)
         columns = self.reader.columns(uc, feature_names)
         for attempt in range(TRAINING_SET_ATTEMPTS):
             try:

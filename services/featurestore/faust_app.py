@@ -15,6 +15,7 @@ When delivering cannot block (see ``wait_first`` below) the message is delivered
 from __future__ import annotations
 
 import asyncio
+import types
 from typing import Any
 
 import faust
@@ -53,14 +54,15 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         return await super().wait_first(*coros, timeout=timeout)
 
     def _delivers_now(self, second: Any) -> bool:
-        if not (asyncio.iscoroutine(second) and second.cr_code is _EVENT_WAIT):
+        if not (isinstance(second, types.CoroutineType) and second.cr_code is _EVENT_WAIT):
             return False
         if self.suspend_flow.is_set() or self.should_stop or not self.app.flow_control.is_active():
             return False
         buffer = self.app.producer.buffer
         if buffer.size > buffer.max_messages:
             return False
-        return not any(channel.queue.full() for channel in self.app.topics._topics)
+        # faust's Conductor keeps its channels in ``_topics``, which its ConductorT interface lacks.
+        return not any(channel.queue.full() for channel in self.app.topics._topics)  # type: ignore[attr-defined]
 
     def _new_consumer_thread(self) -> Any:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)

@@ -7,19 +7,22 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from libs.bus import topics
-from libs.settings import ServiceSettings
+from libs.settings import UseCaseSourceSettings
 
 _BUILD = Path(__file__).resolve().parents[2] / "build"
 
 
-class FeatureStoreSettings(ServiceSettings):
+class FeatureStoreSettings(UseCaseSourceSettings):
+    """Use-case specs from ``usecases_dir`` (the shipped ones when unset). Records and
+    feedback are consumed by faust (its own consumer group, ``app_id``), not by
+    :class:`libs.bus.EventConsumer`: hence no ``ConsumerSettings`` and a
+    ``dead_letter_topic`` of its own."""
+
     service: ClassVar[str] = "featurestore"
 
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
 
-    # Use-case specs; empty means the shipped ones (deploy/usecases).
-    usecases_dir: Path | None = None
     # The Feast repository generated from the specs (feature_store.yaml, definitions, registry).
     feast_repo: Path = _BUILD / "feast"
     # Feast project; entity keys in a shared Redis are scoped by it.

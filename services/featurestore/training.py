@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from libs.errors import FailedPrecondition
 from libs.features import FeatureColumn, feature_refs
 from libs.usecase import UseCase
-from services.featurestore.layout import (
+from services.featurestore.store.layout import (
     DATASET_URI,
     DATASET_VERSION,
     ENTITY_TS,
@@ -44,8 +44,8 @@ from services.featurestore.layout import (
     RECORD_ID,
     Layout,
 )
-from services.featurestore.offline import ParquetDataset
-from services.featurestore.rows import TS, attribute_column
+from services.featurestore.store.offline import ParquetDataset
+from services.featurestore.store.rows import TS, attribute_column
 
 LABEL = "label"
 META_COLUMNS = ["entity_id", "event_time", "label_time", LABEL]

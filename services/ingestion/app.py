@@ -26,31 +26,31 @@ from libs.errors import ConfigError
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCase, UseCaseError, load_usecases, spec_files
-from services.ingestion.consumer.pipeline import RawPipeline
-from services.ingestion.dataset import RawDataset
-from services.ingestion.outbox import TransactionalOutbox
+from libs.usecase import DEFAULT_DIR, UseCaseError, UseCases, load_usecases, spec_files
+from services.ingestion.consumers import RawPipeline
 from services.ingestion.pii import DEV_SALT
+from services.ingestion.publisher import TransactionalPublisher
 from services.ingestion.push import PushIngest
 from services.ingestion.quality import QualityReporter, QualityTracker
 from services.ingestion.records import UseCaseIngestor
 from services.ingestion.servicer import IngestionServicer
 from services.ingestion.settings import IngestionSettings
+from services.ingestion.store import RawDataset
 
 SERVICE_NAME = ingestion_service_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
 log = logging.getLogger(__name__)
 
 
-def load_specs(directory: Path) -> dict[str, UseCase]:
+def load_specs(directory: Path) -> UseCases:
     """The use cases of ``directory``; none (with a warning) when it is missing or empty.
 
     An invalid spec stops the service at start, naming the file, key and line.
     """
     if not directory.is_dir():
         log.warning("use cases folder %s does not exist: no raw topic is consumed", directory)
-        return {}
+        return UseCases()
     try:
-        usecases = load_usecases(spec_files(directory))
+        usecases = UseCases(load_usecases(spec_files(directory)))
     except UseCaseError as exc:
         raise ConfigError(f"invalid use case spec: {exc.message}") from None
     if not usecases:
@@ -103,7 +103,7 @@ class Core:
 
 
 def make_core(settings: IngestionSettings, meter: Meter) -> Core:
-    usecases = load_specs(settings.usecases_dir)
+    usecases = load_specs(settings.usecases_dir or DEFAULT_DIR)
     salt = salt_of(settings)
     ingestors = {name: UseCaseIngestor(uc, salt=salt, max_payload_bytes=settings.max_payload_bytes)
                  for name, uc in usecases.items()}
@@ -124,8 +124,8 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
     return RawPipeline(
         settings.kafka_bootstrap, {settings.raw_topic(n): ing for n, ing in core.ingestors.items()},
         core.dataset, core.quality,
-        TransactionalOutbox(settings.kafka_bootstrap, settings.transactional_id, kafka_options=options,
-                            records_per_message=settings.records_per_message),
+        TransactionalPublisher(settings.kafka_bootstrap, settings.transactional_id, kafka_options=options,
+                               records_per_message=settings.records_per_message),
         group_id=settings.consumer_group, records_topic=settings.records_topic,
         dead_letter_topic=settings.dead_letter_topic, instance_id=settings.instance,
         max_batch=settings.max_batch, kafka_options=options)
@@ -141,36 +141,24 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
                                security=KafkaSecurity.from_settings(settings))
     await publisher.start()
     service.closers.append(publisher.stop)
-    push_outbox = TransactionalOutbox(settings.kafka_bootstrap, f"{settings.transactional_id}-grpc",
-                                      kafka_options=kafka_options(settings),
-                                      records_per_message=settings.records_per_message)
-    await push_outbox.start()
-    service.closers.append(push_outbox.stop)
-    push = PushIngest(ingestors, dataset, quality, push_outbox, records_topic=settings.records_topic,
+    push_publisher = TransactionalPublisher(settings.kafka_bootstrap, f"{settings.transactional_id}-grpc",
+                                            kafka_options=kafka_options(settings),
+                                            records_per_message=settings.records_per_message)
+    await push_publisher.start()
+    service.closers.append(push_publisher.stop)
+    push = PushIngest(ingestors, dataset, quality, push_publisher, records_topic=settings.records_topic,
                       dead_letter_topic=settings.dead_letter_topic, max_items=settings.max_request_items)
     service.server.add_service(ingestion_service_pb2_grpc.add_IngestionServiceServicer_to_server,
                                IngestionServicer(push, dataset), SERVICE_NAME)
 
     reporter = QualityReporter(quality, publisher, settings.quality_topic)
-    reporter_task = asyncio.create_task(reporter.run(), name="ingestion-quality")
-
-    async def stop_reporter() -> None:
-        await reporter.stop()
-        await reporter_task
-
-    service.closers.append(stop_reporter)
+    service.spawn("ingestion-quality", reporter.run(), stop=reporter.stop)
 
     if settings.consume and ingestors:
         await ensure_topics(settings.kafka_bootstrap, [*map(settings.raw_topic, ingestors), settings.records_topic,
                                                        settings.dead_letter_topic, settings.quality_topic],
                             settings.topic_partitions, settings.topic_replication, kafka_options(settings))
         pipeline = make_pipeline(settings, core)
-        pipeline_task = asyncio.create_task(pipeline.run(), name="ingestion-pipeline")
-        pipeline_task.add_done_callback(_stop_on_fatal)
-
-        async def stop_pipeline() -> None:
-            await pipeline.stop()
-            await asyncio.gather(pipeline_task, return_exceptions=True)
-
-        service.closers.append(stop_pipeline)
+        task = service.spawn("ingestion-pipeline", pipeline.run(), stop=pipeline.stop)
+        task.add_done_callback(_stop_on_fatal)
     return service

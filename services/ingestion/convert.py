@@ -10,8 +10,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2, ingestion_service_pb2
-from services.ingestion.dataset import DatasetVersion
 from services.ingestion.records import Outcome
+from services.ingestion.store import DatasetVersion
 from services.ingestion.violations import Violation
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

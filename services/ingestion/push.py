@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import ingestion_service_pb2
-from libs.errors import InvalidArgument, NotFound, Unavailable
+from libs.errors import InvalidArgument, Unavailable
 from libs.telemetry import headers_with_context
+from libs.usecase import UseCases
 from services.ingestion import convert, decode
-from services.ingestion.dataset import RawDataset
-from services.ingestion.outbox import TransactionalOutbox, accepted_message, rejected_message
+from services.ingestion.publisher import TransactionalPublisher, accepted_message, rejected_message
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import Outcome, UseCaseIngestor
+from services.ingestion.store import RawDataset
 from services.ingestion.violations import PARSE, Violation
 
 
@@ -41,23 +42,23 @@ class PushIngest:
     """The gRPC data plane: validate, store, publish a batch of pushed items."""
 
     def __init__(self, ingestors: Mapping[str, UseCaseIngestor], dataset: RawDataset, quality: QualityTracker,
-                 outbox: TransactionalOutbox, *, records_topic: str, dead_letter_topic: str,
+                 publisher: TransactionalPublisher, *, records_topic: str, dead_letter_topic: str,
                  max_items: int = 10_000) -> None:
         self._ingestors = dict(ingestors)
+        self._usecases = UseCases({name: i.usecase for name, i in self._ingestors.items()})
         self._dataset = dataset
         self._quality = quality
-        self._outbox = outbox
+        self._publisher = publisher
         self._records_topic = records_topic
         self._dlq_topic = dead_letter_topic
         self.max_items = max_items
 
     def ingestor(self, use_case: str) -> UseCaseIngestor:
+        """The ingestor of a loaded use case: ``NOT_FOUND`` for another, ``INVALID_ARGUMENT`` for none."""
         if not use_case:
             raise InvalidArgument("use_case", "is required")
-        try:
-            return self._ingestors[use_case]
-        except KeyError:
-            raise NotFound(f"use case {use_case!r} is not loaded") from None
+        self._usecases.require(use_case)
+        return self._ingestors[use_case]
 
     @staticmethod
     def new_request_id() -> str:
@@ -99,7 +100,7 @@ class PushIngest:
                     messages.append(rejected_message(self._dlq_topic, event, key=None, group="grpc",
                                                      trace=trace))
             try:
-                await self._outbox.commit(messages)
+                await self._publisher.commit(messages)
             except Exception as exc:  # noqa: BLE001 - aborted: nothing was published; the caller may retry
                 raise Unavailable(f"could not publish the batch ({type(exc).__name__}: {exc}); retry with the "
                                   "same request_id") from exc

@@ -9,8 +9,8 @@ from aifactory.ingestion.v1 import ingestion_service_pb2_grpc
 from libs.errors import InvalidArgument
 from libs.rpc import current_principal
 from services.ingestion import convert
-from services.ingestion.dataset import RawDataset
 from services.ingestion.push import PushIngest
+from services.ingestion.store import RawDataset
 
 
 class IngestionServicer(ingestion_service_pb2_grpc.IngestionServiceServicer):

@@ -8,25 +8,23 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from libs.bus import topics
-from libs.settings import ServiceSettings
-from libs.usecase import DEFAULT_DIR
+from libs.settings import ConsumerSettings, UseCaseSourceSettings
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "build" / "data" / "raw"
 
 
-class IngestionSettings(ServiceSettings):
+class IngestionSettings(UseCaseSourceSettings, ConsumerSettings):
+    """``usecases_dir`` (unset: the shipped specs; a missing folder means no use case, the
+    service still starts), ``consume`` (off: gRPC only), ``consumer_group`` (unset: "ingestion")
+    and ``dead_letter_topic`` come from the shared mixins."""
+
     service: ClassVar[str] = "ingestion"
 
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
 
-    # Use-case specs (*.yaml); a missing folder means no use case (the service still starts).
-    usecases_dir: Path = DEFAULT_DIR
     # Root of the versioned raw dataset: <data_dir>/<use_case>/date=YYYY-MM-DD/*.parquet.
     data_dir: Path = DEFAULT_DATA_DIR
-    # Consume the raw topics (off: gRPC only).
-    consume: bool = True
-    consumer_group: str = Field(default="ingestion", min_length=1)
     # Stable per instance (a pod name): the Kafka transactional id is
     # "<consumer_group>-<instance id>" and the consumer's static group instance id is the
     # instance id, so a restarted instance fences its dead self and takes its partitions
@@ -36,7 +34,6 @@ class IngestionSettings(ServiceSettings):
     # Raw topic of a use case; {use_case} is replaced by its name (tests use their own).
     raw_topic_pattern: str = "aif.{use_case}.raw"
     records_topic: str = topics.RECORDS
-    dead_letter_topic: str = topics.DEAD_LETTER
     quality_topic: str = topics.QUALITY
     # Partitions of the topics above when ingestion has to create them (at start, if missing).
     topic_partitions: int = Field(default=3, ge=1, le=10_000)

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 
 from libs.runtime import run
 from services.ingestion.app import build
-from services.ingestion.dataset import RawDataset
 from services.ingestion.settings import IngestionSettings
+from services.ingestion.store import RawDataset
 
 CRASH = 17
 

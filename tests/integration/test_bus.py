@@ -193,7 +193,7 @@ async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_t
     """ingestion's RecordAcceptedBatch read by a consumer that accepts RecordAccepted: each record on its
     own, and the one its handler fails on dead-lettered alone."""
     from aifactory.ingestion.v1 import events_pb2 as ingestion_events
-    from services.ingestion.outbox import accepted_message, batched
+    from services.ingestion.publisher import accepted_message, batched
     from tests.unit.featurestore.helpers import record_accepted
 
     topic, dlq = await new_topic(), await new_topic("dlq")

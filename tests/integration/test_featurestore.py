@@ -37,24 +37,24 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from aif import infra
+from aif.datagen import Example, LoanStream
+from aif.infra.kafka_secure import create_topics
 from aifactory.common.v1 import common_pb2
 from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
 from aifactory.featurestore.v1.events_pb2 import FeaturesWritten
-from libs import infra
 from libs.bus import EventPublisher, Outgoing
 from libs.bus import headers as h
-from libs.datagen import Example, LoanStream
 from libs.features import feature_versions
-from libs.infra.kafka_secure import create_topics
 from libs.rpc.healthcheck import check
 from libs.usecase import UseCase, load_default
 from services.featurestore.batch import Incoming, RecordProcessor, partition_of
 from services.featurestore.core import FeatureStoreCore
-from services.featurestore.layout import RECORD_ID
 from services.featurestore.settings import FeatureStoreSettings
+from services.featurestore.store.layout import RECORD_ID
 from services.featurestore.training import TrainingSetIncomplete
-from services.ingestion.outbox import accepted_message, batched
+from services.ingestion.publisher import accepted_message, batched
 from tests.unit.featurestore.helpers import feedback, from_example, headers_for, record_accepted
 
 pytestmark = [pytest.mark.integration]

@@ -28,20 +28,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
+from aif.datagen import LoanStream, SegmentStream, to_json
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2
 from aifactory.ingestion.v1 import ingestion_service_pb2 as pb
 from aifactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from libs.bus import DeadLetters, Event, EventConsumer, EventPublisher
-from libs.datagen import LoanStream, SegmentStream, to_json
 from libs.rpc import insecure_channel
 from libs.runtime import Service, start_service
 from services.ingestion.app import build
-from services.ingestion.dataset import RawDataset
-from services.ingestion.outbox import accepted_in
 from services.ingestion.pii import pseudonym
+from services.ingestion.publisher import accepted_in
 from services.ingestion.records import UseCaseIngestor
 from services.ingestion.settings import IngestionSettings
+from services.ingestion.store import RawDataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

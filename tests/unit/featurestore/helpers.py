@@ -5,12 +5,12 @@ import functools
 from datetime import datetime
 from typing import Any
 
+from aif.datagen import Example
 from aifactory.common.v1 import common_pb2
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus.headers import EventMeta
 from libs.bus.types import event_type_of, schema_version_of
-from libs.datagen import Example
 from libs.usecase import load_default
 
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aif.datagen import LoanStream, SegmentStream
 from aifactory.common.v1 import common_pb2
-from libs.datagen import LoanStream, SegmentStream
 from libs.usecase import load_default
 from services.featurestore.batch import Incoming, RecordProcessor
 from tests.unit.featurestore.helpers import feedback, from_example, headers_for, record_accepted

@@ -8,8 +8,8 @@ import pytest
 from libs.errors import ConfigError
 from libs.features import feature_versions
 from libs.usecase import load_default
-from services.featurestore import feast_repo
-from services.featurestore.layout import RECORD_ID, Layout
+from services.featurestore.store import feast_repo
+from services.featurestore.store.layout import RECORD_ID, Layout
 
 USECASES = load_default()
 
@@ -24,7 +24,7 @@ def test_redis_url_becomes_feast_connection_string() -> None:
 def test_yaml_picks_the_online_store(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "repo", tmp_path / "data")
     sqlite = feast_repo.render_yaml(layout, "proj", "sqlite", "")
-    assert "type: services.featurestore.sqlite_store.BatchedSqliteOnlineStore" in sqlite
+    assert "type: services.featurestore.store.sqlite.BatchedSqliteOnlineStore" in sqlite
     assert str(tmp_path / "repo" / "online.db") in sqlite
     redis = feast_repo.render_yaml(layout, "proj", "redis", "redis://127.0.0.1:6379/1")
     assert 'connection_string: "127.0.0.1:6379,db=1"' in redis and "type: file" in redis

@@ -6,7 +6,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from services.featurestore.offline import STAGING, ParquetDataset
+from services.featurestore.store.offline import STAGING, ParquetDataset
 
 SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("x", pa.float64())])
 

@@ -8,8 +8,9 @@ import pytest
 
 from libs.errors import InvalidArgument, NotFound
 from libs.usecase import load_default
-from services.featurestore.layout import RECORD_ID
-from services.featurestore.online import OnlineReader
+from services.featurestore.core import FeatureStoreCore
+from services.featurestore.store.layout import RECORD_ID
+from services.featurestore.store.online import OnlineReader
 
 USECASES = load_default()
 UC = USECASES["loan_approval"]
@@ -92,7 +93,7 @@ class FakeStore:
 
 
 def test_names_resolve_to_columns() -> None:
-    reader = OnlineReader(FakeStore({}), USECASES)
+    reader = OnlineReader(FakeStore({}))
     assert reader.columns(UC, []) == UC.model_inputs()
     assert reader.columns(UC, ["loan_approval:loan_mean_10m", "elevel", "elevel__1"]) == [
         "loan_mean_10m", *[f"elevel__{c}" for c in range(5)]]
@@ -100,15 +101,19 @@ def test_names_resolve_to_columns() -> None:
         reader.columns(UC, ["loan", "nope"])
     with pytest.raises(InvalidArgument, match="view"):
         reader.columns(UC, ["other:loan"])
+
+
+def test_an_unknown_use_case_is_not_found() -> None:
+    core = FeatureStoreCore(USECASES, None, None, OnlineReader(FakeStore({})), None, None)  # type: ignore[arg-type]
     with pytest.raises(NotFound, match="unknown_uc"):
-        reader.usecase("unknown_uc")
+        core.online("unknown_uc", ["a1"])
 
 
 @pytest.mark.parametrize("redis_quirk", [False, True])
 def test_rows_come_back_in_request_order_with_found_flags(redis_quirk: bool) -> None:
     store = FakeStore({"a1": {"loan": 5.0, "loan_mean_10m": None, RECORD_ID: "r9"},
                        "a2": {"loan": 7.0, "loan_mean_10m": 6.0, RECORD_ID: "r3"}}, redis_quirk=redis_quirk)
-    reader = OnlineReader(store, USECASES)
+    reader = OnlineReader(store)
     rows = reader.read(UC, ["a2", "zz", "a1", "a2"], ["loan", "loan_mean_10m"])
     assert [r.entity_id for r in rows] == ["a2", "zz", "a1", "a2"]
     assert [r.found for r in rows] == [True, False, True, True]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.featurestore.batch import BatchOutcome
-from services.featurestore.stream import BatchPipeline
+from services.featurestore.consumers import BatchPipeline
 
 
 @dataclass

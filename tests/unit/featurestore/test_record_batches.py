@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+from aif.datagen import LoanStream
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus import headers as h
-from libs.datagen import LoanStream
 from libs.usecase import load_default
 from services.featurestore.batch import Incoming, RecordProcessor, partition_of
-from services.featurestore.stream import UNDECODABLE_KEY, chunks, split
-from services.ingestion.outbox import Outgoing, accepted_message, batched
+from services.featurestore.consumers import UNDECODABLE_KEY, chunks, split
+from services.ingestion.publisher import Outgoing, accepted_message, batched
 from tests.unit.featurestore.helpers import from_example, record_accepted
 
 USECASES = load_default()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from libs.datagen import LoanStream
+from aif.datagen import LoanStream
 from libs.usecase import UseCase, load_default
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

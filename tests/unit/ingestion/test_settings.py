@@ -5,14 +5,14 @@ import pytest
 
 from libs.errors import ConfigError
 from libs.settings import load_settings
-from libs.usecase import DEFAULT_DIR
 from services.ingestion.settings import IngestionSettings
 
 
 def test_defaults_and_environment() -> None:
     s = load_settings(IngestionSettings, {"AIF_INGESTION_INSTANCE_ID": "pod-3",
                                           "AIF_INGESTION_RAW_TOPIC_PATTERN": "test.{use_case}.in"})
-    assert s.usecases_dir == DEFAULT_DIR and s.consumer_group == "ingestion"
+    # No specs folder set: the shipped ones (UseCaseSourceSettings); the group is the service's name.
+    assert s.usecases_dir is None and s.consumer_group == "ingestion"
     assert s.transactional_id == "ingestion-pod-3" and s.raw_topic("loan") == "test.loan.in"
     assert s.records_topic == "aif.records" and s.dead_letter_topic == "aif.deadletter"
     assert IngestionSettings().raw_topic("loan_approval") == "aif.loan_approval.raw"

@@ -1,4 +1,4 @@
-"""The raw-topic pipeline's batch logic with a fake consumer and outbox (the broker path is in
+"""The raw-topic pipeline's batch logic with a fake consumer and publisher (the broker path is in
 tests/integration/test_ingestion.py): a failed transaction leaves nothing behind and is retried."""
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from aifactory.ingestion.v1 import events_pb2
 from libs.usecase import UseCase
-from services.ingestion.consumer.pipeline import RawPipeline
-from services.ingestion.dataset import RawDataset
-from services.ingestion.outbox import Outgoing
+from services.ingestion.consumers import RawPipeline
+from services.ingestion.publisher import Outgoing
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import UseCaseIngestor
+from services.ingestion.store import RawDataset
 
 TOPIC = "aif.loan_approval.raw"
 TP = TopicPartition(TOPIC, 0)
@@ -48,7 +48,7 @@ class FakeConsumer:
         self.position = offset
 
 
-class FlakyOutbox:
+class FlakyPublisher:
     """Fails the first transaction, as a broker hiccup would."""
 
     def __init__(self) -> None:
@@ -67,8 +67,8 @@ async def test_failed_transaction_is_discarded_and_retried(tmp_path: Path, loan:
     ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
     dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
     quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
-    outbox = FlakyOutbox()
-    pipeline = RawPipeline("unused:9092", {TOPIC: ingestor}, dataset, quality, outbox,  # type: ignore[arg-type]
+    publisher = FlakyPublisher()
+    pipeline = RawPipeline("unused:9092", {TOPIC: ingestor}, dataset, quality, publisher,  # type: ignore[arg-type]
                            group_id="g", records_topic="recs", dead_letter_topic="dlq", retry_backoff_s=0.01)
     values = [json.dumps({**record, "record_id": f"r{i}"}).encode() for i in range(3)] + [b"not json"]
     consumer = FakeConsumer([raw(i, v) for i, v in enumerate(values)])
@@ -80,9 +80,9 @@ async def test_failed_transaction_is_discarded_and_retried(tmp_path: Path, loan:
     await pipeline.stop()
     await task
 
-    assert outbox.attempts == 3 and consumer.seeks == [(TP, 0)]
-    assert [(offsets, group) for _, offsets, group in outbox.committed] == [({TP: 2}, "g"), ({TP: 4}, "g")]
-    messages = [m for batch, _, _ in outbox.committed for m in batch]
+    assert publisher.attempts == 3 and consumer.seeks == [(TP, 0)]
+    assert [(offsets, group) for _, offsets, group in publisher.committed] == [({TP: 2}, "g"), ({TP: 4}, "g")]
+    messages = [m for batch, _, _ in publisher.committed for m in batch]
     assert [m.topic for m in messages] == ["recs", "recs", "recs", "dlq"]
     accepted = [events_pb2.RecordAccepted.FromString(m.value) for m in messages[:3]]
     assert [a.record.record_id for a in accepted] == ["r0", "r1", "r2"]

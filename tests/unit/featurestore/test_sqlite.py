@@ -9,11 +9,12 @@ import pyarrow as pa
 import pytest
 
 from libs.usecase import load_default
-from services.featurestore import feast_repo
-from services.featurestore.layout import Layout
-from services.featurestore.online_writer import FeastOnline
-from services.featurestore.rows import FeatureRow, feature_table
-from services.featurestore.sqlite_store import arrow_rows
+from services.featurestore.domain import FeatureRow
+from services.featurestore.store import feast_repo
+from services.featurestore.store.layout import Layout
+from services.featurestore.store.online_writer import FeastOnline
+from services.featurestore.store.rows import feature_table
+from services.featurestore.store.sqlite import arrow_rows
 
 USECASES = load_default()
 UC = USECASES["loan_approval"]
@@ -67,6 +68,6 @@ def test_arrow_rows_refuses_what_it_does_not_cover(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["Array(Float64)"])
 def test_unknown_types_are_not_guessed(bad: str) -> None:
-    from services.featurestore.sqlite_store import _SCALARS
+    from services.featurestore.store.sqlite import _SCALARS
 
     assert bad not in _SCALARS

@@ -12,8 +12,8 @@ import pytest
 from libs.errors import NotFound
 from libs.usecase import UseCase
 from services.ingestion import decode
-from services.ingestion.dataset import MANIFEST, RawDataset, kafka_file_name, version_of
 from services.ingestion.records import Outcome, UseCaseIngestor
+from services.ingestion.store import MANIFEST, RawDataset, kafka_file_name, version_of
 from tests.unit.ingestion.conftest import NOW
 
 SALT = b"unit-salt"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from aifactory.ingestion.v1 import events_pb2
 from libs.bus import headers as h
-from services.ingestion.outbox import Outgoing, accepted_in, accepted_message, batched
+from services.ingestion.publisher import Outgoing, accepted_in, accepted_message, batched
 from tests.unit.featurestore.helpers import record_accepted
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -152,7 +152,7 @@ def rejected_message(topic: str, event: events_pb2.RecordRejected, *, key: bytes
     return Outgoing(topic, event.SerializeToString(), key, headers + list(trace))
 
 
-class TransactionalOutbox:
+class TransactionalPublisher:
     """One transactional producer; :meth:`commit` publishes a batch atomically."""
 
     def __init__(self, bootstrap_servers: str, transactional_id: str, *,

@@ -4,14 +4,14 @@ Raw producers are outside clients that send plain JSON (or a protobuf Record) wi
 ``aif-*`` headers, so this reads raw topics with aiokafka directly rather than with
 :class:`libs.bus.EventConsumer`'s typed decoding, and keeps its promises:
 
-- per-record isolation: decoding and checking never raise (see :mod:`records`), so a
+- per-record isolation: decoding and checking never raise (see :mod:`services.ingestion.records`), so a
   malformed record becomes a dead letter and the consumer carries on;
 - nothing silently dropped: every polled record leaves as an accepted record or a
   dead letter, in the same transaction that commits its offset;
 - exactly once in the records topic (for ``read_committed`` readers) and in the raw
   dataset: one Kafka transaction per poll; dataset files are staged before it and
   published after it, and reconciled against committed offsets when partitions are
-  assigned (see :mod:`services.ingestion.dataset`).
+  assigned (see :mod:`services.ingestion.store`).
 
 For each poll: decide every record → stage accepted ones as parquet → one
 transaction with the records, the dead letters and the consumed offsets → publish the
@@ -36,17 +36,17 @@ from opentelemetry.trace import SpanKind
 
 from libs.telemetry import headers_with_context
 from services.ingestion import convert, decode
-from services.ingestion.dataset import DataFile, RawDataset, kafka_file_name
-from services.ingestion.outbox import (
+from services.ingestion.publisher import (
     TRACE_HEADERS,
     Fatal,
     Outgoing,
-    TransactionalOutbox,
+    TransactionalPublisher,
     accepted_message,
     rejected_message,
 )
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import Outcome, UseCaseIngestor
+from services.ingestion.store import DataFile, RawDataset, kafka_file_name
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aifactory.ingestion")
@@ -79,14 +79,14 @@ class RawPipeline:
     """Consumes the raw topics of the use cases in ``ingestors`` (raw topic → ingestor)."""
 
     def __init__(self, bootstrap_servers: str, ingestors: Mapping[str, UseCaseIngestor], dataset: RawDataset,
-                 quality: QualityTracker, outbox: TransactionalOutbox, *, group_id: str, records_topic: str,
+                 quality: QualityTracker, publisher: TransactionalPublisher, *, group_id: str, records_topic: str,
                  dead_letter_topic: str, instance_id: str | None = None, max_batch: int = 2000,
                  retry_backoff_s: float = 0.5, kafka_options: Mapping[str, Any] | None = None) -> None:
         self.group_id = group_id
         self._ingestors = dict(ingestors)
         self._dataset = dataset
         self._quality = quality
-        self._outbox = outbox
+        self._publisher = publisher
         self._records_topic = records_topic
         self._dlq_topic = dead_letter_topic
         self._max_batch = max_batch
@@ -110,7 +110,7 @@ class RawPipeline:
 
     async def run(self) -> None:
         """Take over the transactional id, join the group, and process until :meth:`stop`."""
-        await self._outbox.start()  # before reading offsets: settles what a predecessor left open
+        await self._publisher.start()  # before reading offsets: settles what a predecessor left open
         try:
             self._consumer.subscribe(list(self._ingestors), listener=_Rebalance(self))
             await self._consumer.start()
@@ -119,7 +119,7 @@ class RawPipeline:
             finally:
                 await self._consumer.stop()
         finally:
-            await self._outbox.stop()
+            await self._publisher.stop()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -191,7 +191,7 @@ class RawPipeline:
                 messages = [self._message(p, o, r, refs, ingested_at, trace_headers)
                             for p in parts for o, r in zip(p.outcomes, p.records, strict=True)]
                 offsets = {p.tp: p.records[-1].offset + 1 for p in parts}
-                await self._outbox.commit(messages, offsets, self.group_id)
+                await self._publisher.commit(messages, offsets, self.group_id)
             except BaseException:
                 for uc, files in staged.items():
                     self._dataset.discard(uc, files)

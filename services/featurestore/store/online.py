@@ -1,15 +1,15 @@
-"""Online feature reads from Feast, as domain rows (protobuf stays in the servicer)."""
+"""Online feature reads from Feast, as domain rows (the API's protobuf is built in convert)."""
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from libs.errors import InvalidArgument, NotFound
+from libs.errors import InvalidArgument
 from libs.usecase import UseCase
-from services.featurestore.layout import RECORD_ID
+from services.featurestore.store.layout import RECORD_ID
 
 # feast.serving.FieldStatus
 _PRESENT, _NULL_VALUE = 1, 2
@@ -43,17 +43,10 @@ class OnlineRow:
 
 
 class OnlineReader:
-    def __init__(self, store: Any, usecases: Mapping[str, UseCase]) -> None:
+    def __init__(self, store: Any) -> None:
         self._store = store
-        self._usecases = usecases
         # Feast's SQLite store shares one connection; reads take turns (they are ~0.1 ms/entity).
         self._lock = threading.Lock()
-
-    def usecase(self, name: str) -> UseCase:
-        uc = self._usecases.get(name)
-        if uc is None:
-            raise NotFound(f"use case {name!r} is not known to the feature store")
-        return uc
 
     def columns(self, uc: UseCase, names: Sequence[str]) -> list[str]:
         """Requested names → model input columns; empty means all.

@@ -29,14 +29,14 @@ class FeastOnline:
     """``write_to_online_store`` for one ``FeatureStore``, without its slow part when it can.
 
     On the (default) batched SQLite store, rows go from Arrow straight to the store's
-    ``online_write_batch`` (:func:`~services.featurestore.sqlite_store.arrow_rows`): the same
+    ``online_write_batch`` (:func:`~services.featurestore.store.sqlite.arrow_rows`): the same
     values Feast would write, without a pandas round trip and Feast's per-value type
     dispatch (together ~0.1 ms of the ~0.2 ms a 26-feature row costs). Other stores get
     Feast's own call.
     """
 
     def __init__(self, store: Any) -> None:
-        from services.featurestore.sqlite_store import (
+        from services.featurestore.store.sqlite import (
             BatchedSqliteOnlineStore,
             BatchedSqliteOnlineStoreConfig,
         )
@@ -47,7 +47,7 @@ class FeastOnline:
 
     def write(self, view: str, rows: pa.Table) -> None:
         if self._direct is not None:
-            from services.featurestore.sqlite_store import arrow_rows
+            from services.featurestore.store.sqlite import arrow_rows
 
             feature_view = self.store.get_feature_view(view)
             data = arrow_rows(feature_view, rows)

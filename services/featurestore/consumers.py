@@ -1,4 +1,5 @@
-"""The stream processor: a faust app that turns records into features.
+"""The feature store's Kafka consumers: a faust app (the stream processor) that turns
+records into features and feedback into labels.
 
 Topology (one faust app, id = ``settings.app_id``, at-least-once):
 
@@ -46,21 +47,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from aifactory.common.v1 import common_pb2
-from aifactory.featurestore.v1 import events_pb2
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus import DeadLetters, EventPublisher, KafkaSecurity, Outgoing
 from libs.bus import headers as h
 from libs.features import feature_refs
 from libs.telemetry import Telemetry
+from services.featurestore import convert
 from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor, batch_member
-from services.featurestore.events import RECORD_BATCH, BadEvent, decode_record_batch, header_map, state_key
+from services.featurestore.convert import RECORD_BATCH, decode_record_batch, header_map
+from services.featurestore.domain import BadEvent, FeatureRow, state_key
 from services.featurestore.faust_app import FeatureApp
-from services.featurestore.rows import FeatureRow
 from services.featurestore.settings import FeatureStoreSettings
-from services.featurestore.writer import FeatureWriter
+from services.featurestore.store.writer import FeatureWriter
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,9 @@ class FeatureStream:
         self._dlq = DeadLetters(publisher, settings.dead_letter_topic)
         self._on_fatal = on_fatal
         self._write_lock = asyncio.Lock()
-        self._watchdog: asyncio.Task[None] | None = None
+        # The task running :meth:`run`, cancelled by :meth:`stop`.
+        self._watchdog: asyncio.Task[Any] | None = None
+        self._stopped = False
         self._records = BatchPipeline(on_fatal)
         self._labels = BatchPipeline(on_fatal)
         # States computed by batches not yet finished: the next batch builds on them.
@@ -385,24 +387,18 @@ class FeatureStream:
             by_uc.setdefault(row.use_case, []).append(row)
         out = []
         for name, group in by_uc.items():
-            ids = [r.record_id for r in group]
-            lo, hi = min(r.event_time_us for r in group), max(r.event_time_us for r in group)
-            written = Timestamp()
-            written.GetCurrentTime()
-            event = events_pb2.FeaturesWritten(
-                use_case=name, entity_ids=sorted({r.entity_id for r in group}), features=self._refs[name],
-                row_count=len(group), record_ids=ids, written_at=written,
-                event_time_range=common_pb2.TimeRange(start=_ts(lo), end=_ts(hi + 1)))
+            event = convert.features_written(name, group, self._refs[name])
             # Same records → same event id: a replayed batch is recognisably the same event.
-            event_id = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
+            event_id = hashlib.sha256("\n".join(r.record_id for r in group).encode()).hexdigest()[:32]
             out.append(Outgoing(self._settings.features_written_topic, event, name, key=name, event_id=event_id))
         return out
 
-    async def start(self) -> None:
-        """Start the faust app in the background: reads are served while its tables recover."""
-        self._watchdog = asyncio.create_task(self._watch(), name="faust-watchdog")
-
-    async def _watch(self) -> None:
+    async def run(self) -> None:
+        """Start the faust app and watch it until it stops (run it in the background: reads
+        are served while its tables recover); a start failure or a crash is fatal."""
+        if self._stopped:
+            return
+        self._watchdog = asyncio.current_task()
         try:
             await self.app.start()
         except Exception as exc:  # noqa: BLE001 - any start failure is fatal
@@ -414,6 +410,8 @@ class FeatureStream:
             self._on_fatal(self.app.crash_reason or FatalError("faust app crashed"))
 
     async def stop(self) -> None:
+        """Finish the batches in flight, stop watching (:meth:`run` ends), then stop faust."""
+        self._stopped = True
         # Finish what is in flight while faust's producer still runs (table writes).
         await asyncio.wait_for(asyncio.gather(self._records.drain(), self._labels.drain()), 60)
         if self._watchdog is not None:
@@ -428,11 +426,5 @@ def _credentials(security: KafkaSecurity) -> Any:
     kwargs = security.client_kwargs()
     return faust.SASLCredentials(username=security.username, password=security.password,
                                  mechanism=security.mechanism, ssl_context=kwargs.get("ssl_context"))
-
-
-def _ts(us: int) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
 
 

@@ -15,17 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from libs.usecase import UseCase
-from services.featurestore.layout import RECORD_ID, Layout
-from services.featurestore.offline import ParquetDataset
-from services.featurestore.online_writer import InProcessWriter, OnlineWriter
-from services.featurestore.rows import (
-    FeatureRow,
-    LabelRow,
-    feature_schema,
-    feature_table,
-    label_schema,
-    label_table,
-)
+from services.featurestore.domain import FeatureRow, LabelRow
+from services.featurestore.store.layout import RECORD_ID, Layout
+from services.featurestore.store.offline import ParquetDataset
+from services.featurestore.store.online_writer import InProcessWriter, OnlineWriter
+from services.featurestore.store.rows import feature_schema, feature_table, label_schema, label_table
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +55,8 @@ class FeatureWriter:
         labels_by_uc: dict[str, list[LabelRow]] = defaultdict(list)
         for label in labels:
             labels_by_uc[label.use_case].append(label)
-        for name, rows in labels_by_uc.items():
-            written_labels += self.labels[name].append(label_table(self._usecases[name], rows))
+        for name, label_rows in labels_by_uc.items():
+            written_labels += self.labels[name].append(label_table(self._usecases[name], label_rows))
         return WriteResult(online, offline, written_labels)
 
     def _write_online(self, uc: UseCase, rows: list[FeatureRow], created: int) -> int:

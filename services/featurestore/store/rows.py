@@ -1,14 +1,19 @@
-"""The rows the stream produces and the offline schemas they are stored with."""
+"""The offline schemas of the stream's rows (Arrow), and the tables written with them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from libs.usecase import UseCase
-from services.featurestore.layout import CREATED, DATASET_URI, DATASET_VERSION, EVENT_TIMESTAMP, RECORD_ID
+from services.featurestore.domain import FeatureRow, LabelRow
+from services.featurestore.store.layout import (
+    CREATED,
+    DATASET_URI,
+    DATASET_VERSION,
+    EVENT_TIMESTAMP,
+    RECORD_ID,
+)
 
 TS = pa.timestamp("us", tz="UTC")
 _LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
@@ -16,51 +21,6 @@ _LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
 
 # Columns of a use case's labels dataset.
 LABEL_COLUMNS = ("key", "entity_id", "event_time", "label", "label_time", "record_id")
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureRow:
-    """The features of one record, as of its event time."""
-
-    use_case: str
-    entity_id: str
-    event_time_us: int
-    record_id: str
-    values: list[float | None]  # in uc.model_inputs() order
-    # False for a late record: stored offline, not written over a newer online value.
-    newest: bool
-    dataset_version: str = ""
-    dataset_uri: str = ""
-    # The record's value of the use case's fairness attribute, as text (None: no value).
-    attribute: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LabelRow:
-    """The label of one example, and when it became known."""
-
-    use_case: str
-    entity_id: str
-    event_time_us: int
-    label: Any
-    label_time_us: int
-    record_id: str
-
-    @property
-    def key(self) -> str:
-        # A label is about one example: its record id, else entity and event time.
-        return self.record_id or f"{self.entity_id}@{self.event_time_us}"
-
-
-def us_to_datetime(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
-
-
-def datetime_to_us(at: datetime) -> int:
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def attribute_column(uc: UseCase) -> str | None:

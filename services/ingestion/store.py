@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from libs.errors import NotFound
-from libs.usecase import UseCase
+from libs.usecase import UseCase, UseCases
 from services.ingestion.pii import Privacy
 from services.ingestion.records import Outcome
 
@@ -193,7 +193,7 @@ class RawDataset:
 
     def __init__(self, root: Path, usecases: Mapping[str, UseCase], privacy: Mapping[str, Privacy]) -> None:
         self.root = root
-        self._usecases = dict(usecases)
+        self._usecases = UseCases(usecases)
         self._logs = {name: _Log(root / name, uc) for name, uc in usecases.items()}
         self._columns: dict[str, list[tuple[str, pa.DataType]]] = {}
         for name, uc in usecases.items():
@@ -204,10 +204,8 @@ class RawDataset:
         self.lock = asyncio.Lock()
 
     def _log(self, use_case: str) -> _Log:
-        try:
-            return self._logs[use_case]
-        except KeyError:
-            raise NotFound(f"use case {use_case!r} is not loaded") from None
+        self._usecases.require(use_case)  # NOT_FOUND naming the use case when it is not loaded
+        return self._logs[use_case]
 
     def schema(self, use_case: str) -> pa.Schema:
         return pa.schema(META_COLUMNS + self._columns[use_case])
@@ -240,9 +238,8 @@ class RawDataset:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-            times = [outcomes[i].event_time for i in idx]
-            staged.append(DataFile(rel, digest, len(idx), min(times).isoformat(),  # type: ignore[type-var]
-                                   max(times).isoformat()))  # type: ignore[type-var]
+            times = [t for t in (outcomes[i].event_time for i in idx) if t is not None]
+            staged.append(DataFile(rel, digest, len(idx), min(times).isoformat(), max(times).isoformat()))
         return staged
 
     def _parquet(self, use_case: str, outcomes: Sequence[Outcome], sources: Sequence[str],

@@ -7,7 +7,7 @@ upserts — same table, same columns, same encoding, so Feast's own ``online_rea
 ``get_online_features`` read them unchanged — with one ``executemany`` per micro-batch.
 
 It is selected in ``feature_store.yaml`` as
-``type: services.featurestore.sqlite_store.BatchedSqliteOnlineStore`` (Feast loads a
+``type: services.featurestore.store.sqlite.BatchedSqliteOnlineStore`` (Feast loads a
 custom store by its class path, and its config class by the same name + ``Config``).
 Options it does not batch (vector search, the value_num column) fall back to Feast's path.
 """
@@ -25,12 +25,13 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.utils import to_naive_utc
 
-STORE_TYPE = "services.featurestore.sqlite_store.BatchedSqliteOnlineStore"
+STORE_TYPE = "services.featurestore.store.sqlite.BatchedSqliteOnlineStore"
 
 
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    type: Literal["services.featurestore.sqlite_store.BatchedSqliteOnlineStore"] = (  # type: ignore[assignment]
-        "services.featurestore.sqlite_store.BatchedSqliteOnlineStore")
+    # Narrower than the base class's Literal on purpose: Feast picks the config class by this value.
+    type: Literal["services.featurestore.store.sqlite.BatchedSqliteOnlineStore"] = (
+        "services.featurestore.store.sqlite.BatchedSqliteOnlineStore")  # type: ignore[assignment]
 
 
 def _epoch(ts: datetime | None) -> int | None:

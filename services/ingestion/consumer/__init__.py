@@ -1,1 +1,0 @@
-"""The Kafka side of ingestion: raw topics in, records and dead letters out, exactly once."""
