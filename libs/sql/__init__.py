@@ -87,10 +87,10 @@ def translate(what: str) -> Iterator[None]:
     except IntegrityError as exc:
         raise AlreadyExists(f"{what} already exists") from exc
     except (OperationalError, PoolTimeout) as exc:
-        raise Unavailable(f"database unavailable while writing {what}: {_first_line(exc)}") from exc
+        raise Unavailable(f"database unavailable ({what}): {_first_line(exc)}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise Unavailable(f"database connection lost while writing {what}") from exc
+            raise Unavailable(f"database connection lost ({what})") from exc
         raise
 
 

@@ -8,25 +8,21 @@ prediction indexer, and registers the gRPC servicer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
 
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.bus.outbox import OutboxRelay
 from libs.rpc import RpcServer, ServerSecurity
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import load_for_service
 from services.registry.artifacts import ArtifactStore
-from services.registry.blocking import offload
+from services.registry.consumers import PredictionIndexer, RegistryEvents
 from services.registry.core import Registry, utcnow
-from services.registry.events import RegistryEvents
 from services.registry.export import TritonExporter
-from services.registry.outbox import OutboxRelay
-from services.registry.predictions import PredictionIndexer
 from services.registry.runs import RunTracker
 from services.registry.servicer import RegistryServicer
 from services.registry.settings import RegistrySettings
@@ -35,24 +31,12 @@ from services.registry.store import open_store
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
 
-def _background(run: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]],
-                name: str) -> Callable[[], Awaitable[None]]:
-    """Start ``run`` as a task; the returned closer stops it and waits for it."""
-    task = asyncio.create_task(run(), name=name)
-
-    async def close() -> None:
-        await stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return close
-
-
 async def build(settings: RegistrySettings, telemetry: Telemetry, *,
                 security: ServerSecurity | None = None) -> Service:
     """``security`` overrides the one the settings describe (tests)."""
     usecases = load_for_service(settings.usecases_dir)
-    store = await offload(open_store, settings.database_url)
+    store = await asyncio.to_thread(open_store, settings.database_url, promoted_topic=settings.promoted_topic,
+                                    clock=utcnow)
     artifacts = ArtifactStore(settings.artifact_root)
     exporter = TritonExporter(settings.triton_model_repository, artifacts,
                               instance_kind=settings.triton_instance_kind,
@@ -63,11 +47,10 @@ async def build(settings: RegistrySettings, telemetry: Telemetry, *,
     publisher = EventPublisher(settings.kafka_bootstrap, producer="registry", security=kafka_security)
     await publisher.start()
 
-    meter = telemetry.meter
-    alias_events = meter.create_counter("registry.alias_changed.published",
-                                        description="AliasChanged events published")
-    relay = OutboxRelay(store, publisher, settings.promoted_topic, clock=utcnow,
-                        on_published=lambda n: alias_events.add(n))
+    alias_events = telemetry.meter.create_counter("registry.alias_changed.published",
+                                                  description="AliasChanged events published")
+    relay = OutboxRelay(store, publisher, name="registry-outbox",
+                        on_published=lambda events: alias_events.add(len(events)))
     registry = Registry(store, artifacts, usecases, exporter, validate_artifacts=settings.validate_artifacts,
                         export_on_register=settings.export_on_register, clock=utcnow,
                         on_alias_change=relay.kick)
@@ -86,8 +69,7 @@ async def build(settings: RegistrySettings, telemetry: Telemetry, *,
 
     # Closed in reverse: consumers first, then the relay (last flush), publisher, store.
     service.closers += [close_store, publisher.stop]
-    relay.start()
-    service.closers.append(relay.stop)
+    service.spawn("registry-outbox", relay.run(), stop=relay.stop)
     if settings.consume:
         dead_letters = DeadLetters(publisher, settings.dead_letter_topic)
         consumer = EventConsumer(
@@ -95,9 +77,9 @@ async def build(settings: RegistrySettings, telemetry: Telemetry, *,
             {settings.evaluated_topic: [evaluator_events.ModelEvaluated],
              settings.rollback_topic: [monitor_events.RollbackRequested]},
             RegistryEvents(registry).handle, dead_letters, security=kafka_security)
-        service.closers.append(_background(consumer.run, consumer.stop, "registry-events"))
+        service.spawn("registry-events", consumer.run(), stop=consumer.stop)
         indexer = PredictionIndexer(settings.kafka_bootstrap, f"{settings.consumer_group}.predictions",
                                     settings.predictions_topic, registry, dead_letters,
                                     security=kafka_security, max_batch=settings.prediction_batch)
-        service.closers.append(_background(indexer.run, indexer.stop, "registry-predictions"))
+        service.spawn("registry-predictions", indexer.run(), stop=indexer.stop)
     return service

@@ -12,6 +12,7 @@ from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.registry.v1 import registry_service_pb2 as pb
+from libs.bus import Outgoing
 from libs.errors import InvalidArgument
 from services.registry.artifacts import URI_PREFIX
 from services.registry.domain import (
@@ -233,6 +234,12 @@ def alias_changed_pb(c: AliasChange) -> registry_events.AliasChanged:
         old_version=c.old_version, reason=c.reason, actor=actor_pb(c.actor),
         evidence_ids=list(c.evidence_ids), kind=KIND_TO_PB[c.kind], changed_at=ts(c.changed_at),
         audit_event_id=c.audit_event_id)
+
+
+def alias_changed_event(c: AliasChange, topic: str) -> Outgoing:
+    """An outbox row as the event published: event id = its audit entry's id, key = the use
+    case, so one use case's changes stay in order and a republished one is deduplicated."""
+    return Outgoing(topic, alias_changed_pb(c), use_case=c.use_case, key=c.use_case, event_id=c.audit_event_id)
 
 
 def prediction_of(msg: gateway_events.PredictionLogged) -> PredictionEntry:

@@ -18,7 +18,7 @@ from typing import Any
 
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from libs.rpc.auth import Principal
-from libs.usecase import UseCase
+from libs.usecase import UseCase, UseCases
 from services.registry import policy, reference, validate
 from services.registry.artifacts import ArtifactStore, check_digest
 from services.registry.audit import verify_chain
@@ -80,7 +80,7 @@ class EvaluationOutcome:
 class Registry:
     store: RegistryStore
     artifacts: ArtifactStore
-    usecases: Mapping[str, UseCase]
+    usecases: UseCases
     exporter: TritonExporter | None = None
     validate_artifacts: bool = True
     export_on_register: bool = True
@@ -90,12 +90,9 @@ class Registry:
 
     # ------------------------------------------------------------ helpers
     def usecase(self, name: str, field: str = "use_case") -> UseCase:
+        """The use case ``name`` (``InvalidArgument`` if malformed, ``UnknownUseCase`` if unknown)."""
         validate.use_case(name, field)
-        uc = self.usecases.get(name)
-        if uc is None:
-            known = ", ".join(sorted(self.usecases)) or "none"
-            raise InvalidArgument(field, f"unknown use case {name!r} (known: {known})")
-        return uc
+        return self.usecases.require(name, field)
 
     def _actor(self, principal: Principal | None, use_case: str) -> Actor:
         if principal is None:

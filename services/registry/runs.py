@@ -6,13 +6,13 @@ metrics are measurements and do not (they are many, and upserted per step).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.rpc.auth import Principal
-from libs.usecase import UseCase
+from libs.usecase import UseCases
 from services.registry import policy, validate
 from services.registry.domain import (
     SYSTEM,
@@ -31,7 +31,7 @@ from services.registry.store import RegistryStore
 @dataclass
 class RunTracker:
     store: RegistryStore
-    usecases: Mapping[str, UseCase]
+    usecases: UseCases
     clock: Callable[[], datetime]
 
     def _actor(self, principal: Principal | None, use_case: str) -> Actor:
@@ -42,8 +42,7 @@ class RunTracker:
     def create(self, new: NewRun, principal: Principal | None) -> Run:
         """Idempotent by a client-chosen ``run_id``; otherwise the registry picks one."""
         validate.use_case(new.use_case)
-        if new.use_case not in self.usecases:
-            raise InvalidArgument("use_case", f"unknown use case {new.use_case!r}")
+        self.usecases.require(new.use_case)
         validate.model_name(new.model_name or new.use_case)
         run_id = validate.ident(new.run_id, "run_id", required=False) or uuid.uuid4().hex
         if principal is not None:

@@ -7,9 +7,10 @@ with ``libs.auth.authorize_use_case`` once it is loaded, before answering.
 """
 from __future__ import annotations
 
+from asyncio import to_thread
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -20,12 +21,11 @@ from libs.errors import InvalidArgument
 from libs.rpc import current_principal
 from services.registry import convert, validate
 from services.registry.artifacts import ArtifactStore, check_digest
-from services.registry.blocking import offload
 from services.registry.core import Registry
 from services.registry.domain import CHAMPION, ModelKey, RunStatus, VersionKey
 from services.registry.runs import RunTracker
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 CHUNK = 1 << 20
 MAX_PAGE = 1000
 
@@ -82,14 +82,14 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     # ------------------------------------------------------------ versions
     async def RegisterModelVersion(self, request: pb.RegisterModelVersionRequest,
                                    context: Context) -> pb.RegisterModelVersionResponse:
-        version = await offload(self._registry.register_version, convert.new_version_of(request),
-                                current_principal.get(), artifact=request.artifact_content,
-                                reference_profile=request.reference_profile_content)
+        version = await to_thread(self._registry.register_version, convert.new_version_of(request),
+                                  current_principal.get(), artifact=request.artifact_content,
+                                  reference_profile=request.reference_profile_content)
         return pb.RegisterModelVersionResponse(model_version=convert.version_pb(version))
 
     async def GetModelVersion(self, request: pb.GetModelVersionRequest,
                               context: Context) -> pb.GetModelVersionResponse:
-        version = await offload(self._registry.get_version, _key(request.ref))
+        version = await to_thread(self._registry.get_version, _key(request.ref))
         return pb.GetModelVersionResponse(model_version=convert.version_pb(version))
 
     async def ListModelVersions(self, request: pb.ListModelVersionsRequest,
@@ -98,8 +98,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         status = convert.STATUS_FROM_PB.get(request.status) if request.status else None
         if request.status and status is None:
             raise InvalidArgument("status", f"unknown status {request.status}")
-        versions = await offload(self._registry.list_versions, request.use_case, request.model_name,
-                                 status, offset, limit + 1)
+        versions = await to_thread(self._registry.list_versions, request.use_case, request.model_name,
+                                   status, offset, limit + 1)
         token = str(offset + limit) if len(versions) > limit else ""
         return pb.ListModelVersionsResponse(model_versions=[convert.version_pb(v) for v in versions[:limit]],
                                             next_page_token=token)
@@ -108,7 +108,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def SetAlias(self, request: pb.SetAliasRequest, context: Context) -> pb.SetAliasResponse:
         model = _model(request.use_case, request.model_name)
         expected = request.expected_version if request.HasField("expected_version") else None
-        result = await offload(
+        result = await to_thread(
             self._registry.set_alias, VersionKey(model.use_case, model.name, request.version), request.alias,
             current_principal.get(), reason=request.reason, evidence=list(request.evidence_ids),
             expected_version=expected)
@@ -119,32 +119,32 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return response
 
     async def GetAlias(self, request: pb.GetAliasRequest, context: Context) -> pb.GetAliasResponse:
-        alias, version = await offload(self._registry.get_alias, _model(request.use_case, request.model_name),
-                                       request.alias)
+        model = _model(request.use_case, request.model_name)
+        alias, version = await to_thread(self._registry.get_alias, model, request.alias)
         return pb.GetAliasResponse(alias=convert.alias_pb(alias), model_version=convert.version_pb(version))
 
     async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: Context) -> pb.DeleteAliasResponse:
         expected = request.expected_version if request.HasField("expected_version") else None
-        result = await offload(self._registry.delete_alias, _model(request.use_case, request.model_name),
-                               request.alias, current_principal.get(), reason=request.reason,
-                               expected_version=expected)
+        result = await to_thread(self._registry.delete_alias, _model(request.use_case, request.model_name),
+                                 request.alias, current_principal.get(), reason=request.reason,
+                                 expected_version=expected)
         return pb.DeleteAliasResponse(previous_version=result.previous_version,
                                       audit_event_id=result.audit_event_id)
 
     async def ApproveModelVersion(self, request: pb.ApproveModelVersionRequest,
                                   context: Context) -> pb.ApproveModelVersionResponse:
         approve = request.decision != pb.APPROVAL_DECISION_REJECT
-        version, audit_id = await offload(self._registry.approve, _key(request.ref), approve,
-                                          current_principal.get(), request.comment, list(request.evidence_ids))
+        version, audit_id = await to_thread(self._registry.approve, _key(request.ref), approve,
+                                            current_principal.get(), request.comment, list(request.evidence_ids))
         return pb.ApproveModelVersionResponse(model_version=convert.version_pb(version), audit_event_id=audit_id)
 
     async def Rollback(self, request: pb.RollbackRequest, context: Context) -> pb.RollbackResponse:
         if request.to_version < 0:
             raise InvalidArgument("to_version", "must not be negative")
-        result = await offload(self._registry.rollback, _model(request.use_case, request.model_name),
-                               current_principal.get(), alias=request.alias or CHAMPION,
-                               to_version=request.to_version, reason=request.reason,
-                               evidence=list(request.evidence_ids))
+        result = await to_thread(self._registry.rollback, _model(request.use_case, request.model_name),
+                                 current_principal.get(), alias=request.alias or CHAMPION,
+                                 to_version=request.to_version, reason=request.reason,
+                                 evidence=list(request.evidence_ids))
         assert result is not None
         response = pb.RollbackResponse(previous_version=result.previous_version,
                                        audit_event_id=result.audit_event_id)
@@ -157,8 +157,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         if not request.HasField("evaluation"):
             raise InvalidArgument("evaluation", "is required")
         _key(request.evaluation.model, "evaluation.model")
-        outcome = await offload(self._registry.apply_evaluation, convert.evaluation_of(request.evaluation),
-                                principal=current_principal.get())
+        outcome = await to_thread(self._registry.apply_evaluation, convert.evaluation_of(request.evaluation),
+                                  principal=current_principal.get())
         return pb.RecordEvaluationResponse(model_version=convert.version_pb(outcome.version),
                                            promoted=outcome.promoted, recorded=outcome.recorded)
 
@@ -166,9 +166,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def GetLineage(self, request: pb.GetLineageRequest, context: Context) -> pb.GetLineageResponse:
         subject = request.WhichOneof("subject")
         if subject == "model":
-            lineage = await offload(self._registry.lineage, _key(request.model, "model"))
+            lineage = await to_thread(self._registry.lineage, _key(request.model, "model"))
         elif subject == "prediction_id":
-            lineage = await offload(self._registry.lineage_of_prediction, request.prediction_id)
+            lineage = await to_thread(self._registry.lineage_of_prediction, request.prediction_id)
         else:
             raise InvalidArgument("subject", "give a model or a prediction_id")
         authorize_use_case(lineage.version.use_case)
@@ -183,14 +183,15 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         if request.HasField("model") and request.model.model_name:
             model = _model(request.model.use_case or request.use_case, request.model.model_name)
             version = request.model.version
-        records = await offload(self._registry.list_audit, request.use_case, model, version, after, limit + 1)
+        records = await to_thread(self._registry.list_audit, request.use_case, model, version, after,
+                                  limit + 1)
         token = str(records[limit - 1].sequence) if len(records) > limit else ""
         return pb.ListAuditEventsResponse(audit_events=[convert.audit_pb(r) for r in records[:limit]],
                                           next_page_token=token)
 
     async def VerifyAuditChain(self, request: pb.VerifyAuditChainRequest,
                                context: Context) -> pb.VerifyAuditChainResponse:
-        report = await offload(self._registry.verify_audit)
+        report = await to_thread(self._registry.verify_audit)
         return pb.VerifyAuditChainResponse(valid=report.valid, events_checked=report.checked,
                                            first_invalid_sequence=report.first_invalid_sequence,
                                            message=report.message, head_hash=report.head_hash)
@@ -199,9 +200,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def ExportModelVersion(self, request: pb.ExportModelVersionRequest,
                                  context: Context) -> pb.ExportModelVersionResponse:
         key = _key(request.ref)
-        result = await offload(self._registry.export, key, current_principal.get(),
-                               _destination(request.destination_uri, self._export_roots))
-        version = await offload(self._registry.get_version, key)
+        result = await to_thread(self._registry.export, key, current_principal.get(),
+                                 _destination(request.destination_uri, self._export_roots))
+        version = await to_thread(self._registry.get_version, key)
         return pb.ExportModelVersionResponse(
             uri=result.version_dir.as_uri(), sha256=result.sha256, model_version=convert.version_pb(version),
             triton_model_name=result.model_name, repository=str(result.repository))
@@ -226,13 +227,13 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         authorize_use_case(use_case)
         if not size:
             raise InvalidArgument("chunk", "the artifact is empty")
-        stored = await offload(self._artifacts.put, b"".join(parts), expected)
+        stored = await to_thread(self._artifacts.put, b"".join(parts), expected)
         return pb.UploadArtifactResponse(sha256=stored.sha256, size_bytes=stored.size, uri=stored.uri)
 
     async def DownloadArtifact(self, request: pb.DownloadArtifactRequest,
                                context: Context) -> AsyncIterator[pb.DownloadArtifactResponse]:
         digest = check_digest(request.sha256, "sha256")
-        content = await offload(self._artifacts.read, digest)  # verified: DATA_LOSS when corrupted
+        content = await to_thread(self._artifacts.read, digest)  # verified: DATA_LOSS when corrupted
         yield pb.DownloadArtifactResponse(chunk=content[:CHUNK], size_bytes=len(content))
         for start in range(CHUNK, len(content), CHUNK):
             yield pb.DownloadArtifactResponse(chunk=content[start:start + CHUNK])
@@ -241,33 +242,34 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                                 context: Context) -> pb.GetReferenceStatsResponse:
         ref = request.ref
         if ref.version == 0 and request.alias:
-            _, version = await offload(self._registry.get_alias, _model(ref.use_case, ref.model_name),
-                                       request.alias)
+            _, version = await to_thread(self._registry.get_alias, _model(ref.use_case, ref.model_name),
+                                         request.alias)
             key = version.key
         else:
             key = _key(ref)
-        version, content = await offload(self._registry.reference_profile, key)
+        version, content = await to_thread(self._registry.reference_profile, key)
         return pb.GetReferenceStatsResponse(ref=convert.ref_pb(key), sha256=version.reference_sha256,
                                             profile_json=content.decode())
 
     # ------------------------------------------------------------ runs
     async def CreateRun(self, request: pb.CreateRunRequest, context: Context) -> pb.CreateRunResponse:
-        run = await offload(self._runs.create, convert.new_run_of(request), current_principal.get())
+        run = await to_thread(self._runs.create, convert.new_run_of(request), current_principal.get())
         return pb.CreateRunResponse(run=convert.run_pb(run))
 
     async def LogRunMetrics(self, request: pb.LogRunMetricsRequest, context: Context) -> pb.LogRunMetricsResponse:
-        run = await offload(self._runs.get, request.run_id)
+        run = await to_thread(self._runs.get, request.run_id)
         authorize_use_case(run.use_case)
-        accepted = await offload(self._runs.log_metrics, request.run_id, convert.metrics_of(request.metrics))
+        metrics = convert.metrics_of(request.metrics)
+        accepted = await to_thread(self._runs.log_metrics, request.run_id, metrics)
         return pb.LogRunMetricsResponse(accepted=accepted)
 
     async def FinishRun(self, request: pb.FinishRunRequest, context: Context) -> pb.FinishRunResponse:
-        run = await offload(self._runs.get, request.run_id)
+        run = await to_thread(self._runs.get, request.run_id)
         authorize_use_case(run.use_case)
         status = RunStatus.FAILED if request.status == pb.RUN_STATUS_FAILED else RunStatus.FINISHED
         if request.status == pb.RUN_STATUS_RUNNING:
             raise InvalidArgument("status", "a run finishes as FINISHED or FAILED")
-        done = await offload(
+        done = await to_thread(
             self._runs.finish, request.run_id, current_principal.get(), status=status, error=request.error,
             metrics=convert.metrics_of(request.metrics), datasets=convert.datasets_of(request.datasets),
             features=convert.features_of(request.features),
@@ -275,6 +277,6 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return pb.FinishRunResponse(run=convert.run_pb(done))
 
     async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
-        run = await offload(self._runs.get, request.run_id)
+        run = await to_thread(self._runs.get, request.run_id)
         authorize_use_case(run.use_case)
         return pb.GetRunResponse(run=convert.run_pb(run))

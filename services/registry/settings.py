@@ -7,33 +7,33 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from libs.bus import topics
-from libs.infra import InfraConfig
-from libs.settings import ServiceSettings
+from libs.settings import ConsumerSettings, DatabaseSettings, UseCaseSourceSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / "build" / "registry"
 
 
-def _triton_repository() -> Path:
-    return InfraConfig.from_env().model_repository
+# The repository `aif infra up` gives Triton by default; a Triton elsewhere: set
+# AIF_REGISTRY_TRITON_MODEL_REPOSITORY (`aif up` and the test stacks do).
+TRITON_REPOSITORY = REPO_ROOT / "build" / "infra" / "triton" / "model_repository"
 
 
-class RegistrySettings(ServiceSettings):
+class RegistrySettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings):
+    """``database_url`` (empty: ``sqlite:///build/registry/registry.db``; or
+    ``postgresql+psycopg://...``), ``usecases_dir``, ``consume``, ``consumer_group``
+    (``registry``) and ``dead_letter_topic`` come from the libs.settings mixins."""
+
     service: ClassVar[str] = "registry"
 
     grpc_port: int = Field(default=50055, ge=0, le=65535)
     metrics_port: int = Field(default=9105, ge=0, le=65535)
 
-    # sqlite:///<path> (default) or postgresql+psycopg://user:pass@host:port/db
-    database_url: str = f"sqlite:///{DEFAULT_DIR / 'registry.db'}"
     # Content-addressed artifacts (models, reference statistics).
     artifact_root: Path = DEFAULT_DIR / "artifacts"
-    # Use-case specs (default: deploy/usecases).
-    usecases_dir: Path | None = None
     # ExportModelVersion may write here (or into the Triton repository), nowhere else.
     export_root: Path = DEFAULT_DIR / "exports"
     # Triton model repository the registry exports versions into.
-    triton_model_repository: Path = Field(default_factory=_triton_repository)
+    triton_model_repository: Path = TRITON_REPOSITORY
     # Which instance group config.pbtxt holds (both variants are always written).
     triton_instance_kind: Literal["cpu", "gpu"] = "cpu"
     triton_max_batch_size: int = Field(default=256, ge=1, le=65536)
@@ -45,11 +45,8 @@ class RegistrySettings(ServiceSettings):
     max_artifact_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
 
     # Events: consumed (unless consume is false) and published.
-    consume: bool = True
-    consumer_group: str = "registry"
     evaluated_topic: str = topics.MODEL_EVALUATED
     rollback_topic: str = topics.ROLLBACK_REQUESTED
     predictions_topic: str = topics.PREDICTIONS
     promoted_topic: str = topics.MODEL_PROMOTED
-    dead_letter_topic: str = topics.DEAD_LETTER
     prediction_batch: int = Field(default=1000, ge=1, le=100_000)

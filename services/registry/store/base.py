@@ -3,19 +3,23 @@
 A :class:`RegistryStore` hands out transactions (:class:`StoreTx`). A write
 transaction is serialised with every other write (the audit chain needs a single
 writer), commits when the ``with`` block ends without an exception and rolls back
-otherwise. Every method takes and returns domain types (``services.registry.domain``).
+otherwise. Every method takes and returns domain types (``services.registry.domain``)
+and raises :mod:`libs.errors` only (a database that is down is ``Unavailable``).
 High-volume appends that change no model state (per-epoch metrics, the prediction
 index, outbox bookkeeping) have their own short transactions and do not take the
-write lock.
+audit head.
+
+The store is also the :class:`~libs.bus.outbox.OutboxSource` of the ``AliasChanged``
+events its write transactions queue (:meth:`StoreTx.add_outbox`), keyed by row id.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 
+from libs.bus import Outgoing
 from services.registry.domain import (
     Actor,
     Alias,
@@ -36,13 +40,6 @@ from services.registry.domain import (
     VersionKey,
     VersionStatus,
 )
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    event_id: str
-    change: AliasChange
 
 
 class StoreTx(ABC):
@@ -158,10 +155,12 @@ class RegistryStore(ABC):
         """Inserts entries, skipping ids already indexed; returns how many were new."""
 
     @abstractmethod
-    def pending_outbox(self, limit: int = 100) -> list[OutboxItem]: ...
+    def pending(self, limit: int = 100) -> list[tuple[int, Outgoing]]:
+        """Unpublished ``AliasChanged`` events, oldest first, with their row ids."""
 
     @abstractmethod
-    def mark_published(self, ids: Sequence[int], now: datetime) -> None: ...
+    def mark_sent(self, keys: Sequence[int]) -> None:
+        """The rows ``keys`` were published."""
 
     @abstractmethod
     def audit_chain(self, batch: int = 1000) -> Iterator[AuditRecord]:

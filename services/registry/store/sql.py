@@ -1,29 +1,34 @@
 """The SQLAlchemy implementation of the store: SQLite by default, PostgreSQL in production.
 
-Writers are serialised by locking the audit head row (``SELECT ... FOR UPDATE`` on
-PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite, where FOR UPDATE does not exist), so
-version numbers, alias compare-and-set and the audit chain never race.
+The database is a :class:`libs.sql.Database` (engine, SQLite pragmas and write lock,
+Alembic migrations). Writers are serialised by locking the audit head row
+(``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite, where FOR UPDATE does not exist,
+the write lock that ``Database.write`` takes at BEGIN), so version numbers, alias
+compare-and-set and the audit chain never race. Database errors leave the store as
+:mod:`libs.errors` (:func:`_database`).
 """
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, InterfaceError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from libs.errors import AlreadyExists, FailedPrecondition, NotFound
+from libs.bus import Outgoing, topics
+from libs.errors import AifError, FailedPrecondition, NotFound, Unavailable
+from libs.sql import Database, translate
 from services.registry import audit
+from services.registry.convert import alias_changed_event
 from services.registry.domain import (
     Actor,
     Alias,
@@ -47,8 +52,9 @@ from services.registry.domain import (
     VersionKey,
     VersionStatus,
 )
-from services.registry.store.base import OutboxItem, RegistryStore, StoreTx
+from services.registry.store.base import RegistryStore, StoreTx
 from services.registry.store.tables import (
+    METADATA,
     AliasRow,
     AuditHeadRow,
     AuditRow,
@@ -62,9 +68,32 @@ from services.registry.store.tables import (
     VersionRow,
 )
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 _INSERT_CHUNK = 1000
-_MIGRATION_LOCK = 0x41_49_46_52  # "AIFR"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _database(what: str) -> Iterator[None]:
+    """:func:`libs.sql.translate`, and no other SQLAlchemy error past it either: a lost
+    psycopg connection (``InterfaceError``) is ``Unavailable`` too, anything else an
+    internal error that names the driver's complaint, not the statement."""
+    try:
+        with translate(what):
+            yield
+    except InterfaceError as exc:
+        raise Unavailable(f"registry database unavailable: {_first_line(exc)}") from exc
+    except SQLAlchemyError as exc:
+        raise AifError(f"registry database error on {what}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    lines = str(cause).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 # ---------------------------------------------------------------- row <-> domain
@@ -212,12 +241,10 @@ class SqlTx(StoreTx):
 
     def create_model(self, model: ModelKey, actor: Actor, now: datetime) -> None:
         self._writable()
-        try:
-            with self._s.begin_nested():
-                self._s.add(ModelRow(use_case=model.use_case, name=model.name, created_at=now,
-                                     created_by=_actor_json(actor)))
-        except IntegrityError:
-            raise AlreadyExists(f"model {model.name} already exists") from None
+        # A savepoint: the name taken (AlreadyExists) leaves the transaction usable.
+        with translate(f"model {model.name}"), self._s.begin_nested():
+            self._s.add(ModelRow(use_case=model.use_case, name=model.name, created_at=now,
+                                 created_by=_actor_json(actor)))
 
     def get_version(self, key: VersionKey) -> ModelVersion | None:
         try:
@@ -439,53 +466,28 @@ class SqlTx(StoreTx):
 # ---------------------------------------------------------------- store
 
 class SqlStore(RegistryStore):
-    def __init__(self, url: str, *, echo: bool = False) -> None:
-        parsed = make_url(url)
-        self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
-        if self.dialect == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine: Engine = create_engine(parsed, **kwargs)
-        if self.dialect == "sqlite":
-            _sqlite_transactions(self.engine)
+    """The registry's tables in ``db``, migrated (see :func:`open_store`). Its outbox rows
+    leave as ``AliasChanged`` events on ``promoted_topic``."""
+
+    def __init__(self, db: Database, *, promoted_topic: str = topics.MODEL_PROMOTED,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        self.db = db
+        self._topic = promoted_topic
+        self._clock = clock
 
     def migrate(self) -> None:
         """``alembic upgrade head`` on this database."""
-        # Imported here: read-only users (``aif audit verify``) do not pay for Alembic.
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Replicas starting together migrate one after the other.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with _database("the registry schema"):
+            self.db.migrate(MIGRATIONS, metadata=METADATA)
 
     @contextmanager
     def read(self) -> Iterator[StoreTx]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with _database("registry state"), self.db.read() as session:
             yield SqlTx(session, None)
 
     @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """A session whose transaction writes. On SQLite it takes the write lock at BEGIN
-        (IMMEDIATE): one that read first and wrote later would have to upgrade its lock,
-        which SQLite refuses at once ("database is locked") whenever another writer
-        committed in between, without waiting on busy_timeout."""
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn.execution_options(aif_write=True)
-            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
-                yield session
-
-    @contextmanager
     def write(self) -> Iterator[StoreTx]:
-        with self._writing() as session:
+        with _database("registry state"), self.db.write() as session:
             head = session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update())
             if head is None:
                 raise FailedPrecondition("registry database has no audit head: run the migrations")
@@ -497,7 +499,7 @@ class SqlStore(RegistryStore):
         rows = {(m.name, m.split, m.step): {"run_id": run_id, "name": m.name, "split": m.split,
                                             "step": m.step, "value": m.value, "logged_at": now}
                 for m in metrics}
-        with self._writing() as session:
+        with _database(f"metrics of run {run_id}"), self.db.write() as session:
             status = session.scalar(select(RunRow.status).where(RunRow.run_id == run_id))
             if status is None:
                 raise NotFound(f"run {run_id} not found")
@@ -516,7 +518,7 @@ class SqlStore(RegistryStore):
                    "model_name": e.model_name, "version": e.version, "alias": e.alias,
                    "predicted_at": e.predicted_at, "trace_id": e.trace_id} for e in unique.values()]
         inserted = 0
-        with self._writing() as session:
+        with _database("the prediction index"), self.db.write() as session:
             for i in range(0, len(values), _INSERT_CHUNK):
                 stmt = (self._insert(PredictionRow).values(values[i:i + _INSERT_CHUNK])
                         .on_conflict_do_nothing(index_elements=["prediction_id", "shadow"])
@@ -526,24 +528,27 @@ class SqlStore(RegistryStore):
         return inserted
 
     def _insert(self, table: type) -> Any:
-        return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+        return pg_insert(table) if self.db.dialect == "postgresql" else sqlite_insert(table)
 
-    def pending_outbox(self, limit: int = 100) -> list[OutboxItem]:
-        with Session(self.engine) as session:
+    # --- outbox (libs.bus.outbox.OutboxSource)
+    def pending(self, limit: int = 100) -> list[tuple[int, Outgoing]]:
+        with _database("the registry outbox"), self.db.read() as session:
             rows = session.scalars(select(OutboxRow).where(OutboxRow.published_at.is_(None))
                                    .order_by(OutboxRow.id).limit(limit))
-            return [OutboxItem(r.id, r.event_id, _change(r.payload)) for r in rows]
+            return [(r.id, alias_changed_event(_change(r.payload), self._topic)) for r in rows]
 
-    def mark_published(self, ids: Sequence[int], now: datetime) -> None:
-        if not ids:
+    def mark_sent(self, keys: Sequence[int]) -> None:
+        if not keys:
             return
-        with self._writing() as session:
-            session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(ids))).values(published_at=now))
+        with _database("the registry outbox"), self.db.write() as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(keys)))
+                            .values(published_at=self._clock()))
 
+    # --- audit log, read whole
     def audit_chain(self, batch: int = 1000) -> Iterator[AuditRecord]:
         after = 0
         while True:
-            with Session(self.engine) as session:
+            with _database("the audit log"), self.db.read() as session:
                 rows = [_audit(r) for r in session.scalars(
                     select(AuditRow).where(AuditRow.sequence > after).order_by(AuditRow.sequence).limit(batch))]
             yield from rows
@@ -552,39 +557,27 @@ class SqlStore(RegistryStore):
             after = rows[-1].sequence
 
     def audit_head(self) -> tuple[int, str] | None:
-        with Session(self.engine) as session:
+        with _database("the audit log"), self.db.read() as session:
             head = session.get(AuditHeadRow, 1)
             if head is None:
                 raise FailedPrecondition("registry database has no audit head: run the migrations")
             return None if head.sequence == 0 else (head.sequence, head.hash)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.close()
 
 
-def _sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy, not the sqlite3 module, start transactions; writers take the
-    write lock at BEGIN (IMMEDIATE), so two writers queue on busy_timeout instead of
-    deadlocking on a lock upgrade."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("aif_write") else "BEGIN")
-
-
-def open_store(url: str, *, migrate: bool = True) -> SqlStore:
-    """A store on ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), migrated to head."""
-    store = SqlStore(url)
+def open_store(url: str, *, migrate: bool = True, promoted_topic: str = topics.MODEL_PROMOTED,
+               clock: Callable[[], datetime] = _utcnow) -> SqlStore:
+    """A store on ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), migrated to
+    head unless ``migrate`` is false (read-only tools)."""
+    with _database("the registry database"):
+        db = Database(url)
+    store = SqlStore(db, promoted_topic=promoted_topic, clock=clock)
     if migrate:
-        store.migrate()
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
     return store

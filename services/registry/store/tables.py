@@ -1,7 +1,7 @@
 """The registry's tables (SQLAlchemy 2.x ORM). Rows never leave the store package.
 
 Schema changes go through an Alembic revision in ``services/registry/migrations``;
-a test compares these classes with the migrated schema on SQLite and PostgreSQL.
+a test compares :data:`METADATA` with the migrated schema on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+# What the migrations create (``migrations/env.py`` hands it to Alembic as the target).
+METADATA = Base.metadata
 
 
 class ModelRow(Base):

@@ -62,7 +62,7 @@ def test_translate_turns_a_duplicate_key_into_already_exists(db: Database) -> No
 
 
 def test_translate_turns_an_operational_error_into_unavailable() -> None:
-    with pytest.raises(Unavailable, match="database unavailable while writing job 'j'"), translate("job 'j'"):
+    with pytest.raises(Unavailable, match=r"database unavailable \(job 'j'\)"), translate("job 'j'"):
         raise OperationalError("INSERT ...", {}, Exception("could not connect to server"))
 
 

@@ -164,7 +164,7 @@ async def test_a_database_outage_keeps_the_effects_until_the_next_commit(tmp_pat
 
         def commit(self, effects: Effects, now: datetime) -> None:
             if self.down:  # what the store raises for an OperationalError
-                raise Unavailable("database unavailable while writing monitor effects: database is locked")
+                raise Unavailable("database unavailable (monitor effects): database is locked")
             super().commit(effects, now)
 
     store = Flaky.from_url(f"sqlite:///{tmp_path / 'monitor.db'}")

@@ -12,7 +12,7 @@ import yaml
 
 from libs.reference import build_reference
 from libs.rpc.auth import Principal
-from libs.usecase import DEFAULT_DIR, UseCase
+from libs.usecase import DEFAULT_DIR, UseCase, UseCases
 
 AUTO, GATED = "loan_auto", "loan_gated"
 
@@ -24,10 +24,10 @@ def _spec(name: str, promotion: str) -> dict[str, Any]:
     return data
 
 
-def usecases() -> dict[str, UseCase]:
+def usecases() -> UseCases:
     """Two variants of the shipped loan spec: auto promotion and approval."""
-    return {AUTO: UseCase.model_validate(_spec(AUTO, "auto")),
-            GATED: UseCase.model_validate(_spec(GATED, "approval"))}
+    return UseCases({AUTO: UseCase.model_validate(_spec(AUTO, "auto")),
+                     GATED: UseCase.model_validate(_spec(GATED, "approval"))})
 
 
 def write_usecases(directory: Path) -> Path:

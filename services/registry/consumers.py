@@ -1,10 +1,16 @@
-"""The prediction index: ``PredictionLogged`` events (topic predictions) → prediction id → version.
+"""What the registry does with the events it consumes.
 
-Consumed in batches: one INSERT per poll (duplicates skipped by prediction id), then
-the offsets are committed, so a crash replays the batch and changes nothing. This
-loop is ``libs.bus.EventConsumer``'s with a batch effect instead of one per event,
-which the gateway's prediction rate needs; it reuses the bus's header parsing and
-dead letters.
+- ``aifactory.evaluator.v1.ModelEvaluated`` (topic model.evaluated): record the verdict
+  and act by the use case's policy (auto-promote, wait for approval, or fail).
+- ``aifactory.monitor.v1.RollbackRequested`` (topic rollback.requested): move the alias
+  back to ``previous``, but only while it still points at the version the alarm was about.
+- ``aifactory.gateway.v1.PredictionLogged`` (topic predictions): the prediction index,
+  prediction id → model version (:class:`PredictionIndexer`).
+
+The first two are idempotent by event id (stored with the effect, in its transaction).
+A database outage raises ``Unavailable`` so the consumer retries; an event naming an
+unknown use case or version, or a rollback that cannot happen, is dead-lettered with
+the reason.
 """
 from __future__ import annotations
 
@@ -12,22 +18,55 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
+from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.gateway.v1 import events_pb2 as gateway_events
-from libs.bus import DeadLetters, EventMeta, KafkaSecurity
+from aifactory.monitor.v1 import events_pb2 as monitor_events
+from libs.bus import DeadLetters, Event, EventMeta, KafkaSecurity
 from libs.bus.types import event_type_of
 from libs.errors import Unavailable
-from services.registry.blocking import offload
-from services.registry.convert import prediction_of
+from services.registry.convert import evaluation_of, prediction_of
 from services.registry.core import Registry
-from services.registry.domain import PredictionEntry
+from services.registry.domain import CHAMPION, ModelKey, PredictionEntry
 
 log = logging.getLogger(__name__)
-EVENT_TYPE = event_type_of(gateway_events.PredictionLogged)
+PREDICTION_TYPE = event_type_of(gateway_events.PredictionLogged)
+
+
+class RegistryEvents:
+    """The handler of ``libs.bus.EventConsumer`` for verdicts and rollback requests."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    async def handle(self, event: Event[Message]) -> None:
+        payload = event.payload
+        if isinstance(payload, evaluator_events.ModelEvaluated):
+            outcome = await asyncio.to_thread(self._registry.apply_evaluation, evaluation_of(payload),
+                                              event_id=event.meta.event_id, source=event.topic)
+            log.info("evaluation %s of %s: recorded=%s promoted=%s status=%s", payload.report_id,
+                     outcome.version.key, outcome.recorded, outcome.promoted, outcome.version.status.value)
+        elif isinstance(payload, monitor_events.RollbackRequested):
+            use_case = payload.use_case or payload.model.use_case
+            result = await asyncio.to_thread(
+                self._registry.rollback, ModelKey(use_case, payload.model.model_name), None,
+                alias=payload.alias or CHAMPION, reason=payload.reason or "monitor alarm",
+                evidence=[payload.request_id, *payload.evidence_ids], only_if_current=payload.model.version,
+                event_id=event.meta.event_id, source=event.topic)
+            if result is not None:
+                log.info("rolled back %s/%s %s from v%d to v%d", use_case, payload.model.model_name,
+                         payload.alias or CHAMPION, result.previous_version,
+                         result.alias.version if result.alias else 0)
 
 
 class PredictionIndexer:
+    """``PredictionLogged`` events in batches: one INSERT per poll (duplicates skipped by
+    prediction id), then the offsets are committed, so a crash replays the batch and
+    changes nothing. ``libs.bus.EventConsumer``'s loop with a batch effect instead of
+    one per event, which the gateway's prediction rate needs; it reuses the bus's header
+    parsing and dead letters."""
+
     def __init__(self, bootstrap_servers: str, group_id: str, topic: str, registry: Registry,
                  dead_letters: DeadLetters, *, security: KafkaSecurity | None = None,
                  max_batch: int = 1000, retry_backoff_s: float = 0.5) -> None:
@@ -65,7 +104,7 @@ class PredictionIndexer:
                     entries.append(entry)
         while entries:
             try:
-                self.indexed += await offload(self._registry.index_predictions, entries)
+                self.indexed += await asyncio.to_thread(self._registry.index_predictions, entries)
                 break
             except Unavailable as exc:
                 if self._stopping.is_set():
@@ -79,7 +118,7 @@ class PredictionIndexer:
         reason = ""
         try:
             meta = EventMeta.from_headers(record.headers or ())
-            if meta.event_type != EVENT_TYPE:
+            if meta.event_type != PREDICTION_TYPE:
                 reason = f"event type {meta.event_type!r} not accepted on {record.topic}"
             else:
                 msg = gateway_events.PredictionLogged()
@@ -94,7 +133,7 @@ class PredictionIndexer:
         except KeyError as exc:
             reason = f"missing header {exc.args[0]}"
         except DecodeError as exc:
-            reason = f"payload is not a valid {EVENT_TYPE}: {exc}"
+            reason = f"payload is not a valid {PREDICTION_TYPE}: {exc}"
         except Exception as exc:  # noqa: BLE001 - a bad header or field must cost one event, not the indexer
             reason = f"cannot index it: {type(exc).__name__}: {exc}"
         await self._dlq.send(record, reason, "undecodable", self.group_id)
