@@ -1,4 +1,4 @@
-"""Training-set frames built straight from libs.datagen streams, for tests and benchmarks.
+"""Training-set frames built straight from aif.datagen streams, for tests and benchmarks.
 
 The same columns as the feature store's ``GetTrainingSet`` parquet (see
 libs.lifecycle.frames), computed the simple way: row features from the record, every
@@ -16,7 +16,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from libs.datagen import Example, LoanStream, SegmentStream
+from aif.datagen import Example, LoanStream, SegmentStream
 from libs.usecase import UseCase, load_default
 
 

@@ -84,7 +84,7 @@ def data_env(name: str, root: Path) -> dict[str, str]:
         "monitor": {"DATABASE_URL": sqlite(root / "monitor" / "monitor.db")},
         "gateway": {},
     }[name]
-    # No folders made here: each store creates its own (libs.lifecycle.sql, the registry store).
+    # No folders made here: each store creates its own (libs.sql).
     return {prefix + key: value for key, value in dirs.items()}
 
 

@@ -6,9 +6,6 @@ and the event publisher, registers the gRPC servicer and starts the consumer of
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from aifactory.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.auth import server_security
@@ -19,10 +16,12 @@ from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import load_for_service
-from services.evaluator.reports import ReportStore
-from services.evaluator.service import EvaluatorCore, EvaluatorOptions
+from services.evaluator.consumers import EvaluatorConsumer
+from services.evaluator.core import EvaluatorCore, EvaluatorOptions
+from services.evaluator.publisher import EvaluatorPublisher
 from services.evaluator.servicer import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
+from services.evaluator.store import ReportStore
 
 SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
 
@@ -35,14 +34,14 @@ async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: Trai
     token = settings.service_token.get_secret_value() or None
     featurestore = insecure_channel(settings.featurestore_target, token=token)
     registry_channel = insecure_channel(settings.registry_target, token=token)
+    registry = registry or GrpcRegistry(registry_channel)
     kafka_security = KafkaSecurity.from_settings(settings)
-    publisher = EventPublisher(settings.kafka_bootstrap, producer="evaluator", security=kafka_security)
-    await publisher.start()
-    core = EvaluatorCore(usecases=usecases, data=data or GrpcTrainingData(featurestore),
-        registry=registry or GrpcRegistry(registry_channel),
-                         store=store, publisher=publisher,
-                         options=EvaluatorOptions(min_holdout_rows=settings.min_holdout_rows,
-                                                  evaluated_topic=settings.model_evaluated_topic))
+    events = EventPublisher(settings.kafka_bootstrap, producer="evaluator", security=kafka_security)
+    await events.start()
+    core = EvaluatorCore(usecases=usecases, data=data or GrpcTrainingData(featurestore), registry=registry,
+                         store=store,
+                         publisher=EvaluatorPublisher(events, registry, evaluated_topic=settings.model_evaluated_topic),
+                         options=EvaluatorOptions(min_holdout_rows=settings.min_holdout_rows))
     server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
                        drain_seconds=settings.drain_seconds)
     server.add_service(evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server,
@@ -52,17 +51,12 @@ async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: Trai
     async def close_store() -> None:
         store.close()
 
-    service.closers += [publisher.stop, featurestore.close, registry_channel.close, close_store]
+    # Closed in reverse: the consumer stops first, then the store, the clients, the publisher.
+    service.closers += [events.stop, featurestore.close, registry_channel.close, close_store]
     if settings.consume:
         consumer = EventConsumer(settings.kafka_bootstrap, settings.consumer_group,
                                  {settings.model_trained_topic: [trainer_events.ModelTrained]},
-                                 core.handle_event, DeadLetters(publisher, settings.dead_letter_topic), security=kafka_security)
-        task = asyncio.create_task(consumer.run(), name="evaluator-consumer")
-
-        async def stop_consumer() -> None:
-            await consumer.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        service.closers.append(stop_consumer)
+                                 EvaluatorConsumer(core).handle, DeadLetters(events, settings.dead_letter_topic),
+                                 security=kafka_security)
+        service.spawn("evaluator-consumer", consumer.run(), stop=consumer.stop)
     return service

@@ -20,25 +20,11 @@ import math
 from dataclasses import dataclass
 
 from libs.usecase import UseCase
-from services.evaluator.metrics import MetricSet
+from services.evaluator.domain import GateResult
+from services.evaluator.scores import MetricSet
 
 # Float noise must not fail a gate that is met exactly.
 TOLERANCE = 1e-12
-
-
-@dataclass(frozen=True)
-class GateResult:
-    gate: str
-    metric: str
-    value: float
-    threshold: float
-    passed: bool
-    comparator: str
-    message: str
-
-    @property
-    def skipped(self) -> bool:
-        return self.message.startswith("skipped:")
 
 
 @dataclass(frozen=True)

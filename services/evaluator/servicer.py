@@ -1,4 +1,4 @@
-"""gRPC servicer of the evaluator service: a thin transport over :class:`EvaluatorCore`."""
+"""gRPC servicer of the evaluator service: protobuf in, an :class:`EvaluatorCore` call, protobuf out."""
 from __future__ import annotations
 
 import grpc
@@ -9,7 +9,8 @@ from libs.auth import authorize_use_case
 from libs.errors import InvalidArgument
 from libs.lifecycle.data import window_from_proto
 from libs.lifecycle.registry import ModelKey
-from services.evaluator.service import EvaluatorCore
+from services.evaluator import convert
+from services.evaluator.core import EvaluatorCore
 
 
 class EvaluatorServicer(evaluator_service_pb2_grpc.EvaluatorServiceServicer):
@@ -31,7 +32,7 @@ class EvaluatorServicer(evaluator_service_pb2_grpc.EvaluatorServiceServicer):
                 raise InvalidArgument("champion", "must be another version of the same model")
         window = window_from_proto(request.window) if request.HasField("window") else None
         report = await self._core.evaluate_on_demand(model, champion, window)
-        return pb.EvaluateResponse(report=report)
+        return pb.EvaluateResponse(report=convert.report_pb(report))
 
     async def GetEvaluationReport(self, request: pb.GetEvaluationReportRequest,
                                   context: grpc.aio.ServicerContext) -> pb.GetEvaluationReportResponse:
@@ -39,4 +40,4 @@ class EvaluatorServicer(evaluator_service_pb2_grpc.EvaluatorServiceServicer):
             raise InvalidArgument("report_id", "required")
         report = self._core.get_report(request.report_id)
         authorize_use_case(report.model.use_case)
-        return pb.GetEvaluationReportResponse(report=report)
+        return pb.GetEvaluationReportResponse(report=convert.report_pb(report))

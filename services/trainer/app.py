@@ -6,9 +6,6 @@ training requests and drift reports, and registers the gRPC servicer.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
@@ -20,11 +17,13 @@ from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import load_for_service
+from services.trainer.consumers import TrainerConsumer
+from services.trainer.core import TrainerCore, TrainerOptions, code_version
 from services.trainer.instruments import TrainerMetrics
-from services.trainer.jobs import JobStore
-from services.trainer.service import TrainerCore, TrainerOptions, code_version
+from services.trainer.publisher import TrainerPublisher
 from services.trainer.servicer import TrainerServicer
 from services.trainer.settings import TrainerSettings
+from services.trainer.store import JobStore
 
 SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
@@ -38,41 +37,36 @@ async def build(settings: TrainerSettings, telemetry: Telemetry, *, data: Traini
     featurestore = insecure_channel(settings.featurestore_target, token=token)
     registry_channel = insecure_channel(settings.registry_target, token=token)
     kafka_security = KafkaSecurity.from_settings(settings)
-    publisher = EventPublisher(settings.kafka_bootstrap, producer="trainer", security=kafka_security)
-    await publisher.start()
+    events = EventPublisher(settings.kafka_bootstrap, producer="trainer", security=kafka_security)
+    await events.start()
+    publisher = TrainerPublisher(events, trained_topic=settings.model_trained_topic,
+                                 requested_topic=settings.training_requested_topic)
     core = TrainerCore(
         usecases=usecases, store=store, data=data or GrpcTrainingData(featurestore),
         registry=registry or GrpcRegistry(registry_channel),
         publisher=publisher, metrics=TrainerMetrics(telemetry.meter), code_version=code_version(),
         options=TrainerOptions(threads=settings.torch_threads, dependency_attempts=settings.dependency_attempts,
-                               dependency_backoff_s=settings.dependency_backoff_s,
-                               trained_topic=settings.model_trained_topic,
-                               requested_topic=settings.training_requested_topic))
+                               dependency_backoff_s=settings.dependency_backoff_s))
     await core.start()
 
     server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
                        drain_seconds=settings.drain_seconds)
-    server.add_service(trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(core),
-                       SERVICE_NAME)
+    server.add_service(trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server,
+                       TrainerServicer(core, publisher), SERVICE_NAME)
     service = Service(server)
-    service.closers += [publisher.stop, featurestore.close, registry_channel.close]
+    service.closers += [events.stop, featurestore.close, registry_channel.close]
 
     async def close_store() -> None:
         store.close()
 
+    # Closed in reverse: the consumer stops first, then the core, then the store.
     service.closers += [close_store, core.stop]
     if settings.consume:
         consumer = EventConsumer(
             settings.kafka_bootstrap, settings.consumer_group,
             {settings.training_requested_topic: [trainer_events.TrainingRequested],
              settings.drift_detected_topic: [monitor_events.DriftDetected]},
-            core.handle_event, DeadLetters(publisher, settings.dead_letter_topic), security=kafka_security)
-        task = asyncio.create_task(consumer.run(), name="trainer-consumer")
-
-        async def stop_consumer() -> None:
-            await consumer.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        service.closers.append(stop_consumer)
+            TrainerConsumer(core, publisher).handle, DeadLetters(events, settings.dead_letter_topic),
+            security=kafka_security)
+        service.spawn("trainer-consumer", consumer.run(), stop=consumer.stop)
     return service

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aifactory.common.v1 import common_pb2
@@ -13,9 +12,7 @@ from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2 as pb
 from libs.errors import InvalidArgument
 from libs.lifecycle.data import time_range_proto, timestamp, window_from_proto
-from libs.lifecycle.frames import Window
-from libs.lifecycle.registry import MetricPoint, RegisteredVersion
-from services.trainer.jobs import Job, JobState, Reason
+from services.trainer.domain import Job, JobState, Reason, TrainedModel
 
 _REASON_FROM_PB = {
     trainer_events.TRAINING_REASON_UNSPECIFIED: Reason.MANUAL,
@@ -149,14 +146,13 @@ def job_to_proto(job: Job) -> pb.TrainingJob:
     return out
 
 
-def model_trained(job: Job, registered: RegisteredVersion, *, run_id: str, window: Window,
-                  metrics: list[MetricPoint], datasets: list, features: list, code_version: str,
-                  seed: int, params: Mapping[str, str], trained_at: datetime) -> trainer_events.ModelTrained:
+def model_trained(trained: TrainedModel) -> trainer_events.ModelTrained:
+    job, registered = trained.job, trained.registered
     return trainer_events.ModelTrained(
-        model=registered.ref.to_proto(), run_id=run_id,
-        datasets=[d.to_proto() for d in datasets], features=[f.to_proto() for f in features],
-        metrics=[m.to_proto() for m in metrics], request_id=job.job_id,
+        model=registered.ref.to_proto(), run_id=trained.run_id,
+        datasets=[d.to_proto() for d in trained.datasets], features=[f.to_proto() for f in trained.features],
+        metrics=[m.to_proto() for m in trained.metrics], request_id=job.job_id,
         artifact_uri=registered.artifact_uri, artifact_sha256=registered.artifact_sha256,
-        code_version=code_version, trained_at=timestamp(trained_at), seed=seed, params=dict(params),
-        window=time_range_proto(window), reason=_REASON_TO_PB[job.reason],
+        code_version=trained.code_version, trained_at=timestamp(trained.trained_at), seed=trained.seed,
+        params=dict(trained.params), window=time_range_proto(trained.window), reason=_REASON_TO_PB[job.reason],
         drift_report_id=job.drift_report_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +16,10 @@ from torch import nn
 
 class Preprocess(nn.Module):
     """Missing or non-finite input → training mean; then (x − mean) / std."""
+
+    if TYPE_CHECKING:  # the buffers are tensors (nn.Module types attributes Tensor | Module)
+        mean: torch.Tensor
+        std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()

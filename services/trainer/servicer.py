@@ -1,4 +1,4 @@
-"""gRPC servicer of the trainer service: a thin transport over :class:`TrainerCore`."""
+"""gRPC servicer of the trainer service: protobuf in, a :class:`TrainerCore` call, protobuf out."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +11,9 @@ from libs.auth import authorize_use_case
 from libs.errors import InvalidArgument
 from libs.rpc import current_principal
 from services.trainer import convert
-from services.trainer.service import TrainerCore
+from services.trainer.core import TrainerCore
+from services.trainer.domain import JobState
+from services.trainer.publisher import TrainerPublisher
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +21,9 @@ MAX_PAGE = 500
 
 
 class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, core: TrainerCore) -> None:
+    def __init__(self, core: TrainerCore, publisher: TrainerPublisher) -> None:
         self._core = core
+        self._publisher = publisher
 
     async def SubmitTraining(self, request: pb.SubmitTrainingRequest,
                              context: grpc.aio.ServicerContext) -> pb.SubmitTrainingResponse:
@@ -29,7 +32,7 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
         job, created = await self._core.submit(convert.job_from_requested(event))
         if created:
             try:
-                await self._core.publish_request(event)
+                await self._publisher.training_requested(event)
             except Exception as exc:  # noqa: BLE001 - the job is stored and will run; the record is extra
                 log.warning("training request %s accepted but not published: %s", job.job_id, exc)
         return pb.SubmitTrainingResponse(job=convert.job_to_proto(job))
@@ -53,7 +56,7 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
             raise InvalidArgument("page_token", "not a token from a previous page") from None
         if offset < 0:
             raise InvalidArgument("page_token", "not a token from a previous page")
-        states = ()
+        states: tuple[JobState, ...] = ()
         if request.state:
             if request.state not in convert.STATE_FROM_PB:
                 raise InvalidArgument("state", f"unknown state {request.state}")

@@ -38,8 +38,8 @@ from libs.lifecycle.frames import (
 from libs.lifecycle.metrics import quality, standard_metrics
 from libs.reference import build_reference
 from libs.usecase import UseCase
-from services.trainer.config import TrainConfig
 from services.trainer.model import ExportedModel, Preprocess, build_network
+from services.trainer.recipe import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,10 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
             loss_fn, val_loss_fn = nn.CrossEntropyLoss(weight=weight), nn.CrossEntropyLoss()
 
         net = build_network(config.family, xt.shape[1], config.hidden, n_outputs, generator)
-        if not regression:
+        head = net[-1]
+        if not regression and isinstance(head, nn.Linear):  # always a Linear (build_network)
             with torch.no_grad():
-                net[-1].bias.copy_(_prior_bias(counts))
+                head.bias.copy_(_prior_bias(counts))
         optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate,
                                      weight_decay=config.weight_decay)
         history, best_state, best_loss, best_epoch, waited = [], None, float("inf"), 0, 0

@@ -30,10 +30,10 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from aif.datagen import LoanStream
 from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
 from libs.bus import EventPublisher, Outgoing
-from libs.datagen import LoanStream
 from libs.rpc.healthcheck import check
 from tests.bench.report import Figure
 from tests.unit.featurestore.helpers import from_example
@@ -250,7 +250,7 @@ async def measure(bootstrap: str) -> list[Figure]:
 
 
 if __name__ == "__main__":
-    from libs.infra import ensure_kafka
+    from aif.infra import ensure_kafka
 
     kafka = ensure_kafka()
     try:

@@ -30,7 +30,7 @@ from aifactory.gateway.v1 import events_pb2 as gateway_events
 from libs.lifecycle import artifact
 from services.monitor import convert
 from services.monitor.core import MonitorCore
-from services.trainer.config import TrainConfig
+from services.trainer.recipe import TrainConfig
 from services.trainer.training import train
 from tests.bench.report import Figure
 from tests.training_sets import loan_frame

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from libs.lifecycle.frames import canonical_order, encode_labels, feature_matrix, labelled
-from services.trainer.config import TrainConfig
 from services.trainer.model import Preprocess, build_network
+from services.trainer.recipe import TrainConfig
 from services.trainer.training import deterministic, input_statistics, split_by_time, train
 from tests.bench.report import Figure
 from tests.training_sets import loan_frame, usecase

@@ -32,7 +32,7 @@ from libs.runtime import start_service
 from libs.telemetry import setup_telemetry
 from services.registry.app import build as build_registry
 from services.registry.settings import RegistrySettings
-from services.trainer.config import TrainConfig
+from services.trainer.recipe import TrainConfig
 from services.trainer.training import train
 from tests.training_sets import loan_frame, usecase
 
@@ -114,7 +114,8 @@ class ParquetFeatureStore(fs_grpc.FeatureStoreServiceServicer):
     """Answers GetTrainingSet as the feature store does: writes parquet, returns its URI."""
 
     def __init__(self, folder: Path, frame: pd.DataFrame) -> None:
-        self.folder, self.frame, self.requests = folder, frame, []
+        self.folder, self.frame = folder, frame
+        self.requests: list[fs_pb.GetTrainingSetRequest] = []
 
     async def GetTrainingSet(self, request: fs_pb.GetTrainingSetRequest, context: Any) -> fs_pb.GetTrainingSetResponse:
         self.requests.append(request)

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from libs.usecase import DEFAULT_DIR
 from services.evaluator.app import build as build_evaluator
 from services.evaluator.settings import EvaluatorSettings
 from services.trainer.app import build as build_trainer
-from services.trainer.config import TrainConfig
+from services.trainer.recipe import TrainConfig
 from services.trainer.settings import TrainerSettings
 from services.trainer.training import train
 from tests.lifecycle_fakes import FakeRegistry, FakeTrainingData
@@ -60,15 +61,19 @@ def specs(tmp_path: Path) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
 class Topics:
-    def __init__(self, names: dict[str, str]) -> None:
-        self.__dict__.update(names)
+    requested: str
+    drift: str
+    trained: str
+    evaluated: str
+    dlq: str
 
 
 @pytest.fixture
 async def topics(new_topic) -> Topics:  # type: ignore[no-untyped-def]
-    return Topics({name: await new_topic(name) for name in
-                   ("requested", "drift", "trained", "evaluated", "dlq")})
+    return Topics(**{name: await new_topic(name) for name in
+                     ("requested", "drift", "trained", "evaluated", "dlq")})
 
 
 @pytest.fixture
@@ -155,7 +160,7 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
             assert again.state == tr_pb.TRAINING_JOB_STATE_SUCCEEDED and again.job_id == job.job_id
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.SubmitTraining(tr_pb.SubmitTrainingRequest(use_case="nope"))
-            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "use_case" in info.value.details()
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND and "use_case" in info.value.details()
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.GetTrainingJob(tr_pb.GetTrainingJobRequest(job_id="missing"))
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -239,7 +244,7 @@ async def test_aif_train_submits_and_follows_the_job_with_a_progress_bar(  # typ
         kafka, topics, tmp_path: Path, capsys) -> None:
     import argparse
 
-    from libs.cli import train as train_cli
+    from aif.cli import train as train_cli
 
     service, port = await started(trainer_settings(kafka, topics, tmp_path), build_trainer,
                                   data=data(), registry=FakeRegistry())
@@ -253,6 +258,6 @@ async def test_aif_train_submits_and_follows_the_job_with_a_progress_bar(  # typ
         assert "epoch" in err  # the tqdm bar
         bad = argparse.Namespace(**{**vars(args), "use_case": "nope", "request_id": None})
         assert await train_cli._run(bad, {}) == 2
-        assert "INVALID_ARGUMENT" in capsys.readouterr().err
+        assert "NOT_FOUND" in capsys.readouterr().err  # an unknown use case
     finally:
         await stop(service)

@@ -31,6 +31,8 @@ import grpc
 import pytest
 from pydantic import SecretStr
 
+from aif.datagen import LoanStream, SegmentStream
+from aif.stack import Stack
 from aifactory.common.v1 import common_pb2
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
@@ -46,10 +48,8 @@ from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.auth import DevAuth
 from libs.bus import EventPublisher
-from libs.datagen import LoanStream, SegmentStream
 from libs.lifecycle.registry import ModelKey
 from libs.runtime import Service, start_service
-from libs.stack import Stack
 from libs.usecase import DEFAULT_DIR
 from tests.lifecycle_fakes import FakeRegistry, FakeTrainingData
 from tests.security.conftest import record

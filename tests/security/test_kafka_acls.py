@@ -14,10 +14,10 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from aif.infra import KafkaSecureHandle, ensure_kafka_secure
 from aifactory.trainer.v1 import events_pb2
 from libs.auth.kafka_acls import ACCESS, PRODUCER, SERVICES, group_prefix, may_read, may_write, topics_of
 from libs.bus import EventPublisher, KafkaSecurity, topics
-from libs.infra import KafkaSecureHandle, ensure_kafka_secure
 from tests.security.conftest import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -138,9 +138,9 @@ def test_the_acl_table_is_least_privilege() -> None:
 
 def test_the_broker_enforces_exactly_the_table(secure: KafkaSecureHandle) -> None:
     """No ACL beyond the table (stale ones from an older table are removed), none missing."""
+    from aif.infra._proc import run_async
+    from aif.infra.kafka_secure import broker_acls
     from libs.auth.kafka_acls import ALLOW, bindings
-    from libs.infra._proc import run_async
-    from libs.infra.kafka_secure import broker_acls
 
     held = run_async(lambda: broker_acls(secure.bootstrap_servers, secure.security("admin")))
     want = {(b.principal, int(b.resource_type), b.resource, int(b.pattern), int(b.operation), b.host, ALLOW)

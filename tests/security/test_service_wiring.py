@@ -12,14 +12,14 @@ import grpc
 import pytest
 from google.protobuf import symbol_database
 
+from aif.stack import SERVICES, Stack
 from libs.auth import DevAuth, server_security
 from libs.errors import ConfigError
 from libs.settings import load_settings
-from libs.stack import SERVICES, Stack
 from tests.security.conftest import record
 
 # Away from the demo's ports and from tests/integration/test_services.py's.
-PORT_OFFSET = 11600  # ports above the ephemeral range: see libs.stack.Stack
+PORT_OFFSET = 11600  # ports above the ephemeral range: see aif.stack.Stack
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from libs.stack import SERVICES
+from aif.stack import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,15 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.errors import FailedPrecondition
 from libs.lifecycle.data import time_range_proto
 from libs.lifecycle.frames import plan_windows
 from libs.lifecycle.registry import ModelKey
-from services.evaluator.reports import ReportStore
-from services.evaluator.service import EvaluatorCore, EvaluatorOptions
-from services.trainer.config import TrainConfig
+from services.evaluator import convert
+from services.evaluator.core import EvaluatorCore
+from services.evaluator.domain import GateResult, Report, TrainedVersion
+from services.evaluator.publisher import EvaluatorPublisher
+from services.evaluator.store import ReportStore
+from services.trainer.recipe import TrainConfig
 from services.trainer.training import train
 from tests.lifecycle_fakes import FakePublisher, FakeRegistry, FakeTrainingData
 from tests.training_sets import loan_frame, segment_frame, usecase
@@ -43,17 +45,22 @@ def models():  # type: ignore[no-untyped-def]
 def make(tmp_path: Path, frame, registry: FakeRegistry) -> tuple[EvaluatorCore, FakePublisher]:  # type: ignore[no-untyped-def]
     publisher = FakePublisher()
     core = EvaluatorCore(usecases={UC: usecase(UC)}, data=FakeTrainingData({UC: frame}), registry=registry,
-                         store=ReportStore.from_url(f"sqlite:///{tmp_path / 'reports.db'}"), publisher=publisher,
-                         options=EvaluatorOptions(evaluated_topic=EVALUATED))
+                         store=ReportStore.from_url(f"sqlite:///{tmp_path / 'reports.db'}"),
+                         publisher=EvaluatorPublisher(publisher, registry, evaluated_topic=EVALUATED))
     return core, publisher
 
 
-def trained(version: int, windows) -> trainer_events.ModelTrained:  # type: ignore[no-untyped-def]
+def trained_event(version: int, windows) -> trainer_events.ModelTrained:  # type: ignore[no-untyped-def]
     return trainer_events.ModelTrained(model=ModelKey(UC, UC, version).to_proto(),
                                        window=time_range_proto(windows.training))
 
 
-def gates(report) -> dict[str, evaluator_events.GateResult]:  # type: ignore[no-untyped-def]
+def trained(version: int, windows) -> TrainedVersion:  # type: ignore[no-untyped-def]
+    """What the consumer hands the core for a ModelTrained event."""
+    return convert.trained_of(trained_event(version, windows))
+
+
+def gates(report: Report) -> dict[str, GateResult]:
     return {g.gate: g for g in report.gates}
 
 
@@ -69,13 +76,15 @@ async def test_first_version_passes_on_the_holdout_and_is_recorded(tmp_path: Pat
     assert g["fairness_gap"].passed and not g["fairness_gap"].message.startswith("skipped")  # gender is there
     assert set(report.slices) == {"f", "m", "x"}
     # The holdout: the newest hour, after the training window.
-    assert report.window.start.ToDatetime() == windows.training.end.replace(tzinfo=None)
+    assert report.window.start == windows.training.end
     rows = {m.name: m.value for m in report.candidate_metrics}["rows"]
     assert rows == 301  # the 5-minute holdout at one row a second
     [event] = publisher.of(EVALUATED)
     assert event.passed and event.report_id == report.report_id and not event.HasField("champion")
-    assert registry.evaluations[report.report_id] == event
+    assert registry.evaluations[report.report_id] == event == convert.evaluated_pb(report)
     assert core.get_report(report.report_id) == report
+    # What GetEvaluationReport answers: the stored report, as it was made.
+    assert convert.report_pb(core.get_report(report.report_id)) == convert.report_pb(report)
 
 
 async def test_worse_candidate_fails_against_the_champion(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +99,8 @@ async def test_worse_candidate_fails_against_the_champion(tmp_path: Path, models
     assert not report.passed
     assert not g["metric_floor"].passed and not g["no_regression"].passed
     assert g["no_regression"].value < -0.2
-    assert report.champion.version == 1 and {m.name for m in report.champion_metrics} >= {"auc", "ece"}
+    assert report.champion is not None and report.champion.version == 1
+    assert {m.name for m in report.champion_metrics} >= {"auc", "ece"}
     [event] = publisher.of(EVALUATED)
     assert not event.passed and event.champion.version == 1
 
@@ -114,10 +124,10 @@ async def test_holdout_never_reaches_into_the_training_window(tmp_path: Path, mo
     registry = FakeRegistry()
     registry.add_version(ModelKey(UC, UC, 1), good)
     core, _ = make(tmp_path, frame, registry)
-    event = trained(1, windows)
+    event = trained_event(1, windows)
     # A candidate trained up to 3 minutes before the newest example: 3 minutes left to judge on.
     event.window.end.FromDatetime((windows.newest - timedelta(minutes=3)).replace(tzinfo=None))
-    report = await core.evaluate_trained(event)
+    report = await core.evaluate_trained(convert.trained_of(event))
     assert {m.name: m.value for m in report.candidate_metrics}["rows"] == 181
     assert gates(report)["holdout_size"].passed
 

@@ -1,12 +1,14 @@
 """Gates on crafted metrics: floor, regression vs champion, fairness gap, calibration."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
 from libs.usecase.model import EvaluationSpec, FairnessGate
 from services.evaluator.gates import evaluate_gates
-from services.evaluator.metrics import MetricSet, measure
+from services.evaluator.scores import MetricSet, measure
 from tests.training_sets import regression_usecase, usecase
 
 pytestmark = pytest.mark.timeout(30)
@@ -54,7 +56,7 @@ def test_regression_against_the_champion() -> None:
 
 def test_regression_for_lower_is_better_metrics() -> None:
     ruc = regression_usecase().model_copy(update={"evaluation": EvaluationSpec(
-        metric="mae", floor=10.0, max_regression=0.5, holdout=3600)})
+        metric="mae", floor=10.0, max_regression=0.5, holdout=timedelta(hours=1))})
     better = by_name(evaluate_gates(ruc, MetricSet({"mae": 4.0}, 100), MetricSet({"mae": 5.0}, 100), min_rows=50))
     assert better["no_regression"].passed and better["no_regression"].comparator == "<="
     worse = by_name(evaluate_gates(ruc, MetricSet({"mae": 5.6}, 100), MetricSet({"mae": 5.0}, 100), min_rows=50))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,10 +13,13 @@ from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.bus import Event, EventMeta
 from libs.errors import InvalidArgument
 from libs.lifecycle import artifact
-from libs.usecase import load_default
+from libs.usecase import UnknownUseCase, load_default
 from libs.usecase.model import RetrainingSpec
-from services.trainer.jobs import Job, JobState, JobStore, Reason
-from services.trainer.service import TrainerCore, TrainerOptions
+from services.trainer.consumers import TrainerConsumer
+from services.trainer.core import TrainerCore, TrainerOptions
+from services.trainer.domain import Job, JobState, Reason
+from services.trainer.publisher import TrainerPublisher
+from services.trainer.store import JobStore
 from tests.lifecycle_fakes import FakePublisher, FakeRegistry, FakeTrainingData
 from tests.training_sets import loan_frame, usecase
 
@@ -35,16 +39,15 @@ def frame():  # type: ignore[no-untyped-def]
 
 
 def make_core(tmp_path: Path, data: FakeTrainingData | None = None, registry: FakeRegistry | None = None,
-              publisher: FakePublisher | None = None, **uc_kw: float) -> tuple[TrainerCore, FakeRegistry,
+              publisher: FakePublisher | None = None, **uc_kw: Any) -> tuple[TrainerCore, FakeRegistry,
                                                                               FakePublisher, JobStore]:
     registry = registry or FakeRegistry()
     publisher = publisher or FakePublisher()
     store = JobStore.from_url(f"sqlite:///{tmp_path / 'jobs.db'}")
     core = TrainerCore(usecases={"loan_approval": loan_uc(**uc_kw)}, store=store,
                        data=data or FakeTrainingData({"loan_approval": frame()}), registry=registry,
-                       publisher=publisher, code_version="abc123",
-                       options=TrainerOptions(dependency_backoff_s=0.01, trained_topic=TRAINED,
-                                              requested_topic=REQUESTED))
+                       publisher=TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED),
+                       code_version="abc123", options=TrainerOptions(dependency_backoff_s=0.01))
     return core, registry, publisher, store
 
 
@@ -94,9 +97,9 @@ async def test_submit_is_idempotent_and_validates(tmp_path: Path) -> None:
     job, created = await core.submit(Job("same", "loan_approval", Reason.MANUAL, params={"epochs": "1"}))
     again, created_again = await core.submit(Job("same", "loan_approval", Reason.MANUAL))
     assert created and not created_again and again.job_id == job.job_id
-    with pytest.raises(InvalidArgument) as info:
+    with pytest.raises(UnknownUseCase) as unknown:  # NOT_FOUND at the gRPC edge
         await core.submit(Job("x", "nope", Reason.MANUAL))
-    assert info.value.field == "use_case"
+    assert unknown.value.field == "use_case"
     with pytest.raises(InvalidArgument) as info:
         await core.submit(Job("y", "loan_approval", Reason.MANUAL, params={"epochs": "-1"}))
     assert info.value.field == "params.epochs"
@@ -104,12 +107,13 @@ async def test_submit_is_idempotent_and_validates(tmp_path: Path) -> None:
 
 async def test_drift_storm_becomes_one_training_linked_to_the_first_report(tmp_path: Path) -> None:
     core, registry, publisher, _ = make_core(tmp_path, debounce=0.3, cooldown=600)
+    consumer = TrainerConsumer(core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED))
     await core.start()
     try:
         for i in range(20):
             drift = monitor_events.DriftDetected(report_id=f"rep-{i}", use_case="loan_approval")
             meta = EventMeta.new("aifactory.monitor.v1.DriftDetected", "v1", "loan_approval", "monitor")
-            await core.handle_event(Event(meta, drift, "drift", 0, i, None))
+            await consumer.handle(Event(meta, drift, "drift", 0, i, None))
         job = await wait_final(core, "drift-rep-0")
         await asyncio.sleep(0.5)
     finally:
@@ -192,8 +196,10 @@ async def test_progress_is_exported_as_metrics(tmp_path: Path) -> None:
         assert (await wait_final(core, "m1")).state == JobState.SUCCEEDED
     finally:
         await core.stop()
-    points = {m.name: m.data.data_points for rm in reader.get_metrics_data().resource_metrics
-              for sm in rm.scope_metrics for m in sm.metrics}
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[str, list[Any]] = {m.name: list(m.data.data_points) for rm in data.resource_metrics
+                                    for sm in rm.scope_metrics for m in sm.metrics}
     assert sum(p.value for p in points["trainer.epochs"]) == 3
     assert all(p.value > 0 for p in points["trainer.samples_per_s"])
     assert {p.attributes["split"] for p in points["trainer.last_loss"]} == {"train", "validation"}

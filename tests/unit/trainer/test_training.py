@@ -10,8 +10,8 @@ import torch
 from libs.errors import FailedPrecondition
 from libs.lifecycle import artifact
 from libs.lifecycle.frames import canonical_order, feature_matrix
-from services.trainer.config import TrainConfig
 from services.trainer.model import ExportedModel, Preprocess, build_network
+from services.trainer.recipe import TrainConfig
 from services.trainer.training import split_by_time, train
 from tests.training_sets import loan_frame, regression_frame, regression_usecase, segment_frame, usecase
 

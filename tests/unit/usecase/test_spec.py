@@ -96,7 +96,7 @@ def test_a_bad_spec_in_a_directory_loads_nothing(tmp_path: Path) -> None:
 
 
 def test_template_scaffolds_a_valid_third_use_case(tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "libs.cli", "usecase"]
+    cli = [sys.executable, "-m", "aif.cli", "usecase"]
     made = subprocess.run([*cli, "new", "fraud_check", "--dir", str(tmp_path)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     spec = load_usecases([tmp_path / "fraud_check.yaml"])["fraud_check"]

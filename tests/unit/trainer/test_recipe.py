@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from libs.errors import InvalidArgument
-from services.trainer.config import TrainConfig
+from services.trainer.recipe import TrainConfig
 from tests.training_sets import usecase
 
 pytestmark = pytest.mark.timeout(30)

@@ -1,75 +1,29 @@
-"""Training jobs and where they are kept: SQLAlchemy, SQLite by default (``database_url``).
+"""Where training jobs are kept: SQL through :class:`libs.sql.Database` (SQLite by default).
 
-A job is one training request and what came of it. The store outlives the process, so
-a restarted trainer knows its queued, waiting and interrupted jobs.
+The store outlives the process, so a restarted trainer knows its queued, waiting and
+interrupted jobs. The schema is created and upgraded by the Alembic migrations in
+``MIGRATIONS`` (:meth:`JobStore.from_url` runs them); database errors leave as
+:mod:`libs.errors`. Called from one event loop; each call is one short transaction.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from libs.errors import NotFound
+from libs.errors import AlreadyExists, NotFound
 from libs.lifecycle.frames import Window
 from libs.lifecycle.registry import MetricPoint, ModelKey
-from libs.lifecycle.sql import engine_for
+from libs.sql import Database, translate
+from services.trainer.domain import Job, JobState, Reason
 
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-
-
-FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED})
-
-
-class Reason(StrEnum):
-    MANUAL = "manual"
-    SCHEDULE = "schedule"
-    DRIFT = "drift"
-
-
-@dataclass(frozen=True)
-class Job:
-    job_id: str
-    use_case: str
-    reason: Reason
-    state: JobState = JobState.QUEUED
-    drift_report_id: str = ""
-    requested_by: str = ""
-    requested_roles: tuple[str, ...] = ()
-    seed: int | None = None
-    window: Window | None = None
-    # The request's overrides, and every setting the training used (known once it starts).
-    params: dict[str, str] = field(default_factory=dict)
-    effective_params: dict[str, str] = field(default_factory=dict)
-    run_id: str = ""
-    model: ModelKey | None = None
-    metrics: tuple[MetricPoint, ...] = ()
-    message: str = ""
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    # When a debounced request becomes due; None: as soon as possible.
-    due_at: datetime | None = None
-    artifact_sha256: str = ""
-    artifact_uri: str = ""
-
-    @property
-    def manual(self) -> bool:
-        return self.reason == Reason.MANUAL
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class _Base(DeclarativeBase):
@@ -104,6 +58,9 @@ class _JobRow(_Base):
     artifact_uri: Mapped[str] = mapped_column(Text, default="")
 
 
+METADATA = _Base.metadata
+
+
 def _naive(value: datetime | None) -> datetime | None:
     """Stored as naive UTC (SQLite has no time zones)."""
     return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
@@ -134,7 +91,7 @@ def _to_row(job: Job) -> dict[str, Any]:
 def _from_row(row: _JobRow) -> Job:
     window = None
     if row.window_start is not None and row.window_end is not None:
-        window = Window(_aware(row.window_start), _aware(row.window_end))  # type: ignore[arg-type]
+        window = Window(row.window_start.replace(tzinfo=UTC), row.window_end.replace(tzinfo=UTC))
     return Job(
         job_id=row.job_id, use_case=row.use_case, reason=Reason(row.reason), state=JobState(row.state),
         drift_report_id=row.drift_report_id, requested_by=row.requested_by,
@@ -142,47 +99,58 @@ def _from_row(row: _JobRow) -> Job:
         params=json.loads(row.params), effective_params=json.loads(row.effective_params), run_id=row.run_id,
         model=ModelKey(row.use_case, row.model_name, row.model_version) if row.model_version else None,
         metrics=tuple(MetricPoint(n, v, s, st) for n, v, s, st in json.loads(row.metrics)),
-        message=row.message, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        message=row.message, created_at=row.created_at.replace(tzinfo=UTC),
         started_at=_aware(row.started_at), finished_at=_aware(row.finished_at), due_at=_aware(row.due_at),
         artifact_sha256=row.artifact_sha256, artifact_uri=row.artifact_uri)
 
 
-class JobStore:
-    """Jobs in a SQL database. Called from one event loop; each call is one short transaction."""
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"training job {job_id!r} not found")
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        _Base.metadata.create_all(engine)
+
+class JobStore:
+    """Jobs in ``db`` (already migrated)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
-        return cls(engine_for(url))
+        """A store on ``url``, its schema migrated to head first."""
+        db = Database(url)
+        try:
+            with translate("the trainer schema"):
+                db.migrate(MIGRATIONS, metadata=METADATA)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db)
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._db.close()
 
     def create(self, job: Job) -> tuple[Job, bool]:
         """Insert ``job``; when its id exists, return the stored job and False (idempotent submit)."""
         try:
-            with Session(self._engine) as session, session.begin():
+            with translate(f"training job {job.job_id!r}"), self._db.write() as session:
                 session.add(_JobRow(**_to_row(job)))
-        except IntegrityError:
+        except AlreadyExists:
             return self.get(job.job_id), False
         return job, True
 
     def get(self, job_id: str) -> Job:
-        with Session(self._engine) as session:
+        with translate(f"training job {job_id!r}"), self._db.read() as session:
             row = session.get(_JobRow, job_id)
             if row is None:
-                raise NotFound(f"training job {job_id!r} not found")
+                raise _not_found(job_id)
             return _from_row(row)
 
     def update(self, job_id: str, **changes: Any) -> Job:
         """Apply ``changes`` (Job fields) and return the updated job."""
-        with Session(self._engine) as session, session.begin():
+        with translate(f"training job {job_id!r}"), self._db.write() as session:
             row = session.get(_JobRow, job_id)
             if row is None:
-                raise NotFound(f"training job {job_id!r} not found")
+                raise _not_found(job_id)
             job = replace(_from_row(row), **changes)
             for key, value in _to_row(job).items():
                 setattr(row, key, value)
@@ -198,5 +166,5 @@ class JobStore:
         order = (_JobRow.created_at.asc(), _JobRow.job_id.asc()) if oldest_first else (
             _JobRow.created_at.desc(), _JobRow.job_id.desc())
         query = query.order_by(*order).offset(offset).limit(limit)
-        with Session(self._engine) as session:
+        with translate("training jobs"), self._db.read() as session:
             return [_from_row(r) for r in session.scalars(query)]

@@ -1,4 +1,4 @@
-"""What the evaluator measures of one model on one labelled window.
+"""Scores: what the evaluator measures of one model's quality on one labelled window.
 
 The metric functions themselves (AUC, accuracy, macro F1, MAE, RMSE, ECE, demographic
 parity difference) live in :mod:`libs.lifecycle.metrics`, shared with the trainer's
@@ -47,13 +47,14 @@ def measure(uc: UseCase, y_true: np.ndarray, output: np.ndarray,
     ``groups`` is the fairness attribute per row, when the holdout carries it.
     """
     metric = uc.evaluation.metric
-    values = {metric: m.quality(metric, y_true, output) if len(y_true) else float("nan")}
+    values: dict[str, float] = {metric: m.quality(metric, y_true, output) if len(y_true) else float("nan")}
     values.update({k: v for k, v in m.standard_metrics(uc.task, y_true, output).items() if k != metric}
                   if len(y_true) else {})
     if uc.task == "regression":
         return MetricSet(values, len(y_true), slices=_slices(uc, y_true, output, groups))
     ece = m.expected_calibration_error(y_true, output) if len(y_true) else None
-    gap, rates = None, {}
+    gap: float | None = None
+    rates: dict[str, float] = {}
     if groups is not None and len(y_true):
         gap, rates = m.demographic_parity_difference(m.predicted_classes(output), groups,
                                                      n_classes=output.shape[1])
@@ -71,7 +72,8 @@ def _slices(uc: UseCase, y_true: np.ndarray, output: np.ndarray,
     out: dict[str, SliceResult] = {}
     for key in sorted(set(keys.tolist()) - {""}):
         mask = keys == key
-        values = {uc.evaluation.metric: m.quality(uc.evaluation.metric, y_true[mask], output[mask])}
+        values: dict[str, float] = {
+            uc.evaluation.metric: m.quality(uc.evaluation.metric, y_true[mask], output[mask])}
         if uc.task != "regression":
             values["positive_rate"] = float(np.mean(m.predicted_classes(output[mask]) == 1))
         out[key] = SliceResult(values, int(mask.sum()))

@@ -1,4 +1,9 @@
-"""Training configuration: the use case's model and training spec, with per-request overrides."""
+"""The training recipe: the use case's model and training spec, with per-request overrides.
+
+Everything that decides the weights besides the data and the seed (architecture,
+optimiser settings, validation split, class weighting, thread count): it is recorded
+with the run and the version, so a training can be repeated bit for bit.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -9,7 +9,8 @@ import pytest
 from libs.errors import NotFound
 from libs.lifecycle.frames import Window
 from libs.lifecycle.registry import MetricPoint, ModelKey
-from services.trainer.jobs import Job, JobState, JobStore, Reason
+from services.trainer.domain import Job, JobState, Reason
+from services.trainer.store import JobStore
 
 pytestmark = pytest.mark.timeout(30)
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -43,3 +44,21 @@ def test_list_filters_and_orders(tmp_path: Path) -> None:
     assert [j.job_id for j in store.list(states=(JobState.FAILED,))] == ["j3"]
     assert [j.job_id for j in store.list(limit=2, offset=1)] == ["j3", "j2"]
     assert [j.job_id for j in store.list(oldest_first=True, limit=1)] == ["j0"]
+
+
+def test_a_database_from_before_the_migrations_keeps_its_jobs(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from services.trainer.store import METADATA
+
+    path = tmp_path / "jobs.db"
+    engine = create_engine(f"sqlite:///{path}")
+    METADATA.create_all(engine)  # how the trainer made its table before it had migrations
+    engine.dispose()
+    store = JobStore.from_url(f"sqlite:///{path}")  # table there, no alembic_version: 0001 leaves it
+    job = Job("j1", "loan", Reason.MANUAL, created_at=T0)
+    assert store.create(job) == (job, True) and store.get("j1") == job
+    store.close()
+    engine = create_engine(f"sqlite:///{path}")
+    assert "alembic_version" in inspect(engine).get_table_names()
+    engine.dispose()

@@ -1,10 +1,11 @@
 """The evaluator's core: score a candidate and the champion on the holdout, apply the gates.
 
-On ``ModelTrained`` (:meth:`EvaluatorCore.handle_event`): the holdout is the newest
-``uc.evaluation.holdout`` of labelled data, starting no earlier than the end of the
-candidate's training window, so the candidate never sees it. Candidate and champion are
-scored on the same rows. The report is stored here, recorded in the registry (which acts
-on it by policy) and published as ``ModelEvaluated``.
+On ``ModelTrained`` (:meth:`EvaluatorCore.evaluate_trained`, called by :mod:`.consumers`):
+the holdout is the newest ``uc.evaluation.holdout`` of labelled data, starting no earlier
+than the end of the candidate's training window, so the candidate never sees it. Candidate and champion are
+scored on the same rows. The report is stored here, then handed to a :class:`Publisher`
+(:mod:`.publisher`), which records it in the registry (which acts on it by policy) and
+publishes it as ``ModelEvaluated``. Domain types only: protobuf stays at the edge.
 
 Idempotent by model version: a replayed ``ModelTrained`` finds the stored report and
 only records and publishes it again (same report id, same event id), so a crash between
@@ -24,16 +25,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pandas as pd
-from google.protobuf.message import Message
 
-from aifactory.common.v1 import common_pb2
-from aifactory.evaluator.v1 import evaluator_service_pb2 as pb
-from aifactory.evaluator.v1 import events_pb2 as evaluator_events
-from aifactory.trainer.v1 import events_pb2 as trainer_events
-from libs.bus import Event, topics
 from libs.errors import FailedPrecondition, InvalidArgument
 from libs.lifecycle import artifact
-from libs.lifecycle.data import TrainingData, time_range_proto, timestamp
+from libs.lifecycle.data import DatasetVersion, TrainingData
 from libs.lifecycle.frames import (
     Window,
     canonical_order,
@@ -44,11 +39,12 @@ from libs.lifecycle.frames import (
     plan_windows,
     select,
 )
-from libs.lifecycle.registry import EvaluationRegistry, ModelKey
-from libs.usecase import UseCase
-from services.evaluator.gates import GateResult, evaluate_gates
-from services.evaluator.metrics import MetricSet, measure
-from services.evaluator.reports import ReportStore
+from libs.lifecycle.registry import EvaluationRegistry, MetricPoint, ModelKey
+from libs.usecase import UseCase, UseCases
+from services.evaluator.domain import GateResult, Report, SliceMetrics, TrainedVersion
+from services.evaluator.gates import evaluate_gates
+from services.evaluator.scores import MetricSet, measure
+from services.evaluator.store import ReportStore
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +53,29 @@ SPLIT = "holdout"
 
 
 class Publisher(Protocol):
-    async def publish(self, topic: str, event: Message, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> Any: ...
+    """Where the verdict of an automatic evaluation goes (the registry, then ``ModelEvaluated``)."""
+
+    async def model_evaluated(self, report: Report) -> None: ...
 
 
 @dataclass(frozen=True)
 class EvaluatorOptions:
     # Fewer labelled holdout rows than this fail the holdout_size gate.
     min_holdout_rows: int = 50
-    evaluated_topic: str = topics.MODEL_EVALUATED
 
 
-def _metrics_proto(values: MetricSet) -> list[common_pb2.Metric]:
-    out = [common_pb2.Metric(name=k, value=v, split=SPLIT) for k, v in values.values.items()]
+def _report_metrics(values: MetricSet) -> tuple[MetricPoint, ...]:
+    out = [MetricPoint(k, v, SPLIT) for k, v in values.values.items()]
     if values.ece is not None:
-        out.append(common_pb2.Metric(name="ece", value=values.ece, split=SPLIT))
+        out.append(MetricPoint("ece", values.ece, SPLIT))
     if values.parity_gap is not None:
-        out.append(common_pb2.Metric(name="demographic_parity_difference", value=values.parity_gap, split=SPLIT))
-    out.append(common_pb2.Metric(name="rows", value=float(values.rows), split=SPLIT))
+        out.append(MetricPoint("demographic_parity_difference", values.parity_gap, SPLIT))
+    out.append(MetricPoint("rows", float(values.rows), SPLIT))
     # One entry per name: ece may also be among the standard metrics.
-    seen: dict[str, common_pb2.Metric] = {}
+    seen: dict[str, MetricPoint] = {}
     for metric in out:
         seen.setdefault(metric.name, metric)
-    return list(seen.values())
-
-
-def _gate_proto(g: GateResult) -> evaluator_events.GateResult:
-    return evaluator_events.GateResult(gate=g.gate, metric=g.metric, value=g.value, threshold=g.threshold,
-                                       passed=g.passed, comparator=g.comparator, message=g.message)
+    return tuple(seen.values())
 
 
 def _frame_hash(frame: pd.DataFrame) -> str:
@@ -101,7 +92,7 @@ class EvaluatorCore:
     def __init__(self, *, usecases: Mapping[str, UseCase], data: TrainingData, registry: EvaluationRegistry,
                  store: ReportStore, publisher: Publisher, options: EvaluatorOptions | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._usecases = dict(usecases)
+        self._usecases = UseCases(usecases)
         self._data = data
         self._registry = registry
         self._store = store
@@ -110,35 +101,23 @@ class EvaluatorCore:
         self._clock = clock
 
     def _usecase(self, name: str) -> UseCase:
-        uc = self._usecases.get(name)
-        if uc is None:
-            raise InvalidArgument("model.use_case", f"unknown use case {name!r}; known: {sorted(self._usecases)}")
-        return uc
+        return self._usecases.require(name, field="model.use_case")
 
-    # -- events ---------------------------------------------------------------------
+    # -- newly trained versions -----------------------------------------------------
 
-    async def handle_event(self, event: Event[Message]) -> None:
-        if not isinstance(event.payload, trainer_events.ModelTrained):
-            raise InvalidArgument("event", f"unexpected {type(event.payload).__name__}")
-        await self.evaluate_trained(event.payload)
-
-    async def evaluate_trained(self, trained: trainer_events.ModelTrained) -> pb.EvaluationReport:
+    async def evaluate_trained(self, trained: TrainedVersion) -> Report:
         """The automatic evaluation of a newly trained version: store, record, publish."""
-        model = ModelKey.from_proto(trained.model)
+        model = trained.model
         if not model.use_case or not model.model_name or model.version <= 0:
             raise InvalidArgument("model", "ModelTrained names no registered version")
         trigger = f"trained:{model}"
         report = self._store.find(trigger)
         if report is None:
-            not_before = trained.window.end.ToDatetime(tzinfo=UTC) if trained.window.HasField("end") else None
-            report = await self.evaluate(model, not_before=not_before)
+            report = await self.evaluate(model, not_before=trained.trained_until)
             report = self._store.save(report, trigger=trigger)
         else:
             log.info("%s already evaluated (%s); recording and publishing it again", model, report.report_id)
-        evaluated = self.evaluated_event(report)
-        await self._registry.record_evaluation(evaluated)
-        await self._publisher.publish(self._options.evaluated_topic, evaluated, use_case=model.use_case,
-                                      key=model.use_case, event_id=f"{report.report_id}.evaluated")
+        await self._publisher.model_evaluated(report)
         log.info("%s evaluated: %s (%s)", model, "passed" if report.passed else "failed",
                  "; ".join(f"{g.gate}={'ok' if g.passed else 'FAIL'}" for g in report.gates))
         return report
@@ -146,17 +125,17 @@ class EvaluatorCore:
     # -- on demand ------------------------------------------------------------------
 
     async def evaluate_on_demand(self, model: ModelKey, champion: ModelKey | None,
-                                 window: Window | None) -> pb.EvaluationReport:
+                                 window: Window | None) -> Report:
         report = await self.evaluate(model, champion=champion, window=window, resolve_champion=champion is None)
         return self._store.save(report)
 
-    def get_report(self, report_id: str) -> pb.EvaluationReport:
+    def get_report(self, report_id: str) -> Report:
         return self._store.get(report_id)
 
     # -- the evaluation -------------------------------------------------------------
 
     async def evaluate(self, model: ModelKey, *, champion: ModelKey | None = None, window: Window | None = None,
-                       not_before: datetime | None = None, resolve_champion: bool = True) -> pb.EvaluationReport:
+                       not_before: datetime | None = None, resolve_champion: bool = True) -> Report:
         """Score ``model`` (and the champion) on ``window`` (default: the holdout) and gate it."""
         uc = self._usecase(model.use_case)
         training_set = await self._data.get_training_set(uc.name, window)
@@ -191,22 +170,19 @@ class EvaluatorCore:
             champion_out = await asyncio.to_thread(artifact.predict, champion_module, matrix)
             champion_metrics = measure(uc, y_true, champion_out, groups)
         verdict = evaluate_gates(uc, candidate, champion_metrics, min_rows=self._options.min_holdout_rows)
-        gates = [_gate_proto(g) for g in verdict.gates]
+        gates = list(verdict.gates)
         if champion_note:
-            gates.append(evaluator_events.GateResult(gate="champion", passed=True,
-                                                     message=f"skipped: champion {champion} {champion_note}"))
-        report = pb.EvaluationReport(
-            report_id=report_id, model=model.to_proto(), passed=verdict.passed, gates=gates,
-            candidate_metrics=_metrics_proto(candidate),
-            champion_metrics=_metrics_proto(champion_metrics) if champion_metrics else [],
-            dataset=common_pb2.DatasetRef(use_case=uc.name, version=data_hash, uri=training_set.uri),
-            window=time_range_proto(window), created_at=timestamp(self._clock()),
-            slices={k: pb.SliceMetrics(metrics=[common_pb2.Metric(name=n, value=v, split=SPLIT)
-                                                for n, v in s.values.items()], sample_size=s.rows)
+            gates.append(GateResult("champion", "", 0.0, 0.0, True, "",
+                                    f"skipped: champion {champion} {champion_note}"))
+        return Report(
+            report_id=report_id, model=model, passed=verdict.passed, gates=tuple(gates),
+            candidate_metrics=_report_metrics(candidate),
+            dataset=DatasetVersion(uc.name, data_hash, training_set.uri), window=window,
+            created_at=self._clock(),
+            champion=champion if champion_module is not None else None,
+            champion_metrics=_report_metrics(champion_metrics) if champion_metrics else (),
+            slices={k: SliceMetrics(tuple(MetricPoint(n, v, SPLIT) for n, v in s.values.items()), s.rows)
                     for k, s in candidate.slices.items()})
-        if champion is not None and champion_module is not None:
-            report.champion.CopyFrom(champion.to_proto())
-        return report
 
     @staticmethod
     def _load(data: bytes, uc: UseCase, what: str) -> Any:
@@ -216,12 +192,3 @@ class EvaluatorCore:
         if inputs is not None and list(inputs) != uc.model_inputs():
             raise FailedPrecondition(f"{what} takes inputs {inputs}, the spec has {uc.model_inputs()}")
         return artifact.load(data)
-
-    @staticmethod
-    def evaluated_event(report: pb.EvaluationReport) -> evaluator_events.ModelEvaluated:
-        event = evaluator_events.ModelEvaluated(
-            report_id=report.report_id, model=report.model, passed=report.passed, gates=report.gates,
-            metrics=report.candidate_metrics, dataset=report.dataset, evaluated_at=report.created_at)
-        if report.HasField("champion"):
-            event.champion.CopyFrom(report.champion)
-        return event

@@ -1,9 +1,11 @@
 """The trainer's core: requests become jobs, jobs become registered candidate versions.
 
-Transports are thin: the Kafka consumer (training requests, drift reports) and the gRPC
-servicer both call :class:`TrainerCore`. Jobs are persisted (:mod:`.jobs`); the
-scheduler (:mod:`.scheduler`) decides when a request trains; one job trains at a time,
-in a worker thread, so the event loop keeps answering.
+Transports are thin: the Kafka consumer (:mod:`.consumers`: training requests, drift
+reports) and the gRPC servicer both call :class:`TrainerCore`, with domain types only;
+``ModelTrained`` leaves through a :class:`Publisher` (:mod:`.publisher` turns it into
+protobuf). Jobs are persisted (:mod:`.store`); the scheduler (:mod:`.scheduler`) decides
+when a request trains; one job trains at a time, in a worker thread, so the event loop
+keeps answering.
 
 Crash safety: a job is marked SUCCEEDED only after its ``ModelTrained`` is published.
 A job found RUNNING at start is trained again with the same seed (same weights), the
@@ -26,27 +28,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
-from google.protobuf.message import Message
 
-from aifactory.monitor.v1 import events_pb2 as monitor_events
-from aifactory.trainer.v1 import events_pb2 as trainer_events
-from libs.bus import Event, topics
 from libs.errors import AifError, FailedPrecondition, InvalidArgument, Unavailable
 from libs.lifecycle.data import TrainingData, TrainingSet
 from libs.lifecycle.frames import Window, class_names, labelled, plan_windows, select
 from libs.lifecycle.registry import Lineage, MetricPoint, ModelRegistry, RunSpec
-from libs.usecase import UseCase
+from libs.usecase import UseCase, UseCases
 from libs.usecase.model import RetrainingSpec
-from services.trainer import convert
-from services.trainer.config import TrainConfig
+from services.trainer.domain import FINAL, Job, JobState, TrainedModel
 from services.trainer.instruments import TrainerMetrics
-from services.trainer.jobs import FINAL, Job, JobState, JobStore
+from services.trainer.recipe import TrainConfig
 from services.trainer.scheduler import Action, RetrainScheduler
+from services.trainer.store import JobStore
 from services.trainer.training import EpochMetrics, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -56,8 +54,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Publisher(Protocol):
-    async def publish(self, topic: str, event: Message, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> Any: ...
+    """Where a registered version is announced (``ModelTrained``)."""
+
+    async def model_trained(self, trained: TrainedModel) -> None: ...
 
 
 def code_version(root: Path = REPO_ROOT) -> str:
@@ -90,8 +89,6 @@ class TrainerOptions:
     # A drift retraining waits this long for enough data after the change point.
     data_wait_s: float = 600.0
     data_poll_s: float = 3.0
-    trained_topic: str = topics.MODEL_TRAINED
-    requested_topic: str = topics.TRAINING_REQUESTED
 
 
 class _Abandoned(Exception):
@@ -103,7 +100,7 @@ class TrainerCore:
                  registry: ModelRegistry, publisher: Publisher, metrics: TrainerMetrics | None = None,
                  code_version: str = "unknown", options: TrainerOptions | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._usecases = dict(usecases)
+        self._usecases = UseCases(usecases)
         self._store = store
         self._data = data
         self._registry = registry
@@ -163,10 +160,7 @@ class TrainerCore:
         return self._usecase(use_case).retraining
 
     def _usecase(self, name: str) -> UseCase:
-        uc = self._usecases.get(name)
-        if uc is None:
-            raise InvalidArgument("use_case", f"unknown use case {name!r}; known: {sorted(self._usecases)}")
-        return uc
+        return self._usecases.require(name)
 
     # -- requests -------------------------------------------------------------------
 
@@ -199,35 +193,20 @@ class TrainerCore:
                                    Action.SKIP: "skipped"}[decision.action])
         return job, True
 
-    async def handle_event(self, event: Event[Message]) -> None:
-        """Consumer handler: TrainingRequested and DriftDetected both become jobs."""
-        payload = event.payload
-        if isinstance(payload, trainer_events.TrainingRequested):
-            await self.submit(convert.job_from_requested(payload, fallback_id=f"evt-{event.meta.event_id}"))
-        elif isinstance(payload, monitor_events.DriftDetected):
-            use_case = payload.use_case or event.meta.use_case
-            requested = convert.requested_from_drift(payload, use_case=use_case, producer=event.meta.producer,
-                                                     event_id=event.meta.event_id)
-            newest = self._newest_version(use_case)
-            fresh = newest is None or payload.model.version >= newest
-            _, created = await self.submit(convert.job_from_requested(requested), fresh_evidence=fresh)
-            if created:
-                # The request on its own topic too: one place to see every training request.
-                await self.publish_request(requested)
-        else:
-            raise InvalidArgument("event", f"unexpected {type(payload).__name__}")
+    async def retrain_on_drift(self, job: Job, *, evidence_version: int) -> tuple[Job, bool]:
+        """A retraining request from a drift report about ``evidence_version`` of the model.
+
+        Evidence about the newest version this trainer produced (or a newer one) is new
+        evidence: the scheduler lets it wait out a cooldown rather than skip it.
+        """
+        newest = self._newest_version(job.use_case)
+        return await self.submit(job, fresh_evidence=newest is None or evidence_version >= newest)
 
     def _newest_version(self, use_case: str) -> int | None:
         """The newest model version this trainer produced for ``use_case``."""
         done = self._store.list(use_case=use_case, states=(JobState.SUCCEEDED,), limit=1000)
         versions = [j.model.version for j in done if j.model is not None]
         return max(versions) if versions else None
-
-    async def publish_request(self, event: trainer_events.TrainingRequested) -> None:
-        """Record an accepted request on the training-requests topic (our own consumer
-        sees it again and finds the job: idempotent by request id)."""
-        await self._publisher.publish(self._options.requested_topic, event, use_case=event.use_case,
-                                      key=event.use_case, event_id=event.request_id)
 
     def get(self, job_id: str) -> Job:
         return self._store.get(job_id)
@@ -392,13 +371,11 @@ class TrainerCore:
         except FailedPrecondition as exc:  # a re-run after a restart: the run was closed before the crash
             log.warning("job %s: run %s already closed, keeping it: %s", job.job_id, run_id, exc.message)
         trained_at = self._clock()
-        event = convert.model_trained(
-            job, registered, run_id=run_id, window=window, metrics=final, datasets=training_set.datasets,
-            features=training_set.features, code_version=self._code_version, seed=seed,
-            params=config.as_params(), trained_at=trained_at)
         # Published before the job is final: a crash in between re-runs the job, not loses the event.
-        await self._publisher.publish(self._options.trained_topic, event, use_case=uc.name, key=uc.name,
-                                      event_id=f"{job.job_id}.trained")
+        await self._publisher.model_trained(TrainedModel(
+            job, registered, run_id=run_id, window=window, metrics=tuple(final),
+            datasets=tuple(training_set.datasets), features=tuple(training_set.features),
+            code_version=self._code_version, seed=seed, params=config.as_params(), trained_at=trained_at))
         epochs = tuple(self._store.get(job.job_id).metrics)
         job = self._store.update(
             job.job_id, state=JobState.SUCCEEDED, model=registered.ref, finished_at=trained_at,
