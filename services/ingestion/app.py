@@ -12,59 +12,26 @@ import logging
 import os
 import signal
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from opentelemetry.metrics import Meter
 
 from aifactory.ingestion.v1 import ingestion_service_pb2, ingestion_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import EventPublisher, KafkaSecurity
-from libs.errors import ConfigError
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import DEFAULT_DIR, UseCaseError, UseCases, load_usecases, spec_files
 from services.ingestion.consumers import RawPipeline
-from services.ingestion.pii import DEV_SALT
+from services.ingestion.core import Core, make_core
 from services.ingestion.publisher import TransactionalPublisher
 from services.ingestion.push import PushIngest
-from services.ingestion.quality import QualityReporter, QualityTracker
-from services.ingestion.records import UseCaseIngestor
+from services.ingestion.quality import QualityReporter
 from services.ingestion.servicer import IngestionServicer
 from services.ingestion.settings import IngestionSettings
-from services.ingestion.store import RawDataset
 
 SERVICE_NAME = ingestion_service_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
 log = logging.getLogger(__name__)
-
-
-def load_specs(directory: Path) -> UseCases:
-    """The use cases of ``directory``; none (with a warning) when it is missing or empty.
-
-    An invalid spec stops the service at start, naming the file, key and line.
-    """
-    if not directory.is_dir():
-        log.warning("use cases folder %s does not exist: no raw topic is consumed", directory)
-        return UseCases()
-    try:
-        usecases = UseCases(load_usecases(spec_files(directory)))
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
-    if not usecases:
-        log.warning("no use case spec in %s: no raw topic is consumed", directory)
-    return usecases
-
-
-def salt_of(settings: IngestionSettings) -> bytes:
-    secret = getattr(settings, "privacy_salt", None)
-    salt = secret.get_secret_value().encode() if secret is not None else b""
-    if not salt:
-        log.warning("no privacy salt configured (AIF_PRIVACY_SALT): personal data is hashed with the "
-                    "development salt")
-    return salt or DEV_SALT
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int,
@@ -91,26 +58,6 @@ def _stop_on_fatal(task: asyncio.Task[None]) -> None:
     # and exits; embedded in another program (tests) the error is only logged.
     if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-@dataclass
-class Core:
-    """What both transports share: per use case rules, the raw dataset, the quality windows."""
-
-    ingestors: dict[str, UseCaseIngestor]
-    dataset: RawDataset
-    quality: QualityTracker
-
-
-def make_core(settings: IngestionSettings, meter: Meter) -> Core:
-    usecases = load_specs(settings.usecases_dir or DEFAULT_DIR)
-    salt = salt_of(settings)
-    ingestors = {name: UseCaseIngestor(uc, salt=salt, max_payload_bytes=settings.max_payload_bytes)
-                 for name, uc in usecases.items()}
-    dataset = RawDataset(settings.data_dir, usecases, {n: i.privacy for n, i in ingestors.items()})
-    quality = QualityTracker(usecases, meter, window_seconds=settings.quality_window_seconds,
-                             window_records=settings.quality_window_records)
-    return Core(ingestors, dataset, quality)
 
 
 def kafka_options(settings: IngestionSettings) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import pytest
 
 from libs.errors import ConfigError
 from libs.usecase import DEFAULT_DIR
-from services.ingestion.app import _stop_on_fatal, load_specs
+from services.ingestion.app import _stop_on_fatal
+from services.ingestion.core import load_specs
 
 
 def test_missing_or_empty_use_case_folder_starts_with_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
