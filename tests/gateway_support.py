@@ -79,8 +79,8 @@ def own_triton(name: str, base_port: int):  # type: ignore[no-untyped-def]
     when already running), so tests never touch the shared one on 8001."""
     import dataclasses
 
-    from libs.infra import InfraConfig, ensure_triton
-    from libs.infra.triton import install
+    from aif.infra import InfraConfig, ensure_triton
+    from aif.infra.triton import install
 
     cfg = dataclasses.replace(InfraConfig.from_env(), infra_dir=GATEWAY_BUILD / name,
                               triton_http_port=base_port, triton_grpc_port=base_port + 1,

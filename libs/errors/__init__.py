@@ -66,6 +66,14 @@ class Unavailable(AifError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class StatusError(AifError):
+    """A status known only at run time: a dependency's own error, passed on with its code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class ConfigError(AifError):
     """Configuration is missing or wrong; raised at start, before serving."""
 
@@ -80,6 +88,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
+    "StatusError",
     "Unauthenticated",
     "Unavailable",
 ]

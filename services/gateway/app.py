@@ -3,7 +3,8 @@
 Two gRPC servers share the event loop: the business API (``GatewayService``, health,
 reflection; the shared interceptor) on ``grpc_port``, and the Open Inference Protocol
 on ``oip_port`` (no interceptor: its hot path is measured in microseconds; it checks
-tokens itself, see :mod:`services.gateway.oip`).
+tokens itself, see :mod:`services.gateway.servicer`). Both servicers hand every
+inference to the one :class:`~services.gateway.core.DataPlane`.
 
 Start-up: follow the model-promoted topic first (a fresh consumer group reading from
 the beginning; each alias keeps its newest change, so replayed history is harmless),
@@ -17,10 +18,10 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 import grpc
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from aifactory.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from aifactory.registry.v1 import events_pb2 as registry_events
@@ -31,8 +32,9 @@ from libs.rpc import RpcServer, insecure_channel
 from libs.rpc.server import MAX_MESSAGE_BYTES
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCase, load_for_service
-from services.gateway.business import GatewayServicer
+from libs.usecase import UseCases, load_for_service
+from services.gateway.auth import OipAuth
+from services.gateway.core import DataPlane
 from services.gateway.directory import (
     AliasBook,
     ModelDirectory,
@@ -42,10 +44,10 @@ from services.gateway.directory import (
 )
 from services.gateway.features import GrpcFeatureSource
 from services.gateway.feedback import FeedbackRecorder, RecentPredictions
+from services.gateway.instruments import observe
 from services.gateway.models import ConfigSource, ModelManager
-from services.gateway.oip import OipAuth, OipServicer
 from services.gateway.predlog import BulkPublisher, PredictionLog
-from services.gateway.scoring import Scorer
+from services.gateway.servicer import GatewayServicer, OipServicer
 from services.gateway.settings import GatewaySettings
 from services.gateway.triton import Triton
 
@@ -63,16 +65,15 @@ class Gateway(Service):
     predlog: PredictionLog | None = None
     triton: Triton | None = None
     book: AliasBook | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def served_usecases(settings: GatewaySettings) -> dict[str, UseCase]:
+def served_usecases(settings: GatewaySettings) -> UseCases:
     usecases = load_for_service(settings.usecases_dir)
     wanted = [u.strip() for u in settings.use_cases.split(",") if u.strip()]
     unknown = sorted(set(wanted) - set(usecases))
     if unknown:
         raise ConfigError(f"AIF_GATEWAY_USE_CASES: unknown use case(s) {', '.join(unknown)}")
-    return {n: uc for n, uc in usecases.items() if not wanted or n in wanted}
+    return UseCases({n: uc for n, uc in usecases.items() if not wanted or n in wanted})
 
 
 async def _bootstrap_aliases(directory: ModelDirectory, book: AliasBook, usecases: list[str]) -> None:
@@ -116,10 +117,10 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
                             meter=telemetry.meter)
     predlog.start()
     recent = RecentPredictions()
-    scorer = Scorer(models, triton, predlog, recent)
     fs_channel = grpc.aio.insecure_channel(settings.featurestore_target)
-    servicer = GatewayServicer(models, scorer, GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
-                               FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent))
+    plane = DataPlane(models, triton, GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
+                      predlog, recent, log_oip=settings.predlog_oip)
+    servicer = GatewayServicer(plane, FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent))
     server = RpcServer(settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds)
     server.add_service(gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server, servicer, SERVICE_NAME)
 
@@ -130,25 +131,28 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         {settings.model_promoted_topic: [registry_events.AliasChanged]},
         alias_events_handler(book, usecases), DeadLetters(publisher, settings.dead_letter_topic),
         auto_offset_reset="earliest", security=kafka_security)
-    loop = asyncio.get_running_loop()
     service = Gateway(server, models=models, predlog=predlog, triton=triton, book=book)
-    service.tasks.append(loop.create_task(consumer.run()))
+    # Closed in reverse order: intake first (registered below), then the shadow calls, the
+    # log's last flush, and the clients.
+    service.closers += [triton.close, models.close, publisher.stop, bulk.stop, predlog.close, fs_channel.close,
+                        plane.close]
+    service.spawn("alias-events", consumer.run(), stop=consumer.stop)
     directories: list[ModelDirectory] = []
     if settings.static_aliases:
         directories.append(StaticDirectory(settings.static_aliases))
     registry_channel = None
     if settings.registry_target:
         registry_channel = insecure_channel(settings.registry_target, token=token)
+        service.closers.append(registry_channel.close)
         directories.append(RegistryDirectory(registry_channel))
-    for directory in directories:
-        service.tasks.append(loop.create_task(_bootstrap_aliases(directory, book, list(usecases))))
+    bootstraps = [service.spawn(f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)))
+                  for d in directories]
 
     oip = None
-    oip_server = None
     address = settings.oip_address
     if address is not None:
         oip_auth = None if settings.auth_mode == "off" else OipAuth(security.authenticator, security.authorizer)
-        oip = OipServicer(models, triton, predlog if settings.predlog_oip else None, oip_auth)
+        oip = OipServicer(plane, models, triton, oip_auth)
         oip_server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                               ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                               ("grpc.so_reuseport", 0)])
@@ -162,57 +166,15 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         if not service.oip_port:
             raise ConfigError(f"cannot listen on {address} (AIF_GATEWAY_OIP_PORT): address in use or invalid")
         await oip_server.start()
+        service.closers.append(partial(oip_server.stop, settings.drain_seconds))
         log.info("Open Inference Protocol on port %d (triton %s)", service.oip_port, settings.triton_url)
-    _observe(telemetry, triton, oip)
+    observe(telemetry.meter, triton, oip.stats if oip is not None else None)
 
     # Give the first loads a moment, so a gateway that starts beside a ready registry
     # and Triton answers at once; slower loads finish in the background.
-    if service.tasks[1:]:
-        await asyncio.wait(service.tasks[1:], timeout=10.0)
+    if bootstraps:
+        await asyncio.wait(bootstraps, timeout=10.0)
     if not await models.wait_idle(min(settings.load_timeout_s, 30.0)):
         log.warning("models still loading; serving what is ready")
-
-    async def stop_intake() -> None:
-        if oip_server is not None:
-            await oip_server.stop(settings.drain_seconds)
-        await consumer.stop()
-        for task in service.tasks[1:]:
-            task.cancel()
-        await asyncio.gather(*service.tasks, return_exceptions=True)
-        await scorer.close()
-        if oip is not None:
-            await oip.close()
-
-    async def close_channels() -> None:
-        await fs_channel.close()
-        if registry_channel is not None:
-            await registry_channel.close()
-
-    # Run in reverse order: stop intake, flush the log, then close clients.
-    service.closers += [triton.close, close_channels, models.close, publisher.stop, bulk.stop, predlog.close,
-                        stop_intake]
     return service
 
-
-def _observe(telemetry: Telemetry, triton: Triton, oip: OipServicer | None) -> None:
-    """Counters read at scrape time: the hot path only bumps plain integers."""
-    meter = telemetry.meter
-
-    def triton_calls(_: CallbackOptions) -> list[Observation]:
-        return [Observation(triton.calls)]
-
-    def coalesced(_: CallbackOptions) -> list[Observation]:
-        return [Observation(triton.coalesced_rows)]
-
-    meter.create_observable_counter("gateway.triton.calls", [triton_calls], description="inference calls to Triton")
-    meter.create_observable_counter("gateway.triton.coalesced_rows", [coalesced],
-                                    description="rows sent to Triton in coalesced calls")
-    if oip is not None:
-        stats = oip.stats
-
-        def oip_requests(_: CallbackOptions) -> list[Observation]:
-            return [Observation(stats.requests - stats.failed, {"status": "ok"}),
-                    Observation(stats.failed, {"status": "error"})]
-
-        meter.create_observable_counter("gateway.oip.requests", [oip_requests],
-                                        description="Open Inference Protocol inference requests")

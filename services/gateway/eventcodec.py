@@ -91,7 +91,7 @@ class PredictionEncoder:
                 self._out_cols.append(1)
         self._label = [_entry(7, "label", value_bytes(c)) + (b"" if schema.task == "binary" else
                                                              ld(6, value_bytes(c)))
-                       for c in classes]  # type: ignore[arg-type]
+                       for c in classes]
         # One packed record per row: features (all present) then outputs.
         prefixes = self._double_prefix + out_prefixes
         fields: list[tuple[str, str]] = []
@@ -138,8 +138,8 @@ class PredictionEncoder:
         record = self._dtype.itemsize
         feature_bytes = sum(len(p) + 8 for p in self._double_prefix)
         blob = packed.tobytes()
-        slow = np.isnan(feats).any(axis=1) if feats.size else np.zeros(n, dtype=bool)
-        labels = np.argmax(outputs, axis=1) if has_out and not self._regression else None
+        slow = np.asarray(np.isnan(feats).any(axis=1)) if feats.size else np.zeros(n, dtype=bool)
+        labels = np.argmax(outputs, axis=1) if outputs is not None and has_out and not self._regression else None
         out: list[bytes] = []
         for r, meta in enumerate(metas):
             start = r * record

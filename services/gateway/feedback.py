@@ -20,8 +20,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aifactory.common.v1 import common_pb2
 from aifactory.gateway.v1 import events_pb2, gateway_service_pb2
 from libs.bus import EventPublisher
-from libs.errors import InvalidArgument, NotFound
-from libs.usecase import UseCase
+from libs.errors import InvalidArgument
+from libs.usecase import UseCase, UseCases
 from services.gateway.inputs import from_value, same_category
 
 
@@ -66,7 +66,7 @@ class FeedbackRecorder:
                  recent: RecentPredictions) -> None:
         self._publisher = publisher
         self._topic = topic
-        self._usecases = usecases
+        self._usecases = UseCases(usecases)
         self._recent = recent
 
     async def record(self, req: gateway_service_pb2.RecordFeedbackRequest) -> str:
@@ -76,9 +76,7 @@ class FeedbackRecorder:
         use_case = req.use_case or (remembered.use_case if remembered else "")
         if not use_case:
             raise InvalidArgument("use_case", "required (the prediction is not remembered here)")
-        uc = self._usecases.get(use_case)
-        if uc is None:
-            raise NotFound(f"unknown use case {use_case!r}")
+        uc = self._usecases.require(use_case)
         if remembered is not None and remembered.use_case != use_case:
             raise InvalidArgument("use_case", f"prediction {req.prediction_id} is of {remembered.use_case}")
         if not req.HasField("outcome"):

@@ -46,6 +46,14 @@ def to_value(value: Scalar) -> common_pb2.Value:
     return common_pb2.Value(string_value=str(value))
 
 
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One prediction input: an entity (its features fetched online), inline features, or both."""
+
+    entity_id: str
+    features: Mapping[str, Scalar]
+
+
 @dataclass(frozen=True)
 class _OneHot:
     name: str
@@ -70,7 +78,7 @@ class InputSchema:
         # Expanded column → its one-hot feature, to catch "raw and expanded both given".
         self._expanded = {self.columns[i]: oh.name for oh in self.one_hot.values() for i in oh.columns}
         self.task = uc.task
-        self.classes: list[object] = list(uc.label.classes or ())
+        self.classes: list[Scalar] = list(uc.label.classes or ())
         self.n_outputs = 1 if uc.task == "regression" else len(self.classes)
 
     # -- features → row -----------------------------------------------------------------
@@ -106,6 +114,22 @@ class InputSchema:
             raise InvalidArgument(f"{field}.{owner}", "missing (send null for an unknown value)")
         return out
 
+    def merge(self, fetched: Mapping[str, Scalar] | None, inline: Mapping[str, Scalar]) -> dict[str, Scalar]:
+        """Fetched features (the model inputs among them) with the inline ones over them: an
+        inline one-hot value replaces the fetched expanded columns of its feature."""
+        values: dict[str, Scalar] = {}
+        if fetched is not None:
+            values = {k: v for k, v in fetched.items() if k in self.index}
+            for name in self.one_hot:  # a raw category fetched: kept unless its columns came too
+                if name in fetched and not any(self.columns[i] in values for i in self.one_hot[name].columns):
+                    values[name] = fetched[name]
+        for name in inline:
+            if name in self.one_hot:
+                for col in self.one_hot[name].columns:
+                    values.pop(self.columns[col], None)
+        values.update(inline)
+        return values
+
     def complete(self, features: Mapping[str, object]) -> bool:
         """Whether ``features`` give every model input (directly or as a raw one-hot value)."""
         covered = sum(1 for name in features if name in self.index)
@@ -138,8 +162,8 @@ class InputSchema:
             return value, {"value": value}
         named: dict[str, Scalar] = {f"p_{c}": float(p) for c, p in zip(self.classes, row, strict=False)}
         label = self.classes[int(np.argmax(row))] if len(row) else None
-        named["label"] = label  # type: ignore[assignment]
-        primary: Scalar = float(row[1]) if self.task == "binary" else label  # type: ignore[assignment]
+        named["label"] = label
+        primary: Scalar = float(row[1]) if self.task == "binary" else label
         return primary, named
 
 

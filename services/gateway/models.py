@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 
 from libs.errors import NotFound, Unavailable
-from libs.usecase import UseCase
+from libs.usecase import UnknownUseCase, UseCase
 from services.gateway.directory import AliasBook
 from services.gateway.inputs import InputSchema
 from services.gateway.routing import CHALLENGER, CHAMPION, Routing
@@ -127,7 +127,7 @@ class ModelManager:
     def get(self, use_case: str) -> Served:
         served = self.served.get(use_case)
         if served is None:
-            raise NotFound(f"unknown use case {use_case!r}")
+            raise UnknownUseCase(use_case, self.served)
         return served
 
     def routing(self, use_case: str) -> tuple[Served, Routing]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from tritonclient.grpc import service_pb2
 
 from aifactory.gateway.v1 import events_pb2
@@ -272,8 +272,7 @@ class PredictionLog:
                 "gateway.predictions.buffered", callbacks=[self._observe],
                 description="predictions waiting in the log buffer")
 
-    def _observe(self, _options: object) -> list[object]:
-        from opentelemetry.metrics import Observation
+    def _observe(self, _options: CallbackOptions) -> list[Observation]:
 
         return [Observation(self._rows)]
 

@@ -19,6 +19,8 @@ from typing import Literal
 Strategy = Literal["champion", "canary", "shadow"]
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# An OIP request that names a served version gets it: no routing, and no retry elsewhere.
+PINNED = "pinned"
 
 _SCALE = float(1 << 64)
 

@@ -5,18 +5,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from libs.bus import topics
-from libs.infra.config import InfraConfig
-from libs.settings import ServiceSettings
+from libs.settings import FeatureStoreClientSettings, RegistryClientSettings, UseCaseSourceSettings
+
+# The repository `aif infra up` gives Triton by default; a Triton elsewhere: set
+# AIF_GATEWAY_TRITON_MODEL_REPOSITORY (`aif up` and the test stacks do).
+TRITON_REPOSITORY = Path(__file__).resolve().parents[2] / "build" / "infra" / "triton" / "model_repository"
 
 
-def _triton_repository() -> Path:
-    return InfraConfig.from_env().model_repository
-
-
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStoreClientSettings):
     service: ClassVar[str] = "gateway"
     # Named as in the other services (AIF_<SERVICE>_REGISTRY_TARGET, _FEATURESTORE_TARGET).
     renamed: ClassVar[Mapping[str, str]] = {"registry_url": "registry_target",
@@ -31,8 +30,6 @@ class GatewaySettings(ServiceSettings):
     # that offsets grpc_port offsets it too; 0 when grpc_port is 0); -1: not served.
     oip_port: int | None = Field(default=None, ge=-1, le=65535)
 
-    # Use-case specs; empty means the shipped ones (deploy/usecases).
-    usecases_dir: Path | None = None
     # Use cases this gateway serves, comma-separated; empty: every spec.
     use_cases: str = ""
 
@@ -40,7 +37,7 @@ class GatewaySettings(ServiceSettings):
     # The model repository Triton serves (the registry exports into it), when this host
     # can read it: model configs come from it (config.<variant>.pbtxt when a variant is
     # set, e.g. "gpu"); otherwise, or when a file is missing, from Triton itself.
-    triton_model_repository: Path | None = Field(default_factory=_triton_repository)
+    triton_model_repository: Path | None = TRITON_REPOSITORY
     triton_config_variant: str = Field(default="", pattern=r"^[a-z0-9_]*$")
     # Deadline of one inference call to Triton; a slow or hung Triton answers UNAVAILABLE.
     infer_timeout_s: float = Field(default=2.0, gt=0, le=600)
@@ -57,16 +54,14 @@ class GatewaySettings(ServiceSettings):
     coalesce_inflight: int = Field(default=1, ge=0, le=1024)
     coalesce_max_rows: int = Field(default=256, ge=1, le=65536)
 
-    # Where the champion comes from: the registry (gRPC GetAlias at start, then AliasChanged
-    # events); "" with static_aliases only, e.g. "loan_approval:champion=2,loan_approval:challenger=3".
-    registry_target: str = "127.0.0.1:50055"
+    # Where the champion comes from: the registry (registry_target: gRPC GetAlias at start,
+    # then AliasChanged events); registry_target "" with static_aliases only, e.g.
+    # "loan_approval:champion=2,loan_approval:challenger=3". service_token goes to the
+    # registry and the feature store (featurestore_target) when auth is on.
     static_aliases: str = ""
     model_promoted_topic: str = topics.MODEL_PROMOTED
     dead_letter_topic: str = topics.DEAD_LETTER
 
-    # Bearer token the gateway sends to the registry and the feature store (auth on).
-    service_token: SecretStr = SecretStr("")
-    featurestore_target: str = "127.0.0.1:50052"
     feature_timeout_s: float = Field(default=1.0, gt=0, le=60)
 
     predictions_topic: str = topics.PREDICTIONS

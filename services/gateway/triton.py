@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ class Triton:
         self.up = True
         self._probe: asyncio.Task[None] | None = None
         self._recover_hooks: list[Callable[[], Awaitable[None]]] = []
-        self._trouble_hooks: list[Callable[[str], Awaitable[None]]] = []
+        self._trouble_hooks: list[Callable[[str], Coroutine[Any, Any, None]]] = []
         self._closed = False
         self.calls = 0
         self.coalesced_rows = 0
@@ -149,7 +149,7 @@ class Triton:
         if not self.up:
             raise TritonUnavailable("circuit open")
 
-    def on_model_trouble(self, hook: Callable[[str], Awaitable[None]]) -> None:
+    def on_model_trouble(self, hook: Callable[[str], Coroutine[Any, Any, None]]) -> None:
         """Run ``hook(model)`` when a call to ``model`` failed while Triton itself is up."""
         self._trouble_hooks.append(hook)
 

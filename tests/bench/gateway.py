@@ -24,6 +24,10 @@ Figures, each with Triton direct as its baseline:
   this machine, measured in the same rounds, to read the gateway's figures against. Its
   by-entity calls send pre-encoded bytes; the gateway's go through the generated stub,
   as an app's would (encoding the request and decoding the answer: about 2 µs here).
+- gateway_baseline.* (opt-in: ``AIF_BENCH_GATEWAY_BASELINE_TREE=/path`` to another checkout,
+  say a git worktree of the last commit): that tree's gateway, in its own process on its
+  own ports, measured in the same rounds as this one (the two alternate which goes
+  first), to compare a change of the gateway with what it replaces on the same load.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ CONCURRENCY = 8
 ENTITIES = 1000
 FEATURE_NOTE = "entity features: stub FeatureStoreService (own process, gRPC)"
 FLOOR_NOTE = "bare grpc.aio pass-through, same rounds"
+BASELINE_TREE = "AIF_BENCH_GATEWAY_BASELINE_TREE"
 
 
 def _free_port() -> int:
@@ -195,10 +200,15 @@ async def _rps(target: str, payload: bytes, seconds: float) -> float:
 
 
 def _perf_analyzer(url: str, concurrency: int, out: Path) -> dict[str, float] | None:
-    """perf_analyzer's figures, or None (said on stderr) when it finds no stable window:
-    on a shared 2-core box a burst of background load can last longer than its trials."""
-    tool = subprocess.run(["bash", str(ROOT / "deploy/tools/perf_analyzer.sh"), "path"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    """perf_analyzer's figures, or None (said on stderr) when it finds no stable window (on
+    a shared 2-core box a burst of background load can last longer than its trials) or
+    cannot be set up here."""
+    found = subprocess.run(["bash", str(ROOT / "deploy/tools/perf_analyzer.sh"), "path"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        print(f"bench: no perf_analyzer ({(found.stdout + found.stderr).strip().splitlines()[-1:]})", file=sys.stderr)
+        return None
+    tool = found.stdout.strip()
     for stability in ("50", "100"):
         out.unlink(missing_ok=True)
         cmd = [tool, "-m", "loan_approval", "-u", url, "-i", "grpc", "--concurrency-range", str(concurrency),
@@ -248,6 +258,15 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / "featurestore.log").open("wb")))
         procs.append(subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL, stderr=(logs / "gateway.log").open("wb")))
+        tree = os.environ.get(BASELINE_TREE, "")
+        base_grpc_port, base_oip_port = _free_port(), _free_port()
+        if tree:
+            base_env = {**env, "AIF_GATEWAY_GRPC_PORT": str(base_grpc_port), "AIF_GATEWAY_OIP_PORT": str(base_oip_port),
+                        "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
+                        "PYTHONPATH": f"{tree}:{tree}/proto"}
+            procs.append(subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=tree, env=base_env,
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=(logs / "gateway-baseline.log").open("wb")))
         floor_port = _free_port()
         procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.gateway", "passthrough", str(floor_port),
                                        triton.grpc_url, f"127.0.0.1:{fs_port}"],
@@ -264,8 +283,17 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         _wait("gateway by entity", lambda: predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"),
                                                    timeout=5) is not None)
         _wait("pass-through", lambda: floor(payload, timeout=5) is not None)
+        base_url = f"127.0.0.1:{base_oip_port}"
+        base_ch = [grpc.insecure_channel(url) for url in (base_url, f"127.0.0.1:{base_grpc_port}")] if tree else []
+        if tree:
+            base = base_ch[0].unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            base_predict = gw_grpc.GatewayServiceStub(base_ch[1]).Predict
+            _wait("baseline gateway", lambda: base(payload, timeout=5) is not None)
+            _wait("baseline gateway by entity", lambda: base_predict(
+                gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"), timeout=5) is not None)
 
-        lat: dict[str, list[float]] = {"direct": [], "gateway": [], "entity": [], "floor": [], "floor_entity": []}
+        lat: dict[str, list[float]] = {"direct": [], "gateway": [], "entity": [], "floor": [], "floor_entity": [],
+                                       "base": [], "base_entity": []}
         entity_requests = [gw_pb.PredictRequest(use_case="loan_approval", entity_id=f"a{i % ENTITIES}")
                            for i in range(ROUNDS * LATENCY_CALLS)]
         floor_request = entity_requests[0].SerializeToString()
@@ -274,22 +302,31 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         _latencies(floor_predict, floor_request, WARMUP)
         for _ in range(WARMUP):
             predict(entity_requests[0])
+        # The gateways under test, in the order of a round: this tree's, then the baseline's.
+        gateways = [("gateway", "entity", gateway, predict)]
+        if tree:
+            _latencies(base, payload, WARMUP)
+            _latencies(base_predict, entity_requests[0], WARMUP)
+            gateways.append(("base", "base_entity", base, base_predict))
         for r in range(ROUNDS):
             lat["direct"] += _latencies(direct, payload, LATENCY_CALLS)
-            lat["gateway"] += _latencies(gateway, payload, LATENCY_CALLS)
+            for inline, entity, call, by_entity in gateways if r % 2 == 0 else gateways[::-1]:
+                lat[inline] += _latencies(call, payload, LATENCY_CALLS)
+                for request in entity_requests[r * LATENCY_CALLS:(r + 1) * LATENCY_CALLS]:
+                    started = time.perf_counter()
+                    by_entity(request)
+                    lat[entity].append(time.perf_counter() - started)
             lat["floor"] += _latencies(floor, payload, LATENCY_CALLS)
-            for request in entity_requests[r * LATENCY_CALLS:(r + 1) * LATENCY_CALLS]:
-                started = time.perf_counter()
-                predict(request)
-                lat["entity"].append(time.perf_counter() - started)
             lat["floor_entity"] += _latencies(floor_predict, floor_request, LATENCY_CALLS)
-        for ch in (*channels, business_ch):
+        for ch in (*channels, business_ch, *base_ch):
             ch.close()
 
-        rps: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": []}
-        for _ in range(RPS_ROUNDS):
+        rps: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": [], "base": []}
+        rps_targets = [("gateway", gateway_url)] + ([("base", base_url)] if tree else [])
+        for r in range(RPS_ROUNDS):
             rps["direct"].append(asyncio.run(_rps(direct_url, payload, RPS_SECONDS)))
-            rps["gateway"].append(asyncio.run(_rps(gateway_url, payload, RPS_SECONDS)))
+            for name, url in rps_targets if r % 2 == 0 else rps_targets[::-1]:
+                rps[name].append(asyncio.run(_rps(url, payload, RPS_SECONDS)))
             rps["floor"].append(asyncio.run(_rps(floor_url, payload, RPS_SECONDS)))
 
         pa = {
@@ -309,13 +346,23 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         triton.stop()
 
     d50, d99 = _pct(lat["direct"], 50), _pct(lat["direct"], 99)
-    figures = [
-        Figure("gateway.inline.p50_ms", _pct(lat["gateway"], 50), "ms", "triton.direct.p50_ms", d50),
-        Figure("gateway.inline.p99_ms", _pct(lat["gateway"], 99), "ms", "triton.direct.p99_ms", d99),
-        Figure("gateway.entity.p50_ms", _pct(lat["entity"], 50), f"ms ({FEATURE_NOTE})", "triton.direct.p50_ms", d50),
-        Figure("gateway.entity.p99_ms", _pct(lat["entity"], 99), f"ms ({FEATURE_NOTE})", "triton.direct.p99_ms", d99),
-        Figure("gateway.inline.rps_c8", float(np.mean(rps["gateway"])), "req/s", "triton.direct.rps_c8",
-               float(np.mean(rps["direct"]))),
+    figures: list[Figure] = []
+    for prefix, inline, entity, where in [("gateway", "gateway", "entity", ""),
+                                          ("gateway_baseline", "base", "base_entity", tree)]:
+        if not lat[inline]:
+            continue
+        tag = f" ({where})" if where else ""
+        figures += [
+            Figure(f"{prefix}.inline.p50_ms", _pct(lat[inline], 50), f"ms{tag}", "triton.direct.p50_ms", d50),
+            Figure(f"{prefix}.inline.p99_ms", _pct(lat[inline], 99), f"ms{tag}", "triton.direct.p99_ms", d99),
+            Figure(f"{prefix}.entity.p50_ms", _pct(lat[entity], 50), f"ms ({FEATURE_NOTE}){tag}",
+                   "triton.direct.p50_ms", d50),
+            Figure(f"{prefix}.entity.p99_ms", _pct(lat[entity], 99), f"ms ({FEATURE_NOTE}){tag}",
+                   "triton.direct.p99_ms", d99),
+            Figure(f"{prefix}.inline.rps_c8", float(np.mean(rps[inline])), f"req/s{tag}", "triton.direct.rps_c8",
+                   float(np.mean(rps["direct"]))),
+        ]
+    figures += [
         Figure("floor.inline.p50_ms", _pct(lat["floor"], 50), f"ms ({FLOOR_NOTE})", "triton.direct.p50_ms", d50),
         Figure("floor.inline.p99_ms", _pct(lat["floor"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms", d99),
         Figure("floor.entity.p99_ms", _pct(lat["floor_entity"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms",
@@ -338,7 +385,7 @@ if __name__ == "__main__":
     elif len(sys.argv) == 5 and sys.argv[1] == "passthrough":
         serve_passthrough(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
-        from libs.infra import ensure_kafka
+        from aif.infra import ensure_kafka
         from tests.bench.report import render
 
         kafka = ensure_kafka()

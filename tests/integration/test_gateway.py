@@ -11,7 +11,8 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import grpc
 import numpy as np
@@ -48,13 +49,13 @@ def features(i: int) -> dict[str, float | int]:
             "loan_mean_10m": loan, "loan_max_10m": loan}
 
 
-def as_values(feats: dict[str, float | int | str]) -> dict[str, common_pb2.Value]:
+def as_values(feats: Mapping[str, float | int | str]) -> dict[str, common_pb2.Value]:
     from services.gateway.inputs import to_value
 
     return {k: to_value(v) for k, v in feats.items()}
 
 
-def row(feats: dict[str, float | int]) -> np.ndarray:
+def row(feats: Mapping[str, float | int]) -> np.ndarray:
     from services.gateway.inputs import InputSchema
 
     return InputSchema(UC).row(feats)
@@ -138,11 +139,11 @@ def infer_input(x: np.ndarray) -> list[grpcclient.InferInput]:
 async def test_tritonclient_speaks_to_the_gateway_as_to_triton(gateway: RunningGateway, triton) -> None:  # type: ignore[no-untyped-def]
     x = np.stack([row(features(i)) for i in range(3)]).astype(np.float32)
 
-    def client_side() -> dict[str, object]:
+    def client_side() -> dict[str, Any]:
         gw = grpcclient.InferenceServerClient(gateway.oip_url)
         direct = grpcclient.InferenceServerClient(triton.grpc_url)
         try:
-            out: dict[str, object] = {
+            out: dict[str, Any] = {
                 "live": gw.is_server_live(), "ready": gw.is_server_ready(),
                 "model_ready": gw.is_model_ready("loan_approval"),
                 "metadata": gw.get_model_metadata("loan_approval", as_json=True),
@@ -183,27 +184,27 @@ async def test_tritonclient_speaks_to_the_gateway_as_to_triton(gateway: RunningG
     out = await asyncio.to_thread(client_side)
     assert out["live"] and out["ready"] and out["model_ready"]
     meta = out["metadata"]
-    assert meta["name"] == "loan_approval" and meta["inputs"][0]["name"] == "INPUT"  # type: ignore[index]
-    assert meta["inputs"][0]["shape"] == ["-1", str(WIDTH)]  # type: ignore[index]
-    assert out["config"]["version_policy"] == {"specific": {"versions": ["1"]}}  # type: ignore[index]
-    assert out["server"]["name"] == "aifactory-gateway"  # type: ignore[index]
+    assert meta["name"] == "loan_approval" and meta["inputs"][0]["name"] == "INPUT"
+    assert meta["inputs"][0]["shape"] == ["-1", str(WIDTH)]
+    assert out["config"]["version_policy"] == {"specific": {"versions": ["1"]}}
+    assert out["server"]["name"] == "aifactory-gateway"
     assert out["gw_version"] == "1"
-    np.testing.assert_allclose(out["gw"], out["direct"], rtol=1e-6)  # type: ignore[arg-type]
-    assert len(out["gw_id"]) == 32  # type: ignore[arg-type]  # the prediction id the gateway gave it
+    np.testing.assert_allclose(out["gw"], out["direct"], rtol=1e-6)
+    assert len(out["gw_id"]) == 32  # the prediction id the gateway gave it
     assert out["own_id"] == "my-id"
     streamed = out["stream"]
-    ok = {r.get_response().id: r.as_numpy("OUTPUT") for r in streamed if isinstance(r, grpcclient.InferResult)}  # type: ignore[union-attr]
+    ok = {r.get_response().id: r.as_numpy("OUTPUT") for r in streamed if isinstance(r, grpcclient.InferResult)}
     assert sorted(ok) == ["s0", "s1", "s2"]
-    np.testing.assert_allclose(ok["s1"], out["direct"][1:2], rtol=1e-6)  # type: ignore[index]
-    assert any(isinstance(r, InferenceServerException) and "no_such_model" in r.message() for r in streamed)  # type: ignore[union-attr]
-    assert out["unknown"][0] == "StatusCode.NOT_FOUND"  # type: ignore[index]
+    np.testing.assert_allclose(ok["s1"], out["direct"][1:2], rtol=1e-6)
+    assert any(isinstance(r, InferenceServerException) and "no_such_model" in r.message() for r in streamed)
+    assert out["unknown"][0] == "StatusCode.NOT_FOUND"
     for bad in ("shape", "dtype", "name"):
-        status, message = out[bad]  # type: ignore[misc]
+        status, message = out[bad]
         assert status == "StatusCode.INVALID_ARGUMENT", (bad, message)
         assert "input" in message and ("INPUT" in message or "FEATURES" in message), message
-    assert "[-1, 25]" in out["shape"][1]  # type: ignore[index]
-    assert out["version"][0] == "StatusCode.NOT_FOUND"  # type: ignore[index]
-    assert out["load"][0] == "StatusCode.UNIMPLEMENTED"  # type: ignore[index]
+    assert "[-1, 25]" in out["shape"][1]
+    assert out["version"][0] == "StatusCode.NOT_FOUND"
+    assert out["load"][0] == "StatusCode.UNIMPLEMENTED"
 
 
 def _int_input() -> grpcclient.InferInput:

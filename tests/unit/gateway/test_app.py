@@ -11,12 +11,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from libs.auth import TableAuthorizer
-from libs.errors import ConfigError, Unauthenticated
+from libs.errors import AifError, ConfigError, Unauthenticated
 from libs.rpc.auth import Principal
 from libs.settings import load_settings
 from services.gateway.app import served_usecases
+from services.gateway.auth import OipAuth
 from services.gateway.directory import AliasState, RegistryDirectory
-from services.gateway.oip import OipAuth, OipError
 from services.gateway.settings import GatewaySettings
 
 
@@ -76,16 +76,16 @@ def test_oip_auth_checks_the_use_case_and_remembers_tokens() -> None:
     assert auth.check("ModelInfer", app, "loan_approval").subject == "app-1"
     auth.check("ModelInfer", app, "loan_approval")
     assert tokens.verified == 1  # cached
-    with pytest.raises(OipError) as err:
+    with pytest.raises(AifError) as err:
         auth.check("ModelInfer", app, "image_segments")
     assert err.value.code is grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(OipError) as err:
+    with pytest.raises(AifError) as err:
         auth.check("ModelInfer", (("authorization", "Bearer eng"),), "loan_approval")
     assert err.value.code is grpc.StatusCode.PERMISSION_DENIED  # engineers do not request predictions
-    with pytest.raises(OipError) as err:
+    with pytest.raises(AifError) as err:
         auth.check("ModelInfer", (("authorization", "Bearer nope"),), "loan_approval")
     assert err.value.code is grpc.StatusCode.UNAUTHENTICATED and "credentials" in err.value.message
-    with pytest.raises(OipError):
+    with pytest.raises(AifError):
         auth.check("ModelInfer", (), "loan_approval")
 
 
@@ -104,16 +104,16 @@ class _Context:
 async def test_oip_checks_credentials_before_saying_whether_a_model_exists() -> None:
     from tritonclient.grpc import service_pb2
 
-    from services.gateway.oip import OipServicer
+    from services.gateway.servicer import OipServicer
 
-    oip = OipServicer(_NoModels(), triton=None, predlog=None, auth=OipAuth(Tokens(), TableAuthorizer()))  # type: ignore[arg-type]
+    oip = OipServicer(None, _NoModels(), triton=None, auth=OipAuth(Tokens(), TableAuthorizer()))  # type: ignore[arg-type]
     request = service_pb2.ModelInferRequest(model_name="secret_model").SerializeToString()
-    with pytest.raises(OipError) as err:
+    with pytest.raises(AifError) as err:
         await oip._infer(request, _Context(()))  # type: ignore[arg-type]
     assert err.value.code is grpc.StatusCode.UNAUTHENTICATED  # not NOT_FOUND: no probing of names
-    with pytest.raises(OipError) as err:
+    with pytest.raises(AifError) as err:
         await oip._infer(request, _Context((("authorization", "Bearer app"),)))  # type: ignore[arg-type]
     assert err.value.code is grpc.StatusCode.NOT_FOUND
-    with pytest.raises(OipError) as err:
+    with pytest.raises(AifError) as err:
         oip._known("secret_model", _Context(()))  # type: ignore[arg-type]
     assert err.value.code is grpc.StatusCode.UNAUTHENTICATED

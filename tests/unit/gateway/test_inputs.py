@@ -8,15 +8,15 @@ import pytest
 
 from libs.errors import InvalidArgument
 from libs.usecase import load_default
-from services.gateway.inputs import InputSchema, from_value, same_category, to_value
+from services.gateway.inputs import InputSchema, Scalar, from_value, same_category, to_value
 
 UCS = load_default()
 LOAN = InputSchema(UCS["loan_approval"])
 SEGMENTS = InputSchema(UCS["image_segments"])
 
 
-def loan_features(**over: object) -> dict[str, object]:
-    base: dict[str, object] = {
+def loan_features(**over: Scalar) -> dict[str, Scalar]:
+    base: dict[str, Scalar] = {
         "salary": 50_000.0, "commission": 0.0, "age": 40, "elevel": 2, "car": 3, "zipcode": 8,
         "hvalue": 100_000.0, "hyears": 5, "loan": 20_000.0, "loan_to_salary": 0.4, "applications_10m": 1,
         "loan_mean_10m": 20_000.0, "loan_max_10m": 20_000.0}

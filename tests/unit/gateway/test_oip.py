@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from services.gateway.oip import _ID_TAG, _VERSION_TAG, OipError, _field, _rows_bytes, _traceparent, _validate
+from libs.errors import InvalidArgument
+from services.gateway.oip import ID_TAG, VERSION_TAG, encode_field, rows_bytes, traceparent, validate
 
 
 def request(rows: int = 2, width: int = 4, **kw: object) -> service_pb2.ModelInferRequest:
@@ -18,27 +19,27 @@ def request(rows: int = 2, width: int = 4, **kw: object) -> service_pb2.ModelInf
 
 def test_appended_fields_override_without_reencoding() -> None:
     original = request(model_version="9", id="").SerializeToString()
-    forwarded = original + _field(_VERSION_TAG, b"12") + _field(_ID_TAG, b"x" * 200)
+    forwarded = original + encode_field(VERSION_TAG, b"12") + encode_field(ID_TAG, b"x" * 200)
     parsed = service_pb2.ModelInferRequest.FromString(forwarded)
     assert parsed.model_version == "12" and parsed.id == "x" * 200  # a 2-byte varint length
     assert parsed.raw_input_contents[0] == request().raw_input_contents[0]
 
 
 def test_valid_requests_and_which_may_be_coalesced() -> None:
-    assert _validate(request(), 4) == (2, True)
+    assert validate(request(), 4) == (2, True)
     with_entity = request()
     with_entity.parameters["entity_id"].string_param = "e1"
-    assert _validate(with_entity, 4) == (2, True)
+    assert validate(with_entity, 4) == (2, True)
     with_priority = request()
     with_priority.parameters["priority"].int64_param = 1
-    assert _validate(with_priority, 4) == (2, False)
+    assert validate(with_priority, 4) == (2, False)
     asks_output = request()
     asks_output.outputs.add(name="OUTPUT")
-    assert _validate(asks_output, 4) == (2, True)
+    assert validate(asks_output, 4) == (2, True)
     typed = service_pb2.ModelInferRequest(model_name="m")
     typed.inputs.add(name="INPUT", datatype="FP32", shape=[1, 2]).contents.fp32_contents.extend([1.0, 2.0])
-    assert _validate(typed, 2) == (1, False)
-    assert np.frombuffer(_rows_bytes(typed), dtype=np.float32).tolist() == [1.0, 2.0]
+    assert validate(typed, 2) == (1, False)
+    assert np.frombuffer(rows_bytes(typed), dtype=np.float32).tolist() == [1.0, 2.0]
 
 
 @pytest.mark.parametrize(("mutate", "text"), [
@@ -51,12 +52,12 @@ def test_valid_requests_and_which_may_be_coalesced() -> None:
 def test_invalid_requests_name_the_input(mutate, text: str) -> None:  # type: ignore[no-untyped-def]
     req = request()
     mutate(req)
-    with pytest.raises(OipError) as err:
-        _validate(req, 4)
+    with pytest.raises(InvalidArgument) as err:
+        validate(req, 4)
     assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT and text in err.value.message
 
 
 def test_traceparent_is_read_from_metadata() -> None:
     tp = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-    assert _traceparent((("x", "y"), ("traceparent", tp))) == tp
-    assert _traceparent((("traceparent", "garbage"),)) == "" and _traceparent(None) == ""
+    assert traceparent((("x", "y"), ("traceparent", tp))) == tp
+    assert traceparent((("traceparent", "garbage"),)) == "" and traceparent(None) == ""

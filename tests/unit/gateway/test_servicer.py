@@ -1,8 +1,8 @@
-"""The business API and feedback with fakes: features merged (inline wins), fetched only
+"""The business API (servicer and data plane) and feedback with fakes: features merged (inline wins), fetched only
 when needed, errors per input in a batch, outcomes checked against the label."""
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,12 +13,13 @@ from aifactory.gateway.v1 import events_pb2
 from aifactory.gateway.v1 import gateway_service_pb2 as pb
 from libs.errors import InvalidArgument, NotFound
 from libs.usecase import load_default
-from services.gateway.business import GatewayServicer
+from services.gateway.core import DataPlane
 from services.gateway.directory import AliasBook, AliasState
 from services.gateway.feedback import FeedbackRecorder, RecentPredictions
-from services.gateway.inputs import to_value
+from services.gateway.inputs import Scalar, to_value
 from services.gateway.models import ModelManager
-from services.gateway.scoring import Scored
+from services.gateway.servicer import GatewayServicer
+from services.gateway.triton import Output, Rows
 from tests.unit.gateway.test_inputs import loan_features
 from tests.unit.gateway.test_models import FakeConfigs, FakeTriton
 
@@ -31,7 +32,7 @@ class FakeFeatures:
 
     async def fetch(self, use_case: str, entity_ids: list[str]) -> list[Any]:
         self.asked.append(list(entity_ids))
-        rows = []
+        rows: list[Any] = []
         for e in entity_ids:
             if e == "missing":
                 rows.append(None)
@@ -44,12 +45,14 @@ class FakeFeatures:
 
 
 class FakeScorer:
+    """Triton as the data plane calls it: keeps the rows, answers (0.4, 0.6) for each."""
+
     def __init__(self) -> None:
         self.rows: list[np.ndarray] = []
 
-    async def score(self, use_case: str, rows: np.ndarray, entity_ids: list[str], traceparent: str = "") -> list[Scored]:
-        self.rows.append(rows)
-        return [Scored(uuid.uuid4().hex, 1, "champion", np.array([0.4, 0.6], dtype=np.float32)) for _ in entity_ids]
+    async def submit(self, model: str, version: str, item: Rows, width: int, max_rows: int = 0) -> Output:
+        self.rows.append(np.frombuffer(item.data, dtype=np.float32).reshape(item.rows, width))
+        return Output(np.tile(np.array([0.4, 0.6], dtype=np.float32), (item.rows, 1)), version)
 
 
 class FakePublisher:
@@ -69,11 +72,12 @@ async def parts() -> tuple[GatewayServicer, FakeFeatures, FakeScorer, FakePublis
     await models.wait_idle()
     features, scorer, publisher, recent = FakeFeatures(), FakeScorer(), FakePublisher(), RecentPredictions()
     feedback = FeedbackRecorder(publisher, "fb", UCS, recent)  # type: ignore[arg-type]
-    return GatewayServicer(models, scorer, features, feedback), features, scorer, publisher, recent  # type: ignore[arg-type]
+    plane = DataPlane(models, scorer, features, None, recent)  # type: ignore[arg-type]
+    return GatewayServicer(plane, feedback), features, scorer, publisher, recent
 
 
-def values(d: dict[str, object]) -> dict[str, common_pb2.Value]:
-    return {k: to_value(v) for k, v in d.items()}  # type: ignore[arg-type]
+def values(d: Mapping[str, Scalar]) -> dict[str, common_pb2.Value]:
+    return {k: to_value(v) for k, v in d.items()}
 
 
 async def test_inline_features_skip_the_feature_store(parts) -> None:  # type: ignore[no-untyped-def]

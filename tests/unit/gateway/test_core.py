@@ -1,4 +1,4 @@
-"""The scorer with a fake Triton: rows split by route (canary) and by the model's max
+"""The data plane's business scoring with a fake Triton: rows split by route (canary) and by the model's max
 batch still come back in the caller's order, each with the version that scored it, and
 the prediction log gets one entry per route with that route's rows."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from services.gateway.core import DataPlane
 from services.gateway.feedback import RecentPredictions
 from services.gateway.routing import Routing
-from services.gateway.scoring import Scorer
 from services.gateway.triton import Output, Rows
 
 
@@ -64,9 +64,10 @@ class _Log:
         return True
 
 
-def _scorer(routing: Routing, max_batch: int = 4) -> tuple[Scorer, _Triton, _Log]:
+def _scorer(routing: Routing, max_batch: int = 4) -> tuple[DataPlane, _Triton, _Log]:
     triton, log = _Triton(), _Log()
-    return Scorer(_Models(routing, max_batch), triton, log, RecentPredictions()), triton, log  # type: ignore[arg-type]
+    plane = DataPlane(_Models(routing, max_batch), triton, None, log, RecentPredictions())  # type: ignore[arg-type]
+    return plane, triton, log
 
 
 def _rows(n: int) -> np.ndarray:
