@@ -20,10 +20,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -78,6 +79,43 @@ def _sqlite_transactions(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
+@overload
+def naive_utc(at: datetime) -> datetime: ...
+@overload
+def naive_utc(at: None) -> None: ...
+def naive_utc(at: datetime | None) -> datetime | None:
+    """``at`` as naive UTC, the form every backend stores alike (SQLite keeps no zone); a
+    naive ``at`` is taken to be UTC already."""
+    if at is None or at.tzinfo is None:
+        return at
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+@overload
+def aware_utc(at: datetime) -> datetime: ...
+@overload
+def aware_utc(at: None) -> None: ...
+def aware_utc(at: datetime | None) -> datetime | None:
+    """A stored naive-UTC time, made timezone-aware again."""
+    return None if at is None else at.replace(tzinfo=UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A column stored as naive UTC (the same on every backend), returned timezone-aware;
+    a naive time given to it is refused, so a local time never passes for UTC."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return naive_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return aware_utc(value)
+
+
 @contextmanager
 def translate(what: str) -> Iterator[None]:
     """Database errors raised inside as :mod:`libs.errors`; ``what`` names the object
@@ -107,6 +145,19 @@ class Database:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         self.engine: Engine = engine_for(self.url, echo=echo)
+
+    @classmethod
+    def migrated(cls, url: str | URL, migrations: Path, metadata: MetaData) -> Database:
+        """A database on ``url`` with its schema migrated to head first (closed again when
+        that fails); a database that cannot be reached is :class:`~libs.errors.Unavailable`."""
+        db = cls(url)
+        try:
+            with translate(f"the schema of {migrations.parent.name}"):
+                db.migrate(migrations, metadata=metadata)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -179,4 +230,5 @@ def run_migrations(target_metadata: MetaData | None = None) -> None:
             context.run_migrations()
 
 
-__all__ = ["Database", "engine_for", "run_migrations", "sqlite_file", "translate"]
+__all__ = ["Database", "UtcDateTime", "aware_utc", "engine_for", "naive_utc", "run_migrations", "sqlite_file",
+           "translate"]

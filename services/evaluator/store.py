@@ -116,13 +116,7 @@ class ReportStore:
     @classmethod
     def from_url(cls, url: str) -> ReportStore:
         """A store on ``url``, its schema migrated to head first."""
-        db = Database(url)
-        try:
-            with translate("the evaluator schema"):
-                db.migrate(MIGRATIONS, metadata=METADATA)
-        except BaseException:
-            db.close()
-            raise
+        db = Database.migrated(url, MIGRATIONS, METADATA)
         return cls(db)
 
     def close(self) -> None:

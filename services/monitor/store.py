@@ -31,7 +31,7 @@ from aifactory.monitor.v1 import events_pb2 as pb_events
 from aifactory.monitor.v1 import monitor_service_pb2 as pb
 from libs.bus import Outgoing, topics
 from libs.errors import NotFound
-from libs.sql import Database, translate
+from libs.sql import Database, aware_utc, naive_utc, translate
 from services.monitor import convert
 from services.monitor.domain import Alert, Effects, Severity, VersionKey
 
@@ -98,15 +98,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _naive(at: datetime) -> datetime:
-    # Stored as naive UTC: SQLite keeps no zone, and both backends then agree.
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    return None if at is None else at.replace(tzinfo=UTC)
-
-
 class ReportReader(Protocol):
     """What the gRPC servicer reads."""
 
@@ -132,13 +123,7 @@ class MonitorStore:
     def from_url(cls, url: str, *, drift_topic: str = topics.DRIFT_DETECTED,
                  rollback_topic: str = topics.ROLLBACK_REQUESTED, clock: Callable[[], datetime] = _utcnow) -> Self:
         """A store on ``url``, its schema migrated to head first."""
-        db = Database(url)
-        try:
-            with translate("the monitor schema"):
-                db.migrate(MIGRATIONS, metadata=METADATA)
-        except BaseException:
-            db.close()
-            raise
+        db = Database.migrated(url, MIGRATIONS, METADATA)
         return cls(db, drift_topic=drift_topic, rollback_topic=rollback_topic, clock=clock)
 
     def close(self) -> None:
@@ -147,22 +132,22 @@ class MonitorStore:
     # ------------------------------------------------------------------ writes
     def commit(self, effects: Effects, now: datetime) -> None:
         """Persist ``effects`` in one transaction (idempotent by id)."""
-        stamp = _naive(now)
+        stamp = naive_utc(now)
         with translate("monitor effects"), self._db.write() as s:
             for r in effects.reports:
                 if s.get(_Report, r.report_id) is None:
                     s.add(_Report(report_id=r.report_id, use_case=r.model.use_case, model_name=r.model.model_name,
                                   version=r.model.version, drift_detected=r.drift_detected,
-                                  created_at=_naive(r.created_at), report=convert.report_pb(r).SerializeToString()))
+                                  created_at=naive_utc(r.created_at), report=convert.report_pb(r).SerializeToString()))
             for a in effects.alerts:
                 if s.get(_Alert, a.alert_id) is None:
                     s.add(_Alert(alert_id=a.alert_id, use_case=a.model.use_case, model_name=a.model.model_name,
                                  version=a.model.version, severity=int(a.severity), kind=a.kind, message=a.message,
-                                 report_id=a.report_id, created_at=_naive(a.created_at),
-                                 resolved_at=_naive(a.resolved_at) if a.resolved_at else None))
+                                 report_id=a.report_id, created_at=naive_utc(a.created_at),
+                                 resolved_at=naive_utc(a.resolved_at) if a.resolved_at else None))
             for alert_id, at in effects.resolved.items():
                 s.execute(update(_Alert).where(_Alert.alert_id == alert_id, _Alert.resolved_at.is_(None))
-                          .values(resolved_at=_naive(at)))
+                          .values(resolved_at=naive_utc(at)))
             for key, value in effects.states.items():
                 row = s.get(_State, key)
                 text = json.dumps(value, separators=(",", ":"))
@@ -190,7 +175,7 @@ class MonitorStore:
 
     def mark_sent(self, keys: Sequence[str]) -> None:
         with translate("the monitor outbox"), self._db.write() as s:
-            s.execute(update(_Outbox).where(_Outbox.event_id.in_(keys)).values(sent_at=_naive(self._clock())))
+            s.execute(update(_Outbox).where(_Outbox.event_id.in_(keys)).values(sent_at=naive_utc(self._clock())))
 
     def states(self) -> dict[str, dict[str, Any]]:
         with translate("monitor state"), self._db.read() as s:
@@ -210,7 +195,7 @@ class MonitorStore:
         if drift_only:
             q = q.where(_Report.drift_detected.is_(True))
         if since is not None:
-            q = q.where(_Report.created_at >= _naive(since))
+            q = q.where(_Report.created_at >= naive_utc(since))
         q = q.order_by(_Report.created_at.desc(), _Report.report_id.desc()).limit(limit).offset(offset)
         with translate("drift reports"), self._db.read() as s:
             return [pb.DriftReport.FromString(blob) for blob in s.scalars(q).all()]
@@ -232,9 +217,9 @@ class MonitorStore:
         if open_only:
             q = q.where(_Alert.resolved_at.is_(None))
         if since is not None:
-            q = q.where(_Alert.created_at >= _naive(since))
+            q = q.where(_Alert.created_at >= naive_utc(since))
         q = q.order_by(_Alert.created_at.desc(), _Alert.alert_id.desc()).limit(limit).offset(offset)
         with translate("alerts"), self._db.read() as s:
             return [Alert(r.alert_id, VersionKey(r.use_case, r.model_name, r.version), Severity(r.severity), r.kind,
-                          r.message, r.report_id, _aware(r.created_at) or r.created_at, _aware(r.resolved_at))
+                          r.message, r.report_id, aware_utc(r.created_at) or r.created_at, aware_utc(r.resolved_at))
                     for r in s.scalars(q).all()]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from libs.errors import AlreadyExists, NotFound
 from libs.lifecycle.frames import Window
 from libs.lifecycle.registry import MetricPoint, ModelKey
-from libs.sql import Database, translate
+from libs.sql import Database, aware_utc, naive_utc, translate
 from services.trainer.domain import Job, JobState, Reason
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -61,29 +61,20 @@ class _JobRow(_Base):
 METADATA = _Base.metadata
 
 
-def _naive(value: datetime | None) -> datetime | None:
-    """Stored as naive UTC (SQLite has no time zones)."""
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
 def _to_row(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.job_id, "use_case": job.use_case, "state": job.state.value, "reason": job.reason.value,
         "drift_report_id": job.drift_report_id, "requested_by": job.requested_by,
         "requested_roles": json.dumps(list(job.requested_roles)), "seed": job.seed,
-        "window_start": _naive(job.window.start) if job.window else None,
-        "window_end": _naive(job.window.end) if job.window else None,
+        "window_start": naive_utc(job.window.start) if job.window else None,
+        "window_end": naive_utc(job.window.end) if job.window else None,
         "params": json.dumps(job.params, sort_keys=True),
         "effective_params": json.dumps(job.effective_params, sort_keys=True), "run_id": job.run_id,
         "model_name": job.model.model_name if job.model else "",
         "model_version": job.model.version if job.model else 0,
         "metrics": json.dumps([[m.name, m.value, m.split, m.step] for m in job.metrics]),
-        "message": job.message, "created_at": _naive(job.created_at), "started_at": _naive(job.started_at),
-        "finished_at": _naive(job.finished_at), "due_at": _naive(job.due_at),
+        "message": job.message, "created_at": naive_utc(job.created_at), "started_at": naive_utc(job.started_at),
+        "finished_at": naive_utc(job.finished_at), "due_at": naive_utc(job.due_at),
         "artifact_sha256": job.artifact_sha256, "artifact_uri": job.artifact_uri,
     }
 
@@ -100,7 +91,7 @@ def _from_row(row: _JobRow) -> Job:
         model=ModelKey(row.use_case, row.model_name, row.model_version) if row.model_version else None,
         metrics=tuple(MetricPoint(n, v, s, st) for n, v, s, st in json.loads(row.metrics)),
         message=row.message, created_at=row.created_at.replace(tzinfo=UTC),
-        started_at=_aware(row.started_at), finished_at=_aware(row.finished_at), due_at=_aware(row.due_at),
+        started_at=aware_utc(row.started_at), finished_at=aware_utc(row.finished_at), due_at=aware_utc(row.due_at),
         artifact_sha256=row.artifact_sha256, artifact_uri=row.artifact_uri)
 
 
@@ -117,13 +108,7 @@ class JobStore:
     @classmethod
     def from_url(cls, url: str) -> JobStore:
         """A store on ``url``, its schema migrated to head first."""
-        db = Database(url)
-        try:
-            with translate("the trainer schema"):
-                db.migrate(MIGRATIONS, metadata=METADATA)
-        except BaseException:
-            db.close()
-            raise
+        db = Database.migrated(url, MIGRATIONS, METADATA)
         return cls(db)
 
     def close(self) -> None:
