@@ -85,7 +85,9 @@ async def test_build_wires_auth_from_settings(name: str, tmp_path: Path) -> None
     """Every service's build passes server_security(settings): a missing key stops it at start,
     and AIF_AUTH_MODE=off is the only way to run it open."""
     settings_mod = importlib.import_module(f"services.{name}.settings")
-    cls = next(v for k, v in vars(settings_mod).items() if k.endswith("Settings") and k != "ServiceSettings")
+    # The service's own class, not a shared mixin the module imports.
+    cls = next(v for k, v in vars(settings_mod).items()
+               if k.endswith("Settings") and getattr(v, "__module__", "") == settings_mod.__name__)
     with pytest.raises(ConfigError, match="aif token keygen"):
         server_security(load_settings(cls, {"AIF_AUTH_DIR": str(tmp_path)}))
     assert load_settings(cls, {}).auth_mode == "jwt", "auth is on unless switched off"
