@@ -1,4 +1,5 @@
 """Shared fixtures: real infrastructure, started when missing and reused when running."""
+
 from __future__ import annotations
 
 import uuid

@@ -6,6 +6,7 @@ only makes the TorchScript artifact: a tiny MLP that follows the model I/O contr
 (float32 ``[batch, len(uc.model_inputs())]`` in, NaN for missing; class probabilities
 or ``[batch, 1]`` out). Used by the gateway's integration tests and bench.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,15 @@ def torchscript(uc: UseCase, *, seed: int = 1, bias: float = 0.0) -> bytes:
     return buffer.getvalue()
 
 
-def export_version(repo: Path, uc: UseCase, version: int, *, bias: float = 0.0,
-                   model_name: str | None = None, artifacts: Path | None = None) -> Path:
+def export_version(
+    repo: Path,
+    uc: UseCase,
+    version: int,
+    *,
+    bias: float = 0.0,
+    model_name: str | None = None,
+    artifacts: Path | None = None,
+) -> Path:
     """Writes version ``version`` of ``uc``'s model into the Triton repository ``repo``
     with the registry's exporter; returns the version folder."""
     from services.registry.artifacts import ArtifactStore
@@ -62,10 +70,15 @@ def export_version(repo: Path, uc: UseCase, version: int, *, bias: float = 0.0,
     store = ArtifactStore(artifacts or repo.parent / "gateway-test-artifacts")
     stored = store.put(torchscript(uc, seed=version, bias=bias))
     mv = ModelVersion(
-        use_case=uc.name, name=model_name or uc.name, version=version, status=VersionStatus.APPROVED,
+        use_case=uc.name,
+        name=model_name or uc.name,
+        version=version,
+        status=VersionStatus.APPROVED,
         artifact_sha256=stored.sha256,
         signature=Signature(tuple(uc.model_inputs()), tuple(output_names(uc)), uc.task),
-        created_at=datetime.now(UTC), created_by=SYSTEM)
+        created_at=datetime.now(UTC),
+        created_by=SYSTEM,
+    )
     return TritonExporter(repo, store).export(mv).version_dir
 
 
@@ -82,9 +95,14 @@ def own_triton(name: str, base_port: int):  # type: ignore[no-untyped-def]
     from aif.infra import InfraConfig, ensure_triton
     from aif.infra.triton import install
 
-    cfg = dataclasses.replace(InfraConfig.from_env(), infra_dir=GATEWAY_BUILD / name,
-                              triton_http_port=base_port, triton_grpc_port=base_port + 1,
-                              triton_metrics_port=base_port + 2, triton_model_repo=None)
+    cfg = dataclasses.replace(
+        InfraConfig.from_env(),
+        infra_dir=GATEWAY_BUILD / name,
+        triton_http_port=base_port,
+        triton_grpc_port=base_port + 1,
+        triton_metrics_port=base_port + 2,
+        triton_model_repo=None,
+    )
     install(cfg)
     cfg.model_repository.mkdir(parents=True, exist_ok=True)
     return ensure_triton(cfg)
@@ -118,9 +136,13 @@ def usecases_dir(tmp: Path, strategy: str, share: float = 0.2) -> Path:
     for spec in DEFAULT_DIR.glob("*.yaml"):
         text = spec.read_text()
         if spec.stem == "loan_approval":
-            lines = [f"deployment: {{promotion: auto, strategy: {strategy}, canary_share: {share}, "
-                     "rollback_margin: 0.05}" if line.startswith("deployment:") else line
-                     for line in text.splitlines()]
+            lines = [
+                f"deployment: {{promotion: auto, strategy: {strategy}, canary_share: {share}, "
+                "rollback_margin: 0.05}"
+                if line.startswith("deployment:")
+                else line
+                for line in text.splitlines()
+            ]
             text = "\n".join(lines) + "\n"
         (tmp / spec.name).write_text(text)
     return tmp
@@ -130,10 +152,20 @@ def gateway_settings(triton_url: str, repository: Path, bootstrap: str, **overri
     from services.gateway.settings import GatewaySettings
 
     values: dict[str, object] = dict(
-        grpc_port=0, oip_port=0, metrics_port=0, auth_mode="off", triton_url=triton_url,
-        triton_model_repository=repository, kafka_bootstrap=bootstrap, registry_target="",
-        featurestore_target="127.0.0.1:1", predlog_flush_ms=20, warmup_requests=2, retire_grace_s=1.0,
-        use_cases="loan_approval")
+        grpc_port=0,
+        oip_port=0,
+        metrics_port=0,
+        auth_mode="off",
+        triton_url=triton_url,
+        triton_model_repository=repository,
+        kafka_bootstrap=bootstrap,
+        registry_target="",
+        featurestore_target="127.0.0.1:1",
+        predlog_flush_ms=20,
+        warmup_requests=2,
+        retire_grace_s=1.0,
+        use_cases="loan_approval",
+    )
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]
 

@@ -4,6 +4,7 @@
 artifacts, aliases and evaluations in dicts, with the same idempotency the real
 registry promises (a run id, a registration key, a report id count once).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,11 +38,16 @@ class FakeTrainingData:
         frame = self.frames[use_case]
         if time_range is not None:
             frame = select(frame, time_range)
-        digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
-        return TrainingSet(frame=frame.copy(), datasets=[DatasetVersion(use_case, f"raw-{digest[:12]}",
-                                                                        f"file:///fake/{use_case}")],
-                           features=[FeatureVersion(use_case, use_case, c, "v1") for c in frame.columns[4:6]],
-                           content_hash=digest, uri=f"file:///fake/{use_case}/{digest[:12]}.parquet")
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+        ).hexdigest()
+        return TrainingSet(
+            frame=frame.copy(),
+            datasets=[DatasetVersion(use_case, f"raw-{digest[:12]}", f"file:///fake/{use_case}")],
+            features=[FeatureVersion(use_case, use_case, c, "v1") for c in frame.columns[4:6]],
+            content_hash=digest,
+            uri=f"file:///fake/{use_case}/{digest[:12]}.parquet",
+        )
 
 
 @dataclass
@@ -82,9 +88,17 @@ class FakeRegistry:
             raise FailedPrecondition(f"run {run_id} is finished: metrics can only be logged while running")
         self.runs[run_id].metrics.extend(metrics)
 
-    async def finish_run(self, run_id: str, *, failed: bool = False, error: str = "",
-                         metrics: Sequence[MetricPoint] = (), datasets: Sequence[DatasetVersion] = (),
-                         features: Sequence[FeatureVersion] = (), duration_s: float | None = None) -> None:
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        failed: bool = False,
+        error: str = "",
+        metrics: Sequence[MetricPoint] = (),
+        datasets: Sequence[DatasetVersion] = (),
+        features: Sequence[FeatureVersion] = (),
+        duration_s: float | None = None,
+    ) -> None:
         if run_id not in self.runs:
             raise NotFound(f"run {run_id}")
         run = self.runs[run_id]
@@ -93,22 +107,30 @@ class FakeRegistry:
         run.metrics.extend(metrics)
         run.finished, run.failed, run.error = True, failed, error
 
-    async def register_version(self, artifact: bytes, reference: Mapping[str, Any],
-                               lineage: Lineage) -> RegisteredVersion:
+    async def register_version(
+        self, artifact: bytes, reference: Mapping[str, Any], lineage: Lineage
+    ) -> RegisteredVersion:
         self.registrations += 1
         digest = sha256(artifact)
         key = lineage.idempotency_key or lineage.run_id
         if key in self._keys:
             ref = self._keys[key]
         else:
-            version = 1 + max((k.version for k in self.versions
-                               if (k.use_case, k.model_name) == (lineage.use_case, lineage.model_name)), default=0)
+            version = 1 + max(
+                (
+                    k.version
+                    for k in self.versions
+                    if (k.use_case, k.model_name) == (lineage.use_case, lineage.model_name)
+                ),
+                default=0,
+            )
             ref = ModelKey(lineage.use_case, lineage.model_name, version)
             self._keys[key] = ref
             self.blobs[digest] = artifact
             self.versions[ref] = FakeVersion(ref, digest, reference, lineage)
-        return RegisteredVersion(ref, f"cas://{self.versions[ref].artifact_sha256}",
-                                 self.versions[ref].artifact_sha256)
+        return RegisteredVersion(
+            ref, f"cas://{self.versions[ref].artifact_sha256}", self.versions[ref].artifact_sha256
+        )
 
     # -- evaluator side -------------------------------------------------------------
 
@@ -136,8 +158,9 @@ class FakePublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any, str, str | None, str | None]] = []
 
-    async def publish(self, topic: str, event: Any, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> None:
+    async def publish(
+        self, topic: str, event: Any, *, use_case: str, key: str | None = None, event_id: str | None = None
+    ) -> None:
         self.sent.append((topic, event, use_case, key, event_id))
 
     def of(self, topic: str) -> list[Any]:

@@ -5,6 +5,7 @@ libs.lifecycle.frames), computed the simple way: row features from the record, e
 aggregate 0. The fairness attribute's raw value is added as a column when the use
 case declares one (the evaluator reads it from there).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,12 @@ def frame_from_examples(uc: UseCase, examples: Iterable[Example]) -> pd.DataFram
     rows = []
     attribute = uc.evaluation.fairness.attribute if uc.evaluation.fairness else None
     for ex in examples:
-        row: dict[str, object] = {"entity_id": ex.entity_id, "event_time": ex.event_time,
-                                  "label_time": ex.label_time, "label": ex.label}
+        row: dict[str, object] = {
+            "entity_id": ex.entity_id,
+            "event_time": ex.event_time,
+            "label_time": ex.label_time,
+            "label": ex.label,
+        }
         row.update(_row_features(uc, ex.record))
         if attribute is not None:
             row[attribute] = ex.record.get(attribute)
@@ -62,16 +67,18 @@ def frame_from_examples(uc: UseCase, examples: Iterable[Example]) -> pd.DataFram
     return frame
 
 
-def loan_frame(n: int = 3000, seed: int = 7, *, drift_at: int | None = None,
-               interval: timedelta = timedelta(seconds=1)) -> pd.DataFrame:
+def loan_frame(
+    n: int = 3000, seed: int = 7, *, drift_at: int | None = None, interval: timedelta = timedelta(seconds=1)
+) -> pd.DataFrame:
     return _loan_frame(n, seed, drift_at, interval).copy()
 
 
 @functools.lru_cache(maxsize=16)
 def _loan_frame(n: int, seed: int, drift_at: int | None, interval: timedelta) -> pd.DataFrame:
     uc = usecase("loan_approval")
-    return frame_from_examples(uc, itertools.islice(
-        LoanStream(seed=seed, drift_at=drift_at, interval=interval), n))
+    return frame_from_examples(
+        uc, itertools.islice(LoanStream(seed=seed, drift_at=drift_at, interval=interval), n)
+    )
 
 
 def segment_frame(n: int = 2310, seed: int = 11) -> pd.DataFrame:

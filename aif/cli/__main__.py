@@ -1,12 +1,13 @@
 """``aif`` command line.
 
-    aif demo      start the infrastructure and the seven services, check them, stop them
-    aif up        start the infrastructure and the seven services; Ctrl-C stops them
-    aif usecase   scaffold (new NAME) or validate (validate FILE...) use-case specs
-    aif token     development tokens (keygen, issue, revoke) and mTLS certificates (certs)
-    aif audit     verify (exit 1 naming a tampered entry) or list the registry's audit log
-    aif train     request a training (USE_CASE [--seed N] [--wait]: progress bar until it ends)
+aif demo      start the infrastructure and the seven services, check them, stop them
+aif up        start the infrastructure and the seven services; Ctrl-C stops them
+aif usecase   scaffold (new NAME) or validate (validate FILE...) use-case specs
+aif token     development tokens (keygen, issue, revoke) and mTLS certificates (certs)
+aif audit     verify (exit 1 naming a tampered entry) or list the registry's audit log
+aif train     request a training (USE_CASE [--seed N] [--wait]: progress bar until it ends)
 """
+
 from __future__ import annotations
 
 import argparse

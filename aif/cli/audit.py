@@ -7,6 +7,7 @@
 The database URL defaults to the registry's setting (``AIF_REGISTRY_DATABASE_URL``).
 Reads only: the schema is not migrated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,22 +62,27 @@ def run(args: argparse.Namespace) -> int:
             if report.valid:
                 print(f"audit chain OK: {report.checked} entries, head {report.head_hash}")
                 return 0
-            print(f"audit chain BROKEN at sequence {report.first_invalid_sequence}"
-                  f"{f' (event id {report.first_invalid_event_id})' if report.first_invalid_event_id else ''}: "
-                  f"{report.message}; {report.checked} entries before it verified")
+            print(
+                f"audit chain BROKEN at sequence {report.first_invalid_sequence}"
+                f"{f' (event id {report.first_invalid_event_id})' if report.first_invalid_event_id else ''}: "
+                f"{report.message}; {report.checked} entries before it verified"
+            )
             return 1
         with store.read() as tx:
             records = tx.list_audit(args.use_case, after_sequence=args.after, limit=args.limit)
         for r in records:
             when = datetime.fromtimestamp(r.time_us / 1e6, UTC).isoformat(timespec="seconds")
-            target = "/".join(p for p in (r.use_case, r.model_name, f"v{r.version}" if r.version else "") if p)
-            print(f"{r.sequence:>6} {when} {r.actor.subject:<20} {r.action:<26} {target}"
-                  f"{' alias=' + r.alias if r.alias else ''} {r.reason} "
-                  f"{json.dumps(list(r.evidence_ids)) if r.evidence_ids else ''}".rstrip())
+            target = "/".join(
+                p for p in (r.use_case, r.model_name, f"v{r.version}" if r.version else "") if p
+            )
+            print(
+                f"{r.sequence:>6} {when} {r.actor.subject:<20} {r.action:<26} {target}"
+                f"{' alias=' + r.alias if r.alias else ''} {r.reason} "
+                f"{json.dumps(list(r.evidence_ids)) if r.evidence_ids else ''}".rstrip()
+            )
         return 0
     except Exception as exc:  # noqa: BLE001 - a missing table or a dead server: say so, exit 2
         print(f"aif audit: cannot read the audit log: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
-

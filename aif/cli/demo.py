@@ -7,6 +7,7 @@ id with feedback, a concept drift, and the factory's own recovery. Prints a
 timeline, a quality table, the lineage of one prediction and the audit trail; the
 last line is a one-line summary; exits non-zero when the loop did not close.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,12 @@ def _step(message: str) -> None:
 def _infrastructure() -> Iterator[dict[str, str]]:
     handles: list[infra.Handle] = []
     try:
-        for name, ensure in (("kafka", infra.ensure_kafka), ("postgres", infra.ensure_postgres),
-                             ("redis", infra.ensure_redis), ("triton", infra.ensure_triton)):
+        for name, ensure in (
+            ("kafka", infra.ensure_kafka),
+            ("postgres", infra.ensure_postgres),
+            ("redis", infra.ensure_redis),
+            ("triton", infra.ensure_triton),
+        ):
             started = time.monotonic()
             handle: infra.Handle = ensure()
             handles.append(handle)
@@ -49,9 +54,11 @@ def _infrastructure() -> Iterator[dict[str, str]]:
         # The services' own default is build/infra's repository; AIF_INFRA_DIR or
         # AIF_TRITON_MODEL_REPO may have given this Triton another.
         repository = str(infra.InfraConfig.from_env().model_repository)
-        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
-               "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": repository,
-               "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": repository}
+        yield {
+            "AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
+            "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": repository,
+            "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": repository,
+        }
     finally:
         for handle in reversed(handles):
             handle.stop()
@@ -87,11 +94,16 @@ def _auth_enforced(stack: Stack) -> bool:
     Neither call reaches a servicer, so the check has no side effect.
     """
     no_role = stack.metadata("demo-no-role", {"*": []})
-    enforced = [svc.name for svc in stack.running.values()
-                if _refused(svc, ()) == grpc.StatusCode.UNAUTHENTICATED
-                and _refused(svc, no_role) == grpc.StatusCode.PERMISSION_DENIED]
-    _step(f"auth on in {len(enforced)}/{len(stack.running)} services: no token -> UNAUTHENTICATED, "
-          "token without the role -> PERMISSION_DENIED (tokens: aif token issue)")
+    enforced = [
+        svc.name
+        for svc in stack.running.values()
+        if _refused(svc, ()) == grpc.StatusCode.UNAUTHENTICATED
+        and _refused(svc, no_role) == grpc.StatusCode.PERMISSION_DENIED
+    ]
+    _step(
+        f"auth on in {len(enforced)}/{len(stack.running)} services: no token -> UNAUTHENTICATED, "
+        "token without the role -> PERMISSION_DENIED (tokens: aif token issue)"
+    )
     return len(enforced) == len(stack.running)
 
 
@@ -106,8 +118,10 @@ def _health_table(stack: Stack) -> bool:
     for svc in stack.running.values():
         metrics = _metrics_ok(svc.metrics_port)
         healthy &= metrics
-        print(f"  {svc.name:<13} {svc.process.pid:>7} {svc.grpc_port:>6} {'SERVING':>8} "
-              f"{'ok' if metrics else 'DOWN':>8}")
+        print(
+            f"  {svc.name:<13} {svc.process.pid:>7} {svc.grpc_port:>6} {'SERVING':>8} "
+            f"{'ok' if metrics else 'DOWN':>8}"
+        )
     print()
     return healthy
 
@@ -119,11 +133,21 @@ def run(config: LoopConfig | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     _step("starting a fresh factory: Kafka 3.9.1 (KRaft), Triton (explicit model control), 7 services")
-    with fresh_factory(DEMO_ROOT, kafka_port=DEMO_KAFKA_PORT, triton_port=DEMO_TRITON_PORT,
-                       service_offset=DEMO_SERVICE_OFFSET, say=print) as factory:
+    with fresh_factory(
+        DEMO_ROOT,
+        kafka_port=DEMO_KAFKA_PORT,
+        triton_port=DEMO_TRITON_PORT,
+        service_offset=DEMO_SERVICE_OFFSET,
+        say=print,
+    ) as factory:
         ok = _health_table(factory.stack) & _auth_enforced(factory.stack)
-        driver = LoopDriver(factory.kafka.bootstrap_servers, factory.targets(),
-                            factory.stack.metadata("demo-operator"), config, say=lambda m: print(m, flush=True))
+        driver = LoopDriver(
+            factory.kafka.bootstrap_servers,
+            factory.targets(),
+            factory.stack.metadata("demo-operator"),
+            config,
+            say=lambda m: print(m, flush=True),
+        )
 
         async def drive() -> LoopResult:
             async with driver:

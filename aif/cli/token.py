@@ -7,6 +7,7 @@
 
 The folder is ``AIF_AUTH_DIR`` (default ``build/auth``), the one services read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,14 +38,21 @@ def parse_ttl(text: str) -> int:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("token", help="development tokens, revocation and mTLS certificates")
-    parser.add_argument("--dir", type=Path, default=None, help="key folder (default: $AIF_AUTH_DIR or build/auth)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="key folder (default: $AIF_AUTH_DIR or build/auth)"
+    )
     cmds = parser.add_subparsers(dest="token_command", required=True)
     keygen = cmds.add_parser("keygen", help="create the Ed25519 signing key pair")
     keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
     issue = cmds.add_parser("issue", help="print a signed token")
     issue.add_argument("--sub", required=True, help="subject (who the token is for)")
-    issue.add_argument("--role", action="append", required=True, metavar="USE_CASE:ROLE",
-                       help=f"repeatable; '*' for every use case; roles: {', '.join(r.value for r in Role)}")
+    issue.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        metavar="USE_CASE:ROLE",
+        help=f"repeatable; '*' for every use case; roles: {', '.join(r.value for r in Role)}",
+    )
     issue.add_argument("--ttl", type=parse_ttl, default=3600, help="lifetime, e.g. 30m, 1h (default 1h)")
     issue.add_argument("--issuer", default=DEFAULT_ISSUER)
     issue.add_argument("--audience", default=DEFAULT_AUDIENCE)

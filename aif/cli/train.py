@@ -9,6 +9,7 @@ skipped; 2 the request was refused or the trainer unreachable.
 The trainer is ``--target`` or ``AIF_TRAINER_TARGET`` (default 127.0.0.1:50053); the
 bearer token is ``--token`` or ``AIF_TOKEN`` (``aif token issue ...``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,35 @@ from aifactory.trainer.v1 import trainer_service_pb2 as pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as pb_grpc
 from libs.rpc import insecure_channel
 
-FINAL = {pb.TRAINING_JOB_STATE_SUCCEEDED, pb.TRAINING_JOB_STATE_FAILED, pb.TRAINING_JOB_STATE_CANCELLED,
-         pb.TRAINING_JOB_STATE_SKIPPED}
+FINAL = {
+    pb.TRAINING_JOB_STATE_SUCCEEDED,
+    pb.TRAINING_JOB_STATE_FAILED,
+    pb.TRAINING_JOB_STATE_CANCELLED,
+    pb.TRAINING_JOB_STATE_SKIPPED,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("train", help="request a training of a use case (and follow it with --wait)")
     parser.add_argument("use_case")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a hyper-parameter, e.g. epochs=10 or hidden=64,32 (repeatable)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyper-parameter, e.g. epochs=10 or hidden=64,32 (repeatable)",
+    )
     parser.add_argument("--request-id", default=None, help="idempotency key (default: a new one)")
-    parser.add_argument("--wait", action="store_true", help="follow the job until it ends, with a progress bar")
+    parser.add_argument(
+        "--wait", action="store_true", help="follow the job until it ends, with a progress bar"
+    )
     parser.add_argument("--target", default=os.environ.get("AIF_TRAINER_TARGET", "127.0.0.1:50053"))
     parser.add_argument("--token", default=os.environ.get("AIF_TOKEN") or None, help="bearer token")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=3600.0, help="give up waiting after this many seconds"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,8 +73,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 async def _run(args: argparse.Namespace, params: dict[str, str]) -> int:
-    request = pb.SubmitTrainingRequest(use_case=args.use_case, params=params,
-                                       request_id=args.request_id or f"cli-{uuid.uuid4().hex[:16]}")
+    request = pb.SubmitTrainingRequest(
+        use_case=args.use_case, params=params, request_id=args.request_id or f"cli-{uuid.uuid4().hex[:16]}"
+    )
     if args.seed is not None:
         request.seed = args.seed
     async with insecure_channel(args.target, token=args.token) as channel:
@@ -80,13 +95,16 @@ async def _run(args: argparse.Namespace, params: dict[str, str]) -> int:
             print(f"aif train: lost the trainer: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 2
         except TimeoutError:
-            print(f"aif train: job {job.job_id} still {_state(job)} after {args.timeout:.0f}s", file=sys.stderr)
+            print(
+                f"aif train: job {job.job_id} still {_state(job)} after {args.timeout:.0f}s", file=sys.stderr
+            )
             return 1
     return _summary(job)
 
 
-async def _follow(stub: pb_grpc.TrainerServiceStub, job: pb.TrainingJob, poll: float,
-                  timeout: float) -> pb.TrainingJob:
+async def _follow(
+    stub: pb_grpc.TrainerServiceStub, job: pb.TrainingJob, poll: float, timeout: float
+) -> pb.TrainingJob:
     bar: tqdm | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -94,8 +112,13 @@ async def _follow(stub: pb_grpc.TrainerServiceStub, job: pb.TrainingJob, poll: f
                 await asyncio.sleep(poll)
                 job = (await stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=job.job_id), timeout=30)).job
                 if job.state == pb.TRAINING_JOB_STATE_RUNNING and bar is None and "epochs" in job.params:
-                    bar = tqdm(total=int(job.params["epochs"]), unit="epoch", desc=job.use_case,
-                               file=sys.stderr, dynamic_ncols=True)
+                    bar = tqdm(
+                        total=int(job.params["epochs"]),
+                        unit="epoch",
+                        desc=job.use_case,
+                        file=sys.stderr,
+                        dynamic_ncols=True,
+                    )
                 if bar is not None:
                     _advance(bar, job)
     finally:
@@ -111,8 +134,11 @@ def _advance(bar: tqdm, job: pb.TrainingJob) -> None:
     last = max(m.step for m in epochs)
     latest = {m.name: m.value for m in epochs if m.step == last}
     bar.update(last - bar.n)
-    bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items() if k != "samples_per_s"}
-                    | {"samples/s": f"{latest.get('samples_per_s', 0):,.0f}"}, refresh=True)
+    bar.set_postfix(
+        {k: f"{v:.4g}" for k, v in latest.items() if k != "samples_per_s"}
+        | {"samples/s": f"{latest.get('samples_per_s', 0):,.0f}"},
+        refresh=True,
+    )
 
 
 def _state(job: pb.TrainingJob) -> str:
@@ -125,6 +151,8 @@ def _summary(job: pb.TrainingJob) -> int:
         return 1
     final = {m.name: m.value for m in job.metrics if m.step == 0 and m.split == "validation"}
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items()) if k not in ("best_epoch", "epochs"))
-    print(f"job {job.job_id}: succeeded — {job.model.use_case}/{job.model.model_name} "
-          f"v{job.model.version} (run {job.run_id}); {shown}")
+    print(
+        f"job {job.job_id}: succeeded — {job.model.use_case}/{job.model.model_name} "
+        f"v{job.model.version} (run {job.run_id}); {shown}"
+    )
     return 0

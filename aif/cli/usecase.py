@@ -1,4 +1,5 @@
 """``aif usecase new NAME`` scaffolds a spec; ``aif usecase validate FILE...`` checks specs."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"INVALID {exc.message}", file=sys.stderr)
             failed += 1
         else:
-            print(f"ok      {path}: {spec.name} v{spec.version}, {spec.task}, "
-                  f"{len(spec.model_inputs())} model inputs")
+            print(
+                f"ok      {path}: {spec.name} v{spec.version}, {spec.task}, "
+                f"{len(spec.model_inputs())} model inputs"
+            )
     return 1 if failed else 0

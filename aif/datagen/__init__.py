@@ -5,6 +5,7 @@ send (JSON-ready, field names as in the use-case spec) and its label with the ti
 the label becomes known. Deterministic for a seed, so tests and the demo can
 compute expected results independently.
 """
+
 from __future__ import annotations
 
 from aif.datagen.base import Example, to_json

@@ -1,4 +1,5 @@
 """What a generator yields, and how a record becomes the JSON a producer sends."""
+
 from __future__ import annotations
 
 import json

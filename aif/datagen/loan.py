@@ -6,6 +6,7 @@ ConceptDriftStream). Applicants repeat (``applicants`` distinct ids) so per-enti
 aggregates mean something; the outcome (the label) is observed ``label_delay`` after
 the application.
 """
+
 from __future__ import annotations
 
 import random
@@ -35,10 +36,17 @@ class LoanStream:
 
     def __iter__(self) -> Iterator[Example]:
         base = synth.Agrawal(classification_function=self.before, seed=self.seed)
-        stream = base if self.drift_at is None else synth.ConceptDriftStream(
-            stream=base,
-            drift_stream=synth.Agrawal(classification_function=self.after, seed=self.seed + 1),
-            position=self.drift_at, width=self.drift_width, seed=self.seed)
+        stream = (
+            base
+            if self.drift_at is None
+            else synth.ConceptDriftStream(
+                stream=base,
+                drift_stream=synth.Agrawal(classification_function=self.after, seed=self.seed + 1),
+                position=self.drift_at,
+                width=self.drift_width,
+                seed=self.seed,
+            )
+        )
         rng = random.Random(self.seed)
         for i, (x, y) in enumerate(stream):
             number = rng.randrange(self.applicants)
@@ -59,5 +67,12 @@ class LoanStream:
                 "loan": round(float(x["loan"]), 2),
                 "gender": rng.choice("fmx"),
             }
-            yield Example(record, f"loan-{self.seed}-{i}", applicant, at, int(y),
-                          at + self.label_delay, drifted=self.drift_at is not None and i >= self.drift_at)
+            yield Example(
+                record,
+                f"loan-{self.seed}-{i}",
+                applicant,
+                at,
+                int(y),
+                at + self.label_delay,
+                drifted=self.drift_at is not None and i >= self.drift_at,
+            )

@@ -4,6 +4,7 @@ The rows are shuffled with the seed and replayed as many times as asked; each
 region is assigned to one of ``cameras`` cameras (the entity). The label is in
 the record.
 """
+
 from __future__ import annotations
 
 import random
@@ -32,6 +33,10 @@ class SegmentStream:
             x, y = rows[i % len(rows)]
             camera = rng.randrange(self.cameras)
             at = self.start + i * self.interval
-            record = {"camera_id": camera, "captured_at": at,
-                      **{k.replace("-", "_"): float(v) for k, v in x.items()}, "surface": y}
+            record = {
+                "camera_id": camera,
+                "captured_at": at,
+                **{k.replace("-", "_"): float(v) for k, v in x.items()},
+                "surface": y,
+            }
             yield Example(record, f"seg-{self.seed}-{i}", str(camera), at, y, at)

@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aif.infra", description=__doc__)
     parser.add_argument("command", choices=["install", "up", "down", "status"])
     parser.add_argument(
-        "components", nargs="*", metavar="component",
+        "components",
+        nargs="*",
+        metavar="component",
         help=f"any of {', '.join(COMPONENTS)} (default: {', '.join(DEFAULT_COMPONENTS)}; "
-             "down and status: all)"
+        "down and status: all)",
     )
     args = parser.parse_args(argv)
     unknown = [n for n in args.components if n not in COMPONENTS]

@@ -247,8 +247,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return box["value"]
 
 
-def run_quiet(argv: Sequence[str], component: str, log_file: Path, *,
-              shown: Sequence[str] | None = None, **kwargs: Any) -> None:
+def run_quiet(
+    argv: Sequence[str], component: str, log_file: Path, *, shown: Sequence[str] | None = None, **kwargs: Any
+) -> None:
     """Runs a one-shot command, output appended to log_file; InfraError when it fails.
 
     ``shown`` is the command line to log and quote instead of argv (argv holding secrets).

@@ -104,8 +104,12 @@ class Kafka(Component):
 
     def _properties_values(self) -> dict[str, Any]:
         cfg = self.config
-        return {"HOST": cfg.host, "PORT": self.port, "CONTROLLER_PORT": self.other_ports[0],
-                "LOG_DIRS": self.data_dir}
+        return {
+            "HOST": cfg.host,
+            "PORT": self.port,
+            "CONTROLLER_PORT": self.other_ports[0],
+            "LOG_DIRS": self.data_dir,
+        }
 
     def _format_args(self) -> list[str]:
         """Extra ``kafka-storage format`` arguments (the secure profile adds SCRAM users)."""
@@ -127,8 +131,16 @@ class Kafka(Component):
         props = self._write_properties()
         if not (self.data_dir / "meta.properties").exists():
             # KRaft storage is formatted once; later starts keep topics and offsets.
-            argv = [*java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
-                    "-c", str(props), "--ignore-formatted"]
+            argv = [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                new_cluster_id(),
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ]
             extra = self._format_args()
             # Extra arguments may hold passwords: the log shows how many, not what.
             shown = [*argv, f"<{len(extra)} more arguments>"] if extra else None

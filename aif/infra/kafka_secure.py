@@ -87,8 +87,11 @@ class KafkaSecure(Kafka):
         try:
             return dict(json.loads(self.credentials_file.read_text()))
         except FileNotFoundError:
-            raise InfraError(self.name, f"no {self.credentials_file}: start the secure broker first "
-                                        "(python -m aif.infra up kafka-secure)") from None
+            raise InfraError(
+                self.name,
+                f"no {self.credentials_file}: start the secure broker first "
+                "(python -m aif.infra up kafka-secure)",
+            ) from None
 
     def _ensure_credentials(self) -> dict[str, str]:
         from libs.auth.kafka_acls import PRINCIPALS
@@ -97,12 +100,18 @@ class KafkaSecure(Kafka):
             creds = self.credentials()
             missing = [p for p in PRINCIPALS if p not in creds]
             if missing:
-                raise InfraError(self.name, f"{self.credentials_file} lacks {missing}; SCRAM users are "
-                                            f"made at format time: remove {self.dir} to start afresh")
+                raise InfraError(
+                    self.name,
+                    f"{self.credentials_file} lacks {missing}; SCRAM users are "
+                    f"made at format time: remove {self.dir} to start afresh",
+                )
             return creds
         if (self.data_dir / "meta.properties").exists():
-            raise InfraError(self.name, f"storage in {self.data_dir} exists but its credentials are "
-                                        f"gone; remove {self.dir} to start afresh")
+            raise InfraError(
+                self.name,
+                f"storage in {self.data_dir} exists but its credentials are "
+                f"gone; remove {self.dir} to start afresh",
+            )
         self.dir.mkdir(parents=True, exist_ok=True)
         creds = {p: secrets.token_urlsafe(24) for p in PRINCIPALS}
         _write_private(self.credentials_file, json.dumps(creds, indent=1))
@@ -126,8 +135,12 @@ class KafkaSecure(Kafka):
 
     def client_security(self, principal: str = "admin") -> dict[str, Any]:
         """aiokafka keyword arguments to connect as ``principal``."""
-        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
-                "sasl_plain_username": principal, "sasl_plain_password": self.credentials()[principal]}
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": principal,
+            "sasl_plain_password": self.credentials()[principal],
+        }
 
     def probe(self) -> None:
         if not port_open(self.config.host, self.port):
@@ -157,8 +170,9 @@ class KafkaSecure(Kafka):
         run_async(apply)
 
 
-async def create_topics(bootstrap: str, security: dict[str, Any], names: Iterable[str],
-                        partitions: int = 3) -> None:
+async def create_topics(
+    bootstrap: str, security: dict[str, Any], names: Iterable[str], partitions: int = 3
+) -> None:
     """Creates the topics that do not exist yet."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
@@ -183,8 +197,9 @@ async def create_topics(bootstrap: str, security: dict[str, Any], names: Iterabl
 _ANY = 1
 
 
-async def sync_acls(bootstrap: str, security: dict[str, Any], wanted: Iterable[Any],
-                    principals: Iterable[str]) -> tuple[int, int]:
+async def sync_acls(
+    bootstrap: str, security: dict[str, Any], wanted: Iterable[Any], principals: Iterable[str]
+) -> tuple[int, int]:
     """Makes the broker's ACLs of ``principals`` exactly ``wanted``: creates what is missing,
     deletes what the table no longer grants (ACLs outlive the code that made them).
     Returns (created, deleted).
@@ -195,18 +210,24 @@ async def sync_acls(bootstrap: str, security: dict[str, Any], wanted: Iterable[A
     from libs.auth.kafka_acls import ALLOW
 
     managed = {f"User:{p}" for p in principals}
-    want = {(a.principal, int(a.resource_type), a.resource, int(a.pattern), int(a.operation), a.host, ALLOW)
-            for a in wanted}
+    want = {
+        (a.principal, int(a.resource_type), a.resource, int(a.pattern), int(a.operation), a.host, ALLOW)
+        for a in wanted
+    }
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security)
     try:
         await client.bootstrap()
         node = client.get_random_node()
         have = {acl for acl in await _describe_acls(client, node) if acl[0] in managed}
         for principal, rtype, name, pattern, op, host, perm in sorted(want - have):
-            reply = await client.send(node, CreateAclsRequest(rtype, name, pattern, principal, host, op, perm))
+            reply = await client.send(
+                node, CreateAclsRequest(rtype, name, pattern, principal, host, op, perm)
+            )
             _check("CreateAcls", name, [(c, m) for c, m in reply.creation_responses])
         for principal, rtype, name, pattern, op, host, perm in sorted(have - want):
-            reply = await client.send(node, DeleteAclsRequest(rtype, name, pattern, principal, host, op, perm))
+            reply = await client.send(
+                node, DeleteAclsRequest(rtype, name, pattern, principal, host, op, perm)
+            )
             _check("DeleteAcls", name, [(r[0], r[1]) for r in reply.filter_responses])
     finally:
         await client.close()
@@ -219,9 +240,11 @@ async def _describe_acls(client: Any, node: int) -> set[tuple[str, int, str, int
 
     reply = await client.send(node, DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY))
     _check("DescribeAcls", "*", [(reply.error_code, reply.error_message)])
-    return {(principal, rtype, name, pattern, op, host, perm)
-            for rtype, name, pattern, acls in reply.resources
-            for principal, host, op, perm in acls}
+    return {
+        (principal, rtype, name, pattern, op, host, perm)
+        for rtype, name, pattern, acls in reply.resources
+        for principal, host, op, perm in acls
+    }
 
 
 def _check(request: str, resource: str, errors: list[tuple[int, str | None]]) -> None:
@@ -230,7 +253,9 @@ def _check(request: str, resource: str, errors: list[tuple[int, str | None]]) ->
         raise InfraError("kafka-secure", f"{request} {resource}: {bad}")
 
 
-async def broker_acls(bootstrap: str, security: dict[str, Any]) -> set[tuple[str, int, str, int, int, str, int]]:
+async def broker_acls(
+    bootstrap: str, security: dict[str, Any]
+) -> set[tuple[str, int, str, int, int, str, int]]:
     """What the broker enforces now (tests compare it with the table)."""
     from aiokafka.client import AIOKafkaClient
 
@@ -263,10 +288,16 @@ class KafkaSecureHandle(Handle):
         self.component.setup(self.use_cases)
 
 
-def ensure_kafka_secure(config: InfraConfig | None = None, timeout: float | None = None,
-                        use_cases: Iterable[str] | None = None) -> KafkaSecureHandle:
+def ensure_kafka_secure(
+    config: InfraConfig | None = None, timeout: float | None = None, use_cases: Iterable[str] | None = None
+) -> KafkaSecureHandle:
     """Reuses the secure broker on its port or starts one; then creates topics and ACLs."""
     comp = KafkaSecure(config or InfraConfig.from_env(), use_cases)
     started = comp.ensure(timeout)
-    return KafkaSecureHandle(started=started, log_file=comp.daemon.log_file, component=comp,
-                             bootstrap_servers=comp.endpoint(), use_cases=list(comp.use_cases))
+    return KafkaSecureHandle(
+        started=started,
+        log_file=comp.daemon.log_file,
+        component=comp,
+        bootstrap_servers=comp.endpoint(),
+        use_cases=list(comp.use_cases),
+    )

@@ -95,9 +95,7 @@ class Triton(Component):
         cfg = self.config
         backends = backends_dir(cfg)
         if not (backends / "python" / "libtriton_python.so").exists():
-            raise InfraError(
-                self.name, f"no python backend in {backends}: run `python -m aif.infra install`"
-            )
+            raise InfraError(self.name, f"no python backend in {backends}: run `python -m aif.infra install`")
         self.model_repository.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server_binary()),

@@ -11,6 +11,7 @@ evaluator pass, the registry promote and the gateway switch on their own.
 The driver only observes (predictions' model versions, the monitor's reports, the
 registry's audit log) and measures.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,8 +92,8 @@ class LoopResult:
     def quality(self) -> dict[str, dict[str, float]]:
         end_during = self.v2_first_index if self.v2_first_index is not None else len(self.served)
         return {
-            "before drift": phase_quality(self.served[:self.onset_index]),
-            "during drift": phase_quality(self.served[self.onset_index:end_during]),
+            "before drift": phase_quality(self.served[: self.onset_index]),
+            "during drift": phase_quality(self.served[self.onset_index : end_during]),
             "after recovery": phase_quality(self.served[end_during:] if self.v2_first_index else []),
         }
 
@@ -104,8 +105,13 @@ class LoopResult:
 
     @property
     def closed(self) -> bool:
-        return (self.v2 is not None and self.detected_at_index is not None and self.false_alarms == 0
-                and self.recovered_ratio >= 0.95 and self.audit_valid)
+        return (
+            self.v2 is not None
+            and self.detected_at_index is not None
+            and self.false_alarms == 0
+            and self.recovered_ratio >= 0.95
+            and self.audit_valid
+        )
 
 
 def _ts(value: datetime) -> Timestamp:
@@ -131,8 +137,14 @@ def _unique_batches(examples: Iterator[Example], size: int) -> Iterator[list[Exa
 class LoopDriver:
     """Runs the loop against services reachable at ``targets`` (name → host:port)."""
 
-    def __init__(self, bootstrap_servers: str, targets: dict[str, str], metadata: Metadata,
-                 config: LoopConfig, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        targets: dict[str, str],
+        metadata: Metadata,
+        config: LoopConfig,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.cfg = config
         self._bootstrap = bootstrap_servers
         self._targets = targets
@@ -144,9 +156,16 @@ class LoopDriver:
         # is in the future; the drift starts with the first served application after the
         # stationary phase.
         start = datetime.now(UTC) - timedelta(seconds=total + 600)
-        self._stream = iter(LoanStream(seed=config.seed, drift_at=config.bootstrap + config.stationary,
-                                       drift_width=config.drift_width, start=start,
-                                       interval=timedelta(seconds=1), label_delay=timedelta(seconds=30)))
+        self._stream = iter(
+            LoanStream(
+                seed=config.seed,
+                drift_at=config.bootstrap + config.stationary,
+                drift_width=config.drift_width,
+                start=start,
+                interval=timedelta(seconds=1),
+                label_delay=timedelta(seconds=30),
+            )
+        )
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._producer: AIOKafkaProducer | None = None
         self._publisher: EventPublisher | None = None
@@ -188,8 +207,9 @@ class LoopDriver:
         assert self._producer is not None
         topic = topics.raw(self.cfg.use_case)
         for ex in batch:
-            await self._producer.send(topic, to_json({**ex.record, "record_id": ex.record_id}),
-                                      key=ex.entity_id.encode())
+            await self._producer.send(
+                topic, to_json({**ex.record, "record_id": ex.record_id}), key=ex.entity_id.encode()
+            )
         await self._producer.flush()
 
     async def wait_online(self, batch: Sequence[Example], timeout: float = 60.0) -> None:
@@ -197,8 +217,11 @@ class LoopDriver:
         want = {ex.entity_id: ex.record_id for ex in batch}
         deadline = time.monotonic() + timeout
         while want:
-            reply = await self.features.GetOnlineFeatures(fs_pb.GetOnlineFeaturesRequest(
-                use_case=self.cfg.use_case, entity_ids=list(want)), metadata=self._md, timeout=10)
+            reply = await self.features.GetOnlineFeatures(
+                fs_pb.GetOnlineFeaturesRequest(use_case=self.cfg.use_case, entity_ids=list(want)),
+                metadata=self._md,
+                timeout=10,
+            )
             for row in reply.rows:
                 if row.found and row.record_id == want.get(row.entity_id):
                     want.pop(row.entity_id)
@@ -210,30 +233,71 @@ class LoopDriver:
     async def report_outcomes(self, batch: Sequence[Example]) -> None:
         """Outcomes of past applications, as the bank's systems report them (feedback topic)."""
         assert self._publisher is not None
-        events = [Outgoing(topics.FEEDBACK, gateway_events.FeedbackRecorded(
-            feedback_id=f"fb-{ex.record_id}", use_case=self.cfg.use_case, entity_id=ex.entity_id,
-            record_id=ex.record_id, event_time=_ts(ex.event_time), outcome=common_pb2.Value(int64_value=ex.label),
-            observed_at=_ts(ex.label_time), recorded_at=_ts(datetime.now(UTC))),
-            use_case=self.cfg.use_case, key=ex.entity_id, event_id=f"fb-{ex.record_id}") for ex in batch]
+        events = [
+            Outgoing(
+                topics.FEEDBACK,
+                gateway_events.FeedbackRecorded(
+                    feedback_id=f"fb-{ex.record_id}",
+                    use_case=self.cfg.use_case,
+                    entity_id=ex.entity_id,
+                    record_id=ex.record_id,
+                    event_time=_ts(ex.event_time),
+                    outcome=common_pb2.Value(int64_value=ex.label),
+                    observed_at=_ts(ex.label_time),
+                    recorded_at=_ts(datetime.now(UTC)),
+                ),
+                use_case=self.cfg.use_case,
+                key=ex.entity_id,
+                event_id=f"fb-{ex.record_id}",
+            )
+            for ex in batch
+        ]
         await self._publisher.publish_many(events)
 
     async def serve(self, batch: Sequence[Example]) -> list[Served]:
         """The app: a decision per application by entity id, then the outcome as feedback."""
-        reply = await self.gateway.PredictBatch(gw_pb.PredictBatchRequest(
-            use_case=self.cfg.use_case, inputs=[gw_pb.PredictionInput(entity_id=ex.entity_id) for ex in batch]),
-            metadata=self._md, timeout=10)
+        reply = await self.gateway.PredictBatch(
+            gw_pb.PredictBatchRequest(
+                use_case=self.cfg.use_case,
+                inputs=[gw_pb.PredictionInput(entity_id=ex.entity_id) for ex in batch],
+            ),
+            metadata=self._md,
+            timeout=10,
+        )
         served = []
         for ex, p in zip(batch, reply.predictions, strict=True):
             if p.error:
                 raise FailedPrecondition(f"prediction for {ex.entity_id} failed: {p.error}")
-            served.append(Served(p.prediction_id, p.model.version, p.output.double_value, int(ex.label),
-                                 ex.drifted, time.monotonic()))
+            served.append(
+                Served(
+                    p.prediction_id,
+                    p.model.version,
+                    p.output.double_value,
+                    int(ex.label),
+                    ex.drifted,
+                    time.monotonic(),
+                )
+            )
         now = _ts(datetime.now(UTC))
-        await asyncio.gather(*[self.gateway.RecordFeedback(gw_pb.RecordFeedbackRequest(
-            prediction_id=s.prediction_id, use_case=self.cfg.use_case, outcome=common_pb2.Value(int64_value=ex.label),
-            observed_at=now, feedback_id=f"fb-{ex.record_id}", record_id=ex.record_id,
-            event_time=_ts(ex.event_time), entity_id=ex.entity_id), metadata=self._md, timeout=10)
-            for ex, s in zip(batch, served, strict=True)])
+        await asyncio.gather(
+            *[
+                self.gateway.RecordFeedback(
+                    gw_pb.RecordFeedbackRequest(
+                        prediction_id=s.prediction_id,
+                        use_case=self.cfg.use_case,
+                        outcome=common_pb2.Value(int64_value=ex.label),
+                        observed_at=now,
+                        feedback_id=f"fb-{ex.record_id}",
+                        record_id=ex.record_id,
+                        event_time=_ts(ex.event_time),
+                        entity_id=ex.entity_id,
+                    ),
+                    metadata=self._md,
+                    timeout=10,
+                )
+                for ex, s in zip(batch, served, strict=True)
+            ]
+        )
         return served
 
     # -- what an ML engineer does once -----------------------------------------------
@@ -244,8 +308,9 @@ class LoopDriver:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                reply = await self.features.GetTrainingSet(fs_pb.GetTrainingSetRequest(
-                    use_case=self.cfg.use_case), metadata=self._md, timeout=120)
+                reply = await self.features.GetTrainingSet(
+                    fs_pb.GetTrainingSetRequest(use_case=self.cfg.use_case), metadata=self._md, timeout=120
+                )
                 return reply.row_count
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
@@ -253,28 +318,46 @@ class LoopDriver:
                 await asyncio.sleep(1.0)
 
     async def train_first_model(self) -> int:
-        job = (await self.trainer.SubmitTraining(tr_pb.SubmitTrainingRequest(
-            use_case=self.cfg.use_case, request_id=f"demo-v1-{uuid.uuid4().hex[:8]}"),
-            metadata=self._md, timeout=30)).job
+        job = (
+            await self.trainer.SubmitTraining(
+                tr_pb.SubmitTrainingRequest(
+                    use_case=self.cfg.use_case, request_id=f"demo-v1-{uuid.uuid4().hex[:8]}"
+                ),
+                metadata=self._md,
+                timeout=30,
+            )
+        ).job
         last = ""
-        while job.state in (tr_pb.TRAINING_JOB_STATE_QUEUED, tr_pb.TRAINING_JOB_STATE_RUNNING,
-                            tr_pb.TRAINING_JOB_STATE_UNSPECIFIED):
+        while job.state in (
+            tr_pb.TRAINING_JOB_STATE_QUEUED,
+            tr_pb.TRAINING_JOB_STATE_RUNNING,
+            tr_pb.TRAINING_JOB_STATE_UNSPECIFIED,
+        ):
             if job.message != last:
                 self._say(f"    trainer: {job.message}")
                 last = job.message
             await asyncio.sleep(0.5)
-            job = (await self.trainer.GetTrainingJob(tr_pb.GetTrainingJobRequest(job_id=job.job_id),
-                                                     metadata=self._md, timeout=10)).job
+            job = (
+                await self.trainer.GetTrainingJob(
+                    tr_pb.GetTrainingJobRequest(job_id=job.job_id), metadata=self._md, timeout=10
+                )
+            ).job
         if job.state != tr_pb.TRAINING_JOB_STATE_SUCCEEDED:
-            raise FailedPrecondition(f"first training {tr_pb.TrainingJobState.Name(job.state)}: {job.message}")
+            raise FailedPrecondition(
+                f"first training {tr_pb.TrainingJobState.Name(job.state)}: {job.message}"
+            )
         self._say(f"    trainer: {job.message}")
         return job.model.version
 
     async def champion(self) -> int | None:
         try:
-            reply = await self.registry.GetAlias(reg_pb.GetAliasRequest(
-                use_case=self.cfg.use_case, model_name=self.cfg.use_case, alias="champion"),
-                metadata=self._md, timeout=10)
+            reply = await self.registry.GetAlias(
+                reg_pb.GetAliasRequest(
+                    use_case=self.cfg.use_case, model_name=self.cfg.use_case, alias="champion"
+                ),
+                metadata=self._md,
+                timeout=10,
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -285,21 +368,30 @@ class LoopDriver:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                reply = await self.gateway.Predict(gw_pb.PredictRequest(
-                    use_case=self.cfg.use_case, entity_id=probe.entity_id), metadata=self._md, timeout=5)
+                reply = await self.gateway.Predict(
+                    gw_pb.PredictRequest(use_case=self.cfg.use_case, entity_id=probe.entity_id),
+                    metadata=self._md,
+                    timeout=5,
+                )
                 if reply.prediction.model.version == version:
                     return
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
-                                      grpc.StatusCode.FAILED_PRECONDITION):
+                if exc.code() not in (
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                ):
                     raise
             if time.monotonic() > deadline:
                 raise Unavailable(f"the gateway does not serve version {version} after {timeout:.0f}s")
             await asyncio.sleep(0.25)
 
     async def drift_reports(self) -> list[mon_pb.DriftReport]:
-        reply = await self.monitor.ListDriftReports(mon_pb.ListDriftReportsRequest(
-            use_case=self.cfg.use_case, drift_only=True, page_size=100), metadata=self._md, timeout=10)
+        reply = await self.monitor.ListDriftReports(
+            mon_pb.ListDriftReportsRequest(use_case=self.cfg.use_case, drift_only=True, page_size=100),
+            metadata=self._md,
+            timeout=10,
+        )
         return sorted(reply.reports, key=lambda r: r.created_at.ToNanoseconds())
 
     # -- the loop ----------------------------------------------------------------------
@@ -319,8 +411,10 @@ class LoopDriver:
         assert probe is not None
         await self.wait_online([probe])
         rows = await self.wait_training_data()
-        tl.add(f"{cfg.bootstrap:,} historical applications ingested, features online, "
-               f"{rows:,} labelled examples ready")
+        tl.add(
+            f"{cfg.bootstrap:,} historical applications ingested, features online, "
+            f"{rows:,} labelled examples ready"
+        )
 
         say("==> 2/5 first model: train, evaluate, promote (auto policy), serve")
         version = await self.train_first_model()
@@ -372,25 +466,45 @@ class LoopDriver:
                 say(f"    v{v2} serves; {cfg.recovery:,} more applications to measure recovery")
             if v2_index is not None and len(served) - v2_index >= cfg.recovery:
                 break
-            if v2_index is None and (time.monotonic() > deadline or len(served) - onset > cfg.max_after_onset):
+            if v2_index is None and (
+                time.monotonic() > deadline or len(served) - onset > cfg.max_after_onset
+            ):
                 say("    the loop did not close in time")
                 break
             if (len(served) - onset) % 500 < len(batch):
-                say(f"    {len(served) - onset:,} served since onset; detected={detected_index is not None} "
-                    f"serving=v{served[-1].version}")
+                say(
+                    f"    {len(served) - onset:,} served since onset; detected={detected_index is not None} "
+                    f"serving=v{served[-1].version}"
+                )
 
-        result = LoopResult(cfg, served, onset, v1, v2, detected_index, detected_after, false_alarms,
-                            serving_after, v2_index, tl, drift_report_id=report_id)
+        result = LoopResult(
+            cfg,
+            served,
+            onset,
+            v1,
+            v2,
+            detected_index,
+            detected_after,
+            false_alarms,
+            serving_after,
+            v2_index,
+            tl,
+            drift_report_id=report_id,
+        )
         say("==> 5/5 audit and lineage")
         await self._collect_governance(result)
         return result
 
     async def _collect_governance(self, result: LoopResult) -> None:
-        verify = await self.registry.VerifyAuditChain(reg_pb.VerifyAuditChainRequest(), metadata=self._md,
-                                                      timeout=30)
+        verify = await self.registry.VerifyAuditChain(
+            reg_pb.VerifyAuditChainRequest(), metadata=self._md, timeout=30
+        )
         result.audit_valid = verify.valid
-        events = await self.registry.ListAuditEvents(reg_pb.ListAuditEventsRequest(
-            use_case=self.cfg.use_case, page_size=500), metadata=self._md, timeout=30)
+        events = await self.registry.ListAuditEvents(
+            reg_pb.ListAuditEventsRequest(use_case=self.cfg.use_case, page_size=500),
+            metadata=self._md,
+            timeout=30,
+        )
         result.audit_events = [events]
         if result.v2_first_index is None:
             return
@@ -399,11 +513,10 @@ class LoopDriver:
         while True:  # the registry indexes predictions from the predictions topic
             try:
                 result.lineage = await self.registry.GetLineage(
-                    reg_pb.GetLineageRequest(prediction_id=pick.prediction_id), metadata=self._md, timeout=10)
+                    reg_pb.GetLineageRequest(prediction_id=pick.prediction_id), metadata=self._md, timeout=10
+                )
                 return
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-
-

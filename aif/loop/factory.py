@@ -3,6 +3,7 @@
 Each run starts from nothing (a new broker, an empty model repository, empty
 databases), so what the loop shows is what the factory did in that run alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,15 @@ class Factory:
 
 
 @contextlib.contextmanager
-def fresh_factory(root: Path, *, kafka_port: int, triton_port: int, service_offset: int,
-                  say: Callable[[str], None] = print, env: dict[str, str] | None = None) -> Iterator[Factory]:
+def fresh_factory(
+    root: Path,
+    *,
+    kafka_port: int,
+    triton_port: int,
+    service_offset: int,
+    say: Callable[[str], None] = print,
+    env: dict[str, str] | None = None,
+) -> Iterator[Factory]:
     """Kafka on ``kafka_port`` (+1 controller), Triton on ``triton_port`` (HTTP; +1 gRPC, +2
     metrics), the services on their default ports + ``service_offset``; everything started
     here is stopped on exit, whatever happened."""
@@ -39,10 +47,16 @@ def fresh_factory(root: Path, *, kafka_port: int, triton_port: int, service_offs
     root.mkdir(parents=True)
     default = infra.InfraConfig.from_env()
     config = dataclasses.replace(
-        default, infra_dir=root / "infra", tools_dir=default.tools_dir or default.infra_dir,
-        kafka_port=kafka_port, kafka_controller_port=kafka_port + 1,
-        triton_http_port=triton_port, triton_grpc_port=triton_port + 1, triton_metrics_port=triton_port + 2,
-        triton_model_repo=root / "model_repository")
+        default,
+        infra_dir=root / "infra",
+        tools_dir=default.tools_dir or default.infra_dir,
+        kafka_port=kafka_port,
+        kafka_controller_port=kafka_port + 1,
+        triton_http_port=triton_port,
+        triton_grpc_port=triton_port + 1,
+        triton_metrics_port=triton_port + 2,
+        triton_model_repo=root / "model_repository",
+    )
     handles: list[infra.Handle] = []
     stack: Stack | None = None
     try:
@@ -53,18 +67,28 @@ def fresh_factory(root: Path, *, kafka_port: int, triton_port: int, service_offs
         started = time.monotonic()
         triton = infra.ensure_triton(config)
         handles.append(triton)
-        say(f"    triton  {triton.grpc_url} ready in {time.monotonic() - started:.1f}s "
-            f"(explicit model control, repository {triton.model_repository})")
-        stack = Stack(root / "logs", port_offset=service_offset, data_root=root / "state", env={
-            "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
-            "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
-            "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
-            "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
-            **(env or {})})
+        say(
+            f"    triton  {triton.grpc_url} ready in {time.monotonic() - started:.1f}s "
+            f"(explicit model control, repository {triton.model_repository})"
+        )
+        stack = Stack(
+            root / "logs",
+            port_offset=service_offset,
+            data_root=root / "state",
+            env={
+                "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+                "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+                "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
+                "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
+                **(env or {}),
+            },
+        )
         started = time.monotonic()
         stack.start(timeout=120)
-        say(f"    {len(SERVICES)} services SERVING in {time.monotonic() - started:.1f}s, each its own process "
-            f"(logs in {root / 'logs'})")
+        say(
+            f"    {len(SERVICES)} services SERVING in {time.monotonic() - started:.1f}s, each its own process "
+            f"(logs in {root / 'logs'})"
+        )
         yield Factory(root, kafka, triton, stack)
     finally:
         if stack is not None:

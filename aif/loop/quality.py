@@ -1,4 +1,5 @@
 """Quality of served predictions, measured by the driver from the outcomes it knows."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -14,6 +14,7 @@ Services run with authentication on: the stack makes sure the development key pa
 exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``), points every service
 at its public key, and mints tokens for callers (:meth:`Stack.metadata`).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,6 +70,7 @@ SERVICE_TOKEN_TTL_S = 7 * 24 * 3600
 
 def data_env(name: str, root: Path) -> dict[str, str]:
     """Settings that put a service's state under ``root`` (a fresh root: a fresh factory)."""
+
     def sqlite(path: Path) -> str:
         return f"sqlite:///{path}"
 
@@ -78,9 +80,11 @@ def data_env(name: str, root: Path) -> dict[str, str]:
         "featurestore": {"FEAST_REPO": str(root / "feast"), "DATA_DIR": str(root / "featurestore")},
         "trainer": {"DATABASE_URL": sqlite(root / "trainer" / "jobs.db")},
         "evaluator": {"DATABASE_URL": sqlite(root / "evaluator" / "reports.db")},
-        "registry": {"DATABASE_URL": sqlite(root / "registry" / "registry.db"),
-                     "ARTIFACT_ROOT": str(root / "registry" / "artifacts"),
-                     "EXPORT_ROOT": str(root / "registry" / "exports")},
+        "registry": {
+            "DATABASE_URL": sqlite(root / "registry" / "registry.db"),
+            "ARTIFACT_ROOT": str(root / "registry" / "artifacts"),
+            "EXPORT_ROOT": str(root / "registry" / "exports"),
+        },
         "monitor": {"DATABASE_URL": sqlite(root / "monitor" / "monitor.db")},
         "gateway": {},
     }[name]
@@ -119,8 +123,9 @@ class Stack:
             env.update(data_env(name, self.data_root))
         return env
 
-    def metadata(self, subject: str = "dev-admin",
-                 roles: Mapping[str, Iterable[str]] | None = None) -> tuple[tuple[str, str], ...]:
+    def metadata(
+        self, subject: str = "dev-admin", roles: Mapping[str, Iterable[str]] | None = None
+    ) -> tuple[tuple[str, str], ...]:
         """Call metadata with a fresh token (admin for every use case unless ``roles``)."""
         return self.auth.metadata(subject, roles)
 
@@ -129,15 +134,24 @@ class Stack:
         auth_env = self.auth.ensure().env()
         for name in names:
             grpc_port, metrics_port = (p + self.port_offset for p in SERVICES[name])
-            env = {**os.environ, **auth_env, **self.wiring(name), **self.env,
-                   f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
-                   f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
-                   "PYTHONUNBUFFERED": "1"}
+            env = {
+                **os.environ,
+                **auth_env,
+                **self.wiring(name),
+                **self.env,
+                f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
+                f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
+                "PYTHONUNBUFFERED": "1",
+            }
             log_path = self.log_dir / f"{name}.log"
             with log_path.open("ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env,
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.running[name] = RunningService(name, grpc_port, metrics_port, proc, log_path)
         try:
             self.wait_healthy(timeout)
@@ -152,13 +166,13 @@ class Stack:
         while pending:
             for name, svc in list(pending.items()):
                 if svc.process.poll() is not None:
-                    raise Unavailable(f"{name} exited with {svc.process.returncode}; "
-                                      f"see {svc.log_path}")
+                    raise Unavailable(f"{name} exited with {svc.process.returncode}; see {svc.log_path}")
                 if check(svc.target, timeout=0.5):
                     del pending[name]
             if pending and time.monotonic() > deadline:
-                raise Unavailable(f"not healthy after {timeout:.0f}s: {', '.join(pending)}; "
-                                  f"logs in {self.log_dir}")
+                raise Unavailable(
+                    f"not healthy after {timeout:.0f}s: {', '.join(pending)}; logs in {self.log_dir}"
+                )
             if pending:
                 time.sleep(0.2)
 

@@ -12,6 +12,7 @@ Modules: ``permissions`` (the table), ``tokens`` (issue/verify), ``revocation``,
 (log filter), ``privacy`` (hash/drop personal fields), ``kafka_acls`` (who may
 read and write which topic), ``dev`` (development credentials).
 """
+
 from __future__ import annotations
 
 from libs.auth.authorizer import JwtAuthenticator, TableAuthorizer, authorize_use_case
@@ -43,9 +44,11 @@ def server_security(settings: ServiceSettings) -> ServerSecurity:
         return ServerSecurity(authenticator=AllowAll(), authorizer=None, tls=tls)
     verifier = TokenVerifier(
         load_public_key(settings.auth_dir / PUBLIC_KEY_FILE),
-        issuer=settings.auth_issuer, audience=settings.auth_audience,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
         leeway_seconds=settings.auth_leeway_seconds,
-        revoked=RevocationList(settings.auth_dir / REVOKED_FILE))
+        revoked=RevocationList(settings.auth_dir / REVOKED_FILE),
+    )
     return ServerSecurity(authenticator=JwtAuthenticator(verifier), authorizer=TableAuthorizer(), tls=tls)
 
 

@@ -5,6 +5,7 @@
 is deserialised, since the use case is in the request. Servicers answering a
 ``RESOURCE`` method call :func:`authorize_use_case` with the loaded resource's use case.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,9 @@ def use_case_of(request: Any, path: str) -> str:
 class TableAuthorizer:
     """Applies a permission table (by default the one in :mod:`libs.auth.permissions`)."""
 
-    def __init__(self, methods: Mapping[str, Rule] = METHODS,
-                 roles: Mapping[Role, frozenset[Permission]] = ROLES) -> None:
+    def __init__(
+        self, methods: Mapping[str, Rule] = METHODS, roles: Mapping[Role, frozenset[Permission]] = ROLES
+    ) -> None:
         self._methods = methods
         self._roles = roles
 
@@ -101,8 +103,13 @@ class TableAuthorizer:
             allowed = perm in self.grants(principal, use_case)
         if not allowed:
             reason = "scope" if self._anywhere(principal, perm) else "role"
-            where = (f"use case {use_case!r}" if use_case
-                     else "every use case ('*')" if scope is Scope.GLOBAL else "any use case")
+            where = (
+                f"use case {use_case!r}"
+                if use_case
+                else "every use case ('*')"
+                if scope is Scope.GLOBAL
+                else "any use case"
+            )
             raise PermissionDenied(f"{principal.subject} lacks {perm} for {where}", reason=reason)
         if later_message:
             assert current is not None
@@ -114,8 +121,11 @@ class TableAuthorizer:
     def settle(self, principal: Principal, method: str) -> None:
         grant = _grant.get()
         if grant is not None and grant.method == method and grant.pending:
-            log.error("%s answered without checking the resource's use case "
-                      "(libs.auth.authorize_use_case); refused", method)
+            log.error(
+                "%s answered without checking the resource's use case "
+                "(libs.auth.authorize_use_case); refused",
+                method,
+            )
             raise PermissionDenied(f"{method}: resource use case not checked", reason="unchecked_resource")
 
 
@@ -129,6 +139,7 @@ def authorize_use_case(use_case: str) -> None:
     if grant is None:
         return
     if grant.permission not in grant.authorizer.grants(grant.principal, use_case or ALL):
-        raise PermissionDenied(f"{grant.principal.subject} lacks {grant.permission} for use case "
-                               f"{use_case!r}", reason="scope")
+        raise PermissionDenied(
+            f"{grant.principal.subject} lacks {grant.permission} for use case {use_case!r}", reason="scope"
+        )
     grant.pending = False

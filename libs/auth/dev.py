@@ -5,6 +5,7 @@ Used by ``aif token``, the stack supervisor (``make demo``) and tests: services 
 with :meth:`DevAuth.issue`. Production keeps the private key with an identity
 provider and gives services only the public key.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,19 +64,25 @@ class DevAuth:
 
     def env(self) -> dict[str, str]:
         """Environment that makes a service verify tokens from this folder."""
-        return {"AIF_AUTH_MODE": "jwt", "AIF_AUTH_DIR": str(self.directory),
-                "AIF_AUTH_ISSUER": self.issuer, "AIF_AUTH_AUDIENCE": self.audience,
-                "AIF_PRIVACY_SALT": (self.directory / SALT_FILE).read_text().strip()}
+        return {
+            "AIF_AUTH_MODE": "jwt",
+            "AIF_AUTH_DIR": str(self.directory),
+            "AIF_AUTH_ISSUER": self.issuer,
+            "AIF_AUTH_AUDIENCE": self.audience,
+            "AIF_PRIVACY_SALT": (self.directory / SALT_FILE).read_text().strip(),
+        }
 
     def token_issuer(self) -> TokenIssuer:
-        return TokenIssuer(load_private_key(self.directory / PRIVATE_KEY_FILE),
-                           issuer=self.issuer, audience=self.audience)
+        return TokenIssuer(
+            load_private_key(self.directory / PRIVATE_KEY_FILE), issuer=self.issuer, audience=self.audience
+        )
 
     def issue(self, subject: str, roles: Mapping[str, Iterable[str]], ttl_seconds: float = 3600) -> str:
         return self.token_issuer().issue(subject, roles, ttl_seconds)
 
-    def metadata(self, subject: str = "dev-admin",
-                 roles: Mapping[str, Iterable[str]] | None = None) -> tuple[tuple[str, str], ...]:
+    def metadata(
+        self, subject: str = "dev-admin", roles: Mapping[str, Iterable[str]] | None = None
+    ) -> tuple[tuple[str, str], ...]:
         """gRPC call metadata carrying a fresh token (admin for every use case by default)."""
         token = self.issue(subject, roles or {"*": ["admin"]}, ttl_seconds=600)
         return (("authorization", f"Bearer {token}"),)

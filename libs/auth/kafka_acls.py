@@ -13,6 +13,7 @@ changelog and repartition topics.
 Raw topics are ``aif.<use_case>.raw``; a prefixed ACL cannot match a suffix, so their
 ACLs are literal, one set per use case (:func:`bindings` takes the use cases).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -38,20 +39,28 @@ class TopicAccess:
 
 ACCESS: Mapping[str, TopicAccess] = {
     # Records, dead letters and raw offsets are committed in one transaction.
-    "ingestion": TopicAccess(writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY), reads=(RAW,),
-                             transactional=True),
-    "featurestore": TopicAccess(writes=(t.FEATURES_WRITTEN, t.DEAD_LETTER),
-                                reads=(t.RECORDS, t.FEEDBACK), owns_prefix="aif-featurestore"),
+    "ingestion": TopicAccess(writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY), reads=(RAW,), transactional=True),
+    "featurestore": TopicAccess(
+        writes=(t.FEATURES_WRITTEN, t.DEAD_LETTER),
+        reads=(t.RECORDS, t.FEEDBACK),
+        owns_prefix="aif-featurestore",
+    ),
     # Training requests come from the trainer's own API and from its drift handling.
-    "trainer": TopicAccess(writes=(t.MODEL_TRAINED, t.TRAINING_REQUESTED, t.DEAD_LETTER),
-                           reads=(t.TRAINING_REQUESTED, t.DRIFT_DETECTED)),
+    "trainer": TopicAccess(
+        writes=(t.MODEL_TRAINED, t.TRAINING_REQUESTED, t.DEAD_LETTER),
+        reads=(t.TRAINING_REQUESTED, t.DRIFT_DETECTED),
+    ),
     "evaluator": TopicAccess(writes=(t.MODEL_EVALUATED, t.DEAD_LETTER), reads=(t.MODEL_TRAINED,)),
     # The monitor asks for rollbacks; the registry decides and moves the alias.
-    "registry": TopicAccess(writes=(t.MODEL_PROMOTED, t.DEAD_LETTER),
-                            reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED)),
+    "registry": TopicAccess(
+        writes=(t.MODEL_PROMOTED, t.DEAD_LETTER),
+        reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED),
+    ),
     "gateway": TopicAccess(writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED,)),
-    "monitor": TopicAccess(writes=(t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.DEAD_LETTER),
-                           reads=(t.PREDICTIONS, t.FEEDBACK, t.MODEL_PROMOTED)),
+    "monitor": TopicAccess(
+        writes=(t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.DEAD_LETTER),
+        reads=(t.PREDICTIONS, t.FEEDBACK, t.MODEL_PROMOTED),
+    ),
     PRODUCER: TopicAccess(writes=(RAW,)),
 }
 
@@ -88,7 +97,7 @@ ALLOW = 3  # AclPermissionType.ALLOW
 
 @dataclass(frozen=True, order=True)
 class AclBinding:
-    principal: str            # "User:<name>"
+    principal: str  # "User:<name>"
     resource_type: ResourceType
     resource: str
     pattern: PatternType
@@ -129,16 +138,28 @@ def bindings(use_cases: Iterable[str]) -> list[AclBinding]:
         user = f"User:{name}"
         writes, reads = topics_of(access, use_cases)
         # WRITE implies DESCRIBE and, since Kafka 3.0, idempotent produce on the topic.
-        out.update(AclBinding(user, ResourceType.TOPIC, topic, PatternType.LITERAL, Operation.WRITE)
-                   for topic in writes)
-        out.update(AclBinding(user, ResourceType.TOPIC, topic, PatternType.LITERAL, Operation.READ)
-                   for topic in reads)
+        out.update(
+            AclBinding(user, ResourceType.TOPIC, topic, PatternType.LITERAL, Operation.WRITE)
+            for topic in writes
+        )
+        out.update(
+            AclBinding(user, ResourceType.TOPIC, topic, PatternType.LITERAL, Operation.READ)
+            for topic in reads
+        )
         if reads:
-            out.add(AclBinding(user, ResourceType.GROUP, group_prefix(name), PatternType.PREFIXED,
-                               Operation.READ))
+            out.add(
+                AclBinding(user, ResourceType.GROUP, group_prefix(name), PatternType.PREFIXED, Operation.READ)
+            )
         if access.transactional:
-            out.add(AclBinding(user, ResourceType.TRANSACTIONAL_ID, group_prefix(name),
-                               PatternType.PREFIXED, Operation.WRITE))
+            out.add(
+                AclBinding(
+                    user,
+                    ResourceType.TRANSACTIONAL_ID,
+                    group_prefix(name),
+                    PatternType.PREFIXED,
+                    Operation.WRITE,
+                )
+            )
         if access.owns_prefix:
             for kind in (ResourceType.TOPIC, ResourceType.GROUP):
                 out.add(AclBinding(user, kind, access.owns_prefix, PatternType.PREFIXED, Operation.ALL))

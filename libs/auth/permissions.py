@@ -29,6 +29,7 @@ checked; a later message with no use case continues the stream's first one (an
 upload names its use case in its first chunk only). The table is plain data so a
 test walks it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -39,13 +40,13 @@ ALL = "*"
 
 
 class Role(StrEnum):
-    PRODUCER = "producer"          # business systems that push records
-    ML_ENGINEER = "ml-engineer"    # trains, evaluates, registers, inspects
-    APPROVER = "approver"          # approves, promotes and rolls back models
-    APP = "app"                    # business applications asking for predictions
-    AUDITOR = "auditor"            # reads everything that explains a decision
-    ADMIN = "admin"                # everything
-    SERVICE = "service"            # the factory's own services calling each other
+    PRODUCER = "producer"  # business systems that push records
+    ML_ENGINEER = "ml-engineer"  # trains, evaluates, registers, inspects
+    APPROVER = "approver"  # approves, promotes and rolls back models
+    APP = "app"  # business applications asking for predictions
+    AUDITOR = "auditor"  # reads everything that explains a decision
+    ADMIN = "admin"  # everything
+    SERVICE = "service"  # the factory's own services calling each other
 
 
 class Permission(StrEnum):
@@ -143,12 +144,24 @@ _READ_MODELS = {P.MODELS_READ, P.EVALUATION_READ, P.LINEAGE_READ, P.MONITORING_R
 ROLES: Mapping[Role, frozenset[Permission]] = {
     Role.PRODUCER: frozenset({P.RECORDS_WRITE}),
     Role.APP: frozenset({P.PREDICTIONS_REQUEST, P.FEEDBACK_WRITE}),
-    Role.ML_ENGINEER: frozenset(_READ_MODELS | {
-        P.DATASETS_READ, P.FEATURES_READ, P.TRAINING_SETS_READ, P.TRAINING_SUBMIT, P.TRAINING_READ,
-        P.EVALUATION_RUN, P.MODELS_REGISTER, P.MODELS_EXPORT, P.RUNS_WRITE}),
+    Role.ML_ENGINEER: frozenset(
+        _READ_MODELS
+        | {
+            P.DATASETS_READ,
+            P.FEATURES_READ,
+            P.TRAINING_SETS_READ,
+            P.TRAINING_SUBMIT,
+            P.TRAINING_READ,
+            P.EVALUATION_RUN,
+            P.MODELS_REGISTER,
+            P.MODELS_EXPORT,
+            P.RUNS_WRITE,
+        }
+    ),
     # Decides on models; sees the evidence, does not train or serve.
-    Role.APPROVER: frozenset(_READ_MODELS | {
-        P.TRAINING_READ, P.MODELS_APPROVE, P.MODELS_PROMOTE, P.MODELS_ROLLBACK}),
+    Role.APPROVER: frozenset(
+        _READ_MODELS | {P.TRAINING_READ, P.MODELS_APPROVE, P.MODELS_PROMOTE, P.MODELS_ROLLBACK}
+    ),
     # Reads what explains a decision; no feature values or training sets (personal data).
     Role.AUDITOR: frozenset(_READ_MODELS | {P.DATASETS_READ, P.TRAINING_READ, P.AUDIT_READ}),
     Role.ADMIN: frozenset(Permission),
@@ -156,9 +169,20 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
     # registers versions, the evaluator records verdicts, the gateway reads online
     # features, aliases and artifacts, the monitor reads models and reference stats.
     # Never approval, promotion or rollback: those are people's decisions or events.
-    Role.SERVICE: frozenset({
-        P.DATASETS_READ, P.FEATURES_READ, P.TRAINING_SETS_READ, P.TRAINING_READ, P.RUNS_WRITE,
-        P.EVALUATION_READ, P.EVALUATION_RECORD, P.MODELS_READ, P.MODELS_REGISTER, P.MONITORING_READ}),
+    Role.SERVICE: frozenset(
+        {
+            P.DATASETS_READ,
+            P.FEATURES_READ,
+            P.TRAINING_SETS_READ,
+            P.TRAINING_READ,
+            P.RUNS_WRITE,
+            P.EVALUATION_READ,
+            P.EVALUATION_RECORD,
+            P.MODELS_READ,
+            P.MODELS_REGISTER,
+            P.MONITORING_READ,
+        }
+    ),
 }
 
 

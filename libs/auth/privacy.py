@@ -7,6 +7,7 @@ without the salt; ``drop`` removes the field. Fields are matched by name at any
 depth of nested mappings and lists, since a record's fields appear nested in
 predictions and events.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,14 @@ def pseudonym(value: Any, salt: bytes, chars: int = DEFAULT_HASH_CHARS) -> str:
 class PiiRedactor:
     """Redacts the fields ``fields`` of dicts with ``policy``."""
 
-    def __init__(self, fields: Collection[str], policy: PiiPolicy | str, salt: str | bytes = b"", *,
-                 chars: int = DEFAULT_HASH_CHARS) -> None:
+    def __init__(
+        self,
+        fields: Collection[str],
+        policy: PiiPolicy | str,
+        salt: str | bytes = b"",
+        *,
+        chars: int = DEFAULT_HASH_CHARS,
+    ) -> None:
         self.fields = frozenset(fields)
         self.policy = PiiPolicy(policy)
         self._salt = salt.encode() if isinstance(salt, str) else salt
@@ -60,8 +67,9 @@ class PiiRedactor:
         self._chars = chars
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings, fields: Collection[str],
-                      policy: PiiPolicy | str) -> PiiRedactor:
+    def from_settings(
+        cls, settings: ServiceSettings, fields: Collection[str], policy: PiiPolicy | str
+    ) -> PiiRedactor:
         return cls(fields, policy, settings.privacy_salt.get_secret_value())
 
     def redact(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,7 +95,8 @@ class PiiRedactor:
         return value
 
 
-def redact_pii(data: Mapping[str, Any], fields: Collection[str], policy: PiiPolicy | str,
-               salt: str | bytes) -> dict[str, Any]:
+def redact_pii(
+    data: Mapping[str, Any], fields: Collection[str], policy: PiiPolicy | str, salt: str | bytes
+) -> dict[str, Any]:
     """One-off form of :class:`PiiRedactor`."""
     return PiiRedactor(fields, policy, salt).redact(data)

@@ -6,6 +6,7 @@ each record's final text, including a formatted traceback, before any handler
 writes it. :func:`install` puts it on the root logger's handlers, which every
 propagating record passes through (a filter on a logger would miss its children).
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Anything shaped like a JWT (three base64url parts, the first a JSON header).
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
     # key=value / key: value where the key names a secret (password=, sasl_plain_password=...).
-    (re.compile(r"(?i)([\w.-]*(?:password|passwd|secret|salt|token|api[_-]?key|private[_-]?key)"
-                r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"), rf"\1{MASK}"),
+    (
+        re.compile(
+            r"(?i)([\w.-]*(?:password|passwd|secret|salt|token|api[_-]?key|private[_-]?key)"
+            r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"
+        ),
+        rf"\1{MASK}",
+    ),
     # Credentials in URLs: scheme://user:password@host.
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), rf"\1{MASK}@"),
     # PEM private keys.

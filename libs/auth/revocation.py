@@ -4,6 +4,7 @@ Every service reads the same file; it is re-read when its modification time, siz
 or inode changes, so ``aif token revoke`` takes effect on the next call without a
 restart. A missing file means nothing is revoked; an unreadable one fails closed.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -31,9 +32,7 @@ class RevocationList:
         with self._lock:
             if stamp != self._stamp:
                 text = self.path.read_text(encoding="utf-8")
-                self._ids = frozenset(
-                    line.split("#", 1)[0].strip() for line in text.splitlines()
-                ) - {""}
+                self._ids = frozenset(line.split("#", 1)[0].strip() for line in text.splitlines()) - {""}
                 self._stamp = stamp
             return self._ids
 

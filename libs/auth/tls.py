@@ -6,6 +6,7 @@ server/client TLS configurations built from settings.
 ``localhost`` and ``127.0.0.1``, and may serve both ends of a call (server and
 client auth), so one file pair per service is enough.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -37,14 +38,21 @@ class CertFiles:
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     os.chmod(path, 0o600)
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "AI Factory (development)"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "AI Factory (development)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def create_ca(directory: Path, *, overwrite: bool = False) -> CertFiles:
@@ -56,22 +64,43 @@ def create_ca(directory: Path, *, overwrite: bool = False) -> CertFiles:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = _name("AI Factory dev CA")
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + DEV_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + DEV_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     _write_key(files.key, key)
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return files
 
 
-def issue_cert(directory: Path, name: str, *, hosts: Iterable[str] = ("localhost", "127.0.0.1"),
-               ca: CertFiles | None = None) -> CertFiles:
+def issue_cert(
+    directory: Path,
+    name: str,
+    *,
+    hosts: Iterable[str] = ("localhost", "127.0.0.1"),
+    ca: CertFiles | None = None,
+) -> CertFiles:
     """A certificate for ``name`` signed by the CA in ``directory``: ``<name>.pem``/``<name>.key``."""
     ca = ca or CertFiles(directory / CA_CERT, directory / CA_KEY)
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
@@ -86,14 +115,22 @@ def issue_cert(directory: Path, name: str, *, hosts: Iterable[str] = ("localhost
         except ValueError:
             sans.append(x509.DNSName(host))
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + DEV_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + DEV_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     files = CertFiles(directory / f"{name}.pem", directory / f"{name}.key")
     _write_key(files.key, key)
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -112,7 +149,11 @@ def server_tls(settings: ServiceSettings) -> ServerTls | None:
     if not (settings.tls_cert or settings.tls_key or settings.tls_client_ca):
         return None
     if not (settings.tls_cert and settings.tls_key):
-        raise ConfigError("AIF_TLS_CERT and AIF_TLS_KEY must be set together "
-                          "(AIF_TLS_CLIENT_CA alone does not enable TLS)")
-    return ServerTls(cert=_read(settings.tls_cert, "AIF_TLS_CERT"), key=_read(settings.tls_key, "AIF_TLS_KEY"),
-                     client_ca=_read(settings.tls_client_ca, "AIF_TLS_CLIENT_CA") if settings.tls_client_ca else None)
+        raise ConfigError(
+            "AIF_TLS_CERT and AIF_TLS_KEY must be set together (AIF_TLS_CLIENT_CA alone does not enable TLS)"
+        )
+    return ServerTls(
+        cert=_read(settings.tls_cert, "AIF_TLS_CERT"),
+        key=_read(settings.tls_key, "AIF_TLS_KEY"),
+        client_ca=_read(settings.tls_client_ca, "AIF_TLS_CLIENT_CA") if settings.tls_client_ca else None,
+    )

@@ -10,6 +10,7 @@ issuer, the audience, the expiry with a small leeway, every required claim, the
 roles' shape, and the revocation list. Failures raise ``Unauthenticated`` whose
 ``reason`` is a short code for logs and metrics.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,15 +48,19 @@ def generate_keypair(directory: Path, *, overwrite: bool = False) -> tuple[Path,
         raise ConfigError(f"{private_path} exists; refusing to replace it (use --force)")
     directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     # Created 0600 from the start, never world-readable even for an instant.
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
     os.chmod(private_path, 0o600)
-    public_path.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return private_path, public_path
 
 
@@ -109,7 +114,9 @@ def check_grants(grants: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str
             raise InvalidArgument("roles", f"roles of {use_case!r} must be a list of names")
         unknown = sorted(set(roles) - known)
         if unknown:
-            raise InvalidArgument("roles", f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InvalidArgument(
+                "roles", f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         out[use_case] = frozenset(roles)
     return out
 
@@ -121,16 +128,30 @@ class TokenIssuer:
         self._key = private_key
         self.issuer, self.audience = issuer, audience
 
-    def issue(self, subject: str, roles: Mapping[str, Iterable[str]], ttl_seconds: float, *,
-              jti: str | None = None, now: float | None = None,
-              extra: Mapping[str, Any] | None = None) -> str:
+    def issue(
+        self,
+        subject: str,
+        roles: Mapping[str, Iterable[str]],
+        ttl_seconds: float,
+        *,
+        jti: str | None = None,
+        now: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
         if not subject:
             raise InvalidArgument("sub", "a token needs a subject")
         grants = {uc: sorted(rs) for uc, rs in check_grants(roles).items()}
         issued = int(now if now is not None else time.time())
-        claims = {**(extra or {}), "iss": self.issuer, "aud": self.audience, "sub": subject,
-                  "iat": issued, "exp": issued + int(ttl_seconds), "jti": jti or uuid.uuid4().hex,
-                  "roles": grants}
+        claims = {
+            **(extra or {}),
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": subject,
+            "iat": issued,
+            "exp": issued + int(ttl_seconds),
+            "jti": jti or uuid.uuid4().hex,
+            "roles": grants,
+        }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
 
@@ -149,8 +170,15 @@ _REASONS: list[tuple[type[Exception], str]] = [
 class TokenVerifier:
     """Checks a token and returns its :class:`Principal`, or raises ``Unauthenticated``."""
 
-    def __init__(self, public_key: Ed25519PublicKey, *, issuer: str, audience: str,
-                 leeway_seconds: float = 10.0, revoked: RevocationList | None = None) -> None:
+    def __init__(
+        self,
+        public_key: Ed25519PublicKey,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: float = 10.0,
+        revoked: RevocationList | None = None,
+    ) -> None:
         self._key = public_key
         self.issuer, self.audience = issuer, audience
         self._leeway = leeway_seconds
@@ -161,8 +189,14 @@ class TokenVerifier:
             raise Unauthenticated("token too long", reason="malformed")
         try:
             claims = jwt.decode(
-                token, self._key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
-                leeway=self._leeway, options={"require": REQUIRED_CLAIMS})
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
         except jwt.InvalidTokenError as exc:
             reason = next((r for cls, r in _REASONS if isinstance(exc, cls)), "invalid")
             # pyjwt's messages name claims, never the token itself.
@@ -193,5 +227,14 @@ def bearer_token(metadata: Mapping[str, str]) -> str:
     return token.strip()
 
 
-__all__ = ["ALL", "TokenIssuer", "TokenVerifier", "bearer_token", "check_grants", "generate_keypair",
-           "load_private_key", "load_public_key", "parse_grants"]
+__all__ = [
+    "ALL",
+    "TokenIssuer",
+    "TokenVerifier",
+    "bearer_token",
+    "check_grants",
+    "generate_keypair",
+    "load_private_key",
+    "load_public_key",
+    "parse_grants",
+]

@@ -6,6 +6,7 @@
 Consumers subscribe with :class:`EventConsumer`, which commits only after the
 handler's effect and dead-letters what it cannot handle.
 """
+
 from __future__ import annotations
 
 from libs.bus import topics
@@ -15,5 +16,13 @@ from libs.bus.headers import EventMeta
 from libs.bus.producer import EventPublisher, Outgoing
 from libs.bus.security import KafkaSecurity
 
-__all__ = ["DeadLetters", "Event", "EventConsumer", "EventMeta", "EventPublisher", "KafkaSecurity", "Outgoing",
-           "topics"]
+__all__ = [
+    "DeadLetters",
+    "Event",
+    "EventConsumer",
+    "EventMeta",
+    "EventPublisher",
+    "KafkaSecurity",
+    "Outgoing",
+    "topics",
+]

@@ -7,6 +7,7 @@ event encoded (to size it, or to send it alone) builds the batch by concatenatio
 decodes nothing. Why batch at all: a consumer's cost per Kafka message (fetch
 bookkeeping, delivery, acks) is then paid once per batch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -31,11 +32,15 @@ def pack(encoded: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def member_headers(headers: Iterable[tuple[str, bytes | None]], member_type: str,
-                   index: int) -> list[tuple[str, bytes]]:
+def member_headers(
+    headers: Iterable[tuple[str, bytes | None]], member_type: str, index: int
+) -> list[tuple[str, bytes]]:
     """A batch message's headers as its event ``index`` carries them alone: its own type, its
     own event id ``<batch event id>#<index>`` (stable across replays), no batch size."""
     kept = [(k, v or b"") for k, v in headers]
     batch_id = next((v for k, v in kept if k == EVENT_ID), b"")
-    return [(EVENT_ID, batch_id + b"#" + str(index).encode()), (EVENT_TYPE, member_type.encode()),
-            *((k, v) for k, v in kept if k not in (EVENT_TYPE, EVENT_ID, BATCH_SIZE))]
+    return [
+        (EVENT_ID, batch_id + b"#" + str(index).encode()),
+        (EVENT_TYPE, member_type.encode()),
+        *((k, v) for k, v in kept if k not in (EVENT_TYPE, EVENT_ID, BATCH_SIZE)),
+    ]

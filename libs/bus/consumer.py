@@ -16,6 +16,7 @@ What the handler's outcome does to an event:
 - raises anything else, or the event cannot be decoded: the event goes to the
   dead-letter topic with the reason, and the consumer carries on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -189,9 +190,17 @@ class EventConsumer:
             batch = message_class(batch_type).FromString(record.value or b"")
         except DecodeError:
             return [record]  # dead-lettered whole by _decode, with the reason
-        return [_Member(record.topic, record.partition, record.offset, record.key, event.SerializeToString(),
-                        member_headers(headers, member_type, i))
-                for i, event in enumerate(getattr(batch, field))]
+        return [
+            _Member(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                event.SerializeToString(),
+                member_headers(headers, member_type, i),
+            )
+            for i, event in enumerate(getattr(batch, field))
+        ]
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         await self._consumer.commit({tp: next_offset})
@@ -212,11 +221,15 @@ class EventConsumer:
 
     async def _handle_one(self, record: ConsumerRecord | _Member) -> None:
         with _tracer.start_as_current_span(
-            f"consume {record.topic}", context=context_from_headers(record.headers or ()),
+            f"consume {record.topic}",
+            context=context_from_headers(record.headers or ()),
             kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
-                        "messaging.consumer.group.name": self.group_id,
-                        "messaging.kafka.offset": record.offset},
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.kafka.offset": record.offset,
+            },
         ) as span:
             try:
                 event = self._decode(record)
@@ -230,5 +243,6 @@ class EventConsumer:
             except Exception as exc:  # noqa: BLE001 - a bad event must not stop the consumer
                 log.exception("handler failed on %s@%d", record.topic, record.offset)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                await self._dlq.send(record, str(exc) or type(exc).__name__,
-                                     type(exc).__name__, self.group_id)
+                await self._dlq.send(
+                    record, str(exc) or type(exc).__name__, type(exc).__name__, self.group_id
+                )

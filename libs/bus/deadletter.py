@@ -1,4 +1,5 @@
 """The dead-letter helper: keeps the original bytes and headers, adds the reason."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,9 @@ log = logging.getLogger(__name__)
 
 
 class _RawSender(Protocol):
-    async def send_raw(self, topic: str, value: bytes, *, key: bytes | None = None,
-                       headers: list[tuple[str, bytes]] = ...) -> None: ...
+    async def send_raw(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: list[tuple[str, bytes]] = ...
+    ) -> None: ...
 
 
 class DeadLetters:
@@ -24,15 +26,12 @@ class DeadLetters:
         self.topic = topic
 
     async def send(self, record: ConsumerRecord, reason: str, error: str, group: str = "") -> None:
-        headers = [(k, v or b"") for k, v in (record.headers or ())
-                   if not k.startswith("aif-dlq-")]
+        headers = [(k, v or b"") for k, v in (record.headers or ()) if not k.startswith("aif-dlq-")]
         headers += [
             (h.DLQ_REASON, reason.encode("utf-8", "replace")[:4096]),
             (h.DLQ_ERROR, error.encode()),
             (h.DLQ_SOURCE, f"{record.topic}/{record.partition}/{record.offset}".encode()),
             (h.DLQ_GROUP, group.encode()),
         ]
-        await self._publisher.send_raw(self.topic, record.value or b"", key=record.key,
-                                       headers=headers)
-        log.warning("dead-lettered %s/%d/%d: %s", record.topic, record.partition,
-                    record.offset, reason)
+        await self._publisher.send_raw(self.topic, record.value or b"", key=record.key, headers=headers)
+        log.warning("dead-lettered %s/%d/%d: %s", record.topic, record.partition, record.offset, reason)

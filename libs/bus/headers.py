@@ -1,4 +1,5 @@
 """Kafka headers every event carries (ARCHITECTURE.md, "Contracts")."""
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,9 @@ class EventMeta:
     traceparent: str | None = None
 
     @staticmethod
-    def new(event_type: str, schema_version: str, use_case: str, producer: str,
-            event_id: str | None = None) -> EventMeta:
+    def new(
+        event_type: str, schema_version: str, use_case: str, producer: str, event_id: str | None = None
+    ) -> EventMeta:
         return EventMeta(
             event_id=event_id or uuid.uuid4().hex,
             event_type=event_type,

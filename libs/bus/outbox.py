@@ -7,6 +7,7 @@ again with the same event id, which consumers deduplicate: nothing is lost, no e
 is doubled. The store side is the small :class:`OutboxSource` protocol, so the registry
 and the monitor share this loop and differ only in what their rows hold.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,10 +39,17 @@ class OutboxRelay(Generic[K]):
     backoff. Run :meth:`run` as a background task; :meth:`stop` ends it after one last
     flush."""
 
-    def __init__(self, source: OutboxSource[K], publisher: EventPublisher, *, name: str,
-                 poll_s: float = 2.0, batch: int = 100,
-                 before_flush: Callable[[], Awaitable[None]] | None = None,
-                 on_published: Callable[[Sequence[Outgoing]], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: OutboxSource[K],
+        publisher: EventPublisher,
+        *,
+        name: str,
+        poll_s: float = 2.0,
+        batch: int = 100,
+        before_flush: Callable[[], Awaitable[None]] | None = None,
+        on_published: Callable[[Sequence[Outgoing]], None] | None = None,
+    ) -> None:
         self._source = source
         self._publisher = publisher
         self.name = name
@@ -86,7 +94,9 @@ class OutboxRelay(Generic[K]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - broker or database down: keep the rows, retry
-                log.warning("%s: publishing the outbox failed (%s); retrying in %.1fs", self.name, exc, backoff)
+                log.warning(
+                    "%s: publishing the outbox failed (%s); retrying in %.1fs", self.name, exc, backoff
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
                 backoff = min(backoff * 2, 10.0)

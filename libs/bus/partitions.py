@@ -5,6 +5,7 @@ aiokafka's ``DefaultPartitioner`` hashes one key at a time in pure Python (~6 µ
 answers requests, hashes them here instead: the same murmur2 (Kafka's Java
 ``Utils.murmur2``), run on all keys of one length together with numpy.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,7 @@ def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:
         h = np.full(len(index), (_SEED ^ length) & 0xFFFFFFFF, dtype=np.uint32)
         blocks = length // 4
         if blocks:
-            words = np.ascontiguousarray(data[:, :blocks * 4]).view("<u4")
+            words = np.ascontiguousarray(data[:, : blocks * 4]).view("<u4")
             for j in range(blocks):
                 k = words[:, j] * _M
                 k ^= k >> np.uint32(24)

@@ -1,4 +1,5 @@
 """Publishing protobuf events with the standard headers and the current trace."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,14 @@ class EventPublisher:
     consumer may commit its input after publishing its output.
     """
 
-    def __init__(self, bootstrap_servers: str, producer: str, *, linger_ms: int = 0,
-                 security: KafkaSecurity | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        producer: str,
+        *,
+        linger_ms: int = 0,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self.producer_name = producer
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
@@ -62,8 +69,15 @@ class EventPublisher:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def publish(self, topic: str, event: Message, *, use_case: str,
-                      key: str | None = None, event_id: str | None = None) -> EventMeta:
+    async def publish(
+        self,
+        topic: str,
+        event: Message,
+        *,
+        use_case: str,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> EventMeta:
         """Publish one event and wait until the broker has it."""
         (meta,) = await self.publish_many([Outgoing(topic, event, use_case, key, event_id)])
         return meta
@@ -73,22 +87,38 @@ class EventPublisher:
         metas: list[EventMeta] = []
         pending = []
         for item in items:
-            meta = EventMeta.new(event_type_of(item.event), schema_version_of(item.event),
-                                 item.use_case, self.producer_name, item.event_id)
+            meta = EventMeta.new(
+                event_type_of(item.event),
+                schema_version_of(item.event),
+                item.use_case,
+                self.producer_name,
+                item.event_id,
+            )
             with _tracer.start_as_current_span(
-                f"publish {item.topic}", kind=SpanKind.PRODUCER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name": item.topic,
-                            "messaging.message.id": meta.event_id, "aif.event_type": meta.event_type},
+                f"publish {item.topic}",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": item.topic,
+                    "messaging.message.id": meta.event_id,
+                    "aif.event_type": meta.event_type,
+                },
             ):
                 headers = meta.to_headers() + headers_with_context()
-                pending.append(await self._producer.send(
-                    item.topic, item.event.SerializeToString(),
-                    key=item.key.encode() if item.key is not None else None, headers=headers))
+                pending.append(
+                    await self._producer.send(
+                        item.topic,
+                        item.event.SerializeToString(),
+                        key=item.key.encode() if item.key is not None else None,
+                        headers=headers,
+                    )
+                )
             metas.append(meta)
         await asyncio.gather(*pending)
         return metas
 
-    async def send_raw(self, topic: str, value: bytes, *, key: bytes | None = None,
-                       headers: Sequence[tuple[str, bytes]] = ()) -> None:
+    async def send_raw(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
         """Publish bytes as they are (dead letters keep the original payload)."""
         await (await self._producer.send(topic, value, key=key, headers=list(headers)))

@@ -1,4 +1,5 @@
 """Topic names of the loop, in one place."""
+
 from __future__ import annotations
 
 RECORDS = "aif.records"

@@ -1,4 +1,5 @@
 """Event type names are protobuf full names; the schema version is the package's version."""
+
 from __future__ import annotations
 
 from google.protobuf import descriptor_pool, message_factory

@@ -1,4 +1,5 @@
 """Protobuf wire format pieces, for code that writes messages from parts already encoded."""
+
 from __future__ import annotations
 
 _SMALL = [bytes((i,)) for i in range(128)]

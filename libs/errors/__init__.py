@@ -3,6 +3,7 @@
 Domain code raises these; the gRPC interceptor in :mod:`libs.rpc` turns them into
 status codes in one place, so no servicer maps errors by hand.
 """
+
 from __future__ import annotations
 
 import grpc

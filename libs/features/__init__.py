@@ -10,6 +10,7 @@ Row transforms (:mod:`libs.features.transforms`) need one record; windowed aggre
 (:mod:`libs.features.windows`) need the entity's recent records, kept in a JSON-able
 :class:`EntityState`. Nothing here does I/O.
 """
+
 from __future__ import annotations
 
 from libs.features.compute import Applied, Duplicate, FeatureComputer

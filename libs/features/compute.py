@@ -1,4 +1,5 @@
 """One use case's features for one record, given its entity's state."""
+
 from __future__ import annotations
 
 import bisect
@@ -48,8 +49,9 @@ class FeatureComputer:
         assert self.columns == uc.model_inputs(), "columns out of step with UseCase.model_inputs()"
         self.longest_window_us = max((w for _, _, w in self._aggs), default=0)
 
-    def apply(self, state: EntityState, fields: Mapping[str, Any], event_time_us: int,
-              record_id: str) -> Applied | Duplicate:
+    def apply(
+        self, state: EntityState, fields: Mapping[str, Any], event_time_us: int, record_id: str
+    ) -> Applied | Duplicate:
         """Add the record to ``state`` (in place) and return its features, or :class:`Duplicate`.
 
         Raises :class:`~libs.features.transforms.FeatureError` on a bad value, before

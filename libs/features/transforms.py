@@ -13,6 +13,7 @@ Definitions (the same in training and serving, so a model sees what it was train
 A null input gives a null feature (except one-hot, above). A value that is not a number
 where a number is needed raises :class:`FeatureError`, naming the field.
 """
+
 from __future__ import annotations
 
 import math
@@ -89,8 +90,10 @@ def _one_hot(src: str, categories: list[Any]) -> Callable[[Mapping[str, Any]], l
         if isinstance(v, str):
             hits = by_text.get(v, ())
         else:
-            hits = [*(by_number.get(float(v), ()) if by_number else ()),
-                    *(text_only.get(str(v), ()) if text_only else ())]
+            hits = [
+                *(by_number.get(float(v), ()) if by_number else ()),
+                *(text_only.get(str(v), ()) if text_only else ()),
+            ]
         for i in hits:
             out[i] = 1.0
         return out
@@ -103,20 +106,26 @@ def _groups(uc: UseCase) -> list[Group]:
     for f in uc.features.row:
         src = f.source
         if f.transform == "identity":
+
             def identity(r: Mapping[str, Any], s: str = src) -> list[float | None]:
                 return [to_number(r.get(s), s)]
+
             groups.append(([f.name], identity))
         elif f.transform == "log1p":
+
             def log1p(r: Mapping[str, Any], s: str = src) -> list[float | None]:
                 x = to_number(r.get(s), s)
                 return [None if x is None or x <= -1 else math.log1p(x)]
+
             groups.append(([f.name], log1p))
         elif f.transform == "ratio":
+
             def ratio(r: Mapping[str, Any], s: str = src, o: str = f.other or "") -> list[float | None]:
                 num, den = to_number(r.get(s), s), to_number(r.get(o), o)
                 if num is None or den is None:
                     return [None]
                 return [0.0 if den == 0 else num / den]
+
             groups.append(([f.name], ratio))
         else:  # one_hot
             categories = list(uc.fields[src].enum or ())

@@ -3,6 +3,7 @@
 A model records the versions of the features it was trained on; serving compares them
 with the versions it reads online, so a changed definition is never fed silently.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,11 @@ def _definition(uc: UseCase, name: str) -> RowFeature | AggregateFeature:
 def feature_version(uc: UseCase, name: str) -> str:
     """Version of spec feature ``name`` (or of the feature a one-hot column belongs to)."""
     feature = _definition(uc, feature_of_column(uc, name))
-    body: dict[str, object] = {"use_case": uc.name, "spec_version": uc.version,
-                               "definition": feature.model_dump(mode="json")}
+    body: dict[str, object] = {
+        "use_case": uc.name,
+        "spec_version": uc.version,
+        "definition": feature.model_dump(mode="json"),
+    }
     if isinstance(feature, RowFeature) and feature.transform == "one_hot":
         body["categories"] = [str(c) for c in uc.fields[feature.source].enum or ()]
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -47,7 +51,7 @@ def feature_of_column(uc: UseCase, column: str) -> str:
         if f.name == column:
             return f.name
         if f.transform == "one_hot" and column.startswith(f.name + "__"):
-            if column[len(f.name) + 2:] in {str(c) for c in uc.fields[f.source].enum or ()}:
+            if column[len(f.name) + 2 :] in {str(c) for c in uc.fields[f.source].enum or ()}:
                 return f.name
     for a in uc.features.aggregates:
         if a.name == column:
@@ -62,5 +66,6 @@ def feature_versions(uc: UseCase) -> dict[str, str]:
 
 def feature_refs(uc: UseCase) -> list[FeatureColumn]:
     """Every model input column of ``uc`` with its view (the use case's name) and version."""
-    return [FeatureColumn(uc.name, c, feature_of_column(uc, c), feature_version(uc, c))
-            for c in uc.model_inputs()]
+    return [
+        FeatureColumn(uc.name, c, feature_of_column(uc, c), feature_version(uc, c)) for c in uc.model_inputs()
+    ]

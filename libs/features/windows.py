@@ -12,6 +12,7 @@ value of the newest such record (by event time, then arrival).
 longest window of the newest event time seen, plus the ids of the last records applied
 (so a replayed record is recognised after its entry was pruned).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -62,8 +63,9 @@ class EntityState:
     def from_json(data: dict[str, Any] | None) -> EntityState:
         if not data:
             return EntityState()
-        return EntityState(list(data["t"]), list(data["i"]), [list(v) for v in data["v"]],
-                           list(data["r"]), data["m"])
+        return EntityState(
+            list(data["t"]), list(data["i"]), [list(v) for v in data["v"]], list(data["r"]), data["m"]
+        )
 
 
 def aggregate(kind: str, values: Sequence[float | None], count: int) -> float | None:

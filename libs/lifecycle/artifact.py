@@ -8,6 +8,7 @@ input float32 ``[batch, len(uc.model_inputs())]`` of raw model inputs in
 ``extra/aif.json`` (use case, task, inputs, classes) so a reader can check the
 contract without the spec.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,7 +59,9 @@ def predict(module: torch.jit.ScriptModule, matrix: np.ndarray, batch_size: int 
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(matrix), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(matrix[start:start + batch_size], dtype=np.float32))
+            chunk = torch.from_numpy(
+                np.ascontiguousarray(matrix[start : start + batch_size], dtype=np.float32)
+            )
             outputs.append(module(chunk).numpy().astype(np.float64))
     if not outputs:
         return np.zeros((0, 1), dtype=np.float64)

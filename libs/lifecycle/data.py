@@ -4,6 +4,7 @@ The trainer (training window) and the evaluator (holdout window) both read throu
 :class:`GrpcTrainingData` implements it against ``aifactory.featurestore.v1``
 ``GetTrainingSet``, which writes a parquet file and answers with its URI.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,9 @@ class FeatureVersion:
     version: str
 
     def to_proto(self) -> common_pb2.FeatureRef:
-        return common_pb2.FeatureRef(use_case=self.use_case, feature_view=self.feature_view,
-                                     name=self.name, version=self.version)
+        return common_pb2.FeatureRef(
+            use_case=self.use_case, feature_view=self.feature_view, name=self.name, version=self.version
+        )
 
     @classmethod
     def from_proto(cls, ref: common_pb2.FeatureRef) -> FeatureVersion:
@@ -101,8 +103,11 @@ def window_from_proto(time_range: common_pb2.TimeRange) -> Window | None:
         return None
     try:
         start = time_range.start.ToDatetime(tzinfo=UTC) if time_range.HasField("start") else _BEGINNING
-        end = (time_range.end.ToDatetime(tzinfo=UTC) if time_range.HasField("end")
-               else datetime.now(UTC) + timedelta(days=1))
+        end = (
+            time_range.end.ToDatetime(tzinfo=UTC)
+            if time_range.HasField("end")
+            else datetime.now(UTC) + timedelta(days=1)
+        )
     except (ValueError, OverflowError) as exc:  # outside 0001..9999, or nanos out of range
         raise InvalidArgument("window", str(exc)) from None
     try:
@@ -155,17 +160,24 @@ class GrpcTrainingData:
         try:
             response = await self._stub.GetTrainingSet(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "no feature row" in (exc.details() or ""):
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "no feature row" in (
+                exc.details() or ""
+            ):
                 # Labels can land before the features of their records (two topics, two
                 # writers): the store refuses to drop them, and a moment later they are in.
-                raise Unavailable(f"feature store GetTrainingSet: features still landing: {exc.details()}") from None
+                raise Unavailable(
+                    f"feature store GetTrainingSet: features still landing: {exc.details()}"
+                ) from None
             raise typed_rpc_error(exc, "feature store GetTrainingSet") from None
         if response.format and response.format != "parquet":
             raise FailedPrecondition(f"training set format {response.format!r} is not parquet")
         frame = await asyncio.to_thread(read_parquet_uri, response.uri)
         if response.label and response.label != "label" and response.label in frame.columns:
             frame = frame.rename(columns={response.label: "label"})
-        return TrainingSet(frame=frame,
-                           datasets=[DatasetVersion.from_proto(d) for d in response.datasets],
-                           features=[FeatureVersion.from_proto(f) for f in response.features],
-                           content_hash=response.content_hash, uri=response.uri)
+        return TrainingSet(
+            frame=frame,
+            datasets=[DatasetVersion.from_proto(d) for d in response.datasets],
+            features=[FeatureVersion.from_proto(f) for f in response.features],
+            content_hash=response.content_hash,
+            uri=response.uri,
+        )

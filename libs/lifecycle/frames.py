@@ -8,6 +8,7 @@ columns may follow (the evaluator reads the fairness attribute from one).
 Windows are event-time intervals ``[start, end)``. The newest ``uc.evaluation.holdout``
 of labelled data is the evaluator's and is never given to training.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -84,8 +85,9 @@ def plan_windows(frame: pd.DataFrame, uc: UseCase) -> Windows:
         raise FailedPrecondition(f"{uc.name}: no labelled examples yet")
     newest = pd.to_datetime(rows[EVENT_TIME], utc=True).max().to_pydatetime()
     cut = newest - uc.evaluation.holdout
-    return Windows(training=Window(cut - uc.training.window, cut),
-                   holdout=Window(cut, newest + _TICK), newest=newest)
+    return Windows(
+        training=Window(cut - uc.training.window, cut), holdout=Window(cut, newest + _TICK), newest=newest
+    )
 
 
 def select(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
@@ -140,7 +142,8 @@ def encode_labels(labels: Sequence[object] | pd.Series, uc: UseCase) -> np.ndarr
     for i, value in enumerate(labels):
         key = _class_key(value)
         if key not in index:
-            raise InvalidArgument("training_set.label",
-                                  f"{value!r} is not one of the classes {uc.label.classes}")
+            raise InvalidArgument(
+                "training_set.label", f"{value!r} is not one of the classes {uc.label.classes}"
+            )
         out[i] = index[key]
     return out

@@ -5,6 +5,7 @@ outputs are what the artifact returns: probabilities ``[n, n_classes]`` or predi
 ``[n, 1]``. A metric that is undefined on the data (AUC with one class present, any
 metric on no rows) is NaN, and callers decide what NaN means for them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,8 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "f1_macro": True, "mae": False, "rmse": False,
-                    "log_loss": False, "ece": False}
+HIGHER_IS_BETTER = {
+    "auc": True,
+    "accuracy": True,
+    "f1_macro": True,
+    "mae": False,
+    "rmse": False,
+    "log_loss": False,
+    "ece": False,
+}
 
 
 def auc(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -94,8 +102,9 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int 
     return float(total / len(y_true))
 
 
-def demographic_parity_difference(y_pred: np.ndarray, groups: Sequence[object] | np.ndarray,
-                                  n_classes: int = 2) -> tuple[float, dict[str, float]]:
+def demographic_parity_difference(
+    y_pred: np.ndarray, groups: Sequence[object] | np.ndarray, n_classes: int = 2
+) -> tuple[float, dict[str, float]]:
     """Largest gap between groups in the rate of predicting a class.
 
     Binary: the gap in positive (class 1) rate. Multiclass: the largest such gap over
@@ -150,10 +159,12 @@ def standard_metrics(task: str, y_true: np.ndarray, output: np.ndarray) -> dict[
     if task == "regression":
         pred = np.asarray(output).reshape(-1)
         return {"mae": mae(y_true, pred), "rmse": rmse(y_true, pred)}
-    values = {"accuracy": quality("accuracy", y_true, output),
-              "f1_macro": quality("f1_macro", y_true, output),
-              "log_loss": log_loss(y_true, output),
-              "ece": expected_calibration_error(y_true, output)}
+    values = {
+        "accuracy": quality("accuracy", y_true, output),
+        "f1_macro": quality("f1_macro", y_true, output),
+        "log_loss": log_loss(y_true, output),
+        "ece": expected_calibration_error(y_true, output),
+    }
     if task == "binary":
         values["auc"] = quality("auc", y_true, output)
     return values

@@ -7,6 +7,7 @@
 
 :class:`GrpcRegistry` implements both against ``aifactory.registry.v1``.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,12 +117,21 @@ class ModelRegistry(Protocol):
 
     async def log_metrics(self, run_id: str, metrics: Sequence[MetricPoint]) -> None: ...
 
-    async def finish_run(self, run_id: str, *, failed: bool = False, error: str = "",
-                         metrics: Sequence[MetricPoint] = (), datasets: Sequence[DatasetVersion] = (),
-                         features: Sequence[FeatureVersion] = (), duration_s: float | None = None) -> None: ...
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        failed: bool = False,
+        error: str = "",
+        metrics: Sequence[MetricPoint] = (),
+        datasets: Sequence[DatasetVersion] = (),
+        features: Sequence[FeatureVersion] = (),
+        duration_s: float | None = None,
+    ) -> None: ...
 
-    async def register_version(self, artifact: bytes, reference: Mapping[str, Any],
-                               lineage: Lineage) -> RegisteredVersion:
+    async def register_version(
+        self, artifact: bytes, reference: Mapping[str, Any], lineage: Lineage
+    ) -> RegisteredVersion:
         """Store the artifact and reference statistics, register a candidate version."""
         ...
 
@@ -161,57 +171,96 @@ class GrpcRegistry:
             raise typed_rpc_error(exc, f"registry {method}") from None
 
     async def create_run(self, run: RunSpec) -> str:
-        response = await self._call("CreateRun", reg_pb.CreateRunRequest(
-            run_id=run.run_id, use_case=run.use_case, model_name=run.model_name,
-            training_request_id=run.training_request_id, drift_report_id=run.drift_report_id,
-            params=dict(run.params), environment=dict(run.environment), code_version=run.code_version,
-            datasets=[d.to_proto() for d in run.datasets], features=[f.to_proto() for f in run.features],
-            seed=run.seed))
+        response = await self._call(
+            "CreateRun",
+            reg_pb.CreateRunRequest(
+                run_id=run.run_id,
+                use_case=run.use_case,
+                model_name=run.model_name,
+                training_request_id=run.training_request_id,
+                drift_report_id=run.drift_report_id,
+                params=dict(run.params),
+                environment=dict(run.environment),
+                code_version=run.code_version,
+                datasets=[d.to_proto() for d in run.datasets],
+                features=[f.to_proto() for f in run.features],
+                seed=run.seed,
+            ),
+        )
         return str(response.run.run_id)
 
     async def log_metrics(self, run_id: str, metrics: Sequence[MetricPoint]) -> None:
-        await self._call("LogRunMetrics", reg_pb.LogRunMetricsRequest(
-            run_id=run_id, metrics=[m.to_proto() for m in metrics]))
+        await self._call(
+            "LogRunMetrics",
+            reg_pb.LogRunMetricsRequest(run_id=run_id, metrics=[m.to_proto() for m in metrics]),
+        )
 
-    async def finish_run(self, run_id: str, *, failed: bool = False, error: str = "",
-                         metrics: Sequence[MetricPoint] = (), datasets: Sequence[DatasetVersion] = (),
-                         features: Sequence[FeatureVersion] = (), duration_s: float | None = None) -> None:
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        failed: bool = False,
+        error: str = "",
+        metrics: Sequence[MetricPoint] = (),
+        datasets: Sequence[DatasetVersion] = (),
+        features: Sequence[FeatureVersion] = (),
+        duration_s: float | None = None,
+    ) -> None:
         request = reg_pb.FinishRunRequest(
-            run_id=run_id, status=reg_pb.RUN_STATUS_FAILED if failed else reg_pb.RUN_STATUS_FINISHED,
-            metrics=[m.to_proto() for m in metrics], error=error,
-            datasets=[d.to_proto() for d in datasets], features=[f.to_proto() for f in features])
+            run_id=run_id,
+            status=reg_pb.RUN_STATUS_FAILED if failed else reg_pb.RUN_STATUS_FINISHED,
+            metrics=[m.to_proto() for m in metrics],
+            error=error,
+            datasets=[d.to_proto() for d in datasets],
+            features=[f.to_proto() for f in features],
+        )
         if duration_s is not None:
             request.duration_s = duration_s
         await self._call("FinishRun", request)
 
-    async def register_version(self, artifact: bytes, reference: Mapping[str, Any],
-                               lineage: Lineage) -> RegisteredVersion:
+    async def register_version(
+        self, artifact: bytes, reference: Mapping[str, Any], lineage: Lineage
+    ) -> RegisteredVersion:
         digest = sha256(artifact)
-        response = await self._call("RegisterModelVersion", reg_pb.RegisterModelVersionRequest(
-            use_case=lineage.use_case, model_name=lineage.model_name, run_id=lineage.run_id,
-            training_request_id=lineage.training_request_id, artifact_sha256=digest,
-            artifact_content=artifact, reference_profile_content=reference_json(reference),
-            datasets=[d.to_proto() for d in lineage.datasets],
-            features=[f.to_proto() for f in lineage.features],
-            metrics=[m.to_proto() for m in lineage.metrics], code_version=lineage.code_version,
-            params={**lineage.params, "seed": str(lineage.seed)},
-            labels={"framework": "torchscript"},
-            idempotency_key=lineage.idempotency_key or lineage.run_id,
-            signature=reg_pb.ModelSignature(input_names=list(lineage.input_names),
-                                            output_names=list(lineage.output_names), task=lineage.task),
-            drift_report_id=lineage.drift_report_id))
+        response = await self._call(
+            "RegisterModelVersion",
+            reg_pb.RegisterModelVersionRequest(
+                use_case=lineage.use_case,
+                model_name=lineage.model_name,
+                run_id=lineage.run_id,
+                training_request_id=lineage.training_request_id,
+                artifact_sha256=digest,
+                artifact_content=artifact,
+                reference_profile_content=reference_json(reference),
+                datasets=[d.to_proto() for d in lineage.datasets],
+                features=[f.to_proto() for f in lineage.features],
+                metrics=[m.to_proto() for m in lineage.metrics],
+                code_version=lineage.code_version,
+                params={**lineage.params, "seed": str(lineage.seed)},
+                labels={"framework": "torchscript"},
+                idempotency_key=lineage.idempotency_key or lineage.run_id,
+                signature=reg_pb.ModelSignature(
+                    input_names=list(lineage.input_names),
+                    output_names=list(lineage.output_names),
+                    task=lineage.task,
+                ),
+                drift_report_id=lineage.drift_report_id,
+            ),
+        )
         version = response.model_version
         if version.artifact_sha256 and version.artifact_sha256 != digest:
             raise FailedPrecondition(f"registry stored digest {version.artifact_sha256}, sent {digest}")
         return RegisteredVersion(ModelKey.from_proto(version.ref), version.artifact_uri, digest)
 
     async def get_artifact(self, ref: ModelKey) -> bytes:
-        version = (await self._call("GetModelVersion", reg_pb.GetModelVersionRequest(
-            ref=ref.to_proto()))).model_version
+        version = (
+            await self._call("GetModelVersion", reg_pb.GetModelVersionRequest(ref=ref.to_proto()))
+        ).model_version
         chunks: list[bytes] = []
         try:
             async for part in self._stub.DownloadArtifact(
-                    reg_pb.DownloadArtifactRequest(sha256=version.artifact_sha256), timeout=self._timeout):
+                reg_pb.DownloadArtifactRequest(sha256=version.artifact_sha256), timeout=self._timeout
+            ):
                 chunks.append(part.chunk)
         except grpc.aio.AioRpcError as exc:
             raise typed_rpc_error(exc, "registry DownloadArtifact") from None
@@ -222,8 +271,9 @@ class GrpcRegistry:
 
     async def get_alias(self, use_case: str, model_name: str, alias: str) -> ModelKey | None:
         try:
-            response = await self._call("GetAlias", reg_pb.GetAliasRequest(
-                use_case=use_case, model_name=model_name, alias=alias))
+            response = await self._call(
+                "GetAlias", reg_pb.GetAliasRequest(use_case=use_case, model_name=model_name, alias=alias)
+            )
         except AifError as exc:
             if exc.code == grpc.StatusCode.NOT_FOUND:
                 return None

@@ -7,6 +7,7 @@
 
 Built by the trainer, stored with each model version by the registry, read by the monitor.
 """
+
 from __future__ import annotations
 
 from libs.reference.build import SCHEMA_VERSION, build_reference, numeric_summary, onehot_groups

@@ -9,6 +9,7 @@
 The ``*_against`` helpers take one entry of a reference built by
 :func:`libs.reference.build_reference` and the live values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -48,8 +49,9 @@ def _proportions(counts: np.ndarray, eps: float) -> np.ndarray:
     return share / share.sum()
 
 
-def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray,
-        eps: float = EPSILON) -> float:
+def psi(
+    expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, eps: float = EPSILON
+) -> float:
     """PSI = Σ (a − e) · ln(a / e) over bins, from counts (or proportions) of the same bins.
 
     Each proportion is floored at ``eps`` and renormalised, so a bin empty on one side
@@ -75,8 +77,9 @@ def ks_test(reference: Sequence[float] | np.ndarray, live: Sequence[float] | np.
     return StatResult(float(result.statistic), float(result.pvalue), len(cur))
 
 
-def chi2_test(reference_frequencies: Mapping[str, float], live_counts: Mapping[str, int],
-              eps: float = EPSILON) -> StatResult:
+def chi2_test(
+    reference_frequencies: Mapping[str, float], live_counts: Mapping[str, int], eps: float = EPSILON
+) -> StatResult:
     """Goodness of fit of live category counts to the reference frequencies.
 
     Categories are the union of both sides; the expected share of a category the
@@ -95,18 +98,24 @@ def chi2_test(reference_frequencies: Mapping[str, float], live_counts: Mapping[s
 
 def chi2_two_sample(reference_counts: Mapping[str, int], live_counts: Mapping[str, int]) -> StatResult:
     """Chi-square test of homogeneity of two count vectors (categories empty on both sides dropped)."""
-    categories = sorted(c for c in set(reference_counts) | set(live_counts)
-                        if reference_counts.get(c, 0) + live_counts.get(c, 0) > 0)
+    categories = sorted(
+        c
+        for c in set(reference_counts) | set(live_counts)
+        if reference_counts.get(c, 0) + live_counts.get(c, 0) > 0
+    )
     live_n = int(sum(live_counts.get(c, 0) for c in categories))
     if len(categories) < 2 or live_n == 0 or sum(reference_counts.get(c, 0) for c in categories) == 0:
         return StatResult(0.0, 1.0, live_n)
-    table = np.array([[reference_counts.get(c, 0) for c in categories],
-                      [live_counts.get(c, 0) for c in categories]], dtype=np.float64)
+    table = np.array(
+        [[reference_counts.get(c, 0) for c in categories], [live_counts.get(c, 0) for c in categories]],
+        dtype=np.float64,
+    )
     statistic, p_value, _, _ = stats.chi2_contingency(table, correction=False)
     return StatResult(float(statistic), float(p_value), live_n)
 
 
 # -- against a reference entry -------------------------------------------------------
+
 
 def psi_against(entry: Mapping[str, Any], live: Sequence[float] | np.ndarray, eps: float = EPSILON) -> float:
     """PSI of live values against a numeric reference entry's histogram."""

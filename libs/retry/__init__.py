@@ -7,6 +7,7 @@ by exception type: only :data:`TRANSIENT` errors (a dependency that is down,
 the attempts or the time are spent, the last error is raised as it was, so the caller
 decides what giving up means (a dead letter with the reason, a failed job, an exit).
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,11 +57,22 @@ class RetryPolicy:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning("%s failed (attempt %d of %d: %s); retrying in %.1fs", what, state.attempt_number,
-                        self.attempts, exc, wait)
+            log.warning(
+                "%s failed (attempt %d of %d: %s); retrying in %.1fs",
+                what,
+                state.attempt_number,
+                self.attempts,
+                exc,
+                wait,
+            )
 
-        return {"stop": stop, "wait": wait_exponential_jitter(self.initial_s, self.max_s, 2, self.jitter_s),
-                "retry": retry_if_exception_type(self.retry_on), "reraise": True, "before_sleep": before_sleep}
+        return {
+            "stop": stop,
+            "wait": wait_exponential_jitter(self.initial_s, self.max_s, 2, self.jitter_s),
+            "retry": retry_if_exception_type(self.retry_on),
+            "reraise": True,
+            "before_sleep": before_sleep,
+        }
 
     def asynchronous(self, what: str) -> AsyncRetrying:
         """``async for attempt in policy.asynchronous("..."): with attempt: ...``"""

@@ -1,4 +1,5 @@
 """gRPC plumbing shared by every service: server bootstrap, interceptor, auth hook, client channel."""
+
 from __future__ import annotations
 
 from libs.rpc.auth import (

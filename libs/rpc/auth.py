@@ -9,6 +9,7 @@ Health checks and reflection never reach either hook. The implementations live
 in :mod:`libs.auth`; this module only defines the contracts, so ``libs.rpc``
 depends on no token library.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,8 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # Probes and tooling must work without credentials.
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 ALL_USE_CASES = "*"
 

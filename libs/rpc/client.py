@@ -1,4 +1,5 @@
 """Client channels that carry the caller's trace context (and its token) in gRPC metadata."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -54,8 +55,9 @@ def _interceptors(token: Token | None) -> list[grpc.aio.ClientInterceptor]:
     return [_ContextUnaryUnary(token), _ContextStreamUnary(token), _ContextUnaryStream(token)]
 
 
-def insecure_channel(target: str, options: Sequence[tuple[str, Any]] = (), *,
-                     token: Token | None = None) -> grpc.aio.Channel:
+def insecure_channel(
+    target: str, options: Sequence[tuple[str, Any]] = (), *, token: Token | None = None
+) -> grpc.aio.Channel:
     """An aio channel to ``target`` that propagates the current trace (and sends ``token``)."""
     return grpc.aio.insecure_channel(target, options=list(options), interceptors=_interceptors(token))
 
@@ -70,22 +72,28 @@ class ClientTls:
     key: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def from_files(cls, ca: str | Path, cert: str | Path | None = None,
-                   key: str | Path | None = None) -> ClientTls:
-        return cls(Path(ca).read_bytes(), Path(cert).read_bytes() if cert else None,
-                   Path(key).read_bytes() if key else None)
+    def from_files(
+        cls, ca: str | Path, cert: str | Path | None = None, key: str | Path | None = None
+    ) -> ClientTls:
+        return cls(
+            Path(ca).read_bytes(),
+            Path(cert).read_bytes() if cert else None,
+            Path(key).read_bytes() if key else None,
+        )
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
 
-def secure_channel(target: str, tls: ClientTls, options: Sequence[tuple[str, Any]] = (), *,
-                   token: Token | None = None) -> grpc.aio.Channel:
+def secure_channel(
+    target: str, tls: ClientTls, options: Sequence[tuple[str, Any]] = (), *, token: Token | None = None
+) -> grpc.aio.Channel:
     """A TLS (mutual TLS when ``tls`` has a client certificate) aio channel to ``target``.
 
     ``target``'s host must be named in the server certificate (dev certificates name
     localhost, 127.0.0.1 and the service name); ``grpc.ssl_target_name_override`` in
     ``options`` can say which name to expect instead.
     """
-    return grpc.aio.secure_channel(target, tls.credentials(), options=list(options),
-                                   interceptors=_interceptors(token))
+    return grpc.aio.secure_channel(
+        target, tls.credentials(), options=list(options), interceptors=_interceptors(token)
+    )

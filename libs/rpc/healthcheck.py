@@ -2,6 +2,7 @@
 
 Used by docker-compose health checks and by ``make demo``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,8 @@ def check(target: str, service: str = "", timeout: float = 2.0) -> bool:
     with grpc.insecure_channel(target) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING

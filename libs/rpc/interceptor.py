@@ -8,6 +8,7 @@ the servicer runs. Refusals answer a fixed message per status, so a caller learn
 nothing beyond UNAUTHENTICATED or PERMISSION_DENIED; the reason goes to a log line
 (never the token) and to the ``auth.denied`` counter.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -79,7 +80,7 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         # Messages often quote the offending input: bounded, so a huge field cannot make the
         # reply's status (a header, 16 KiB at most) fail or the caller's input echo back in full.
         message = exc.message
-        return exc.code, message if len(message) <= MAX_DETAILS else message[:MAX_DETAILS - 3] + "..."
+        return exc.code, message if len(message) <= MAX_DETAILS else message[: MAX_DETAILS - 3] + "..."
     if isinstance(exc, NotImplementedError):
         # What generated base servicers raise for methods a service has not built yet.
         return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"
@@ -88,8 +89,9 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, telemetry: Telemetry, authenticator: Authenticator,
-                 authorizer: Authorizer | None = None) -> None:
+    def __init__(
+        self, telemetry: Telemetry, authenticator: Authenticator, authorizer: Authorizer | None = None
+    ) -> None:
         self._tracer = telemetry.tracer
         self._auth = authenticator
         self._authz = authorizer
@@ -119,21 +121,30 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, principal, refused, False),
-                deserializer, handler.response_serializer)
+                deserializer,
+                handler.response_serializer,
+            )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(handler.stream_unary, method, principal, refused, True),
-                deserializer, handler.response_serializer)
+                deserializer,
+                handler.response_serializer,
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method, principal, refused, False),
-                deserializer, handler.response_serializer)
+                deserializer,
+                handler.response_serializer,
+            )
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(handler.stream_stream, method, principal, refused, True),
-            deserializer, handler.response_serializer)
+            deserializer,
+            handler.response_serializer,
+        )
 
-    def _authenticate(self, method: str, details: grpc.HandlerCallDetails
-                      ) -> tuple[Principal | None, Exception | None]:
+    def _authenticate(
+        self, method: str, details: grpc.HandlerCallDetails
+    ) -> tuple[Principal | None, Exception | None]:
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         try:
             return self._auth.authenticate(method, metadata), None
@@ -163,16 +174,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _begin(self, method: str, context: grpc.aio.ServicerContext) -> Any:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         return self._tracer.start_as_current_span(
-            method, context=propagate.extract(metadata), kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.method": method})
+            method,
+            context=propagate.extract(metadata),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": method},
+        )
 
     def _finish(self, method: str, started: float, code: grpc.StatusCode) -> None:
         attrs = {"rpc.method": method, "rpc.grpc.status_code": code.name}
         self._requests.add(1, attrs)
         self._duration.record(time.perf_counter() - started, attrs)
 
-    def _fail(self, span: trace.Span, exc: BaseException, method: str,
-              context: grpc.aio.ServicerContext, principal: Principal | None) -> _Failure:
+    def _fail(
+        self,
+        span: trace.Span,
+        exc: BaseException,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        principal: Principal | None,
+    ) -> _Failure:
         code, message = _status_of(exc)
         if code is grpc.StatusCode.INTERNAL:
             log.exception("unexpected error in %s", method)
@@ -180,8 +200,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             reason = exc.reason
             self._denied.add(1, {"rpc.method": method, "reason": reason})
             # The why, for operators only; exc.message never holds a credential.
-            log.warning("denied %s %s: %s (reason=%s subject=%s peer=%s)", code.name, method,
-                        exc.message, reason, principal.subject if principal else "-", context.peer())
+            log.warning(
+                "denied %s %s: %s (reason=%s subject=%s peer=%s)",
+                code.name,
+                method,
+                exc.message,
+                reason,
+                principal.subject if principal else "-",
+                context.peer(),
+            )
         span.set_status(Status(StatusCode.ERROR, code.name))
         return _Failure(code, message)
 
@@ -189,9 +216,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if self._authz is not None:
             self._authz.settle(principal, method)
 
-    def _wrap_unary(self, behavior: Callable[..., Awaitable[Any]], method: str,
-                    principal: Principal | None, refused: Exception | None,
-                    streaming: bool) -> Callable[..., Awaitable[Any]]:
+    def _wrap_unary(
+        self,
+        behavior: Callable[..., Awaitable[Any]],
+        method: str,
+        principal: Principal | None,
+        refused: Exception | None,
+        streaming: bool,
+    ) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -223,9 +255,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _wrap_stream(self, behavior: Callable[..., AsyncIterator[Any]], method: str,
-                     principal: Principal | None, refused: Exception | None,
-                     streaming: bool) -> Callable[..., AsyncIterator[Any]]:
+    def _wrap_stream(
+        self,
+        behavior: Callable[..., AsyncIterator[Any]],
+        method: str,
+        principal: Principal | None,
+        refused: Exception | None,
+        streaming: bool,
+    ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -268,8 +305,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
-async def _checked_stream(authz: Authorizer | None, principal: Principal, method: str, first: Any,
-                          rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _checked_stream(
+    authz: Authorizer | None, principal: Principal, method: str, first: Any, rest: AsyncIterator[Any]
+) -> AsyncIterator[Any]:
     """The request stream again, with every later message parsed and authorised before the
     servicer sees it."""
     if first is _END:

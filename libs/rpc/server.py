@@ -10,6 +10,7 @@ builds it from settings): the authenticator and authorizer the interceptor runs,
 optionally TLS, with client certificates required when a client CA is given (mutual
 TLS between services).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,9 @@ class RpcServer:
     def server(self) -> grpc.aio.Server:
         return self._server
 
-    def add_service(self, add_to_server: Callable[[Any, grpc.aio.Server], None],
-                    servicer: Any, full_name: str) -> None:
+    def add_service(
+        self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
+    ) -> None:
         """Register ``servicer`` (``add_XServiceServicer_to_server``, its full proto name)."""
         add_to_server(servicer, self._server)
         self._names.append(full_name)
@@ -81,8 +83,10 @@ class RpcServer:
             self.port = self._server.add_insecure_port(self._address)
         else:
             credentials = grpc.ssl_server_credentials(
-                [(self._tls.key, self._tls.cert)], root_certificates=self._tls.client_ca,
-                require_client_auth=self._tls.client_ca is not None)
+                [(self._tls.key, self._tls.cert)],
+                root_certificates=self._tls.client_ca,
+                require_client_auth=self._tls.client_ca is not None,
+            )
             self.port = self._server.add_secure_port(self._address, credentials)
         if not self.port:
             raise ConfigError(f"cannot listen on {self._address}: address in use or invalid")
@@ -90,8 +94,9 @@ class RpcServer:
         # "" is the whole server; each service also reports under its own name.
         for name in ["", *self._names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        transport = "plaintext" if self._tls is None else (
-            "mutual TLS" if self._tls.client_ca is not None else "TLS")
+        transport = (
+            "plaintext" if self._tls is None else ("mutual TLS" if self._tls.client_ca is not None else "TLS")
+        )
         log.info("gRPC serving %s on port %d (%s)", ", ".join(self._names[1:]), self.port, transport)
         return self.port
 

@@ -3,6 +3,7 @@
 Each service's ``__main__`` only names its settings class and its ``build``
 function; everything they share (logging, config errors, SIGTERM) lives here.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,9 @@ class Service:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def spawn(self, name: str, work: Coroutine[Any, Any, None], *,
-              stop: Callable[[], Awaitable[None]] | None = None) -> asyncio.Task[None]:
+    def spawn(
+        self, name: str, work: Coroutine[Any, Any, None], *, stop: Callable[[], Awaitable[None]] | None = None
+    ) -> asyncio.Task[None]:
         """Run ``work`` in the background for the life of the service.
 
         At close, ``stop`` (when given: a graceful stop, e.g. a consumer's) is awaited and

@@ -8,6 +8,7 @@ typo stops the service at start instead of being silently ignored. A setting tha
 renamed (``renamed``: old field name → new) is still read under its old name, with a
 warning; both names set at once is an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -146,7 +147,7 @@ def load_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
     fields = cls.model_fields
     env = _renamed(cls, env)
     unknown = sorted(
-        name for name in env if name.startswith(scoped) and name[len(scoped):].lower() not in fields
+        name for name in env if name.startswith(scoped) and name[len(scoped) :].lower() not in fields
     )
     if unknown:
         known = ", ".join(env_name(cls.service, f) for f in fields)
@@ -188,6 +189,17 @@ def _renamed(cls: type[S], env: Mapping[str, str]) -> Mapping[str, str]:
     return out
 
 
-__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_AUTH_DIR", "DEFAULT_ISSUER", "ClientSettings", "ConsumerSettings",
-           "DatabaseSettings", "FeatureStoreClientSettings", "RegistryClientSettings", "ServiceSettings",
-           "UseCaseSourceSettings", "env_name", "load_settings"]
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_AUTH_DIR",
+    "DEFAULT_ISSUER",
+    "ClientSettings",
+    "ConsumerSettings",
+    "DatabaseSettings",
+    "FeatureStoreClientSettings",
+    "RegistryClientSettings",
+    "ServiceSettings",
+    "UseCaseSourceSettings",
+    "env_name",
+    "load_settings",
+]

@@ -15,6 +15,7 @@ Every service that has a database (registry, trainer, evaluator, monitor) opens 
 - the schema: :meth:`Database.migrate` runs the service's Alembic migrations to head
   (replicas starting together on PostgreSQL take turns under an advisory lock).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -188,8 +189,11 @@ class Database:
             if self.dialect == "postgresql":
                 # Replicas starting together migrate one after the other; one lock per
                 # migrations folder, so two services sharing a database do not wait on each other.
-                key = zlib.crc32(str(migrations.name if migrations.name != "migrations"
-                                     else migrations.parent.name).encode())
+                key = zlib.crc32(
+                    str(
+                        migrations.name if migrations.name != "migrations" else migrations.parent.name
+                    ).encode()
+                )
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             cfg.attributes["connection"] = conn
             cfg.attributes["metadata"] = metadata
@@ -209,26 +213,40 @@ def run_migrations(target_metadata: MetaData | None = None) -> None:
     config = context.config
     metadata = config.attributes.get("metadata") or target_metadata
     if context.is_offline_mode():
-        context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata,
-                          literal_binds=True)
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata, literal_binds=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=metadata,
-                          render_as_batch=connection.dialect.name == "sqlite")
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = engine_from_config(config.get_section(config.config_ini_section) or {},
-                                prefix="sqlalchemy.", poolclass=pool.NullPool)
+    engine = engine_from_config(
+        config.get_section(config.config_ini_section) or {}, prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=metadata,
-                          render_as_batch=conn.dialect.name == "sqlite")
+        context.configure(
+            connection=conn, target_metadata=metadata, render_as_batch=conn.dialect.name == "sqlite"
+        )
         with context.begin_transaction():
             context.run_migrations()
 
 
-__all__ = ["Database", "UtcDateTime", "aware_utc", "engine_for", "naive_utc", "run_migrations", "sqlite_file",
-           "translate"]
+__all__ = [
+    "Database",
+    "UtcDateTime",
+    "aware_utc",
+    "engine_for",
+    "naive_utc",
+    "run_migrations",
+    "sqlite_file",
+    "translate",
+]

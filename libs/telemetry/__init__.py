@@ -6,6 +6,7 @@ port. Trace context crosses process boundaries in W3C ``traceparent`` headers: i
 gRPC metadata (see :mod:`libs.rpc`) and in Kafka headers (see :mod:`libs.bus`), so
 one trace spans a gRPC call and every event it causes.
 """
+
 from __future__ import annotations
 
 from libs.telemetry.context import context_from_headers, headers_with_context

@@ -1,4 +1,5 @@
 """W3C trace context to and from Kafka headers (a list of (str, bytes) pairs)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

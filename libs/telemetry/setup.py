@@ -1,4 +1,5 @@
 """Install OpenTelemetry providers and a Prometheus endpoint for one service process."""
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,7 @@ def _exporter(spec: str) -> SpanExporter | None:
     if spec == "console":
         return ConsoleSpanExporter()
     if spec.startswith("jsonl:") and len(spec) > len("jsonl:"):
-        return JsonLinesSpanExporter(Path(spec[len("jsonl:"):]))
+        return JsonLinesSpanExporter(Path(spec[len("jsonl:") :]))
     raise ConfigError(f"trace exporter {spec!r} is not one of none, console, jsonl:<path>")
 
 
@@ -124,7 +125,8 @@ def setup_telemetry(
             exemplars = None if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
             metrics.set_meter_provider(
                 MeterProvider(
-                    resource=Resource.create({"service.name": service}), metric_readers=[reader],
+                    resource=Resource.create({"service.name": service}),
+                    metric_readers=[reader],
                     exemplar_filter=exemplars,
                 )
             )

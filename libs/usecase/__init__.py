@@ -8,6 +8,7 @@
 The shipped specs live in ``deploy/usecases/``; ``aif usecase new NAME`` scaffolds
 one from ``libs/usecase/template.yaml``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

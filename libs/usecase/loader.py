@@ -3,6 +3,7 @@
 YAML is parsed with the safe loader only (no Python tags, no anchors' billion
 laughs past a size cap): a spec is data from people, not code.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -76,8 +77,12 @@ def parse_usecase(text: str, source: str = "<spec>") -> UseCase:
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise UseCaseError(source, "", mark.line + 1 if mark else None,
-                           f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raise UseCaseError(
+            source,
+            "",
+            mark.line + 1 if mark else None,
+            f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+        ) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):

@@ -5,6 +5,7 @@ ignored setting. Cross-field rules (the entity key is a declared field, a
 feature reads a numeric field, the metric fits the task, ...) are checked in
 :meth:`UseCase._check_references`.
 """
+
 from __future__ import annotations
 
 import re

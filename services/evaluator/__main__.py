@@ -1,4 +1,5 @@
 """``python -m services.evaluator``: run the evaluator service until SIGTERM."""
+
 from libs.runtime import run
 from services.evaluator.app import build
 from services.evaluator.settings import EvaluatorSettings

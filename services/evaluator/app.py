@@ -4,6 +4,7 @@
 and the event publisher, registers the gRPC servicer and starts the consumer of
 ``ModelTrained`` events.
 """
+
 from __future__ import annotations
 
 from aifactory.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
@@ -26,8 +27,13 @@ from services.evaluator.store import ReportStore
 SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
 
 
-async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: TrainingData | None = None,
-                registry: EvaluationRegistry | None = None) -> Service:
+async def build(
+    settings: EvaluatorSettings,
+    telemetry: Telemetry,
+    *,
+    data: TrainingData | None = None,
+    registry: EvaluationRegistry | None = None,
+) -> Service:
     """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
     usecases = load_for_service(settings.usecases_dir)
     store = ReportStore.from_url(settings.database_url)
@@ -38,14 +44,25 @@ async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: Trai
     kafka_security = KafkaSecurity.from_settings(settings)
     events = EventPublisher(settings.kafka_bootstrap, producer="evaluator", security=kafka_security)
     await events.start()
-    core = EvaluatorCore(usecases=usecases, data=data or GrpcTrainingData(featurestore), registry=registry,
-                         store=store,
-                         publisher=EvaluatorPublisher(events, registry, evaluated_topic=settings.model_evaluated_topic),
-                         options=EvaluatorOptions(min_holdout_rows=settings.min_holdout_rows))
-    server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
-                       drain_seconds=settings.drain_seconds)
-    server.add_service(evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server,
-                       EvaluatorServicer(core), SERVICE_NAME)
+    core = EvaluatorCore(
+        usecases=usecases,
+        data=data or GrpcTrainingData(featurestore),
+        registry=registry,
+        store=store,
+        publisher=EvaluatorPublisher(events, registry, evaluated_topic=settings.model_evaluated_topic),
+        options=EvaluatorOptions(min_holdout_rows=settings.min_holdout_rows),
+    )
+    server = RpcServer(
+        settings.grpc_address,
+        telemetry,
+        security=server_security(settings),
+        drain_seconds=settings.drain_seconds,
+    )
+    server.add_service(
+        evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server,
+        EvaluatorServicer(core),
+        SERVICE_NAME,
+    )
     service = Service(server)
 
     async def close_store() -> None:
@@ -54,9 +71,13 @@ async def build(settings: EvaluatorSettings, telemetry: Telemetry, *, data: Trai
     # Closed in reverse: the consumer stops first, then the store, the clients, the publisher.
     service.closers += [events.stop, featurestore.close, registry_channel.close, close_store]
     if settings.consume:
-        consumer = EventConsumer(settings.kafka_bootstrap, settings.consumer_group,
-                                 {settings.model_trained_topic: [trainer_events.ModelTrained]},
-                                 EvaluatorConsumer(core).handle, DeadLetters(events, settings.dead_letter_topic),
-                                 security=kafka_security)
+        consumer = EventConsumer(
+            settings.kafka_bootstrap,
+            settings.consumer_group,
+            {settings.model_trained_topic: [trainer_events.ModelTrained]},
+            EvaluatorConsumer(core).handle,
+            DeadLetters(events, settings.dead_letter_topic),
+            security=kafka_security,
+        )
         service.spawn("evaluator-consumer", consumer.run(), stop=consumer.stop)
     return service

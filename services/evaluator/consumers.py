@@ -3,6 +3,7 @@
 Idempotent by model version. An event that names no registered version, an unknown use
 case or a broken window raises, and the consumer dead-letters it with the reason.
 """
+
 from __future__ import annotations
 
 from google.protobuf.message import Message

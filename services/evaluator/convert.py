@@ -1,4 +1,5 @@
 """Protobuf at the edge: ``ModelTrained`` in; reports, ``EvaluationReport`` and ``ModelEvaluated`` out."""
+
 from __future__ import annotations
 
 from datetime import UTC
@@ -23,20 +24,33 @@ def trained_of(event: trainer_events.ModelTrained) -> TrainedVersion:
 
 
 def gate_pb(g: GateResult) -> evaluator_events.GateResult:
-    return evaluator_events.GateResult(gate=g.gate, metric=g.metric, value=g.value, threshold=g.threshold,
-                                       passed=g.passed, comparator=g.comparator, message=g.message)
+    return evaluator_events.GateResult(
+        gate=g.gate,
+        metric=g.metric,
+        value=g.value,
+        threshold=g.threshold,
+        passed=g.passed,
+        comparator=g.comparator,
+        message=g.message,
+    )
 
 
 def report_pb(report: Report) -> pb.EvaluationReport:
     out = pb.EvaluationReport(
-        report_id=report.report_id, model=report.model.to_proto(), passed=report.passed,
+        report_id=report.report_id,
+        model=report.model.to_proto(),
+        passed=report.passed,
         gates=[gate_pb(g) for g in report.gates],
         candidate_metrics=[m.to_proto() for m in report.candidate_metrics],
         champion_metrics=[m.to_proto() for m in report.champion_metrics],
-        dataset=report.dataset.to_proto(), window=time_range_proto(report.window),
+        dataset=report.dataset.to_proto(),
+        window=time_range_proto(report.window),
         created_at=timestamp(report.created_at),
-        slices={k: pb.SliceMetrics(metrics=[m.to_proto() for m in s.metrics], sample_size=s.rows)
-                for k, s in report.slices.items()})
+        slices={
+            k: pb.SliceMetrics(metrics=[m.to_proto() for m in s.metrics], sample_size=s.rows)
+            for k, s in report.slices.items()
+        },
+    )
     if report.champion is not None:
         out.champion.CopyFrom(report.champion.to_proto())
     return out
@@ -45,10 +59,14 @@ def report_pb(report: Report) -> pb.EvaluationReport:
 def evaluated_pb(report: Report) -> evaluator_events.ModelEvaluated:
     """The verdict as the registry records it and ``ModelEvaluated`` carries it."""
     event = evaluator_events.ModelEvaluated(
-        report_id=report.report_id, model=report.model.to_proto(), passed=report.passed,
+        report_id=report.report_id,
+        model=report.model.to_proto(),
+        passed=report.passed,
         gates=[gate_pb(g) for g in report.gates],
-        metrics=[m.to_proto() for m in report.candidate_metrics], dataset=report.dataset.to_proto(),
-        evaluated_at=timestamp(report.created_at))
+        metrics=[m.to_proto() for m in report.candidate_metrics],
+        dataset=report.dataset.to_proto(),
+        evaluated_at=timestamp(report.created_at),
+    )
     if report.champion is not None:
         event.champion.CopyFrom(report.champion.to_proto())
     return event

@@ -14,6 +14,7 @@ the steps loses nothing and a duplicate changes nothing.
 ``Evaluate`` (on demand) stores its report but neither records it in the registry nor
 publishes it: a what-if on any window must not promote a model.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -89,9 +90,17 @@ def report_id_of(model: ModelKey, champion: ModelKey | None, window: Window, dat
 
 
 class EvaluatorCore:
-    def __init__(self, *, usecases: Mapping[str, UseCase], data: TrainingData, registry: EvaluationRegistry,
-                 store: ReportStore, publisher: Publisher, options: EvaluatorOptions | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        *,
+        usecases: Mapping[str, UseCase],
+        data: TrainingData,
+        registry: EvaluationRegistry,
+        store: ReportStore,
+        publisher: Publisher,
+        options: EvaluatorOptions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._usecases = UseCases(usecases)
         self._data = data
         self._registry = registry
@@ -118,15 +127,22 @@ class EvaluatorCore:
         else:
             log.info("%s already evaluated (%s); recording and publishing it again", model, report.report_id)
         await self._publisher.model_evaluated(report)
-        log.info("%s evaluated: %s (%s)", model, "passed" if report.passed else "failed",
-                 "; ".join(f"{g.gate}={'ok' if g.passed else 'FAIL'}" for g in report.gates))
+        log.info(
+            "%s evaluated: %s (%s)",
+            model,
+            "passed" if report.passed else "failed",
+            "; ".join(f"{g.gate}={'ok' if g.passed else 'FAIL'}" for g in report.gates),
+        )
         return report
 
     # -- on demand ------------------------------------------------------------------
 
-    async def evaluate_on_demand(self, model: ModelKey, champion: ModelKey | None,
-                                 window: Window | None) -> Report:
-        report = await self.evaluate(model, champion=champion, window=window, resolve_champion=champion is None)
+    async def evaluate_on_demand(
+        self, model: ModelKey, champion: ModelKey | None, window: Window | None
+    ) -> Report:
+        report = await self.evaluate(
+            model, champion=champion, window=window, resolve_champion=champion is None
+        )
         return self._store.save(report)
 
     def get_report(self, report_id: str) -> Report:
@@ -134,8 +150,15 @@ class EvaluatorCore:
 
     # -- the evaluation -------------------------------------------------------------
 
-    async def evaluate(self, model: ModelKey, *, champion: ModelKey | None = None, window: Window | None = None,
-                       not_before: datetime | None = None, resolve_champion: bool = True) -> Report:
+    async def evaluate(
+        self,
+        model: ModelKey,
+        *,
+        champion: ModelKey | None = None,
+        window: Window | None = None,
+        not_before: datetime | None = None,
+        resolve_champion: bool = True,
+    ) -> Report:
         """Score ``model`` (and the champion) on ``window`` (default: the holdout) and gate it."""
         uc = self._usecase(model.use_case)
         training_set = await self._data.get_training_set(uc.name, window)
@@ -172,17 +195,27 @@ class EvaluatorCore:
         verdict = evaluate_gates(uc, candidate, champion_metrics, min_rows=self._options.min_holdout_rows)
         gates = list(verdict.gates)
         if champion_note:
-            gates.append(GateResult("champion", "", 0.0, 0.0, True, "",
-                                    f"skipped: champion {champion} {champion_note}"))
+            gates.append(
+                GateResult(
+                    "champion", "", 0.0, 0.0, True, "", f"skipped: champion {champion} {champion_note}"
+                )
+            )
         return Report(
-            report_id=report_id, model=model, passed=verdict.passed, gates=tuple(gates),
+            report_id=report_id,
+            model=model,
+            passed=verdict.passed,
+            gates=tuple(gates),
             candidate_metrics=_report_metrics(candidate),
-            dataset=DatasetVersion(uc.name, data_hash, training_set.uri), window=window,
+            dataset=DatasetVersion(uc.name, data_hash, training_set.uri),
+            window=window,
             created_at=self._clock(),
             champion=champion if champion_module is not None else None,
             champion_metrics=_report_metrics(champion_metrics) if champion_metrics else (),
-            slices={k: SliceMetrics(tuple(MetricPoint(n, v, SPLIT) for n, v in s.values.items()), s.rows)
-                    for k, s in candidate.slices.items()})
+            slices={
+                k: SliceMetrics(tuple(MetricPoint(n, v, SPLIT) for n, v in s.values.items()), s.rows)
+                for k, s in candidate.slices.items()
+            },
+        )
 
     @staticmethod
     def _load(data: bytes, uc: UseCase, what: str) -> Any:

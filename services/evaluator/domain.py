@@ -4,6 +4,7 @@ A :class:`Report` is what one evaluation found: the candidate's (and the champio
 metrics on the holdout, each gate's result and the verdict. :mod:`.convert` turns it
 into the ``EvaluationReport`` and ``ModelEvaluated`` messages at the edge.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -14,6 +14,7 @@ Gates, in order:
 A skipped gate passes; its message starts with ``skipped:`` so the report says so. An
 undefined metric (NaN: e.g. AUC on a holdout with one class) fails the gate that needs it.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,15 @@ def _skipped(gate: str, metric: str, threshold: float, comparator: str, why: str
 
 def holdout_size(rows: int, min_rows: int) -> GateResult:
     ok = rows >= min_rows
-    return GateResult("holdout_size", "rows", float(rows), float(min_rows), ok, ">=",
-                      f"{rows} labelled rows in the holdout" + ("" if ok else f", fewer than {min_rows}"))
+    return GateResult(
+        "holdout_size",
+        "rows",
+        float(rows),
+        float(min_rows),
+        ok,
+        ">=",
+        f"{rows} labelled rows in the holdout" + ("" if ok else f", fewer than {min_rows}"),
+    )
 
 
 def metric_floor(uc: UseCase, candidate: MetricSet) -> GateResult:
@@ -59,8 +67,11 @@ def metric_floor(uc: UseCase, candidate: MetricSet) -> GateResult:
     comparator = ">=" if uc.evaluation.higher_is_better else "<="
     value = candidate.values.get(metric, float("nan"))
     ok = _compare(value, floor, comparator)
-    message = (f"{metric} is undefined on the holdout" if math.isnan(value)
-               else f"{metric} {value:.4f} {comparator if ok else _negate(comparator)} floor {floor}")
+    message = (
+        f"{metric} is undefined on the holdout"
+        if math.isnan(value)
+        else f"{metric} {value:.4f} {comparator if ok else _negate(comparator)} floor {floor}"
+    )
     return GateResult("metric_floor", metric, value, floor, ok, comparator, message)
 
 
@@ -72,12 +83,16 @@ def no_regression(uc: UseCase, candidate: MetricSet, champion: MetricSet | None)
         return _skipped("no_regression", metric, threshold, comparator, "no champion (first version)")
     champ = champion.values.get(metric, float("nan"))
     if math.isnan(champ):
-        return _skipped("no_regression", metric, threshold, comparator,
-                        f"champion's {metric} is undefined on the holdout")
+        return _skipped(
+            "no_regression", metric, threshold, comparator, f"champion's {metric} is undefined on the holdout"
+        )
     value = candidate.values.get(metric, float("nan")) - champ
     ok = _compare(value, threshold, comparator)
-    message = (f"candidate {metric} is undefined on the holdout" if math.isnan(value)
-               else f"candidate − champion = {value:+.4f} ({comparator} {threshold:+.4f} to pass)")
+    message = (
+        f"candidate {metric} is undefined on the holdout"
+        if math.isnan(value)
+        else f"candidate − champion = {value:+.4f} ({comparator} {threshold:+.4f} to pass)"
+    )
     return GateResult("no_regression", metric, value, threshold, ok, comparator, message)
 
 
@@ -93,9 +108,16 @@ def fairness_gap(uc: UseCase, candidate: MetricSet) -> GateResult | None:
     allowance = _sampling_allowance(candidate)
     ok = _compare(candidate.parity_gap, fairness.max_gap + allowance, "<=")
     rates = ", ".join(f"{k}={v:.3f}" for k, v in sorted(candidate.parity_rates.items()))
-    return GateResult("fairness_gap", metric, candidate.parity_gap, fairness.max_gap, ok, "<=",
-                      f"gap {candidate.parity_gap:.4f} across {fairness.attribute} ({rates}); "
-                      f"sampling allowance {allowance:.4f}")
+    return GateResult(
+        "fairness_gap",
+        metric,
+        candidate.parity_gap,
+        fairness.max_gap,
+        ok,
+        "<=",
+        f"gap {candidate.parity_gap:.4f} across {fairness.attribute} ({rates}); "
+        f"sampling allowance {allowance:.4f}",
+    )
 
 
 # z of a one-sided 99% bound: the gate fails only when the gap is beyond max_gap by more
@@ -128,14 +150,25 @@ def calibration(uc: UseCase, candidate: MetricSet) -> GateResult | None:
         return _skipped("calibration", "ece", limit, "<=", "not defined for regression")
     value = float("nan") if candidate.ece is None else candidate.ece
     ok = _compare(value, limit, "<=")
-    return GateResult("calibration", "ece", value, limit, ok, "<=",
-                      "ece is undefined on the holdout" if math.isnan(value) else f"ece {value:.4f}")
+    return GateResult(
+        "calibration",
+        "ece",
+        value,
+        limit,
+        ok,
+        "<=",
+        "ece is undefined on the holdout" if math.isnan(value) else f"ece {value:.4f}",
+    )
 
 
-def evaluate_gates(uc: UseCase, candidate: MetricSet, champion: MetricSet | None, *,
-                   min_rows: int) -> Verdict:
-    gates = [holdout_size(candidate.rows, min_rows), metric_floor(uc, candidate),
-             no_regression(uc, candidate, champion)]
+def evaluate_gates(
+    uc: UseCase, candidate: MetricSet, champion: MetricSet | None, *, min_rows: int
+) -> Verdict:
+    gates = [
+        holdout_size(candidate.rows, min_rows),
+        metric_floor(uc, candidate),
+        no_regression(uc, candidate, champion),
+    ]
     gates += [g for g in (fairness_gap(uc, candidate), calibration(uc, candidate)) if g is not None]
     return Verdict(gates)
 

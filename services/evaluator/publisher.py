@@ -4,6 +4,7 @@ First recorded in the registry (which acts on it by the use case's promotion pol
 then published on Kafka (event id ``<report id>.evaluated``, key = use case). Both are
 idempotent by report id, so a replayed ``ModelTrained`` may safely do both again.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -19,13 +20,21 @@ from services.evaluator.domain import Report
 class EventSink(Protocol):
     """What :class:`libs.bus.EventPublisher` offers (tests pass a fake)."""
 
-    async def publish(self, topic: str, event: Message, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> Any: ...
+    async def publish(
+        self,
+        topic: str,
+        event: Message,
+        *,
+        use_case: str,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> Any: ...
 
 
 class EvaluatorPublisher:
-    def __init__(self, sink: EventSink, registry: EvaluationRegistry, *,
-                 evaluated_topic: str = topics.MODEL_EVALUATED) -> None:
+    def __init__(
+        self, sink: EventSink, registry: EvaluationRegistry, *, evaluated_topic: str = topics.MODEL_EVALUATED
+    ) -> None:
         self._sink = sink
         self._registry = registry
         self._evaluated_topic = evaluated_topic
@@ -34,5 +43,10 @@ class EvaluatorPublisher:
         evaluated = convert.evaluated_pb(report)
         use_case = report.model.use_case
         await self._registry.record_evaluation(evaluated)
-        await self._sink.publish(self._evaluated_topic, evaluated, use_case=use_case, key=use_case,
-                                 event_id=f"{report.report_id}.evaluated")
+        await self._sink.publish(
+            self._evaluated_topic,
+            evaluated,
+            use_case=use_case,
+            key=use_case,
+            event_id=f"{report.report_id}.evaluated",
+        )

@@ -1,4 +1,5 @@
 """Settings of the evaluator service (environment variables AIF_EVALUATOR_*)."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -15,8 +16,13 @@ from libs.settings import (
 )
 
 
-class EvaluatorSettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings, RegistryClientSettings,
-                        FeatureStoreClientSettings):
+class EvaluatorSettings(
+    UseCaseSourceSettings,
+    DatabaseSettings,
+    ConsumerSettings,
+    RegistryClientSettings,
+    FeatureStoreClientSettings,
+):
     """Reports live in ``database_url``; holdouts come from the feature store, artifacts
     from the registry, which records the verdicts (both called with ``service_token``)."""
 

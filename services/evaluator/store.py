@@ -6,6 +6,7 @@ looked up by; SQL through :class:`libs.sql.Database` (SQLite by default). The sc
 created and upgraded by the Alembic migrations in ``MIGRATIONS`` (:meth:`ReportStore.from_url`
 runs them); database errors leave as :mod:`libs.errors`.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,6 +51,7 @@ METADATA = _Base.metadata
 # -- the report as JSON ----------------------------------------------------------------
 # Non-finite floats (an undefined metric is NaN) as strings: PostgreSQL's JSON has no NaN.
 
+
 def _num(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
@@ -58,8 +60,9 @@ def _time(value: datetime) -> str:
     at = value.astimezone(UTC)
     # To the microsecond, as the report's protobuf Timestamp keeps it (a pandas Timestamp
     # would write nanoseconds).
-    return datetime(at.year, at.month, at.day, at.hour, at.minute, at.second, at.microsecond,
-                    tzinfo=UTC).isoformat()
+    return datetime(
+        at.year, at.month, at.day, at.hour, at.minute, at.second, at.microsecond, tzinfo=UTC
+    ).isoformat()
 
 
 def _key(key: ModelKey) -> dict[str, Any]:
@@ -76,36 +79,71 @@ def _metric_of(d: dict[str, Any]) -> MetricPoint:
 
 def report_json(report: Report) -> dict[str, Any]:
     return {
-        "report_id": report.report_id, "model": _key(report.model), "passed": report.passed,
-        "gates": [{"gate": g.gate, "metric": g.metric, "value": _num(g.value), "threshold": _num(g.threshold),
-                   "passed": g.passed, "comparator": g.comparator, "message": g.message} for g in report.gates],
+        "report_id": report.report_id,
+        "model": _key(report.model),
+        "passed": report.passed,
+        "gates": [
+            {
+                "gate": g.gate,
+                "metric": g.metric,
+                "value": _num(g.value),
+                "threshold": _num(g.threshold),
+                "passed": g.passed,
+                "comparator": g.comparator,
+                "message": g.message,
+            }
+            for g in report.gates
+        ],
         "candidate_metrics": [_metric(m) for m in report.candidate_metrics],
-        "dataset": {"use_case": report.dataset.use_case, "version": report.dataset.version,
-                    "uri": report.dataset.uri},
+        "dataset": {
+            "use_case": report.dataset.use_case,
+            "version": report.dataset.version,
+            "uri": report.dataset.uri,
+        },
         "window": {"start": _time(report.window.start), "end": _time(report.window.end)},
         "created_at": _time(report.created_at),
         "champion": _key(report.champion) if report.champion is not None else None,
         "champion_metrics": [_metric(m) for m in report.champion_metrics],
-        "slices": {k: {"metrics": [_metric(m) for m in s.metrics], "rows": s.rows} for k, s in report.slices.items()},
+        "slices": {
+            k: {"metrics": [_metric(m) for m in s.metrics], "rows": s.rows} for k, s in report.slices.items()
+        },
     }
 
 
 def report_from_json(d: dict[str, Any]) -> Report:
     return Report(
-        report_id=d["report_id"], model=ModelKey(**d["model"]), passed=d["passed"],
-        gates=tuple(GateResult(g["gate"], g["metric"], float(g["value"]), float(g["threshold"]), g["passed"],
-                               g["comparator"], g["message"]) for g in d["gates"]),
+        report_id=d["report_id"],
+        model=ModelKey(**d["model"]),
+        passed=d["passed"],
+        gates=tuple(
+            GateResult(
+                g["gate"],
+                g["metric"],
+                float(g["value"]),
+                float(g["threshold"]),
+                g["passed"],
+                g["comparator"],
+                g["message"],
+            )
+            for g in d["gates"]
+        ),
         candidate_metrics=tuple(_metric_of(m) for m in d["candidate_metrics"]),
         dataset=DatasetVersion(**d["dataset"]),
-        window=Window(datetime.fromisoformat(d["window"]["start"]), datetime.fromisoformat(d["window"]["end"])),
+        window=Window(
+            datetime.fromisoformat(d["window"]["start"]), datetime.fromisoformat(d["window"]["end"])
+        ),
         created_at=datetime.fromisoformat(d["created_at"]),
         champion=ModelKey(**d["champion"]) if d["champion"] is not None else None,
         champion_metrics=tuple(_metric_of(m) for m in d["champion_metrics"]),
-        slices={k: SliceMetrics(tuple(_metric_of(m) for m in s["metrics"]), s["rows"])
-                for k, s in d["slices"].items()})
+        slices={
+            k: SliceMetrics(tuple(_metric_of(m) for m in s["metrics"]), s["rows"])
+            for k, s in d["slices"].items()
+        },
+    )
 
 
 # -- the store -------------------------------------------------------------------------
+
 
 class ReportStore:
     """Reports in ``db`` (already migrated)."""
@@ -124,9 +162,15 @@ class ReportStore:
 
     def save(self, report: Report, *, trigger: str | None = None) -> Report:
         """Store ``report``; when its id or trigger is taken, return the stored one (idempotent)."""
-        row = _ReportRow(report_id=report.report_id, use_case=report.model.use_case,
-                         model_name=report.model.model_name, version=report.model.version, trigger=trigger,
-                         created_at=datetime.now(UTC).replace(tzinfo=None), document=report_json(report))
+        row = _ReportRow(
+            report_id=report.report_id,
+            use_case=report.model.use_case,
+            model_name=report.model.model_name,
+            version=report.model.version,
+            trigger=trigger,
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+            document=report_json(report),
+        )
         try:
             with translate(f"evaluation report {report.report_id!r}"), self._db.write() as session:
                 session.add(row)

@@ -1,4 +1,5 @@
 """``python -m services.featurestore``: run the featurestore service until SIGTERM."""
+
 from libs.runtime import run
 from services.featurestore.app import build
 from services.featurestore.settings import FeatureStoreSettings

@@ -3,6 +3,7 @@
 One process: the gRPC API (online features, training sets) and the stream processor
 (a faust app on the same asyncio loop) that keeps the features up to date.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,13 @@ def exit_on_fatal(exc: BaseException) -> None:
     os._exit(FATAL_EXIT)
 
 
-async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str], *, wait_for: str | None = None,
-                        timeout_s: float = 30.0) -> dict[str, int]:
+async def ensure_topics(
+    settings: FeatureStoreSettings,
+    names: Iterable[str],
+    *,
+    wait_for: str | None = None,
+    timeout_s: float = 30.0,
+) -> dict[str, int]:
     """Create the topics it reads and writes when missing, so the consumer group can join at once.
 
     Returns the partition count of each topic it could describe. A topic just created may
@@ -51,23 +57,31 @@ async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str], *,
     asked again until known or ``timeout_s`` passes (the stream's topology depends on it).
     """
     names = list(names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **KafkaSecurity.from_settings(settings).client_kwargs())
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **KafkaSecurity.from_settings(settings).client_kwargs()
+    )
     await admin.start()
     try:
         try:
             missing = set(names) - set(await admin.list_topics())
             if missing:
-                await admin.create_topics([NewTopic(n, num_partitions=settings.partitions, replication_factor=1)
-                                           for n in sorted(missing)])
+                await admin.create_topics(
+                    [
+                        NewTopic(n, num_partitions=settings.partitions, replication_factor=1)
+                        for n in sorted(missing)
+                    ]
+                )
         except Exception as exc:  # noqa: BLE001 - another process may have created them first
             log.warning("could not create topics %s: %s", sorted(names), exc)
         deadline = asyncio.get_running_loop().time() + timeout_s
         counts: dict[str, int] = {}
         while True:
             try:
-                counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)
-                          if not t.get("error_code") and t["partitions"]}
+                counts = {
+                    t["topic"]: len(t["partitions"])
+                    for t in await admin.describe_topics(names)
+                    if not t.get("error_code") and t["partitions"]
+                }
             except Exception as exc:  # noqa: BLE001 - asked again until the deadline
                 log.warning("could not describe topics %s: %s", sorted(names), exc)
             if wait_for is None or wait_for in counts or asyncio.get_running_loop().time() > deadline:
@@ -77,8 +91,12 @@ async def ensure_topics(settings: FeatureStoreSettings, names: Iterable[str], *,
         await admin.close()
 
 
-async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
-                on_fatal: Callable[[BaseException], None] = exit_on_fatal) -> Service:
+async def build(
+    settings: FeatureStoreSettings,
+    telemetry: Telemetry,
+    *,
+    on_fatal: Callable[[BaseException], None] = exit_on_fatal,
+) -> Service:
     """The gRPC API over the core and, with ``stream_enabled``, the stream processor as a
     background task of the service."""
     if settings.log_level != "DEBUG":
@@ -86,10 +104,17 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
             logging.getLogger(name).setLevel(logging.WARNING)
     usecases = load_for_service(settings.usecases_dir)
     core = await asyncio.to_thread(FeatureStoreCore.open, settings, usecases)
-    server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
-                       drain_seconds=settings.drain_seconds)
-    server.add_service(featurestore_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server,
-                       FeatureStoreServicer(core), SERVICE_NAME)
+    server = RpcServer(
+        settings.grpc_address,
+        telemetry,
+        security=server_security(settings),
+        drain_seconds=settings.drain_seconds,
+    )
+    server.add_service(
+        featurestore_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server,
+        FeatureStoreServicer(core),
+        SERVICE_NAME,
+    )
     service = Service(server)
 
     async def close_core() -> None:
@@ -97,10 +122,20 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
 
     service.closers.append(close_core)
     if settings.stream_enabled:
-        counts = await ensure_topics(settings, [t for t in (settings.records_topic, settings.feedback_topic,
-                                                            settings.dead_letter_topic,
-                                                            settings.features_written_topic) if t],
-                                    wait_for=settings.records_topic)
+        counts = await ensure_topics(
+            settings,
+            [
+                t
+                for t in (
+                    settings.records_topic,
+                    settings.feedback_topic,
+                    settings.dead_letter_topic,
+                    settings.features_written_topic,
+                )
+                if t
+            ],
+            wait_for=settings.records_topic,
+        )
         # Ingestion keys each record by <use_case>/<entity_id> with Kafka's default (murmur2)
         # partitioner, which faust's producer also uses: with as many partitions as the state
         # table, the records topic is already partitioned by entity and the repartition hop
@@ -111,16 +146,30 @@ async def build(settings: FeatureStoreSettings, telemetry: Telemetry, *,
             raise Unavailable(f"could not read the partition count of {settings.records_topic}")
         repartition = counts[settings.records_topic] != settings.partitions
         if repartition:
-            log.info("records topic %s has %s partitions, the state table %d: repartitioning by entity",
-                     settings.records_topic, counts.get(settings.records_topic, "unknown"), settings.partitions)
-        publisher = EventPublisher(settings.kafka_bootstrap, producer="featurestore",
-                                   security=KafkaSecurity.from_settings(settings))
+            log.info(
+                "records topic %s has %s partitions, the state table %d: repartitioning by entity",
+                settings.records_topic,
+                counts.get(settings.records_topic, "unknown"),
+                settings.partitions,
+            )
+        publisher = EventPublisher(
+            settings.kafka_bootstrap, producer="featurestore", security=KafkaSecurity.from_settings(settings)
+        )
         await publisher.start()
         service.closers.append(publisher.stop)
         # Records consumed where ingestion placed them must hash there (a batched record has no key).
-        processor = RecordProcessor(usecases, require_key=True, partitions=None if repartition else settings.partitions)
-        stream = FeatureStream(settings, processor, core.writer, publisher,
-                               datadir=str(core.layout.faust_dir), telemetry=telemetry, on_fatal=on_fatal,
-                               repartition=repartition)
+        processor = RecordProcessor(
+            usecases, require_key=True, partitions=None if repartition else settings.partitions
+        )
+        stream = FeatureStream(
+            settings,
+            processor,
+            core.writer,
+            publisher,
+            datadir=str(core.layout.faust_dir),
+            telemetry=telemetry,
+            on_fatal=on_fatal,
+            repartition=repartition,
+        )
         service.spawn("featurestore-stream", stream.run(), stop=stream.stop)
     return service

@@ -7,6 +7,7 @@ and dead-lettered, so one bad event never stops the stream; in a ``RecordAccepte
 each record is judged on its own and a bad one is dead-lettered alone, as a
 ``RecordAccepted`` of its own.
 """
+
 from __future__ import annotations
 
 import functools
@@ -75,13 +76,20 @@ def batch_member(item: Incoming, event: ingestion_events.RecordAccepted, index: 
     """Record ``index`` of a batch message as a message of its own (what gets dead-lettered)."""
     rec = event.record
     key = state_key(rec.use_case, rec.entity_id) if rec.use_case or rec.entity_id else None
-    return Incoming(item.topic, item.partition, item.offset, key, event.SerializeToString(),
-                    member_headers(item.headers, RECORD_ACCEPTED, index))
+    return Incoming(
+        item.topic,
+        item.partition,
+        item.offset,
+        key,
+        event.SerializeToString(),
+        member_headers(item.headers, RECORD_ACCEPTED, index),
+    )
 
 
 class RecordProcessor:
-    def __init__(self, usecases: Mapping[str, UseCase], *, require_key: bool = False,
-                 partitions: int | None = None) -> None:
+    def __init__(
+        self, usecases: Mapping[str, UseCase], *, require_key: bool = False, partitions: int | None = None
+    ) -> None:
         self.usecases = UseCases(usecases)
         # The stream relies on the message key for placement (partition = hash of the key):
         # a record without its entity's key may sit in a partition whose state is elsewhere.
@@ -103,8 +111,9 @@ class RecordProcessor:
         return out
 
     @staticmethod
-    def _guarded(item: Incoming | Callable[[], Incoming], out: BatchOutcome, apply: Callable[..., None],
-                 *args: Any) -> None:
+    def _guarded(
+        item: Incoming | Callable[[], Incoming], out: BatchOutcome, apply: Callable[..., None], *args: Any
+    ) -> None:
         """``apply(*args)``; a failure dead-letters ``item`` (built only then, when a callable) with its reason."""
         try:
             apply(*args)
@@ -125,15 +134,26 @@ class RecordProcessor:
             out.dead.append(Dead(item, exc.reason, exc.code))
             return
         for index, event in enumerate(batch.records):
-            self._guarded(functools.partial(batch_member, item, event, index), out,
-                          self._batched, item, event, load, out)
+            self._guarded(
+                functools.partial(batch_member, item, event, index),
+                out,
+                self._batched,
+                item,
+                event,
+                load,
+                out,
+            )
 
-    def _batched(self, item: Incoming, event: ingestion_events.RecordAccepted, load: StateLoader,
-                 out: BatchOutcome) -> None:
+    def _batched(
+        self, item: Incoming, event: ingestion_events.RecordAccepted, load: StateLoader, out: BatchOutcome
+    ) -> None:
         rec = record_in(event, self.usecases)
         if self.partitions is not None and partition_of(rec.state_key, self.partitions) != item.partition:
-            raise BadEvent("partition", f"record of {rec.state_key!r} is batched in partition {item.partition}, "
-                                        f"not in its own ({partition_of(rec.state_key, self.partitions)})")
+            raise BadEvent(
+                "partition",
+                f"record of {rec.state_key!r} is batched in partition {item.partition}, "
+                f"not in its own ({partition_of(rec.state_key, self.partitions)})",
+            )
         self._apply(rec, load, out)
 
     def _record(self, item: Incoming, headers: dict[str, str], load: StateLoader, out: BatchOutcome) -> None:
@@ -166,11 +186,23 @@ class RecordProcessor:
         if uc.evaluation.fairness is not None:
             raw = rec.fields.get(uc.evaluation.fairness.attribute)
             attribute = None if raw is None else str(raw)
-        out.rows.append(FeatureRow(uc.name, rec.entity_id, rec.event_time_us, rec.record_id, result.values,
-                                   result.newest, rec.dataset_version, rec.dataset_uri, attribute))
+        out.rows.append(
+            FeatureRow(
+                uc.name,
+                rec.entity_id,
+                rec.event_time_us,
+                rec.record_id,
+                result.values,
+                result.newest,
+                rec.dataset_version,
+                rec.dataset_uri,
+                attribute,
+            )
+        )
         if label is not None:
-            out.labels.append(LabelRow(uc.name, rec.entity_id, rec.event_time_us, label,
-                                       rec.event_time_us, rec.record_id))
+            out.labels.append(
+                LabelRow(uc.name, rec.entity_id, rec.event_time_us, label, rec.event_time_us, rec.record_id)
+            )
 
     def feedback(self, items: Sequence[Incoming]) -> BatchOutcome:
         """Turn a batch of FeedbackRecorded messages into labels."""
@@ -187,6 +219,9 @@ class RecordProcessor:
             if self.usecases[fb.use_case].label.arrives != "feedback":
                 out.skipped += 1
                 continue
-            out.labels.append(LabelRow(fb.use_case, fb.entity_id, fb.event_time_us, fb.outcome,
-                                       fb.observed_us, fb.record_id))
+            out.labels.append(
+                LabelRow(
+                    fb.use_case, fb.entity_id, fb.event_time_us, fb.outcome, fb.observed_us, fb.record_id
+                )
+            )
         return out

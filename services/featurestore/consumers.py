@@ -38,6 +38,7 @@ A failure that is not about one message (the online store or the disk is gone af
 ``write_attempts`` tries, the faust app crashed) is fatal: ``on_fatal`` exits the
 process so that its supervisor restarts it, and the restart resumes from the last commit.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -171,8 +172,12 @@ class BatchPipeline:
         self._last: asyncio.Task[None] | None = None
         self.stopping = False
 
-    async def submit(self, events: Sequence[Any], compute: Callable[[Sequence[Any]], BatchOutcome],
-                     finish: Callable[[BatchOutcome], Awaitable[None]]) -> None:
+    async def submit(
+        self,
+        events: Sequence[Any],
+        compute: Callable[[Sequence[Any]], BatchOutcome],
+        finish: Callable[[BatchOutcome], Awaitable[None]],
+    ) -> None:
         for event in events:
             event.message.incref()
         if self.stopping:
@@ -187,8 +192,13 @@ class BatchPipeline:
         if previous is not None:
             await asyncio.shield(previous)
 
-    async def _finish(self, previous: asyncio.Task[None] | None, out: BatchOutcome, events: Sequence[Any],
-                      finish: Callable[[BatchOutcome], Awaitable[None]]) -> None:
+    async def _finish(
+        self,
+        previous: asyncio.Task[None] | None,
+        out: BatchOutcome,
+        events: Sequence[Any],
+        finish: Callable[[BatchOutcome], Awaitable[None]],
+    ) -> None:
         if previous is not None:
             await asyncio.shield(previous)
         try:
@@ -210,9 +220,18 @@ class BatchPipeline:
 class FeatureStream:
     """The faust app and its two agents, wired to the writer, dead letters and events."""
 
-    def __init__(self, settings: FeatureStoreSettings, processor: RecordProcessor, writer: FeatureWriter,
-                 publisher: EventPublisher, *, datadir: str, telemetry: Telemetry,
-                 on_fatal: Callable[[BaseException], None], repartition: bool = True) -> None:
+    def __init__(
+        self,
+        settings: FeatureStoreSettings,
+        processor: RecordProcessor,
+        writer: FeatureWriter,
+        publisher: EventPublisher,
+        *,
+        datadir: str,
+        telemetry: Telemetry,
+        on_fatal: Callable[[BaseException], None],
+        repartition: bool = True,
+    ) -> None:
         self._settings = settings
         # Off when the records topic is already partitioned like the state table (by the
         # entity key, same partitioner, same count): records are then consumed as they are.
@@ -235,18 +254,31 @@ class FeatureStream:
         self._m_records = meter.create_counter("featurestore_records", description="records applied")
         self._m_dups = meter.create_counter("featurestore_duplicates", description="replayed records skipped")
         self._m_dead = meter.create_counter("featurestore_dead_letters", description="messages dead-lettered")
-        self._m_batch = meter.create_histogram("featurestore_batch_write_seconds", unit="s",
-                                               description="time to write one micro-batch")
-        self._refs = {name: [common_pb2.FeatureRef(use_case=name, feature_view=c.view, name=c.name,
-                                                   version=c.version) for c in feature_refs(uc)]
-                      for name, uc in processor.usecases.items()}
+        self._m_batch = meter.create_histogram(
+            "featurestore_batch_write_seconds", unit="s", description="time to write one micro-batch"
+        )
+        self._refs = {
+            name: [
+                common_pb2.FeatureRef(use_case=name, feature_view=c.view, name=c.name, version=c.version)
+                for c in feature_refs(uc)
+            ]
+            for name, uc in processor.usecases.items()
+        }
         brokers = [f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()]
         self.app = FeatureApp(
-            settings.app_id, broker=brokers, web_enabled=False, autodiscover=False,
-            store="memory://", datadir=datadir,
-            topic_partitions=settings.partitions, topic_replication_factor=1,
-            processing_guarantee="at_least_once", broker_commit_interval=settings.commit_interval_s,
-            consumer_auto_offset_reset="earliest", producer_acks=-1, table_standby_replicas=0,
+            settings.app_id,
+            broker=brokers,
+            web_enabled=False,
+            autodiscover=False,
+            store="memory://",
+            datadir=datadir,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            processing_guarantee="at_least_once",
+            broker_commit_interval=settings.commit_interval_s,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            table_standby_replicas=0,
             producer_linger=settings.producer_linger_ms / 1000,
             # Room for a whole micro-batch of forwards and changelog entries per partition:
             # with the default 16 kB, every few dozen sends wait for a produce round trip.
@@ -262,7 +294,8 @@ class FeatureStream:
             # restart): faust must not wait for them before its final commit.
             stream_wait_empty=False,
             # A restarted worker rejoins once its killed predecessor's session expires.
-            broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=settings.session_timeout_s / 4,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=settings.session_timeout_s / 4,
             broker_credentials=_credentials(KafkaSecurity.from_settings(settings)),
         )
         self._define()
@@ -277,18 +310,25 @@ class FeatureStream:
         # key_type=bytes: keys are stored raw (the very bytes group_by keyed the entity by);
         # values are plain JSON (EntityState.to_json()). A value_type faust cannot rebuild
         # (even ``dict``) makes its changelog recovery fail on every entry and never finish.
-        self.table = app.Table("entity-state", default=None, partitions=s.partitions, use_partitioner=True,
-                               key_type=bytes)
+        self.table = app.Table(
+            "entity-state", default=None, partitions=s.partitions, use_partitioner=True, key_type=bytes
+        )
         # Messages already dead-lettered (by event id, else content hash): a replay after a
         # crash must not dead-letter them again. Bad messages are rare; the table stays small.
-        self.dead = app.Table("dead-lettered", default=None, partitions=s.partitions, use_partitioner=True,
-                              key_type=bytes)
+        self.dead = app.Table(
+            "dead-lettered", default=None, partitions=s.partitions, use_partitioner=True, key_type=bytes
+        )
         within = s.batch_within_ms / 1000
 
         source = records
         if self.repartition:
-            source = app.topic(f"{s.app_id}-{s.records_topic}-entity-repartition", partitions=s.partitions,
-                               key_serializer="raw", value_serializer="raw", internal=True)
+            source = app.topic(
+                f"{s.app_id}-{s.records_topic}-entity-repartition",
+                partitions=s.partitions,
+                key_serializer="raw",
+                value_serializer="raw",
+                internal=True,
+            )
 
             async def split_records(stream: Any) -> None:
                 # Forwarded sends are flushed before the offsets of what was split are committed.
@@ -379,7 +419,7 @@ class FeatureStream:
                 if attempt == self._settings.write_attempts:
                     raise FatalError(f"writing a micro-batch failed {attempt} times: {exc!r}") from exc
                 log.warning("micro-batch write failed (attempt %d): %r; retrying", attempt, exc)
-                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
 
     def _features_written(self, rows: list[FeatureRow]) -> list[Outgoing]:
         by_uc: dict[str, list[FeatureRow]] = {}
@@ -390,7 +430,9 @@ class FeatureStream:
             event = convert.features_written(name, group, self._refs[name])
             # Same records → same event id: a replayed batch is recognisably the same event.
             event_id = hashlib.sha256("\n".join(r.record_id for r in group).encode()).hexdigest()[:32]
-            out.append(Outgoing(self._settings.features_written_topic, event, name, key=name, event_id=event_id))
+            out.append(
+                Outgoing(self._settings.features_written_topic, event, name, key=name, event_id=event_id)
+            )
         return out
 
     async def run(self) -> None:
@@ -424,7 +466,9 @@ def _credentials(security: KafkaSecurity) -> Any:
     if security.protocol == "PLAINTEXT":
         return None
     kwargs = security.client_kwargs()
-    return faust.SASLCredentials(username=security.username, password=security.password,
-                                 mechanism=security.mechanism, ssl_context=kwargs.get("ssl_context"))
-
-
+    return faust.SASLCredentials(
+        username=security.username,
+        password=security.password,
+        mechanism=security.mechanism,
+        ssl_context=kwargs.get("ssl_context"),
+    )

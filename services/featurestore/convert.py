@@ -8,6 +8,7 @@ the reason the dead-letter record will carry. ``features_written`` builds the ev
 published after each micro-batch; ``online_reply`` and ``training_set_reply`` the gRPC
 answers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,9 +102,15 @@ def record_in(event: ingestion_events.RecordAccepted, usecases: UseCases) -> Rec
         raise BadEvent("record_id", "record.record_id: missing")
     if not rec.HasField("event_time"):
         raise BadEvent("event_time", "record.event_time: missing")
-    return RecordIn(rec.use_case, rec.entity_id, _timestamp_us(rec.event_time), rec.record_id,
-                    {k: from_value(v) for k, v in rec.fields.items()},
-                    event.dataset.version, event.dataset.uri)
+    return RecordIn(
+        rec.use_case,
+        rec.entity_id,
+        _timestamp_us(rec.event_time),
+        rec.record_id,
+        {k: from_value(v) for k, v in rec.fields.items()},
+        event.dataset.version,
+        event.dataset.uri,
+    )
 
 
 def decode_feedback(value: bytes | None, headers: dict[str, str], usecases: UseCases) -> FeedbackIn:
@@ -125,8 +132,14 @@ def decode_feedback(value: bytes | None, headers: dict[str, str], usecases: UseC
         outcome = coerce_label(uc, from_value(event.outcome))
     except ValueError as exc:
         raise BadEvent("outcome", f"outcome: {exc}") from None
-    return FeedbackIn(uc.name, event.entity_id, _timestamp_us(event.event_time), event.record_id,
-                      outcome, _timestamp_us(observed))
+    return FeedbackIn(
+        uc.name,
+        event.entity_id,
+        _timestamp_us(event.event_time),
+        event.record_id,
+        outcome,
+        _timestamp_us(observed),
+    )
 
 
 # -- Kafka events out ---------------------------------------------------------------------
@@ -138,23 +151,31 @@ def timestamp(us: int) -> Timestamp:
     return ts
 
 
-def features_written(use_case: str, rows: Sequence[FeatureRow],
-                     refs: Sequence[common_pb2.FeatureRef]) -> featurestore_events.FeaturesWritten:
+def features_written(
+    use_case: str, rows: Sequence[FeatureRow], refs: Sequence[common_pb2.FeatureRef]
+) -> featurestore_events.FeaturesWritten:
     """What one micro-batch wrote for one use case (``rows`` all of it, none empty)."""
     lo, hi = min(r.event_time_us for r in rows), max(r.event_time_us for r in rows)
     written = Timestamp()
     written.GetCurrentTime()
     return featurestore_events.FeaturesWritten(
-        use_case=use_case, entity_ids=sorted({r.entity_id for r in rows}), features=refs,
-        row_count=len(rows), record_ids=[r.record_id for r in rows], written_at=written,
-        event_time_range=common_pb2.TimeRange(start=timestamp(lo), end=timestamp(hi + 1)))
+        use_case=use_case,
+        entity_ids=sorted({r.entity_id for r in rows}),
+        features=refs,
+        row_count=len(rows),
+        record_ids=[r.record_id for r in rows],
+        written_at=written,
+        event_time_range=common_pb2.TimeRange(start=timestamp(lo), end=timestamp(hi + 1)),
+    )
 
 
 # -- gRPC ---------------------------------------------------------------------------------
 
 
 def _value(number: float | None) -> common_pb2.Value:
-    return common_pb2.Value(null_value=NULL_VALUE) if number is None else common_pb2.Value(double_value=number)
+    return (
+        common_pb2.Value(null_value=NULL_VALUE) if number is None else common_pb2.Value(double_value=number)
+    )
 
 
 def _datetime(ts: Any) -> datetime:
@@ -169,8 +190,11 @@ def time_range(request: pb.GetTrainingSetRequest, uc: UseCase) -> tuple[datetime
     tr = request.time_range
     end = _datetime(tr.end) if request.HasField("time_range") and tr.HasField("end") else datetime.now(UTC)
     try:
-        start = (_datetime(tr.start) if request.HasField("time_range") and tr.HasField("start")
-                 else end - uc.training.window)
+        start = (
+            _datetime(tr.start)
+            if request.HasField("time_range") and tr.HasField("start")
+            else end - uc.training.window
+        )
     except OverflowError:  # an end near year 1 minus the training window
         raise InvalidArgument("time_range", "end is too early for the training window") from None
     if start >= end:
@@ -178,12 +202,17 @@ def time_range(request: pb.GetTrainingSetRequest, uc: UseCase) -> tuple[datetime
     return start, end
 
 
-def online_reply(uc: UseCase, columns: Sequence[str], rows: Sequence[OnlineRow]) -> pb.GetOnlineFeaturesResponse:
+def online_reply(
+    uc: UseCase, columns: Sequence[str], rows: Sequence[OnlineRow]
+) -> pb.GetOnlineFeaturesResponse:
     versions = feature_versions(uc)
     row_versions = {c: versions[c] for c in columns}
     reply = pb.GetOnlineFeaturesResponse(
-        features=[common_pb2.FeatureRef(use_case=uc.name, feature_view=uc.name, name=c, version=versions[c])
-                  for c in columns])
+        features=[
+            common_pb2.FeatureRef(use_case=uc.name, feature_view=uc.name, name=c, version=versions[c])
+            for c in columns
+        ]
+    )
     for row in rows:
         out = reply.rows.add(entity_id=row.entity_id, found=row.found, record_id=row.record_id)
         for c in columns:
@@ -196,7 +225,14 @@ def online_reply(uc: UseCase, columns: Sequence[str], rows: Sequence[OnlineRow])
 
 def training_set_reply(uc: UseCase, ts: TrainingSet) -> pb.GetTrainingSetResponse:
     return pb.GetTrainingSetResponse(
-        uri=ts.uri, format=ts.format, row_count=ts.row_count, content_hash=ts.content_hash, label=ts.label,
+        uri=ts.uri,
+        format=ts.format,
+        row_count=ts.row_count,
+        content_hash=ts.content_hash,
+        label=ts.label,
         datasets=[common_pb2.DatasetRef(use_case=uc.name, version=v, uri=u) for v, u in ts.datasets],
-        features=[common_pb2.FeatureRef(use_case=uc.name, feature_view=c.view, name=c.name, version=c.version)
-                  for c in ts.features])
+        features=[
+            common_pb2.FeatureRef(use_case=uc.name, feature_view=c.view, name=c.name, version=c.version)
+            for c in ts.features
+        ],
+    )

@@ -6,6 +6,7 @@
 
 Both calls block (Feast is synchronous): from async code run them in a thread.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,13 +42,19 @@ class FeatureStoreCore:
     feast: Any
 
     @classmethod
-    def open(cls, settings: FeatureStoreSettings,
-             specs: Mapping[str, UseCase] | None = None) -> FeatureStoreCore:
+    def open(
+        cls, settings: FeatureStoreSettings, specs: Mapping[str, UseCase] | None = None
+    ) -> FeatureStoreCore:
         """Generate the Feast repo from the specs, apply it, open the offline datasets."""
         usecases = UseCases(specs) if specs is not None else load_default(settings.usecases_dir)
         layout = Layout(settings.feast_repo.resolve(), settings.data_dir.resolve())
-        feast_repo.generate(layout, usecases, project=settings.feast_project,
-                            online_store=settings.online_store, redis_url=settings.redis_url)
+        feast_repo.generate(
+            layout,
+            usecases,
+            project=settings.feast_project,
+            online_store=settings.online_store,
+            redis_url=settings.redis_url,
+        )
         # Two stores: the writer's and the readers' each hold their own online-store connection.
         write_store = feast_repo.open_store(layout, apply=True)
         read_store: Any = feast_repo.open_store(layout)
@@ -57,22 +64,28 @@ class FeatureStoreCore:
             online.start()
         else:
             online = InProcessWriter(write_store)
-        writer = FeatureWriter(layout, usecases, write_store, compact_at=settings.compact_files, online=online)
+        writer = FeatureWriter(
+            layout, usecases, write_store, compact_at=settings.compact_files, online=online
+        )
         training = TrainingSetBuilder(layout, read_store, writer.features, writer.labels)
-        log.info("feature store ready: %s (online store %s)", ", ".join(sorted(usecases)), settings.online_store)
+        log.info(
+            "feature store ready: %s (online store %s)", ", ".join(sorted(usecases)), settings.online_store
+        )
         return cls(usecases, layout, writer, OnlineReader(read_store), training, read_store)
 
     def close(self) -> None:
         self.writer.online.close()
 
-    def online(self, use_case: str, entity_ids: Sequence[str],
-               feature_names: Sequence[str] = ()) -> tuple[UseCase, list[str], list[OnlineRow]]:
+    def online(
+        self, use_case: str, entity_ids: Sequence[str], feature_names: Sequence[str] = ()
+    ) -> tuple[UseCase, list[str], list[OnlineRow]]:
         uc = self.usecases.require(use_case)
         columns = self.reader.columns(uc, feature_names)
         return uc, columns, self.reader.read(uc, entity_ids, columns)
 
-    def training_set(self, use_case: str, start: datetime, end: datetime,
-                     feature_names: Sequence[str] = ()) -> TrainingSet:
+    def training_set(
+        self, use_case: str, start: datetime, end: datetime, feature_names: Sequence[str] = ()
+    ) -> TrainingSet:
         uc = self.usecases.require(use_case)
         columns = self.reader.columns(uc, feature_names)
         for attempt in range(TRAINING_SET_ATTEMPTS):
@@ -82,7 +95,8 @@ class FeatureStoreCore:
                 # The offline writer compacts small parquet files: a file listed by Feast's
                 # reader can be gone when it is opened. A second look sees the compacted one.
                 if attempt == TRAINING_SET_ATTEMPTS - 1:
-                    raise Unavailable(f"training set for {use_case}: offline files kept changing "
-                                      "while being read") from None
+                    raise Unavailable(
+                        f"training set for {use_case}: offline files kept changing while being read"
+                    ) from None
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")

@@ -2,6 +2,7 @@
 
 No protobuf here: :mod:`services.featurestore.convert` turns Kafka events into these.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

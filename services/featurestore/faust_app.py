@@ -12,6 +12,7 @@ And one speed-up: faust hands each fetched message to its streams through
 ``asyncio.wait`` per message — a fifth of the service's CPU at a few thousand records/s.
 When delivering cannot block (see ``wait_first`` below) the message is delivered directly.
 """
+
 from __future__ import annotations
 
 import asyncio

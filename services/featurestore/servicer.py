@@ -1,4 +1,5 @@
 """gRPC servicer of the featurestore service: protobuf in and out, the core in between."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,22 +22,34 @@ class FeatureStoreServicer(featurestore_service_pb2_grpc.FeatureStoreServiceServ
     def __init__(self, core: FeatureStoreCore) -> None:
         self._core = core
 
-    async def GetOnlineFeatures(self, request: pb.GetOnlineFeaturesRequest, context: Any) -> pb.GetOnlineFeaturesResponse:
+    async def GetOnlineFeatures(
+        self, request: pb.GetOnlineFeaturesRequest, context: Any
+    ) -> pb.GetOnlineFeaturesResponse:
         ids = list(request.entity_ids)
         if len(ids) > MAX_ENTITIES:
             raise InvalidArgument("entity_ids", f"at most {MAX_ENTITIES} entities per call, got {len(ids)}")
         for i, e in enumerate(ids):
             if not e:
                 raise InvalidArgument(f"entity_ids[{i}]", "empty entity id")
-        uc, columns, rows = await asyncio.to_thread(self._core.online, request.use_case, ids,
-                                                    list(request.feature_names))
+        uc, columns, rows = await asyncio.to_thread(
+            self._core.online, request.use_case, ids, list(request.feature_names)
+        )
         return convert.online_reply(uc, columns, rows)
 
-    async def GetTrainingSet(self, request: pb.GetTrainingSetRequest, context: Any) -> pb.GetTrainingSetResponse:
+    async def GetTrainingSet(
+        self, request: pb.GetTrainingSetRequest, context: Any
+    ) -> pb.GetTrainingSetResponse:
         uc = self._core.usecases.require(request.use_case)
         start, end = convert.time_range(request, uc)
         who = current_principal.get()
-        log.info("training set for %s [%s, %s) requested by %s", uc.name, start.isoformat(), end.isoformat(),
-                 getattr(who, "subject", "?"))
-        ts = await asyncio.to_thread(self._core.training_set, uc.name, start, end, list(request.feature_names))
+        log.info(
+            "training set for %s [%s, %s) requested by %s",
+            uc.name,
+            start.isoformat(),
+            end.isoformat(),
+            getattr(who, "subject", "?"),
+        )
+        ts = await asyncio.to_thread(
+            self._core.training_set, uc.name, start, end, list(request.feature_names)
+        )
         return convert.training_set_reply(uc, ts)

@@ -1,4 +1,5 @@
 """Settings of the featurestore service (environment variables AIF_FEATURESTORE_*)."""
+
 from __future__ import annotations
 
 from pathlib import Path

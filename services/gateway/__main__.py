@@ -1,4 +1,5 @@
 """``python -m services.gateway``: run the gateway service until SIGTERM."""
+
 from libs.runtime import run
 from services.gateway.app import build
 from services.gateway.settings import GatewaySettings

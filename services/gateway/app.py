@@ -11,6 +11,7 @@ the beginning; each alias keeps its newest change, so replayed history is harmle
 then ask the registry for the current aliases (retried in the background while it is
 unreachable), then load the champions in Triton.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -98,44 +99,81 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     token = settings.service_token.get_secret_value() or None
     kafka_security = KafkaSecurity.from_settings(settings)
 
-    triton = Triton(settings.triton_url, infer_timeout_s=settings.infer_timeout_s,
-                    health_interval_s=settings.health_interval_s, coalesce_inflight=settings.coalesce_inflight,
-                    coalesce_max_rows=settings.coalesce_max_rows)
+    triton = Triton(
+        settings.triton_url,
+        infer_timeout_s=settings.infer_timeout_s,
+        health_interval_s=settings.health_interval_s,
+        coalesce_inflight=settings.coalesce_inflight,
+        coalesce_max_rows=settings.coalesce_max_rows,
+    )
     book = AliasBook()
     configs = ConfigSource(triton, settings.triton_model_repository, settings.triton_config_variant)
-    models = ModelManager(usecases, book, triton, configs, warmup_requests=settings.warmup_requests,
-                          retire_grace_s=settings.retire_grace_s, load_timeout_s=settings.load_timeout_s)
+    models = ModelManager(
+        usecases,
+        book,
+        triton,
+        configs,
+        warmup_requests=settings.warmup_requests,
+        retire_grace_s=settings.retire_grace_s,
+        load_timeout_s=settings.load_timeout_s,
+    )
     schemas = {name: served.schema for name, served in models.served.items()}
 
     publisher = EventPublisher(settings.kafka_bootstrap, producer="gateway", security=kafka_security)
     await publisher.start()
     bulk = BulkPublisher(settings.kafka_bootstrap, "gateway", **kafka_security.client_kwargs())
     await bulk.start()
-    predlog = PredictionLog(bulk, settings.predictions_topic, usecases, schemas,
-                            salt=settings.privacy_salt.get_secret_value(), capacity=settings.predlog_capacity,
-                            batch=settings.predlog_batch, flush_ms=settings.predlog_flush_ms,
-                            meter=telemetry.meter)
+    predlog = PredictionLog(
+        bulk,
+        settings.predictions_topic,
+        usecases,
+        schemas,
+        salt=settings.privacy_salt.get_secret_value(),
+        capacity=settings.predlog_capacity,
+        batch=settings.predlog_batch,
+        flush_ms=settings.predlog_flush_ms,
+        meter=telemetry.meter,
+    )
     predlog.start()
     recent = RecentPredictions()
     fs_channel = grpc.aio.insecure_channel(settings.featurestore_target)
-    plane = DataPlane(models, triton, GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
-                      predlog, recent, log_oip=settings.predlog_oip)
+    plane = DataPlane(
+        models,
+        triton,
+        GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
+        predlog,
+        recent,
+        log_oip=settings.predlog_oip,
+    )
     servicer = GatewayServicer(plane, FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent))
-    server = RpcServer(settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds)
+    server = RpcServer(
+        settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds
+    )
     server.add_service(gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server, servicer, SERVICE_NAME)
 
     # Aliases: the event stream first, so nothing between the registry's answer and the
     # consumer's start is missed; then the registry (or static settings).
     consumer = EventConsumer(
-        settings.kafka_bootstrap, f"gateway-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        settings.kafka_bootstrap,
+        f"gateway-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         {settings.model_promoted_topic: [registry_events.AliasChanged]},
-        alias_events_handler(book, usecases), DeadLetters(publisher, settings.dead_letter_topic),
-        auto_offset_reset="earliest", security=kafka_security)
+        alias_events_handler(book, usecases),
+        DeadLetters(publisher, settings.dead_letter_topic),
+        auto_offset_reset="earliest",
+        security=kafka_security,
+    )
     service = Gateway(server, models=models, predlog=predlog, triton=triton, book=book)
     # Closed in reverse order: intake first (registered below), then the shadow calls, the
     # log's last flush, and the clients.
-    service.closers += [triton.close, models.close, publisher.stop, bulk.stop, predlog.close, fs_channel.close,
-                        plane.close]
+    service.closers += [
+        triton.close,
+        models.close,
+        publisher.stop,
+        bulk.stop,
+        predlog.close,
+        fs_channel.close,
+        plane.close,
+    ]
     service.spawn("alias-events", consumer.run(), stop=consumer.stop)
     directories: list[ModelDirectory] = []
     if settings.static_aliases:
@@ -145,24 +183,38 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         registry_channel = insecure_channel(settings.registry_target, token=token)
         service.closers.append(registry_channel.close)
         directories.append(RegistryDirectory(registry_channel))
-    bootstraps = [service.spawn(f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)))
-                  for d in directories]
+    bootstraps = [
+        service.spawn(f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)))
+        for d in directories
+    ]
 
     oip = None
     address = settings.oip_address
     if address is not None:
-        oip_auth = None if settings.auth_mode == "off" else OipAuth(security.authenticator, security.authorizer)
+        oip_auth = (
+            None if settings.auth_mode == "off" else OipAuth(security.authenticator, security.authorizer)
+        )
         oip = OipServicer(plane, models, triton, oip_auth)
-        oip_server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                              ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                                              ("grpc.so_reuseport", 0)])
+        oip_server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         oip.register(oip_server)
         tls = security.tls
         if tls is None:
             service.oip_port = oip_server.add_insecure_port(address)
         else:
-            service.oip_port = oip_server.add_secure_port(address, grpc.ssl_server_credentials(
-                [(tls.key, tls.cert)], root_certificates=tls.client_ca, require_client_auth=tls.client_ca is not None))
+            service.oip_port = oip_server.add_secure_port(
+                address,
+                grpc.ssl_server_credentials(
+                    [(tls.key, tls.cert)],
+                    root_certificates=tls.client_ca,
+                    require_client_auth=tls.client_ca is not None,
+                ),
+            )
         if not service.oip_port:
             raise ConfigError(f"cannot listen on {address} (AIF_GATEWAY_OIP_PORT): address in use or invalid")
         await oip_server.start()
@@ -177,4 +229,3 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     if not await models.wait_idle(min(settings.load_timeout_s, 30.0)):
         log.warning("models still loading; serving what is ready")
     return service
-

@@ -3,6 +3,7 @@
 The caller must hold ``predictions.request`` in the model's use case. A verified token
 is remembered for a few seconds, so the hot path does not verify a signature per call.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,9 @@ class OipAuth:
             principal = self._authn.authenticate(method, {"authorization": token} if token else {})
         except AifError as exc:
             # The caller learns no more than this; the reason stays for logs and metrics.
-            raise Unauthenticated("missing or invalid credentials",
-                                  reason=getattr(exc, "reason", "unauthenticated")) from None
+            raise Unauthenticated(
+                "missing or invalid credentials", reason=getattr(exc, "reason", "unauthenticated")
+            ) from None
         if token:
             if len(self._cache) > 10_000:
                 self._cache.clear()

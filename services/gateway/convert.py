@@ -1,4 +1,5 @@
 """Business API protobuf ⇄ the data plane's inputs and answers."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -26,8 +27,15 @@ def to_predictions(answers: Predictions, entity_ids: Iterable[str]) -> list[pb.P
             out.append(pb.Prediction(entity_id=entity_id, error=result))
             continue
         primary, named = outputs(result.output)
-        out.append(pb.Prediction(
-            prediction_id=result.prediction_id, entity_id=entity_id, output=to_value(primary),
-            outputs={k: to_value(v) for k, v in named.items()},
-            model=common_pb2.ModelRef(use_case=answers.use_case, model_name=answers.model, version=result.version)))
+        out.append(
+            pb.Prediction(
+                prediction_id=result.prediction_id,
+                entity_id=entity_id,
+                output=to_value(primary),
+                outputs={k: to_value(v) for k, v in named.items()},
+                model=common_pb2.ModelRef(
+                    use_case=answers.use_case, model_name=answers.model, version=result.version
+                ),
+            )
+        )
     return out

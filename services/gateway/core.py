@@ -14,6 +14,7 @@ no tensor decoded or re-encoded). Each then goes the same way:
 - log the prediction (off the reply path), and score the shadow version in the
   background, its answer logged with ``shadow=true`` and never returned.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,8 +69,16 @@ class Predictions:
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager, triton: Triton, features: FeatureSource,
-                 predlog: PredictionLog | None, recent: RecentPredictions, *, log_oip: bool = True) -> None:
+    def __init__(
+        self,
+        models: ModelManager,
+        triton: Triton,
+        features: FeatureSource,
+        predlog: PredictionLog | None,
+        recent: RecentPredictions,
+        *,
+        log_oip: bool = True,
+    ) -> None:
         self._models = models
         self._triton = triton
         self._features = features
@@ -81,8 +90,9 @@ class DataPlane:
 
     # -- the business API ---------------------------------------------------------------
 
-    async def predict(self, use_case: str, inputs: Sequence[Input], traceparent: str = "", *,
-                      batch: bool) -> Predictions:
+    async def predict(
+        self, use_case: str, inputs: Sequence[Input], traceparent: str = "", *, batch: bool
+    ) -> Predictions:
         """Features → rows → :meth:`score`. A bad input fails the call, or in a ``batch``
         only its own answer (named ``inputs[i].…``)."""
         if batch and not inputs:
@@ -111,8 +121,9 @@ class DataPlane:
         return Predictions(use_case, served.model, schema, results)
 
     @staticmethod
-    def _row(use_case: str, schema: InputSchema, item: Input, fetched: Mapping[str, FeatureRow | None],
-             where: str) -> np.ndarray:
+    def _row(
+        use_case: str, schema: InputSchema, item: Input, fetched: Mapping[str, FeatureRow | None], where: str
+    ) -> np.ndarray:
         online = None
         if item.entity_id and item.entity_id in fetched:
             online = fetched[item.entity_id]
@@ -122,16 +133,20 @@ class DataPlane:
             raise InvalidArgument(f"{where}entity_id", "give an entity id or inline features")
         return schema.row(schema.merge(online, item.features), field=f"{where}features")
 
-    async def _fetch(self, use_case: str, schema: InputSchema,
-                     inputs: Sequence[Input]) -> Mapping[str, FeatureRow | None]:
+    async def _fetch(
+        self, use_case: str, schema: InputSchema, inputs: Sequence[Input]
+    ) -> Mapping[str, FeatureRow | None]:
         """Online features of the entities whose inline features are not complete."""
-        ids = list(dict.fromkeys(i.entity_id for i in inputs if i.entity_id and not schema.complete(i.features)))
+        ids = list(
+            dict.fromkeys(i.entity_id for i in inputs if i.entity_id and not schema.complete(i.features))
+        )
         if not ids:
             return {}
         return dict(zip(ids, await self._features.fetch(use_case, ids), strict=True))
 
-    async def score(self, use_case: str, rows: np.ndarray, entity_ids: Sequence[str],
-                    traceparent: str = "") -> list[Scored]:
+    async def score(
+        self, use_case: str, rows: np.ndarray, entity_ids: Sequence[str], traceparent: str = ""
+    ) -> list[Scored]:
         """Scores ``rows`` (float32 [n, width]); ``entity_ids[i]`` ("" if none) routes row i."""
         started = time.perf_counter_ns()
         at = time.time()
@@ -145,8 +160,12 @@ class DataPlane:
                 (route,) = groups
                 parts = [await self._call(served, route, partial(self._rows, served, rows))]
             else:
-                parts = await asyncio.gather(*(self._call(served, route, partial(self._rows, served, rows[idx]))
-                                               for route, idx in groups.items()))
+                parts = await asyncio.gather(
+                    *(
+                        self._call(served, route, partial(self._rows, served, rows[idx]))
+                        for route, idx in groups.items()
+                    )
+                )
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, "features") from None
         results: list[Scored | None] = [None] * len(entity_ids)
@@ -154,9 +173,21 @@ class DataPlane:
             for k, i in enumerate(idx):
                 results[i] = Scored(ids[i], version, alias, output.values[k])
             whole = len(idx) == len(ids)  # one route covers every row: no copies
-            self._logged(self._predlog, served, version, alias, ids if whole else [ids[i] for i in idx],
-                         entity_ids if whole else [entity_ids[i] for i in idx], rows if whole else rows[idx],
-                         output.values, None, started, traceparent, at, route.shadow_version)
+            self._logged(
+                self._predlog,
+                served,
+                version,
+                alias,
+                ids if whole else [ids[i] for i in idx],
+                entity_ids if whole else [entity_ids[i] for i in idx],
+                rows if whole else rows[idx],
+                output.values,
+                None,
+                started,
+                traceparent,
+                at,
+                route.shadow_version,
+            )
         for pid, entity in zip(ids, entity_ids, strict=True):
             self._recent.add(pid, use_case, entity, at)
         return [r for r in results if r is not None]
@@ -165,9 +196,12 @@ class DataPlane:
         """One Triton call per ``max_batch`` rows (all at once, coalesced with others' rows)."""
         data = np.ascontiguousarray(rows, dtype=np.float32)
         step = served.max_batch
-        calls = [self._triton.submit(served.model, str(version), Rows(chunk.tobytes(), len(chunk)),
-                                     served.schema.width, step)
-                 for chunk in (data[i:i + step] for i in range(0, len(data), step))]
+        calls = [
+            self._triton.submit(
+                served.model, str(version), Rows(chunk.tobytes(), len(chunk)), served.schema.width, step
+            )
+            for chunk in (data[i : i + step] for i in range(0, len(data), step))
+        ]
         # One call (the usual case) is awaited in place: gather would make a task of it.
         parts = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         if len(parts) == 1:
@@ -198,34 +232,65 @@ class DataPlane:
         data = msg.raw_input_contents[0] if mergeable else None
         try:
             reply, version, alias = await self._call(
-                served, route, partial(self._forward, served, request, not pinned, data, rows, pid))
+                served, route, partial(self._forward, served, request, not pinned, data, rows, pid)
+            )
         except grpc.aio.AioRpcError as exc:  # Triton's own error, passed on with its code
             raise StatusError(exc.code(), exc.details() or exc.code().name) from None
         if self._oip_log is not None:
             ids = [pid] if rows == 1 else [f"{pid}/{i}" for i in range(rows)]
-            self._logged(self._oip_log, served, version, alias, ids, (), rows_bytes(msg), None, reply, started,
-                         traceparent, time.time(), route.shadow_version)
+            self._logged(
+                self._oip_log,
+                served,
+                version,
+                alias,
+                ids,
+                (),
+                rows_bytes(msg),
+                None,
+                reply,
+                started,
+                traceparent,
+                time.time(),
+                route.shadow_version,
+            )
         return reply
 
     @staticmethod
     def _pinned(served: Served, routing: Routing, pinned: str) -> Route:
         if not pinned.isdigit() or int(pinned) not in routing.versions:
-            raise NotFound(f"model {served.use_case!r} version {pinned} is not served "
-                           f"(serving {sorted(routing.versions)})")
+            raise NotFound(
+                f"model {served.use_case!r} version {pinned} is not served "
+                f"(serving {sorted(routing.versions)})"
+            )
         return Route(int(pinned), PINNED)
 
-    def _forward(self, served: Served, request: bytes, versioned: bool, data: bytes | None, rows: int,
-                 pid: str, version: int) -> Awaitable[bytes]:
+    def _forward(
+        self,
+        served: Served,
+        request: bytes,
+        versioned: bool,
+        data: bytes | None,
+        rows: int,
+        pid: str,
+        version: int,
+    ) -> Awaitable[bytes]:
         if versioned:
             request += encode_field(VERSION_TAG, str(version).encode())
         if data is not None:  # rows that may be coalesced with other requests' rows
-            return self._triton.submit(served.model, str(version), Rows(data, rows, request, pid),
-                                       served.schema.width, served.max_batch)  # type: ignore[no-any-return]
+            return self._triton.submit(
+                served.model,
+                str(version),
+                Rows(data, rows, request, pid),
+                served.schema.width,
+                served.max_batch,
+            )  # type: ignore[no-any-return]
         return self._triton.infer_raw(request, served.model)
 
     # -- shared -------------------------------------------------------------------------
 
-    async def _call(self, served: Served, route: Route, send: Callable[[int], Awaitable[T]]) -> tuple[T, int, str]:
+    async def _call(
+        self, served: Served, route: Route, send: Callable[[int], Awaitable[T]]
+    ) -> tuple[T, int, str]:
         """``send(version)`` on the route's version, counted in flight; the answer, with the
         version and alias that gave it. Raises Triton's errors as they came."""
         version, alias = route.version, route.alias
@@ -237,8 +302,13 @@ class DataPlane:
                 return await send(version), version, alias
             except grpc.aio.AioRpcError as exc:
                 current = self._models.get(served.use_case).routing
-                if (attempt == 2 or alias == PINNED or exc.code() not in _RETRY_CODES or current is None
-                        or version in current.versions):
+                if (
+                    attempt == 2
+                    or alias == PINNED
+                    or exc.code() not in _RETRY_CODES
+                    or current is None
+                    or version in current.versions
+                ):
                     raise
                 # The version was retired while this call was on its way: ask the champion of now.
                 version, alias = current.champion, CHAMPION
@@ -246,36 +316,91 @@ class DataPlane:
                 inflight[key] -= 1
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _logged(self, predlog: PredictionLog | None, served: Served, version: int, alias: str, ids: list[str],
-                entities: Sequence[str], inputs: np.ndarray | bytes, outputs: np.ndarray | None,
-                oip_response: bytes | None, started: int, traceparent: str, at: float, shadow: int) -> None:
+    def _logged(
+        self,
+        predlog: PredictionLog | None,
+        served: Served,
+        version: int,
+        alias: str,
+        ids: list[str],
+        entities: Sequence[str],
+        inputs: np.ndarray | bytes,
+        outputs: np.ndarray | None,
+        oip_response: bytes | None,
+        started: int,
+        traceparent: str,
+        at: float,
+        shadow: int,
+    ) -> None:
         """Logs a served call; starts its shadow call (whose only effect is its log entry)."""
         if predlog is None:
             return
         latency_us = (time.perf_counter_ns() - started) // 1000
-        predlog.offer(LogEntry(served.use_case, served.model, version, alias, ids, entities, inputs, outputs,
-                               latency_us, traceparent[3:35], oip_response=oip_response, traceparent=traceparent,
-                               at=at))
+        predlog.offer(
+            LogEntry(
+                served.use_case,
+                served.model,
+                version,
+                alias,
+                ids,
+                entities,
+                inputs,
+                outputs,
+                latency_us,
+                traceparent[3:35],
+                oip_response=oip_response,
+                traceparent=traceparent,
+                at=at,
+            )
+        )
         if shadow:
             self._shadow(predlog, served, shadow, inputs, ids, entities, traceparent, at)
 
-    def _shadow(self, predlog: PredictionLog, served: Served, version: int, inputs: np.ndarray | bytes,
-                ids: list[str], entities: Sequence[str], traceparent: str, at: float) -> None:
-        rows = inputs if isinstance(inputs, np.ndarray) else \
-            np.frombuffer(inputs, dtype=np.float32).reshape(len(ids), served.schema.width)
+    def _shadow(
+        self,
+        predlog: PredictionLog,
+        served: Served,
+        version: int,
+        inputs: np.ndarray | bytes,
+        ids: list[str],
+        entities: Sequence[str],
+        traceparent: str,
+        at: float,
+    ) -> None:
+        rows = (
+            inputs
+            if isinstance(inputs, np.ndarray)
+            else np.frombuffer(inputs, dtype=np.float32).reshape(len(ids), served.schema.width)
+        )
 
         async def run() -> None:
             started = time.perf_counter_ns()
             try:
                 # Pinned: a shadow call that fails is not tried on another version.
-                output, _, _ = await self._call(served, Route(version, PINNED), partial(self._rows, served, rows))
+                output, _, _ = await self._call(
+                    served, Route(version, PINNED), partial(self._rows, served, rows)
+                )
             except Exception as exc:  # noqa: BLE001 - a shadow never affects the caller
                 self.shadow_failures += 1
                 log.debug("shadow v%d of %s failed: %s", version, served.use_case, exc)
                 return
-            predlog.offer(LogEntry(served.use_case, served.model, version, CHALLENGER, ids, entities, inputs,
-                                   output.values, (time.perf_counter_ns() - started) // 1000, traceparent[3:35],
-                                   shadow=True, at=at, traceparent=traceparent))
+            predlog.offer(
+                LogEntry(
+                    served.use_case,
+                    served.model,
+                    version,
+                    CHALLENGER,
+                    ids,
+                    entities,
+                    inputs,
+                    output.values,
+                    (time.perf_counter_ns() - started) // 1000,
+                    traceparent[3:35],
+                    shadow=True,
+                    at=at,
+                    traceparent=traceparent,
+                )
+            )
 
         task = asyncio.get_running_loop().create_task(run())
         self._shadows.add(task)

@@ -9,6 +9,7 @@ of its change, so a replayed or late event never moves an alias back.
 The Triton model name is the use case name (the registry's export contract), and
 so is the registry's model name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -103,7 +104,9 @@ class RegistryDirectory:
         out: list[AliasState] = []
         for use_case in use_cases:
             for alias in SERVED_ALIASES:
-                req = registry_service_pb2.GetAliasRequest(use_case=use_case, model_name=use_case, alias=alias)
+                req = registry_service_pb2.GetAliasRequest(
+                    use_case=use_case, model_name=use_case, alias=alias
+                )
                 try:
                     resp = await self._stub.GetAlias(req, timeout=self._timeout)
                 except grpc.aio.AioRpcError as exc:
@@ -111,17 +114,27 @@ class RegistryDirectory:
                         continue
                     raise
                 updated = resp.alias.updated_at
-                out.append(AliasState(use_case, alias, resp.alias.version,
-                                      updated.seconds * 1_000_000 + updated.nanos // 1000))
+                out.append(
+                    AliasState(
+                        use_case,
+                        alias,
+                        resp.alias.version,
+                        updated.seconds * 1_000_000 + updated.nanos // 1000,
+                    )
+                )
         return out
 
 
 def state_of(event: registry_events.AliasChanged) -> AliasState:
     at = event.changed_at
-    return AliasState(event.use_case, event.alias, event.new_version, at.seconds * 1_000_000 + at.nanos // 1000)
+    return AliasState(
+        event.use_case, event.alias, event.new_version, at.seconds * 1_000_000 + at.nanos // 1000
+    )
 
 
-def alias_events_handler(book: AliasBook, use_cases: Iterable[str]) -> Callable[[Event[Message]], Awaitable[None]]:
+def alias_events_handler(
+    book: AliasBook, use_cases: Iterable[str]
+) -> Callable[[Event[Message]], Awaitable[None]]:
     """The model-promoted topic's handler: applies served aliases of served use cases."""
     served = set(use_cases)
 
@@ -130,7 +143,12 @@ def alias_events_handler(book: AliasBook, use_cases: Iterable[str]) -> Callable[
         assert isinstance(payload, registry_events.AliasChanged)
         if payload.use_case in served and payload.alias in SERVED_ALIASES:
             if book.apply(state_of(payload)):
-                log.info("alias %s of %s -> version %d (%s)", payload.alias, payload.use_case,
-                         payload.new_version, payload.reason or "no reason given")
+                log.info(
+                    "alias %s of %s -> version %d (%s)",
+                    payload.alias,
+                    payload.use_case,
+                    payload.new_version,
+                    payload.reason or "no reason given",
+                )
 
     return handle

@@ -12,6 +12,7 @@ Wire format reminders: a field is ``tag = (number << 3) | wire_type``, then a va
 map entry is a message with ``key = 1`` and ``value = 2``. A ``Value`` holding a
 double is ``0x09`` and 8 bytes; an empty ``Value`` (missing) has no bytes at all.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,14 @@ class RowMeta:
 class PredictionEncoder:
     """Encodes one use case's PredictionLogged rows."""
 
-    def __init__(self, schema: InputSchema, use_case: str, drop: set[str], hashed: set[str],
-                 pseudonym: Callable[[object], str]) -> None:
+    def __init__(
+        self,
+        schema: InputSchema,
+        use_case: str,
+        drop: set[str],
+        hashed: set[str],
+        pseudonym: Callable[[object], str],
+    ) -> None:
         self._schema = schema
         self._use_case = ld(2, use_case.encode())
         self._pseudonym = pseudonym
@@ -89,9 +96,10 @@ class PredictionEncoder:
             if schema.task == "binary":
                 out_prefixes.append(b"\x32\x09\x09")  # output: P(classes[1])
                 self._out_cols.append(1)
-        self._label = [_entry(7, "label", value_bytes(c)) + (b"" if schema.task == "binary" else
-                                                             ld(6, value_bytes(c)))
-                       for c in classes]
+        self._label = [
+            _entry(7, "label", value_bytes(c)) + (b"" if schema.task == "binary" else ld(6, value_bytes(c)))
+            for c in classes
+        ]
         # One packed record per row: features (all present) then outputs.
         prefixes = self._double_prefix + out_prefixes
         fields: list[tuple[str, str]] = []
@@ -139,20 +147,22 @@ class PredictionEncoder:
         feature_bytes = sum(len(p) + 8 for p in self._double_prefix)
         blob = packed.tobytes()
         slow = np.asarray(np.isnan(feats).any(axis=1)) if feats.size else np.zeros(n, dtype=bool)
-        labels = np.argmax(outputs, axis=1) if outputs is not None and has_out and not self._regression else None
+        labels = (
+            np.argmax(outputs, axis=1) if outputs is not None and has_out and not self._regression else None
+        )
         out: list[bytes] = []
         for r, meta in enumerate(metas):
             start = r * record
             if self._hashed or slow[r]:
                 features = self._features_slow(feats[r])
             else:
-                features = blob[start:start + feature_bytes]
+                features = blob[start : start + feature_bytes]
             parts = [ld(1, meta.prediction_id.encode()), self._use_case, meta.model]
             if meta.entity_id:
                 parts.append(ld(4, meta.entity_id.encode()))
             parts.append(features)
             if has_out:
-                parts.append(blob[start + feature_bytes:start + record])
+                parts.append(blob[start + feature_bytes : start + record])
                 if labels is not None:
                     parts.append(self._label[int(labels[r])])
             parts.append(meta.tail)

@@ -4,6 +4,7 @@
 asks the feature store (``FeatureStoreService/GetOnlineFeatures``) over one
 persistent channel. Unit tests fake the protocol.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,8 +41,9 @@ class GrpcFeatureSource:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         try:
-            reply = await self._stub.GetOnlineFeatures(request, timeout=self._timeout,
-                                                       metadata=(*carrier.items(), *self._auth))
+            reply = await self._stub.GetOnlineFeatures(
+                request, timeout=self._timeout, metadata=(*carrier.items(), *self._auth)
+            )
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         rows: list[FeatureRow | None] = []

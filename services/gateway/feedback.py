@@ -6,6 +6,7 @@ event id, which every consumer deduplicates on, so sending the same feedback twi
 has one effect. The gateway remembers recent predictions (use case, entity, time)
 to fill in the entity and the example's event time when the app leaves them out.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,9 @@ def check_outcome(uc: UseCase, value: common_pb2.Value) -> None:
         raise InvalidArgument("outcome", "missing")
     if uc.task == "regression":
         if isinstance(outcome, bool) or not isinstance(outcome, int | float) or not math.isfinite(outcome):
-            raise InvalidArgument("outcome", f"expected a finite number for {uc.label.field}, got {outcome!r}")
+            raise InvalidArgument(
+                "outcome", f"expected a finite number for {uc.label.field}, got {outcome!r}"
+            )
         return
     classes = list(uc.label.classes or ())
     if not any(same_category(c, outcome) for c in classes):
@@ -62,8 +65,13 @@ def check_outcome(uc: UseCase, value: common_pb2.Value) -> None:
 
 
 class FeedbackRecorder:
-    def __init__(self, publisher: EventPublisher, topic: str, usecases: Mapping[str, UseCase],
-                 recent: RecentPredictions) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        topic: str,
+        usecases: Mapping[str, UseCase],
+        recent: RecentPredictions,
+    ) -> None:
         self._publisher = publisher
         self._topic = topic
         self._usecases = UseCases(usecases)
@@ -86,9 +94,13 @@ class FeedbackRecorder:
         now = Timestamp()
         now.FromNanoseconds(time.time_ns())
         event = events_pb2.FeedbackRecorded(
-            feedback_id=feedback_id, prediction_id=req.prediction_id, use_case=use_case,
-            outcome=req.outcome, recorded_at=now,
-            entity_id=req.entity_id or (remembered.entity_id if remembered else ""))
+            feedback_id=feedback_id,
+            prediction_id=req.prediction_id,
+            use_case=use_case,
+            outcome=req.outcome,
+            recorded_at=now,
+            entity_id=req.entity_id or (remembered.entity_id if remembered else ""),
+        )
         event.observed_at.CopyFrom(req.observed_at if req.HasField("observed_at") else now)
         # Fields another domain added later: set them only where this build has them.
         fields = event.DESCRIPTOR.fields_by_name
@@ -99,6 +111,7 @@ class FeedbackRecorder:
                 event.event_time.CopyFrom(req.event_time)
             elif remembered is not None:
                 event.event_time.FromNanoseconds(int(remembered.at * 1e9))
-        await self._publisher.publish(self._topic, event, use_case=use_case, key=req.prediction_id,
-                                      event_id=feedback_id)
+        await self._publisher.publish(
+            self._topic, event, use_case=use_case, key=req.prediction_id, event_id=feedback_id
+        )
         return feedback_id

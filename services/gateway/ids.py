@@ -5,6 +5,7 @@ A random 64-bit prefix drawn when the process starts, then a 64-bit counter: abo
 the reply path of every request that brings no id of its own). A process that forks
 must draw a new prefix (:func:`reseed`); the gateway does not fork.
 """
+
 from __future__ import annotations
 
 import itertools

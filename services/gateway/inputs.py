@@ -9,6 +9,7 @@ README): the raw categorical value under the feature's name (``elevel: 2``, expa
 to ``elevel__0..elevel__4``), or the expanded columns themselves. Giving both for the
 same feature is an error, as is a value outside the field's enum.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,7 +75,8 @@ class InputSchema:
             if f.transform == "one_hot":
                 cats = tuple(uc.fields[f.source].enum or ())
                 self.one_hot[f.name] = _OneHot(
-                    f.name, cats, tuple(self.index[f"{f.name}__{c}"] for c in cats))
+                    f.name, cats, tuple(self.index[f"{f.name}__{c}"] for c in cats)
+                )
         # Expanded column → its one-hot feature, to catch "raw and expanded both given".
         self._expanded = {self.columns[i]: oh.name for oh in self.one_hot.values() for i in oh.columns}
         self.task = uc.task
@@ -83,8 +85,9 @@ class InputSchema:
 
     # -- features → row -----------------------------------------------------------------
 
-    def row(self, features: Mapping[str, Scalar], *, field: str = "features",
-            require_all: bool = True) -> np.ndarray:
+    def row(
+        self, features: Mapping[str, Scalar], *, field: str = "features", require_all: bool = True
+    ) -> np.ndarray:
         """One float32 row; raises InvalidArgument naming ``field.<name>`` on bad input."""
         out = np.full(self.width, np.nan, dtype=np.float32)
         seen = np.zeros(self.width, dtype=bool)
@@ -93,7 +96,9 @@ class InputSchema:
             if col is not None:
                 owner = self._expanded.get(name)
                 if owner is not None and owner in features:
-                    raise InvalidArgument(f"{field}.{name}", f"give {owner!r} or its expanded columns, not both")
+                    raise InvalidArgument(
+                        f"{field}.{name}", f"give {owner!r} or its expanded columns, not both"
+                    )
                 out[col] = self._number(value, f"{field}.{name}")
                 seen[col] = True
             elif name in self.one_hot:

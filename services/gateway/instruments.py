@@ -2,6 +2,7 @@
 
 Counters are read at scrape time: the hot path only bumps plain integers.
 """
+
 from __future__ import annotations
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -17,15 +18,21 @@ def observe(meter: Meter, triton: Triton, oip: OipStats | None) -> None:
     def coalesced(_: CallbackOptions) -> list[Observation]:
         return [Observation(triton.coalesced_rows)]
 
-    meter.create_observable_counter("gateway.triton.calls", [triton_calls], description="inference calls to Triton")
-    meter.create_observable_counter("gateway.triton.coalesced_rows", [coalesced],
-                                    description="rows sent to Triton in coalesced calls")
+    meter.create_observable_counter(
+        "gateway.triton.calls", [triton_calls], description="inference calls to Triton"
+    )
+    meter.create_observable_counter(
+        "gateway.triton.coalesced_rows", [coalesced], description="rows sent to Triton in coalesced calls"
+    )
     if oip is not None:
         stats = oip
 
         def oip_requests(_: CallbackOptions) -> list[Observation]:
-            return [Observation(stats.requests - stats.failed, {"status": "ok"}),
-                    Observation(stats.failed, {"status": "error"})]
+            return [
+                Observation(stats.requests - stats.failed, {"status": "ok"}),
+                Observation(stats.failed, {"status": "error"}),
+            ]
 
-        meter.create_observable_counter("gateway.oip.requests", [oip_requests],
-                                        description="Open Inference Protocol inference requests")
+        meter.create_observable_counter(
+            "gateway.oip.requests", [oip_requests], description="Open Inference Protocol inference requests"
+        )

@@ -19,6 +19,7 @@ The config comes from the model repository when the gateway can read it (setting
 ``triton_model_repository``, with ``triton_config_variant`` picking the registry's
 ``config.<variant>.pbtxt``), else from Triton itself.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -97,9 +98,18 @@ class ConfigSource:
 
 
 class ModelManager:
-    def __init__(self, usecases: Mapping[str, UseCase], book: AliasBook, triton: Triton, configs: ConfigSource,
-                 *, warmup_requests: int = 3, retire_grace_s: float = 2.0, load_timeout_s: float = 120.0,
-                 retry_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        usecases: Mapping[str, UseCase],
+        book: AliasBook,
+        triton: Triton,
+        configs: ConfigSource,
+        *,
+        warmup_requests: int = 3,
+        retire_grace_s: float = 2.0,
+        load_timeout_s: float = 120.0,
+        retry_s: float = 2.0,
+    ) -> None:
         self.usecases = dict(usecases)
         self._book = book
         self._triton = triton
@@ -109,7 +119,8 @@ class ModelManager:
         self._load_timeout = load_timeout_s
         self._retry = retry_s
         self.served: dict[str, Served] = {
-            name: Served(name, name, InputSchema(uc), None) for name, uc in self.usecases.items()}
+            name: Served(name, name, InputSchema(uc), None) for name, uc in self.usecases.items()
+        }
         self.inflight: defaultdict[tuple[str, int], int] = defaultdict(int)
         self._loaded: dict[str, frozenset[int]] = {}
         self._locks = {name: asyncio.Lock() for name in self.usecases}
@@ -143,8 +154,9 @@ class ModelManager:
         if not champion:
             return None
         policy = self.usecases[use_case].deployment
-        return Routing(use_case, champion, self._book.version(use_case, CHALLENGER), policy.strategy,
-                       policy.canary_share)
+        return Routing(
+            use_case, champion, self._book.version(use_case, CHALLENGER), policy.strategy, policy.canary_share
+        )
 
     def schedule(self, use_case: str) -> None:
         """Reconcile ``use_case`` in the background (coalesces bursts of alias changes)."""
@@ -152,7 +164,9 @@ class ModelManager:
             return
         task = self._pending.get(use_case)
         if task is None or task.done():
-            self._pending[use_case] = asyncio.get_running_loop().create_task(self._reconcile_until_done(use_case))
+            self._pending[use_case] = asyncio.get_running_loop().create_task(
+                self._reconcile_until_done(use_case)
+            )
 
     async def wait_idle(self, timeout_s: float | None = None) -> bool:
         """Until no reconcile is pending or ``timeout_s`` passed; True when idle."""
@@ -196,8 +210,9 @@ class ModelManager:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the old plan keeps serving; try again
-                log.warning("cannot serve %s as the registry says yet (%s); retrying in %.1fs",
-                            use_case, exc, delay)
+                log.warning(
+                    "cannot serve %s as the registry says yet (%s); retrying in %.1fs", use_case, exc, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -233,16 +248,23 @@ class ModelManager:
             for version in sorted(target.versions - loaded):
                 await self._warm(served, version)
             self._loaded[use_case] = keep
-            self.served[use_case] = replace(served, routing=target, max_batch=self._max_batch.get(served.model, 256))
+            self.served[use_case] = replace(
+                served, routing=target, max_batch=self._max_batch.get(served.model, 256)
+            )
             self.switches += 1
             retired = keep - target.versions
             if retired:
                 await self._retire(use_case, retired)
                 await self._load(served.model, target.versions)
                 self._loaded[use_case] = target.versions
-            log.info("serving %s: champion v%d%s (%s) after %.1fs", use_case, target.champion,
-                     f", challenger v{target.challenger}" if target.challenger else "", target.strategy,
-                     time.perf_counter() - started)
+            log.info(
+                "serving %s: champion v%d%s (%s) after %.1fs",
+                use_case,
+                target.champion,
+                f", challenger v{target.challenger}" if target.challenger else "",
+                target.strategy,
+                time.perf_counter() - started,
+            )
 
     async def verify(self, model: str) -> None:
         """A call to ``model`` failed while Triton is up: if Triton lost versions we serve
@@ -283,15 +305,17 @@ class ModelManager:
         try:
             await self._triton.load(model, config, timeout=self._load_timeout)
         except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"triton could not load {model} versions {sorted(versions)}: "
-                              f"{exc.details()}") from None
+            raise Unavailable(
+                f"triton could not load {model} versions {sorted(versions)}: {exc.details()}"
+            ) from None
 
     async def _warm(self, served: Served, version: int) -> None:
         row = np.zeros((1, served.schema.width), dtype=np.float32).tobytes()
         for _ in range(self._warmup):
             try:
-                await self._triton.infer_raw(encode_request(served.model, str(version), row, 1,
-                                                            served.schema.width), checked=False)
+                await self._triton.infer_raw(
+                    encode_request(served.model, str(version), row, 1, served.schema.width), checked=False
+                )
             except (grpc.aio.AioRpcError, TritonUnavailable) as exc:
                 raise Unavailable(f"warm-up of {served.model} v{version} failed: {exc}") from None
 

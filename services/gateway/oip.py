@@ -9,6 +9,7 @@ returned as it came. This module holds that byte-level code and the protocol's
 checks; the servicer (:mod:`services.gateway.servicer`) and the data plane
 (:mod:`services.gateway.core`) use it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,16 @@ ID_TAG = (3 << 3) | 2  # ModelInferRequest.id
 STREAM_RESPONSE_TAG = (2 << 3) | 2  # ModelStreamInferResponse.infer_response
 
 # Extensions Triton announces that the gateway does not serve, and the methods it refuses.
-UNSERVED_EXTENSIONS = frozenset({"model_repository", "model_repository(unload_dependents)",
-                                 "system_shared_memory", "cuda_shared_memory", "trace", "logging"})
+UNSERVED_EXTENSIONS = frozenset(
+    {
+        "model_repository",
+        "model_repository(unload_dependents)",
+        "system_shared_memory",
+        "cuda_shared_memory",
+        "trace",
+        "logging",
+    }
+)
 _REGISTRY = "model control belongs to the registry: promote a version there"
 _NO_SHM = "shared memory does not cross the gateway"
 UNIMPLEMENTED = {
@@ -66,11 +75,15 @@ def validate(msg: Any, width: int) -> tuple[int, bool]:
     """Rows of the request, and whether its rows may be coalesced with others'."""
     inputs = msg.inputs
     if len(inputs) != 1:
-        raise InvalidArgument("inputs", f"model {msg.model_name!r} takes one input {INPUT!r}, got {len(inputs)}")
+        raise InvalidArgument(
+            "inputs", f"model {msg.model_name!r} takes one input {INPUT!r}, got {len(inputs)}"
+        )
     tensor = inputs[0]
     if tensor.name != INPUT:
-        raise InvalidArgument(f"inputs.{tensor.name}",
-                              f"unknown input {tensor.name!r}, model {msg.model_name!r} takes {INPUT!r}")
+        raise InvalidArgument(
+            f"inputs.{tensor.name}",
+            f"unknown input {tensor.name!r}, model {msg.model_name!r} takes {INPUT!r}",
+        )
     where = f"inputs.{INPUT}"
     if tensor.datatype != "FP32":
         raise InvalidArgument(where, f"datatype {tensor.datatype}, expected FP32")
@@ -81,8 +94,11 @@ def validate(msg: Any, width: int) -> tuple[int, bool]:
     raw = msg.raw_input_contents
     if raw:
         if len(raw) != 1 or len(raw[0]) != rows * width * 4:
-            raise InvalidArgument(where, f"{sum(len(r) for r in raw)} bytes of data, expected {rows * width * 4} "
-                                         f"for shape [{rows}, {width}]")
+            raise InvalidArgument(
+                where,
+                f"{sum(len(r) for r in raw)} bytes of data, expected {rows * width * 4} "
+                f"for shape [{rows}, {width}]",
+            )
         mergeable = not msg.parameters or (len(msg.parameters) == 1 and "entity_id" in msg.parameters)
         if mergeable and msg.outputs:
             mergeable = all(o.name == "OUTPUT" and not o.parameters for o in msg.outputs)

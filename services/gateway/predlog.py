@@ -17,6 +17,7 @@ field the spec marks ``pii: drop`` is left out, one from a ``pii: hash`` field i
 logged as its keyed hash (``libs.auth.privacy.pseudonym`` with ``privacy_salt``), and
 so is the entity id when the entity field is personal.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -84,7 +85,9 @@ class Privacy:
         for a in uc.features.aggregates:
             sources[a.name] = {a.source} if a.source else set()
         self.drop = {c for c, s in sources.items() if any(pii.get(n) == "drop" for n in s)}
-        self.hash = {c for c, s in sources.items() if c not in self.drop and any(pii.get(n) == "hash" for n in s)}
+        self.hash = {
+            c for c, s in sources.items() if c not in self.drop and any(pii.get(n) == "hash" for n in s)
+        }
         self.entity = pii.get(uc.entity.field, "none")
         self._salt = salt.encode()
         if (self.hash or self.entity == "hash") and not self._salt:
@@ -112,8 +115,11 @@ class _Encoder:
         with_outputs: list[tuple[Served, np.ndarray, np.ndarray | None]] = []
         without: list[tuple[Served, np.ndarray, np.ndarray | None]] = []
         for s in entries:
-            inputs = s.inputs if isinstance(s.inputs, np.ndarray) else \
-                np.frombuffer(s.inputs, dtype=np.float32).reshape(s.rows, -1)
+            inputs = (
+                s.inputs
+                if isinstance(s.inputs, np.ndarray)
+                else np.frombuffer(s.inputs, dtype=np.float32).reshape(s.rows, -1)
+            )
             outputs = s.outputs if s.outputs is not None else _oip_outputs(s.oip_response or b"", s.rows)
             (with_outputs if outputs is not None else without).append((s, inputs, outputs))
         for group in (with_outputs, without):
@@ -124,8 +130,9 @@ class _Encoder:
             produced_at = str(int(time.time() * 1000)).encode()
             for s, _, _ in group:
                 nanos = int(s.at * 1e9)
-                tail = self.codec.tail(s.latency_us, s.trace_id, nanos // 1_000_000_000, nanos % 1_000_000_000,
-                                       s.alias, s.shadow)
+                tail = self.codec.tail(
+                    s.latency_us, s.trace_id, nanos // 1_000_000_000, nanos % 1_000_000_000, s.alias, s.shadow
+                )
                 model = self.codec.model(s.model_name, s.version)
                 common = headers.common(s.use_case, s.traceparent, produced_at)
                 for r in range(s.rows):
@@ -136,7 +143,9 @@ class _Encoder:
                     meta_headers.append((key, [(_EVENT_ID, key + b":shadow" if s.shadow else key), *common]))
             inputs = np.concatenate([i for _, i, _ in group])
             outputs = np.concatenate([o for _, _, o in group]) if group is with_outputs else None  # type: ignore[misc]
-            for (key, hdrs), value in zip(meta_headers, self.codec.encode(metas, inputs, outputs), strict=True):
+            for (key, hdrs), value in zip(
+                meta_headers, self.codec.encode(metas, inputs, outputs), strict=True
+            ):
                 out.append(_Record(key, value, hdrs))
         return out
 
@@ -175,9 +184,17 @@ class _Headers:
     def common(self, use_case: str, traceparent: str, produced_at: bytes) -> list[tuple[str, bytes]]:
         base = self._cache.get(use_case)
         if base is None:
-            meta = EventMeta(self._meta.event_id, self._meta.event_type, self._meta.schema_version, use_case,
-                             self._meta.producer, 0)
-            base = self._cache[use_case] = [h for h in meta.to_headers() if h[0] not in (_EVENT_ID, _PRODUCED_AT)]
+            meta = EventMeta(
+                self._meta.event_id,
+                self._meta.event_type,
+                self._meta.schema_version,
+                use_case,
+                self._meta.producer,
+                0,
+            )
+            base = self._cache[use_case] = [
+                h for h in meta.to_headers() if h[0] not in (_EVENT_ID, _PRODUCED_AT)
+            ]
         stamped = [*base, (_PRODUCED_AT, produced_at)]
         if traceparent:
             stamped.append(("traceparent", traceparent.encode()))
@@ -197,9 +214,14 @@ class BulkPublisher:
 
     def __init__(self, bootstrap_servers: str, producer: str, **client_kwargs: object) -> None:
         self.producer_name = producer
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=f"{producer}-predlog",
-                                          enable_idempotence=True, acks="all", max_batch_size=1 << 20,
-                                          **client_kwargs)  # type: ignore[arg-type]
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{producer}-predlog",
+            enable_idempotence=True,
+            acks="all",
+            max_batch_size=1 << 20,
+            **client_kwargs,
+        )  # type: ignore[arg-type]
         self._partitions: dict[str, list[int]] = {}
 
     async def start(self) -> None:
@@ -221,7 +243,9 @@ class BulkPublisher:
             by_partition[partitions[0]] = list(records)  # no hashing
         else:
             # All keys at once (numpy): aiokafka's murmur2 is pure Python, ~6 µs a key.
-            for partition, record in zip(partitions_for([r.key for r in records], partitions), records, strict=True):
+            for partition, record in zip(
+                partitions_for([r.key for r in records], partitions), records, strict=True
+            ):
                 by_partition.setdefault(partition, []).append(record)
         pending = []
         for partition, items in by_partition.items():
@@ -229,7 +253,10 @@ class BulkPublisher:
             for i, record in enumerate(items, 1):
                 if i % _APPEND_SLICE == 0:
                     await asyncio.sleep(0)
-                if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
+                if (
+                    batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
+                    is None
+                ):
                     batch.close()
                     pending.append(await self._producer.send_batch(batch, topic, partition=partition))
                     batch = self._producer.create_batch()
@@ -244,9 +271,19 @@ class BulkPublisher:
 
 
 class PredictionLog:
-    def __init__(self, publisher: BulkPublisher, topic: str, usecases: Mapping[str, UseCase],
-                 schemas: Mapping[str, InputSchema], *, salt: str = "", capacity: int = 50_000,
-                 batch: int = 500, flush_ms: int = 50, meter: Meter | None = None) -> None:
+    def __init__(
+        self,
+        publisher: BulkPublisher,
+        topic: str,
+        usecases: Mapping[str, UseCase],
+        schemas: Mapping[str, InputSchema],
+        *,
+        salt: str = "",
+        capacity: int = 50_000,
+        batch: int = 500,
+        flush_ms: int = 50,
+        meter: Meter | None = None,
+    ) -> None:
         self._publisher = publisher
         self._topic = topic
         self._encoders = {name: _Encoder(schemas[name], Privacy(uc, salt)) for name, uc in usecases.items()}
@@ -264,13 +301,18 @@ class PredictionLog:
         self.failed_publishes = 0
         self._m_logged = self._m_dropped = None
         if meter is not None:
-            self._m_logged = meter.create_counter("gateway.predictions.logged",
-                                                  description="predictions published to the predictions topic")
+            self._m_logged = meter.create_counter(
+                "gateway.predictions.logged", description="predictions published to the predictions topic"
+            )
             self._m_dropped = meter.create_counter(
-                "gateway.predictions.dropped", description="predictions not logged because the buffer was full")
+                "gateway.predictions.dropped",
+                description="predictions not logged because the buffer was full",
+            )
             meter.create_observable_gauge(
-                "gateway.predictions.buffered", callbacks=[self._observe],
-                description="predictions waiting in the log buffer")
+                "gateway.predictions.buffered",
+                callbacks=[self._observe],
+                description="predictions waiting in the log buffer",
+            )
 
     def _observe(self, _options: CallbackOptions) -> list[Observation]:
 
@@ -319,8 +361,9 @@ class PredictionLog:
                 raise
             except Exception as exc:  # noqa: BLE001 - entries stay buffered; retried
                 self.failed_publishes += 1
-                log.warning("prediction log publish failed (%s); %d predictions buffered, retrying",
-                            exc, self._rows)
+                log.warning(
+                    "prediction log publish failed (%s); %d predictions buffered, retrying", exc, self._rows
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -343,7 +386,7 @@ class PredictionLog:
             # A slice at a time, yielding in between: requests are served on this loop too,
             # and a 500-row batch encoded in one go would hold them up for milliseconds.
             for start in range(0, len(entries), _ENCODE_SLICE):
-                records += encoder.records(entries[start:start + _ENCODE_SLICE], self._headers)
+                records += encoder.records(entries[start : start + _ENCODE_SLICE], self._headers)
                 await asyncio.sleep(0)
         if records:
             await self._publisher.publish(self._topic, records)

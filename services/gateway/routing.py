@@ -9,6 +9,7 @@
 
 Without a challenger every strategy serves the champion alone.
 """
+
 from __future__ import annotations
 
 import hashlib

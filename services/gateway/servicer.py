@@ -15,6 +15,7 @@ Both hand every inference to the one :class:`~services.gateway.core.DataPlane`.
   their code. Model control, shared memory, trace and log settings: UNIMPLEMENTED.
   ``ServerLive`` and ``ServerReady`` are open, like health checks.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,17 +51,25 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
         self._feedback = feedback
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
-        answers = await self._plane.predict(request.use_case, [convert.to_input(request.entity_id, request.features)],
-                                            _traceparent(), batch=False)
+        answers = await self._plane.predict(
+            request.use_case,
+            [convert.to_input(request.entity_id, request.features)],
+            _traceparent(),
+            batch=False,
+        )
         return pb.PredictResponse(prediction=convert.to_predictions(answers, [request.entity_id])[0])
 
     async def PredictBatch(self, request: pb.PredictBatchRequest, context: Any) -> pb.PredictBatchResponse:
-        answers = await self._plane.predict(request.use_case, convert.to_inputs(request.inputs), _traceparent(),
-                                            batch=True)
+        answers = await self._plane.predict(
+            request.use_case, convert.to_inputs(request.inputs), _traceparent(), batch=True
+        )
         return pb.PredictBatchResponse(
-            predictions=convert.to_predictions(answers, (i.entity_id for i in request.inputs)))
+            predictions=convert.to_predictions(answers, (i.entity_id for i in request.inputs))
+        )
 
-    async def RecordFeedback(self, request: pb.RecordFeedbackRequest, context: Any) -> pb.RecordFeedbackResponse:
+    async def RecordFeedback(
+        self, request: pb.RecordFeedbackRequest, context: Any
+    ) -> pb.RecordFeedbackResponse:
         return pb.RecordFeedbackResponse(feedback_id=await self._feedback.record(request))
 
 
@@ -71,7 +80,9 @@ class OipStats:
 
 
 class OipServicer:
-    def __init__(self, plane: DataPlane, models: ModelManager, triton: Triton, auth: OipAuth | None = None) -> None:
+    def __init__(
+        self, plane: DataPlane, models: ModelManager, triton: Triton, auth: OipAuth | None = None
+    ) -> None:
         self._plane = plane
         self._models = models
         self._served = models.served  # the dict the manager replaces entries of
@@ -92,7 +103,8 @@ class OipServicer:
                 return await fn(message, context)
 
             return grpc.unary_unary_rpc_method_handler(
-                parsed if req else fn, response_serializer=resp.SerializeToString if resp else None)
+                parsed if req else fn, response_serializer=resp.SerializeToString if resp else None
+            )
 
         p = service_pb2
         handlers: dict[str, grpc.RpcMethodHandler] = {
@@ -105,8 +117,12 @@ class OipServicer:
             "ServerMetadata": unary(self.server_metadata, p.ServerMetadataRequest, p.ServerMetadataResponse),
             "ModelMetadata": unary(self.model_metadata, p.ModelMetadataRequest),
             "ModelConfig": unary(self.model_config, p.ModelConfigRequest),
-            "ModelStatistics": unary(self.model_statistics, p.ModelStatisticsRequest, p.ModelStatisticsResponse),
-            "RepositoryIndex": unary(self.repository_index, p.RepositoryIndexRequest, p.RepositoryIndexResponse),
+            "ModelStatistics": unary(
+                self.model_statistics, p.ModelStatisticsRequest, p.ModelStatisticsResponse
+            ),
+            "RepositoryIndex": unary(
+                self.repository_index, p.RepositoryIndexRequest, p.RepositoryIndexResponse
+            ),
         }
         for name, why in oip.UNIMPLEMENTED.items():
             handlers[name] = grpc.unary_unary_rpc_method_handler(self._unimplemented(why))
@@ -138,8 +154,9 @@ class OipServicer:
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
 
-    async def model_stream_infer(self, requests: AsyncIterator[bytes],
-                                 context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def model_stream_infer(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
         """Each request is answered on the stream as it completes (errors in ``error_message``)."""
         replies: asyncio.Queue[bytes | None] = asyncio.Queue()
 
@@ -198,7 +215,8 @@ class OipServicer:
 
     async def server_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         ready = self._triton.up and all(
-            s.routing is not None or self._models.desired(s.use_case) is None for s in self._served.values())
+            s.routing is not None or self._models.desired(s.use_case) is None for s in self._served.values()
+        )
         return service_pb2.ServerReadyResponse(ready=ready)
 
     @staticmethod
@@ -226,8 +244,10 @@ class OipServicer:
             raw = await self._triton.forward("ServerMetadata", request.SerializeToString())
             triton = service_pb2.ServerMetadataResponse.FromString(raw)
             return service_pb2.ServerMetadataResponse(
-                name="aifactory-gateway", version=triton.version,
-                extensions=[e for e in triton.extensions if e not in oip.UNSERVED_EXTENSIONS])
+                name="aifactory-gateway",
+                version=triton.version,
+                extensions=[e for e in triton.extensions if e not in oip.UNSERVED_EXTENSIONS],
+            )
 
         return await self._guard(context, run)
 
@@ -265,7 +285,8 @@ class OipServicer:
             if self._auth is not None:
                 self._auth.check("RepositoryIndex", context.invocation_metadata(), None)
             index = service_pb2.RepositoryIndexResponse.FromString(
-                await self._triton.forward("RepositoryIndex", request.SerializeToString()))
+                await self._triton.forward("RepositoryIndex", request.SerializeToString())
+            )
             kept = [m for m in index.models if m.name in self._served]
             del index.models[:]
             index.models.extend(kept)

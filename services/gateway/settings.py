@@ -1,4 +1,5 @@
 """Settings of the gateway service (environment variables AIF_GATEWAY_*)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,8 +19,10 @@ TRITON_REPOSITORY = Path(__file__).resolve().parents[2] / "build" / "infra" / "t
 class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStoreClientSettings):
     service: ClassVar[str] = "gateway"
     # Named as in the other services (AIF_<SERVICE>_REGISTRY_TARGET, _FEATURESTORE_TARGET).
-    renamed: ClassVar[Mapping[str, str]] = {"registry_url": "registry_target",
-                                            "feature_store_url": "featurestore_target"}
+    renamed: ClassVar[Mapping[str, str]] = {
+        "registry_url": "registry_target",
+        "feature_store_url": "featurestore_target",
+    }
 
     # Business API (GatewayService), health and reflection, behind the shared interceptor.
     grpc_port: int = Field(default=50056, ge=0, le=65535)

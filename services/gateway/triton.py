@@ -16,6 +16,7 @@ every call fails at once with UNAVAILABLE, and the probe repeats every
 ``health_interval_s``; when Triton answers again, the recovery hooks run (the model
 manager loads the models back: a restarted Triton has none) and the circuit closes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,24 +89,34 @@ def rpc_error(exc: grpc.aio.AioRpcError, what: str) -> AifError:
 
 
 class Triton:
-    def __init__(self, url: str, *, infer_timeout_s: float = 2.0, health_interval_s: float = 0.1,
-                 coalesce_inflight: int = 1, coalesce_max_rows: int = 256,
-                 input_name: str = "INPUT") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        infer_timeout_s: float = 2.0,
+        health_interval_s: float = 0.1,
+        coalesce_inflight: int = 1,
+        coalesce_max_rows: int = 256,
+        input_name: str = "INPUT",
+    ) -> None:
         self.url = url
         self._timeout = infer_timeout_s
         self._interval = health_interval_s
         self._limit = coalesce_inflight
         self._max_rows = coalesce_max_rows
         self._input = input_name
-        self._channel = grpc.aio.insecure_channel(url, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            # Reconnect quickly once Triton is back (gRPC's default backoff reaches 120 s).
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 500),
-            ("grpc.enable_retries", 0),
-        ])
+        self._channel = grpc.aio.insecure_channel(
+            url,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # Reconnect quickly once Triton is back (gRPC's default backoff reaches 120 s).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 500),
+                ("grpc.enable_retries", 0),
+            ],
+        )
         self._infer = self._channel.unary_unary(INFER)
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._lanes: dict[tuple[str, str], _Lane] = {}
@@ -170,7 +181,8 @@ class Triton:
     async def _live(self, timeout: float) -> bool:
         try:
             raw = await self.method("ServerLive")(
-                service_pb2.ServerLiveRequest().SerializeToString(), timeout=timeout)
+                service_pb2.ServerLiveRequest().SerializeToString(), timeout=timeout
+            )
             return service_pb2.ServerLiveResponse.FromString(raw).live
         except grpc.aio.AioRpcError:
             return False
@@ -247,16 +259,21 @@ class Triton:
                 batch.append(item)
                 rows += item.rows
             lane.inflight += 1
-            asyncio.get_running_loop().create_task(self._many(model, version, lane, batch, rows, width, max_rows))
+            asyncio.get_running_loop().create_task(
+                self._many(model, version, lane, batch, rows, width, max_rows)
+            )
 
     async def _one(self, model: str, version: str, item: Rows, width: int) -> Any:
         if item.request is not None:
             return await self.infer_raw(item.request, model)
-        raw = await self.infer_raw(encode_request(model, version, item.data, item.rows, width, self._input), model)
+        raw = await self.infer_raw(
+            encode_request(model, version, item.data, item.rows, width, self._input), model
+        )
         return _first_output(raw, item.rows)
 
-    async def _many(self, model: str, version: str, lane: _Lane, batch: list[Rows], rows: int,
-                    width: int, max_rows: int) -> None:
+    async def _many(
+        self, model: str, version: str, lane: _Lane, batch: list[Rows], rows: int, width: int, max_rows: int
+    ) -> None:
         try:
             if len(batch) == 1:
                 item = batch[0]
@@ -270,7 +287,9 @@ class Triton:
             self.coalesced_rows += rows
             data = b"".join(i.data for i in batch)
             try:
-                raw = await self.infer_raw(encode_request(model, version, data, rows, width, self._input), model)
+                raw = await self.infer_raw(
+                    encode_request(model, version, data, rows, width, self._input), model
+                )
                 parts = _split(raw, [i.rows for i in batch])
             except BaseException as exc:  # noqa: BLE001
                 for item in batch:
@@ -304,20 +323,31 @@ class Triton:
     async def model_config(self, model: str) -> dict[str, Any]:
         from google.protobuf import json_format
 
-        resp = await self.call("ModelConfig", service_pb2.ModelConfigRequest(name=model),
-                               service_pb2.ModelConfigResponse)
+        resp = await self.call(
+            "ModelConfig", service_pb2.ModelConfigRequest(name=model), service_pb2.ModelConfigResponse
+        )
         return json_format.MessageToDict(resp.config, preserving_proto_field_name=True)
 
     async def ready_versions(self, model: str) -> set[int]:
-        resp = await self.call("RepositoryIndex", service_pb2.RepositoryIndexRequest(ready=True),
-                               service_pb2.RepositoryIndexResponse)
-        return {int(m.version) for m in resp.models
-                if m.name == model and m.state == "READY" and m.version.isdigit()}
+        resp = await self.call(
+            "RepositoryIndex",
+            service_pb2.RepositoryIndexRequest(ready=True),
+            service_pb2.RepositoryIndexResponse,
+        )
+        return {
+            int(m.version)
+            for m in resp.models
+            if m.name == model and m.state == "READY" and m.version.isdigit()
+        }
 
     async def model_ready(self, model: str, version: int, timeout: float = 1.0) -> bool:
         try:
-            resp = await self.call("ModelReady", service_pb2.ModelReadyRequest(name=model, version=str(version)),
-                                   service_pb2.ModelReadyResponse, timeout)
+            resp = await self.call(
+                "ModelReady",
+                service_pb2.ModelReadyRequest(name=model, version=str(version)),
+                service_pb2.ModelReadyResponse,
+                timeout,
+            )
         except (grpc.aio.AioRpcError, TritonUnavailable):
             return False
         return bool(resp.ready)
@@ -333,8 +363,15 @@ def _settle(item: Rows, result: Any = None, exc: BaseException | None = None) ->
         fut.set_result(result)
 
 
-def encode_request(model: str, version: str, data: bytes, rows: int, width: int,
-                   input_name: str = "INPUT", request_id: str = "") -> bytes:
+def encode_request(
+    model: str,
+    version: str,
+    data: bytes,
+    rows: int,
+    width: int,
+    input_name: str = "INPUT",
+    request_id: str = "",
+) -> bytes:
     """A ModelInferRequest for ``rows`` FP32 rows of ``width`` columns (``data``, row-major)."""
     req = service_pb2.ModelInferRequest(model_name=model, model_version=version, id=request_id)
     tensor = req.inputs.add()
@@ -353,8 +390,9 @@ def _first_output(raw: bytes, rows: int) -> Output:
     return Output(values, resp.model_version)
 
 
-def _split(raw: bytes, sizes: list[int]) -> tuple[service_pb2.ModelInferResponse, list[Any],
-                                                   list[list[bytes]]]:
+def _split(
+    raw: bytes, sizes: list[int]
+) -> tuple[service_pb2.ModelInferResponse, list[Any], list[list[bytes]]]:
     """Cuts a coalesced response into each caller's rows, for every output tensor."""
     resp = service_pb2.ModelInferResponse.FromString(raw)
     total = sum(sizes)
@@ -370,15 +408,22 @@ def _split(raw: bytes, sizes: list[int]) -> tuple[service_pb2.ModelInferResponse
     chunks: list[list[bytes]] = []
     offset = 0
     for n in sizes:
-        chunks.append([content[offset * rb:(offset + n) * rb] for content, rb in zip(contents, row_bytes, strict=True)])
+        chunks.append(
+            [
+                content[offset * rb : (offset + n) * rb]
+                for content, rb in zip(contents, row_bytes, strict=True)
+            ]
+        )
         offset += n
     return resp, outputs, chunks
 
 
-def _oip_response(resp: service_pb2.ModelInferResponse, outputs: list[Any], chunk: list[bytes],
-                  rows: int, request_id: str) -> bytes:
-    out = service_pb2.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version,
-                                         id=request_id)
+def _oip_response(
+    resp: service_pb2.ModelInferResponse, outputs: list[Any], chunk: list[bytes], rows: int, request_id: str
+) -> bytes:
+    out = service_pb2.ModelInferResponse(
+        model_name=resp.model_name, model_version=resp.model_version, id=request_id
+    )
     for tensor in outputs:
         t = out.outputs.add()
         t.name = tensor.name

@@ -5,6 +5,7 @@ Besides the gRPC API, ``build`` starts two background tasks: the raw-topic pipel
 A fatal pipeline error (its transactional id fenced by another instance, a broken
 transaction) stops the process with SIGTERM, so its supervisor restarts it clean.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,16 +35,25 @@ SERVICE_NAME = ingestion_service_pb2.DESCRIPTOR.services_by_name["IngestionServi
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int,
-                        kafka_options: Mapping[str, Any] | None = None) -> None:
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication: int,
+    kafka_options: Mapping[str, Any] | None = None,
+) -> None:
     """Create the topics ingestion reads and writes when missing, so the group can join at once."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka_options or {}))
     await admin.start()
     try:
         missing = set(names) - set(await admin.list_topics())
         if missing:
-            await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=replication)
-                                       for n in sorted(missing)])
+            await admin.create_topics(
+                [
+                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
+                    for n in sorted(missing)
+                ]
+            )
     except Exception as exc:  # noqa: BLE001 - auto-creation on first produce is the fallback
         log.warning("could not create topics %s: %s", sorted(names), exc)
     finally:
@@ -69,42 +79,81 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
     """The raw-topic pipeline over every loaded use case (not started)."""
     options = kafka_options(settings)
     return RawPipeline(
-        settings.kafka_bootstrap, {settings.raw_topic(n): ing for n, ing in core.ingestors.items()},
-        core.dataset, core.quality,
-        TransactionalPublisher(settings.kafka_bootstrap, settings.transactional_id, kafka_options=options,
-                               records_per_message=settings.records_per_message),
-        group_id=settings.consumer_group, records_topic=settings.records_topic,
-        dead_letter_topic=settings.dead_letter_topic, instance_id=settings.instance,
-        max_batch=settings.max_batch, kafka_options=options)
+        settings.kafka_bootstrap,
+        {settings.raw_topic(n): ing for n, ing in core.ingestors.items()},
+        core.dataset,
+        core.quality,
+        TransactionalPublisher(
+            settings.kafka_bootstrap,
+            settings.transactional_id,
+            kafka_options=options,
+            records_per_message=settings.records_per_message,
+        ),
+        group_id=settings.consumer_group,
+        records_topic=settings.records_topic,
+        dead_letter_topic=settings.dead_letter_topic,
+        instance_id=settings.instance,
+        max_batch=settings.max_batch,
+        kafka_options=options,
+    )
 
 
 async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
     core = make_core(settings, telemetry.meter)
     ingestors, dataset, quality = core.ingestors, core.dataset, core.quality
-    service = Service(RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
-                                drain_seconds=settings.drain_seconds))
+    service = Service(
+        RpcServer(
+            settings.grpc_address,
+            telemetry,
+            security=server_security(settings),
+            drain_seconds=settings.drain_seconds,
+        )
+    )
 
-    publisher = EventPublisher(settings.kafka_bootstrap, producer="ingestion",
-                               security=KafkaSecurity.from_settings(settings))
+    publisher = EventPublisher(
+        settings.kafka_bootstrap, producer="ingestion", security=KafkaSecurity.from_settings(settings)
+    )
     await publisher.start()
     service.closers.append(publisher.stop)
-    push_publisher = TransactionalPublisher(settings.kafka_bootstrap, f"{settings.transactional_id}-grpc",
-                                            kafka_options=kafka_options(settings),
-                                            records_per_message=settings.records_per_message)
+    push_publisher = TransactionalPublisher(
+        settings.kafka_bootstrap,
+        f"{settings.transactional_id}-grpc",
+        kafka_options=kafka_options(settings),
+        records_per_message=settings.records_per_message,
+    )
     await push_publisher.start()
     service.closers.append(push_publisher.stop)
-    push = PushIngest(ingestors, dataset, quality, push_publisher, records_topic=settings.records_topic,
-                      dead_letter_topic=settings.dead_letter_topic, max_items=settings.max_request_items)
-    service.server.add_service(ingestion_service_pb2_grpc.add_IngestionServiceServicer_to_server,
-                               IngestionServicer(push, dataset), SERVICE_NAME)
+    push = PushIngest(
+        ingestors,
+        dataset,
+        quality,
+        push_publisher,
+        records_topic=settings.records_topic,
+        dead_letter_topic=settings.dead_letter_topic,
+        max_items=settings.max_request_items,
+    )
+    service.server.add_service(
+        ingestion_service_pb2_grpc.add_IngestionServiceServicer_to_server,
+        IngestionServicer(push, dataset),
+        SERVICE_NAME,
+    )
 
     reporter = QualityReporter(quality, publisher, settings.quality_topic)
     service.spawn("ingestion-quality", reporter.run(), stop=reporter.stop)
 
     if settings.consume and ingestors:
-        await ensure_topics(settings.kafka_bootstrap, [*map(settings.raw_topic, ingestors), settings.records_topic,
-                                                       settings.dead_letter_topic, settings.quality_topic],
-                            settings.topic_partitions, settings.topic_replication, kafka_options(settings))
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            [
+                *map(settings.raw_topic, ingestors),
+                settings.records_topic,
+                settings.dead_letter_topic,
+                settings.quality_topic,
+            ],
+            settings.topic_partitions,
+            settings.topic_replication,
+            kafka_options(settings),
+        )
         pipeline = make_pipeline(settings, core)
         task = service.spawn("ingestion-pipeline", pipeline.run(), stop=pipeline.stop)
         task.add_done_callback(_stop_on_fatal)

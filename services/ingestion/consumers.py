@@ -18,6 +18,7 @@ transaction with the records, the dead letters and the consumed offsets → publ
 dataset version → count quality. A failed transaction is aborted, the staged files
 deleted and the batch read again after a pause.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -78,10 +79,22 @@ class _Rebalance(ConsumerRebalanceListener):
 class RawPipeline:
     """Consumes the raw topics of the use cases in ``ingestors`` (raw topic → ingestor)."""
 
-    def __init__(self, bootstrap_servers: str, ingestors: Mapping[str, UseCaseIngestor], dataset: RawDataset,
-                 quality: QualityTracker, publisher: TransactionalPublisher, *, group_id: str, records_topic: str,
-                 dead_letter_topic: str, instance_id: str | None = None, max_batch: int = 2000,
-                 retry_backoff_s: float = 0.5, kafka_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        ingestors: Mapping[str, UseCaseIngestor],
+        dataset: RawDataset,
+        quality: QualityTracker,
+        publisher: TransactionalPublisher,
+        *,
+        group_id: str,
+        records_topic: str,
+        dead_letter_topic: str,
+        instance_id: str | None = None,
+        max_batch: int = 2000,
+        retry_backoff_s: float = 0.5,
+        kafka_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.group_id = group_id
         self._ingestors = dict(ingestors)
         self._dataset = dataset
@@ -96,13 +109,18 @@ class RawPipeline:
         self.assigned = asyncio.Event()
         self.processed = 0
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=group_id, client_id=f"ingestion-{group_id}",
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            client_id=f"ingestion-{group_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
             # Static membership: a restarted instance takes its partitions back at once
             # instead of waiting for the dead one's session to time out.
             group_instance_id=instance_id,
             # Raw producers may write transactionally; never ingest what they aborted.
-            isolation_level="read_committed", **(kafka_options or {}))
+            isolation_level="read_committed",
+            **(kafka_options or {}),
+        )
 
     async def stop(self) -> None:
         """Finish the batch in flight, then let :meth:`run` return."""
@@ -134,7 +152,9 @@ class RawPipeline:
                 except Exception:  # noqa: BLE001 - a broker hiccup: the batch is read again
                     log.exception("batch failed; reading it again in %.1fs", self._backoff)
                     for tp, records in batches.items():
-                        with contextlib.suppress(IllegalStateError):  # revoked meanwhile: its new owner reads it
+                        with contextlib.suppress(
+                            IllegalStateError
+                        ):  # revoked meanwhile: its new owner reads it
                             self._consumer.seek(tp, records[0].offset)
                     await asyncio.sleep(self._backoff)
 
@@ -148,23 +168,35 @@ class RawPipeline:
                 if ingestor is None:
                     continue
                 committed = await self._consumer.committed(tp)
-                await asyncio.to_thread(self._dataset.reconcile, ingestor.usecase.name, tp.topic,
-                                        tp.partition, committed or 0)
+                await asyncio.to_thread(
+                    self._dataset.reconcile, ingestor.usecase.name, tp.topic, tp.partition, committed or 0
+                )
         self.assigned.set()
 
     async def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
         now = datetime.now(UTC)
         count = sum(len(records) for records in batches.values())
         with _tracer.start_as_current_span(
-                "ingest batch", kind=SpanKind.CONSUMER,
-                attributes={"messaging.system": "kafka", "messaging.consumer.group.name": self.group_id,
-                            "messaging.batch.message_count": count}):
+            "ingest batch",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.batch.message_count": count,
+            },
+        ):
             parts: list[_Part] = []
             for tp, records in batches.items():
                 ingestor = self._ingestors[tp.topic]
-                outcomes = [ingestor.from_bytes(r.value or b"", decode.media_type(_header(r, "content-type")),
-                                                f"kafka:{tp.topic}:{tp.partition}:{r.offset}", now)
-                            for r in records]
+                outcomes = [
+                    ingestor.from_bytes(
+                        r.value or b"",
+                        decode.media_type(_header(r, "content-type")),
+                        f"kafka:{tp.topic}:{tp.partition}:{r.offset}",
+                        now,
+                    )
+                    for r in records
+                ]
                 parts.append(_Part(tp, ingestor, records, outcomes))
             await self._publish(parts, now)
         self.processed += count
@@ -181,15 +213,27 @@ class RawPipeline:
                     accepted = [(o, r) for o, r in zip(p.outcomes, p.records, strict=True) if o.accepted]
                     if not accepted:
                         continue
-                    name = kafka_file_name(p.tp.topic, p.tp.partition, p.records[0].offset, p.records[-1].offset)
+                    name = kafka_file_name(
+                        p.tp.topic, p.tp.partition, p.records[0].offset, p.records[-1].offset
+                    )
                     files = await asyncio.to_thread(
-                        self._dataset.stage, p.ingestor.usecase.name, [o for o, _ in accepted],
-                        [f"{r.topic}/{r.partition}/{r.offset}" for _, r in accepted], now, name)
+                        self._dataset.stage,
+                        p.ingestor.usecase.name,
+                        [o for o, _ in accepted],
+                        [f"{r.topic}/{r.partition}/{r.offset}" for _, r in accepted],
+                        now,
+                        name,
+                    )
                     staged.setdefault(p.ingestor.usecase.name, []).extend(files)
-                refs = {uc: convert.dataset_ref(uc, self._dataset.next_version(uc, files), self._dataset.uri(uc))
-                        for uc, files in staged.items()}
-                messages = [self._message(p, o, r, refs, ingested_at, trace_headers)
-                            for p in parts for o, r in zip(p.outcomes, p.records, strict=True)]
+                refs = {
+                    uc: convert.dataset_ref(uc, self._dataset.next_version(uc, files), self._dataset.uri(uc))
+                    for uc, files in staged.items()
+                }
+                messages = [
+                    self._message(p, o, r, refs, ingested_at, trace_headers)
+                    for p in parts
+                    for o, r in zip(p.outcomes, p.records, strict=True)
+                ]
                 offsets = {p.tp: p.records[-1].offset + 1 for p in parts}
                 await self._publisher.commit(messages, offsets, self.group_id)
             except BaseException:
@@ -199,21 +243,36 @@ class RawPipeline:
             for uc, files in staged.items():
                 self._dataset.publish(uc, files)
 
-    def _message(self, part: _Part, outcome: Outcome, record: ConsumerRecord, refs: Mapping[str, Any],
-                 ingested_at: Any, batch_trace: list[tuple[str, bytes]]) -> Outgoing:
+    def _message(
+        self,
+        part: _Part,
+        outcome: Outcome,
+        record: ConsumerRecord,
+        refs: Mapping[str, Any],
+        ingested_at: Any,
+        batch_trace: list[tuple[str, bytes]],
+    ) -> Outgoing:
         ingestor = part.ingestor
         uc = ingestor.usecase.name
         # A producer's own trace context wins: its trace then runs through ingestion.
         trace_headers = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS and v] or batch_trace
         if outcome.accepted:
-            event = convert.accepted(uc, outcome, schema_version=ingestor.schema_version, dataset=refs[uc],
-                                     ingested_at=ingested_at)
+            event = convert.accepted(
+                uc, outcome, schema_version=ingestor.schema_version, dataset=refs[uc], ingested_at=ingested_at
+            )
             return accepted_message(self._records_topic, event, trace_headers)
-        event = convert.rejected(uc, outcome, original=record.value or b"",
-                                 content_type=decode.media_type(_header(record, "content-type")),
-                                 schema_version=ingestor.schema_version, rejected_at=ingested_at,
-                                 source=(record.topic, record.partition, record.offset))
-        return rejected_message(self._dlq_topic, event, key=record.key, group=self.group_id, trace=trace_headers)
+        event = convert.rejected(
+            uc,
+            outcome,
+            original=record.value or b"",
+            content_type=decode.media_type(_header(record, "content-type")),
+            schema_version=ingestor.schema_version,
+            rejected_at=ingested_at,
+            source=(record.topic, record.partition, record.offset),
+        )
+        return rejected_message(
+            self._dlq_topic, event, key=record.key, group=self.group_id, trace=trace_headers
+        )
 
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:

@@ -1,4 +1,5 @@
 """Domain outcomes ↔ protobuf, at the edge (events and gRPC messages)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -51,11 +52,21 @@ def dataset_ref(use_case: str, version: str, uri: str) -> common_pb2.DatasetRef:
     return common_pb2.DatasetRef(use_case=use_case, version=version, uri=uri)
 
 
-def accepted(use_case: str, outcome: Outcome, *, schema_version: str, dataset: common_pb2.DatasetRef,
-             ingested_at: Timestamp) -> events_pb2.RecordAccepted:
+def accepted(
+    use_case: str,
+    outcome: Outcome,
+    *,
+    schema_version: str,
+    dataset: common_pb2.DatasetRef,
+    ingested_at: Timestamp,
+) -> events_pb2.RecordAccepted:
     assert outcome.event_time is not None
-    record = common_pb2.Record(use_case=use_case, entity_id=outcome.entity_id,
-                               event_time=timestamp(outcome.event_time), record_id=outcome.record_id)
+    record = common_pb2.Record(
+        use_case=use_case,
+        entity_id=outcome.entity_id,
+        event_time=timestamp(outcome.event_time),
+        record_id=outcome.record_id,
+    )
     fields = record.fields
     for name, v in outcome.values.items():  # set in place: no temporary Value to copy (hot loop)
         kind = _KIND.get(type(v))
@@ -63,35 +74,60 @@ def accepted(use_case: str, outcome: Outcome, *, schema_version: str, dataset: c
             setattr(fields[name], kind, v)
         else:
             _set(fields[name], v)
-    return events_pb2.RecordAccepted(record=record, dataset=dataset, ingested_at=ingested_at,
-                                     schema_version=schema_version)
+    return events_pb2.RecordAccepted(
+        record=record, dataset=dataset, ingested_at=ingested_at, schema_version=schema_version
+    )
 
 
 # Dead letters keep at most this much of the original payload (the broker's message limit is ~1 MB).
 MAX_ORIGINAL_BYTES = 256 * 1024
 
 
-def rejected(use_case: str, outcome: Outcome, *, original: bytes, content_type: str, schema_version: str,
-             rejected_at: Timestamp, source: tuple[str, int, int] | None = None,
-             max_original: int = MAX_ORIGINAL_BYTES) -> events_pb2.RecordRejected:
+def rejected(
+    use_case: str,
+    outcome: Outcome,
+    *,
+    original: bytes,
+    content_type: str,
+    schema_version: str,
+    rejected_at: Timestamp,
+    source: tuple[str, int, int] | None = None,
+    max_original: int = MAX_ORIGINAL_BYTES,
+) -> events_pb2.RecordRejected:
     topic, partition, offset = source or ("", 0, 0)
     return events_pb2.RecordRejected(
-        use_case=use_case, original=original[:max_original], content_type=content_type, source_topic=topic,
-        source_partition=partition, source_offset=offset, violations=violations(outcome.violations),
-        rejected_at=rejected_at, record_id=outcome.record_id, schema_version=schema_version,
-        original_truncated=len(original) > max_original, original_size=len(original))
+        use_case=use_case,
+        original=original[:max_original],
+        content_type=content_type,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        violations=violations(outcome.violations),
+        rejected_at=rejected_at,
+        record_id=outcome.record_id,
+        schema_version=schema_version,
+        original_truncated=len(original) > max_original,
+        original_size=len(original),
+    )
 
 
 def result(index: int, outcome: Outcome) -> ingestion_service_pb2.IngestResult:
-    return ingestion_service_pb2.IngestResult(index=index, accepted=outcome.accepted,
-                                              record_id=outcome.record_id,
-                                              violations=violations(outcome.violations))
+    return ingestion_service_pb2.IngestResult(
+        index=index,
+        accepted=outcome.accepted,
+        record_id=outcome.record_id,
+        violations=violations(outcome.violations),
+    )
 
 
 def dataset(version: DatasetVersion) -> ingestion_service_pb2.Dataset:
     msg = ingestion_service_pb2.Dataset(
-        ref=dataset_ref(version.use_case, version.version, version.uri), record_count=version.rows,
-        schema_version=version.schema_version, parent_version=version.parent, file_count=version.file_count)
+        ref=dataset_ref(version.use_case, version.version, version.uri),
+        record_count=version.rows,
+        schema_version=version.schema_version,
+        parent_version=version.parent,
+        file_count=version.file_count,
+    )
     if version.created_at is not None:
         msg.created_at.CopyFrom(timestamp(version.created_at))
     if version.min_event_time is not None and version.max_event_time is not None:

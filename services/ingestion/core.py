@@ -5,6 +5,7 @@ The Kafka pipeline (:mod:`services.ingestion.consumers`) and the gRPC API
 :class:`~services.ingestion.records.UseCaseIngestor`, store accepted records in the
 :class:`~services.ingestion.store.RawDataset` and count them in the quality windows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,9 @@ def salt_of(settings: IngestionSettings) -> bytes:
     secret = getattr(settings, "privacy_salt", None)
     salt = secret.get_secret_value().encode() if secret is not None else b""
     if not salt:
-        log.warning("no privacy salt configured (AIF_PRIVACY_SALT): personal data is hashed with the "
-                    "development salt")
+        log.warning(
+            "no privacy salt configured (AIF_PRIVACY_SALT): personal data is hashed with the development salt"
+        )
     return salt or DEV_SALT
 
 
@@ -62,9 +64,15 @@ class Core:
 def make_core(settings: IngestionSettings, meter: Meter) -> Core:
     usecases = load_specs(settings.usecases_dir or DEFAULT_DIR)
     salt = salt_of(settings)
-    ingestors = {name: UseCaseIngestor(uc, salt=salt, max_payload_bytes=settings.max_payload_bytes)
-                 for name, uc in usecases.items()}
+    ingestors = {
+        name: UseCaseIngestor(uc, salt=salt, max_payload_bytes=settings.max_payload_bytes)
+        for name, uc in usecases.items()
+    }
     dataset = RawDataset(settings.data_dir, usecases, {n: i.privacy for n, i in ingestors.items()})
-    quality = QualityTracker(usecases, meter, window_seconds=settings.quality_window_seconds,
-                             window_records=settings.quality_window_records)
+    quality = QualityTracker(
+        usecases,
+        meter,
+        window_seconds=settings.quality_window_seconds,
+        window_records=settings.quality_window_records,
+    )
     return Core(ingestors, dataset, quality)

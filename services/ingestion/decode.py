@@ -14,6 +14,7 @@ Two wire formats are accepted:
 Either way a payload larger than the cap is refused (``too_large``) before parsing,
 so a huge message costs nothing but its read.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,8 +98,9 @@ def _from_value(value: common_pb2.Value) -> Any:
     return getattr(value, kind)
 
 
-def record_to_candidate(record: common_pb2.Record, use_case: str, entity_field: str,
-                        event_time_field: str) -> Candidate:
+def record_to_candidate(
+    record: common_pb2.Record, use_case: str, entity_field: str, event_time_field: str
+) -> Candidate:
     """A protobuf Record → candidate; its envelope fills the entity and event-time fields."""
     if record.use_case and record.use_case != use_case:
         raise Malformed(USE_CASE, f"record is for use case {record.use_case!r}, not {use_case!r}")
@@ -111,12 +113,19 @@ def record_to_candidate(record: common_pb2.Record, use_case: str, entity_field: 
         except (ValueError, OverflowError, OSError):
             # Outside the Timestamp range (or negative nanos): kept as text, so the contract
             # rejects it as a type violation naming the field instead of failing the batch.
-            values[event_time_field] = f"timestamp(seconds={record.event_time.seconds}, nanos={record.event_time.nanos})"
+            values[event_time_field] = (
+                f"timestamp(seconds={record.event_time.seconds}, nanos={record.event_time.nanos})"
+            )
     return Candidate(values, record.record_id or None)
 
 
-def decode_protobuf(payload: bytes, use_case: str, entity_field: str, event_time_field: str,
-                    max_bytes: int = DEFAULT_MAX_BYTES) -> Candidate:
+def decode_protobuf(
+    payload: bytes,
+    use_case: str,
+    entity_field: str,
+    event_time_field: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Candidate:
     """Serialized ``aifactory.common.v1.Record`` → candidate; raises :class:`Malformed`."""
     _check_size(payload, max_bytes)
     record = common_pb2.Record()

@@ -10,6 +10,7 @@ run on the clear value first (a hashed name has no meaningful length).
 The dead-letter topic is the exception: it keeps the payload exactly as received so
 it can be repaired and replayed; treat it as restricted.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -16,6 +16,7 @@ in one ``RecordAcceptedBatch`` message: the feature store's cost per Kafka messa
 then paid once per batch instead of once per record. The partition is still chosen per
 record, by its entity key, so a batch only holds records that would have shared it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,27 +68,43 @@ MAX_BATCH_BYTES = 512 * 1024
 
 @functools.lru_cache(maxsize=256)
 def _fixed(event_type: str, use_case: str) -> tuple[tuple[str, bytes], ...]:
-    return ((h.EVENT_TYPE, event_type.encode()), (h.SCHEMA_VERSION, EVENT_SCHEMA.encode()),
-            (h.USE_CASE, use_case.encode()), (h.PRODUCER, PRODUCER.encode()),
-            (h.CONTENT_TYPE, h.PROTOBUF.encode()))
+    return (
+        (h.EVENT_TYPE, event_type.encode()),
+        (h.SCHEMA_VERSION, EVENT_SCHEMA.encode()),
+        (h.USE_CASE, use_case.encode()),
+        (h.PRODUCER, PRODUCER.encode()),
+        (h.CONTENT_TYPE, h.PROTOBUF.encode()),
+    )
 
 
 def _meta(event_type: str, event_id: str, use_case: str, now_ms: int) -> list[tuple[str, bytes]]:
     """The standard event headers (as :meth:`libs.bus.EventMeta.to_headers` writes them)."""
-    return [(h.EVENT_ID, event_id.encode()), *_fixed(event_type, use_case),
-            (h.PRODUCED_AT, str(now_ms).encode())]
+    return [
+        (h.EVENT_ID, event_id.encode()),
+        *_fixed(event_type, use_case),
+        (h.PRODUCED_AT, str(now_ms).encode()),
+    ]
 
 
-def accepted_message(topic: str, event: events_pb2.RecordAccepted,
-                     trace: Sequence[tuple[str, bytes]] = ()) -> Outgoing:
+def accepted_message(
+    topic: str, event: events_pb2.RecordAccepted, trace: Sequence[tuple[str, bytes]] = ()
+) -> Outgoing:
     """Key ``<use case>/<entity id>``: one entity's records stay in one partition, in order."""
     record = event.record
     headers = _meta(ACCEPTED_TYPE, record.record_id, record.use_case, int(time.time() * 1000))
-    return Outgoing(topic, event.SerializeToString(), f"{record.use_case}/{record.entity_id}".encode(),
-                    headers + list(trace), record.record_id, record.use_case)
+    return Outgoing(
+        topic,
+        event.SerializeToString(),
+        f"{record.use_case}/{record.entity_id}".encode(),
+        headers + list(trace),
+        record.record_id,
+        record.use_case,
+    )
 
 
-def accepted_in(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> list[events_pb2.RecordAccepted]:
+def accepted_in(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]] | None
+) -> list[events_pb2.RecordAccepted]:
     """The accepted records a records-topic message holds: one, or a RecordAcceptedBatch's, in order."""
     event_type = next((v for k, v in headers or () if k == h.EVENT_TYPE), b"").decode()
     if event_type == BATCH_TYPE:
@@ -95,7 +112,9 @@ def accepted_in(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None
     return [events_pb2.RecordAccepted.FromString(value or b"")]
 
 
-def batched(messages: Sequence[Outgoing], per_message: int, max_bytes: int = MAX_BATCH_BYTES) -> list[Outgoing]:
+def batched(
+    messages: Sequence[Outgoing], per_message: int, max_bytes: int = MAX_BATCH_BYTES
+) -> list[Outgoing]:
     """``messages`` (all bound for one partition, in order) with runs of accepted records of one
     use case packed into ``RecordAcceptedBatch`` messages of at most ``per_message`` records.
 
@@ -137,10 +156,19 @@ def batched(messages: Sequence[Outgoing], per_message: int, max_bytes: int = MAX
     return out
 
 
-def rejected_message(topic: str, event: events_pb2.RecordRejected, *, key: bytes | None, group: str,
-                     trace: Sequence[tuple[str, bytes]] = ()) -> Outgoing:
-    source = (f"{event.source_topic}/{event.source_partition}/{event.source_offset}"
-              if event.source_topic else "grpc")
+def rejected_message(
+    topic: str,
+    event: events_pb2.RecordRejected,
+    *,
+    key: bytes | None,
+    group: str,
+    trace: Sequence[tuple[str, bytes]] = (),
+) -> Outgoing:
+    source = (
+        f"{event.source_topic}/{event.source_partition}/{event.source_offset}"
+        if event.source_topic
+        else "grpc"
+    )
     event_id = f"rejected:{source}" if event.source_topic else f"rejected:{event.record_id}"
     reason = "; ".join(f"{v.code}: {v.message}" for v in event.violations)
     headers = _meta(REJECTED_TYPE, event_id, event.use_case, int(time.time() * 1000)) + [
@@ -155,15 +183,27 @@ def rejected_message(topic: str, event: events_pb2.RecordRejected, *, key: bytes
 class TransactionalPublisher:
     """One transactional producer; :meth:`commit` publishes a batch atomically."""
 
-    def __init__(self, bootstrap_servers: str, transactional_id: str, *,
-                 kafka_options: Mapping[str, Any] | None = None, linger_ms: int = 5,
-                 records_per_message: int = 1) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        transactional_id: str,
+        *,
+        kafka_options: Mapping[str, Any] | None = None,
+        linger_ms: int = 5,
+        records_per_message: int = 1,
+    ) -> None:
         self.transactional_id = transactional_id
         self.records_per_message = records_per_message
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, client_id=f"{PRODUCER}-{transactional_id}",
-            transactional_id=transactional_id, enable_idempotence=True, acks="all",
-            linger_ms=linger_ms, max_batch_size=256 * 1024, **(kafka_options or {}))
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{PRODUCER}-{transactional_id}",
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+            **(kafka_options or {}),
+        )
         self._lock = asyncio.Lock()
         self._partitioner = DefaultPartitioner()
 
@@ -180,8 +220,12 @@ class TransactionalPublisher:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def commit(self, messages: Sequence[Outgoing],
-                     offsets: Mapping[TopicPartition, int] | None = None, group_id: str = "") -> None:
+    async def commit(
+        self,
+        messages: Sequence[Outgoing],
+        offsets: Mapping[TopicPartition, int] | None = None,
+        group_id: str = "",
+    ) -> None:
         """Send ``messages`` and commit ``offsets`` for ``group_id`` in one transaction.
 
         On failure the transaction is aborted and the error re-raised (nothing was
@@ -231,5 +275,7 @@ class TransactionalPublisher:
         try:
             await self._producer.abort_transaction()
         except Exception as exc:  # noqa: BLE001 - any failure here leaves the producer unusable
-            raise Fatal(f"transaction of {self.transactional_id} could not be aborted "
-                        f"after {type(cause).__name__}: {exc}") from cause
+            raise Fatal(
+                f"transaction of {self.transactional_id} could not be aborted "
+                f"after {type(cause).__name__}: {exc}"
+            ) from cause

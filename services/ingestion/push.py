@@ -11,6 +11,7 @@ the two leaves records in the dataset that the records topic lacks, never the ot
 way round, and a retry stores them again under the same ids (readers keep one row
 per record id).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,9 +42,17 @@ class PushResult:
 class PushIngest:
     """The gRPC data plane: validate, store, publish a batch of pushed items."""
 
-    def __init__(self, ingestors: Mapping[str, UseCaseIngestor], dataset: RawDataset, quality: QualityTracker,
-                 publisher: TransactionalPublisher, *, records_topic: str, dead_letter_topic: str,
-                 max_items: int = 10_000) -> None:
+    def __init__(
+        self,
+        ingestors: Mapping[str, UseCaseIngestor],
+        dataset: RawDataset,
+        quality: QualityTracker,
+        publisher: TransactionalPublisher,
+        *,
+        records_topic: str,
+        dead_letter_topic: str,
+        max_items: int = 10_000,
+    ) -> None:
         self._ingestors = dict(ingestors)
         self._usecases = UseCases({name: i.usecase for name, i in self._ingestors.items()})
         self._dataset = dataset
@@ -64,8 +73,15 @@ class PushIngest:
     def new_request_id() -> str:
         return uuid.uuid4().hex
 
-    async def ingest(self, use_case: str, items: Sequence[ingestion_service_pb2.IngestItem], *,
-                     request_id: str, start_index: int = 0, subject: str = "anonymous") -> PushResult:
+    async def ingest(
+        self,
+        use_case: str,
+        items: Sequence[ingestion_service_pb2.IngestItem],
+        *,
+        request_id: str,
+        start_index: int = 0,
+        subject: str = "anonymous",
+    ) -> PushResult:
         """Decide, store and publish ``items``; one outcome per item, in order."""
         ingestor = self.ingestor(use_case)
         if not items:
@@ -73,8 +89,10 @@ class PushIngest:
         if len(items) > self.max_items:
             raise InvalidArgument("items", f"{len(items)} items; at most {self.max_items} per message")
         now = datetime.now(UTC)
-        decided = [self._decide(ingestor, item, f"grpc:{request_id}:{start_index + i}", now)
-                   for i, item in enumerate(items)]
+        decided = [
+            self._decide(ingestor, item, f"grpc:{request_id}:{start_index + i}", now)
+            for i, item in enumerate(items)
+        ]
         outcomes = [o for o, _, _ in decided]
         accepted = [o for o in outcomes if o.accepted]
         ingested_at = convert.timestamp(now)
@@ -82,8 +100,9 @@ class PushIngest:
         ref: common_pb2.DatasetRef | None = None
         async with self._dataset.lock:
             if accepted:
-                files = await asyncio.to_thread(self._dataset.stage, use_case, accepted,
-                                                [f"grpc:{subject}"] * len(accepted), now)
+                files = await asyncio.to_thread(
+                    self._dataset.stage, use_case, accepted, [f"grpc:{subject}"] * len(accepted), now
+                )
                 version = self._dataset.publish(use_case, files)
                 assert version is not None
                 ref = convert.dataset_ref(use_case, version.version, version.uri)
@@ -91,19 +110,33 @@ class PushIngest:
             for outcome, original, content_type in decided:
                 if outcome.accepted:
                     assert ref is not None
-                    event = convert.accepted(use_case, outcome, schema_version=ingestor.schema_version,
-                                             dataset=ref, ingested_at=ingested_at)
+                    event = convert.accepted(
+                        use_case,
+                        outcome,
+                        schema_version=ingestor.schema_version,
+                        dataset=ref,
+                        ingested_at=ingested_at,
+                    )
                     messages.append(accepted_message(self._records_topic, event, trace))
                 else:
-                    event = convert.rejected(use_case, outcome, original=original, content_type=content_type,
-                                             schema_version=ingestor.schema_version, rejected_at=ingested_at)
-                    messages.append(rejected_message(self._dlq_topic, event, key=None, group="grpc",
-                                                     trace=trace))
+                    event = convert.rejected(
+                        use_case,
+                        outcome,
+                        original=original,
+                        content_type=content_type,
+                        schema_version=ingestor.schema_version,
+                        rejected_at=ingested_at,
+                    )
+                    messages.append(
+                        rejected_message(self._dlq_topic, event, key=None, group="grpc", trace=trace)
+                    )
             try:
                 await self._publisher.commit(messages)
             except Exception as exc:  # noqa: BLE001 - aborted: nothing was published; the caller may retry
-                raise Unavailable(f"could not publish the batch ({type(exc).__name__}: {exc}); retry with the "
-                                  "same request_id") from exc
+                raise Unavailable(
+                    f"could not publish the batch ({type(exc).__name__}: {exc}); retry with the "
+                    "same request_id"
+                ) from exc
         self._quality.observe(use_case, outcomes)
         if ref is None:
             current = self._dataset.current(use_case)
@@ -111,13 +144,21 @@ class PushIngest:
         return PushResult(outcomes, ref)
 
     @staticmethod
-    def _decide(ingestor: UseCaseIngestor, item: ingestion_service_pb2.IngestItem, default_id: str,
-                now: datetime) -> tuple[Outcome, bytes, str]:
+    def _decide(
+        ingestor: UseCaseIngestor, item: ingestion_service_pb2.IngestItem, default_id: str, now: datetime
+    ) -> tuple[Outcome, bytes, str]:
         which = item.WhichOneof("payload")
         if which == "json":
             payload = item.json.encode("utf-8")
             return ingestor.from_bytes(payload, decode.JSON, default_id, now), payload, decode.JSON
         if which == "record":
-            return (ingestor.from_record(item.record, default_id, now), item.record.SerializeToString(),
-                    decode.PROTOBUF)
-        return Outcome(default_id, [Violation("", PARSE, "item has neither json nor record")]), b"", decode.JSON
+            return (
+                ingestor.from_record(item.record, default_id, now),
+                item.record.SerializeToString(),
+                decode.PROTOBUF,
+            )
+        return (
+            Outcome(default_id, [Violation("", PARSE, "item has neither json nor record")]),
+            b"",
+            decode.JSON,
+        )

@@ -17,6 +17,7 @@ Prometheus names (on the service's metrics endpoint):
 
 Counts are at-least-once: a batch replayed after a crash is counted again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,12 +64,23 @@ class QualityReport:
 
     def to_proto(self) -> events_pb2.QualityReport:
         msg = events_pb2.QualityReport(
-            report_id=self.report_id, use_case=self.use_case, record_count=self.record_count,
-            accepted_count=self.accepted_count, rejected_count=self.rejected_count,
-            fields=[events_pb2.FieldQuality(field=f.field, null_count=f.null_count, null_rate=f.null_rate,
-                                            out_of_range_count=f.out_of_range_count,
-                                            out_of_range_rate=f.out_of_range_rate) for f in self.fields],
-            rejections_by_code=self.rejections_by_code)
+            report_id=self.report_id,
+            use_case=self.use_case,
+            record_count=self.record_count,
+            accepted_count=self.accepted_count,
+            rejected_count=self.rejected_count,
+            fields=[
+                events_pb2.FieldQuality(
+                    field=f.field,
+                    null_count=f.null_count,
+                    null_rate=f.null_rate,
+                    out_of_range_count=f.out_of_range_count,
+                    out_of_range_rate=f.out_of_range_rate,
+                )
+                for f in self.fields
+            ],
+            rejections_by_code=self.rejections_by_code,
+        )
         msg.window.start.FromDatetime(self.start)
         msg.window.end.FromDatetime(self.end)
         return msg
@@ -94,24 +106,40 @@ def _utcnow() -> datetime:
 class QualityTracker:
     """Windows of quality statistics for every loaded use case."""
 
-    def __init__(self, usecases: Mapping[str, UseCase], meter: Meter, *, window_seconds: float = 10.0,
-                 window_records: int = 0, clock: Clock = _utcnow) -> None:
+    def __init__(
+        self,
+        usecases: Mapping[str, UseCase],
+        meter: Meter,
+        *,
+        window_seconds: float = 10.0,
+        window_records: int = 0,
+        clock: Clock = _utcnow,
+    ) -> None:
         self._fields = {name: list(uc.fields) for name, uc in usecases.items()}
         self._length = timedelta(seconds=window_seconds)
         self._max_records = window_records
         self._clock = clock
         now = clock()
         self._windows = {name: _Window(now) for name in usecases}
-        self._records = meter.create_counter("ingestion_records", unit="1",
-                                             description="records ingested, by outcome")
-        self._rejections = meter.create_counter("ingestion_rejections", unit="1",
-                                                description="rejected records, by violation code")
-        self._window_records = meter.create_gauge("ingestion_window_records", unit="1",
-                                                  description="records in the last closed quality window")
-        self._null_rate = meter.create_gauge("ingestion_field_null_rate", unit="1",
-                                             description="share of records with the field null or missing")
-        self._oor_rate = meter.create_gauge("ingestion_field_out_of_range_rate", unit="1",
-                                            description="share of records with the field out of range")
+        self._records = meter.create_counter(
+            "ingestion_records", unit="1", description="records ingested, by outcome"
+        )
+        self._rejections = meter.create_counter(
+            "ingestion_rejections", unit="1", description="rejected records, by violation code"
+        )
+        self._window_records = meter.create_gauge(
+            "ingestion_window_records", unit="1", description="records in the last closed quality window"
+        )
+        self._null_rate = meter.create_gauge(
+            "ingestion_field_null_rate",
+            unit="1",
+            description="share of records with the field null or missing",
+        )
+        self._oor_rate = meter.create_gauge(
+            "ingestion_field_out_of_range_rate",
+            unit="1",
+            description="share of records with the field out of range",
+        )
 
     def observe(self, use_case: str, outcomes: Iterable[Outcome]) -> None:
         """Count a batch of outcomes of one use case."""
@@ -153,26 +181,48 @@ class QualityTracker:
 
     def _report(self, use_case: str, window: _Window, end: datetime) -> QualityReport:
         n = window.records
-        fields = [FieldQuality(f, window.nulls[f], window.nulls[f] / n, window.out_of_range[f],
-                               window.out_of_range[f] / n) for f in self._fields[use_case]]
+        fields = [
+            FieldQuality(
+                f, window.nulls[f], window.nulls[f] / n, window.out_of_range[f], window.out_of_range[f] / n
+            )
+            for f in self._fields[use_case]
+        ]
         self._window_records.set(n, {"use_case": use_case})
         for f in fields:
             attrs = {"use_case": use_case, "field": f.field}
             self._null_rate.set(f.null_rate, attrs)
             self._oor_rate.set(f.out_of_range_rate, attrs)
-        return QualityReport(uuid.uuid4().hex, use_case, window.start, end, n, window.accepted,
-                             n - window.accepted, fields, dict(window.by_code))
+        return QualityReport(
+            uuid.uuid4().hex,
+            use_case,
+            window.start,
+            end,
+            n,
+            window.accepted,
+            n - window.accepted,
+            fields,
+            dict(window.by_code),
+        )
 
 
 class _Publisher(Protocol):
-    async def publish(self, topic: str, event: Message, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> Any: ...
+    async def publish(
+        self,
+        topic: str,
+        event: Message,
+        *,
+        use_case: str,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> Any: ...
 
 
 class QualityReporter:
     """Closes due windows every ``tick`` seconds and publishes their reports as events."""
 
-    def __init__(self, tracker: QualityTracker, publisher: _Publisher, topic: str, *, tick: float = 1.0) -> None:
+    def __init__(
+        self, tracker: QualityTracker, publisher: _Publisher, topic: str, *, tick: float = 1.0
+    ) -> None:
         self._tracker = tracker
         self._publisher = publisher
         self._topic = topic
@@ -189,8 +239,13 @@ class QualityReporter:
         reports = self._tracker.close_due(force=force)
         for report in reports:
             try:
-                await self._publisher.publish(self._topic, report.to_proto(), use_case=report.use_case,
-                                              key=report.use_case, event_id=report.report_id)
+                await self._publisher.publish(
+                    self._topic,
+                    report.to_proto(),
+                    use_case=report.use_case,
+                    key=report.use_case,
+                    event_id=report.report_id,
+                )
             except Exception:  # noqa: BLE001 - a lost report must not stop ingestion; metrics still have it
                 log.exception("could not publish the quality report of %s", report.use_case)
         return reports

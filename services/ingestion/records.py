@@ -4,6 +4,7 @@ Shared by the Kafka pipeline and the gRPC API (one data plane, two transports), 
 never raises: whatever the payload, the result is an :class:`Outcome`, accepted or
 rejected with every reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,13 @@ class UseCaseIngestor:
         """A payload as it arrived on the raw topic or in a gRPC ``json`` item."""
         try:
             if content_type == decode.PROTOBUF:
-                candidate = decode.decode_protobuf(payload, self.usecase.name, self.usecase.entity.field,
-                                                   self.usecase.event_time.field, self._max)
+                candidate = decode.decode_protobuf(
+                    payload,
+                    self.usecase.name,
+                    self.usecase.entity.field,
+                    self.usecase.event_time.field,
+                    self._max,
+                )
             else:
                 candidate = decode.decode_json(payload, self._max)
         except Malformed as exc:
@@ -66,8 +72,9 @@ class UseCaseIngestor:
     def from_record(self, record: common_pb2.Record, default_id: str, now: datetime) -> Outcome:
         """A structured record from the gRPC API."""
         try:
-            candidate = decode.record_to_candidate(record, self.usecase.name, self.usecase.entity.field,
-                                                   self.usecase.event_time.field)
+            candidate = decode.record_to_candidate(
+                record, self.usecase.name, self.usecase.entity.field, self.usecase.event_time.field
+            )
         except Malformed as exc:
             return Outcome(record.record_id or default_id, [exc.violation])
         except Exception as exc:  # noqa: BLE001 - as in from_bytes

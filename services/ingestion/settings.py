@@ -1,4 +1,5 @@
 """Settings of the ingestion service (environment variables AIF_INGESTION_*)."""
+
 from __future__ import annotations
 
 import socket

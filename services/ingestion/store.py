@@ -32,6 +32,7 @@ declared field, personal data masked as in the records topic (``pii: hash`` as i
 salted hash, ``pii: drop`` absent). Durable against a process crash; files are not
 fsynced, so not against power loss.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,11 +57,21 @@ from services.ingestion.records import Outcome
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.jsonl"
-_ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-          "timestamp": pa.timestamp("us", tz="UTC")}
+_ARROW = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 _TS = pa.timestamp("us", tz="UTC")
-META_COLUMNS = [("_record_id", pa.string()), ("_entity_id", pa.string()), ("_event_time", _TS),
-                ("_ingested_at", _TS), ("_source", pa.string())]
+META_COLUMNS = [
+    ("_record_id", pa.string()),
+    ("_entity_id", pa.string()),
+    ("_event_time", _TS),
+    ("_ingested_at", _TS),
+    ("_source", pa.string()),
+]
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ def _kafka_range(name: str) -> tuple[str, int, int, int] | None:
     """(topic, partition, first, last) of a Kafka file name; None for other files."""
     if not (name.startswith("part-k-") and name.endswith(".parquet")):
         return None
-    stem = name[len("part-k-"):-len(".parquet")].rsplit(".", 1)[0]  # drop the content hash
+    stem = name[len("part-k-") : -len(".parquet")].rsplit(".", 1)[0]  # drop the content hash
     parts = stem.rsplit("-", 3)
     if len(parts) != 4:
         return None
@@ -182,10 +193,17 @@ def _version_from(entry: Mapping[str, Any], folder: Path) -> DatasetVersion:
         return datetime.fromisoformat(text) if text else None
 
     return DatasetVersion(
-        use_case=folder.name, version=entry["version"], parent=entry["parent"], uri=folder.as_uri(),
-        rows=entry["rows"], file_count=entry["file_count"], schema_version=entry["schema_version"],
-        created_at=ts(entry["created_at"]), min_event_time=ts(entry["min_event_time"]),
-        max_event_time=ts(entry["max_event_time"]))
+        use_case=folder.name,
+        version=entry["version"],
+        parent=entry["parent"],
+        uri=folder.as_uri(),
+        rows=entry["rows"],
+        file_count=entry["file_count"],
+        schema_version=entry["schema_version"],
+        created_at=ts(entry["created_at"]),
+        min_event_time=ts(entry["min_event_time"]),
+        max_event_time=ts(entry["max_event_time"]),
+    )
 
 
 class RawDataset:
@@ -215,8 +233,14 @@ class RawDataset:
 
     # -- writing -------------------------------------------------------------------------
 
-    def stage(self, use_case: str, outcomes: Sequence[Outcome], sources: Sequence[str],
-              ingested_at: datetime, name: str | None = None) -> list[DataFile]:
+    def stage(
+        self,
+        use_case: str,
+        outcomes: Sequence[Outcome],
+        sources: Sequence[str],
+        ingested_at: datetime,
+        name: str | None = None,
+    ) -> list[DataFile]:
         """Write accepted ``outcomes`` as one file per event date; nothing is published yet.
 
         ``name`` is the stem of a Kafka file (see :func:`kafka_file_name`). Every name ends
@@ -242,8 +266,9 @@ class RawDataset:
             staged.append(DataFile(rel, digest, len(idx), min(times).isoformat(), max(times).isoformat()))
         return staged
 
-    def _parquet(self, use_case: str, outcomes: Sequence[Outcome], sources: Sequence[str],
-                 ingested_at: datetime) -> bytes:
+    def _parquet(
+        self, use_case: str, outcomes: Sequence[Outcome], sources: Sequence[str], ingested_at: datetime
+    ) -> bytes:
         columns: dict[str, list[Any]] = {
             "_record_id": [o.record_id for o in outcomes],
             "_entity_id": [o.entity_id for o in outcomes],
@@ -260,8 +285,10 @@ class RawDataset:
 
     def next_version(self, use_case: str, staged: Iterable[DataFile]) -> str:
         """The version publishing ``staged`` will make."""
-        files = {**{p: f.sha256 for p, f in self._log(use_case).files.items()},
-                 **{f.path: f.sha256 for f in staged}}
+        files = {
+            **{p: f.sha256 for p, f in self._log(use_case).files.items()},
+            **{f.path: f.sha256 for f in staged},
+        }
         return version_of(files.values())
 
     def publish(self, use_case: str, staged: Sequence[DataFile]) -> DatasetVersion | None:
@@ -294,8 +321,15 @@ class RawDataset:
         if publish:
             log_.append(publish, datetime.now(UTC))
         if publish or deleted:
-            log.warning("dataset %s: %s/%d at offset %d: published %d committed file(s), deleted %d "
-                        "uncommitted", use_case, topic, partition, committed, len(publish), deleted)
+            log.warning(
+                "dataset %s: %s/%d at offset %d: published %d committed file(s), deleted %d uncommitted",
+                use_case,
+                topic,
+                partition,
+                committed,
+                len(publish),
+                deleted,
+            )
         return len(publish), deleted
 
     # -- reading -------------------------------------------------------------------------
@@ -335,9 +369,13 @@ class RawDataset:
         if not paths:
             return self.schema(use_case).empty_table()
         table = pa.concat_tables([pq.read_table(p) for p in paths])
+        # The first row of each record id (a replayed record was written twice).
         seen: set[str] = set()
-        keep = [i for i, rid in enumerate(table.column("_record_id").to_pylist())
-                if not (rid in seen or seen.add(rid))]  # type: ignore[func-returns-value]
+        keep = []
+        for i, rid in enumerate(table.column("_record_id").to_pylist()):
+            if rid not in seen:
+                seen.add(rid)
+                keep.append(i)
         return table if len(keep) == table.num_rows else table.take(keep)
 
 
@@ -345,5 +383,10 @@ def _describe(path: Path, rel: str) -> DataFile:
     data = path.read_bytes()
     table = pq.read_table(path, columns=["_event_time"])
     times = [t for t in table.column("_event_time").to_pylist() if t is not None]
-    return DataFile(rel, hashlib.sha256(data).hexdigest(), table.num_rows,
-                    min(times).isoformat() if times else "", max(times).isoformat() if times else "")
+    return DataFile(
+        rel,
+        hashlib.sha256(data).hexdigest(),
+        table.num_rows,
+        min(times).isoformat() if times else "",
+        max(times).isoformat() if times else "",
+    )

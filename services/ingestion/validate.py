@@ -29,6 +29,7 @@ must be present and non-empty; the event time may not be further in the future t
 
 Messages never echo the value of a personal-data field.
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,10 @@ def _to_int(value: Any) -> int:
     elif isinstance(value, str) and _INT.match(value):
         result = int(value)
     else:
-        raise _Mismatch(f"expected an integer, got {_kind(value)}"
-                        + (" with a fraction" if isinstance(value, float | str) else ""))
+        raise _Mismatch(
+            f"expected an integer, got {_kind(value)}"
+            + (" with a fraction" if isinstance(value, float | str) else "")
+        )
     if not INT64_MIN <= result <= INT64_MAX:
         raise _Mismatch("integer does not fit in 64 bits")
     return result
@@ -133,8 +136,9 @@ def _to_timestamp(value: Any) -> datetime:
         try:
             result = datetime.fromisoformat(value)
         except ValueError:
-            raise _Mismatch("expected an ISO-8601 timestamp or epoch milliseconds, "
-                            "got a string that is neither") from None
+            raise _Mismatch(
+                "expected an ISO-8601 timestamp or epoch milliseconds, got a string that is neither"
+            ) from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             result = datetime.fromtimestamp(value / 1000, UTC)
@@ -151,7 +155,11 @@ def _to_timestamp(value: Any) -> datetime:
 
 
 COERCE: dict[str, Callable[[Any], Any]] = {
-    "string": _to_string, "int": _to_int, "float": _to_float, "bool": _to_bool, "timestamp": _to_timestamp,
+    "string": _to_string,
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "timestamp": _to_timestamp,
 }
 
 
@@ -199,8 +207,9 @@ class Contract:
         text = repr(value)
         return text if len(text) <= 40 else text[:40] + "..."
 
-    def check(self, values: Mapping[str, Any], now: datetime | None = None,
-              record_id: str | None = None) -> Checked:
+    def check(
+        self, values: Mapping[str, Any], now: datetime | None = None, record_id: str | None = None
+    ) -> Checked:
         """Every violation of ``values``; typed values, entity id and event time when accepted."""
         violations: list[Violation] = []
         rid = record_id
@@ -208,8 +217,13 @@ class Contract:
             if key not in self._declared:
                 if key == RECORD_ID_KEY and self._reserved_id:
                     continue
-                violations.append(Violation(_short(key, 128), UNKNOWN_FIELD,
-                                            f"{_short(key)!r} is not a field of {self.usecase.name}"))
+                violations.append(
+                    Violation(
+                        _short(key, 128),
+                        UNKNOWN_FIELD,
+                        f"{_short(key)!r} is not a field of {self.usecase.name}",
+                    )
+                )
         if self._reserved_id and RECORD_ID_KEY in values:
             raw = values[RECORD_ID_KEY]
             if isinstance(raw, int) and not isinstance(raw, bool):
@@ -217,8 +231,14 @@ class Contract:
             if isinstance(raw, str) and 0 < len(raw) <= MAX_RECORD_ID_LENGTH:
                 rid = rid or raw
             else:
-                violations.append(Violation(RECORD_ID_KEY, TYPE, "record_id must be a non-empty string "
-                                            f"of at most {MAX_RECORD_ID_LENGTH} characters or an integer"))
+                violations.append(
+                    Violation(
+                        RECORD_ID_KEY,
+                        TYPE,
+                        "record_id must be a non-empty string "
+                        f"of at most {MAX_RECORD_ID_LENGTH} characters or an integer",
+                    )
+                )
         out: dict[str, Any] = {}
         nulls: list[str] = []
         for name, spec, coerce, enum in self._fields:
@@ -237,18 +257,30 @@ class Contract:
                 continue
             out[name] = value
             if spec.min is not None and value < spec.min:
-                violations.append(Violation(name, RANGE, f"{name} {self._show(name, value)} "
-                                            f"is below the minimum {spec.min:g}"))
+                violations.append(
+                    Violation(
+                        name, RANGE, f"{name} {self._show(name, value)} is below the minimum {spec.min:g}"
+                    )
+                )
             elif spec.max is not None and value > spec.max:
-                violations.append(Violation(name, RANGE, f"{name} {self._show(name, value)} "
-                                            f"is above the maximum {spec.max:g}"))
+                violations.append(
+                    Violation(
+                        name, RANGE, f"{name} {self._show(name, value)} is above the maximum {spec.max:g}"
+                    )
+                )
             if enum is not None and value not in enum:
                 allowed = ", ".join(map(str, spec.enum or ()))
-                violations.append(Violation(name, ENUM, f"{name} {self._show(name, value)} is not one of "
-                                            f"[{allowed[:200]}]"))
+                violations.append(
+                    Violation(name, ENUM, f"{name} {self._show(name, value)} is not one of [{allowed[:200]}]")
+                )
             if spec.type == "string" and len(value) > spec.max_length:
-                violations.append(Violation(name, MAX_LENGTH, f"{name} has {len(value)} characters; "
-                                            f"at most {spec.max_length} are allowed"))
+                violations.append(
+                    Violation(
+                        name,
+                        MAX_LENGTH,
+                        f"{name} has {len(value)} characters; at most {spec.max_length} are allowed",
+                    )
+                )
         if not self._reserved_id and out.get(RECORD_ID_KEY) not in (None, ""):
             rid = rid or str(out[RECORD_ID_KEY])  # a declared record_id field is also the id
         entity = out.get(self._entity)
@@ -256,13 +288,19 @@ class Contract:
         if entity is not None:
             entity_id = str(entity)
             if not entity_id.strip():
-                violations.append(Violation(self._entity, REQUIRED, f"{self._entity} (the entity key) is empty"))
+                violations.append(
+                    Violation(self._entity, REQUIRED, f"{self._entity} (the entity key) is empty")
+                )
         event_time = out.get(self._event_time)
         if event_time is not None:
             now = now or datetime.now(UTC)
             if event_time > now + self._skew:
-                violations.append(Violation(
-                    self._event_time, FUTURE,
-                    f"{self._event_time} is {(event_time - now).total_seconds():.0f}s in the future; "
-                    f"at most {self._skew.total_seconds():.0f}s is tolerated"))
+                violations.append(
+                    Violation(
+                        self._event_time,
+                        FUTURE,
+                        f"{self._event_time} is {(event_time - now).total_seconds():.0f}s in the future; "
+                        f"at most {self._skew.total_seconds():.0f}s is tolerated",
+                    )
+                )
         return Checked(out, violations, rid, entity_id, event_time, nulls)

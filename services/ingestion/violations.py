@@ -4,6 +4,7 @@ Record-level codes (``field`` is empty) come from decoding; field-level ones fro
 the data contract. Codes are part of the contract with producers: they appear in the
 dead-letter topic, in gRPC answers and in quality metrics, so they never change.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@
 registry client for training references, the publisher with the outbox relay, and the
 consumer of predictions, feedback and alias changes; it registers the gRPC servicer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,19 +39,32 @@ def _published(events: Sequence[Outgoing]) -> None:
         log.info("published %s %s", type(out.event).__name__, out.event_id)
 
 
-async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: ReferenceSource | None = None,
-                security: ServerSecurity | None = None) -> Service:
+async def build(
+    settings: MonitorSettings,
+    telemetry: Telemetry,
+    *,
+    references: ReferenceSource | None = None,
+    security: ServerSecurity | None = None,
+) -> Service:
     """``references`` and ``security`` override what the settings describe (tests)."""
     usecases = load_for_service(settings.usecases_dir)
-    store = await asyncio.to_thread(MonitorStore.from_url, settings.database_url,
-                                    drift_topic=settings.drift_detected_topic,
-                                    rollback_topic=settings.rollback_topic)
+    store = await asyncio.to_thread(
+        MonitorStore.from_url,
+        settings.database_url,
+        drift_topic=settings.drift_detected_topic,
+        rollback_topic=settings.rollback_topic,
+    )
     saved = await asyncio.to_thread(store.states)
     core = MonitorCore(usecases, capacity=settings.join_capacity, saved=saved)
-    server = RpcServer(settings.grpc_address, telemetry, security=security or server_security(settings),
-                       drain_seconds=settings.drain_seconds)
-    server.add_service(monitor_service_pb2_grpc.add_MonitorServiceServicer_to_server, MonitorServicer(store),
-                       SERVICE_NAME)
+    server = RpcServer(
+        settings.grpc_address,
+        telemetry,
+        security=security or server_security(settings),
+        drain_seconds=settings.drain_seconds,
+    )
+    server.add_service(
+        monitor_service_pb2_grpc.add_MonitorServiceServicer_to_server, MonitorServicer(store), SERVICE_NAME
+    )
     service = Service(server)
 
     async def close_store() -> None:
@@ -59,8 +73,9 @@ async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: 
     service.closers.append(close_store)
     if references is None:
         if settings.registry_target:
-            channel = insecure_channel(settings.registry_target,
-                                       token=settings.service_token.get_secret_value() or None)
+            channel = insecure_channel(
+                settings.registry_target, token=settings.service_token.get_secret_value() or None
+            )
             references = RegistryReferences(channel)
             service.closers.append(channel.close)
         else:
@@ -69,20 +84,36 @@ async def build(settings: MonitorSettings, telemetry: Telemetry, *, references: 
     publisher = EventPublisher(settings.kafka_bootstrap, producer="monitor", security=kafka_security)
     await publisher.start()
     service.closers.append(publisher.stop)
-    monitor = Monitor(core, store, references, metrics=MonitorMetrics(telemetry.meter, lambda: core.joiners),
-                      reference_retry_s=settings.reference_retry_s)
-    relay = OutboxRelay(store, publisher, name="monitor-outbox", poll_s=settings.relay_interval_s,
-                        before_flush=monitor.save, on_published=_published)
+    monitor = Monitor(
+        core,
+        store,
+        references,
+        metrics=MonitorMetrics(telemetry.meter, lambda: core.joiners),
+        reference_retry_s=settings.reference_retry_s,
+    )
+    relay = OutboxRelay(
+        store,
+        publisher,
+        name="monitor-outbox",
+        poll_s=settings.relay_interval_s,
+        before_flush=monitor.save,
+        on_published=_published,
+    )
     monitor.on_outbox = relay.kick
     # Publishes what a previous run left in the outbox first.
     service.spawn("monitor-outbox", relay.run(), stop=relay.stop)
     if settings.consume:
         consumer = EventConsumer(
-            settings.kafka_bootstrap, settings.consumer_group,
-            {settings.predictions_topic: [gateway_events.PredictionLogged],
-             settings.feedback_topic: [gateway_events.FeedbackRecorded],
-             settings.model_promoted_topic: [registry_events.AliasChanged]},
-            MonitorHandler(monitor).handle, DeadLetters(publisher, settings.dead_letter_topic),
-            security=kafka_security)
+            settings.kafka_bootstrap,
+            settings.consumer_group,
+            {
+                settings.predictions_topic: [gateway_events.PredictionLogged],
+                settings.feedback_topic: [gateway_events.FeedbackRecorded],
+                settings.model_promoted_topic: [registry_events.AliasChanged],
+            },
+            MonitorHandler(monitor).handle,
+            DeadLetters(publisher, settings.dead_letter_topic),
+            security=kafka_security,
+        )
         service.spawn("monitor-consumer", consumer.run(), stop=consumer.stop)
     return service

@@ -8,6 +8,7 @@ A bad event (an unknown use case, a missing id, an outcome that is not one of th
 classes) raises ``UnknownUseCase`` or ``InvalidArgument``: the consumer dead-letters it
 with that reason and carries on.
 """
+
 from __future__ import annotations
 
 from google.protobuf.message import Message

@@ -1,4 +1,5 @@
 """Protobuf ↔ domain at the monitor's edges: events in, events and API messages out."""
+
 from __future__ import annotations
 
 import math
@@ -106,8 +107,9 @@ def prediction_of(event: gateway_events.PredictionLogged, uc: UseCase, received:
             raise InvalidArgument("output", "expected the predicted value (a finite number)")
     else:
         classes = [str(c) for c in uc.label.classes or ()]
-        probabilities = [_number(_scalar(event.outputs[f"p_{c}"])) if f"p_{c}" in event.outputs else None
-                         for c in classes]
+        probabilities = [
+            _number(_scalar(event.outputs[f"p_{c}"])) if f"p_{c}" in event.outputs else None for c in classes
+        ]
         if "label" in event.outputs:
             predicted = class_index(uc, _scalar(event.outputs["label"]))
         if predicted is None and all(p is not None for p in probabilities):
@@ -120,8 +122,15 @@ def prediction_of(event: gateway_events.PredictionLogged, uc: UseCase, received:
             predicted = class_index(uc, primary)
         if predicted is None:
             raise InvalidArgument("output", f"no predicted class of {classes} in output/outputs")
-    return Prediction(event.prediction_id, key_of(event.model, event.use_case), when(event.timestamp, received),
-                      features, score, predicted, event.alias or "champion")
+    return Prediction(
+        event.prediction_id,
+        key_of(event.model, event.use_case),
+        when(event.timestamp, received),
+        features,
+        score,
+        predicted,
+        event.alias or "champion",
+    )
 
 
 def outcome_of(event: gateway_events.FeedbackRecorded, uc: UseCase, received: datetime) -> Outcome:
@@ -142,16 +151,25 @@ def outcome_of(event: gateway_events.FeedbackRecorded, uc: UseCase, received: da
     return Outcome(event.prediction_id, event.use_case, value, observed, event.feedback_id, event_time)
 
 
-_KINDS = {registry_events.ALIAS_CHANGE_KIND_PROMOTE: AliasKind.PROMOTE,
-          registry_events.ALIAS_CHANGE_KIND_ROLLBACK: AliasKind.ROLLBACK,
-          registry_events.ALIAS_CHANGE_KIND_SET: AliasKind.SET,
-          registry_events.ALIAS_CHANGE_KIND_DELETE: AliasKind.DELETE}
+_KINDS = {
+    registry_events.ALIAS_CHANGE_KIND_PROMOTE: AliasKind.PROMOTE,
+    registry_events.ALIAS_CHANGE_KIND_ROLLBACK: AliasKind.ROLLBACK,
+    registry_events.ALIAS_CHANGE_KIND_SET: AliasKind.SET,
+    registry_events.ALIAS_CHANGE_KIND_DELETE: AliasKind.DELETE,
+}
 
 
 def alias_move_of(event: registry_events.AliasChanged, event_id: str, received: datetime) -> AliasMove:
-    return AliasMove(event.use_case, event.model_name or event.use_case, event.alias, event.new_version,
-                     event.old_version, _KINDS.get(event.kind, AliasKind.OTHER), when(event.changed_at, received),
-                     event_id)
+    return AliasMove(
+        event.use_case,
+        event.model_name or event.use_case,
+        event.alias,
+        event.new_version,
+        event.old_version,
+        _KINDS.get(event.kind, AliasKind.OTHER),
+        when(event.changed_at, received),
+        event_id,
+    )
 
 
 # ---------------------------------------------------------------------- out
@@ -160,26 +178,45 @@ def model_ref(key: VersionKey) -> common_pb2.ModelRef:
 
 
 def evidence_pb(e: Evidence) -> pb_events.DriftEvidence:
-    out = pb_events.DriftEvidence(feature=e.feature, statistic=e.statistic, value=e.value, threshold=e.threshold,
-                                  window_start=ts(e.window_start), window_end=ts(e.window_end),
-                                  sample_size=e.sample_size, kind=pb_events.EvidenceKind.Name(int(e.kind)),
-                                  drifted=e.drifted)
+    out = pb_events.DriftEvidence(
+        feature=e.feature,
+        statistic=e.statistic,
+        value=e.value,
+        threshold=e.threshold,
+        window_start=ts(e.window_start),
+        window_end=ts(e.window_end),
+        sample_size=e.sample_size,
+        kind=pb_events.EvidenceKind.Name(int(e.kind)),
+        drifted=e.drifted,
+    )
     if e.p_value is not None:
         out.p_value = e.p_value
     return out
 
 
 def report_pb(r: Report) -> pb.DriftReport:
-    return pb.DriftReport(report_id=r.report_id, use_case=r.model.use_case, model=model_ref(r.model),
-                          drift_detected=r.drift_detected, evidence=[evidence_pb(e) for e in r.evidence],
-                          window=common_pb2.TimeRange(start=ts(r.window_start), end=ts(r.window_end)),
-                          created_at=ts(r.created_at))
+    return pb.DriftReport(
+        report_id=r.report_id,
+        use_case=r.model.use_case,
+        model=model_ref(r.model),
+        drift_detected=r.drift_detected,
+        evidence=[evidence_pb(e) for e in r.evidence],
+        window=common_pb2.TimeRange(start=ts(r.window_start), end=ts(r.window_end)),
+        created_at=ts(r.created_at),
+    )
 
 
 def alert_pb(a: Alert) -> pb.Alert:
-    out = pb.Alert(alert_id=a.alert_id, use_case=a.model.use_case, model=model_ref(a.model),
-                   severity=pb.AlertSeverity.Name(int(a.severity)), kind=a.kind, message=a.message, report_id=a.report_id,
-                   created_at=ts(a.created_at))
+    out = pb.Alert(
+        alert_id=a.alert_id,
+        use_case=a.model.use_case,
+        model=model_ref(a.model),
+        severity=pb.AlertSeverity.Name(int(a.severity)),
+        kind=a.kind,
+        message=a.message,
+        report_id=a.report_id,
+        created_at=ts(a.created_at),
+    )
     if a.resolved_at is not None:
         out.resolved_at.CopyFrom(ts(a.resolved_at))
     return out
@@ -190,12 +227,22 @@ def severity_of(value: int) -> Severity | None:
 
 
 def drift_detected_pb(alarm: DriftAlarm) -> pb_events.DriftDetected:
-    return pb_events.DriftDetected(report_id=alarm.report_id, use_case=alarm.model.use_case,
-                                   model=model_ref(alarm.model), evidence=[evidence_pb(e) for e in alarm.evidence],
-                                   detected_at=ts(alarm.detected_at))
+    return pb_events.DriftDetected(
+        report_id=alarm.report_id,
+        use_case=alarm.model.use_case,
+        model=model_ref(alarm.model),
+        evidence=[evidence_pb(e) for e in alarm.evidence],
+        detected_at=ts(alarm.detected_at),
+    )
 
 
 def rollback_pb(request: RollbackRequest) -> pb_events.RollbackRequested:
-    return pb_events.RollbackRequested(request_id=request.request_id, use_case=request.model.use_case,
-                                       model=model_ref(request.model), alias=request.alias, reason=request.reason,
-                                       evidence_ids=list(request.evidence_ids), requested_at=ts(request.requested_at))
+    return pb_events.RollbackRequested(
+        request_id=request.request_id,
+        use_case=request.model.use_case,
+        model=model_ref(request.model),
+        alias=request.alias,
+        reason=request.reason,
+        evidence_ids=list(request.evidence_ids),
+        requested_at=ts(request.requested_at),
+    )

@@ -16,6 +16,7 @@ loss beyond ``deployment.rollback_margin`` in ``drift.hysteresis`` consecutive w
 requests a rollback (once: the request id names the version); as many windows without
 it end the watch ("kept").
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -76,8 +77,14 @@ class Watch:
 
 
 class MonitorCore:
-    def __init__(self, usecases: Mapping[str, UseCase], *, capacity: int = 200_000,
-                 clock: Callable[[], datetime] = utcnow, saved: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        usecases: Mapping[str, UseCase],
+        *,
+        capacity: int = 200_000,
+        clock: Callable[[], datetime] = utcnow,
+        saved: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.usecases = UseCases(usecases)
         self.clock = clock
         self.joiners = {name: Joiner(uc.label.max_delay, capacity) for name, uc in self.usecases.items()}
@@ -106,7 +113,9 @@ class MonitorCore:
     def tracker(self, key: VersionKey) -> VersionTracker:
         tracker = self.trackers.get(key)
         if tracker is None:
-            tracker = VersionTracker(key, self.usecase(key.use_case), self.clock, self._saved.pop(state_key(key), None))
+            tracker = VersionTracker(
+                key, self.usecase(key.use_case), self.clock, self._saved.pop(state_key(key), None)
+            )
             self.trackers[key] = tracker
         return tracker
 
@@ -155,7 +164,10 @@ class MonitorCore:
         if self.champions.get((move.use_case, move.model_name)) != move.new_version:
             self.champions[(move.use_case, move.model_name)] = move.new_version
             effects.states[f"champion:{move.use_case}/{move.model_name}"] = {
-                "use_case": move.use_case, "model_name": move.model_name, "version": move.new_version}
+                "use_case": move.use_case,
+                "model_name": move.model_name,
+                "version": move.new_version,
+            }
         old = VersionKey(move.use_case, move.model_name, move.old_version)
         tracker = self.trackers.get(old)
         if move.old_version != move.new_version and tracker is not None and tracker.alias == CHAMPION:
@@ -164,19 +176,31 @@ class MonitorCore:
             tracker.alias = "previous"
             tracker.close_episode(effects, reset=True)
         for key, watch in list(self.watches.items()):
-            if key[:2] == (move.use_case, move.model_name) and watch.state == "watching" \
-                    and watch.new != move.new_version:
+            if (
+                key[:2] == (move.use_case, move.model_name)
+                and watch.state == "watching"
+                and watch.new != move.new_version
+            ):
                 watch.state = "replaced"
                 effects.states[watch.key] = dataclasses.asdict(watch)
-        if move.kind in (AliasKind.PROMOTE, AliasKind.SET) and move.old_version and move.new_version \
-                and move.new_version != move.old_version:
+        if (
+            move.kind in (AliasKind.PROMOTE, AliasKind.SET)
+            and move.old_version
+            and move.new_version
+            and move.new_version != move.old_version
+        ):
             key3 = (move.use_case, move.model_name, move.new_version)
             if key3 not in self.watches:
                 watch = Watch(move.use_case, move.model_name, move.new_version, move.old_version)
                 self.watches[key3] = watch
                 effects.states[watch.key] = dataclasses.asdict(watch)
-                log.info("watching %s/%s v%d against v%d after its promotion", move.use_case, move.model_name,
-                         move.new_version, move.old_version)
+                log.info(
+                    "watching %s/%s v%d against v%d after its promotion",
+                    move.use_case,
+                    move.model_name,
+                    move.new_version,
+                    move.old_version,
+                )
         return effects
 
     # ------------------------------------------------------------------ rollback
@@ -194,8 +218,12 @@ class MonitorCore:
         if live is None or metric not in before or n_before < uc.drift.min_samples:
             if watch.checks > uc.drift.hysteresis + 2:
                 watch.state = "no_baseline"
-                log.warning("%s: no live %s of v%d from before the switch to compare with; watch ended",
-                            key, metric, watch.old)
+                log.warning(
+                    "%s: no live %s of v%d from before the switch to compare with; watch ended",
+                    key,
+                    metric,
+                    watch.old,
+                )
             effects.states[watch.key] = dataclasses.asdict(watch)
             return
         verdict = rollback_verdict(metric, before[metric], live, uc.deployment.rollback_margin)
@@ -207,20 +235,29 @@ class MonitorCore:
         if watch.over >= uc.drift.hysteresis:
             watch.state = "rolled_back"
             now = self.clock()
-            reason = (f"live {metric} of v{key.version} is {verdict.after:.4f}, v{watch.old} had "
-                      f"{verdict.before:.4f} before the switch: a loss of {verdict.loss:.4f} beyond the "
-                      f"rollback margin {verdict.margin} in {watch.over} consecutive windows")
+            reason = (
+                f"live {metric} of v{key.version} is {verdict.after:.4f}, v{watch.old} had "
+                f"{verdict.before:.4f} before the switch: a loss of {verdict.loss:.4f} beyond the "
+                f"rollback margin {verdict.margin} in {watch.over} consecutive windows"
+            )
             request_id = f"rollback.{id_stem(key)}"
             report_id = next((r.report_id for r in reversed(effects.reports) if r.model == key), "")
-            effects.rollbacks.append(RollbackRequest(request_id, key, CHAMPION, reason,
-                                                     (report_id,) if report_id else (), now))
-            effects.alerts.append(Alert(f"alert.{request_id}", key, Severity.CRITICAL, "rollback", reason,
-                                        report_id, now))
+            effects.rollbacks.append(
+                RollbackRequest(request_id, key, CHAMPION, reason, (report_id,) if report_id else (), now)
+            )
+            effects.alerts.append(
+                Alert(f"alert.{request_id}", key, Severity.CRITICAL, "rollback", reason, report_id, now)
+            )
             log.warning("%s: requesting a rollback: %s", key, reason)
         elif watch.under >= uc.drift.hysteresis:
             watch.state = "kept"
-            log.info("%s: live %s holds after the promotion (%.4f vs %.4f): kept", key, metric,
-                     verdict.after, verdict.before)
+            log.info(
+                "%s: live %s holds after the promotion (%.4f vs %.4f): kept",
+                key,
+                metric,
+                verdict.after,
+                verdict.before,
+            )
         effects.states[watch.key] = dataclasses.asdict(watch)
 
 
@@ -241,9 +278,17 @@ class Monitor:
     relay's ``kick``).
     """
 
-    def __init__(self, core: MonitorCore, store: EffectStore, references: ReferenceSource, *,
-                 metrics: MonitorMetrics | None = None, clock: Callable[[], datetime] = utcnow,
-                 reference_retry_s: float = 30.0, on_outbox: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        core: MonitorCore,
+        store: EffectStore,
+        references: ReferenceSource,
+        *,
+        metrics: MonitorMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        reference_retry_s: float = 30.0,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
         self.core = core
         self.clock = clock
         self.on_outbox = on_outbox
@@ -296,7 +341,9 @@ class Monitor:
                 # Kept (in order) for the next commit, which finds the rows a racing
                 # writer added; the consumer carries on.
                 self._unsaved = batch.merge(self._unsaved)
-                log.error("monitor store unavailable (%s); %d reports waiting", exc, len(self._unsaved.reports))
+                log.error(
+                    "monitor store unavailable (%s); %d reports waiting", exc, len(self._unsaved.reports)
+                )
                 return False
             return True
 
@@ -307,8 +354,12 @@ class Monitor:
             reference = await self._references.reference(key)
         except Unavailable as exc:
             self._retry_at[key] = time.monotonic() + self._retry_s
-            log.warning("no reference for %s yet (%s); distribution checks wait, retry in %.0fs", key, exc,
-                        self._retry_s)
+            log.warning(
+                "no reference for %s yet (%s); distribution checks wait, retry in %.0fs",
+                key,
+                exc,
+                self._retry_s,
+            )
             return
         self._resolved.add(key)
         self.core.set_reference(key, reference)

@@ -10,6 +10,7 @@ chi-square on the predicted classes (multiclass). The reference is the document
 A feature with fewer than ``min_samples`` non-missing live values in the window is not
 tested (no evidence), so a sparse feature cannot alarm on noise.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,15 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def numeric_evidence(name: str, entry: Mapping[str, Any], live: np.ndarray, uc: UseCase, kind: EvidenceKind,
-                     start: datetime, end: datetime) -> list[Evidence]:
+def numeric_evidence(
+    name: str,
+    entry: Mapping[str, Any],
+    live: np.ndarray,
+    uc: UseCase,
+    kind: EvidenceKind,
+    start: datetime,
+    end: datetime,
+) -> list[Evidence]:
     values = live[np.isfinite(live)]
     n = len(values)
     if n < uc.drift.min_samples or not entry.get("sample"):
@@ -40,25 +48,57 @@ def numeric_evidence(name: str, entry: Mapping[str, Any], live: np.ndarray, uc: 
     ks = ks_against(entry, values)
     p = ks.p_value if ks.p_value is not None else 1.0
     return [
-        Evidence(name, "psi", _finite(value), spec.psi_threshold, start, end, n, kind,
-                 value > spec.psi_threshold),
-        Evidence(name, "ks", _finite(ks.statistic), spec.ks_pvalue, start, end, n, kind,
-                 p < spec.ks_pvalue, p_value=p),
+        Evidence(
+            name, "psi", _finite(value), spec.psi_threshold, start, end, n, kind, value > spec.psi_threshold
+        ),
+        Evidence(
+            name,
+            "ks",
+            _finite(ks.statistic),
+            spec.ks_pvalue,
+            start,
+            end,
+            n,
+            kind,
+            p < spec.ks_pvalue,
+            p_value=p,
+        ),
     ]
 
 
-def categorical_evidence(name: str, entry: Mapping[str, Any], counts: Mapping[str, int], uc: UseCase,
-                         kind: EvidenceKind, start: datetime, end: datetime) -> list[Evidence]:
+def categorical_evidence(
+    name: str,
+    entry: Mapping[str, Any],
+    counts: Mapping[str, int],
+    uc: UseCase,
+    kind: EvidenceKind,
+    start: datetime,
+    end: datetime,
+) -> list[Evidence]:
     n = sum(counts.values())
     if n < uc.drift.min_samples:
         return []
     result = chi2_against(entry, counts) if "frequencies" in entry else chi2_test({}, counts)
     p = result.p_value if result.p_value is not None else 1.0
-    return [Evidence(name, "chi2", _finite(result.statistic), uc.drift.chi2_pvalue, start, end, n, kind,
-                     p < uc.drift.chi2_pvalue, p_value=p)]
+    return [
+        Evidence(
+            name,
+            "chi2",
+            _finite(result.statistic),
+            uc.drift.chi2_pvalue,
+            start,
+            end,
+            n,
+            kind,
+            p < uc.drift.chi2_pvalue,
+            p_value=p,
+        )
+    ]
 
 
-def window_evidence(uc: UseCase, reference: Mapping[str, Any], window: Sequence[Prediction]) -> list[Evidence]:
+def window_evidence(
+    uc: UseCase, reference: Mapping[str, Any], window: Sequence[Prediction]
+) -> list[Evidence]:
     """Every drift statistic of ``window`` (non-empty) against ``reference``."""
     start, end = window[0].at, window[-1].at
     out: list[Evidence] = []
@@ -83,7 +123,9 @@ def window_evidence(uc: UseCase, reference: Mapping[str, Any], window: Sequence[
     return out
 
 
-def prediction_evidence(uc: UseCase, entry: Mapping[str, Any], window: Sequence[Prediction]) -> list[Evidence]:
+def prediction_evidence(
+    uc: UseCase, entry: Mapping[str, Any], window: Sequence[Prediction]
+) -> list[Evidence]:
     if not entry:
         return []
     start, end = window[0].at, window[-1].at

@@ -3,6 +3,7 @@ what it produces (evidence, reports, alerts, drift and rollback requests).
 
 Protobuf stays at the edges (:mod:`services.monitor.convert`); the core works on these.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -189,8 +190,9 @@ class Effects:
     rollbacks: list[RollbackRequest] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.reports or self.alerts or self.resolved or self.states or self.alarms
-                    or self.rollbacks)
+        return bool(
+            self.reports or self.alerts or self.resolved or self.states or self.alarms or self.rollbacks
+        )
 
     def merge(self, other: Effects) -> Effects:
         self.reports += other.reports

@@ -1,6 +1,7 @@
 """Hysteresis for a windowed drift signal: it raises after ``needed`` consecutive windows
 over threshold and clears after ``needed`` consecutive windows under, so one noisy
 window neither raises nor clears an alarm (no flapping)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -14,6 +14,7 @@ Memory is bounded: at most ``capacity`` waiting entries per side (the oldest bey
 that expire early, and are counted), and a bounded memory of joined ids that makes a
 redelivered prediction or outcome a no-op.
 """
+
 from __future__ import annotations
 
 import heapq

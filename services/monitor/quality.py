@@ -9,6 +9,7 @@
 - :func:`rollback_verdict`: after a promotion, is the new champion's live quality worse
   than the previous champion's by more than ``deployment.rollback_margin``?
 """
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,15 @@ def live_metrics(task: str, window: Sequence[Labelled]) -> dict[str, float]:
         out = {"mae": mae(y, pred), "rmse": rmse(y, pred)}
     else:
         labels = y.astype(np.int64)
-        predicted = np.array([-1 if w.prediction.predicted is None else w.prediction.predicted for w in window])
+        predicted = np.array(
+            [-1 if w.prediction.predicted is None else w.prediction.predicted for w in window]
+        )
         out = {"accuracy": accuracy(labels, predicted)}
         if task == "binary":
-            scores = np.array([w.prediction.score if w.prediction.score is not None else math.nan
-                               for w in window], dtype=np.float64)
+            scores = np.array(
+                [w.prediction.score if w.prediction.score is not None else math.nan for w in window],
+                dtype=np.float64,
+            )
             if np.isfinite(scores).all():
                 out["auc"] = auc(labels == 1, scores)
         else:
@@ -61,7 +66,9 @@ def is_worse(metric: str, value: float, bound: float) -> bool:
     return value < bound if HIGHER_IS_BETTER.get(metric, True) else value > bound
 
 
-def quality_evidence(uc: UseCase, reference: Mapping[str, Any] | None, window: Sequence[Labelled]) -> list[Evidence]:
+def quality_evidence(
+    uc: UseCase, reference: Mapping[str, Any] | None, window: Sequence[Labelled]
+) -> list[Evidence]:
     """The window's metrics as evidence (``window`` non-empty); only the reference's metric can drift."""
     metrics = live_metrics(uc.task, window)
     start, end = window[0].prediction.at, window[-1].prediction.at
@@ -74,8 +81,19 @@ def quality_evidence(uc: UseCase, reference: Mapping[str, Any] | None, window: S
             drifted = is_worse(name, value, bound)
         else:
             bound, drifted = math.nan, False
-        out.append(Evidence(name, name, value, bound if math.isfinite(bound) else 0.0, start, end, len(window),
-                            EvidenceKind.PERFORMANCE, drifted))
+        out.append(
+            Evidence(
+                name,
+                name,
+                value,
+                bound if math.isfinite(bound) else 0.0,
+                start,
+                end,
+                len(window),
+                EvidenceKind.PERFORMANCE,
+                drifted,
+            )
+        )
     return out
 
 

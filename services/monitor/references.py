@@ -7,6 +7,7 @@ cached. A version registered without one (NOT_FOUND) has none: its distribution 
 are skipped, its quality is still watched. When the registry cannot be reached the
 lookup says so (``Unavailable``) and the caller tries again later.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,9 @@ class RegistryReferences:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 log.warning("%s has no reference statistics in the registry: distribution checks off", key)
                 return None
-            raise Unavailable(f"registry GetReferenceStats({key}): {exc.code().name} {exc.details()}") from None
+            raise Unavailable(
+                f"registry GetReferenceStats({key}): {exc.code().name} {exc.details()}"
+            ) from None
         try:
             document = json.loads(response.profile_json)
         except ValueError as exc:

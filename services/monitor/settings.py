@@ -1,4 +1,5 @@
 """Settings of the monitor service (environment variables AIF_MONITOR_*)."""
+
 from __future__ import annotations
 
 from typing import ClassVar

@@ -15,6 +15,7 @@ id, key = use case) and marks them sent.
 The schema is created and upgraded by the Alembic migrations in ``MIGRATIONS``
 (:meth:`MonitorStore.from_url` runs them); database errors leave as :mod:`libs.errors`.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,27 +102,55 @@ def _utcnow() -> datetime:
 class ReportReader(Protocol):
     """What the gRPC servicer reads."""
 
-    def list_reports(self, *, use_case: str = "", model: VersionKey | None = None, drift_only: bool = False,
-                     since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[pb.DriftReport]: ...
+    def list_reports(
+        self,
+        *,
+        use_case: str = "",
+        model: VersionKey | None = None,
+        drift_only: bool = False,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[pb.DriftReport]: ...
 
     def get_report(self, report_id: str) -> pb.DriftReport: ...
 
-    def list_alerts(self, *, use_case: str = "", min_severity: int = 0, open_only: bool = False,
-                    since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[Alert]: ...
+    def list_alerts(
+        self,
+        *,
+        use_case: str = "",
+        min_severity: int = 0,
+        open_only: bool = False,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Alert]: ...
 
 
 class MonitorStore:
     """Reports, alerts, state and outbox of the monitor in ``db`` (already migrated)."""
 
-    def __init__(self, db: Database, *, drift_topic: str = topics.DRIFT_DETECTED,
-                 rollback_topic: str = topics.ROLLBACK_REQUESTED, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        drift_topic: str = topics.DRIFT_DETECTED,
+        rollback_topic: str = topics.ROLLBACK_REQUESTED,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self._db = db
         self._topics = {DRIFT: drift_topic, ROLLBACK: rollback_topic}
         self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str, *, drift_topic: str = topics.DRIFT_DETECTED,
-                 rollback_topic: str = topics.ROLLBACK_REQUESTED, clock: Callable[[], datetime] = _utcnow) -> Self:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        drift_topic: str = topics.DRIFT_DETECTED,
+        rollback_topic: str = topics.ROLLBACK_REQUESTED,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Self:
         """A store on ``url``, its schema migrated to head first."""
         db = Database.migrated(url, MIGRATIONS, METADATA)
         return cls(db, drift_topic=drift_topic, rollback_topic=rollback_topic, clock=clock)
@@ -136,18 +165,39 @@ class MonitorStore:
         with translate("monitor effects"), self._db.write() as s:
             for r in effects.reports:
                 if s.get(_Report, r.report_id) is None:
-                    s.add(_Report(report_id=r.report_id, use_case=r.model.use_case, model_name=r.model.model_name,
-                                  version=r.model.version, drift_detected=r.drift_detected,
-                                  created_at=naive_utc(r.created_at), report=convert.report_pb(r).SerializeToString()))
+                    s.add(
+                        _Report(
+                            report_id=r.report_id,
+                            use_case=r.model.use_case,
+                            model_name=r.model.model_name,
+                            version=r.model.version,
+                            drift_detected=r.drift_detected,
+                            created_at=naive_utc(r.created_at),
+                            report=convert.report_pb(r).SerializeToString(),
+                        )
+                    )
             for a in effects.alerts:
                 if s.get(_Alert, a.alert_id) is None:
-                    s.add(_Alert(alert_id=a.alert_id, use_case=a.model.use_case, model_name=a.model.model_name,
-                                 version=a.model.version, severity=int(a.severity), kind=a.kind, message=a.message,
-                                 report_id=a.report_id, created_at=naive_utc(a.created_at),
-                                 resolved_at=naive_utc(a.resolved_at) if a.resolved_at else None))
+                    s.add(
+                        _Alert(
+                            alert_id=a.alert_id,
+                            use_case=a.model.use_case,
+                            model_name=a.model.model_name,
+                            version=a.model.version,
+                            severity=int(a.severity),
+                            kind=a.kind,
+                            message=a.message,
+                            report_id=a.report_id,
+                            created_at=naive_utc(a.created_at),
+                            resolved_at=naive_utc(a.resolved_at) if a.resolved_at else None,
+                        )
+                    )
             for alert_id, at in effects.resolved.items():
-                s.execute(update(_Alert).where(_Alert.alert_id == alert_id, _Alert.resolved_at.is_(None))
-                          .values(resolved_at=naive_utc(at)))
+                s.execute(
+                    update(_Alert)
+                    .where(_Alert.alert_id == alert_id, _Alert.resolved_at.is_(None))
+                    .values(resolved_at=naive_utc(at))
+                )
             for key, value in effects.states.items():
                 row = s.get(_State, key)
                 text = json.dumps(value, separators=(",", ":"))
@@ -157,33 +207,64 @@ class MonitorStore:
                     row.value, row.updated_at = text, stamp
             outgoing: list[tuple[str, str, str, bytes]] = [
                 (a.report_id, DRIFT, a.model.use_case, convert.drift_detected_pb(a).SerializeToString())
-                for a in effects.alarms] + [
+                for a in effects.alarms
+            ] + [
                 (r.request_id, ROLLBACK, r.model.use_case, convert.rollback_pb(r).SerializeToString())
-                for r in effects.rollbacks]
+                for r in effects.rollbacks
+            ]
             for event_id, kind, use_case, payload in outgoing:
                 if s.get(_Outbox, event_id) is None:
-                    s.add(_Outbox(event_id=event_id, kind=kind, use_case=use_case, payload=payload, created_at=stamp))
+                    s.add(
+                        _Outbox(
+                            event_id=event_id, kind=kind, use_case=use_case, payload=payload, created_at=stamp
+                        )
+                    )
 
     # ------------------------------------------------------------------ outbox (OutboxSource)
     def pending(self, limit: int = 100) -> list[tuple[str, Outgoing]]:
         """Unpublished events, oldest first, keyed by event id."""
-        q = select(_Outbox).where(_Outbox.sent_at.is_(None)).order_by(_Outbox.created_at, _Outbox.event_id).limit(limit)
+        q = (
+            select(_Outbox)
+            .where(_Outbox.sent_at.is_(None))
+            .order_by(_Outbox.created_at, _Outbox.event_id)
+            .limit(limit)
+        )
         with translate("the monitor outbox"), self._db.read() as s:
-            return [(r.event_id, Outgoing(self._topics[r.kind], _EVENTS[r.kind].FromString(r.payload), r.use_case,
-                                          key=r.use_case, event_id=r.event_id))
-                    for r in s.scalars(q).all()]
+            return [
+                (
+                    r.event_id,
+                    Outgoing(
+                        self._topics[r.kind],
+                        _EVENTS[r.kind].FromString(r.payload),
+                        r.use_case,
+                        key=r.use_case,
+                        event_id=r.event_id,
+                    ),
+                )
+                for r in s.scalars(q).all()
+            ]
 
     def mark_sent(self, keys: Sequence[str]) -> None:
         with translate("the monitor outbox"), self._db.write() as s:
-            s.execute(update(_Outbox).where(_Outbox.event_id.in_(keys)).values(sent_at=naive_utc(self._clock())))
+            s.execute(
+                update(_Outbox).where(_Outbox.event_id.in_(keys)).values(sent_at=naive_utc(self._clock()))
+            )
 
     def states(self) -> dict[str, dict[str, Any]]:
         with translate("monitor state"), self._db.read() as s:
             return {r.key: json.loads(r.value) for r in s.scalars(select(_State)).all()}
 
     # ------------------------------------------------------------------ reads
-    def list_reports(self, *, use_case: str = "", model: VersionKey | None = None, drift_only: bool = False,
-                     since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[pb.DriftReport]:
+    def list_reports(
+        self,
+        *,
+        use_case: str = "",
+        model: VersionKey | None = None,
+        drift_only: bool = False,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[pb.DriftReport]:
         q = select(_Report.report)
         if use_case:
             q = q.where(_Report.use_case == use_case)
@@ -207,8 +288,16 @@ class MonitorStore:
                 raise NotFound(f"drift report {report_id!r} not found")
             return pb.DriftReport.FromString(row.report)
 
-    def list_alerts(self, *, use_case: str = "", min_severity: int = 0, open_only: bool = False,
-                    since: datetime | None = None, limit: int = 50, offset: int = 0) -> list[Alert]:
+    def list_alerts(
+        self,
+        *,
+        use_case: str = "",
+        min_severity: int = 0,
+        open_only: bool = False,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Alert]:
         q = select(_Alert)
         if use_case:
             q = q.where(_Alert.use_case == use_case)
@@ -220,6 +309,16 @@ class MonitorStore:
             q = q.where(_Alert.created_at >= naive_utc(since))
         q = q.order_by(_Alert.created_at.desc(), _Alert.alert_id.desc()).limit(limit).offset(offset)
         with translate("alerts"), self._db.read() as s:
-            return [Alert(r.alert_id, VersionKey(r.use_case, r.model_name, r.version), Severity(r.severity), r.kind,
-                          r.message, r.report_id, aware_utc(r.created_at) or r.created_at, aware_utc(r.resolved_at))
-                    for r in s.scalars(q).all()]
+            return [
+                Alert(
+                    r.alert_id,
+                    VersionKey(r.use_case, r.model_name, r.version),
+                    Severity(r.severity),
+                    r.kind,
+                    r.message,
+                    r.report_id,
+                    aware_utc(r.created_at) or r.created_at,
+                    aware_utc(r.resolved_at),
+                )
+                for r in s.scalars(q).all()
+            ]

@@ -19,6 +19,7 @@ episode); it closes when every signal has cleared, or when the version stops ser
 The tracker's state (detector, signals, episode, recent labelled predictions) is saved
 with every report, so a restarted monitor resumes instead of alarming again.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,8 +80,13 @@ def id_stem(key: VersionKey) -> str:
 
 
 class VersionTracker:
-    def __init__(self, key: VersionKey, uc: UseCase, clock: Callable[[], datetime],
-                 saved: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        key: VersionKey,
+        uc: UseCase,
+        clock: Callable[[], datetime],
+        saved: Mapping[str, Any] | None = None,
+    ) -> None:
         self.key = key
         self.uc = uc
         self.clock = clock
@@ -91,8 +97,11 @@ class VersionTracker:
         self.labels: list[Labelled] = []
         # The last ``size`` labelled predictions: live quality for rollback comparisons.
         self.recent: deque[Labelled] = deque(maxlen=self.size)
-        self.detector = CusumDetector(quality_drop=uc.drift.quality_drop, burn_in=max(300, uc.drift.min_samples),
-                                      regression=uc.task == "regression")
+        self.detector = CusumDetector(
+            quality_drop=uc.drift.quality_drop,
+            burn_in=max(300, uc.drift.min_samples),
+            regression=uc.task == "regression",
+        )
         self.signals: dict[str, Hysteresis] = {}
         self.episode = Episode()
         self.feature_windows = 0
@@ -181,8 +190,15 @@ class VersionTracker:
                 raised.append(name)
         return raised
 
-    def _report(self, report_id: str, evidence: list[Evidence], start: datetime, end: datetime,
-                raised: list[str], effects: Effects) -> None:
+    def _report(
+        self,
+        report_id: str,
+        evidence: list[Evidence],
+        start: datetime,
+        end: datetime,
+        raised: list[str],
+        effects: Effects,
+    ) -> None:
         opened = bool(raised) and self._open(report_id, raised, effects)
         effects.reports.append(Report(report_id, self.key, opened, tuple(evidence), start, end, self.clock()))
         self._maybe_close(effects)
@@ -194,8 +210,17 @@ class VersionTracker:
         change_at = item.data_time if det.change_points[-1] == det.seen else (self.onset_at or item.data_time)
         self.onset_at = None
         # window_start is the estimated change point: where the statistic last left zero.
-        evidence = Evidence("error", "cusum_llr", det.peak, THRESHOLD, change_at, item.prediction.at,
-                            det.seen - det.change_points[-1] + 1, EvidenceKind.PERFORMANCE, True)
+        evidence = Evidence(
+            "error",
+            "cusum_llr",
+            det.peak,
+            THRESHOLD,
+            change_at,
+            item.prediction.at,
+            det.seen - det.change_points[-1] + 1,
+            EvidenceKind.PERFORMANCE,
+            True,
+        )
         self._drifted[CUSUM] = (evidence,)
         self._signal(CUSUM).raise_now()
         if self.episode.open or self.alias != CHAMPION:
@@ -210,14 +235,25 @@ class VersionTracker:
             return False
         now = self.clock()
         self.episode = Episode(True, self.episode.number + 1, report_id, f"alert.{report_id}")
-        evidence = tuple(e for name, active in self.signals.items() if active.active
-                         for e in self._drifted.get(name, ()))
+        evidence = tuple(
+            e for name, active in self.signals.items() if active.active for e in self._drifted.get(name, ())
+        )
         effects.alarms.append(DriftAlarm(report_id, self.key, evidence, now))
         performance = any(name in PERFORMANCE_SIGNALS for name in raised)
-        what = ", ".join(sorted({f"{e.feature} {e.statistic}={e.value:.4g}" for e in evidence})) or ", ".join(raised)
-        effects.alerts.append(Alert(
-            self.episode.alert_id, self.key, Severity.CRITICAL if performance else Severity.WARNING,
-            "performance" if performance else "drift", f"{self.key}: drift detected ({what})", report_id, now))
+        what = ", ".join(sorted({f"{e.feature} {e.statistic}={e.value:.4g}" for e in evidence})) or ", ".join(
+            raised
+        )
+        effects.alerts.append(
+            Alert(
+                self.episode.alert_id,
+                self.key,
+                Severity.CRITICAL if performance else Severity.WARNING,
+                "performance" if performance else "drift",
+                f"{self.key}: drift detected ({what})",
+                report_id,
+                now,
+            )
+        )
         return True
 
     def _maybe_close(self, effects: Effects) -> None:
@@ -246,10 +282,14 @@ class VersionTracker:
             "detector": det,
             "signals": {n: [s.over, s.under, s.active] for n, s in self.signals.items()},
             "episode": dataclasses.asdict(self.episode),
-            "feature_windows": self.feature_windows, "quality_windows": self.quality_windows,
-            "suppressed": self.suppressed, "alias": self.alias,
-            "recent": [[i.prediction.at.isoformat(), i.prediction.score, i.prediction.predicted, i.outcome.value]
-                       for i in self.recent],
+            "feature_windows": self.feature_windows,
+            "quality_windows": self.quality_windows,
+            "suppressed": self.suppressed,
+            "alias": self.alias,
+            "recent": [
+                [i.prediction.at.isoformat(), i.prediction.score, i.prediction.predicted, i.outcome.value]
+                for i in self.recent
+            ],
         }
 
     def _restore(self, saved: Mapping[str, Any]) -> None:
@@ -263,10 +303,13 @@ class VersionTracker:
         self.alias = str(saved.get("alias", CHAMPION))
         for at, score, predicted, outcome in saved.get("recent", []):
             when = datetime.fromisoformat(at)
-            self.recent.append(Labelled(Prediction("", self.key, when, {}, score, predicted),
-                                        Outcome("", self.key.use_case, outcome, when)))
+            self.recent.append(
+                Labelled(
+                    Prediction("", self.key, when, {}, score, predicted),
+                    Outcome("", self.key.use_case, outcome, when),
+                )
+            )
 
     def quality_of_recent(self) -> tuple[dict[str, float], int]:
         """Live metrics over the last ``size`` labelled predictions, and how many there were."""
         return live_metrics(self.uc.task, list(self.recent)), len(self.recent)
-

@@ -1,4 +1,5 @@
 """``python -m services.registry``: run the registry service until SIGTERM."""
+
 from libs.runtime import run
 from services.registry.app import build
 from services.registry.settings import RegistrySettings

@@ -6,6 +6,7 @@ blob and a crash leaves at most a stray temporary file. Every read hashes what i
 and raises :class:`ArtifactCorrupted` (gRPC ``DATA_LOSS``) when it does not match the
 name. In production the same interface sits on an object store.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,7 @@ def check_digest(value: str, field: str) -> str:
 
 
 def digest_of_uri(uri: str) -> str:
-    return uri[len(URI_PREFIX):] if uri.startswith(URI_PREFIX) else ""
+    return uri[len(URI_PREFIX) :] if uri.startswith(URI_PREFIX) else ""
 
 
 class ArtifactStore:

@@ -10,6 +10,7 @@ append, so a deleted last entry is found too.
 The store appends (it owns the transaction that serialises writers); this module
 only computes and checks, so it is the same for every backend.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,15 +67,26 @@ def verify_chain(records: Iterable[AuditRecord], head: tuple[int, str] | None) -
         elif entry_hash(prev_hash, rec) != rec.hash:
             problem = "content does not match its hash (entry was modified)"
         if problem:
-            return ChainReport(False, checked, prev_hash, rec.sequence, rec.event_id,
-                               f"entry {rec.sequence} (event id {rec.event_id}): {problem}")
+            return ChainReport(
+                False,
+                checked,
+                prev_hash,
+                rec.sequence,
+                rec.event_id,
+                f"entry {rec.sequence} (event id {rec.event_id}): {problem}",
+            )
         prev_hash = rec.hash
         expected_seq += 1
         checked += 1
     last_seq = expected_seq - 1
     head_seq, head_hash = head or (0, GENESIS)
     if (head_seq, head_hash) != (last_seq, prev_hash):
-        return ChainReport(False, checked, prev_hash, last_seq + 1, "",
-                           f"log ends at entry {last_seq} but its head says {head_seq}: "
-                           "entries were removed from the end")
+        return ChainReport(
+            False,
+            checked,
+            prev_hash,
+            last_seq + 1,
+            "",
+            f"log ends at entry {last_seq} but its head says {head_seq}: entries were removed from the end",
+        )
     return ChainReport(True, checked, prev_hash, message=f"{checked} entries verified")

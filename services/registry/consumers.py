@@ -12,6 +12,7 @@ A database outage raises ``Unavailable`` so the consumer retries; an event namin
 unknown use case or version, or a rollback that cannot happen, is dead-lettered with
 the reason.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,21 +44,42 @@ class RegistryEvents:
     async def handle(self, event: Event[Message]) -> None:
         payload = event.payload
         if isinstance(payload, evaluator_events.ModelEvaluated):
-            outcome = await asyncio.to_thread(self._registry.apply_evaluation, evaluation_of(payload),
-                                              event_id=event.meta.event_id, source=event.topic)
-            log.info("evaluation %s of %s: recorded=%s promoted=%s status=%s", payload.report_id,
-                     outcome.version.key, outcome.recorded, outcome.promoted, outcome.version.status.value)
+            outcome = await asyncio.to_thread(
+                self._registry.apply_evaluation,
+                evaluation_of(payload),
+                event_id=event.meta.event_id,
+                source=event.topic,
+            )
+            log.info(
+                "evaluation %s of %s: recorded=%s promoted=%s status=%s",
+                payload.report_id,
+                outcome.version.key,
+                outcome.recorded,
+                outcome.promoted,
+                outcome.version.status.value,
+            )
         elif isinstance(payload, monitor_events.RollbackRequested):
             use_case = payload.use_case or payload.model.use_case
             result = await asyncio.to_thread(
-                self._registry.rollback, ModelKey(use_case, payload.model.model_name), None,
-                alias=payload.alias or CHAMPION, reason=payload.reason or "monitor alarm",
-                evidence=[payload.request_id, *payload.evidence_ids], only_if_current=payload.model.version,
-                event_id=event.meta.event_id, source=event.topic)
+                self._registry.rollback,
+                ModelKey(use_case, payload.model.model_name),
+                None,
+                alias=payload.alias or CHAMPION,
+                reason=payload.reason or "monitor alarm",
+                evidence=[payload.request_id, *payload.evidence_ids],
+                only_if_current=payload.model.version,
+                event_id=event.meta.event_id,
+                source=event.topic,
+            )
             if result is not None:
-                log.info("rolled back %s/%s %s from v%d to v%d", use_case, payload.model.model_name,
-                         payload.alias or CHAMPION, result.previous_version,
-                         result.alias.version if result.alias else 0)
+                log.info(
+                    "rolled back %s/%s %s from v%d to v%d",
+                    use_case,
+                    payload.model.model_name,
+                    payload.alias or CHAMPION,
+                    result.previous_version,
+                    result.alias.version if result.alias else 0,
+                )
 
 
 class PredictionIndexer:
@@ -67,9 +89,18 @@ class PredictionIndexer:
     one per event, which the gateway's prediction rate needs; it reuses the bus's header
     parsing and dead letters."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, topic: str, registry: Registry,
-                 dead_letters: DeadLetters, *, security: KafkaSecurity | None = None,
-                 max_batch: int = 1000, retry_backoff_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group_id: str,
+        topic: str,
+        registry: Registry,
+        dead_letters: DeadLetters,
+        *,
+        security: KafkaSecurity | None = None,
+        max_batch: int = 1000,
+        retry_backoff_s: float = 0.5,
+    ) -> None:
         self.group_id = group_id
         self._registry = registry
         self._dlq = dead_letters
@@ -78,8 +109,13 @@ class PredictionIndexer:
         self._stopping = asyncio.Event()
         self.indexed = 0
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", **(security.client_kwargs() if security else {}))
+            topic,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **(security.client_kwargs() if security else {}),
+        )
 
     async def stop(self) -> None:
         self._stopping.set()

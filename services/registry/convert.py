@@ -1,4 +1,5 @@
 """Protobuf at the edge: gRPC/Kafka messages to domain types and back."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,11 @@ STATUS_TO_PB = {
     VersionStatus.ARCHIVED: pb.MODEL_VERSION_STATUS_ARCHIVED,
 }
 STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
-RUN_STATUS_TO_PB = {RunStatus.RUNNING: pb.RUN_STATUS_RUNNING, RunStatus.FINISHED: pb.RUN_STATUS_FINISHED,
-                    RunStatus.FAILED: pb.RUN_STATUS_FAILED}
+RUN_STATUS_TO_PB = {
+    RunStatus.RUNNING: pb.RUN_STATUS_RUNNING,
+    RunStatus.FINISHED: pb.RUN_STATUS_FINISHED,
+    RunStatus.FAILED: pb.RUN_STATUS_FAILED,
+}
 KIND_TO_PB = {
     AliasChangeKind.PROMOTE: registry_events.ALIAS_CHANGE_KIND_PROMOTE,
     AliasChangeKind.ROLLBACK: registry_events.ALIAS_CHANGE_KIND_ROLLBACK,
@@ -102,8 +106,9 @@ def dataset_pb(d: DatasetRef) -> common_pb2.DatasetRef:
 
 
 def feature_pb(f: FeatureRef) -> common_pb2.FeatureRef:
-    return common_pb2.FeatureRef(use_case=f.use_case, feature_view=f.feature_view, name=f.name,
-                                 version=f.version)
+    return common_pb2.FeatureRef(
+        use_case=f.use_case, feature_view=f.feature_view, name=f.name, version=f.version
+    )
 
 
 def metric_pb(m: Metric) -> common_pb2.Metric:
@@ -118,53 +123,103 @@ def signature_of(msg: pb.ModelSignature) -> Signature | None:
 
 def new_version_of(req: pb.RegisterModelVersionRequest) -> NewVersion:
     return NewVersion(
-        use_case=req.use_case, name=req.model_name or req.use_case, artifact_sha256=req.artifact_sha256,
-        signature=signature_of(req.signature) if req.HasField("signature") else None, run_id=req.run_id,
-        training_request_id=req.training_request_id, drift_report_id=req.drift_report_id,
-        reference_sha256=req.reference_profile_sha256, datasets=datasets_of(req.datasets),
-        features=features_of(req.features), metrics=metrics_of(req.metrics), code_version=req.code_version,
-        params=dict(req.params), labels=dict(req.labels), idempotency_key=req.idempotency_key)
+        use_case=req.use_case,
+        name=req.model_name or req.use_case,
+        artifact_sha256=req.artifact_sha256,
+        signature=signature_of(req.signature) if req.HasField("signature") else None,
+        run_id=req.run_id,
+        training_request_id=req.training_request_id,
+        drift_report_id=req.drift_report_id,
+        reference_sha256=req.reference_profile_sha256,
+        datasets=datasets_of(req.datasets),
+        features=features_of(req.features),
+        metrics=metrics_of(req.metrics),
+        code_version=req.code_version,
+        params=dict(req.params),
+        labels=dict(req.labels),
+        idempotency_key=req.idempotency_key,
+    )
 
 
 def version_pb(v: ModelVersion) -> pb.ModelVersion:
     return pb.ModelVersion(
-        ref=ref_pb(v.key), status=STATUS_TO_PB[v.status], run_id=v.run_id,
-        training_request_id=v.training_request_id, artifact_uri=URI_PREFIX + v.artifact_sha256,
+        ref=ref_pb(v.key),
+        status=STATUS_TO_PB[v.status],
+        run_id=v.run_id,
+        training_request_id=v.training_request_id,
+        artifact_uri=URI_PREFIX + v.artifact_sha256,
         artifact_sha256=v.artifact_sha256,
         reference_profile_uri=URI_PREFIX + v.reference_sha256 if v.reference_sha256 else "",
-        datasets=[dataset_pb(d) for d in v.datasets], features=[feature_pb(f) for f in v.features],
-        metrics=[metric_pb(m) for m in v.metrics], code_version=v.code_version, params=v.params,
-        labels=v.labels, aliases=list(v.aliases), evaluation_report_id=v.evaluation_report_id,
-        created_at=ts(v.created_at), created_by=actor_pb(v.created_by),
-        signature=pb.ModelSignature(input_names=list(v.signature.input_names),
-                                    output_names=list(v.signature.output_names), task=v.signature.task),
-        drift_report_id=v.drift_report_id, reference_profile_sha256=v.reference_sha256)
+        datasets=[dataset_pb(d) for d in v.datasets],
+        features=[feature_pb(f) for f in v.features],
+        metrics=[metric_pb(m) for m in v.metrics],
+        code_version=v.code_version,
+        params=v.params,
+        labels=v.labels,
+        aliases=list(v.aliases),
+        evaluation_report_id=v.evaluation_report_id,
+        created_at=ts(v.created_at),
+        created_by=actor_pb(v.created_by),
+        signature=pb.ModelSignature(
+            input_names=list(v.signature.input_names),
+            output_names=list(v.signature.output_names),
+            task=v.signature.task,
+        ),
+        drift_report_id=v.drift_report_id,
+        reference_profile_sha256=v.reference_sha256,
+    )
 
 
 def alias_pb(a: Alias) -> pb.ModelAlias:
-    return pb.ModelAlias(use_case=a.use_case, model_name=a.name, alias=a.alias, version=a.version,
-                         updated_at=ts(a.updated_at), updated_by=actor_pb(a.updated_by), reason=a.reason)
+    return pb.ModelAlias(
+        use_case=a.use_case,
+        model_name=a.name,
+        alias=a.alias,
+        version=a.version,
+        updated_at=ts(a.updated_at),
+        updated_by=actor_pb(a.updated_by),
+        reason=a.reason,
+    )
 
 
 def audit_pb(r: AuditRecord) -> pb.AuditEvent:
     return pb.AuditEvent(
-        event_id=r.event_id, sequence=r.sequence,
-        time=ts(datetime.fromtimestamp(r.time_us / 1_000_000, UTC)), actor=actor_pb(r.actor),
-        action=r.action, use_case=r.use_case,
+        event_id=r.event_id,
+        sequence=r.sequence,
+        time=ts(datetime.fromtimestamp(r.time_us / 1_000_000, UTC)),
+        actor=actor_pb(r.actor),
+        action=r.action,
+        use_case=r.use_case,
         model=common_pb2.ModelRef(use_case=r.use_case, model_name=r.model_name, version=r.version),
-        alias=r.alias, reason=r.reason, evidence_ids=list(r.evidence_ids),
-        details_json=json.dumps(r.details, sort_keys=True), prev_hash=r.prev_hash, hash=r.hash)
+        alias=r.alias,
+        reason=r.reason,
+        evidence_ids=list(r.evidence_ids),
+        details_json=json.dumps(r.details, sort_keys=True),
+        prev_hash=r.prev_hash,
+        hash=r.hash,
+    )
 
 
 def run_pb(r: Run) -> pb.Run:
     msg = pb.Run(
-        run_id=r.run_id, use_case=r.use_case, model_name=r.model_name,
-        training_request_id=r.training_request_id, drift_report_id=r.drift_report_id,
-        status=RUN_STATUS_TO_PB[r.status], params=r.params, environment=r.environment,
-        code_version=r.code_version, datasets=[dataset_pb(d) for d in r.datasets],
-        features=[feature_pb(f) for f in r.features], seed=r.seed or 0, started_at=ts(r.started_at),
-        duration_s=r.duration_s or 0.0, metrics=[metric_pb(m) for m in r.metrics], error=r.error,
-        created_by=actor_pb(r.created_by))
+        run_id=r.run_id,
+        use_case=r.use_case,
+        model_name=r.model_name,
+        training_request_id=r.training_request_id,
+        drift_report_id=r.drift_report_id,
+        status=RUN_STATUS_TO_PB[r.status],
+        params=r.params,
+        environment=r.environment,
+        code_version=r.code_version,
+        datasets=[dataset_pb(d) for d in r.datasets],
+        features=[feature_pb(f) for f in r.features],
+        seed=r.seed or 0,
+        started_at=ts(r.started_at),
+        duration_s=r.duration_s or 0.0,
+        metrics=[metric_pb(m) for m in r.metrics],
+        error=r.error,
+        created_by=actor_pb(r.created_by),
+    )
     if r.finished_at is not None:
         msg.finished_at.CopyFrom(ts(r.finished_at))
     return msg
@@ -172,32 +227,57 @@ def run_pb(r: Run) -> pb.Run:
 
 def new_run_of(req: pb.CreateRunRequest) -> NewRun:
     return NewRun(
-        use_case=req.use_case, model_name=req.model_name, run_id=req.run_id,
-        training_request_id=req.training_request_id, drift_report_id=req.drift_report_id,
-        params=dict(req.params), environment=dict(req.environment), code_version=req.code_version,
-        datasets=datasets_of(req.datasets), features=features_of(req.features),
-        seed=req.seed if req.HasField("seed") else None)
+        use_case=req.use_case,
+        model_name=req.model_name,
+        run_id=req.run_id,
+        training_request_id=req.training_request_id,
+        drift_report_id=req.drift_report_id,
+        params=dict(req.params),
+        environment=dict(req.environment),
+        code_version=req.code_version,
+        datasets=datasets_of(req.datasets),
+        features=features_of(req.features),
+        seed=req.seed if req.HasField("seed") else None,
+    )
 
 
 def evaluation_of(msg: evaluator_events.ModelEvaluated) -> Evaluation:
     return Evaluation(
-        report_id=msg.report_id, model=key_of(msg.model), passed=msg.passed,
+        report_id=msg.report_id,
+        model=key_of(msg.model),
+        passed=msg.passed,
         champion_version=msg.champion.version if msg.HasField("champion") else 0,
-        gates=tuple(GateResult(g.gate, g.metric, g.value, g.threshold, g.passed, g.comparator, g.message)
-                    for g in msg.gates),
+        gates=tuple(
+            GateResult(g.gate, g.metric, g.value, g.threshold, g.passed, g.comparator, g.message)
+            for g in msg.gates
+        ),
         metrics=metrics_of(msg.metrics),
         dataset=DatasetRef(msg.dataset.use_case, msg.dataset.version, msg.dataset.uri)
-        if msg.HasField("dataset") else None,
-        evaluated_at=from_ts(msg.evaluated_at, msg.HasField("evaluated_at"), "evaluated_at"))
+        if msg.HasField("dataset")
+        else None,
+        evaluated_at=from_ts(msg.evaluated_at, msg.HasField("evaluated_at"), "evaluated_at"),
+    )
 
 
 def evaluation_pb(e: Evaluation) -> pb.Evaluation:
     msg = pb.Evaluation(
-        report_id=e.report_id, model=ref_pb(e.model), passed=e.passed,
-        gates=[evaluator_events.GateResult(gate=g.gate, metric=g.metric, value=g.value, threshold=g.threshold,
-                                           passed=g.passed, comparator=g.comparator, message=g.message)
-               for g in e.gates],
-        metrics=[metric_pb(m) for m in e.metrics])
+        report_id=e.report_id,
+        model=ref_pb(e.model),
+        passed=e.passed,
+        gates=[
+            evaluator_events.GateResult(
+                gate=g.gate,
+                metric=g.metric,
+                value=g.value,
+                threshold=g.threshold,
+                passed=g.passed,
+                comparator=g.comparator,
+                message=g.message,
+            )
+            for g in e.gates
+        ],
+        metrics=[metric_pb(m) for m in e.metrics],
+    )
     if e.champion_version:
         msg.champion.CopyFrom(ref_pb(VersionKey(e.model.use_case, e.model.name, e.champion_version)))
     if e.dataset is not None:
@@ -209,8 +289,10 @@ def evaluation_pb(e: Evaluation) -> pb.Evaluation:
 
 def lineage_pb(lineage: Lineage) -> pb.GetLineageResponse:
     msg = pb.GetLineageResponse(
-        model_version=version_pb(lineage.version), audit_events=[audit_pb(r) for r in lineage.audit],
-        evaluations=[evaluation_pb(e) for e in lineage.evaluations])
+        model_version=version_pb(lineage.version),
+        audit_events=[audit_pb(r) for r in lineage.audit],
+        evaluations=[evaluation_pb(e) for e in lineage.evaluations],
+    )
     if lineage.run is not None:
         msg.run.CopyFrom(run_pb(lineage.run))
     if lineage.prediction is not None:
@@ -230,21 +312,36 @@ def lineage_to_json(lineage: Lineage) -> dict[str, Any]:
 
 def alias_changed_pb(c: AliasChange) -> registry_events.AliasChanged:
     return registry_events.AliasChanged(
-        use_case=c.use_case, model_name=c.name, alias=c.alias, new_version=c.new_version,
-        old_version=c.old_version, reason=c.reason, actor=actor_pb(c.actor),
-        evidence_ids=list(c.evidence_ids), kind=KIND_TO_PB[c.kind], changed_at=ts(c.changed_at),
-        audit_event_id=c.audit_event_id)
+        use_case=c.use_case,
+        model_name=c.name,
+        alias=c.alias,
+        new_version=c.new_version,
+        old_version=c.old_version,
+        reason=c.reason,
+        actor=actor_pb(c.actor),
+        evidence_ids=list(c.evidence_ids),
+        kind=KIND_TO_PB[c.kind],
+        changed_at=ts(c.changed_at),
+        audit_event_id=c.audit_event_id,
+    )
 
 
 def alias_changed_event(c: AliasChange, topic: str) -> Outgoing:
     """An outbox row as the event published: event id = its audit entry's id, key = the use
     case, so one use case's changes stay in order and a republished one is deduplicated."""
-    return Outgoing(topic, alias_changed_pb(c), use_case=c.use_case, key=c.use_case, event_id=c.audit_event_id)
+    return Outgoing(
+        topic, alias_changed_pb(c), use_case=c.use_case, key=c.use_case, event_id=c.audit_event_id
+    )
 
 
 def prediction_of(msg: gateway_events.PredictionLogged) -> PredictionEntry:
     return PredictionEntry(
-        prediction_id=msg.prediction_id, use_case=msg.use_case or msg.model.use_case,
-        model_name=msg.model.model_name, version=msg.model.version,
-        predicted_at=from_ts(msg.timestamp, msg.HasField("timestamp")), alias=msg.alias,
-        shadow=msg.shadow, trace_id=msg.trace_id)
+        prediction_id=msg.prediction_id,
+        use_case=msg.use_case or msg.model.use_case,
+        model_name=msg.model.model_name,
+        version=msg.model.version,
+        predicted_at=from_ts(msg.timestamp, msg.HasField("timestamp")),
+        alias=msg.alias,
+        shadow=msg.shadow,
+        trace_id=msg.trace_id,
+    )

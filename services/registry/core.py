@@ -6,6 +6,7 @@ crash leaves either all of it or none. Callers pass a :class:`Principal` (an RPC
 caller) or None (the registry acting on an event, audited as the ``registry`` service).
 Methods are synchronous (SQLAlchemy); the servicer and consumers run them in threads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -99,19 +100,47 @@ class Registry:
             return SYSTEM
         return Actor(principal.subject, tuple(sorted(principal.roles_in(use_case))))
 
-    def _audit(self, tx: StoreTx, action: str, actor: Actor, *, key: VersionKey | None = None,
-               model: ModelKey | None = None, alias: str = "", reason: str = "",
-               evidence: Sequence[str] = (), details: Mapping[str, Any] | None = None) -> AuditRecord:
+    def _audit(
+        self,
+        tx: StoreTx,
+        action: str,
+        actor: Actor,
+        *,
+        key: VersionKey | None = None,
+        model: ModelKey | None = None,
+        alias: str = "",
+        reason: str = "",
+        evidence: Sequence[str] = (),
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
         model = model or (key.model if key else None)
         now = self.clock()
-        return tx.append_audit(AuditDraft(
-            action=action, actor=actor, use_case=model.use_case if model else "",
-            model_name=model.name if model else "", version=key.version if key else 0, alias=alias,
-            reason=reason, evidence_ids=tuple(dict.fromkeys(e for e in evidence if e)),
-            details=dict(details or {})), int(now.timestamp() * 1_000_000))
+        return tx.append_audit(
+            AuditDraft(
+                action=action,
+                actor=actor,
+                use_case=model.use_case if model else "",
+                model_name=model.name if model else "",
+                version=key.version if key else 0,
+                alias=alias,
+                reason=reason,
+                evidence_ids=tuple(dict.fromkeys(e for e in evidence if e)),
+                details=dict(details or {}),
+            ),
+            int(now.timestamp() * 1_000_000),
+        )
 
-    def _move(self, tx: StoreTx, model: ModelKey, alias: str, new_version: int, kind: AliasChangeKind,
-              actor: Actor, reason: str, evidence: Sequence[str]) -> AliasChange:
+    def _move(
+        self,
+        tx: StoreTx,
+        model: ModelKey,
+        alias: str,
+        new_version: int,
+        kind: AliasChangeKind,
+        actor: Actor,
+        reason: str,
+        evidence: Sequence[str],
+    ) -> AliasChange:
         """Point ``alias`` at ``new_version`` (0: remove it), audited, with its event queued."""
         current = tx.get_alias(model, alias)
         old = current.version if current else 0
@@ -120,17 +149,41 @@ class Registry:
             tx.put_alias(model, alias, new_version, actor, reason, now)
         else:
             tx.delete_alias(model, alias)
-        record = self._audit(tx, f"alias.{kind.value}", actor,
-                             key=VersionKey(model.use_case, model.name, new_version or old), alias=alias,
-                             reason=reason, evidence=evidence,
-                             details={"old_version": old, "new_version": new_version})
-        change = AliasChange(model.use_case, model.name, alias, new_version, old, kind, reason, actor,
-                             tuple(e for e in evidence if e), now, record.event_id)
+        record = self._audit(
+            tx,
+            f"alias.{kind.value}",
+            actor,
+            key=VersionKey(model.use_case, model.name, new_version or old),
+            alias=alias,
+            reason=reason,
+            evidence=evidence,
+            details={"old_version": old, "new_version": new_version},
+        )
+        change = AliasChange(
+            model.use_case,
+            model.name,
+            alias,
+            new_version,
+            old,
+            kind,
+            reason,
+            actor,
+            tuple(e for e in evidence if e),
+            now,
+            record.event_id,
+        )
         tx.add_outbox(change, now)
         return change
 
-    def _promote(self, tx: StoreTx, version: ModelVersion, kind: AliasChangeKind, actor: Actor,
-                 reason: str, evidence: Sequence[str]) -> list[AliasChange]:
+    def _promote(
+        self,
+        tx: StoreTx,
+        version: ModelVersion,
+        kind: AliasChangeKind,
+        actor: Actor,
+        reason: str,
+        evidence: Sequence[str],
+    ) -> list[AliasChange]:
         """champion → previous, ``version`` → champion."""
         model = version.key.model
         current = tx.get_alias(model, CHAMPION)
@@ -138,8 +191,18 @@ class Registry:
             return []
         changes = []
         if current is not None:
-            changes.append(self._move(tx, model, PREVIOUS, current.version, kind, actor,
-                                      f"was champion until version {version.version} was promoted", evidence))
+            changes.append(
+                self._move(
+                    tx,
+                    model,
+                    PREVIOUS,
+                    current.version,
+                    kind,
+                    actor,
+                    f"was champion until version {version.version} was promoted",
+                    evidence,
+                )
+            )
         changes.append(self._move(tx, model, CHAMPION, version.version, kind, actor, reason, evidence))
         return changes
 
@@ -158,15 +221,29 @@ class Registry:
         if not result.written:  # another thread got there first
             return result
         with self.store.write() as tx:
-            self._audit(tx, "model_version.exported", actor, key=version.key,
-                        reason="written to the Triton model repository",
-                        details={"repository": str(result.repository), "path": str(result.version_dir),
-                                 "sha256": result.sha256})
+            self._audit(
+                tx,
+                "model_version.exported",
+                actor,
+                key=version.key,
+                reason="written to the Triton model repository",
+                details={
+                    "repository": str(result.repository),
+                    "path": str(result.version_dir),
+                    "sha256": result.sha256,
+                },
+            )
         return result
 
     # ------------------------------------------------------------ versions
-    def register_version(self, new: NewVersion, principal: Principal | None, *, artifact: bytes = b"",
-                         reference_profile: bytes = b"") -> ModelVersion:
+    def register_version(
+        self,
+        new: NewVersion,
+        principal: Principal | None,
+        *,
+        artifact: bytes = b"",
+        reference_profile: bytes = b"",
+    ) -> ModelVersion:
         uc = self.usecase(new.use_case)
         validate.model_name(new.name)
         validate.ident(new.run_id, "run_id", required=False)
@@ -177,14 +254,18 @@ class Registry:
         spec_signature = signature_of(uc)
         signature = new.signature or spec_signature
         if signature.input_names != spec_signature.input_names:
-            raise InvalidArgument("signature.input_names",
-                                  f"must be the use case's model inputs {list(spec_signature.input_names)}")
+            raise InvalidArgument(
+                "signature.input_names",
+                f"must be the use case's model inputs {list(spec_signature.input_names)}",
+            )
         if signature.task != uc.task:
             raise InvalidArgument("signature.task", f"must be the use case's task {uc.task!r}")
         if signature.n_outputs != spec_signature.n_outputs:
-            raise InvalidArgument("signature.output_names",
-                                  f"must name {spec_signature.n_outputs} outputs for a {uc.task} task "
-                                  f"(e.g. {list(spec_signature.output_names)})")
+            raise InvalidArgument(
+                "signature.output_names",
+                f"must name {spec_signature.n_outputs} outputs for a {uc.task} task "
+                f"(e.g. {list(spec_signature.output_names)})",
+            )
         artifact_sha = self._store_artifact(artifact, new.artifact_sha256, signature)
         reference_sha = self._store_reference(reference_profile, new.reference_sha256, signature, uc.name)
         new = replace(new, artifact_sha256=artifact_sha, reference_sha256=reference_sha, signature=signature)
@@ -206,15 +287,27 @@ class Registry:
                 if run is None:
                     raise InvalidArgument("run_id", f"no run {new.run_id!r} (create it with CreateRun)")
                 if run.use_case != new.use_case:
-                    raise InvalidArgument("run_id", f"run {new.run_id!r} belongs to use case {run.use_case!r}")
+                    raise InvalidArgument(
+                        "run_id", f"run {new.run_id!r} belongs to use case {run.use_case!r}"
+                    )
             version = tx.add_version(new, actor, self.clock())
-            self._audit(tx, "model_version.registered", actor, key=version.key,
-                        reason="registered as a candidate",
-                        evidence=[new.training_request_id, new.drift_report_id],
-                        details={"artifact_sha256": artifact_sha, "reference_sha256": reference_sha,
-                                 "run_id": new.run_id, "training_request_id": new.training_request_id,
-                                 "drift_report_id": new.drift_report_id, "code_version": new.code_version,
-                                 "signature": signature.to_json()})
+            self._audit(
+                tx,
+                "model_version.registered",
+                actor,
+                key=version.key,
+                reason="registered as a candidate",
+                evidence=[new.training_request_id, new.drift_report_id],
+                details={
+                    "artifact_sha256": artifact_sha,
+                    "reference_sha256": reference_sha,
+                    "run_id": new.run_id,
+                    "training_request_id": new.training_request_id,
+                    "drift_report_id": new.drift_report_id,
+                    "code_version": new.code_version,
+                    "signature": signature.to_json(),
+                },
+            )
         if self.export_on_register and self.exporter is not None:
             try:
                 self._ensure_exported(version, actor)
@@ -263,15 +356,27 @@ class Registry:
             raise NotFound(f"model version {key} not found")
         return version
 
-    def list_versions(self, use_case: str, name: str = "", status: VersionStatus | None = None,
-                      offset: int = 0, limit: int = 100) -> list[ModelVersion]:
+    def list_versions(
+        self,
+        use_case: str,
+        name: str = "",
+        status: VersionStatus | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[ModelVersion]:
         validate.use_case(use_case)
         with self.store.read() as tx:
             return tx.list_versions(use_case, name, status, offset, limit)
 
     # ------------------------------------------------------------ evaluations and approvals
-    def apply_evaluation(self, evaluation: Evaluation, *, principal: Principal | None = None,
-                         event_id: str = "", source: str = "") -> EvaluationOutcome:
+    def apply_evaluation(
+        self,
+        evaluation: Evaluation,
+        *,
+        principal: Principal | None = None,
+        event_id: str = "",
+        source: str = "",
+    ) -> EvaluationOutcome:
         """Record a verdict and act by the use case's policy; idempotent by event id and report id."""
         uc = self.usecase(evaluation.model.use_case, "model.use_case")
         validate.ident(evaluation.report_id, "report_id")
@@ -279,7 +384,11 @@ class Registry:
             policy.require_scope(principal, uc.name)
         actor = self._actor(principal, uc.name)
         version = self.get_version(evaluation.model)
-        if evaluation.passed and uc.deployment.promotion == "auto" and version.status is VersionStatus.CANDIDATE:
+        if (
+            evaluation.passed
+            and uc.deployment.promotion == "auto"
+            and version.status is VersionStatus.CANDIDATE
+        ):
             self._ensure_exported(version, actor)
         changes: list[AliasChange] = []
         with self.store.write() as tx:
@@ -298,19 +407,30 @@ class Registry:
                 decision = policy.decide_on_evaluation(uc.deployment.promotion, evaluation.passed, failed)
                 tx.set_status(current.key, decision.status)
             reason = decision.reason if decision else f"recorded; status stays {current.status.value}"
-            self._audit(tx, "model_version.evaluated", actor, key=current.key, reason=reason,
-                        evidence=[evaluation.report_id],
-                        details={"passed": evaluation.passed, "failed_gates": failed,
-                                 "policy": uc.deployment.promotion, "from_status": current.status.value,
-                                 "to_status": (decision.status if decision else current.status).value,
-                                 "champion_version": evaluation.champion_version,
-                                 "metrics": {m.name: m.value for m in evaluation.metrics},
-                                 "trigger_event_id": event_id})
+            self._audit(
+                tx,
+                "model_version.evaluated",
+                actor,
+                key=current.key,
+                reason=reason,
+                evidence=[evaluation.report_id],
+                details={
+                    "passed": evaluation.passed,
+                    "failed_gates": failed,
+                    "policy": uc.deployment.promotion,
+                    "from_status": current.status.value,
+                    "to_status": (decision.status if decision else current.status).value,
+                    "champion_version": evaluation.champion_version,
+                    "metrics": {m.name: m.value for m in evaluation.metrics},
+                    "trigger_event_id": event_id,
+                },
+            )
             if decision is not None and decision.promote:
                 promoted = tx.get_version(current.key)
                 assert promoted is not None
-                changes = self._promote(tx, promoted, AliasChangeKind.PROMOTE, actor, decision.reason,
-                                        [evaluation.report_id])
+                changes = self._promote(
+                    tx, promoted, AliasChangeKind.PROMOTE, actor, decision.reason, [evaluation.report_id]
+                )
             if event_id:
                 tx.mark_processed(event_id, source, self.clock())
             after = tx.get_version(current.key)
@@ -318,8 +438,14 @@ class Registry:
         assert after is not None
         return EvaluationOutcome(after, recorded=True, promoted=bool(changes), changes=tuple(changes))
 
-    def approve(self, key: VersionKey, approve: bool, principal: Principal, comment: str = "",
-                evidence: Sequence[str] = ()) -> tuple[ModelVersion, str]:
+    def approve(
+        self,
+        key: VersionKey,
+        approve: bool,
+        principal: Principal,
+        comment: str = "",
+        evidence: Sequence[str] = (),
+    ) -> tuple[ModelVersion, str]:
         """An approver's decision on a PENDING_APPROVAL version; approval promotes it."""
         uc = self.usecase(key.use_case, "ref.use_case")
         policy.require_scope(principal, uc.name)
@@ -327,8 +453,10 @@ class Registry:
         actor = self._actor(principal, uc.name)
         version = self.get_version(key)
         if version.status is not VersionStatus.PENDING_APPROVAL:
-            raise FailedPrecondition(f"{key} is {version.status.value}: only a version pending approval "
-                                     "can be approved or rejected")
+            raise FailedPrecondition(
+                f"{key} is {version.status.value}: only a version pending approval "
+                "can be approved or rejected"
+            )
         if approve:
             self._ensure_exported(version, actor)
         changes: list[AliasChange] = []
@@ -341,15 +469,26 @@ class Registry:
             tx.set_status(key, status)
             verb = "approved" if approve else "rejected"
             evidence = [*evidence, current.evaluation_report_id]
-            record = self._audit(tx, f"model_version.{verb}", actor, key=key,
-                                 reason=comment or f"{verb} by {principal.subject}", evidence=evidence,
-                                 details={"from_status": current.status.value, "to_status": status.value})
+            record = self._audit(
+                tx,
+                f"model_version.{verb}",
+                actor,
+                key=key,
+                reason=comment or f"{verb} by {principal.subject}",
+                evidence=evidence,
+                details={"from_status": current.status.value, "to_status": status.value},
+            )
             if approve:
                 approved = tx.get_version(key)
                 assert approved is not None
-                changes = self._promote(tx, approved, AliasChangeKind.PROMOTE, actor,
-                                        f"approved by {principal.subject}" + (f": {comment}" if comment else ""),
-                                        evidence)
+                changes = self._promote(
+                    tx,
+                    approved,
+                    AliasChangeKind.PROMOTE,
+                    actor,
+                    f"approved by {principal.subject}" + (f": {comment}" if comment else ""),
+                    evidence,
+                )
             after = tx.get_version(key)
         self._committed(changes)
         assert after is not None
@@ -366,8 +505,16 @@ class Registry:
         assert version is not None
         return found, version
 
-    def set_alias(self, key: VersionKey, alias: str, principal: Principal | None, *, reason: str = "",
-                  evidence: Sequence[str] = (), expected_version: int | None = None) -> AliasResult:
+    def set_alias(
+        self,
+        key: VersionKey,
+        alias: str,
+        principal: Principal | None,
+        *,
+        reason: str = "",
+        evidence: Sequence[str] = (),
+        expected_version: int | None = None,
+    ) -> AliasResult:
         """Point ``alias`` at a version by hand (compare-and-set with ``expected_version``;
         0 means "unless unset"). Setting ``champion`` moves the old one to ``previous``."""
         uc = self.usecase(key.use_case)
@@ -387,8 +534,10 @@ class Registry:
             current = tx.get_alias(key.model, alias)
             old = current.version if current else 0
             if expected_version is not None and expected_version != old:
-                raise FailedPrecondition(f"alias {alias!r} points at version {old}, not {expected_version} "
-                                         "(compare-and-set failed)")
+                raise FailedPrecondition(
+                    f"alias {alias!r} points at version {old}, not {expected_version} "
+                    "(compare-and-set failed)"
+                )
             fresh = tx.get_version(key)
             assert fresh is not None
             policy.check_alias_target(alias, fresh)
@@ -398,14 +547,24 @@ class Registry:
             if alias == CHAMPION:
                 changes = self._promote(tx, fresh, AliasChangeKind.SET, actor, reason, evidence)
             else:
-                changes = [self._move(tx, key.model, alias, key.version, AliasChangeKind.SET, actor, reason,
-                                      evidence)]
+                changes = [
+                    self._move(
+                        tx, key.model, alias, key.version, AliasChangeKind.SET, actor, reason, evidence
+                    )
+                ]
             now_alias = tx.get_alias(key.model, alias)
         self._committed(changes)
         return AliasResult(now_alias, old, changes[-1].audit_event_id, tuple(changes))
 
-    def delete_alias(self, model: ModelKey, alias: str, principal: Principal | None, *, reason: str = "",
-                     expected_version: int | None = None) -> AliasResult:
+    def delete_alias(
+        self,
+        model: ModelKey,
+        alias: str,
+        principal: Principal | None,
+        *,
+        reason: str = "",
+        expected_version: int | None = None,
+    ) -> AliasResult:
         uc = self.usecase(model.use_case)
         validate.alias(alias)
         if principal is not None:
@@ -417,18 +576,38 @@ class Registry:
             current = tx.get_alias(model, alias)
             old = current.version if current else 0
             if expected_version is not None and expected_version != old:
-                raise FailedPrecondition(f"alias {alias!r} points at version {old}, not {expected_version} "
-                                         "(compare-and-set failed)")
+                raise FailedPrecondition(
+                    f"alias {alias!r} points at version {old}, not {expected_version} "
+                    "(compare-and-set failed)"
+                )
             if current is None:
                 return AliasResult(None, 0, "")
-            change = self._move(tx, model, alias, 0, AliasChangeKind.DELETE, actor,
-                                reason or f"removed by {actor.subject}", ())
+            change = self._move(
+                tx,
+                model,
+                alias,
+                0,
+                AliasChangeKind.DELETE,
+                actor,
+                reason or f"removed by {actor.subject}",
+                (),
+            )
         self._committed([change])
         return AliasResult(None, old, change.audit_event_id, (change,))
 
-    def rollback(self, model: ModelKey, principal: Principal | None, *, alias: str = CHAMPION,
-                 to_version: int = 0, reason: str = "", evidence: Sequence[str] = (),
-                 only_if_current: int = 0, event_id: str = "", source: str = "") -> AliasResult | None:
+    def rollback(
+        self,
+        model: ModelKey,
+        principal: Principal | None,
+        *,
+        alias: str = CHAMPION,
+        to_version: int = 0,
+        reason: str = "",
+        evidence: Sequence[str] = (),
+        only_if_current: int = 0,
+        event_id: str = "",
+        source: str = "",
+    ) -> AliasResult | None:
         """Move ``alias`` back to ``to_version`` (0: the ``previous`` version). The version rolled
         back from is archived, so no policy promotes it again, and ``previous`` is cleared when it
         is what the alias points at now. With ``only_if_current`` (a monitor alarm about that
@@ -448,17 +627,28 @@ class Registry:
             if not target:
                 prev = tx.get_alias(model, PREVIOUS)
                 target = prev.version if prev else 0
-            target_version = tx.get_version(VersionKey(model.use_case, model.name, target)) if target else None
+            target_version = (
+                tx.get_version(VersionKey(model.use_case, model.name, target)) if target else None
+            )
         if current is None:
-            raise FailedPrecondition(f"alias {alias!r} of {model.use_case}/{model.name} is not set: "
-                                     "nothing to roll back")
+            raise FailedPrecondition(
+                f"alias {alias!r} of {model.use_case}/{model.name} is not set: nothing to roll back"
+            )
         if only_if_current and current.version != only_if_current:
-            log.info("rollback of %s/%s %s ignored: it points at %d, the alarm was about %d",
-                     model.use_case, model.name, alias, current.version, only_if_current)
+            log.info(
+                "rollback of %s/%s %s ignored: it points at %d, the alarm was about %d",
+                model.use_case,
+                model.name,
+                alias,
+                current.version,
+                only_if_current,
+            )
             self._mark(event_id, source)
             return None
         if not target:
-            raise FailedPrecondition(f"no 'previous' version of {model.use_case}/{model.name} to roll back to")
+            raise FailedPrecondition(
+                f"no 'previous' version of {model.use_case}/{model.name} to roll back to"
+            )
         if target_version is None:
             raise NotFound(f"model version {model.use_case}/{model.name}/v{target} not found")
         if target == current.version:
@@ -472,15 +662,34 @@ class Registry:
             now_current = tx.get_alias(model, alias)
             if now_current is None or now_current.version != current.version:
                 raise FailedPrecondition(f"alias {alias!r} moved meanwhile; retry")
-            changes = [self._move(tx, model, alias, target, AliasChangeKind.ROLLBACK, actor, reason, evidence)]
+            changes = [
+                self._move(tx, model, alias, target, AliasChangeKind.ROLLBACK, actor, reason, evidence)
+            ]
             bad = VersionKey(model.use_case, model.name, current.version)
             tx.set_status(bad, VersionStatus.ARCHIVED)
-            self._audit(tx, "model_version.archived", actor, key=bad, reason=f"rolled back: {reason}",
-                        evidence=evidence, details={"alias": alias, "replaced_by": target})
+            self._audit(
+                tx,
+                "model_version.archived",
+                actor,
+                key=bad,
+                reason=f"rolled back: {reason}",
+                evidence=evidence,
+                details={"alias": alias, "replaced_by": target},
+            )
             prev = tx.get_alias(model, PREVIOUS)
             if prev is not None and prev.version == target:
-                changes.append(self._move(tx, model, PREVIOUS, 0, AliasChangeKind.ROLLBACK, actor,
-                                          f"version {target} is {alias} again", evidence))
+                changes.append(
+                    self._move(
+                        tx,
+                        model,
+                        PREVIOUS,
+                        0,
+                        AliasChangeKind.ROLLBACK,
+                        actor,
+                        f"version {target} is {alias} again",
+                        evidence,
+                    )
+                )
             if event_id:
                 tx.mark_processed(event_id, source, self.clock())
             result = tx.get_alias(model, alias)
@@ -515,15 +724,23 @@ class Registry:
     def _lineage_json(self, key: VersionKey) -> dict[str, Any]:
         return lineage_to_json(self.lineage(key))
 
-    def list_audit(self, use_case: str = "", model: ModelKey | None = None, version: int = 0,
-                   after_sequence: int = 0, limit: int = 100) -> list[AuditRecord]:
+    def list_audit(
+        self,
+        use_case: str = "",
+        model: ModelKey | None = None,
+        version: int = 0,
+        after_sequence: int = 0,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
         with self.store.read() as tx:
             return tx.list_audit(use_case, model, version, after_sequence, limit)
 
     def verify_audit(self) -> ChainReport:
         return verify_chain(self.store.audit_chain(), self.store.audit_head())
 
-    def export(self, key: VersionKey, principal: Principal | None, destination: Path | None = None) -> ExportResult:
+    def export(
+        self, key: VersionKey, principal: Principal | None, destination: Path | None = None
+    ) -> ExportResult:
         version = self.get_version(key)
         actor = self._actor(principal, key.use_case)
         if self.exporter is None:
@@ -534,9 +751,18 @@ class Registry:
             raise Unavailable(f"cannot write the export: {exc}") from exc
         if result.written:
             with self.store.write() as tx:
-                self._audit(tx, "model_version.exported", actor, key=key, reason="export requested",
-                            details={"repository": str(result.repository), "path": str(result.version_dir),
-                                     "sha256": result.sha256})
+                self._audit(
+                    tx,
+                    "model_version.exported",
+                    actor,
+                    key=key,
+                    reason="export requested",
+                    details={
+                        "repository": str(result.repository),
+                        "path": str(result.version_dir),
+                        "sha256": result.sha256,
+                    },
+                )
         return result
 
     def reference_profile(self, key: VersionKey) -> tuple[ModelVersion, bytes]:

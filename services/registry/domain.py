@@ -3,6 +3,7 @@
 Plain frozen dataclasses, no protobuf and no ORM: ``convert.py`` maps them to and from
 the gRPC messages, ``store/`` maps them to and from tables.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -91,8 +92,11 @@ class Signature:
         return len(self.output_names)
 
     def to_json(self) -> dict[str, Any]:
-        return {"input_names": list(self.input_names), "output_names": list(self.output_names),
-                "task": self.task}
+        return {
+            "input_names": list(self.input_names),
+            "output_names": list(self.output_names),
+            "task": self.task,
+        }
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Signature:

@@ -41,6 +41,7 @@ Triton entry (``<repository>/<model_name>/``)
   operator switches by copying one over ``config.pbtxt`` or by passing it as the
   ``config`` override of Triton's ``load_model``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -117,8 +118,16 @@ def _pbtxt_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def render_config(name: str, signature: Signature, *, use_case: str, kind: InstanceKind = "cpu",
-                  max_batch_size: int = 256, max_queue_delay_us: int = 0, cpu_threads: int = 1) -> str:
+def render_config(
+    name: str,
+    signature: Signature,
+    *,
+    use_case: str,
+    kind: InstanceKind = "cpu",
+    max_batch_size: int = 256,
+    max_queue_delay_us: int = 0,
+    cpu_threads: int = 1,
+) -> str:
     """The model's config.pbtxt for a CPU or a GPU instance group."""
     params: dict[str, str] = {
         "use_case": use_case,
@@ -146,8 +155,10 @@ def render_config(name: str, signature: Signature, *, use_case: str, kind: Insta
         f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_us} }}",
         f"instance_group [ {{ count: 1 kind: {instance} }} ]",
     ]
-    lines += [f"parameters: {{ key: {_pbtxt_str(k)} value: {{ string_value: {_pbtxt_str(v)} }} }}"
-              for k, v in params.items()]
+    lines += [
+        f"parameters: {{ key: {_pbtxt_str(k)} value: {{ string_value: {_pbtxt_str(v)} }} }}"
+        for k, v in params.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -158,14 +169,17 @@ def validate_torchscript(content: bytes, signature: Signature, field: str = "art
     try:
         module = torch.jit.load(io.BytesIO(content), map_location="cpu").eval()
     except Exception as exc:  # noqa: BLE001 - any load failure means "not TorchScript"
-        raise InvalidArgument(field, f"not a loadable TorchScript module: {type(exc).__name__}: {exc}") from None
+        raise InvalidArgument(
+            field, f"not a loadable TorchScript module: {type(exc).__name__}: {exc}"
+        ) from None
     x = torch.zeros(2, signature.n_inputs, dtype=torch.float32)
     try:
         with torch.inference_mode():
             out = module(x)
     except Exception as exc:  # noqa: BLE001
-        raise InvalidArgument(field, f"forward on float32 [2, {signature.n_inputs}] failed: "
-                                     f"{type(exc).__name__}: {exc}") from None
+        raise InvalidArgument(
+            field, f"forward on float32 [2, {signature.n_inputs}] failed: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, signature.n_outputs):
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InvalidArgument(field, f"forward must return [batch, {signature.n_outputs}], got {shape}")
@@ -174,7 +188,8 @@ def validate_torchscript(content: bytes, signature: Signature, field: str = "art
     if signature.task != "regression":
         sums = out.double().sum(dim=1)
         if bool(((out < -1e-6) | (out > 1 + 1e-6)).any()) or not torch.allclose(
-                sums, torch.ones_like(sums), atol=1e-4):
+            sums, torch.ones_like(sums), atol=1e-4
+        ):
             raise InvalidArgument(field, "a classifier must return class probabilities (rows summing to 1)")
 
 
@@ -211,8 +226,16 @@ def _write_atomic(path: Path, content: str) -> None:
 class TritonExporter:
     """Writes Triton entries from the artifact store; idempotent, atomic per version folder."""
 
-    def __init__(self, repository: Path, artifacts: ArtifactStore, *, instance_kind: InstanceKind = "cpu",
-                 max_batch_size: int = 256, max_queue_delay_us: int = 0, cpu_threads: int = 1) -> None:
+    def __init__(
+        self,
+        repository: Path,
+        artifacts: ArtifactStore,
+        *,
+        instance_kind: InstanceKind = "cpu",
+        max_batch_size: int = 256,
+        max_queue_delay_us: int = 0,
+        cpu_threads: int = 1,
+    ) -> None:
         self.repository = Path(repository)
         self._artifacts = artifacts
         self._kind = instance_kind
@@ -225,11 +248,16 @@ class TritonExporter:
     def is_exported(self, version: ModelVersion, repository: Path | None = None) -> bool:
         vdir = (repository or self.repository) / version.name / str(version.version)
         model_pt, model_py = vdir / "model.pt", vdir / "model.py"
-        return (model_pt.is_file() and model_py.is_file() and model_py.read_text() == MODEL_PY
-                and _sha256_file(model_pt) == version.artifact_sha256)
+        return (
+            model_pt.is_file()
+            and model_py.is_file()
+            and model_py.read_text() == MODEL_PY
+            and _sha256_file(model_pt) == version.artifact_sha256
+        )
 
-    def export(self, version: ModelVersion, repository: Path | None = None,
-               lineage: dict[str, Any] | None = None) -> ExportResult:
+    def export(
+        self, version: ModelVersion, repository: Path | None = None, lineage: dict[str, Any] | None = None
+    ) -> ExportResult:
         with self._lock:
             return self._export(version, Path(repository or self.repository), lineage)
 
@@ -254,10 +282,18 @@ class TritonExporter:
             written = True
         if lineage is not None:
             _write_atomic(vdir / "lineage.json", json.dumps(lineage, indent=2, sort_keys=True, default=str))
-        configs = {kind: render_config(version.name, version.signature, use_case=version.use_case, kind=kind,
-                                       max_batch_size=self._max_batch, max_queue_delay_us=self._delay,
-                                       cpu_threads=self._threads)
-                   for kind in ("cpu", "gpu")}
+        configs = {
+            kind: render_config(
+                version.name,
+                version.signature,
+                use_case=version.use_case,
+                kind=kind,
+                max_batch_size=self._max_batch,
+                max_queue_delay_us=self._delay,
+                cpu_threads=self._threads,
+            )
+            for kind in ("cpu", "gpu")
+        }
         for kind, text in configs.items():
             _write_atomic(model_dir / f"config.{kind}.pbtxt", text)
         active = model_dir / "config.pbtxt"

@@ -13,6 +13,7 @@ APPROVED version may be ``champion``, ``challenger`` or ``previous``.
 These checks run inside the registry whatever the gRPC permission table says, so a
 misconfigured table cannot let an ml-engineer approve a model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,10 +40,12 @@ def decide_on_evaluation(promotion: str, passed: bool, failed_gates: list[str]) 
         gates = ", ".join(failed_gates) or "a gate"
         return EvaluationDecision(VersionStatus.EVALUATION_FAILED, False, f"failed evaluation: {gates}")
     if promotion == "auto":
-        return EvaluationDecision(VersionStatus.APPROVED, True,
-                                  "passed evaluation; policy 'auto' promotes it")
-    return EvaluationDecision(VersionStatus.PENDING_APPROVAL, False,
-                              "passed evaluation; policy 'approval' waits for an approver")
+        return EvaluationDecision(
+            VersionStatus.APPROVED, True, "passed evaluation; policy 'auto' promotes it"
+        )
+    return EvaluationDecision(
+        VersionStatus.PENDING_APPROVAL, False, "passed evaluation; policy 'approval' waits for an approver"
+    )
 
 
 def in_scope(principal: Principal, use_case: str) -> bool:
@@ -63,13 +66,15 @@ def require_approver(principal: Principal, use_case: str, what: str) -> None:
     if not is_approver(principal, use_case):
         raise PermissionDenied(
             f"{principal.subject} cannot {what}: the '{APPROVER_ROLE}' role for use case "
-            f"{use_case!r} is required (roles held: {', '.join(sorted(principal.roles_in(use_case))) or 'none'})")
+            f"{use_case!r} is required (roles held: {', '.join(sorted(principal.roles_in(use_case))) or 'none'})"
+        )
 
 
 def check_alias_target(alias: str, version: ModelVersion) -> None:
     """A serving alias may only point at an APPROVED version."""
     if alias in SERVING_ALIASES and version.status is not VersionStatus.APPROVED:
         raise FailedPrecondition(
-            f"{version.key} is {version.status.value}: only an approved version can be {alias!r}")
+            f"{version.key} is {version.status.value}: only an approved version can be {alias!r}"
+        )
     if version.status is VersionStatus.ARCHIVED:
         raise FailedPrecondition(f"{version.key} is archived")

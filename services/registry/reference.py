@@ -7,6 +7,7 @@ monitor through ``GetReferenceStats``. The registry stores them as a content-add
 artifact and refuses, naming the key, a document that is not JSON, holds NaN, or does
 not cover the version's model inputs (a one-hot group covers its ``columns``).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def check_reference(content: bytes, signature: Signature, use_case: str,
-                    field: str = "reference_profile_content") -> dict[str, Any]:
+def check_reference(
+    content: bytes, signature: Signature, use_case: str, field: str = "reference_profile_content"
+) -> dict[str, Any]:
     """The parsed document, or InvalidArgument naming the offending key under ``field``."""
     if len(content) > MAX_REFERENCE_BYTES:
         raise InvalidArgument(field, f"larger than {MAX_REFERENCE_BYTES} bytes")

@@ -3,6 +3,7 @@
 Creating and finishing a run are state changes and go to the audit log; per-epoch
 metrics are measurements and do not (they are many, and upserted per step).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -58,13 +59,25 @@ class RunTracker:
                 return existing
             run = tx.add_run(new, run_id, actor, self.clock())
             now = self.clock()
-            tx.append_audit(AuditDraft(
-                action="run.created", actor=actor, use_case=new.use_case, model_name=new.model_name,
-                reason="training run started", evidence_ids=(new.training_request_id, new.drift_report_id),
-                details={"run_id": run_id, "params": dict(new.params), "environment": dict(new.environment),
-                         "code_version": new.code_version, "seed": new.seed,
-                         "training_request_id": new.training_request_id}),
-                int(now.timestamp() * 1_000_000))
+            tx.append_audit(
+                AuditDraft(
+                    action="run.created",
+                    actor=actor,
+                    use_case=new.use_case,
+                    model_name=new.model_name,
+                    reason="training run started",
+                    evidence_ids=(new.training_request_id, new.drift_report_id),
+                    details={
+                        "run_id": run_id,
+                        "params": dict(new.params),
+                        "environment": dict(new.environment),
+                        "code_version": new.code_version,
+                        "seed": new.seed,
+                        "training_request_id": new.training_request_id,
+                    },
+                ),
+                int(now.timestamp() * 1_000_000),
+            )
         return run
 
     def get(self, run_id: str) -> Run:
@@ -80,9 +93,18 @@ class RunTracker:
         validate.metrics(metrics)
         return self.store.log_metrics(run_id, metrics, self.clock())
 
-    def finish(self, run_id: str, principal: Principal | None, *, status: RunStatus = RunStatus.FINISHED,
-               error: str = "", metrics: Sequence[Metric] = (), datasets: Sequence[DatasetRef] = (),
-               features: Sequence[FeatureRef] = (), duration_s: float | None = None) -> Run:
+    def finish(
+        self,
+        run_id: str,
+        principal: Principal | None,
+        *,
+        status: RunStatus = RunStatus.FINISHED,
+        error: str = "",
+        metrics: Sequence[Metric] = (),
+        datasets: Sequence[DatasetRef] = (),
+        features: Sequence[FeatureRef] = (),
+        duration_s: float | None = None,
+    ) -> Run:
         """Idempotent: finishing a finished run with the same status returns it unchanged."""
         if status is RunStatus.RUNNING:
             raise InvalidArgument("status", "a run finishes as FINISHED or FAILED")
@@ -103,12 +125,21 @@ class RunTracker:
                 raise FailedPrecondition(f"run {run_id} is already {current.status.value}")
             now = self.clock()
             tx.finish_run(run_id, status, error, now, duration_s, datasets, features)
-            tx.append_audit(AuditDraft(
-                action=f"run.{status.value}", actor=actor, use_case=run.use_case, model_name=run.model_name,
-                reason=error or f"training run {status.value}",
-                details={"run_id": run_id, "duration_s": duration_s,
-                         "datasets": [d.version for d in datasets]}),
-                int(now.timestamp() * 1_000_000))
+            tx.append_audit(
+                AuditDraft(
+                    action=f"run.{status.value}",
+                    actor=actor,
+                    use_case=run.use_case,
+                    model_name=run.model_name,
+                    reason=error or f"training run {status.value}",
+                    details={
+                        "run_id": run_id,
+                        "duration_s": duration_s,
+                        "datasets": [d.version for d in datasets],
+                    },
+                ),
+                int(now.timestamp() * 1_000_000),
+            )
             done = tx.get_run(run_id)
         assert done is not None
         return done

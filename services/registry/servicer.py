@@ -5,6 +5,7 @@ what the audit log records. Methods that name a resource by id only (a run, a
 prediction, an artifact upload) check the caller's access to the resource's use case
 with ``libs.auth.authorize_use_case`` once it is loaded, before answering.
 """
+
 from __future__ import annotations
 
 from asyncio import to_thread
@@ -71,8 +72,15 @@ def _destination(uri: str, allowed: Sequence[Path]) -> Path | None:
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry, runs: RunTracker, artifacts: ArtifactStore, *,
-                 max_artifact_bytes: int = 512 * 1024 * 1024, export_roots: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        runs: RunTracker,
+        artifacts: ArtifactStore,
+        *,
+        max_artifact_bytes: int = 512 * 1024 * 1024,
+        export_roots: Sequence[Path] = (),
+    ) -> None:
         self._registry = registry
         self._runs = runs
         self._artifacts = artifacts
@@ -80,40 +88,55 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self._export_roots = list(export_roots)
 
     # ------------------------------------------------------------ versions
-    async def RegisterModelVersion(self, request: pb.RegisterModelVersionRequest,
-                                   context: Context) -> pb.RegisterModelVersionResponse:
-        version = await to_thread(self._registry.register_version, convert.new_version_of(request),
-                                  current_principal.get(), artifact=request.artifact_content,
-                                  reference_profile=request.reference_profile_content)
+    async def RegisterModelVersion(
+        self, request: pb.RegisterModelVersionRequest, context: Context
+    ) -> pb.RegisterModelVersionResponse:
+        version = await to_thread(
+            self._registry.register_version,
+            convert.new_version_of(request),
+            current_principal.get(),
+            artifact=request.artifact_content,
+            reference_profile=request.reference_profile_content,
+        )
         return pb.RegisterModelVersionResponse(model_version=convert.version_pb(version))
 
-    async def GetModelVersion(self, request: pb.GetModelVersionRequest,
-                              context: Context) -> pb.GetModelVersionResponse:
+    async def GetModelVersion(
+        self, request: pb.GetModelVersionRequest, context: Context
+    ) -> pb.GetModelVersionResponse:
         version = await to_thread(self._registry.get_version, _key(request.ref))
         return pb.GetModelVersionResponse(model_version=convert.version_pb(version))
 
-    async def ListModelVersions(self, request: pb.ListModelVersionsRequest,
-                                context: Context) -> pb.ListModelVersionsResponse:
+    async def ListModelVersions(
+        self, request: pb.ListModelVersionsRequest, context: Context
+    ) -> pb.ListModelVersionsResponse:
         offset, limit = _page(request.page_size, request.page_token)
         status = convert.STATUS_FROM_PB.get(request.status) if request.status else None
         if request.status and status is None:
             raise InvalidArgument("status", f"unknown status {request.status}")
-        versions = await to_thread(self._registry.list_versions, request.use_case, request.model_name,
-                                   status, offset, limit + 1)
+        versions = await to_thread(
+            self._registry.list_versions, request.use_case, request.model_name, status, offset, limit + 1
+        )
         token = str(offset + limit) if len(versions) > limit else ""
-        return pb.ListModelVersionsResponse(model_versions=[convert.version_pb(v) for v in versions[:limit]],
-                                            next_page_token=token)
+        return pb.ListModelVersionsResponse(
+            model_versions=[convert.version_pb(v) for v in versions[:limit]], next_page_token=token
+        )
 
     # ------------------------------------------------------------ aliases, approval, rollback
     async def SetAlias(self, request: pb.SetAliasRequest, context: Context) -> pb.SetAliasResponse:
         model = _model(request.use_case, request.model_name)
         expected = request.expected_version if request.HasField("expected_version") else None
         result = await to_thread(
-            self._registry.set_alias, VersionKey(model.use_case, model.name, request.version), request.alias,
-            current_principal.get(), reason=request.reason, evidence=list(request.evidence_ids),
-            expected_version=expected)
-        response = pb.SetAliasResponse(previous_version=result.previous_version,
-                                       audit_event_id=result.audit_event_id)
+            self._registry.set_alias,
+            VersionKey(model.use_case, model.name, request.version),
+            request.alias,
+            current_principal.get(),
+            reason=request.reason,
+            evidence=list(request.evidence_ids),
+            expected_version=expected,
+        )
+        response = pb.SetAliasResponse(
+            previous_version=result.previous_version, audit_event_id=result.audit_event_id
+        )
         if result.alias is not None:
             response.alias.CopyFrom(convert.alias_pb(result.alias))
         return response
@@ -125,42 +148,70 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: Context) -> pb.DeleteAliasResponse:
         expected = request.expected_version if request.HasField("expected_version") else None
-        result = await to_thread(self._registry.delete_alias, _model(request.use_case, request.model_name),
-                                 request.alias, current_principal.get(), reason=request.reason,
-                                 expected_version=expected)
-        return pb.DeleteAliasResponse(previous_version=result.previous_version,
-                                      audit_event_id=result.audit_event_id)
+        result = await to_thread(
+            self._registry.delete_alias,
+            _model(request.use_case, request.model_name),
+            request.alias,
+            current_principal.get(),
+            reason=request.reason,
+            expected_version=expected,
+        )
+        return pb.DeleteAliasResponse(
+            previous_version=result.previous_version, audit_event_id=result.audit_event_id
+        )
 
-    async def ApproveModelVersion(self, request: pb.ApproveModelVersionRequest,
-                                  context: Context) -> pb.ApproveModelVersionResponse:
+    async def ApproveModelVersion(
+        self, request: pb.ApproveModelVersionRequest, context: Context
+    ) -> pb.ApproveModelVersionResponse:
         approve = request.decision != pb.APPROVAL_DECISION_REJECT
-        version, audit_id = await to_thread(self._registry.approve, _key(request.ref), approve,
-                                            current_principal.get(), request.comment, list(request.evidence_ids))
-        return pb.ApproveModelVersionResponse(model_version=convert.version_pb(version), audit_event_id=audit_id)
+        version, audit_id = await to_thread(
+            self._registry.approve,
+            _key(request.ref),
+            approve,
+            current_principal.get(),
+            request.comment,
+            list(request.evidence_ids),
+        )
+        return pb.ApproveModelVersionResponse(
+            model_version=convert.version_pb(version), audit_event_id=audit_id
+        )
 
     async def Rollback(self, request: pb.RollbackRequest, context: Context) -> pb.RollbackResponse:
         if request.to_version < 0:
             raise InvalidArgument("to_version", "must not be negative")
-        result = await to_thread(self._registry.rollback, _model(request.use_case, request.model_name),
-                                 current_principal.get(), alias=request.alias or CHAMPION,
-                                 to_version=request.to_version, reason=request.reason,
-                                 evidence=list(request.evidence_ids))
+        result = await to_thread(
+            self._registry.rollback,
+            _model(request.use_case, request.model_name),
+            current_principal.get(),
+            alias=request.alias or CHAMPION,
+            to_version=request.to_version,
+            reason=request.reason,
+            evidence=list(request.evidence_ids),
+        )
         assert result is not None
-        response = pb.RollbackResponse(previous_version=result.previous_version,
-                                       audit_event_id=result.audit_event_id)
+        response = pb.RollbackResponse(
+            previous_version=result.previous_version, audit_event_id=result.audit_event_id
+        )
         if result.alias is not None:
             response.alias.CopyFrom(convert.alias_pb(result.alias))
         return response
 
-    async def RecordEvaluation(self, request: pb.RecordEvaluationRequest,
-                               context: Context) -> pb.RecordEvaluationResponse:
+    async def RecordEvaluation(
+        self, request: pb.RecordEvaluationRequest, context: Context
+    ) -> pb.RecordEvaluationResponse:
         if not request.HasField("evaluation"):
             raise InvalidArgument("evaluation", "is required")
         _key(request.evaluation.model, "evaluation.model")
-        outcome = await to_thread(self._registry.apply_evaluation, convert.evaluation_of(request.evaluation),
-                                  principal=current_principal.get())
-        return pb.RecordEvaluationResponse(model_version=convert.version_pb(outcome.version),
-                                           promoted=outcome.promoted, recorded=outcome.recorded)
+        outcome = await to_thread(
+            self._registry.apply_evaluation,
+            convert.evaluation_of(request.evaluation),
+            principal=current_principal.get(),
+        )
+        return pb.RecordEvaluationResponse(
+            model_version=convert.version_pb(outcome.version),
+            promoted=outcome.promoted,
+            recorded=outcome.recorded,
+        )
 
     # ------------------------------------------------------------ lineage and audit
     async def GetLineage(self, request: pb.GetLineageRequest, context: Context) -> pb.GetLineageResponse:
@@ -174,8 +225,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         authorize_use_case(lineage.version.use_case)
         return convert.lineage_pb(lineage)
 
-    async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
-                              context: Context) -> pb.ListAuditEventsResponse:
+    async def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: Context
+    ) -> pb.ListAuditEventsResponse:
         after, limit = _page(request.page_size, request.page_token)
         after = max(after, request.after_sequence)
         model = None
@@ -183,39 +235,60 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         if request.HasField("model") and request.model.model_name:
             model = _model(request.model.use_case or request.use_case, request.model.model_name)
             version = request.model.version
-        records = await to_thread(self._registry.list_audit, request.use_case, model, version, after,
-                                  limit + 1)
+        records = await to_thread(
+            self._registry.list_audit, request.use_case, model, version, after, limit + 1
+        )
         token = str(records[limit - 1].sequence) if len(records) > limit else ""
-        return pb.ListAuditEventsResponse(audit_events=[convert.audit_pb(r) for r in records[:limit]],
-                                          next_page_token=token)
+        return pb.ListAuditEventsResponse(
+            audit_events=[convert.audit_pb(r) for r in records[:limit]], next_page_token=token
+        )
 
-    async def VerifyAuditChain(self, request: pb.VerifyAuditChainRequest,
-                               context: Context) -> pb.VerifyAuditChainResponse:
+    async def VerifyAuditChain(
+        self, request: pb.VerifyAuditChainRequest, context: Context
+    ) -> pb.VerifyAuditChainResponse:
         report = await to_thread(self._registry.verify_audit)
-        return pb.VerifyAuditChainResponse(valid=report.valid, events_checked=report.checked,
-                                           first_invalid_sequence=report.first_invalid_sequence,
-                                           message=report.message, head_hash=report.head_hash)
+        return pb.VerifyAuditChainResponse(
+            valid=report.valid,
+            events_checked=report.checked,
+            first_invalid_sequence=report.first_invalid_sequence,
+            message=report.message,
+            head_hash=report.head_hash,
+        )
 
     # ------------------------------------------------------------ export and artifacts
-    async def ExportModelVersion(self, request: pb.ExportModelVersionRequest,
-                                 context: Context) -> pb.ExportModelVersionResponse:
+    async def ExportModelVersion(
+        self, request: pb.ExportModelVersionRequest, context: Context
+    ) -> pb.ExportModelVersionResponse:
         key = _key(request.ref)
-        result = await to_thread(self._registry.export, key, current_principal.get(),
-                                 _destination(request.destination_uri, self._export_roots))
+        result = await to_thread(
+            self._registry.export,
+            key,
+            current_principal.get(),
+            _destination(request.destination_uri, self._export_roots),
+        )
         version = await to_thread(self._registry.get_version, key)
         return pb.ExportModelVersionResponse(
-            uri=result.version_dir.as_uri(), sha256=result.sha256, model_version=convert.version_pb(version),
-            triton_model_name=result.model_name, repository=str(result.repository))
+            uri=result.version_dir.as_uri(),
+            sha256=result.sha256,
+            model_version=convert.version_pb(version),
+            triton_model_name=result.model_name,
+            repository=str(result.repository),
+        )
 
-    async def UploadArtifact(self, request_iterator: AsyncIterator[pb.UploadArtifactRequest],
-                             context: Context) -> pb.UploadArtifactResponse:
+    async def UploadArtifact(
+        self, request_iterator: AsyncIterator[pb.UploadArtifactRequest], context: Context
+    ) -> pb.UploadArtifactResponse:
         parts: list[bytes] = []
         size = 0
         expected = use_case = ""
         first = True
         async for message in request_iterator:
             if first:
-                expected = check_digest(message.expected_sha256, "expected_sha256") if message.expected_sha256 else ""
+                expected = (
+                    check_digest(message.expected_sha256, "expected_sha256")
+                    if message.expected_sha256
+                    else ""
+                )
                 use_case = message.use_case
                 first = False
             size += len(message.chunk)
@@ -230,33 +303,39 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         stored = await to_thread(self._artifacts.put, b"".join(parts), expected)
         return pb.UploadArtifactResponse(sha256=stored.sha256, size_bytes=stored.size, uri=stored.uri)
 
-    async def DownloadArtifact(self, request: pb.DownloadArtifactRequest,
-                               context: Context) -> AsyncIterator[pb.DownloadArtifactResponse]:
+    async def DownloadArtifact(
+        self, request: pb.DownloadArtifactRequest, context: Context
+    ) -> AsyncIterator[pb.DownloadArtifactResponse]:
         digest = check_digest(request.sha256, "sha256")
         content = await to_thread(self._artifacts.read, digest)  # verified: DATA_LOSS when corrupted
         yield pb.DownloadArtifactResponse(chunk=content[:CHUNK], size_bytes=len(content))
         for start in range(CHUNK, len(content), CHUNK):
-            yield pb.DownloadArtifactResponse(chunk=content[start:start + CHUNK])
+            yield pb.DownloadArtifactResponse(chunk=content[start : start + CHUNK])
 
-    async def GetReferenceStats(self, request: pb.GetReferenceStatsRequest,
-                                context: Context) -> pb.GetReferenceStatsResponse:
+    async def GetReferenceStats(
+        self, request: pb.GetReferenceStatsRequest, context: Context
+    ) -> pb.GetReferenceStatsResponse:
         ref = request.ref
         if ref.version == 0 and request.alias:
-            _, version = await to_thread(self._registry.get_alias, _model(ref.use_case, ref.model_name),
-                                         request.alias)
+            _, version = await to_thread(
+                self._registry.get_alias, _model(ref.use_case, ref.model_name), request.alias
+            )
             key = version.key
         else:
             key = _key(ref)
         version, content = await to_thread(self._registry.reference_profile, key)
-        return pb.GetReferenceStatsResponse(ref=convert.ref_pb(key), sha256=version.reference_sha256,
-                                            profile_json=content.decode())
+        return pb.GetReferenceStatsResponse(
+            ref=convert.ref_pb(key), sha256=version.reference_sha256, profile_json=content.decode()
+        )
 
     # ------------------------------------------------------------ runs
     async def CreateRun(self, request: pb.CreateRunRequest, context: Context) -> pb.CreateRunResponse:
         run = await to_thread(self._runs.create, convert.new_run_of(request), current_principal.get())
         return pb.CreateRunResponse(run=convert.run_pb(run))
 
-    async def LogRunMetrics(self, request: pb.LogRunMetricsRequest, context: Context) -> pb.LogRunMetricsResponse:
+    async def LogRunMetrics(
+        self, request: pb.LogRunMetricsRequest, context: Context
+    ) -> pb.LogRunMetricsResponse:
         run = await to_thread(self._runs.get, request.run_id)
         authorize_use_case(run.use_case)
         metrics = convert.metrics_of(request.metrics)
@@ -270,10 +349,16 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         if request.status == pb.RUN_STATUS_RUNNING:
             raise InvalidArgument("status", "a run finishes as FINISHED or FAILED")
         done = await to_thread(
-            self._runs.finish, request.run_id, current_principal.get(), status=status, error=request.error,
-            metrics=convert.metrics_of(request.metrics), datasets=convert.datasets_of(request.datasets),
+            self._runs.finish,
+            request.run_id,
+            current_principal.get(),
+            status=status,
+            error=request.error,
+            metrics=convert.metrics_of(request.metrics),
+            datasets=convert.datasets_of(request.datasets),
             features=convert.features_of(request.features),
-            duration_s=request.duration_s if request.HasField("duration_s") else None)
+            duration_s=request.duration_s if request.HasField("duration_s") else None,
+        )
         return pb.FinishRunResponse(run=convert.run_pb(done))
 
     async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:

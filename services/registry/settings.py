@@ -1,4 +1,5 @@
 """Settings of the registry service (environment variables AIF_REGISTRY_*)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Input checks shared by the core and the servicer: each error names its field."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """``python -m services.trainer``: run the trainer service until SIGTERM."""
+
 from libs.runtime import run
 from services.trainer.app import build
 from services.trainer.settings import TrainerSettings

@@ -4,6 +4,7 @@
 the event publisher, starts the core (its scheduler and worker) and the consumer of
 training requests and drift reports, and registers the gRPC servicer.
 """
+
 from __future__ import annotations
 
 from aifactory.monitor.v1 import events_pb2 as monitor_events
@@ -28,8 +29,13 @@ from services.trainer.store import JobStore
 SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
-async def build(settings: TrainerSettings, telemetry: Telemetry, *, data: TrainingData | None = None,
-                registry: ModelRegistry | None = None) -> Service:
+async def build(
+    settings: TrainerSettings,
+    telemetry: Telemetry,
+    *,
+    data: TrainingData | None = None,
+    registry: ModelRegistry | None = None,
+) -> Service:
     """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
     usecases = load_for_service(settings.usecases_dir)
     store = JobStore.from_url(settings.database_url)
@@ -39,20 +45,36 @@ async def build(settings: TrainerSettings, telemetry: Telemetry, *, data: Traini
     kafka_security = KafkaSecurity.from_settings(settings)
     events = EventPublisher(settings.kafka_bootstrap, producer="trainer", security=kafka_security)
     await events.start()
-    publisher = TrainerPublisher(events, trained_topic=settings.model_trained_topic,
-                                 requested_topic=settings.training_requested_topic)
+    publisher = TrainerPublisher(
+        events, trained_topic=settings.model_trained_topic, requested_topic=settings.training_requested_topic
+    )
     core = TrainerCore(
-        usecases=usecases, store=store, data=data or GrpcTrainingData(featurestore),
+        usecases=usecases,
+        store=store,
+        data=data or GrpcTrainingData(featurestore),
         registry=registry or GrpcRegistry(registry_channel),
-        publisher=publisher, metrics=TrainerMetrics(telemetry.meter), code_version=code_version(),
-        options=TrainerOptions(threads=settings.torch_threads, dependency_attempts=settings.dependency_attempts,
-                               dependency_backoff_s=settings.dependency_backoff_s))
+        publisher=publisher,
+        metrics=TrainerMetrics(telemetry.meter),
+        code_version=code_version(),
+        options=TrainerOptions(
+            threads=settings.torch_threads,
+            dependency_attempts=settings.dependency_attempts,
+            dependency_backoff_s=settings.dependency_backoff_s,
+        ),
+    )
     await core.start()
 
-    server = RpcServer(settings.grpc_address, telemetry, security=server_security(settings),
-                       drain_seconds=settings.drain_seconds)
-    server.add_service(trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server,
-                       TrainerServicer(core, publisher), SERVICE_NAME)
+    server = RpcServer(
+        settings.grpc_address,
+        telemetry,
+        security=server_security(settings),
+        drain_seconds=settings.drain_seconds,
+    )
+    server.add_service(
+        trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server,
+        TrainerServicer(core, publisher),
+        SERVICE_NAME,
+    )
     service = Service(server)
     service.closers += [events.stop, featurestore.close, registry_channel.close]
 
@@ -63,10 +85,15 @@ async def build(settings: TrainerSettings, telemetry: Telemetry, *, data: Traini
     service.closers += [close_store, core.stop]
     if settings.consume:
         consumer = EventConsumer(
-            settings.kafka_bootstrap, settings.consumer_group,
-            {settings.training_requested_topic: [trainer_events.TrainingRequested],
-             settings.drift_detected_topic: [monitor_events.DriftDetected]},
-            TrainerConsumer(core, publisher).handle, DeadLetters(events, settings.dead_letter_topic),
-            security=kafka_security)
+            settings.kafka_bootstrap,
+            settings.consumer_group,
+            {
+                settings.training_requested_topic: [trainer_events.TrainingRequested],
+                settings.drift_detected_topic: [monitor_events.DriftDetected],
+            },
+            TrainerConsumer(core, publisher).handle,
+            DeadLetters(events, settings.dead_letter_topic),
+            security=kafka_security,
+        )
         service.spawn("trainer-consumer", consumer.run(), stop=consumer.stop)
     return service

@@ -4,6 +4,7 @@ A request is idempotent by its request id (the event id when it has none); a dri
 report asks for one retraining per report id. A bad event (no use case, an unknown one,
 a bad override) raises, and the consumer dead-letters it with the reason.
 """
+
 from __future__ import annotations
 
 from google.protobuf.message import Message
@@ -25,13 +26,19 @@ class TrainerConsumer:
     async def handle(self, event: Event[Message]) -> None:
         payload = event.payload
         if isinstance(payload, trainer_events.TrainingRequested):
-            await self._core.submit(convert.job_from_requested(payload, fallback_id=f"evt-{event.meta.event_id}"))
+            await self._core.submit(
+                convert.job_from_requested(payload, fallback_id=f"evt-{event.meta.event_id}")
+            )
         elif isinstance(payload, monitor_events.DriftDetected):
             requested = convert.requested_from_drift(
-                payload, use_case=payload.use_case or event.meta.use_case, producer=event.meta.producer,
-                event_id=event.meta.event_id)
-            _, created = await self._core.retrain_on_drift(convert.job_from_requested(requested),
-                                                           evidence_version=payload.model.version)
+                payload,
+                use_case=payload.use_case or event.meta.use_case,
+                producer=event.meta.producer,
+                event_id=event.meta.event_id,
+            )
+            _, created = await self._core.retrain_on_drift(
+                convert.job_from_requested(requested), evidence_version=payload.model.version
+            )
             if created:
                 # The request on its own topic too: one place to see every training request.
                 await self._publisher.training_requested(requested)

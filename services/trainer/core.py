@@ -12,6 +12,7 @@ A job found RUNNING at start is trained again with the same seed (same weights),
 registry's idempotency key (the job id) returns the version already registered, and
 ``ModelTrained`` goes out with the same event id — nothing lost, nothing doubled.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,17 +63,29 @@ class Publisher(Protocol):
 def code_version(root: Path = REPO_ROOT) -> str:
     """The git commit the code runs from (``-dirty`` with local changes); "unknown" outside git."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=root,
-                             capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
 
 
 def environment(threads: int) -> dict[str, str]:
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "host": platform.node(), "threads": str(threads),
-            "executable": sys.executable}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "threads": str(threads),
+        "executable": sys.executable,
+    }
 
 
 def model_name_of(uc: UseCase) -> str:
@@ -96,10 +109,19 @@ class _Abandoned(Exception):
 
 
 class TrainerCore:
-    def __init__(self, *, usecases: Mapping[str, UseCase], store: JobStore, data: TrainingData,
-                 registry: ModelRegistry, publisher: Publisher, metrics: TrainerMetrics | None = None,
-                 code_version: str = "unknown", options: TrainerOptions | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        *,
+        usecases: Mapping[str, UseCase],
+        store: JobStore,
+        data: TrainingData,
+        registry: ModelRegistry,
+        publisher: Publisher,
+        metrics: TrainerMetrics | None = None,
+        code_version: str = "unknown",
+        options: TrainerOptions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._usecases = UseCases(usecases)
         self._store = store
         self._data = data
@@ -121,8 +143,10 @@ class TrainerCore:
 
     async def start(self) -> None:
         self._restore()
-        self._tasks = [asyncio.create_task(self._dispatch(), name="trainer-dispatch"),
-                       asyncio.create_task(self._work(), name="trainer-work")]
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="trainer-dispatch"),
+            asyncio.create_task(self._work(), name="trainer-work"),
+        ]
 
     async def stop(self) -> None:
         """Stop taking jobs. A training in progress is abandoned: its job stays RUNNING and
@@ -142,8 +166,9 @@ class TrainerCore:
         for job in self._store.list(limit=1_000_000, oldest_first=True):
             if job.state in FINAL:
                 if job.started_at and now - job.started_at < timedelta(days=1):
-                    self.scheduler.restore(job.use_case, job.job_id, started_at=job.started_at,
-                                           finished_at=job.finished_at)
+                    self.scheduler.restore(
+                        job.use_case, job.job_id, started_at=job.started_at, finished_at=job.finished_at
+                    )
                 continue
             if job.state == JobState.RUNNING:
                 log.warning("job %s was interrupted; training it again", job.job_id)
@@ -176,8 +201,9 @@ class TrainerCore:
         job, created = self._store.create(job)
         if not created:
             return job, False
-        decision = self.scheduler.request(job.use_case, job.job_id, manual=job.manual,
-                                          fresh_evidence=fresh_evidence)
+        decision = self.scheduler.request(
+            job.use_case, job.job_id, manual=job.manual, fresh_evidence=fresh_evidence
+        )
         if decision.action == Action.RUN:
             job = self._store.update(job.job_id, message="queued")
             self._queue.put_nowait(job.job_id)
@@ -185,12 +211,21 @@ class TrainerCore:
             job = self._store.update(job.job_id, due_at=decision.due_at, message=decision.reason)
             self._wake.set()
         else:
-            job = self._store.update(job.job_id, state=JobState.SKIPPED, message=decision.reason,
-                                     finished_at=self._clock())
-        log.info("training request %s (%s, %s): %s %s", job.job_id, job.use_case, job.reason.value,
-                 decision.action.value, decision.reason)
-        self._count(job.use_case, {Action.RUN: "queued", Action.DEFER: "deferred",
-                                   Action.SKIP: "skipped"}[decision.action])
+            job = self._store.update(
+                job.job_id, state=JobState.SKIPPED, message=decision.reason, finished_at=self._clock()
+            )
+        log.info(
+            "training request %s (%s, %s): %s %s",
+            job.job_id,
+            job.use_case,
+            job.reason.value,
+            decision.action.value,
+            decision.reason,
+        )
+        self._count(
+            job.use_case,
+            {Action.RUN: "queued", Action.DEFER: "deferred", Action.SKIP: "skipped"}[decision.action],
+        )
         return job, True
 
     async def retrain_on_drift(self, job: Job, *, evidence_version: int) -> tuple[Job, bool]:
@@ -211,8 +246,9 @@ class TrainerCore:
     def get(self, job_id: str) -> Job:
         return self._store.get(job_id)
 
-    def list(self, *, use_case: str = "", states: tuple[JobState, ...] = (), limit: int = 50,
-             offset: int = 0) -> list[Job]:
+    def list(
+        self, *, use_case: str = "", states: tuple[JobState, ...] = (), limit: int = 50, offset: int = 0
+    ) -> list[Job]:
         return self._store.list(use_case=use_case, states=states, limit=limit, offset=offset)
 
     def _count(self, use_case: str, outcome: str) -> None:
@@ -232,8 +268,9 @@ class TrainerCore:
                         self._store.update(job_id, due_at=None, message=decision.reason)
                         self._queue.put_nowait(job_id)
                     else:
-                        self._store.update(job_id, state=JobState.SKIPPED, message=decision.reason,
-                                           finished_at=self._clock())
+                        self._store.update(
+                            job_id, state=JobState.SKIPPED, message=decision.reason, finished_at=self._clock()
+                        )
                         self._count(use_case, "skipped")
                 except Exception:  # noqa: BLE001 - the job stays queued in the store; a restart picks it up
                     log.exception("job %s: could not record the scheduler's decision", job_id)
@@ -278,14 +315,22 @@ class TrainerCore:
         except AifError as exc:  # the spec changed since the request was accepted
             self.scheduler.dropped(job.use_case, job_id)
             self._count(job.use_case, "failed")
-            return self._store.update(job_id, state=JobState.FAILED, message=exc.message,
-                                      finished_at=self._clock())
+            return self._store.update(
+                job_id, state=JobState.FAILED, message=exc.message, finished_at=self._clock()
+            )
         seed = job.seed if job.seed is not None else uc.model.seed
         run_id = job.run_id or f"run-{job.job_id}"
         self.scheduler.started(job.use_case, job.job_id)
-        job = self._store.update(job_id, state=JobState.RUNNING, started_at=job.started_at or self._clock(),
-                                 seed=seed, run_id=run_id, effective_params=config.as_params(),
-                                 message="loading the training set", metrics=())
+        job = self._store.update(
+            job_id,
+            state=JobState.RUNNING,
+            started_at=job.started_at or self._clock(),
+            seed=seed,
+            run_id=run_id,
+            effective_params=config.as_params(),
+            message="loading the training set",
+            metrics=(),
+        )
         try:
             return await self._train_and_register(job, uc, config, seed, run_id)
         except _Abandoned:
@@ -297,7 +342,9 @@ class TrainerCore:
                 log.exception("job %s failed", job_id)
             else:
                 log.warning("job %s failed: %s", job_id, message)
-            job = self._store.update(job_id, state=JobState.FAILED, message=message, finished_at=self._clock())
+            job = self._store.update(
+                job_id, state=JobState.FAILED, message=message, finished_at=self._clock()
+            )
             self._count(job.use_case, "failed")
             try:
                 await self._registry.finish_run(run_id, failed=True, error=message)
@@ -308,8 +355,9 @@ class TrainerCore:
             self.scheduler.finished(job.use_case, job.job_id)
             self._wake.set()
 
-    async def _training_frame(self, job: Job, uc: UseCase,
-                              config: TrainConfig) -> tuple[TrainingSet, pd.DataFrame, Window]:
+    async def _training_frame(
+        self, job: Job, uc: UseCase, config: TrainConfig
+    ) -> tuple[TrainingSet, pd.DataFrame, Window]:
         """The job's training rows. A job with its own window (a drift retraining, from the
         change point on) waits until that window holds enough labelled rows to train and
         leave the evaluator its holdout, polling the feature store, up to ``data_wait_s``."""
@@ -317,7 +365,8 @@ class TrainerCore:
         deadline = time.monotonic() + self._options.data_wait_s
         while True:
             training_set = await self._retrying(
-                "feature store", lambda: self._data.get_training_set(uc.name, None))
+                "feature store", lambda: self._data.get_training_set(uc.name, None)
+            )
             windows = plan_windows(training_set.frame, uc)
             window = windows.training
             if job.window is not None:
@@ -327,20 +376,35 @@ class TrainerCore:
             rows = len(labelled(frame))
             if job.window is None or rows >= needed or time.monotonic() >= deadline:
                 return training_set, frame, window
-            self._store.update(job.job_id, message=f"waiting for data in its window: {rows} of "
-                                                   f"{needed} labelled rows")
+            self._store.update(
+                job.job_id, message=f"waiting for data in its window: {rows} of {needed} labelled rows"
+            )
             if self._stopping.is_set():
                 raise _Abandoned(job.job_id)
             await asyncio.sleep(self._options.data_poll_s)
 
-    async def _train_and_register(self, job: Job, uc: UseCase, config: TrainConfig, seed: int,
-                                  run_id: str) -> Job:
+    async def _train_and_register(
+        self, job: Job, uc: UseCase, config: TrainConfig, seed: int, run_id: str
+    ) -> Job:
         training_set, frame, window = await self._training_frame(job, uc, config)
-        await self._retrying("registry", lambda: self._registry.create_run(RunSpec(
-            run_id=run_id, use_case=uc.name, model_name=model_name_of(uc), training_request_id=job.job_id,
-            seed=seed, params=config.as_params(), code_version=self._code_version,
-            environment=environment(config.threads), drift_report_id=job.drift_report_id,
-            datasets=training_set.datasets, features=training_set.features)))
+        await self._retrying(
+            "registry",
+            lambda: self._registry.create_run(
+                RunSpec(
+                    run_id=run_id,
+                    use_case=uc.name,
+                    model_name=model_name_of(uc),
+                    training_request_id=job.job_id,
+                    seed=seed,
+                    params=config.as_params(),
+                    code_version=self._code_version,
+                    environment=environment(config.threads),
+                    drift_report_id=job.drift_report_id,
+                    datasets=training_set.datasets,
+                    features=training_set.features,
+                )
+            ),
+        )
         self._store.update(job.job_id, window=window, message=f"training on {len(frame)} rows")
 
         loop = asyncio.get_running_loop()
@@ -351,37 +415,78 @@ class TrainerCore:
             loop.call_soon_threadsafe(self._epoch_done, job.job_id, uc.name, run_id, m)
 
         result: TrainResult = await loop.run_in_executor(
-            self._executor, functools.partial(train, frame, uc, config, seed=seed, on_epoch=on_epoch))
+            self._executor, functools.partial(train, frame, uc, config, seed=seed, on_epoch=on_epoch)
+        )
         if self._log_tasks:
             await asyncio.gather(*self._log_tasks, return_exceptions=True)
 
         final = [MetricPoint(name, value, "validation") for name, value in sorted(result.metrics.items())]
         final.append(MetricPoint("samples_per_s", result.samples_per_s, "train"))
-        registered = await self._retrying("registry", lambda: self._registry.register_version(
-            result.artifact, result.reference, Lineage(
-                use_case=uc.name, model_name=model_name_of(uc), run_id=run_id, training_request_id=job.job_id,
-                task=uc.task, input_names=uc.model_inputs(), output_names=class_names(uc) or [uc.label.field],
-                code_version=self._code_version, seed=seed, datasets=training_set.datasets,
-                features=training_set.features, metrics=final, params=config.as_params(),
-                drift_report_id=job.drift_report_id, idempotency_key=job.job_id)))
+        registered = await self._retrying(
+            "registry",
+            lambda: self._registry.register_version(
+                result.artifact,
+                result.reference,
+                Lineage(
+                    use_case=uc.name,
+                    model_name=model_name_of(uc),
+                    run_id=run_id,
+                    training_request_id=job.job_id,
+                    task=uc.task,
+                    input_names=uc.model_inputs(),
+                    output_names=class_names(uc) or [uc.label.field],
+                    code_version=self._code_version,
+                    seed=seed,
+                    datasets=training_set.datasets,
+                    features=training_set.features,
+                    metrics=final,
+                    params=config.as_params(),
+                    drift_report_id=job.drift_report_id,
+                    idempotency_key=job.job_id,
+                ),
+            ),
+        )
         try:
-            await self._retrying("registry", lambda: self._registry.finish_run(
-                run_id, metrics=final, datasets=training_set.datasets, features=training_set.features,
-                duration_s=result.duration_s))
+            await self._retrying(
+                "registry",
+                lambda: self._registry.finish_run(
+                    run_id,
+                    metrics=final,
+                    datasets=training_set.datasets,
+                    features=training_set.features,
+                    duration_s=result.duration_s,
+                ),
+            )
         except FailedPrecondition as exc:  # a re-run after a restart: the run was closed before the crash
             log.warning("job %s: run %s already closed, keeping it: %s", job.job_id, run_id, exc.message)
         trained_at = self._clock()
         # Published before the job is final: a crash in between re-runs the job, not loses the event.
-        await self._publisher.model_trained(TrainedModel(
-            job, registered, run_id=run_id, window=window, metrics=tuple(final),
-            datasets=tuple(training_set.datasets), features=tuple(training_set.features),
-            code_version=self._code_version, seed=seed, params=config.as_params(), trained_at=trained_at))
+        await self._publisher.model_trained(
+            TrainedModel(
+                job,
+                registered,
+                run_id=run_id,
+                window=window,
+                metrics=tuple(final),
+                datasets=tuple(training_set.datasets),
+                features=tuple(training_set.features),
+                code_version=self._code_version,
+                seed=seed,
+                params=config.as_params(),
+                trained_at=trained_at,
+            )
+        )
         epochs = tuple(self._store.get(job.job_id).metrics)
         job = self._store.update(
-            job.job_id, state=JobState.SUCCEEDED, model=registered.ref, finished_at=trained_at,
-            artifact_sha256=registered.artifact_sha256, artifact_uri=registered.artifact_uri,
+            job.job_id,
+            state=JobState.SUCCEEDED,
+            model=registered.ref,
+            finished_at=trained_at,
+            artifact_sha256=registered.artifact_sha256,
+            artifact_uri=registered.artifact_uri,
             metrics=epochs + tuple(final),
-            message=f"registered {registered.ref} (best epoch {result.best_epoch} of {len(result.epochs)})")
+            message=f"registered {registered.ref} (best epoch {result.best_epoch} of {len(result.epochs)})",
+        )
         log.info("job %s: %s", job.job_id, job.message)
         self._count(uc.name, "succeeded")
         if self._metrics is not None:
@@ -390,17 +495,25 @@ class TrainerCore:
 
     def _epoch_done(self, job_id: str, use_case: str, run_id: str, m: EpochMetrics) -> None:
         """On the event loop, once per epoch: job progress, metrics, and the run's curve."""
-        points = (MetricPoint("train_loss", m.train_loss, "train", m.epoch),
-                  MetricPoint("val_loss", m.val_loss, "validation", m.epoch),
-                  MetricPoint(f"val_{self._usecases[use_case].evaluation.metric}", m.val_metric,
-                              "validation", m.epoch),
-                  MetricPoint("samples_per_s", m.samples_per_s, "train", m.epoch))
+        points = (
+            MetricPoint("train_loss", m.train_loss, "train", m.epoch),
+            MetricPoint("val_loss", m.val_loss, "validation", m.epoch),
+            MetricPoint(
+                f"val_{self._usecases[use_case].evaluation.metric}", m.val_metric, "validation", m.epoch
+            ),
+            MetricPoint("samples_per_s", m.samples_per_s, "train", m.epoch),
+        )
         job = self._store.get(job_id)
         self._store.update(job_id, metrics=job.metrics + points, message=f"epoch {m.epoch}")
         if self._metrics is not None:
             rows = int(m.samples_per_s * m.seconds)
-            self._metrics.epoch(use_case, samples=rows, samples_per_s=m.samples_per_s,
-                                train_loss=m.train_loss, val_loss=m.val_loss)
+            self._metrics.epoch(
+                use_case,
+                samples=rows,
+                samples_per_s=m.samples_per_s,
+                train_loss=m.train_loss,
+                val_loss=m.val_loss,
+            )
         task = asyncio.ensure_future(self._log_run_metrics(run_id, points))
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)

@@ -3,6 +3,7 @@
 A job is one training request and what came of it; :class:`TrainedModel` is what a
 successful job announces (the ``ModelTrained`` event, built from it in :mod:`.convert`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

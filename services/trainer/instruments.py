@@ -1,4 +1,5 @@
 """The trainer's OpenTelemetry metrics (exported on its Prometheus endpoint)."""
+
 from __future__ import annotations
 
 from opentelemetry import metrics
@@ -7,19 +8,25 @@ from opentelemetry import metrics
 class TrainerMetrics:
     def __init__(self, meter: metrics.Meter) -> None:
         self._epochs = meter.create_counter("trainer.epochs", unit="{epoch}", description="Epochs trained")
-        self._samples = meter.create_counter("trainer.samples", unit="{sample}",
-                                             description="Training samples processed (rows × epochs)")
-        self._throughput = meter.create_gauge("trainer.samples_per_s", unit="{sample}/s",
-                                              description="Training throughput of the last epoch")
+        self._samples = meter.create_counter(
+            "trainer.samples", unit="{sample}", description="Training samples processed (rows × epochs)"
+        )
+        self._throughput = meter.create_gauge(
+            "trainer.samples_per_s", unit="{sample}/s", description="Training throughput of the last epoch"
+        )
         self._loss = meter.create_gauge("trainer.last_loss", description="Loss of the last epoch, by split")
-        self._jobs = meter.create_counter("trainer.jobs", unit="{job}",
-                                          description="Training jobs by outcome (queued, deferred, "
-                                                      "skipped, succeeded, failed)")
-        self._duration = meter.create_histogram("trainer.training.duration", unit="s",
-                                                description="Wall time of a training job")
+        self._jobs = meter.create_counter(
+            "trainer.jobs",
+            unit="{job}",
+            description="Training jobs by outcome (queued, deferred, skipped, succeeded, failed)",
+        )
+        self._duration = meter.create_histogram(
+            "trainer.training.duration", unit="s", description="Wall time of a training job"
+        )
 
-    def epoch(self, use_case: str, *, samples: int, samples_per_s: float, train_loss: float,
-              val_loss: float) -> None:
+    def epoch(
+        self, use_case: str, *, samples: int, samples_per_s: float, train_loss: float, val_loss: float
+    ) -> None:
         attrs = {"use_case": use_case}
         self._epochs.add(1, attrs)
         self._samples.add(samples, attrs)

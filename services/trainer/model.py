@@ -4,6 +4,7 @@ The artifact contract is in :mod:`libs.lifecycle.artifact`: raw model inputs in,
 imputed with the training mean and standardised inside the module, probabilities
 (softmax) or de-standardised regression outputs out.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-def build_network(family: str, n_inputs: int, hidden: Sequence[int], n_outputs: int,
-                  generator: torch.Generator) -> nn.Sequential:
+def build_network(
+    family: str, n_inputs: int, hidden: Sequence[int], n_outputs: int, generator: torch.Generator
+) -> nn.Sequential:
     """``mlp``: Linear–ReLU per hidden size, then a Linear head; ``linear``: one Linear."""
     sizes = [n_inputs, *(hidden if family == "mlp" else ())]
     layers: list[nn.Module] = []
@@ -60,8 +62,15 @@ class ExportedModel(nn.Module):
     # Constants for TorchScript: the branch on ``regression`` is resolved at scripting time.
     __constants__ = ["regression", "n_inputs"]
 
-    def __init__(self, preprocess: Preprocess, net: nn.Module, *, regression: bool,
-                 y_mean: float = 0.0, y_std: float = 1.0) -> None:
+    def __init__(
+        self,
+        preprocess: Preprocess,
+        net: nn.Module,
+        *,
+        regression: bool,
+        y_mean: float = 0.0,
+        y_std: float = 1.0,
+    ) -> None:
         super().__init__()
         self.preprocess = preprocess
         self.net = net

@@ -4,6 +4,7 @@
 version, and ``TrainingRequested`` (event id = request id) recording each request the
 trainer accepted from its API or from a drift report, so one topic shows them all.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -19,24 +20,46 @@ from services.trainer.domain import TrainedModel
 class EventSink(Protocol):
     """What :class:`libs.bus.EventPublisher` offers (tests pass a fake)."""
 
-    async def publish(self, topic: str, event: Message, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> Any: ...
+    async def publish(
+        self,
+        topic: str,
+        event: Message,
+        *,
+        use_case: str,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> Any: ...
 
 
 class TrainerPublisher:
-    def __init__(self, sink: EventSink, *, trained_topic: str = topics.MODEL_TRAINED,
-                 requested_topic: str = topics.TRAINING_REQUESTED) -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        *,
+        trained_topic: str = topics.MODEL_TRAINED,
+        requested_topic: str = topics.TRAINING_REQUESTED,
+    ) -> None:
         self._sink = sink
         self._trained_topic = trained_topic
         self._requested_topic = requested_topic
 
     async def model_trained(self, trained: TrainedModel) -> None:
         use_case = trained.job.use_case
-        await self._sink.publish(self._trained_topic, convert.model_trained(trained), use_case=use_case,
-                                 key=use_case, event_id=f"{trained.job.job_id}.trained")
+        await self._sink.publish(
+            self._trained_topic,
+            convert.model_trained(trained),
+            use_case=use_case,
+            key=use_case,
+            event_id=f"{trained.job.job_id}.trained",
+        )
 
     async def training_requested(self, event: trainer_events.TrainingRequested) -> None:
         """Record an accepted request (our own consumer sees it again and finds the job:
         idempotent by request id)."""
-        await self._sink.publish(self._requested_topic, event, use_case=event.use_case, key=event.use_case,
-                                 event_id=event.request_id)
+        await self._sink.publish(
+            self._requested_topic,
+            event,
+            use_case=event.use_case,
+            key=event.use_case,
+            event_id=event.request_id,
+        )

@@ -19,6 +19,7 @@ Manual requests (a person, through the CLI or the API) skip the debounce and the
 cooldown — someone asked on purpose — but not the budget, which bounds the compute
 any caller can spend. They queue behind a running training.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,9 +33,9 @@ DAY = timedelta(days=1)
 
 
 class Action(StrEnum):
-    RUN = "run"          # queue it now
-    DEFER = "defer"      # wait until ``due_at`` (debounce), then ask :meth:`RetrainScheduler.due`
-    SKIP = "skip"        # do not train; ``reason`` says why
+    RUN = "run"  # queue it now
+    DEFER = "defer"  # wait until ``due_at`` (debounce), then ask :meth:`RetrainScheduler.due`
+    SKIP = "skip"  # do not train; ``reason`` says why
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ def _utcnow() -> datetime:
 
 
 class RetrainScheduler:
-    def __init__(self, policy: Callable[[str], RetrainingSpec],
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self, policy: Callable[[str], RetrainingSpec], clock: Callable[[], datetime] = _utcnow
+    ) -> None:
         self._policy = policy
         self._clock = clock
         self._state: dict[str, _UseCaseState] = {}
@@ -83,7 +85,9 @@ class RetrainScheduler:
             return f"cooldown until {(state.last_finished + spec.cooldown).isoformat()}"
         return self._over_budget(spec, state, now, extra)
 
-    def _over_budget(self, spec: RetrainingSpec, state: _UseCaseState, now: datetime, extra: int) -> str | None:
+    def _over_budget(
+        self, spec: RetrainingSpec, state: _UseCaseState, now: datetime, extra: int
+    ) -> str | None:
         if self._used(state, now) + extra >= spec.max_per_day:
             return f"retrain budget spent ({spec.max_per_day} per day)"
         return None
@@ -106,18 +110,26 @@ class RetrainScheduler:
             state.queued.add(job_id)
             return Decision(Action.RUN, "manual")
         if state.pending is not None:
-            return Decision(Action.SKIP, f"coalesced into job {state.pending[0]} (debounce)",
-                            into=state.pending[0])
+            return Decision(
+                Action.SKIP, f"coalesced into job {state.pending[0]} (debounce)", into=state.pending[0]
+            )
         reason = self._blocked(use_case, state, now)
         cooldown_end = state.last_finished + spec.cooldown if state.last_finished is not None else None
-        if (reason and fresh_evidence and state.running is None and cooldown_end is not None
-                and now < cooldown_end and self._over_budget(spec, state, now, 0) is None):
+        if (
+            reason
+            and fresh_evidence
+            and state.running is None
+            and cooldown_end is not None
+            and now < cooldown_end
+            and self._over_budget(spec, state, now, 0) is None
+        ):
             # Evidence against the newest model is not the storm rule 3 swallows: it waits
             # for the cooldown to end instead of being dropped.
             due_at = max(now + spec.debounce, cooldown_end)
             state.pending = (job_id, due_at)
-            return Decision(Action.DEFER, f"new evidence in cooldown: waits until {due_at.isoformat()}",
-                            due_at=due_at)
+            return Decision(
+                Action.DEFER, f"new evidence in cooldown: waits until {due_at.isoformat()}", due_at=due_at
+            )
         if reason:
             return Decision(Action.SKIP, reason)
         due_at = now + spec.debounce
@@ -171,9 +183,16 @@ class RetrainScheduler:
 
     # -- after a restart ------------------------------------------------------------
 
-    def restore(self, use_case: str, job_id: str, *, started_at: datetime | None = None,
-                finished_at: datetime | None = None, due_at: datetime | None = None,
-                queued: bool = False) -> None:
+    def restore(
+        self,
+        use_case: str,
+        job_id: str,
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        due_at: datetime | None = None,
+        queued: bool = False,
+    ) -> None:
         """Rebuild state from persisted jobs (oldest first): starts for the budget, the
         last finish for the cooldown, the waiting and queued requests."""
         state = self._of(use_case)

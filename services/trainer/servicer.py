@@ -1,4 +1,5 @@
 """gRPC servicer of the trainer service: protobuf in, a :class:`TrainerCore` call, protobuf out."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,9 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
         self._core = core
         self._publisher = publisher
 
-    async def SubmitTraining(self, request: pb.SubmitTrainingRequest,
-                             context: grpc.aio.ServicerContext) -> pb.SubmitTrainingResponse:
+    async def SubmitTraining(
+        self, request: pb.SubmitTrainingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitTrainingResponse:
         principal = current_principal.get()
         event = convert.requested_from_submit(request, principal.subject, tuple(sorted(principal.roles)))
         job, created = await self._core.submit(convert.job_from_requested(event))
@@ -37,16 +39,18 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
                 log.warning("training request %s accepted but not published: %s", job.job_id, exc)
         return pb.SubmitTrainingResponse(job=convert.job_to_proto(job))
 
-    async def GetTrainingJob(self, request: pb.GetTrainingJobRequest,
-                             context: grpc.aio.ServicerContext) -> pb.GetTrainingJobResponse:
+    async def GetTrainingJob(
+        self, request: pb.GetTrainingJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTrainingJobResponse:
         if not request.job_id:
             raise InvalidArgument("job_id", "required")
         job = self._core.get(request.job_id)
         authorize_use_case(job.use_case)
         return pb.GetTrainingJobResponse(job=convert.job_to_proto(job))
 
-    async def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
-                               context: grpc.aio.ServicerContext) -> pb.ListTrainingJobsResponse:
+    async def ListTrainingJobs(
+        self, request: pb.ListTrainingJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTrainingJobsResponse:
         if request.page_size < 0:
             raise InvalidArgument("page_size", "must not be negative")
         size = min(request.page_size or 50, MAX_PAGE)
@@ -63,5 +67,7 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
             states = (convert.STATE_FROM_PB[request.state],)
         jobs = self._core.list(use_case=request.use_case, states=states, limit=size + 1, offset=offset)
         more = len(jobs) > size
-        return pb.ListTrainingJobsResponse(jobs=[convert.job_to_proto(j) for j in jobs[:size]],
-                                           next_page_token=str(offset + size) if more else "")
+        return pb.ListTrainingJobsResponse(
+            jobs=[convert.job_to_proto(j) for j in jobs[:size]],
+            next_page_token=str(offset + size) if more else "",
+        )

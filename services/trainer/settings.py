@@ -1,4 +1,5 @@
 """Settings of the trainer service (environment variables AIF_TRAINER_*)."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -15,8 +16,13 @@ from libs.settings import (
 )
 
 
-class TrainerSettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings, RegistryClientSettings,
-                      FeatureStoreClientSettings):
+class TrainerSettings(
+    UseCaseSourceSettings,
+    DatabaseSettings,
+    ConsumerSettings,
+    RegistryClientSettings,
+    FeatureStoreClientSettings,
+):
     """Training jobs live in ``database_url``; training sets come from the feature store,
     versions go to the registry (both called with ``service_token``)."""
 

@@ -5,6 +5,7 @@ interrupted jobs. The schema is created and upgraded by the Alembic migrations i
 ``MIGRATIONS`` (:meth:`JobStore.from_url` runs them); database errors leave as
 :mod:`libs.errors`. Called from one event loop; each call is one short transaction.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,19 +64,29 @@ METADATA = _Base.metadata
 
 def _to_row(job: Job) -> dict[str, Any]:
     return {
-        "job_id": job.job_id, "use_case": job.use_case, "state": job.state.value, "reason": job.reason.value,
-        "drift_report_id": job.drift_report_id, "requested_by": job.requested_by,
-        "requested_roles": json.dumps(list(job.requested_roles)), "seed": job.seed,
+        "job_id": job.job_id,
+        "use_case": job.use_case,
+        "state": job.state.value,
+        "reason": job.reason.value,
+        "drift_report_id": job.drift_report_id,
+        "requested_by": job.requested_by,
+        "requested_roles": json.dumps(list(job.requested_roles)),
+        "seed": job.seed,
         "window_start": naive_utc(job.window.start) if job.window else None,
         "window_end": naive_utc(job.window.end) if job.window else None,
         "params": json.dumps(job.params, sort_keys=True),
-        "effective_params": json.dumps(job.effective_params, sort_keys=True), "run_id": job.run_id,
+        "effective_params": json.dumps(job.effective_params, sort_keys=True),
+        "run_id": job.run_id,
         "model_name": job.model.model_name if job.model else "",
         "model_version": job.model.version if job.model else 0,
         "metrics": json.dumps([[m.name, m.value, m.split, m.step] for m in job.metrics]),
-        "message": job.message, "created_at": naive_utc(job.created_at), "started_at": naive_utc(job.started_at),
-        "finished_at": naive_utc(job.finished_at), "due_at": naive_utc(job.due_at),
-        "artifact_sha256": job.artifact_sha256, "artifact_uri": job.artifact_uri,
+        "message": job.message,
+        "created_at": naive_utc(job.created_at),
+        "started_at": naive_utc(job.started_at),
+        "finished_at": naive_utc(job.finished_at),
+        "due_at": naive_utc(job.due_at),
+        "artifact_sha256": job.artifact_sha256,
+        "artifact_uri": job.artifact_uri,
     }
 
 
@@ -84,15 +95,28 @@ def _from_row(row: _JobRow) -> Job:
     if row.window_start is not None and row.window_end is not None:
         window = Window(row.window_start.replace(tzinfo=UTC), row.window_end.replace(tzinfo=UTC))
     return Job(
-        job_id=row.job_id, use_case=row.use_case, reason=Reason(row.reason), state=JobState(row.state),
-        drift_report_id=row.drift_report_id, requested_by=row.requested_by,
-        requested_roles=tuple(json.loads(row.requested_roles)), seed=row.seed, window=window,
-        params=json.loads(row.params), effective_params=json.loads(row.effective_params), run_id=row.run_id,
+        job_id=row.job_id,
+        use_case=row.use_case,
+        reason=Reason(row.reason),
+        state=JobState(row.state),
+        drift_report_id=row.drift_report_id,
+        requested_by=row.requested_by,
+        requested_roles=tuple(json.loads(row.requested_roles)),
+        seed=row.seed,
+        window=window,
+        params=json.loads(row.params),
+        effective_params=json.loads(row.effective_params),
+        run_id=row.run_id,
         model=ModelKey(row.use_case, row.model_name, row.model_version) if row.model_version else None,
         metrics=tuple(MetricPoint(n, v, s, st) for n, v, s, st in json.loads(row.metrics)),
-        message=row.message, created_at=row.created_at.replace(tzinfo=UTC),
-        started_at=aware_utc(row.started_at), finished_at=aware_utc(row.finished_at), due_at=aware_utc(row.due_at),
-        artifact_sha256=row.artifact_sha256, artifact_uri=row.artifact_uri)
+        message=row.message,
+        created_at=row.created_at.replace(tzinfo=UTC),
+        started_at=aware_utc(row.started_at),
+        finished_at=aware_utc(row.finished_at),
+        due_at=aware_utc(row.due_at),
+        artifact_sha256=row.artifact_sha256,
+        artifact_uri=row.artifact_uri,
+    )
 
 
 def _not_found(job_id: str) -> NotFound:
@@ -141,15 +165,25 @@ class JobStore:
                 setattr(row, key, value)
         return job
 
-    def list(self, *, use_case: str = "", states: Sequence[JobState] = (), limit: int = 50,
-             offset: int = 0, oldest_first: bool = False) -> list[Job]:
+    def list(
+        self,
+        *,
+        use_case: str = "",
+        states: Sequence[JobState] = (),
+        limit: int = 50,
+        offset: int = 0,
+        oldest_first: bool = False,
+    ) -> list[Job]:
         query = select(_JobRow)
         if use_case:
             query = query.where(_JobRow.use_case == use_case)
         if states:
             query = query.where(_JobRow.state.in_([s.value for s in states]))
-        order = (_JobRow.created_at.asc(), _JobRow.job_id.asc()) if oldest_first else (
-            _JobRow.created_at.desc(), _JobRow.job_id.desc())
+        order = (
+            (_JobRow.created_at.asc(), _JobRow.job_id.asc())
+            if oldest_first
+            else (_JobRow.created_at.desc(), _JobRow.job_id.desc())
+        )
         query = query.order_by(*order).offset(offset).limit(limit)
         with translate("training jobs"), self._db.read() as session:
             return [_from_row(r) for r in session.scalars(query)]

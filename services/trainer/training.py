@@ -8,6 +8,7 @@ case, config and seed give bit-identical weights and artifact bytes. That rests 
 - ``torch.use_deterministic_algorithms(True)`` and a fixed intra-op thread count
   while training (both process-wide, so the service runs one training at a time).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -101,7 +102,9 @@ def split_by_time(frame: pd.DataFrame, validation_fraction: float) -> tuple[pd.D
     ``frame`` must be in canonical (event-time) order.
     """
     n_val = max(1, int(round(len(frame) * validation_fraction)))
-    return frame.iloc[: len(frame) - n_val].reset_index(drop=True), frame.iloc[len(frame) - n_val:].reset_index(drop=True)
+    return frame.iloc[: len(frame) - n_val].reset_index(drop=True), frame.iloc[
+        len(frame) - n_val :
+    ].reset_index(drop=True)
 
 
 def input_statistics(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +133,14 @@ def _balanced_weights(counts: np.ndarray) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
-          on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrainResult:
+def train(
+    frame: pd.DataFrame,
+    uc: UseCase,
+    config: TrainConfig,
+    *,
+    seed: int,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> TrainResult:
     """Train a model for ``uc`` on ``frame`` (the training window; see libs.lifecycle.frames).
 
     Early stopping on the validation loss with ``config.patience``; the best epoch's
@@ -144,8 +153,9 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
     rows = canonical_order(labelled(frame))
     train_frame, val_frame = split_by_time(rows, config.validation_fraction)
     if len(train_frame) < config.min_rows:
-        raise FailedPrecondition(f"{uc.name}: {len(train_frame)} training rows, the spec needs "
-                                 f"training.min_rows={config.min_rows}")
+        raise FailedPrecondition(
+            f"{uc.name}: {len(train_frame)} training rows, the spec needs training.min_rows={config.min_rows}"
+        )
     x_train, x_val = feature_matrix(train_frame, uc), feature_matrix(val_frame, uc)
     y_train, y_val = encode_labels(train_frame["label"], uc), encode_labels(val_frame["label"], uc)
     regression = uc.task == "regression"
@@ -180,8 +190,9 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
         if not regression and isinstance(head, nn.Linear):  # always a Linear (build_network)
             with torch.no_grad():
                 head.bias.copy_(_prior_bias(counts))
-        optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate,
-                                     weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(
+            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         history, best_state, best_loss, best_epoch, waited = [], None, float("inf"), 0, 0
         n = xt.shape[0]
         loop_started = time.perf_counter()
@@ -191,7 +202,7 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
             order = torch.randperm(n, generator=generator)
             running = torch.zeros(())
             for start in range(0, n, config.batch_size):
-                index = order[start:start + config.batch_size]
+                index = order[start : start + config.batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(net(xt[index]), yt[index])
                 loss.backward()
@@ -203,13 +214,26 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
                 out = net(xv)
                 val_loss = float(val_loss_fn(out, yv))
                 output = (out * y_std + y_mean) if regression else torch.softmax(out, dim=1)
-            metrics = EpochMetrics(epoch, float(running) / n, val_loss,
-                                   quality(uc.evaluation.metric, y_val, output.numpy()),
-                                   n / seconds if seconds > 0 else float("inf"), seconds)
+            metrics = EpochMetrics(
+                epoch,
+                float(running) / n,
+                val_loss,
+                quality(uc.evaluation.metric, y_val, output.numpy()),
+                n / seconds if seconds > 0 else float("inf"),
+                seconds,
+            )
             history.append(metrics)
-            log.info("%s epoch %d/%d train_loss=%.4f val_loss=%.4f val_%s=%.4f %.0f samples/s",
-                     uc.name, epoch, config.epochs, metrics.train_loss, val_loss, uc.evaluation.metric,
-                     metrics.val_metric, metrics.samples_per_s)
+            log.info(
+                "%s epoch %d/%d train_loss=%.4f val_loss=%.4f val_%s=%.4f %.0f samples/s",
+                uc.name,
+                epoch,
+                config.epochs,
+                metrics.train_loss,
+                val_loss,
+                uc.evaluation.metric,
+                metrics.val_metric,
+                metrics.samples_per_s,
+            )
             if on_epoch is not None:
                 on_epoch(metrics)
             if val_loss < best_loss - MIN_DELTA:
@@ -228,9 +252,14 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
         # Inference only: a caller that forgets no_grad must not build autograd graphs.
         exported.requires_grad_(False)
         scripted = torch.jit.script(exported)
-        meta = {"use_case": uc.name, "task": uc.task, "inputs": uc.model_inputs(),
-                "outputs": class_names(uc) or [uc.label.field], "seed": seed,
-                "params": config.as_params()}
+        meta = {
+            "use_case": uc.name,
+            "task": uc.task,
+            "inputs": uc.model_inputs(),
+            "outputs": class_names(uc) or [uc.label.field],
+            "seed": seed,
+            "params": config.as_params(),
+        }
         data = artifact.save(scripted, meta)
         val_output = artifact.predict(scripted, x_val)
         train_output = artifact.predict(scripted, x_train)
@@ -242,19 +271,39 @@ def train(frame: pd.DataFrame, uc: UseCase, config: TrainConfig, *, seed: int,
     final["train_loss"] = history[best_epoch - 1].train_loss
     final["val_loss"] = best_loss
     reference = build_reference(
-        train_frame, uc, train_output, seed=seed,
-        quality={"metric": uc.evaluation.metric, "value": final[uc.evaluation.metric],
-                 "split": "validation", "rows": len(val_frame)})
-    reference["training_window"] = {"start": str(train_frame[EVENT_TIME].min()),
-                                    "end": str(val_frame[EVENT_TIME].max())}
+        train_frame,
+        uc,
+        train_output,
+        seed=seed,
+        quality={
+            "metric": uc.evaluation.metric,
+            "value": final[uc.evaluation.metric],
+            "split": "validation",
+            "rows": len(val_frame),
+        },
+    )
+    reference["training_window"] = {
+        "start": str(train_frame[EVENT_TIME].min()),
+        "end": str(val_frame[EVENT_TIME].max()),
+    }
     trained = sum(len(train_frame) for _ in history)
     train_seconds = sum(m.seconds for m in history)
     return TrainResult(
-        module=scripted, artifact=data, artifact_sha256=artifact.sha256(data),
+        module=scripted,
+        artifact=data,
+        artifact_sha256=artifact.sha256(data),
         state_dict={k: v.detach().clone() for k, v in net.state_dict().items()},
-        epochs=history, best_epoch=best_epoch, stopped_early=len(history) < config.epochs,
-        metrics=final, reference=reference, seed=seed, config=config,
-        train_rows=len(train_frame), val_rows=len(val_frame),
+        epochs=history,
+        best_epoch=best_epoch,
+        stopped_early=len(history) < config.epochs,
+        metrics=final,
+        reference=reference,
+        seed=seed,
+        config=config,
+        train_rows=len(train_frame),
+        val_rows=len(val_frame),
         samples_per_s=trained / train_seconds if train_seconds > 0 else float("inf"),
         loop_samples_per_s=trained / loop_seconds if loop_seconds > 0 else float("inf"),
-        duration_s=time.perf_counter() - started, metadata=meta)
+        duration_s=time.perf_counter() - started,
+        metadata=meta,
+    )

@@ -1,4 +1,5 @@
 """``python -m tests.bench``: run every benchmark, print the table, write build/bench.json."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,24 +25,43 @@ def main() -> int:
         figures: list[Figure] = []
         print(f"bench: event bus, {bus.N:,} events each way ...", file=sys.stderr, flush=True)
         figures += asyncio.run(bus.measure(kafka.bootstrap_servers))
-        print(f"bench: ingestion vs raw aiokafka, {ingest_bench.N:,} loan records ...", file=sys.stderr, flush=True)
+        print(
+            f"bench: ingestion vs raw aiokafka, {ingest_bench.N:,} loan records ...",
+            file=sys.stderr,
+            flush=True,
+        )
         figures += asyncio.run(ingest_bench.measure_ingestion(kafka.bootstrap_servers))
-        print(f"bench: ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"bench: ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records ...",
+            file=sys.stderr,
+            flush=True,
+        )
         figures += pipeline_bench.measure_pipeline()
-        print(f"bench: feature freshness at {features_bench.RATE:,} records/s vs raw Kafka latency ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"bench: feature freshness at {features_bench.RATE:,} records/s vs raw Kafka latency ...",
+            file=sys.stderr,
+            flush=True,
+        )
         figures += asyncio.run(features_bench.measure(kafka.bootstrap_servers))
         print("bench: training loop vs a plain PyTorch loop ...", file=sys.stderr, flush=True)
         figures += train_bench.measure_training()
-        print(f"bench: monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"bench: monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams ...",
+            file=sys.stderr,
+            flush=True,
+        )
         figures += monitor.measure_monitor()
-        print("bench: serving gateway vs Triton direct (OIP, business API, perf_analyzer) ...",
-              file=sys.stderr, flush=True)
+        print(
+            "bench: serving gateway vs Triton direct (OIP, business API, perf_analyzer) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         figures += gateway_bench.measure_gateway(kafka.bootstrap_servers)
-        print("bench: the closed loop on a fresh factory (drift onset → new champion serving) ...",
-              file=sys.stderr, flush=True)
+        print(
+            "bench: the closed loop on a fresh factory (drift onset → new champion serving) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         figures += loop_bench.measure_loop()
     finally:
         kafka.stop()

@@ -1,4 +1,5 @@
 """bus.events_per_s: publish + consume through libs.bus vs raw aiokafka on the same broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,10 +38,15 @@ async def _raw(bootstrap: str, topic: str) -> float:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     for i in range(0, N, BATCH):
-        await asyncio.gather(*[await producer.send(topic, p) for p in payloads[i:i + BATCH]])
+        await asyncio.gather(*[await producer.send(topic, p) for p in payloads[i : i + BATCH]])
     await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="raw-" + topic,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="raw-" + topic,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     seen = 0
     while seen < N:
@@ -58,15 +64,21 @@ async def _bus(bootstrap: str, topic: str, dlq: str) -> float:
     started = time.perf_counter()
     async with EventPublisher(bootstrap, producer="bench") as publisher:
         for i in range(0, N, BATCH):
-            await publisher.publish_many([Outgoing(topic, e, "bench") for e in events[i:i + BATCH]])
+            await publisher.publish_many([Outgoing(topic, e, "bench") for e in events[i : i + BATCH]])
         seen = 0
 
         async def handle(event: Event[Message]) -> None:
             nonlocal seen
             seen += 1
 
-        consumer = EventConsumer(bootstrap, "bus-" + topic, {topic: [events_pb2.TrainingRequested]},
-                                 handle, DeadLetters(publisher, dlq), max_batch=BATCH)
+        consumer = EventConsumer(
+            bootstrap,
+            "bus-" + topic,
+            {topic: [events_pb2.TrainingRequested]},
+            handle,
+            DeadLetters(publisher, dlq),
+            max_batch=BATCH,
+        )
         task = asyncio.create_task(consumer.run())
         while seen < N:
             await asyncio.sleep(0.01)

@@ -11,6 +11,7 @@ interval, ``POLL_S``, bounds the error).
 Baseline, same broker, same run, same rate and batching: raw aiokafka produce → consume
 latency of a plain consumer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,10 +39,10 @@ from libs.rpc.healthcheck import check
 from tests.bench.report import Figure
 from tests.unit.featurestore.helpers import from_example
 
-RATE = 1_000          # records/s
+RATE = 1_000  # records/s
 SECONDS = 15
-TICK = 0.01           # produce RATE * TICK records every TICK seconds
-SAMPLE = 20           # measure every 20th record (50 a second)
+TICK = 0.01  # produce RATE * TICK records every TICK seconds
+SAMPLE = 20  # measure every 20th record (50 a second)
 POLL_S = 0.05
 UC = "loan_approval"
 
@@ -76,8 +77,13 @@ async def kafka_latency(bootstrap: str) -> list[float]:
     """Produce → consume latency (ms) of raw aiokafka at RATE, same acks as the bus."""
     topic = f"bench.latency.{uuid.uuid4().hex[:8]}"
     await _topics(bootstrap, topic)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     await consumer.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
@@ -113,23 +119,36 @@ class _Service:
         run = uuid.uuid4().hex[:8]
         self.records = f"bench.records.{run}"
         self.port = _free_port()
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "AIF_AUTH_MODE": "off", "AIF_KAFKA_BOOTSTRAP": bootstrap,
-                    "AIF_FEATURESTORE_GRPC_PORT": str(self.port), "AIF_FEATURESTORE_METRICS_PORT": "0",
-                    "AIF_FEATURESTORE_RECORDS_TOPIC": self.records,
-                    "AIF_FEATURESTORE_FEEDBACK_TOPIC": f"bench.feedback.{run}",
-                    "AIF_FEATURESTORE_DEAD_LETTER_TOPIC": f"bench.dlq.{run}",
-                    "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": f"bench.written.{run}",
-                    "AIF_FEATURESTORE_APP_ID": f"bench-fs-{run}", "AIF_FEATURESTORE_FEAST_PROJECT": f"bench{run}",
-                    "AIF_FEATURESTORE_FEAST_REPO": str(root / "feast"),
-                    "AIF_FEATURESTORE_DATA_DIR": str(root / "data"), "AIF_LOG_LEVEL": "WARNING"}
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "AIF_AUTH_MODE": "off",
+            "AIF_KAFKA_BOOTSTRAP": bootstrap,
+            "AIF_FEATURESTORE_GRPC_PORT": str(self.port),
+            "AIF_FEATURESTORE_METRICS_PORT": "0",
+            "AIF_FEATURESTORE_RECORDS_TOPIC": self.records,
+            "AIF_FEATURESTORE_FEEDBACK_TOPIC": f"bench.feedback.{run}",
+            "AIF_FEATURESTORE_DEAD_LETTER_TOPIC": f"bench.dlq.{run}",
+            "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": f"bench.written.{run}",
+            "AIF_FEATURESTORE_APP_ID": f"bench-fs-{run}",
+            "AIF_FEATURESTORE_FEAST_PROJECT": f"bench{run}",
+            "AIF_FEATURESTORE_FEAST_REPO": str(root / "feast"),
+            "AIF_FEATURESTORE_DATA_DIR": str(root / "data"),
+            "AIF_LOG_LEVEL": "WARNING",
+        }
         self.log = root / "featurestore.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.cpu_share = 0.0  # CPU cores the service used while records came at RATE
 
     def start(self, timeout: float = 180) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "services.featurestore"], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.featurestore"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while not check(f"127.0.0.1:{self.port}", timeout=0.5):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -176,8 +195,10 @@ async def freshness(bootstrap: str) -> list[float]:
         await asyncio.to_thread(service.start)
         try:
             latencies = await _measure(bootstrap, service)
-            print(f"bench: feature store used {service.cpu_share:.2f} CPU cores at {RATE:,} records/s",
-                  file=sys.stderr)
+            print(
+                f"bench: feature store used {service.cpu_share:.2f} CPU cores at {RATE:,} records/s",
+                file=sys.stderr,
+            )
             return latencies
         finally:
             await asyncio.to_thread(service.stop)
@@ -186,25 +207,37 @@ async def freshness(bootstrap: str) -> list[float]:
 async def _measure(bootstrap: str, service: _Service) -> list[float]:
     warmup = 500
     n = warmup + RATE * SECONDS
-    stream = iter(LoanStream(seed=5, applicants=20_000, start=datetime.now(UTC) - timedelta(minutes=5),
-                             interval=timedelta(milliseconds=1)))
+    stream = iter(
+        LoanStream(
+            seed=5,
+            applicants=20_000,
+            start=datetime.now(UTC) - timedelta(minutes=5),
+            interval=timedelta(milliseconds=1),
+        )
+    )
     examples = [next(stream) for _ in range(n)]
-    events = [Outgoing(service.records, from_example(UC, e), UC, key=f"{UC}/{e.entity_id}", event_id=e.record_id)
-              for e in examples]
+    events = [
+        Outgoing(service.records, from_example(UC, e), UC, key=f"{UC}/{e.entity_id}", event_id=e.record_id)
+        for e in examples
+    ]
     pending: dict[str, tuple[int, float]] = {}  # entity → (record seq, produced at)
     latencies: list[float] = []
     done = asyncio.Event()
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel, \
-            EventPublisher(bootstrap, producer="bench") as publisher:
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
+        EventPublisher(bootstrap, producer="bench") as publisher,
+    ):
         stub = pb_grpc.FeatureStoreServiceStub(channel)
 
         async def poll() -> None:
             while not (done.is_set() and not pending):
                 ids = list(pending)
                 if ids:
-                    reply = await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(
-                        use_case=UC, entity_ids=ids, feature_names=["loan"]), timeout=30)
+                    reply = await stub.GetOnlineFeatures(
+                        pb.GetOnlineFeaturesRequest(use_case=UC, entity_ids=ids, feature_names=["loan"]),
+                        timeout=30,
+                    )
                     now = time.monotonic()
                     for row in reply.rows:
                         seq, at = pending.get(row.entity_id, (None, 0.0))
@@ -222,7 +255,7 @@ async def _measure(bootstrap: str, service: _Service) -> list[float]:
                 e = examples[j]
                 if j % SAMPLE == 0 and e.entity_id not in pending:
                     pending[e.entity_id] = (j, at)
-            await publisher.publish_many(events[i:i + k])
+            await publisher.publish_many(events[i : i + k])
 
         await send(0, warmup)  # the first batch also pays for table recovery and Feast warm-up
         while pending:
@@ -244,8 +277,12 @@ async def measure(bootstrap: str) -> list[Figure]:
     base = await kafka_latency(bootstrap)
     fresh = await freshness(bootstrap)
     return [
-        Figure("features.freshness_p50_ms", _pct(fresh, 50), "ms", "kafka.produce_consume_p50_ms", _pct(base, 50)),
-        Figure("features.freshness_p99_ms", _pct(fresh, 99), "ms", "kafka.produce_consume_p99_ms", _pct(base, 99)),
+        Figure(
+            "features.freshness_p50_ms", _pct(fresh, 50), "ms", "kafka.produce_consume_p50_ms", _pct(base, 50)
+        ),
+        Figure(
+            "features.freshness_p99_ms", _pct(fresh, 99), "ms", "kafka.produce_consume_p99_ms", _pct(base, 99)
+        ),
     ]
 
 

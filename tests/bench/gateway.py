@@ -29,6 +29,7 @@ Figures, each with Triton direct as its baseline:
   own ports, measured in the same rounds as this one (the two alternate which goes
   first), to compare a change of the gateway with what it replaces on the same load.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -94,6 +95,7 @@ def _wait(what: str, check, timeout: float = 180.0) -> None:  # type: ignore[no-
 
 # -- the stub feature store (``python -m tests.bench.gateway stub-featurestore PORT``) ----
 
+
 def serve_stub_feature_store(port: int) -> None:
     from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
     from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
@@ -111,7 +113,8 @@ def serve_stub_feature_store(port: int) -> None:
     class Stub(pb_grpc.FeatureStoreServiceServicer):
         async def GetOnlineFeatures(self, request, context):  # type: ignore[no-untyped-def]
             return pb.GetOnlineFeaturesResponse(
-                rows=[rows.get(e) or pb.FeatureRow(entity_id=e) for e in request.entity_ids])
+                rows=[rows.get(e) or pb.FeatureRow(entity_id=e) for e in request.entity_ids]
+            )
 
     async def main() -> None:
         server = grpc.aio.server()
@@ -133,11 +136,16 @@ def serve_passthrough(port: int, triton_url: str, feature_store_url: str) -> Non
 
     async def main() -> None:
         to_triton = grpc.aio.insecure_channel(triton_url).unary_unary(
-            "/inference.GRPCInferenceService/ModelInfer", request_serializer=same, response_deserializer=same)
+            "/inference.GRPCInferenceService/ModelInfer", request_serializer=same, response_deserializer=same
+        )
         to_features = grpc.aio.insecure_channel(feature_store_url).unary_unary(
             "/aifactory.featurestore.v1.FeatureStoreService/GetOnlineFeatures",
-            request_serializer=same, response_deserializer=same)
-        features_request = pb.GetOnlineFeaturesRequest(use_case="loan_approval", entity_ids=["a1"]).SerializeToString()
+            request_serializer=same,
+            response_deserializer=same,
+        )
+        features_request = pb.GetOnlineFeaturesRequest(
+            use_case="loan_approval", entity_ids=["a1"]
+        ).SerializeToString()
         infer_request = _request()
 
         async def infer(request: bytes, context: object) -> bytes:
@@ -148,13 +156,21 @@ def serve_passthrough(port: int, triton_url: str, feature_store_url: str) -> Non
             return await to_triton(infer_request, timeout=5)  # type: ignore[no-any-return]
 
         def handler(fn: object) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=same, response_serializer=same)
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=same, response_serializer=same
+            )
 
         server = grpc.aio.server()
-        server.add_generic_rpc_handlers((
-            grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {"ModelInfer": handler(infer)}),
-            grpc.method_handlers_generic_handler("aifactory.gateway.v1.GatewayService", {"Predict": handler(predict)}),
-        ))
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "inference.GRPCInferenceService", {"ModelInfer": handler(infer)}
+                ),
+                grpc.method_handlers_generic_handler(
+                    "aifactory.gateway.v1.GatewayService", {"Predict": handler(predict)}
+                ),
+            )
+        )
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()
@@ -169,6 +185,7 @@ def serve_passthrough(port: int, triton_url: str, feature_store_url: str) -> Non
 
 
 # -- clients --------------------------------------------------------------------------
+
 
 def _latencies(call, payload: bytes, n: int) -> list[float]:  # type: ignore[no-untyped-def]
     out = []
@@ -203,25 +220,53 @@ def _perf_analyzer(url: str, concurrency: int, out: Path) -> dict[str, float] | 
     """perf_analyzer's figures, or None (said on stderr) when it finds no stable window (on
     a shared 2-core box a burst of background load can last longer than its trials) or
     cannot be set up here."""
-    found = subprocess.run(["bash", str(ROOT / "deploy/tools/perf_analyzer.sh"), "path"],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["bash", str(ROOT / "deploy/tools/perf_analyzer.sh"), "path"], capture_output=True, text=True
+    )
     if found.returncode != 0:
-        print(f"bench: no perf_analyzer ({(found.stdout + found.stderr).strip().splitlines()[-1:]})", file=sys.stderr)
+        print(
+            f"bench: no perf_analyzer ({(found.stdout + found.stderr).strip().splitlines()[-1:]})",
+            file=sys.stderr,
+        )
         return None
     tool = found.stdout.strip()
     for stability in ("50", "100"):
         out.unlink(missing_ok=True)
-        cmd = [tool, "-m", "loan_approval", "-u", url, "-i", "grpc", "--concurrency-range", str(concurrency),
-               "--measurement-mode", "count_windows", "--measurement-request-count", "3000", "-s", stability,
-               "--max-trials", "8", "-f", str(out)]
+        cmd = [
+            tool,
+            "-m",
+            "loan_approval",
+            "-u",
+            url,
+            "-i",
+            "grpc",
+            "--concurrency-range",
+            str(concurrency),
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            "3000",
+            "-s",
+            stability,
+            "--max-trials",
+            "8",
+            "-f",
+            str(out),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode == 0 and out.exists():
             with out.open() as f:
                 row = next(csv.DictReader(f))
-            return {"p50_ms": float(row["p50 latency"]) / 1000, "p99_ms": float(row["p99 latency"]) / 1000,
-                    "rps": float(row["Inferences/Second"])}
-    print(f"bench: perf_analyzer on {url} (c{concurrency}) found no stable measurement: "
-          f"{(done.stdout + done.stderr).strip().splitlines()[-1:]}", file=sys.stderr)
+            return {
+                "p50_ms": float(row["p50 latency"]) / 1000,
+                "p99_ms": float(row["p99 latency"]) / 1000,
+                "rps": float(row["Inferences/Second"]),
+            }
+    print(
+        f"bench: perf_analyzer on {url} (c{concurrency}) found no stable measurement: "
+        f"{(done.stdout + done.stderr).strip().splitlines()[-1:]}",
+        file=sys.stderr,
+    )
     return None
 
 
@@ -230,6 +275,7 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 # -- the measurement ------------------------------------------------------------------
+
 
 def measure_gateway(bootstrap: str) -> list[Figure]:
     from aifactory.gateway.v1 import gateway_service_pb2 as gw_pb
@@ -245,57 +291,127 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         export_version(triton.model_repository, load_default()["loan_approval"], 1)
         fs_port, grpc_port, oip_port = _free_port(), _free_port(), _free_port()
         env = dict(os.environ)
-        env.update({
-            "AIF_GATEWAY_AUTH_MODE": "off", "AIF_GATEWAY_GRPC_PORT": str(grpc_port),
-            "AIF_GATEWAY_OIP_PORT": str(oip_port), "AIF_GATEWAY_METRICS_PORT": "0",
-            "AIF_GATEWAY_TRITON_URL": triton.grpc_url, "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
-            "AIF_GATEWAY_REGISTRY_TARGET": "", "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
-            "AIF_GATEWAY_USE_CASES": "loan_approval", "AIF_GATEWAY_FEATURESTORE_TARGET": f"127.0.0.1:{fs_port}",
-            "AIF_GATEWAY_KAFKA_BOOTSTRAP": bootstrap,
-            "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
-            "AIF_GATEWAY_LOG_LEVEL": "WARNING"})
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.gateway", "stub-featurestore", str(fs_port)],
-                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / "featurestore.log").open("wb")))
-        procs.append(subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=(logs / "gateway.log").open("wb")))
+        env.update(
+            {
+                "AIF_GATEWAY_AUTH_MODE": "off",
+                "AIF_GATEWAY_GRPC_PORT": str(grpc_port),
+                "AIF_GATEWAY_OIP_PORT": str(oip_port),
+                "AIF_GATEWAY_METRICS_PORT": "0",
+                "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+                "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
+                "AIF_GATEWAY_REGISTRY_TARGET": "",
+                "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
+                "AIF_GATEWAY_USE_CASES": "loan_approval",
+                "AIF_GATEWAY_FEATURESTORE_TARGET": f"127.0.0.1:{fs_port}",
+                "AIF_GATEWAY_KAFKA_BOOTSTRAP": bootstrap,
+                "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
+                "AIF_GATEWAY_LOG_LEVEL": "WARNING",
+            }
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.gateway", "stub-featurestore", str(fs_port)],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(logs / "featurestore.log").open("wb"),
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "services.gateway"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(logs / "gateway.log").open("wb"),
+            )
+        )
         tree = os.environ.get(BASELINE_TREE, "")
         base_grpc_port, base_oip_port = _free_port(), _free_port()
         if tree:
-            base_env = {**env, "AIF_GATEWAY_GRPC_PORT": str(base_grpc_port), "AIF_GATEWAY_OIP_PORT": str(base_oip_port),
-                        "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
-                        "PYTHONPATH": f"{tree}:{tree}/proto"}
-            procs.append(subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=tree, env=base_env,
-                                          stdout=subprocess.DEVNULL,
-                                          stderr=(logs / "gateway-baseline.log").open("wb")))
+            base_env = {
+                **env,
+                "AIF_GATEWAY_GRPC_PORT": str(base_grpc_port),
+                "AIF_GATEWAY_OIP_PORT": str(base_oip_port),
+                "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
+                "PYTHONPATH": f"{tree}:{tree}/proto",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.gateway"],
+                    cwd=tree,
+                    env=base_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(logs / "gateway-baseline.log").open("wb"),
+                )
+            )
         floor_port = _free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.gateway", "passthrough", str(floor_port),
-                                       triton.grpc_url, f"127.0.0.1:{fs_port}"],
-                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / "passthrough.log").open("wb")))
-        direct_url, gateway_url, floor_url = triton.grpc_url, f"127.0.0.1:{oip_port}", f"127.0.0.1:{floor_port}"
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.bench.gateway",
+                    "passthrough",
+                    str(floor_port),
+                    triton.grpc_url,
+                    f"127.0.0.1:{fs_port}",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(logs / "passthrough.log").open("wb"),
+            )
+        )
+        direct_url, gateway_url, floor_url = (
+            triton.grpc_url,
+            f"127.0.0.1:{oip_port}",
+            f"127.0.0.1:{floor_port}",
+        )
         payload = _request()
         channels = [grpc.insecure_channel(url) for url in (direct_url, gateway_url, floor_url)]
-        direct, gateway, floor = (ch.unary_unary("/inference.GRPCInferenceService/ModelInfer") for ch in channels)
+        direct, gateway, floor = (
+            ch.unary_unary("/inference.GRPCInferenceService/ModelInfer") for ch in channels
+        )
         business_ch = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         predict = gw_grpc.GatewayServiceStub(business_ch).Predict
         floor_predict = channels[2].unary_unary("/aifactory.gateway.v1.GatewayService/Predict")
         _wait("triton model", lambda: direct(payload, timeout=5) is not None)
         _wait("gateway", lambda: gateway(payload, timeout=5) is not None)
-        _wait("gateway by entity", lambda: predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"),
-                                                   timeout=5) is not None)
+        _wait(
+            "gateway by entity",
+            lambda: (
+                predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"), timeout=5) is not None
+            ),
+        )
         _wait("pass-through", lambda: floor(payload, timeout=5) is not None)
         base_url = f"127.0.0.1:{base_oip_port}"
-        base_ch = [grpc.insecure_channel(url) for url in (base_url, f"127.0.0.1:{base_grpc_port}")] if tree else []
+        base_ch = (
+            [grpc.insecure_channel(url) for url in (base_url, f"127.0.0.1:{base_grpc_port}")] if tree else []
+        )
         if tree:
             base = base_ch[0].unary_unary("/inference.GRPCInferenceService/ModelInfer")
             base_predict = gw_grpc.GatewayServiceStub(base_ch[1]).Predict
             _wait("baseline gateway", lambda: base(payload, timeout=5) is not None)
-            _wait("baseline gateway by entity", lambda: base_predict(
-                gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"), timeout=5) is not None)
+            _wait(
+                "baseline gateway by entity",
+                lambda: (
+                    base_predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"), timeout=5)
+                    is not None
+                ),
+            )
 
-        lat: dict[str, list[float]] = {"direct": [], "gateway": [], "entity": [], "floor": [], "floor_entity": [],
-                                       "base": [], "base_entity": []}
-        entity_requests = [gw_pb.PredictRequest(use_case="loan_approval", entity_id=f"a{i % ENTITIES}")
-                           for i in range(ROUNDS * LATENCY_CALLS)]
+        lat: dict[str, list[float]] = {
+            "direct": [],
+            "gateway": [],
+            "entity": [],
+            "floor": [],
+            "floor_entity": [],
+            "base": [],
+            "base_entity": [],
+        }
+        entity_requests = [
+            gw_pb.PredictRequest(use_case="loan_approval", entity_id=f"a{i % ENTITIES}")
+            for i in range(ROUNDS * LATENCY_CALLS)
+        ]
         floor_request = entity_requests[0].SerializeToString()
         for call in (direct, gateway, floor):
             _latencies(call, payload, WARMUP)
@@ -312,7 +428,7 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
             lat["direct"] += _latencies(direct, payload, LATENCY_CALLS)
             for inline, entity, call, by_entity in gateways if r % 2 == 0 else gateways[::-1]:
                 lat[inline] += _latencies(call, payload, LATENCY_CALLS)
-                for request in entity_requests[r * LATENCY_CALLS:(r + 1) * LATENCY_CALLS]:
+                for request in entity_requests[r * LATENCY_CALLS : (r + 1) * LATENCY_CALLS]:
                     started = time.perf_counter()
                     by_entity(request)
                     lat[entity].append(time.perf_counter() - started)
@@ -347,35 +463,70 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
 
     d50, d99 = _pct(lat["direct"], 50), _pct(lat["direct"], 99)
     figures: list[Figure] = []
-    for prefix, inline, entity, where in [("gateway", "gateway", "entity", ""),
-                                          ("gateway_baseline", "base", "base_entity", tree)]:
+    for prefix, inline, entity, where in [
+        ("gateway", "gateway", "entity", ""),
+        ("gateway_baseline", "base", "base_entity", tree),
+    ]:
         if not lat[inline]:
             continue
         tag = f" ({where})" if where else ""
         figures += [
             Figure(f"{prefix}.inline.p50_ms", _pct(lat[inline], 50), f"ms{tag}", "triton.direct.p50_ms", d50),
             Figure(f"{prefix}.inline.p99_ms", _pct(lat[inline], 99), f"ms{tag}", "triton.direct.p99_ms", d99),
-            Figure(f"{prefix}.entity.p50_ms", _pct(lat[entity], 50), f"ms ({FEATURE_NOTE}){tag}",
-                   "triton.direct.p50_ms", d50),
-            Figure(f"{prefix}.entity.p99_ms", _pct(lat[entity], 99), f"ms ({FEATURE_NOTE}){tag}",
-                   "triton.direct.p99_ms", d99),
-            Figure(f"{prefix}.inline.rps_c8", float(np.mean(rps[inline])), f"req/s{tag}", "triton.direct.rps_c8",
-                   float(np.mean(rps["direct"]))),
+            Figure(
+                f"{prefix}.entity.p50_ms",
+                _pct(lat[entity], 50),
+                f"ms ({FEATURE_NOTE}){tag}",
+                "triton.direct.p50_ms",
+                d50,
+            ),
+            Figure(
+                f"{prefix}.entity.p99_ms",
+                _pct(lat[entity], 99),
+                f"ms ({FEATURE_NOTE}){tag}",
+                "triton.direct.p99_ms",
+                d99,
+            ),
+            Figure(
+                f"{prefix}.inline.rps_c8",
+                float(np.mean(rps[inline])),
+                f"req/s{tag}",
+                "triton.direct.rps_c8",
+                float(np.mean(rps["direct"])),
+            ),
         ]
     figures += [
-        Figure("floor.inline.p50_ms", _pct(lat["floor"], 50), f"ms ({FLOOR_NOTE})", "triton.direct.p50_ms", d50),
-        Figure("floor.inline.p99_ms", _pct(lat["floor"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms", d99),
-        Figure("floor.entity.p99_ms", _pct(lat["floor_entity"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms",
-               d99),
-        Figure("floor.inline.rps_c8", float(np.mean(rps["floor"])), f"req/s ({FLOOR_NOTE})", "triton.direct.rps_c8",
-               float(np.mean(rps["direct"]))),
+        Figure(
+            "floor.inline.p50_ms", _pct(lat["floor"], 50), f"ms ({FLOOR_NOTE})", "triton.direct.p50_ms", d50
+        ),
+        Figure(
+            "floor.inline.p99_ms", _pct(lat["floor"], 99), f"ms ({FLOOR_NOTE})", "triton.direct.p99_ms", d99
+        ),
+        Figure(
+            "floor.entity.p99_ms",
+            _pct(lat["floor_entity"], 99),
+            f"ms ({FLOOR_NOTE})",
+            "triton.direct.p99_ms",
+            d99,
+        ),
+        Figure(
+            "floor.inline.rps_c8",
+            float(np.mean(rps["floor"])),
+            f"req/s ({FLOOR_NOTE})",
+            "triton.direct.rps_c8",
+            float(np.mean(rps["direct"])),
+        ),
     ]
     c1, d1, c8, d8 = pa["gateway_c1"], pa["direct_c1"], pa["gateway_c8"], pa["direct_c8"]
     if c1 and d1:
-        figures += [Figure("perf_analyzer.p50_ms", c1["p50_ms"], "ms", "perf_analyzer.triton.p50_ms", d1["p50_ms"]),
-                    Figure("perf_analyzer.p99_ms", c1["p99_ms"], "ms", "perf_analyzer.triton.p99_ms", d1["p99_ms"])]
+        figures += [
+            Figure("perf_analyzer.p50_ms", c1["p50_ms"], "ms", "perf_analyzer.triton.p50_ms", d1["p50_ms"]),
+            Figure("perf_analyzer.p99_ms", c1["p99_ms"], "ms", "perf_analyzer.triton.p99_ms", d1["p99_ms"]),
+        ]
     if c8 and d8:
-        figures.append(Figure("perf_analyzer.rps_c8", c8["rps"], "req/s", "perf_analyzer.triton.rps_c8", d8["rps"]))
+        figures.append(
+            Figure("perf_analyzer.rps_c8", c8["rps"], "req/s", "perf_analyzer.triton.rps_c8", d8["rps"])
+        )
     return figures
 
 

@@ -14,6 +14,7 @@ the same process, one right after the other:
 Each figure is N over the time from the first send to the last record read, so the
 ratio is what ingestion costs on top of moving the bytes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,10 @@ PARTITIONS = 3
 
 def payloads(n: int = N) -> list[tuple[bytes, bytes]]:
     """(key, JSON) of n loan applications, each with its record id."""
-    return [(e.entity_id.encode(), to_json({**e.record, "record_id": e.record_id}))
-            for e, _ in zip(LoanStream(seed=99), range(n), strict=False)]
+    return [
+        (e.entity_id.encode(), to_json({**e.record, "record_id": e.record_id}))
+        for e, _ in zip(LoanStream(seed=99), range(n), strict=False)
+    ]
 
 
 async def _topics(bootstrap: str, *names: str) -> None:
@@ -62,15 +65,28 @@ async def _produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]])
     await producer.start()
     try:
         for i in range(0, len(items), BATCH):
-            await asyncio.gather(*[await producer.send(topic, v, key=k) for k, v in items[i:i + BATCH]])
+            await asyncio.gather(*[await producer.send(topic, v, key=k) for k, v in items[i : i + BATCH]])
     finally:
         await producer.stop()
 
 
-async def _consume(bootstrap: str, topic: str, n: int, *, group: str | None, parse: bool,
-                   isolation_level: str = "read_uncommitted") -> None:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level=isolation_level)
+async def _consume(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    *,
+    group: str | None,
+    parse: bool,
+    isolation_level: str = "read_uncommitted",
+) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
+    )
     await consumer.start()
     seen = 0
     try:
@@ -94,8 +110,10 @@ def _count(record: Any) -> int:
 
 async def _raw(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> float:
     started = time.perf_counter()
-    await asyncio.gather(_produce(bootstrap, topic, items),
-                         _consume(bootstrap, topic, len(items), group=f"bench-raw-{topic}", parse=True))
+    await asyncio.gather(
+        _produce(bootstrap, topic, items),
+        _consume(bootstrap, topic, len(items), group=f"bench-raw-{topic}", parse=True),
+    )
     return len(items) / (time.perf_counter() - started)
 
 
@@ -108,34 +126,80 @@ def _cpu_seconds(pid: int) -> float:
 async def _ingestion(bootstrap: str, run: str, items: list[tuple[bytes, bytes]], data_dir: Path) -> float:
     """The ingestion service as its own process (as deployed), fed and read by this one."""
     prefix = f"bench.{run}"
-    env = {**os.environ, "AIF_AUTH_MODE": "off", "AIF_LOG_LEVEL": "WARNING", "AIF_KAFKA_BOOTSTRAP": bootstrap,
-           **{f"AIF_INGESTION_{k}": v for k, v in {
-               "GRPC_PORT": "0", "METRICS_PORT": "0", "RAW_TOPIC_PATTERN": prefix + ".{use_case}.raw",
-               "RECORDS_TOPIC": f"{prefix}.records", "DEAD_LETTER_TOPIC": f"{prefix}.dlq",
-               "QUALITY_TOPIC": f"{prefix}.quality", "CONSUMER_GROUP": f"bench-ingestion-{run}",
-               "INSTANCE_ID": run, "DATA_DIR": str(data_dir), "PRIVACY_SALT": "bench-salt"}.items()}}
+    env = {
+        **os.environ,
+        "AIF_AUTH_MODE": "off",
+        "AIF_LOG_LEVEL": "WARNING",
+        "AIF_KAFKA_BOOTSTRAP": bootstrap,
+        **{
+            f"AIF_INGESTION_{k}": v
+            for k, v in {
+                "GRPC_PORT": "0",
+                "METRICS_PORT": "0",
+                "RAW_TOPIC_PATTERN": prefix + ".{use_case}.raw",
+                "RECORDS_TOPIC": f"{prefix}.records",
+                "DEAD_LETTER_TOPIC": f"{prefix}.dlq",
+                "QUALITY_TOPIC": f"{prefix}.quality",
+                "CONSUMER_GROUP": f"bench-ingestion-{run}",
+                "INSTANCE_ID": run,
+                "DATA_DIR": str(data_dir),
+                "PRIVACY_SALT": "bench-salt",
+            }.items()
+        },
+    }
     raw_topic, records_topic = f"{prefix}.loan_approval.raw", f"{prefix}.records"
-    await _topics(bootstrap, raw_topic, f"{prefix}.image_segments.raw", records_topic, f"{prefix}.dlq",
-                  f"{prefix}.quality")
-    proc = subprocess.Popen([sys.executable, "-m", "services.ingestion"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    await _topics(
+        bootstrap,
+        raw_topic,
+        f"{prefix}.image_segments.raw",
+        records_topic,
+        f"{prefix}.dlq",
+        f"{prefix}.quality",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.ingestion"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         warm = payloads(WARMUP)  # not timed: the process has started and joined its group after these
-        await asyncio.gather(_produce(bootstrap, raw_topic, warm),
-                             _consume(bootstrap, records_topic, WARMUP, group=f"bench-reader-{run}", parse=False,
-                                      isolation_level="read_committed"))
+        await asyncio.gather(
+            _produce(bootstrap, raw_topic, warm),
+            _consume(
+                bootstrap,
+                records_topic,
+                WARMUP,
+                group=f"bench-reader-{run}",
+                parse=False,
+                isolation_level="read_committed",
+            ),
+        )
         cpu = _cpu_seconds(proc.pid)
         started = time.perf_counter()
-        await asyncio.gather(_produce(bootstrap, raw_topic, items),
-                             _consume(bootstrap, records_topic, len(items), group=f"bench-reader-{run}",
-                                      parse=False, isolation_level="read_committed"))
+        await asyncio.gather(
+            _produce(bootstrap, raw_topic, items),
+            _consume(
+                bootstrap,
+                records_topic,
+                len(items),
+                group=f"bench-reader-{run}",
+                parse=False,
+                isolation_level="read_committed",
+            ),
+        )
         elapsed = time.perf_counter() - started
         cpu = _cpu_seconds(proc.pid) - cpu
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    print(f"bench: the ingestion process used {cpu / len(items) * 1e6:.0f} us of CPU per record "
-          f"({len(items) / cpu:,.0f} records/s per core)", file=sys.stderr)
+    print(
+        f"bench: the ingestion process used {cpu / len(items) * 1e6:.0f} us of CPU per record "
+        f"({len(items) / cpu:,.0f} records/s per core)",
+        file=sys.stderr,
+    )
     return len(items) / elapsed
 
 
@@ -148,5 +212,8 @@ async def measure_ingestion(bootstrap: str) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         ingest = await _ingestion(bootstrap, run, items, Path(tmp))
     print(f"bench: ingestion {ingest:,.0f} records/s, raw aiokafka {raw:,.0f} records/s", file=sys.stderr)
-    return [Figure("ingest.only_records_per_s", ingest, "records/s",
-                   "aiokafka.produce_consume_records_per_s", raw)]
+    return [
+        Figure(
+            "ingest.only_records_per_s", ingest, "records/s", "aiokafka.produce_consume_records_per_s", raw
+        )
+    ]

@@ -5,6 +5,7 @@ model from "train" to "serving" (training, evaluation, promotion, Triton load): 
 least a retraining can cost; the rest of loop.seconds is detection and waiting for
 enough data after the change. The issue's target is ≤ 120 s on this machine.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,17 +27,31 @@ def _first_model_seconds(result: LoopResult) -> float:
 
 
 def measure_loop() -> list[Figure]:
-    with fresh_factory(ROOT, kafka_port=32092, triton_port=32000, service_offset=12200,
-                       say=lambda _: None) as factory:
+    with fresh_factory(
+        ROOT, kafka_port=32092, triton_port=32000, service_offset=12200, say=lambda _: None
+    ) as factory:
+
         async def drive() -> LoopResult:
-            async with LoopDriver(factory.kafka.bootstrap_servers, factory.targets(),
-                                  factory.stack.metadata("bench"), CONFIG, say=lambda _: None) as driver:
+            async with LoopDriver(
+                factory.kafka.bootstrap_servers,
+                factory.targets(),
+                factory.stack.metadata("bench"),
+                CONFIG,
+                say=lambda _: None,
+            ) as driver:
                 return await driver.run()
 
         result = asyncio.run(drive())
     if result.serving_after_s is None:
         raise RuntimeError("the loop did not close: no loop.seconds to report")
     first = _first_model_seconds(result)
-    return [Figure("loop.seconds", result.serving_after_s, "s", "first_model.train_to_serving_s", first),
-            Figure("loop.detection_records", float(result.detected_at_index or 0), "records",
-                   "monitor.min_samples", 300.0)]
+    return [
+        Figure("loop.seconds", result.serving_after_s, "s", "first_model.train_to_serving_s", first),
+        Figure(
+            "loop.detection_records",
+            float(result.detected_at_index or 0),
+            "records",
+            "monitor.min_samples",
+            300.0,
+        ),
+    ]

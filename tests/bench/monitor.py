@@ -14,6 +14,7 @@ ADWIN and KSWIN (river's defaults) run on the same per-record errors, in the sam
 An alarm inside the transition counts as a detection with delay 0. ``baseline_name`` /
 ``baseline_value``: the better of ADWIN and KSWIN on each figure.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -67,8 +68,9 @@ def _model() -> tuple[Callable[[pd.DataFrame], np.ndarray], dict[str, object]]:
     return score, result.reference
 
 
-def _run(scorer: Callable[[pd.DataFrame], np.ndarray], reference: dict[str, object],
-         seed: int) -> dict[str, Outcome]:
+def _run(
+    scorer: Callable[[pd.DataFrame], np.ndarray], reference: dict[str, object], seed: int
+) -> dict[str, Outcome]:
     uc = loanstream.loan_usecase()
     items = loanstream.events(scorer, n=N, seed=seed, drift_at=DRIFT_AT)
     core = MonitorCore({uc.name: uc})
@@ -102,18 +104,31 @@ def measure_monitor() -> list[Figure]:
     runs = []
     for seed in SEEDS:
         runs.append(_run(scorer, reference, seed))
-        print(f"bench: monitor seed {seed}: " + ", ".join(
-            f"{k} delay={v.delay:.0f} false={v.false_alarms}" for k, v in runs[-1].items()),
-            file=sys.stderr, flush=True)
+        print(
+            f"bench: monitor seed {seed}: "
+            + ", ".join(f"{k} delay={v.delay:.0f} false={v.false_alarms}" for k, v in runs[-1].items()),
+            file=sys.stderr,
+            flush=True,
+        )
     delay = {k: statistics.median(r[k].delay for r in runs) for k in runs[0]}
     false = {k: sum(r[k].false_alarms for r in runs) for k in runs[0]}
     best_delay = min(("ADWIN", "KSWIN"), key=lambda k: (delay[k], false[k]))
     best_false = min(("ADWIN", "KSWIN"), key=lambda k: (false[k], delay[k]))
     return [
-        Figure("monitor.delay_records", delay["monitor"], f"records (median of {len(SEEDS)} streams)",
-               f"river.{best_delay}.delay_records", delay[best_delay]),
-        Figure("monitor.false_alarms", false["monitor"], f"alarms ({len(SEEDS)} streams x {STATIONARY_END})",
-               f"river.{best_false}.false_alarms", false[best_false]),
+        Figure(
+            "monitor.delay_records",
+            delay["monitor"],
+            f"records (median of {len(SEEDS)} streams)",
+            f"river.{best_delay}.delay_records",
+            delay[best_delay],
+        ),
+        Figure(
+            "monitor.false_alarms",
+            false["monitor"],
+            f"alarms ({len(SEEDS)} streams x {STATIONARY_END})",
+            f"river.{best_false}.false_alarms",
+            false[best_false],
+        ),
     ]
 
 

@@ -11,6 +11,7 @@ online store at the end checks that every entity shows its last record. The
 baseline is raw aiokafka produce + consume of the same payloads on the same broker in
 the same run. The issue's target: at least 5,000 records/s on this 2-core machine.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,13 @@ async def _through_factory(bootstrap: str, features: str, metadata: tuple[tuple[
     warmup, examples = examples[:WARMUP], examples[WARMUP:]
     items = [(e.entity_id.encode(), to_json({**e.record, "record_id": e.record_id})) for e in examples]
     last = {e.entity_id: e.record_id for e in examples}
-    written = AIOKafkaConsumer(topics.FEATURES_WRITTEN, bootstrap_servers=bootstrap, group_id=None,
-                               auto_offset_reset="latest", enable_auto_commit=False)
+    written = AIOKafkaConsumer(
+        topics.FEATURES_WRITTEN,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
     await written.start()
     try:
         # Position at the end before producing: only this run's batches count.
@@ -63,8 +69,11 @@ async def _through_factory(bootstrap: str, features: str, metadata: tuple[tuple[
             await asyncio.sleep(0.05)
         await written.seek_to_end()
         # Warm-up, not timed: consumer groups joined, Feast's writer process loaded.
-        await _produce(bootstrap, "aif.loan_approval.raw",
-                       [(e.entity_id.encode(), to_json({**e.record, "record_id": e.record_id})) for e in warmup])
+        await _produce(
+            bootstrap,
+            "aif.loan_approval.raw",
+            [(e.entity_id.encode(), to_json({**e.record, "record_id": e.record_id})) for e in warmup],
+        )
         await _written(written, {e.record_id for e in warmup})
         started = time.perf_counter()
         await _produce(bootstrap, "aif.loan_approval.raw", items)
@@ -74,17 +83,23 @@ async def _through_factory(bootstrap: str, features: str, metadata: tuple[tuple[
         await written.stop()
     async with grpc.aio.insecure_channel(features) as channel:
         stub = fs_grpc.FeatureStoreServiceStub(channel)
-        reply = await stub.GetOnlineFeatures(fs_pb.GetOnlineFeaturesRequest(
-            use_case="loan_approval", entity_ids=list(last)), metadata=metadata, timeout=60)
+        reply = await stub.GetOnlineFeatures(
+            fs_pb.GetOnlineFeaturesRequest(use_case="loan_approval", entity_ids=list(last)),
+            metadata=metadata,
+            timeout=60,
+        )
         stale = [r.entity_id for r in reply.rows if not r.found or r.record_id != last[r.entity_id]]
         if stale:
-            raise AssertionError(f"{len(stale)} entities do not show their last record online, e.g. {stale[:3]}")
+            raise AssertionError(
+                f"{len(stale)} entities do not show their last record online, e.g. {stale[:3]}"
+            )
     return N / elapsed
 
 
 def measure_pipeline() -> list[Figure]:
-    with fresh_factory(ROOT, kafka_port=30092, triton_port=30000, service_offset=12400,
-                       say=lambda _: None) as factory:
+    with fresh_factory(
+        ROOT, kafka_port=30092, triton_port=30000, service_offset=12400, say=lambda _: None
+    ) as factory:
         bootstrap = factory.kafka.bootstrap_servers
 
         async def both() -> tuple[float, float]:
@@ -92,8 +107,9 @@ def measure_pipeline() -> list[Figure]:
             await _topics(bootstrap, topic)
             examples = [e for e, _ in zip(LoanStream(seed=8), range(N), strict=False)]
             raw = await _raw(bootstrap, topic, [(e.entity_id.encode(), to_json(e.record)) for e in examples])
-            factory_rate = await _through_factory(bootstrap, factory.stack.target("featurestore"),
-                                                  factory.stack.metadata("bench"))
+            factory_rate = await _through_factory(
+                bootstrap, factory.stack.target("featurestore"), factory.stack.metadata("bench")
+            )
             return factory_rate, raw
 
         rate, raw = asyncio.run(both())

@@ -1,4 +1,5 @@
 """The bench table and build/bench.json (a list of {name, value, unit, baseline_name, baseline_value, ratio})."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,18 @@ class Figure:
 
 def render(figures: list[Figure]) -> str:
     rows = [("name", "value", "unit", "baseline", "baseline value", "ratio")]
-    rows += [(f.name, f"{f.value:,.2f}", f.unit, f.baseline_name, f"{f.baseline_value:,.2f}",
-              f"{f.ratio:.3f}") for f in figures]
+    rows += [
+        (f.name, f"{f.value:,.2f}", f.unit, f.baseline_name, f"{f.baseline_value:,.2f}", f"{f.ratio:.3f}")
+        for f in figures
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 2, 3) else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i in (0, 2, 3) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ per-epoch validation (loss and the use case's metric), progress callbacks — wh
 baseline only steps. Rounds alternate and the median of each is reported, so load from
 elsewhere on the machine hits both alike.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -42,7 +43,7 @@ def _plain_loop(x: torch.Tensor, y: torch.Tensor, config: TrainConfig, n_inputs:
         order = torch.randperm(n, generator=generator)
         total = 0.0
         for start in range(0, n, config.batch_size):
-            index = order[start:start + config.batch_size]
+            index = order[start : start + config.batch_size]
             optimizer.zero_grad()
             loss = loss_fn(net(x[index]), y[index])
             loss.backward()
@@ -71,8 +72,15 @@ def measure_training() -> list[Figure]:
         ours.append(result.loop_samples_per_s)
         with deterministic(config.threads):
             plain.append(_plain_loop(x, y, config, raw.shape[1]))
-    return [Figure("train.samples_per_s", float(statistics.median(ours)), "samples/s",
-                   "torch.plain_loop_samples_per_s", float(statistics.median(plain)))]
+    return [
+        Figure(
+            "train.samples_per_s",
+            float(statistics.median(ours)),
+            "samples/s",
+            "torch.plain_loop_samples_per_s",
+            float(statistics.median(plain)),
+        )
+    ]
 
 
 if __name__ == "__main__":

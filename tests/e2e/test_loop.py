@@ -3,6 +3,7 @@
 A smaller run of exactly what `make demo` does: a fresh Kafka and Triton, the seven
 services as separate processes, the loan-approval use case driven from outside.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +23,14 @@ CONFIG = LoopConfig(bootstrap=2_000, stationary=800, recovery=600, max_after_ons
 @pytest.fixture(scope="module")
 def result() -> LoopResult:
     with fresh_factory(ROOT, kafka_port=31092, triton_port=31000, service_offset=11800) as factory:
+
         async def drive() -> LoopResult:
-            async with LoopDriver(factory.kafka.bootstrap_servers, factory.targets(),
-                                  factory.stack.metadata("e2e-operator"), CONFIG) as driver:
+            async with LoopDriver(
+                factory.kafka.bootstrap_servers,
+                factory.targets(),
+                factory.stack.metadata("e2e-operator"),
+                CONFIG,
+            ) as driver:
                 return await driver.run()
 
         outcome = asyncio.run(drive())
@@ -61,8 +67,12 @@ def test_every_step_is_in_the_audit_log(result: LoopResult) -> None:
         assert ("model_version.registered", version) in actions
         assert ("model_version.evaluated", version) in actions
         assert any(a.startswith("alias.") and v == version for a, v in actions), actions
-    drift_steps = [e for page in result.audit_events for e in page.audit_events
-                   if e.model.version == result.v2 and result.drift_report_id in e.evidence_ids]
+    drift_steps = [
+        e
+        for page in result.audit_events
+        for e in page.audit_events
+        if e.model.version == result.v2 and result.drift_report_id in e.evidence_ids
+    ]
     assert drift_steps or result.lineage is not None
 
 

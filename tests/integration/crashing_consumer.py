@@ -1,4 +1,5 @@
 """Helper process for test_bus: applies an event's effect, then dies before committing."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,9 @@ async def main(bootstrap: str, topic: str, dlq: str, group: str, seen_path: str)
             fh.write(event.meta.event_id + "\n")
         os._exit(17)  # killed after the effect, before the batch's commit
 
-    consumer = EventConsumer(bootstrap, group, {topic: [events_pb2.TrainingRequested]}, handle,
-                             DeadLetters(publisher, dlq))
+    consumer = EventConsumer(
+        bootstrap, group, {topic: [events_pb2.TrainingRequested]}, handle, DeadLetters(publisher, dlq)
+    )
     await consumer.run()
 
 

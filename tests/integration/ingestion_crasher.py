@@ -6,6 +6,7 @@
 - ``in-transaction``: records, dead letters and offsets are sent, the commit is not;
 - ``after-commit``: the transaction is committed, the dataset version not yet published.
 """
+
 from __future__ import annotations
 
 import os

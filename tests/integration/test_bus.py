@@ -1,4 +1,5 @@
 """The event bus on the real broker: headers, commit-after-effect, dead letters, retries."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +30,12 @@ TRACEPARENT = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 def training_request(use_case: str = "loan") -> trainer_events.TrainingRequested:
     return trainer_events.TrainingRequested(
-        request_id=uuid.uuid4().hex, use_case=use_case,
-        reason=trainer_events.TRAINING_REASON_MANUAL, seed=7,
-        requested_by=common_pb2.Actor(subject="alice", roles=["ml-engineer"]))
+        request_id=uuid.uuid4().hex,
+        use_case=use_case,
+        reason=trainer_events.TRAINING_REASON_MANUAL,
+        seed=7,
+        requested_by=common_pb2.Actor(subject="alice", roles=["ml-engineer"]),
+    )
 
 
 async def consume_until(consumer: EventConsumer, done: Callable[[], bool], timeout: float = 30) -> None:
@@ -49,8 +53,13 @@ async def consume_until(consumer: EventConsumer, done: Callable[[], bool], timeo
 
 
 async def read_all(bootstrap: str, topic: str, n: int, timeout: float = 20) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list = []
     try:
@@ -69,10 +78,22 @@ async def publisher(kafka) -> EventPublisher:  # type: ignore[no-untyped-def]
         yield pub
 
 
-def make_consumer(kafka, publisher: EventPublisher, topic: str, dlq: str, group: str,  # type: ignore[no-untyped-def]
-                  handler: Callable[[Event[Message]], Awaitable[None]]) -> EventConsumer:
-    return EventConsumer(kafka.bootstrap_servers, group, {topic: [trainer_events.TrainingRequested]},
-                         handler, DeadLetters(publisher, dlq), retry_backoff_s=0.05)
+def make_consumer(
+    kafka,
+    publisher: EventPublisher,
+    topic: str,
+    dlq: str,
+    group: str,  # type: ignore[no-untyped-def]
+    handler: Callable[[Event[Message]], Awaitable[None]],
+) -> EventConsumer:
+    return EventConsumer(
+        kafka.bootstrap_servers,
+        group,
+        {topic: [trainer_events.TrainingRequested]},
+        handler,
+        DeadLetters(publisher, dlq),
+        retry_backoff_s=0.05,
+    )
 
 
 async def test_published_event_is_consumed_with_all_headers(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
@@ -88,8 +109,9 @@ async def test_published_event_is_consumed_with_all_headers(kafka, publisher, ne
     async def handle(event: Event[Message]) -> None:
         got.append(event)
 
-    await consume_until(make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle),
-                        lambda: len(got) == 1)
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle), lambda: len(got) == 1
+    )
     event = got[0]
     assert event.payload == sent
     assert event.key == b"loan"
@@ -103,16 +125,28 @@ async def test_published_event_is_consumed_with_all_headers(kafka, publisher, ne
     assert re.match(TRACEPARENT, event.meta.traceparent)
 
 
-async def test_consumer_killed_before_commit_sees_event_again(kafka, publisher, new_topic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_consumer_killed_before_commit_sees_event_again(
+    kafka, publisher, new_topic, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     topic, dlq = await new_topic(), await new_topic("dlq")
     group = "g-" + topic
     meta = await publisher.publish(topic, training_request(), use_case="loan")
     seen = tmp_path / "seen.txt"
     # A separate process applies the effect, then dies (os._exit) before it can commit.
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("crashing_consumer.py")),
-         kafka.bootstrap_servers, topic, dlq, group, str(seen)],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            str(Path(__file__).with_name("crashing_consumer.py")),
+            kafka.bootstrap_servers,
+            topic,
+            dlq,
+            group,
+            str(seen),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 17, proc.stderr
     assert seen.read_text().split() == [meta.event_id]
 
@@ -121,8 +155,7 @@ async def test_consumer_killed_before_commit_sees_event_again(kafka, publisher, 
     async def handle(event: Event[Message]) -> None:
         again.append(event.meta.event_id)
 
-    await consume_until(make_consumer(kafka, publisher, topic, dlq, group, handle),
-                        lambda: len(again) == 1)
+    await consume_until(make_consumer(kafka, publisher, topic, dlq, group, handle), lambda: len(again) == 1)
     assert again == [meta.event_id]
 
     # ... and once that consumer has committed, the group does not see it a third time.
@@ -132,18 +165,24 @@ async def test_consumer_killed_before_commit_sees_event_again(kafka, publisher, 
         late.append(event.meta.event_id)
 
     marker = await publisher.publish(topic, training_request(), use_case="loan")
-    await consume_until(make_consumer(kafka, publisher, topic, dlq, group, handle_late),
-                        lambda: len(late) >= 1)
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, group, handle_late), lambda: len(late) >= 1
+    )
     assert late == [marker.event_id]
 
 
-async def test_bad_events_are_dead_lettered_with_reason_and_consumer_goes_on(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_events_are_dead_lettered_with_reason_and_consumer_goes_on(
+    kafka, publisher, new_topic
+) -> None:  # type: ignore[no-untyped-def]
     topic, dlq = await new_topic(), await new_topic("dlq")
     await publisher.send_raw(topic, b"\x00garbage", headers=[])  # no headers at all
     wrong_type = common_pb2.ModelRef(use_case="loan", model_name="m", version=1)
     await publisher.publish(topic, wrong_type, use_case="loan")
-    await publisher.send_raw(topic, b"\xff\xff\xff", headers=[
-        (h.EVENT_ID, b"x1"), (h.EVENT_TYPE, b"aifactory.trainer.v1.TrainingRequested")])
+    await publisher.send_raw(
+        topic,
+        b"\xff\xff\xff",
+        headers=[(h.EVENT_ID, b"x1"), (h.EVENT_TYPE, b"aifactory.trainer.v1.TrainingRequested")],
+    )
     boom = training_request("explodes")
     await publisher.publish(topic, boom, use_case="explodes")
     good = await publisher.publish(topic, training_request(), use_case="loan")
@@ -155,8 +194,9 @@ async def test_bad_events_are_dead_lettered_with_reason_and_consumer_goes_on(kaf
             raise ValueError("cannot handle use case 'explodes'")
         handled.append(event.meta.event_id)
 
-    await consume_until(make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle),
-                        lambda: len(handled) == 1)
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle), lambda: len(handled) == 1
+    )
     assert handled == [good.event_id]
 
     dead = await read_all(kafka.bootstrap_servers, dlq, 4)
@@ -182,8 +222,9 @@ async def test_unavailable_dependency_is_retried_not_dead_lettered(kafka, publis
             raise Unavailable("registry is down")
         done.append(event.meta.event_id)
 
-    await consume_until(make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle),
-                        lambda: len(done) == 1)
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle), lambda: len(done) == 1
+    )
     assert attempts == [meta.event_id] * 3 and done == [meta.event_id]
     with pytest.raises(TimeoutError):
         await read_all(kafka.bootstrap_servers, dlq, 1, timeout=2)
@@ -197,8 +238,10 @@ async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_t
     from tests.unit.featurestore.helpers import record_accepted
 
     topic, dlq = await new_topic(), await new_topic("dlq")
-    records = [record_accepted("loan", f"e{i}", f"r{i}", datetime(2026, 3, 1, tzinfo=UTC), {"loan": float(i)})
-               for i in range(5)]
+    records = [
+        record_accepted("loan", f"e{i}", f"r{i}", datetime(2026, 3, 1, tzinfo=UTC), {"loan": float(i)})
+        for i in range(5)
+    ]
     [batch] = batched([accepted_message(topic, r) for r in records], 10)
     batch_id = dict(batch.headers)[h.EVENT_ID].decode()
     await publisher.send_raw(topic, batch.value, key=None, headers=batch.headers)
@@ -210,8 +253,14 @@ async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_t
             raise ValueError("r3 is refused")
         got.append(event)
 
-    consumer = EventConsumer(kafka.bootstrap_servers, "g-" + topic, {topic: [ingestion_events.RecordAccepted]},
-                             handle, DeadLetters(publisher, dlq), retry_backoff_s=0.05)
+    consumer = EventConsumer(
+        kafka.bootstrap_servers,
+        "g-" + topic,
+        {topic: [ingestion_events.RecordAccepted]},
+        handle,
+        DeadLetters(publisher, dlq),
+        retry_backoff_s=0.05,
+    )
     await consume_until(consumer, lambda: len(got) == 4)
     assert [e.payload.record.record_id for e in got] == ["r0", "r1", "r2", "r4"]  # type: ignore[attr-defined]
     assert [e.meta.event_id for e in got] == [f"{batch_id}#{i}" for i in (0, 1, 2, 4)]
@@ -222,4 +271,7 @@ async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_t
     assert ingestion_events.RecordAccepted.FromString(refused.value) == records[3]
     assert dict(refused.headers)[h.EVENT_ID] == f"{batch_id}#3".encode()
     assert dict(refused.headers)[h.EVENT_TYPE] == b"aifactory.ingestion.v1.RecordAccepted"
-    assert b"not a valid aifactory.ingestion.v1.RecordAcceptedBatch" in dict(by_reason[b"undecodable"].headers)[h.DLQ_REASON]
+    assert (
+        b"not a valid aifactory.ingestion.v1.RecordAcceptedBatch"
+        in dict(by_reason[b"undecodable"].headers)[h.DLQ_REASON]
+    )

@@ -12,6 +12,7 @@
   from after an example's event time leaks in, a label observed after the cutoff is not
   used, and examples Feast would drop are reported by name instead.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,8 +83,9 @@ COUNT, MEAN, MAX = aggregate_name("count"), aggregate_name("mean", "loan"), aggr
 
 def reference(uc: UseCase, examples: list[Example]) -> pd.DataFrame:
     """Every record's features as of its event time, indexed by record id."""
-    df = pd.DataFrame([{**e.record, "_rid": e.record_id, "_entity": e.entity_id, "_t": e.event_time}
-                       for e in examples])
+    df = pd.DataFrame(
+        [{**e.record, "_rid": e.record_id, "_entity": e.entity_id, "_t": e.event_time} for e in examples]
+    )
     out = pd.DataFrame(index=df.index)
     for f in uc.features.row:
         src = df[f.source].astype("float64") if f.transform != "one_hot" else df[f.source]
@@ -101,10 +103,14 @@ def reference(uc: UseCase, examples: list[Example]) -> pd.DataFrame:
     for a in uc.features.aggregates:
         rolling = ordered.groupby("_entity").rolling(f"{int(a.window.total_seconds())}s", on="_t")
         column = "_one" if a.aggregate == "count" else a.source
-        series = {"count": lambda r, c=column: r[c].sum(), "sum": lambda r, c=column: r[c].sum(),
-                  "mean": lambda r, c=column: r[c].mean(), "min": lambda r, c=column: r[c].min(),
-                  "max": lambda r, c=column: r[c].max(),
-                  "last": lambda r, c=column: r[c].apply(lambda s: s.dropna().iloc[-1], raw=False)}[a.aggregate](rolling)
+        series = {
+            "count": lambda r, c=column: r[c].sum(),
+            "sum": lambda r, c=column: r[c].sum(),
+            "mean": lambda r, c=column: r[c].mean(),
+            "min": lambda r, c=column: r[c].min(),
+            "max": lambda r, c=column: r[c].max(),
+            "last": lambda r, c=column: r[c].apply(lambda s: s.dropna().iloc[-1], raw=False),
+        }[a.aggregate](rolling)
         # Groups come out in key order, each in time order: the order of ``ordered``.
         out[a.name] = pd.Series(series.to_numpy(), index=ordered.index).reindex(df.index)
     out = out[uc.model_inputs()]
@@ -144,8 +150,13 @@ class FeatureStoreProcess:
     def start(self, timeout: float = 120) -> None:
         started = time.monotonic()
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "services.featurestore"], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.featurestore"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         while not check(self.target, timeout=0.5):
             assert self.proc.poll() is None, f"feature store exited {self.proc.returncode}:\n{self.tail()}"
             assert time.monotonic() - started < timeout, f"not healthy after {timeout}s:\n{self.tail()}"
@@ -182,27 +193,42 @@ class Topics:
 # "sqlite-repartition": the records topic has 2 partitions, the state table 3, so the stream
 # repartitions by entity through its own topic first (otherwise it reads records as they are).
 @pytest.fixture(params=["sqlite", "redis", "sqlite-repartition"])
-def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
-            tmp_path: Path) -> Iterator[tuple[FeatureStoreProcess, Topics, Path]]:
+def service(
+    request: pytest.FixtureRequest, kafka: infra.KafkaHandle, tmp_path: Path
+) -> Iterator[tuple[FeatureStoreProcess, Topics, Path]]:
     run = uuid.uuid4().hex[:10]
     topics = Topics(f"fs.records.{run}", f"fs.feedback.{run}", f"fs.dlq.{run}", f"fs.written.{run}")
     store = request.param.removesuffix("-repartition")
     if request.param.endswith("-repartition"):
         asyncio.run(create_topics(kafka.bootstrap_servers, {}, [topics.records], partitions=2))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AIF_AUTH_MODE": "off",
-           "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
-           "AIF_FEATURESTORE_GRPC_PORT": str(free_port()), "AIF_FEATURESTORE_METRICS_PORT": "0",
-           "AIF_FEATURESTORE_RECORDS_TOPIC": topics.records, "AIF_FEATURESTORE_FEEDBACK_TOPIC": topics.feedback,
-           "AIF_FEATURESTORE_DEAD_LETTER_TOPIC": topics.dead_letter,
-           "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": topics.features_written,
-           "AIF_FEATURESTORE_APP_ID": f"fs-test-{run}", "AIF_FEATURESTORE_FEAST_PROJECT": f"t{run}",
-           "AIF_FEATURESTORE_FEAST_REPO": str(tmp_path / "feast"), "AIF_FEATURESTORE_DATA_DIR": str(tmp_path / "data"),
-           "AIF_FEATURESTORE_PARTITIONS": "3", "AIF_FEATURESTORE_ONLINE_STORE": store, "AIF_LOG_LEVEL": os.environ.get("FS_LOG", "INFO")}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "AIF_AUTH_MODE": "off",
+        "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        "AIF_FEATURESTORE_GRPC_PORT": str(free_port()),
+        "AIF_FEATURESTORE_METRICS_PORT": "0",
+        "AIF_FEATURESTORE_RECORDS_TOPIC": topics.records,
+        "AIF_FEATURESTORE_FEEDBACK_TOPIC": topics.feedback,
+        "AIF_FEATURESTORE_DEAD_LETTER_TOPIC": topics.dead_letter,
+        "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": topics.features_written,
+        "AIF_FEATURESTORE_APP_ID": f"fs-test-{run}",
+        "AIF_FEATURESTORE_FEAST_PROJECT": f"t{run}",
+        "AIF_FEATURESTORE_FEAST_REPO": str(tmp_path / "feast"),
+        "AIF_FEATURESTORE_DATA_DIR": str(tmp_path / "data"),
+        "AIF_FEATURESTORE_PARTITIONS": "3",
+        "AIF_FEATURESTORE_ONLINE_STORE": store,
+        "AIF_LOG_LEVEL": os.environ.get("FS_LOG", "INFO"),
+    }
     redis = infra.ensure_redis() if store == "redis" else None
     if redis is not None:
         env["AIF_FEATURESTORE_REDIS_URL"] = redis.url
-    proc = FeatureStoreProcess(env, tmp_path / "featurestore.log", int(env["AIF_FEATURESTORE_GRPC_PORT"]),
-                               repartition=request.param.endswith("-repartition"))
+    proc = FeatureStoreProcess(
+        env,
+        tmp_path / "featurestore.log",
+        int(env["AIF_FEATURESTORE_GRPC_PORT"]),
+        repartition=request.param.endswith("-repartition"),
+    )
     yield proc, topics, tmp_path / "data"
     if proc.proc is not None and proc.proc.poll() is None:
         proc.stop()
@@ -213,7 +239,9 @@ def service(request: pytest.FixtureRequest, kafka: infra.KafkaHandle,
 def loan_examples(n: int = N) -> list[Example]:
     start = datetime.now(UTC) - n * INTERVAL - timedelta(hours=1)
     out: list[Example] = []
-    for ex in LoanStream(seed=11, applicants=APPLICANTS, start=start, interval=INTERVAL, label_delay=3 * INTERVAL):
+    for ex in LoanStream(
+        seed=11, applicants=APPLICANTS, start=start, interval=INTERVAL, label_delay=3 * INTERVAL
+    ):
         out.append(ex)
         if len(out) == n:
             return out
@@ -251,28 +279,57 @@ async def publish_bad(bootstrap: str, topic: str, which: list[str]) -> None:
         now = datetime.now(UTC)
         for rid in which:
             if rid == "bad-garbage":
-                await pub.send_raw(topic, b"\x08\xff\xff not protobuf", key=b"x", headers=[
-                    (h.EVENT_TYPE, b"aifactory.ingestion.v1.RecordAccepted"), (h.EVENT_ID, rid.encode())])
+                await pub.send_raw(
+                    topic,
+                    b"\x08\xff\xff not protobuf",
+                    key=b"x",
+                    headers=[
+                        (h.EVENT_TYPE, b"aifactory.ingestion.v1.RecordAccepted"),
+                        (h.EVENT_ID, rid.encode()),
+                    ],
+                )
             elif rid == "bad-usecase":
-                await pub.publish(topic, record_accepted("no_such_case", "e", rid, now, {}), use_case="x", key="x",
-                                  event_id=rid)
+                await pub.publish(
+                    topic,
+                    record_accepted("no_such_case", "e", rid, now, {}),
+                    use_case="x",
+                    key="x",
+                    event_id=rid,
+                )
             elif rid == "bad-number":
                 event = record_accepted(UC_NAME, "a-bad", rid, now, {"loan": "lots", "salary": 1.0})
                 await pub.publish(topic, event, use_case=UC_NAME, key=f"{UC_NAME}/a-bad", event_id=rid)
             else:
                 event = record_accepted(UC_NAME, "a-bad", rid, now, {"loan": 1.0, "salary": 1.0})
                 headers = [(k, v) for k, v in headers_for(event) if k not in (h.EVENT_TYPE, h.EVENT_ID)]
-                await pub.send_raw(topic, event.SerializeToString(), key=f"{UC_NAME}/a-bad".encode(),
-                                   headers=[*headers, (h.EVENT_ID, rid.encode()),
-                                            (h.EVENT_TYPE, b"aifactory.trainer.v1.TrainingRequested")])
+                await pub.send_raw(
+                    topic,
+                    event.SerializeToString(),
+                    key=f"{UC_NAME}/a-bad".encode(),
+                    headers=[
+                        *headers,
+                        (h.EVENT_ID, rid.encode()),
+                        (h.EVENT_TYPE, b"aifactory.trainer.v1.TrainingRequested"),
+                    ],
+                )
 
 
 async def publish_records(bootstrap: str, topic: str, examples: list[Example]) -> None:
     """One RecordAccepted per message, keyed by entity (what an outside producer may send)."""
     async with EventPublisher(bootstrap, producer="test") as pub:
         for i in range(0, len(examples), 250):
-            await pub.publish_many([Outgoing(topic, from_example(UC_NAME, e), UC_NAME, key=f"{UC_NAME}/{e.entity_id}",
-                                             event_id=e.record_id) for e in examples[i:i + 250]])
+            await pub.publish_many(
+                [
+                    Outgoing(
+                        topic,
+                        from_example(UC_NAME, e),
+                        UC_NAME,
+                        key=f"{UC_NAME}/{e.entity_id}",
+                        event_id=e.record_id,
+                    )
+                    for e in examples[i : i + 250]
+                ]
+            )
 
 
 async def publish_batches(bootstrap: str, topic: str, examples: list[Example], per_message: int = 40) -> None:
@@ -285,8 +342,11 @@ async def publish_batches(bootstrap: str, topic: str, examples: list[Example], p
         for e in examples:
             message = accepted_message(topic, from_example(UC_NAME, e))
             by_partition.setdefault(partition_of(message.key or b"", len(partitions)), []).append(message)
-        futures = [await producer.send(topic, m.value, key=m.key, headers=m.headers, partition=partition)
-                   for partition, messages in by_partition.items() for m in batched(messages, per_message)]
+        futures = [
+            await producer.send(topic, m.value, key=m.key, headers=m.headers, partition=partition)
+            for partition, messages in by_partition.items()
+            for m in batched(messages, per_message)
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -298,18 +358,23 @@ async def publish_in_transaction(bootstrap: str, topic: str, event: Any, *, comm
     await producer.start()
     try:
         await producer.begin_transaction()
-        await producer.send_and_wait(topic, event.SerializeToString(), key=f"{UC_NAME}/a-txn".encode(),
-                                     headers=headers_for(event))
+        await producer.send_and_wait(
+            topic, event.SerializeToString(), key=f"{UC_NAME}/a-txn".encode(), headers=headers_for(event)
+        )
         await (producer.commit_transaction() if commit else producer.abort_transaction())
     finally:
         await producer.stop()
 
 
-async def online(target: str, entity_ids: list[str], names: list[str] | None = None) -> pb.GetOnlineFeaturesResponse:
+async def online(
+    target: str, entity_ids: list[str], names: list[str] | None = None
+) -> pb.GetOnlineFeaturesResponse:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.FeatureStoreServiceStub(channel)
-        return await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(
-            use_case=UC_NAME, entity_ids=entity_ids, feature_names=names or []), timeout=30)
+        return await stub.GetOnlineFeatures(
+            pb.GetOnlineFeaturesRequest(use_case=UC_NAME, entity_ids=entity_ids, feature_names=names or []),
+            timeout=30,
+        )
 
 
 async def wait_until_current(target: str, last: dict[str, Example], timeout: float = 120) -> None:
@@ -326,8 +391,13 @@ async def wait_until_current(target: str, last: dict[str, Example], timeout: flo
 
 async def dead_letters(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[Any]:
     """At least ``n`` messages of ``topic``, and whatever else comes within a second after."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[Any] = []
     try:
@@ -345,7 +415,8 @@ async def dead_letters(bootstrap: str, topic: str, n: int, timeout: float = 30) 
 
 @pytest.mark.timeout(420)
 async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
-        service: tuple[FeatureStoreProcess, Topics, Path], kafka: infra.KafkaHandle) -> None:
+    service: tuple[FeatureStoreProcess, Topics, Path], kafka: infra.KafkaHandle
+) -> None:
     fs, topics, data = service
     boot = kafka.bootstrap_servers
     examples = loan_examples()
@@ -411,8 +482,12 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     assert rows.index.is_unique and len(rows) == N, (len(rows), rows.index.duplicated().sum())
     assert rows[UC.entity.field].value_counts().to_dict() == ref["_entity"].value_counts().to_dict()
     got = rows.loc[ref.index, UC.model_inputs()]
-    diff = [(rid, c) for c in UC.model_inputs() for rid, a, b in zip(ref.index, ref[c], got[c], strict=True)
-            if not close(a, b)]
+    diff = [
+        (rid, c)
+        for c in UC.model_inputs()
+        for rid, a, b in zip(ref.index, ref[c], got[c], strict=True)
+        if not close(a, b)
+    ]
     assert not diff, diff[:10]
 
     # Every bad message is dead-lettered once, with its reason; nothing else is.
@@ -432,8 +507,9 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
 
     # Labels arrive as feedback; the training set joins them at label time, features as of event time.
     async with EventPublisher(boot, producer="test") as pub:
-        await pub.publish_many([Outgoing(topics.feedback, feedback(UC_NAME, e), UC_NAME, key=e.entity_id)
-                                for e in examples])
+        await pub.publish_many(
+            [Outgoing(topics.feedback, feedback(UC_NAME, e), UC_NAME, key=e.entity_id) for e in examples]
+        )
     labels_dir = data / "offline" / UC_NAME / "labels"
     deadline = time.monotonic() + 60
     while count_rows(labels_dir) < N:
@@ -443,8 +519,9 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     end = examples[1_500].event_time + INTERVAL / 2
     expected = [e for e in examples if e.event_time < end and e.label_time <= end]
     assert len(expected) == 1_498
-    request = pb.GetTrainingSetRequest(use_case=UC_NAME, time_range=common_pb2.TimeRange(
-        start=_ts(examples[0].event_time), end=_ts(end)))
+    request = pb.GetTrainingSetRequest(
+        use_case=UC_NAME, time_range=common_pb2.TimeRange(start=_ts(examples[0].event_time), end=_ts(end))
+    )
     async with grpc.aio.insecure_channel(fs.target) as channel:
         stub = pb_grpc.FeatureStoreServiceStub(channel)
         ts = await stub.GetTrainingSet(request, timeout=120)
@@ -453,8 +530,11 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
             await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(use_case="nope", entity_ids=["a"]))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(use_case=UC_NAME, entity_ids=["a"],
-                                                                     feature_names=["loan", "shoe_size"]))
+            await stub.GetOnlineFeatures(
+                pb.GetOnlineFeaturesRequest(
+                    use_case=UC_NAME, entity_ids=["a"], feature_names=["loan", "shoe_size"]
+                )
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "shoe_size" in err.value.details()
     assert ts.row_count == len(expected) and ts.format == "parquet" and ts.label == "label"
     assert (ts.content_hash, ts.uri) == (again.content_hash, again.uri)
@@ -462,7 +542,7 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     assert [f.name for f in ts.features] == UC.model_inputs()
     frame = pd.read_parquet(ts.uri.removeprefix("file://"))
     assert list(frame.columns[:4]) == ["entity_id", "event_time", "label_time", "label"]
-    assert list(frame.columns[4:4 + len(UC.model_inputs())]) == UC.model_inputs()
+    assert list(frame.columns[4 : 4 + len(UC.model_inputs())]) == UC.model_inputs()
     assert (frame[UC.model_inputs()].dtypes == "float64").all()
     assert (frame["label_time"] <= pd.Timestamp(end)).all()
     by_key = {(e.entity_id, pd.Timestamp(e.event_time)): e for e in expected}
@@ -474,9 +554,11 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
         assert not bad, (ex.record_id, bad)
 
     assert fs.stop() == 0, fs.tail()
-    print(f"\nfeature store ({fs.env['AIF_FEATURESTORE_ONLINE_STORE']}): started in "
-          f"{', '.join(f'{s:.1f}s' for s in fs.starts)}; {'stopped' if graceful else 'killed'} with "
-          f"{killed_at} of {KILL_AFTER} rows written")
+    print(
+        f"\nfeature store ({fs.env['AIF_FEATURESTORE_ONLINE_STORE']}): started in "
+        f"{', '.join(f'{s:.1f}s' for s in fs.starts)}; {'stopped' if graceful else 'killed'} with "
+        f"{killed_at} of {KILL_AFTER} rows written"
+    )
 
 
 def _ts(at: datetime) -> Timestamp:
@@ -491,23 +573,41 @@ def _ts(at: datetime) -> Timestamp:
 @pytest.fixture(scope="module")
 def core(tmp_path_factory: pytest.TempPathFactory) -> FeatureStoreCore:
     root = tmp_path_factory.mktemp("pit")
-    settings = FeatureStoreSettings(feast_repo=root / "feast", data_dir=root / "data", stream_enabled=False,
-                                    feast_project=f"pit{uuid.uuid4().hex[:8]}", metrics_port=0)
+    settings = FeatureStoreSettings(
+        feast_repo=root / "feast",
+        data_dir=root / "data",
+        stream_enabled=False,
+        feast_project=f"pit{uuid.uuid4().hex[:8]}",
+        metrics_port=0,
+    )
     return FeatureStoreCore.open(settings, USECASES)
 
 
 T = datetime(2026, 5, 1, 12, tzinfo=UTC)
 
 
-def write(core: FeatureStoreCore, records: list[tuple[str, str, datetime, float]],
-          labels: list[tuple[str, str, datetime, int, datetime]]) -> None:
+def write(
+    core: FeatureStoreCore,
+    records: list[tuple[str, str, datetime, float]],
+    labels: list[tuple[str, str, datetime, int, datetime]],
+) -> None:
     """records: (entity, record id, event time, loan); labels: (entity, record id, event time, label, label time)."""
-    base = {"salary": 50_000.0, "commission": 0.0, "age": 40, "elevel": 1, "car": 2, "zipcode": 3,
-            "hvalue": 1e5, "hyears": 3, "gender": "f"}
+    base = {
+        "salary": 50_000.0,
+        "commission": 0.0,
+        "age": 40,
+        "elevel": 1,
+        "car": 2,
+        "zipcode": 3,
+        "hvalue": 1e5,
+        "hyears": 3,
+        "gender": "f",
+    }
     events = [record_accepted(UC_NAME, e, rid, at, {**base, "loan": loan}) for e, rid, at, loan in records]
     out = RecordProcessor(USECASES).records(
         [Incoming("t", 0, i, None, ev.SerializeToString(), headers_for(ev)) for i, ev in enumerate(events)],
-        lambda k: None)
+        lambda k: None,
+    )
     assert not out.dead
     fb = []
     for e, rid, at, label, seen in labels:
@@ -521,8 +621,11 @@ def write(core: FeatureStoreCore, records: list[tuple[str, str, datetime, float]
 @pytest.mark.timeout(120)
 def test_training_set_is_point_in_time_correct(core: FeatureStoreCore) -> None:
     s = timedelta(seconds=1)
-    write(core, [("p1", "p1-a", T, 100.0), ("p1", "p1-b", T + 10 * s, 1_000.0), ("p1", "p1-c", T + 20 * s, 5.0)],
-          [("p1", "p1-a", T, 1, T + 5 * s), ("p1", "p1-b", T + 10 * s, 0, T + 15 * s)])
+    write(
+        core,
+        [("p1", "p1-a", T, 100.0), ("p1", "p1-b", T + 10 * s, 1_000.0), ("p1", "p1-c", T + 20 * s, 5.0)],
+        [("p1", "p1-a", T, 1, T + 5 * s), ("p1", "p1-b", T + 10 * s, 0, T + 15 * s)],
+    )
     # Cutoff at +12 s: example b happened before it, but its label was only seen at +15 s.
     early = core.training_set(UC_NAME, T, T + 12 * s)
     frame = pd.read_parquet(early.path)
@@ -542,13 +645,18 @@ def test_training_set_names_examples_that_would_be_dropped(core: FeatureStoreCor
     s = timedelta(seconds=1)
     t = T + timedelta(days=2)
     # q1 is fine; q2's only feature row is after its example; q3 never had a feature row.
-    write(core, [("q1", "q1-a", t, 10.0), ("q2", "q2-late", t + 60 * s, 10.0)],
-          [("q1", "q1-a", t, 1, t + s), ("q2", "q2-x", t + 30 * s, 0, t + 31 * s),
-           ("q3", "q3-x", t + 40 * s, 1, t + 41 * s)])
+    write(
+        core,
+        [("q1", "q1-a", t, 10.0), ("q2", "q2-late", t + 60 * s, 10.0)],
+        [
+            ("q1", "q1-a", t, 1, t + s),
+            ("q2", "q2-x", t + 30 * s, 0, t + 31 * s),
+            ("q3", "q3-x", t + 40 * s, 1, t + 41 * s),
+        ],
+    )
     # What Feast's file offline store does on its own: the q2 row is silently gone.
     asked = pd.DataFrame({"applicant_id": ["q1", "q2"], "event_timestamp": [t, t + 30 * s]})
-    got = core.feast.get_historical_features(
-        entity_df=asked, features=[f"{UC_NAME}:loan"]).to_df()
+    got = core.feast.get_historical_features(entity_df=asked, features=[f"{UC_NAME}:loan"]).to_df()
     assert len(got) == 1
     with pytest.raises(TrainingSetIncomplete) as info:
         core.training_set(UC_NAME, t, t + 120 * s)

@@ -5,6 +5,7 @@ Triton is the gateway tests' own (its own ports and model repository, see
 ``tests.gateway_support``); model versions are exported with the registry's exporter.
 Features by entity id come from a stub FeatureStoreService served over real gRPC.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,11 +43,21 @@ def features(i: int) -> dict[str, float | int]:
     rng = np.random.default_rng(i)
     salary = float(rng.uniform(20_000, 150_000))
     loan = float(rng.uniform(0, 500_000))
-    return {"salary": salary, "commission": float(rng.uniform(0, 75_000)), "age": int(rng.integers(20, 80)),
-            "elevel": int(rng.integers(0, 5)), "car": int(rng.integers(1, 21)), "zipcode": int(rng.integers(0, 9)),
-            "hvalue": float(rng.uniform(0, 900_000)), "hyears": int(rng.integers(1, 31)), "loan": loan,
-            "loan_to_salary": loan / salary, "applications_10m": int(rng.integers(0, 5)),
-            "loan_mean_10m": loan, "loan_max_10m": loan}
+    return {
+        "salary": salary,
+        "commission": float(rng.uniform(0, 75_000)),
+        "age": int(rng.integers(20, 80)),
+        "elevel": int(rng.integers(0, 5)),
+        "car": int(rng.integers(1, 21)),
+        "zipcode": int(rng.integers(0, 9)),
+        "hvalue": float(rng.uniform(0, 900_000)),
+        "hyears": int(rng.integers(1, 31)),
+        "loan": loan,
+        "loan_to_salary": loan / salary,
+        "applications_10m": int(rng.integers(0, 5)),
+        "loan_mean_10m": loan,
+        "loan_max_10m": loan,
+    }
 
 
 def as_values(feats: Mapping[str, float | int | str]) -> dict[str, common_pb2.Value]:
@@ -67,7 +78,9 @@ class StubFeatureStore(fs_grpc.FeatureStoreServiceServicer):
     def __init__(self) -> None:
         self.calls = 0
 
-    async def GetOnlineFeatures(self, request: fs_pb.GetOnlineFeaturesRequest, context) -> fs_pb.GetOnlineFeaturesResponse:  # type: ignore[no-untyped-def]
+    async def GetOnlineFeatures(
+        self, request: fs_pb.GetOnlineFeaturesRequest, context
+    ) -> fs_pb.GetOnlineFeaturesResponse:  # type: ignore[no-untyped-def]
         self.calls += 1
         reply = fs_pb.GetOnlineFeaturesResponse()
         for entity in request.entity_ids:
@@ -99,23 +112,36 @@ async def feature_store() -> AsyncIterator[tuple[str, StubFeatureStore]]:
 
 @pytest.fixture
 async def topics(new_topic) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {"predictions_topic": await new_topic("gw.predictions"), "feedback_topic": await new_topic("gw.feedback"),
-            "model_promoted_topic": await new_topic("gw.promoted")}
+    return {
+        "predictions_topic": await new_topic("gw.predictions"),
+        "feedback_topic": await new_topic("gw.feedback"),
+        "model_promoted_topic": await new_topic("gw.promoted"),
+    }
 
 
 @pytest.fixture
 async def gateway(triton, kafka, topics, feature_store) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
-    settings = gateway_settings(triton.grpc_url, triton.model_repository, kafka.bootstrap_servers,
-                                static_aliases="loan_approval:champion=1", featurestore_target=feature_store[0],
-                                **topics)
+    settings = gateway_settings(
+        triton.grpc_url,
+        triton.model_repository,
+        kafka.bootstrap_servers,
+        static_aliases="loan_approval:champion=1",
+        featurestore_target=feature_store[0],
+        **topics,
+    )
     gw = await start_gateway(settings)
     yield gw
     await gw.stop()
 
 
 async def read_events(bootstrap: str, topic: str, cls, n: int, timeout: float = 20) -> list:  # type: ignore[no-untyped-def]
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list = []
     try:
@@ -144,7 +170,8 @@ async def test_tritonclient_speaks_to_the_gateway_as_to_triton(gateway: RunningG
         direct = grpcclient.InferenceServerClient(triton.grpc_url)
         try:
             out: dict[str, Any] = {
-                "live": gw.is_server_live(), "ready": gw.is_server_ready(),
+                "live": gw.is_server_live(),
+                "ready": gw.is_server_ready(),
                 "model_ready": gw.is_model_ready("loan_approval"),
                 "metadata": gw.get_model_metadata("loan_approval", as_json=True),
                 "config": gw.get_model_config("loan_approval", as_json=True)["config"],
@@ -154,12 +181,16 @@ async def test_tritonclient_speaks_to_the_gateway_as_to_triton(gateway: RunningG
             out["gw"] = result.as_numpy("OUTPUT")
             out["gw_version"] = result.get_response().model_version
             out["gw_id"] = result.get_response().id
-            out["direct"] = direct.infer("loan_approval", infer_input(x), model_version="1").as_numpy("OUTPUT")
-            out["own_id"] = gw.infer("loan_approval", infer_input(x[:1]), request_id="my-id").get_response().id
+            out["direct"] = direct.infer("loan_approval", infer_input(x), model_version="1").as_numpy(
+                "OUTPUT"
+            )
+            out["own_id"] = (
+                gw.infer("loan_approval", infer_input(x[:1]), request_id="my-id").get_response().id
+            )
             streamed: list[object] = []
             gw.start_stream(callback=lambda result, error: streamed.append(error or result))
             for i in range(3):
-                gw.async_stream_infer("loan_approval", infer_input(x[i:i + 1]), request_id=f"s{i}")
+                gw.async_stream_infer("loan_approval", infer_input(x[i : i + 1]), request_id=f"s{i}")
             gw.async_stream_infer("no_such_model", infer_input(x[:1]), request_id="bad")
             gw.stop_stream()  # waits for the replies
             out["stream"] = streamed
@@ -193,7 +224,9 @@ async def test_tritonclient_speaks_to_the_gateway_as_to_triton(gateway: RunningG
     assert len(out["gw_id"]) == 32  # the prediction id the gateway gave it
     assert out["own_id"] == "my-id"
     streamed = out["stream"]
-    ok = {r.get_response().id: r.as_numpy("OUTPUT") for r in streamed if isinstance(r, grpcclient.InferResult)}
+    ok = {
+        r.get_response().id: r.as_numpy("OUTPUT") for r in streamed if isinstance(r, grpcclient.InferResult)
+    }
     assert sorted(ok) == ["s0", "s1", "s2"]
     np.testing.assert_allclose(ok["s1"], out["direct"][1:2], rtol=1e-6)
     assert any(isinstance(r, InferenceServerException) and "no_such_model" in r.message() for r in streamed)
@@ -222,7 +255,9 @@ def _named(name: str, x: np.ndarray) -> grpcclient.InferInput:
 async def test_business_predict_inline_by_entity_and_batch(gateway: RunningGateway, feature_store) -> None:  # type: ignore[no-untyped-def]
     async with grpc.aio.insecure_channel(gateway.grpc_url) as channel:
         stub = gw_grpc.GatewayServiceStub(channel)
-        inline = await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", features=as_values(features(7))))
+        inline = await stub.Predict(
+            gw_pb.PredictRequest(use_case="loan_approval", features=as_values(features(7)))
+        )
         p = inline.prediction
         assert p.model.version == 1 and p.model.model_name == "loan_approval" and len(p.prediction_id) == 32
         assert 0.0 <= p.output.double_value <= 1.0
@@ -230,21 +265,32 @@ async def test_business_predict_inline_by_entity_and_batch(gateway: RunningGatew
         assert p.outputs["label"].int64_value in (0, 1)
 
         # The same applicant by entity id: features fetched online give the same answer.
-        by_id = (await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a7"))).prediction
+        by_id = (
+            await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a7"))
+        ).prediction
         assert by_id.entity_id == "a7" and feature_store[1].calls == 1
         assert math.isclose(by_id.output.double_value, p.output.double_value, rel_tol=1e-5)
         # Expanded one-hot columns inline are accepted too.
-        expanded = {name: common_pb2.Value(double_value=v)
-                    for name, v in zip(UC.model_inputs(), row(features(7)).tolist(), strict=True)}
-        again = (await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", features=expanded))).prediction
+        expanded = {
+            name: common_pb2.Value(double_value=v)
+            for name, v in zip(UC.model_inputs(), row(features(7)).tolist(), strict=True)
+        }
+        again = (
+            await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", features=expanded))
+        ).prediction
         assert math.isclose(again.output.double_value, p.output.double_value, rel_tol=1e-5)
 
-        batch = await stub.PredictBatch(gw_pb.PredictBatchRequest(use_case="loan_approval", inputs=[
-            gw_pb.PredictionInput(entity_id="a1"),
-            gw_pb.PredictionInput(features=as_values({**features(2), "salary": "lots"})),
-            gw_pb.PredictionInput(entity_id="zz-unknown"),
-            gw_pb.PredictionInput(entity_id="a3", features={"age": common_pb2.Value(int64_value=99)}),
-        ]))
+        batch = await stub.PredictBatch(
+            gw_pb.PredictBatchRequest(
+                use_case="loan_approval",
+                inputs=[
+                    gw_pb.PredictionInput(entity_id="a1"),
+                    gw_pb.PredictionInput(features=as_values({**features(2), "salary": "lots"})),
+                    gw_pb.PredictionInput(entity_id="zz-unknown"),
+                    gw_pb.PredictionInput(entity_id="a3", features={"age": common_pb2.Value(int64_value=99)}),
+                ],
+            )
+        )
         got = batch.predictions
         assert len(got) == 4
         assert got[0].prediction_id and not got[0].error
@@ -254,13 +300,28 @@ async def test_business_predict_inline_by_entity_and_batch(gateway: RunningGatew
 
         for request, code, text in [
             (gw_pb.PredictRequest(use_case="nope", entity_id="a1"), grpc.StatusCode.NOT_FOUND, "nope"),
-            (gw_pb.PredictRequest(use_case="loan_approval", features=as_values(
-                {k: v for k, v in features(1).items() if k != "hyears"})),
-             grpc.StatusCode.INVALID_ARGUMENT, "features.hyears"),
-            (gw_pb.PredictRequest(use_case="loan_approval", features=as_values({**features(1), "elevel": 9})),
-             grpc.StatusCode.INVALID_ARGUMENT, "features.elevel"),
-            (gw_pb.PredictRequest(use_case="loan_approval", features=as_values({**features(1), "zzz": 1.0})),
-             grpc.StatusCode.INVALID_ARGUMENT, "features.zzz"),
+            (
+                gw_pb.PredictRequest(
+                    use_case="loan_approval",
+                    features=as_values({k: v for k, v in features(1).items() if k != "hyears"}),
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "features.hyears",
+            ),
+            (
+                gw_pb.PredictRequest(
+                    use_case="loan_approval", features=as_values({**features(1), "elevel": 9})
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "features.elevel",
+            ),
+            (
+                gw_pb.PredictRequest(
+                    use_case="loan_approval", features=as_values({**features(1), "zzz": 1.0})
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "features.zzz",
+            ),
             (gw_pb.PredictRequest(use_case="loan_approval"), grpc.StatusCode.INVALID_ARGUMENT, "entity_id"),
         ]:
             with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -285,8 +346,9 @@ async def test_every_prediction_reaches_the_predictions_topic(gateway: RunningGa
         ids += [f"{many.get_response().id}/{r}" for r in range(4)]
     finally:
         await client.close()
-    events = await read_events(kafka.bootstrap_servers, topics["predictions_topic"], events_pb2.PredictionLogged,
-                               len(ids))
+    events = await read_events(
+        kafka.bootstrap_servers, topics["predictions_topic"], events_pb2.PredictionLogged, len(ids)
+    )
     logged = {e.prediction_id: (e, h) for e, h in events}
     assert sorted(logged) == sorted(ids)
     event, headers = logged[ids[0]]
@@ -308,19 +370,34 @@ async def test_every_prediction_reaches_the_predictions_topic(gateway: RunningGa
 async def test_record_feedback_emits_feedback_recorded(gateway: RunningGateway, kafka, topics) -> None:  # type: ignore[no-untyped-def]
     async with grpc.aio.insecure_channel(gateway.grpc_url) as channel:
         stub = gw_grpc.GatewayServiceStub(channel)
-        pid = (await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a5"))
-               ).prediction.prediction_id
+        pid = (
+            await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a5"))
+        ).prediction.prediction_id
         feedback_id = uuid.uuid4().hex
-        reply = await stub.RecordFeedback(gw_pb.RecordFeedbackRequest(
-            prediction_id=pid, use_case="loan_approval", outcome=common_pb2.Value(int64_value=1),
-            feedback_id=feedback_id, record_id="r-5"))
+        reply = await stub.RecordFeedback(
+            gw_pb.RecordFeedbackRequest(
+                prediction_id=pid,
+                use_case="loan_approval",
+                outcome=common_pb2.Value(int64_value=1),
+                feedback_id=feedback_id,
+                record_id="r-5",
+            )
+        )
         assert reply.feedback_id == feedback_id
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.RecordFeedback(gw_pb.RecordFeedbackRequest(
-                prediction_id=pid, use_case="loan_approval", outcome=common_pb2.Value(string_value="maybe")))
-        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outcome" in (err.value.details() or "")
-    ((event, headers),) = await read_events(kafka.bootstrap_servers, topics["feedback_topic"],
-                                            events_pb2.FeedbackRecorded, 1)
+            await stub.RecordFeedback(
+                gw_pb.RecordFeedbackRequest(
+                    prediction_id=pid,
+                    use_case="loan_approval",
+                    outcome=common_pb2.Value(string_value="maybe"),
+                )
+            )
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outcome" in (
+            err.value.details() or ""
+        )
+    ((event, headers),) = await read_events(
+        kafka.bootstrap_servers, topics["feedback_topic"], events_pb2.FeedbackRecorded, 1
+    )
     assert event.prediction_id == pid and event.feedback_id == feedback_id and event.entity_id == "a5"
     assert event.outcome.int64_value == 1 and event.use_case == "loan_approval"
     assert headers["aif-event-id"] == feedback_id.encode()
@@ -332,18 +409,29 @@ async def test_tokens_are_required_on_both_apis_when_auth_is_on(triton, kafka, t
     from libs.auth import DevAuth
 
     auth = DevAuth(tmp_path / "auth").ensure()
-    settings = gateway_settings(triton.grpc_url, triton.model_repository, kafka.bootstrap_servers,
-                                static_aliases="loan_approval:champion=1", auth_mode="jwt",
-                                auth_dir=auth.directory, **topics)
+    settings = gateway_settings(
+        triton.grpc_url,
+        triton.model_repository,
+        kafka.bootstrap_servers,
+        static_aliases="loan_approval:champion=1",
+        auth_mode="jwt",
+        auth_dir=auth.directory,
+        **topics,
+    )
     gw = await start_gateway(settings)
     x = row(features(2))[None, :].astype(np.float32)
     app = {"authorization": "Bearer " + auth.issue("shop", {"loan_approval": ["app"]})}
     other = {"authorization": "Bearer " + auth.issue("shop", {"image_segments": ["app"]})}
     client = grpcclient_aio.InferenceServerClient(gw.oip_url)
     try:
-        assert (await client.infer("loan_approval", infer_input(x), headers=app)).as_numpy("OUTPUT").shape == (1, 2)
+        assert (await client.infer("loan_approval", infer_input(x), headers=app)).as_numpy(
+            "OUTPUT"
+        ).shape == (1, 2)
         assert await client.is_server_live()  # open, like health checks
-        for headers, status in ((None, "StatusCode.UNAUTHENTICATED"), (other, "StatusCode.PERMISSION_DENIED")):
+        for headers, status in (
+            (None, "StatusCode.UNAUTHENTICATED"),
+            (other, "StatusCode.PERMISSION_DENIED"),
+        ):
             with pytest.raises(InferenceServerException) as err:
                 await client.infer("loan_approval", infer_input(x), headers=headers)
             assert err.value.status() == status

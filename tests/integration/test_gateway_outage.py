@@ -2,6 +2,7 @@
 is down, and serving resumes by itself (models loaded again) once it is back.
 
 Runs on a Triton of its own (other ports, own infra dir), never the shared one."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,10 +35,14 @@ def triton() -> Iterator:  # type: ignore[type-arg]
 
 @pytest.fixture
 async def gateway(triton, kafka, new_topic) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
-    settings = gateway_settings(triton.grpc_url, triton.model_repository, kafka.bootstrap_servers,
-                                static_aliases="loan_approval:champion=1",
-                                predictions_topic=await new_topic("gw.predictions"),
-                                model_promoted_topic=await new_topic("gw.promoted"))
+    settings = gateway_settings(
+        triton.grpc_url,
+        triton.model_repository,
+        kafka.bootstrap_servers,
+        static_aliases="loan_approval:champion=1",
+        predictions_topic=await new_topic("gw.predictions"),
+        model_promoted_topic=await new_topic("gw.promoted"),
+    )
     gw = await start_gateway(settings)
     yield gw
     await gw.stop()
@@ -53,8 +58,10 @@ def _request() -> bytes:
 
 async def test_triton_down_is_unavailable_fast_then_serving_resumes(gateway: RunningGateway, triton) -> None:  # type: ignore[no-untyped-def]
     request = _request()
-    async with grpc.aio.insecure_channel(gateway.oip_url) as oip, \
-            grpc.aio.insecure_channel(gateway.grpc_url) as business:
+    async with (
+        grpc.aio.insecure_channel(gateway.oip_url) as oip,
+        grpc.aio.insecure_channel(gateway.grpc_url) as business,
+    ):
         infer = oip.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         stub = gw_grpc.GatewayServiceStub(business)
         predict = gw_pb.PredictRequest(use_case="loan_approval", features=as_values(features(1)))
@@ -91,4 +98,6 @@ async def test_triton_down_is_unavailable_fast_then_serving_resumes(gateway: Run
         recovered = time.perf_counter() - started
         reply = await stub.Predict(predict)
         assert reply.prediction.model.version == 1
-        print(f"slowest UNAVAILABLE {slowest * 1000:.1f} ms; serving again {recovered:.1f} s after Triton started")
+        print(
+            f"slowest UNAVAILABLE {slowest * 1000:.1f} ms; serving again {recovered:.1f} s after Triton started"
+        )

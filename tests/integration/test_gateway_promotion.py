@@ -1,6 +1,7 @@
 """A promotion under continuous load: the gateway follows AliasChanged on a real Kafka
 topic, loads and warms the new version in Triton, switches, unloads the old one, and
 not one request fails on the way."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,10 +28,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 async def gateway(kafka, new_topic) -> AsyncIterator[tuple[RunningGateway, str]]:  # type: ignore[no-untyped-def]
     triton = shared_triton()
     promoted = await new_topic("gw.promoted")
-    settings = gateway_settings(triton.grpc_url, triton.model_repository, kafka.bootstrap_servers,
-                                static_aliases="loan_approval:champion=1", model_promoted_topic=promoted,
-                                predictions_topic=await new_topic("gw.predictions"),
-                                feedback_topic=await new_topic("gw.feedback"))
+    settings = gateway_settings(
+        triton.grpc_url,
+        triton.model_repository,
+        kafka.bootstrap_servers,
+        static_aliases="loan_approval:champion=1",
+        model_promoted_topic=promoted,
+        predictions_topic=await new_topic("gw.predictions"),
+        feedback_topic=await new_topic("gw.feedback"),
+    )
     gw = await start_gateway(settings)
     yield gw, promoted
     await gw.stop()
@@ -40,8 +46,15 @@ async def _promote(bootstrap: str, topic: str, version: int, old: int) -> None:
     now = Timestamp()
     now.GetCurrentTime()
     event = registry_events.AliasChanged(
-        use_case="loan_approval", model_name="loan_approval", alias="champion", new_version=version,
-        old_version=old, reason="test promotion", kind=registry_events.ALIAS_CHANGE_KIND_PROMOTE, changed_at=now)
+        use_case="loan_approval",
+        model_name="loan_approval",
+        alias="champion",
+        new_version=version,
+        old_version=old,
+        reason="test promotion",
+        kind=registry_events.ALIAS_CHANGE_KIND_PROMOTE,
+        changed_at=now,
+    )
     async with EventPublisher(bootstrap, producer="registry") as publisher:
         await publisher.publish(topic, event, use_case="loan_approval", key="loan_approval")
 
@@ -59,7 +72,9 @@ async def test_promotion_under_load_fails_no_request(gateway: tuple[RunningGatew
         try:
             while not stop.is_set():
                 try:
-                    version = (await client.infer("loan_approval", infer_input(x))).get_response().model_version
+                    version = (
+                        (await client.infer("loan_approval", infer_input(x))).get_response().model_version
+                    )
                     versions[f"oip:{version}"] += 1
                 except Exception as exc:  # noqa: BLE001 - every failure is the test's finding
                     failures.append(f"oip: {exc}")
@@ -105,8 +120,11 @@ async def _ready_versions(url: str) -> set[int]:
         async with asyncio.timeout(30):
             while True:
                 index = await client.get_model_repository_index(as_json=True)
-                ready = {int(m["version"]) for m in index.get("models", [])
-                         if m["name"] == "loan_approval" and m.get("state") == "READY"}
+                ready = {
+                    int(m["version"])
+                    for m in index.get("models", [])
+                    if m["name"] == "loan_approval" and m.get("state") == "READY"
+                }
                 states = {m.get("state") for m in index.get("models", []) if m["name"] == "loan_approval"}
                 if "UNLOADING" not in states:
                     return ready

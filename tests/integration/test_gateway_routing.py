@@ -1,5 +1,6 @@
 """Traffic strategies through a real gateway, Triton and Kafka: canary share and
 stickiness, and shadow scoring that is logged but never returned."""
+
 from __future__ import annotations
 
 import math
@@ -28,11 +29,15 @@ async def _gateway(tmp_path: Path, kafka, new_topic, strategy: str) -> tuple[Run
     triton = shared_triton()
     predictions = await new_topic("gw.predictions")
     settings = gateway_settings(
-        triton.grpc_url, triton.model_repository, kafka.bootstrap_servers,
+        triton.grpc_url,
+        triton.model_repository,
+        kafka.bootstrap_servers,
         usecases_dir=usecases_dir(tmp_path / "usecases", strategy, SHARE),
         static_aliases="loan_approval:champion=1,loan_approval:challenger=2",
-        predictions_topic=predictions, model_promoted_topic=await new_topic("gw.promoted"),
-        feedback_topic=await new_topic("gw.feedback"))
+        predictions_topic=predictions,
+        model_promoted_topic=await new_topic("gw.promoted"),
+        feedback_topic=await new_topic("gw.feedback"),
+    )
     return await start_gateway(settings), predictions
 
 
@@ -54,9 +59,13 @@ async def _versions(stub: gw_grpc.GatewayServiceStub, entities: list[str]) -> di
     inline = as_values(features(1))
     out: dict[str, int] = {}
     for start in range(0, len(entities), 1000):
-        chunk = entities[start:start + 1000]
-        reply = await stub.PredictBatch(gw_pb.PredictBatchRequest(use_case="loan_approval", inputs=[
-            gw_pb.PredictionInput(entity_id=e, features=inline) for e in chunk]))
+        chunk = entities[start : start + 1000]
+        reply = await stub.PredictBatch(
+            gw_pb.PredictBatchRequest(
+                use_case="loan_approval",
+                inputs=[gw_pb.PredictionInput(entity_id=e, features=inline) for e in chunk],
+            )
+        )
         for e, p in zip(chunk, reply.predictions, strict=True):
             assert not p.error, p.error
             out[e] = p.model.version
@@ -73,7 +82,9 @@ async def test_canary_share_is_within_tolerance_and_sticky_per_entity(canary: Ru
     assert set(counts) == {1, 2}
     sigma = math.sqrt(SHARE * (1 - SHARE) / N_ENTITIES)
     share = counts[2] / N_ENTITIES
-    assert abs(share - SHARE) <= 3 * sigma, f"challenger share {share:.4f}, expected {SHARE} ± {3 * sigma:.4f}"
+    assert abs(share - SHARE) <= 3 * sigma, (
+        f"challenger share {share:.4f}, expected {SHARE} ± {3 * sigma:.4f}"
+    )
     assert all(again[e] == first[e] for e in again), "an entity switched version between requests"
 
     # The OIP path routes by the same stable hash (request parameter entity_id).
@@ -87,7 +98,9 @@ async def test_canary_share_is_within_tolerance_and_sticky_per_entity(canary: Ru
         await client.close()
 
 
-async def test_shadow_never_changes_the_answer_but_is_logged(shadow: tuple[RunningGateway, str], kafka) -> None:  # type: ignore[no-untyped-def]
+async def test_shadow_never_changes_the_answer_but_is_logged(
+    shadow: tuple[RunningGateway, str], kafka
+) -> None:  # type: ignore[no-untyped-def]
     gw, topic = shadow
     triton = shared_triton()
     direct = grpcclient_aio.InferenceServerClient(triton.grpc_url)
@@ -98,9 +111,16 @@ async def test_shadow_never_changes_the_answer_but_is_logged(shadow: tuple[Runni
             stub = gw_grpc.GatewayServiceStub(channel)
             for i in range(20):
                 x = row(features(i))[None, :].astype(np.float32)
-                champion = (await direct.infer("loan_approval", infer_input(x), model_version="1")).as_numpy("OUTPUT")
-                p = (await stub.Predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id=f"e{i}",
-                                                            features=as_values(features(i))))).prediction
+                champion = (await direct.infer("loan_approval", infer_input(x), model_version="1")).as_numpy(
+                    "OUTPUT"
+                )
+                p = (
+                    await stub.Predict(
+                        gw_pb.PredictRequest(
+                            use_case="loan_approval", entity_id=f"e{i}", features=as_values(features(i))
+                        )
+                    )
+                ).prediction
                 assert p.model.version == 1
                 assert p.output.double_value == pytest.approx(float(champion[0, 1]), rel=1e-6)
                 via_oip = await client.infer("loan_approval", infer_input(x), request_id=f"oip-shadow-{i}")

@@ -3,6 +3,7 @@
 Producers here are outside clients (a plain aiokafka producer, kcat): no aif-* headers.
 Every test uses its own topics, consumer group, transactional id and data dir.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # -- the stream: valid loan applications with a known set of bad ones -------------------------------
 
+
 @dataclass(frozen=True)
 class Sent:
     payload: bytes
@@ -73,8 +75,12 @@ def _value(v: Any) -> common_pb2.Value:
 
 
 def _protobuf(record: dict[str, Any], record_id: str) -> bytes:
-    msg = common_pb2.Record(use_case=UC, entity_id=record["applicant_id"], record_id=record_id,
-                            fields={k: _value(v) for k, v in record.items() if k not in ("applicant_id", "event_time")})
+    msg = common_pb2.Record(
+        use_case=UC,
+        entity_id=record["applicant_id"],
+        record_id=record_id,
+        fields={k: _value(v) for k, v in record.items() if k not in ("applicant_id", "event_time")},
+    )
     msg.event_time.FromDatetime(record["event_time"])
     return msg.SerializeToString()
 
@@ -97,10 +103,23 @@ def _bad(kind: int, i: int, rec: dict[str, Any]) -> tuple[bytes, frozenset[tuple
         ({**rec, **rid, "padding": "x" * MAX_PAYLOAD}, {("", "too_large")}),
         ([rec["applicant_id"], i], {("", "not_object")}),
         ({**rec, **rid, "colour": "red"}, {("colour", "unknown_field")}),
-        ({**{k: v for k, v in rec.items() if k != "loan"}, **rid, "age": 7, "zipcode": "north", "gender": "q",
-          "nickname": "zed"},
-         {("loan", "required"), ("age", "range"), ("zipcode", "type"), ("gender", "enum"),
-          ("nickname", "unknown_field")}),
+        (
+            {
+                **{k: v for k, v in rec.items() if k != "loan"},
+                **rid,
+                "age": 7,
+                "zipcode": "north",
+                "gender": "q",
+                "nickname": "zed",
+            },
+            {
+                ("loan", "required"),
+                ("age", "range"),
+                ("zipcode", "type"),
+                ("gender", "enum"),
+                ("nickname", "unknown_field"),
+            },
+        ),
     ]
     body, expected = cases[kind]
     payload = body if isinstance(body, bytes) else to_json(body)
@@ -117,13 +136,26 @@ def loan_messages(n: int = 10_000, seed: int = 11, bad_every: int = 45, bad_tota
             out.append(Sent(payload, key, expected=expected))
             bad += 1
         elif i % 100 == 11:  # a protobuf producer
-            out.append(Sent(_protobuf(rec, example.record_id), key, (("content-type", b"application/x-protobuf"),),
-                            record_id=example.record_id, name=rec["applicant_name"]))
+            out.append(
+                Sent(
+                    _protobuf(rec, example.record_id),
+                    key,
+                    (("content-type", b"application/x-protobuf"),),
+                    record_id=example.record_id,
+                    name=rec["applicant_name"],
+                )
+            )
         elif i % 200 == 3:  # no record id: ingestion derives one from the offset
             out.append(Sent(to_json(rec), key, name=rec["applicant_name"]))
         else:
-            out.append(Sent(to_json({**rec, "record_id": example.record_id}), key, record_id=example.record_id,
-                            name=rec["applicant_name"]))
+            out.append(
+                Sent(
+                    to_json({**rec, "record_id": example.record_id}),
+                    key,
+                    record_id=example.record_id,
+                    name=rec["applicant_name"],
+                )
+            )
     return out
 
 
@@ -132,8 +164,10 @@ async def produce(bootstrap: str, topic: str, messages: list[Sent]) -> list[tupl
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
-        futures = [await producer.send(topic, m.payload, key=m.key, headers=list(m.headers) or None)
-                   for m in messages]
+        futures = [
+            await producer.send(topic, m.payload, key=m.key, headers=list(m.headers) or None)
+            for m in messages
+        ]
         metas = await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -147,8 +181,13 @@ RECORD_PARTITIONS = 3
 
 async def read_topic(bootstrap: str, topic: str, partitions: int = RECORD_PARTITIONS) -> list[ConsumerRecord]:
     """Everything committed in ``topic`` up to its current end (read_committed, as downstream reads)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed", auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -184,6 +223,7 @@ async def wait_committed(bootstrap: str, group: str, n: int, timeout: float = 90
 
 # -- the service under test -----------------------------------------------------------------------
 
+
 @dataclass
 class Topics:
     raw: str
@@ -196,24 +236,44 @@ class Topics:
 
 async def make_topics(bootstrap: str, prefix: str) -> Topics:
     run = uuid.uuid4().hex[:10]
-    t = Topics(f"{prefix}.{run}.{UC}.raw", f"{prefix}.{run}.records", f"{prefix}.{run}.dlq",
-               f"{prefix}.{run}.quality", f"ingestion-{run}", run)
+    t = Topics(
+        f"{prefix}.{run}.{UC}.raw",
+        f"{prefix}.{run}.records",
+        f"{prefix}.{run}.dlq",
+        f"{prefix}.{run}.quality",
+        f"ingestion-{run}",
+        run,
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, RECORD_PARTITIONS, 1) for n in (t.raw, t.records, t.dlq, t.quality)])
+        await admin.create_topics(
+            [NewTopic(n, RECORD_PARTITIONS, 1) for n in (t.raw, t.records, t.dlq, t.quality)]
+        )
     finally:
         await admin.close()
     return t
 
 
 def settings_values(bootstrap: str, t: Topics, data_dir: Path, **extra: Any) -> dict[str, Any]:
-    return {"kafka_bootstrap": bootstrap, "grpc_port": 0, "metrics_port": 0,
-            "raw_topic_pattern": t.raw.replace(UC, "{use_case}"), "records_topic": t.records,
-            "dead_letter_topic": t.dlq, "quality_topic": t.quality, "consumer_group": t.group,
-            "instance_id": t.instance, "data_dir": str(data_dir), "privacy_salt": SALT,
-            "max_payload_bytes": MAX_PAYLOAD, "drain_seconds": 0.2, "quality_window_seconds": 1.0,
-            "auth_mode": "off", **extra}
+    return {
+        "kafka_bootstrap": bootstrap,
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "raw_topic_pattern": t.raw.replace(UC, "{use_case}"),
+        "records_topic": t.records,
+        "dead_letter_topic": t.dlq,
+        "quality_topic": t.quality,
+        "consumer_group": t.group,
+        "instance_id": t.instance,
+        "data_dir": str(data_dir),
+        "privacy_salt": SALT,
+        "max_payload_bytes": MAX_PAYLOAD,
+        "drain_seconds": 0.2,
+        "quality_window_seconds": 1.0,
+        "auth_mode": "off",
+        **extra,
+    }
 
 
 @asynccontextmanager
@@ -230,6 +290,7 @@ async def running(values: dict[str, Any]) -> AsyncIterator[tuple[Service, int]]:
 
 def dataset_of(data_dir: Path) -> RawDataset:
     from libs.usecase import load_default
+
     uc = load_default()[UC]
     ing = UseCaseIngestor(uc, salt=SALT.encode(), max_payload_bytes=MAX_PAYLOAD)
     return RawDataset(data_dir, {UC: uc}, {UC: ing.privacy})
@@ -237,8 +298,15 @@ def dataset_of(data_dir: Path) -> RawDataset:
 
 # -- assertions shared by the stream tests -------------------------------------------------------
 
-def check_exactly_once(messages: list[Sent], coords: list[tuple[int, int]], t: Topics,
-                       records: list[ConsumerRecord], dead: list[ConsumerRecord], data_dir: Path) -> None:
+
+def check_exactly_once(
+    messages: list[Sent],
+    coords: list[tuple[int, int]],
+    t: Topics,
+    records: list[ConsumerRecord],
+    dead: list[ConsumerRecord],
+    data_dir: Path,
+) -> None:
     valid = [(m, c) for m, c in zip(messages, coords, strict=True) if m.expected is None]
     expected_ids = {m.record_id or f"kafka:{t.raw}:{p}:{o}" for m, (p, o) in valid}
     assert len(expected_ids) == len(valid)
@@ -268,8 +336,9 @@ def check_exactly_once(messages: list[Sent], coords: list[tuple[int, int]], t: T
         assert event.schema_version == f"{UC}@1" and event.record.use_case == UC
         name = event.record.fields["applicant_name"].string_value
         assert name not in names and len(name) == 64  # hashed, never in clear
-    assert pseudonym(valid[0][0].name, SALT.encode()) in {e.record.fields["applicant_name"].string_value
-                                                          for e in events}
+    assert pseudonym(valid[0][0].name, SALT.encode()) in {
+        e.record.fields["applicant_name"].string_value for e in events
+    }
 
     bad = {m.payload: m.expected for m in messages if m.expected is not None}
     rejected = [events_pb2.RecordRejected.FromString(r.value) for r in dead]
@@ -279,8 +348,10 @@ def check_exactly_once(messages: list[Sent], coords: list[tuple[int, int]], t: T
         got = {(v.field, v.code) for v in event.violations}
         assert got == bad[event.original], (event.original[:80], got)
         assert event.source_topic == t.raw and event.use_case == UC
-        assert dict(record.headers)["aif-dlq-source"].decode() == \
-            f"{t.raw}/{event.source_partition}/{event.source_offset}"
+        assert (
+            dict(record.headers)["aif-dlq-source"].decode()
+            == f"{t.raw}/{event.source_partition}/{event.source_offset}"
+        )
 
     # the raw dataset holds every accepted record once, at the version stamped on the last ones
     dataset = dataset_of(data_dir)
@@ -293,6 +364,7 @@ def check_exactly_once(messages: list[Sent], coords: list[tuple[int, int]], t: T
 
 
 # -- tests -----------------------------------------------------------------------------------------
+
 
 async def test_10k_records_with_injected_bad_ones(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bootstrap = kafka.bootstrap_servers
@@ -316,15 +388,20 @@ async def test_10k_records_with_injected_bad_ones(kafka, tmp_path: Path) -> None
 
 
 def service_env(values: dict[str, Any]) -> dict[str, str]:
-    return {**os.environ, "AIF_AUTH_MODE": "off", "AIF_LOG_LEVEL": "WARNING",
-            **{f"AIF_INGESTION_{k.upper()}": str(v) for k, v in values.items()}}
+    return {
+        **os.environ,
+        "AIF_AUTH_MODE": "off",
+        "AIF_LOG_LEVEL": "WARNING",
+        **{f"AIF_INGESTION_{k.upper()}": str(v) for k, v in values.items()},
+    }
 
 
 def start_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, *(args or ("-m", "services.ingestion"))]
     with log_path.open("ab") as log:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 async def test_restart_mid_stream_loses_and_doubles_nothing(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -386,23 +463,62 @@ async def test_crash_at_each_point_of_a_batch(kafka, tmp_path: Path, phase: str)
 async def test_kcat_as_an_outside_producer(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bootstrap = kafka.bootstrap_servers
     t = await make_topics(bootstrap, "it-kcat")
-    good = {"applicant_id": "k-1", "event_time": "2026-01-01T10:00:00Z", "salary": "50000", "commission": 0,
-            "age": 30, "elevel": 2, "car": 3, "zipcode": 4, "hvalue": 1e5, "hyears": 5, "loan": 1e4,
-            "record_id": "kcat-1", "applicant_name": "Radia Perlman"}
+    good = {
+        "applicant_id": "k-1",
+        "event_time": "2026-01-01T10:00:00Z",
+        "salary": "50000",
+        "commission": 0,
+        "age": 30,
+        "elevel": 2,
+        "car": 3,
+        "zipcode": 4,
+        "hvalue": 1e5,
+        "hyears": 5,
+        "loan": 1e4,
+        "record_id": "kcat-1",
+        "applicant_name": "Radia Perlman",
+    }
     lines = json.dumps(good) + "\n" + json.dumps({**good, "record_id": "kcat-2", "age": 12}) + "\n"
-    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", t.raw, "-k", "k-1", "-H", "source=kcat"],
-                   input=lines.encode(), check=True, timeout=30)
-    record = common_pb2.Record(use_case=UC, entity_id="k-2", record_id="kcat-pb",
-                               fields={k: _value(v) for k, v in {**good, "salary": 1.0}.items()
-                                       if k not in ("applicant_id", "event_time", "record_id")})
+    subprocess.run(
+        ["kcat", "-P", "-b", bootstrap, "-t", t.raw, "-k", "k-1", "-H", "source=kcat"],
+        input=lines.encode(),
+        check=True,
+        timeout=30,
+    )
+    record = common_pb2.Record(
+        use_case=UC,
+        entity_id="k-2",
+        record_id="kcat-pb",
+        fields={
+            k: _value(v)
+            for k, v in {**good, "salary": 1.0}.items()
+            if k not in ("applicant_id", "event_time", "record_id")
+        },
+    )
     record.event_time.FromJsonString("2026-01-01T10:00:00Z")
     (tmp_path / "record.pb").write_bytes(record.SerializeToString())
-    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", t.raw, "-H", "content-type=application/x-protobuf",
-                    str(tmp_path / "record.pb")], check=True, timeout=30)
+    subprocess.run(
+        [
+            "kcat",
+            "-P",
+            "-b",
+            bootstrap,
+            "-t",
+            t.raw,
+            "-H",
+            "content-type=application/x-protobuf",
+            str(tmp_path / "record.pb"),
+        ],
+        check=True,
+        timeout=30,
+    )
     async with running(settings_values(bootstrap, t, tmp_path / "raw")):
         await wait_committed(bootstrap, t.group, 3)
-    accepted = {e.record.record_id: e for r in await read_topic(bootstrap, t.records)
-                for e in accepted_in(r.value, r.headers)}
+    accepted = {
+        e.record.record_id: e
+        for r in await read_topic(bootstrap, t.records)
+        for e in accepted_in(r.value, r.headers)
+    }
     assert set(accepted) == {"kcat-1", "kcat-pb"}
     assert accepted["kcat-1"].record.fields["salary"].double_value == 50000.0  # "50000" coerced
     assert accepted["kcat-pb"].record.entity_id == "k-2"
@@ -413,6 +529,7 @@ async def test_kcat_as_an_outside_producer(kafka, tmp_path: Path) -> None:  # ty
 
 # -- gRPC -------------------------------------------------------------------------------------------
 
+
 def _json_item(record: dict[str, Any]) -> pb.IngestItem:
     return pb.IngestItem(json=to_json(record).decode())
 
@@ -420,7 +537,10 @@ def _json_item(record: dict[str, Any]) -> pb.IngestItem:
 @pytest.fixture
 async def grpc_service(kafka, tmp_path: Path) -> AsyncIterator[tuple[pb_grpc.IngestionServiceStub, Topics]]:  # type: ignore[no-untyped-def]
     t = await make_topics(kafka.bootstrap_servers, "it-grpc")
-    async with running(settings_values(kafka.bootstrap_servers, t, tmp_path / "raw", consume=False)) as (_, port):
+    async with running(settings_values(kafka.bootstrap_servers, t, tmp_path / "raw", consume=False)) as (
+        _,
+        port,
+    ):
         async with insecure_channel(f"127.0.0.1:{port}") as channel:
             yield pb_grpc.IngestionServiceStub(channel), t
 
@@ -428,16 +548,31 @@ async def grpc_service(kafka, tmp_path: Path) -> AsyncIterator[tuple[pb_grpc.Ing
 async def test_grpc_ingest_batch(kafka, grpc_service) -> None:  # type: ignore[no-untyped-def]
     stub, t = grpc_service
     examples = [e.record for e, _ in zip(LoanStream(seed=5), range(4), strict=False)]
-    items = [_json_item(examples[0]), _json_item({**examples[1], "age": 300, "gender": "z"}),
-             pb.IngestItem(record=common_pb2.Record(
-                 entity_id=examples[2]["applicant_id"], record_id="own-id",
-                 fields={k: _value(v) for k, v in examples[2].items() if k not in ("applicant_id", "event_time")})),
-             pb.IngestItem(json="[1, 2]"), pb.IngestItem()]
+    items = [
+        _json_item(examples[0]),
+        _json_item({**examples[1], "age": 300, "gender": "z"}),
+        pb.IngestItem(
+            record=common_pb2.Record(
+                entity_id=examples[2]["applicant_id"],
+                record_id="own-id",
+                fields={
+                    k: _value(v) for k, v in examples[2].items() if k not in ("applicant_id", "event_time")
+                },
+            )
+        ),
+        pb.IngestItem(json="[1, 2]"),
+        pb.IngestItem(),
+    ]
     items[2].record.event_time.FromDatetime(examples[2]["event_time"])
     reply = await stub.Ingest(pb.IngestRequest(use_case=UC, items=items, request_id="req-1"))
     assert [r.accepted for r in reply.results] == [True, False, True, False, False]
-    assert [r.record_id for r in reply.results] == ["grpc:req-1:0", "grpc:req-1:1", "own-id", "grpc:req-1:3",
-                                                    "grpc:req-1:4"]
+    assert [r.record_id for r in reply.results] == [
+        "grpc:req-1:0",
+        "grpc:req-1:1",
+        "own-id",
+        "grpc:req-1:3",
+        "grpc:req-1:4",
+    ]
     assert {(v.field, v.code) for v in reply.results[1].violations} == {("age", "range"), ("gender", "enum")}
     assert [v.code for v in reply.results[3].violations] == ["not_object"]
     assert (reply.accepted_count, reply.rejected_count) == (2, 3) and reply.dataset.version
@@ -446,9 +581,16 @@ async def test_grpc_ingest_batch(kafka, grpc_service) -> None:  # type: ignore[n
     again = await stub.Ingest(pb.IngestRequest(use_case=UC, items=items[:1], request_id="req-1"))
     assert again.results[0].record_id == "grpc:req-1:0"
 
-    records = [e for r in await read_topic(kafka.bootstrap_servers, t.records) for e in accepted_in(r.value, r.headers)]
+    records = [
+        e
+        for r in await read_topic(kafka.bootstrap_servers, t.records)
+        for e in accepted_in(r.value, r.headers)
+    ]
     assert sorted(r.record.record_id for r in records) == ["grpc:req-1:0", "grpc:req-1:0", "own-id"]
-    dead = [events_pb2.RecordRejected.FromString(r.value) for r in await read_topic(kafka.bootstrap_servers, t.dlq)]
+    dead = [
+        events_pb2.RecordRejected.FromString(r.value)
+        for r in await read_topic(kafka.bootstrap_servers, t.dlq)
+    ]
     assert sorted(d.record_id for d in dead) == ["grpc:req-1:1", "grpc:req-1:3", "grpc:req-1:4"]
     assert all(d.source_topic == "" for d in dead)
 
@@ -469,7 +611,9 @@ async def test_grpc_ingest_errors(grpc_service) -> None:  # type: ignore[no-unty
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "items" in (info.value.details() or "")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Ingest(pb.IngestRequest(items=[pb.IngestItem(json="{}")]))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "use_case" in (info.value.details() or "")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "use_case" in (
+        info.value.details() or ""
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.GetDataset(pb.GetDatasetRequest(use_case=UC, version="0" * 64))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -481,8 +625,10 @@ async def test_grpc_ingest_stream(kafka, grpc_service) -> None:  # type: ignore[
 
     async def chunks() -> AsyncIterator[pb.IngestStreamRequest]:
         for start in range(0, 250, 100):
-            items = [_json_item(r if i % 50 else {**r, "loan": -1.0}) for i, r in
-                     enumerate(examples[start:start + 100], start)]
+            items = [
+                _json_item(r if i % 50 else {**r, "loan": -1.0})
+                for i, r in enumerate(examples[start : start + 100], start)
+            ]
             yield pb.IngestStreamRequest(use_case=UC, items=items, request_id="s-1")
 
     summary = await stub.IngestStream(chunks())
@@ -499,7 +645,9 @@ async def test_grpc_ingest_stream(kafka, grpc_service) -> None:  # type: ignore[
 
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.IngestStream(mixed())
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "use_case" in (info.value.details() or "")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "use_case" in (
+        info.value.details() or ""
+    )
 
     async def empty() -> AsyncIterator[pb.IngestStreamRequest]:
         yield pb.IngestStreamRequest(use_case=UC)
@@ -527,38 +675,55 @@ async def test_service_exposes_quality_metrics(kafka, tmp_path: Path) -> None:  
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    lines = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-             if line.startswith("ingestion_")}
-    accepted = next(v for k, v in lines.items() if k.startswith("ingestion_records_total")
-                    and f'use_case="{UC}"' in k and 'outcome="accepted"' in k)
-    rejected = next(v for k, v in lines.items() if k.startswith("ingestion_records_total")
-                    and 'outcome="rejected"' in k)
+    lines = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("ingestion_")
+    }
+    accepted = next(
+        v
+        for k, v in lines.items()
+        if k.startswith("ingestion_records_total") and f'use_case="{UC}"' in k and 'outcome="accepted"' in k
+    )
+    rejected = next(
+        v for k, v in lines.items() if k.startswith("ingestion_records_total") and 'outcome="rejected"' in k
+    )
     assert (accepted, rejected) == (278, 22)
     assert any(k.startswith("ingestion_rejections_total") and 'code="parse"' in k for k in lines)
 
 
 @pytest.mark.parametrize("per_message", [1, 100])
-async def test_records_are_typed_events_for_libs_bus_consumers(kafka, tmp_path: Path, per_message: int) -> None:  # type: ignore[no-untyped-def]
+async def test_records_are_typed_events_for_libs_bus_consumers(
+    kafka, tmp_path: Path, per_message: int
+) -> None:  # type: ignore[no-untyped-def]
     """libs.bus consumers read the records topic as typed RecordAccepted events (batches event by
     event), standard headers, read_committed; one per message, each event id is its record id."""
     t = await make_topics(kafka.bootstrap_servers, "it-bus")
-    values = settings_values(kafka.bootstrap_servers, t, tmp_path / "raw", consume=False,
-                             records_per_message=per_message)
+    values = settings_values(
+        kafka.bootstrap_servers, t, tmp_path / "raw", consume=False, records_per_message=per_message
+    )
     async with running(values) as (_, port), insecure_channel(f"127.0.0.1:{port}") as channel:
         await _ingest_and_read_typed(kafka, pb_grpc.IngestionServiceStub(channel), t, lone=per_message == 1)
 
 
 async def _ingest_and_read_typed(kafka, stub: pb_grpc.IngestionServiceStub, t: Topics, *, lone: bool) -> None:  # type: ignore[no-untyped-def]
     examples = [e.record for e, _ in zip(LoanStream(seed=8), range(12), strict=False)]
-    await stub.Ingest(pb.IngestRequest(use_case=UC, items=[_json_item(r) for r in examples], request_id="bus"))
+    await stub.Ingest(
+        pb.IngestRequest(use_case=UC, items=[_json_item(r) for r in examples], request_id="bus")
+    )
     seen: list[Event] = []
 
     async def handle(event: Event) -> None:  # type: ignore[type-arg]
         seen.append(event)
 
     async with EventPublisher(kafka.bootstrap_servers, producer="test") as publisher:
-        consumer = EventConsumer(kafka.bootstrap_servers, f"reader-{t.instance}",
-                                 {t.records: [events_pb2.RecordAccepted]}, handle, DeadLetters(publisher, t.dlq))
+        consumer = EventConsumer(
+            kafka.bootstrap_servers,
+            f"reader-{t.instance}",
+            {t.records: [events_pb2.RecordAccepted]},
+            handle,
+            DeadLetters(publisher, t.dlq),
+        )
         task = asyncio.create_task(consumer.run())
         try:
             async with asyncio.timeout(30):
@@ -578,11 +743,26 @@ async def test_second_use_case_needs_no_code(kafka, grpc_service) -> None:  # ty
     """image_segments (int entity key, label in the record) goes through the same service by its spec."""
     stub, t = grpc_service
     rows = [e.record for e, _ in zip(SegmentStream(seed=2, limit=5), range(5), strict=False)]
-    reply = await stub.Ingest(pb.IngestRequest(use_case="image_segments", request_id="seg", items=[
-        *(_json_item(r) for r in rows[:4]), _json_item({**rows[4], "surface": "lava", "camera_id": "x"})]))
+    reply = await stub.Ingest(
+        pb.IngestRequest(
+            use_case="image_segments",
+            request_id="seg",
+            items=[
+                *(_json_item(r) for r in rows[:4]),
+                _json_item({**rows[4], "surface": "lava", "camera_id": "x"}),
+            ],
+        )
+    )
     assert [r.accepted for r in reply.results] == [True, True, True, True, False]
-    assert {(v.field, v.code) for v in reply.results[4].violations} == {("surface", "enum"), ("camera_id", "type")}
-    records = [e for r in await read_topic(kafka.bootstrap_servers, t.records) for e in accepted_in(r.value, r.headers)]
+    assert {(v.field, v.code) for v in reply.results[4].violations} == {
+        ("surface", "enum"),
+        ("camera_id", "type"),
+    }
+    records = [
+        e
+        for r in await read_topic(kafka.bootstrap_servers, t.records)
+        for e in accepted_in(r.value, r.headers)
+    ]
     assert sorted(e.record.entity_id for e in records) == sorted(str(r["camera_id"]) for r in rows[:4])
     assert {e.schema_version for e in records} == {"image_segments@1"}
     assert all(e.record.fields["camera_id"].int64_value == int(e.record.entity_id) for e in records)

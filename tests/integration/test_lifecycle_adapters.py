@@ -6,6 +6,7 @@
 - ``GrpcTrainingData`` against a gRPC server that answers ``GetTrainingSet`` the way the
   feature store does (a parquet file and its URI), plus its typed errors.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -43,10 +44,17 @@ UC = "loan_approval"
 @pytest.fixture
 async def registry_target(kafka, tmp_path: Path) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     settings = RegistrySettings(
-        grpc_port=0, metrics_port=0, kafka_bootstrap=kafka.bootstrap_servers, auth_mode="off",
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_root=tmp_path / "artifacts",
-        triton_model_repository=tmp_path / "triton", export_on_register=False, consume=False,
-        promoted_topic=f"promoted.{uuid.uuid4().hex[:8]}")
+        grpc_port=0,
+        metrics_port=0,
+        kafka_bootstrap=kafka.bootstrap_servers,
+        auth_mode="off",
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        artifact_root=tmp_path / "artifacts",
+        triton_model_repository=tmp_path / "triton",
+        export_on_register=False,
+        consume=False,
+        promoted_topic=f"promoted.{uuid.uuid4().hex[:8]}",
+    )
 
     async def build(s: Any, t: Any) -> Any:
         return await build_registry(s, t, security=ServerSecurity())
@@ -65,26 +73,65 @@ async def test_grpc_registry_adapter_against_the_registry_service(registry_targe
     features = [FeatureVersion(UC, UC, "salary", "f1")]
     async with insecure_channel(registry_target) as channel:
         registry = GrpcRegistry(channel)
-        run_id = await registry.create_run(RunSpec(
-            run_id="run-job-1", use_case=UC, model_name=UC, training_request_id="job-1", seed=5,
-            params=result.config.as_params(), code_version="abc", environment={"python": "3.11"},
-            drift_report_id="rep-9", datasets=datasets, features=features))
+        run_id = await registry.create_run(
+            RunSpec(
+                run_id="run-job-1",
+                use_case=UC,
+                model_name=UC,
+                training_request_id="job-1",
+                seed=5,
+                params=result.config.as_params(),
+                code_version="abc",
+                environment={"python": "3.11"},
+                drift_report_id="rep-9",
+                datasets=datasets,
+                features=features,
+            )
+        )
         assert run_id == "run-job-1"
-        assert await registry.create_run(RunSpec(run_id="run-job-1", use_case=UC, model_name=UC,
-                                                 training_request_id="job-1", seed=5, params={},
-                                                 code_version="abc")) == run_id  # idempotent
+        assert (
+            await registry.create_run(
+                RunSpec(
+                    run_id="run-job-1",
+                    use_case=UC,
+                    model_name=UC,
+                    training_request_id="job-1",
+                    seed=5,
+                    params={},
+                    code_version="abc",
+                )
+            )
+            == run_id
+        )  # idempotent
         await registry.log_metrics(run_id, [MetricPoint("train_loss", 0.5, "train", 1)])
-        lineage = Lineage(use_case=UC, model_name=UC, run_id=run_id, training_request_id="job-1", task=uc.task,
-                          input_names=uc.model_inputs(), output_names=class_names(uc), code_version="abc", seed=5,
-                          datasets=datasets, features=features,
-                          metrics=[MetricPoint("auc", result.metrics["auc"], "validation")],
-                          params=result.config.as_params(), drift_report_id="rep-9", idempotency_key="job-1")
+        lineage = Lineage(
+            use_case=UC,
+            model_name=UC,
+            run_id=run_id,
+            training_request_id="job-1",
+            task=uc.task,
+            input_names=uc.model_inputs(),
+            output_names=class_names(uc),
+            code_version="abc",
+            seed=5,
+            datasets=datasets,
+            features=features,
+            metrics=[MetricPoint("auc", result.metrics["auc"], "validation")],
+            params=result.config.as_params(),
+            drift_report_id="rep-9",
+            idempotency_key="job-1",
+        )
         registered = await registry.register_version(result.artifact, result.reference, lineage)
         assert registered.ref == ModelKey(UC, UC, 1) and registered.artifact_sha256 == result.artifact_sha256
         again = await registry.register_version(result.artifact, result.reference, lineage)
         assert again.ref == registered.ref  # the same job registers once
-        await registry.finish_run(run_id, metrics=[MetricPoint("auc", 0.9, "validation")], datasets=datasets,
-                                  features=features, duration_s=1.5)
+        await registry.finish_run(
+            run_id,
+            metrics=[MetricPoint("auc", 0.9, "validation")],
+            datasets=datasets,
+            features=features,
+            duration_s=1.5,
+        )
 
         assert await registry.get_artifact(registered.ref) == result.artifact
         with pytest.raises(NotFound):
@@ -92,20 +139,37 @@ async def test_grpc_registry_adapter_against_the_registry_service(registry_targe
         assert await registry.get_alias(UC, UC, "champion") is None
 
         stub = reg_grpc.RegistryServiceStub(channel)
-        version = (await stub.GetModelVersion(reg_pb.GetModelVersionRequest(ref=registered.ref.to_proto()))
-                   ).model_version
+        version = (
+            await stub.GetModelVersion(reg_pb.GetModelVersionRequest(ref=registered.ref.to_proto()))
+        ).model_version
         assert version.run_id == run_id and version.training_request_id == "job-1"
         assert version.drift_report_id == "rep-9" and version.code_version == "abc"
         assert list(version.signature.input_names) == uc.model_inputs()
         assert version.reference_profile_sha256
         run = (await stub.GetRun(reg_pb.GetRunRequest(run_id=run_id))).run
-        assert run.status == reg_pb.RUN_STATUS_FINISHED and {m.name for m in run.metrics} >= {"train_loss", "auc"}
+        assert run.status == reg_pb.RUN_STATUS_FINISHED and {m.name for m in run.metrics} >= {
+            "train_loss",
+            "auc",
+        }
 
-        await registry.record_evaluation(evaluator_events.ModelEvaluated(
-            report_id="eval-1", model=registered.ref.to_proto(), passed=True,
-            gates=[evaluator_events.GateResult(gate="metric_floor", metric="auc", value=0.9, threshold=0.75,
-                                               passed=True, comparator=">=")],
-            metrics=[common_pb2.Metric(name="auc", value=0.9, split="holdout")]))
+        await registry.record_evaluation(
+            evaluator_events.ModelEvaluated(
+                report_id="eval-1",
+                model=registered.ref.to_proto(),
+                passed=True,
+                gates=[
+                    evaluator_events.GateResult(
+                        gate="metric_floor",
+                        metric="auc",
+                        value=0.9,
+                        threshold=0.75,
+                        passed=True,
+                        comparator=">=",
+                    )
+                ],
+                metrics=[common_pb2.Metric(name="auc", value=0.9, split="holdout")],
+            )
+        )
         # The use case's policy is auto: a passed first version becomes champion.
         assert await registry.get_alias(UC, UC, "champion") == registered.ref
 
@@ -117,7 +181,9 @@ class ParquetFeatureStore(fs_grpc.FeatureStoreServiceServicer):
         self.folder, self.frame = folder, frame
         self.requests: list[fs_pb.GetTrainingSetRequest] = []
 
-    async def GetTrainingSet(self, request: fs_pb.GetTrainingSetRequest, context: Any) -> fs_pb.GetTrainingSetResponse:
+    async def GetTrainingSet(
+        self, request: fs_pb.GetTrainingSetRequest, context: Any
+    ) -> fs_pb.GetTrainingSetResponse:
         self.requests.append(request)
         if request.use_case == "down":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "store restarting")
@@ -128,17 +194,25 @@ class ParquetFeatureStore(fs_grpc.FeatureStoreServiceServicer):
         path = self.folder / f"{uuid.uuid4().hex}.parquet"
         self.frame.rename(columns={"label": "approved"}).to_parquet(path)
         return fs_pb.GetTrainingSetResponse(
-            uri=path.as_uri(), format="parquet", row_count=len(self.frame), content_hash="h1", label="approved",
+            uri=path.as_uri(),
+            format="parquet",
+            row_count=len(self.frame),
+            content_hash="h1",
+            label="approved",
             datasets=[common_pb2.DatasetRef(use_case=UC, version="raw-1", uri="file:///raw")],
-            features=[common_pb2.FeatureRef(use_case=UC, feature_view=UC, name="salary", version="f1")])
+            features=[common_pb2.FeatureRef(use_case=UC, feature_view=UC, name="salary", version="f1")],
+        )
 
 
 async def test_grpc_training_data_reads_the_parquet_the_store_wrote(tmp_path: Path) -> None:
     frame = loan_frame(200)
     servicer = ParquetFeatureStore(tmp_path, frame)
     server = RpcServer("127.0.0.1:0", setup_telemetry("test"))
-    server.add_service(fs_grpc.add_FeatureStoreServiceServicer_to_server, servicer,
-                       fs_pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name)
+    server.add_service(
+        fs_grpc.add_FeatureStoreServiceServicer_to_server,
+        servicer,
+        fs_pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name,
+    )
     port = await server.start()
     try:
         async with insecure_channel(f"127.0.0.1:{port}") as channel:

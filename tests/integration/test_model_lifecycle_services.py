@@ -8,6 +8,7 @@ the consumers, the gRPC servers and SQLite are real. What it shows:
   candidate against that champion → ModelEvaluated (failed);
 - the gRPC APIs (submit idempotent by request id, job status, list, report by id).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,10 @@ def specs(tmp_path: Path) -> Path:
     folder = tmp_path / "usecases"
     folder.mkdir()
     for spec in DEFAULT_DIR.glob("*.yaml"):
-        text = spec.read_text().replace("retraining: {debounce: 5s, cooldown: 30s, max_per_day: 20}",
-                                        "retraining: {debounce: 1s, cooldown: 0s, max_per_day: 20}")
+        text = spec.read_text().replace(
+            "retraining: {debounce: 5s, cooldown: 30s, max_per_day: 20}",
+            "retraining: {debounce: 1s, cooldown: 0s, max_per_day: 20}",
+        )
         (folder / spec.name).write_text(text)
     assert "debounce: 1s" in (folder / "loan_approval.yaml").read_text()
     return folder
@@ -72,8 +75,9 @@ class Topics:
 
 @pytest.fixture
 async def topics(new_topic) -> Topics:  # type: ignore[no-untyped-def]
-    return Topics(**{name: await new_topic(name) for name in
-                     ("requested", "drift", "trained", "evaluated", "dlq")})
+    return Topics(
+        **{name: await new_topic(name) for name in ("requested", "drift", "trained", "evaluated", "dlq")}
+    )
 
 
 @pytest.fixture
@@ -82,10 +86,17 @@ async def publisher(kafka) -> AsyncIterator[EventPublisher]:  # type: ignore[no-
         yield pub
 
 
-async def read(bootstrap: str, topic: str, n: int, timeout: float = 120) -> list[tuple[dict[str, bytes], bytes]]:
+async def read(
+    bootstrap: str, topic: str, n: int, timeout: float = 120
+) -> list[tuple[dict[str, bytes], bytes]]:
     """The first ``n`` records of ``topic`` (headers, value)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"reader-{uuid.uuid4().hex[:8]}", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[tuple[dict[str, bytes], bytes]] = []
     try:
@@ -111,18 +122,33 @@ async def stop(service: Any) -> None:
 
 def trainer_settings(kafka, topics: Topics, tmp_path: Path) -> TrainerSettings:  # type: ignore[no-untyped-def]
     return TrainerSettings(
-        grpc_port=0, metrics_port=0, kafka_bootstrap=kafka.bootstrap_servers, auth_mode="off",
-        usecases_dir=specs(tmp_path), database_url=f"sqlite:///{tmp_path / 'trainer.db'}",
-        consumer_group=f"trainer-{uuid.uuid4().hex[:8]}", training_requested_topic=topics.requested,
-        drift_detected_topic=topics.drift, model_trained_topic=topics.trained, dead_letter_topic=topics.dlq,
-        dependency_backoff_s=0.05)
+        grpc_port=0,
+        metrics_port=0,
+        kafka_bootstrap=kafka.bootstrap_servers,
+        auth_mode="off",
+        usecases_dir=specs(tmp_path),
+        database_url=f"sqlite:///{tmp_path / 'trainer.db'}",
+        consumer_group=f"trainer-{uuid.uuid4().hex[:8]}",
+        training_requested_topic=topics.requested,
+        drift_detected_topic=topics.drift,
+        model_trained_topic=topics.trained,
+        dead_letter_topic=topics.dlq,
+        dependency_backoff_s=0.05,
+    )
 
 
 def evaluator_settings(kafka, topics: Topics, tmp_path: Path) -> EvaluatorSettings:  # type: ignore[no-untyped-def]
     return EvaluatorSettings(
-        grpc_port=0, metrics_port=0, kafka_bootstrap=kafka.bootstrap_servers, auth_mode="off",
-        database_url=f"sqlite:///{tmp_path / 'evaluator.db'}", consumer_group=f"evaluator-{uuid.uuid4().hex[:8]}",
-        model_trained_topic=topics.trained, model_evaluated_topic=topics.evaluated, dead_letter_topic=topics.dlq)
+        grpc_port=0,
+        metrics_port=0,
+        kafka_bootstrap=kafka.bootstrap_servers,
+        auth_mode="off",
+        database_url=f"sqlite:///{tmp_path / 'evaluator.db'}",
+        consumer_group=f"evaluator-{uuid.uuid4().hex[:8]}",
+        model_trained_topic=topics.trained,
+        model_evaluated_topic=topics.evaluated,
+        dead_letter_topic=topics.dlq,
+    )
 
 
 def data() -> FakeTrainingData:
@@ -131,14 +157,20 @@ def data() -> FakeTrainingData:
 
 
 async def test_training_request_and_drift_storm_become_model_trained_events(  # type: ignore[no-untyped-def]
-        kafka, topics, publisher, tmp_path: Path) -> None:
+    kafka, topics, publisher, tmp_path: Path
+) -> None:
     registry = FakeRegistry()
-    service, port = await started(trainer_settings(kafka, topics, tmp_path), build_trainer,
-                                  data=data(), registry=registry)
+    service, port = await started(
+        trainer_settings(kafka, topics, tmp_path), build_trainer, data=data(), registry=registry
+    )
     try:
-        request = trainer_events.TrainingRequested(request_id=f"req-{uuid.uuid4().hex[:8]}", use_case=UC,
-                                                   reason=trainer_events.TRAINING_REASON_MANUAL, seed=7,
-                                                   params={"epochs": "5"})
+        request = trainer_events.TrainingRequested(
+            request_id=f"req-{uuid.uuid4().hex[:8]}",
+            use_case=UC,
+            reason=trainer_events.TRAINING_REASON_MANUAL,
+            seed=7,
+            params={"epochs": "5"},
+        )
         await publisher.publish(topics.requested, request, use_case=UC, key=UC, event_id=request.request_id)
         [(headers, value)] = await read(kafka.bootstrap_servers, topics.trained, 1)
         trained = trainer_events.ModelTrained.FromString(value)
@@ -155,8 +187,11 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
             assert job.state == tr_pb.TRAINING_JOB_STATE_SUCCEEDED and job.model.version == 1
             assert max(m.step for m in job.metrics) >= 1 and job.params["epochs"] == "5"
             # Submitting the same request id again returns the same job; nothing trains.
-            again = (await stub.SubmitTraining(tr_pb.SubmitTrainingRequest(
-                use_case=UC, request_id=request.request_id))).job
+            again = (
+                await stub.SubmitTraining(
+                    tr_pb.SubmitTrainingRequest(use_case=UC, request_id=request.request_id)
+                )
+            ).job
             assert again.state == tr_pb.TRAINING_JOB_STATE_SUCCEEDED and again.job_id == job.job_id
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.SubmitTraining(tr_pb.SubmitTrainingRequest(use_case="nope"))
@@ -167,8 +202,12 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
 
             # An alarm storm from the monitor: five drift reports in a burst, one training.
             for i in range(5):
-                await publisher.publish(topics.drift, monitor_events.DriftDetected(
-                    report_id=f"drift-report-{i}", use_case=UC), use_case=UC, key=UC)
+                await publisher.publish(
+                    topics.drift,
+                    monitor_events.DriftDetected(report_id=f"drift-report-{i}", use_case=UC),
+                    use_case=UC,
+                    key=UC,
+                )
             records = await read(kafka.bootstrap_servers, topics.trained, 2)
             drift_trained = trainer_events.ModelTrained.FromString(records[1][1])
             assert drift_trained.drift_report_id == "drift-report-0"
@@ -177,10 +216,14 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
             listed = (await stub.ListTrainingJobs(tr_pb.ListTrainingJobsRequest(use_case=UC))).jobs
             states = {j.job_id: j.state for j in listed}
             assert states["drift-drift-report-0"] == tr_pb.TRAINING_JOB_STATE_SUCCEEDED
-            assert [states[f"drift-drift-report-{i}"] for i in range(1, 5)] == [tr_pb.TRAINING_JOB_STATE_SKIPPED] * 4
+            assert [states[f"drift-drift-report-{i}"] for i in range(1, 5)] == [
+                tr_pb.TRAINING_JOB_STATE_SKIPPED
+            ] * 4
         # The drift requests are on the training-requests topic too (first one: the request above).
-        requested = [trainer_events.TrainingRequested.FromString(v)
-                     for _, v in await read(kafka.bootstrap_servers, topics.requested, 6)]
+        requested = [
+            trainer_events.TrainingRequested.FromString(v)
+            for _, v in await read(kafka.bootstrap_servers, topics.requested, 6)
+        ]
         assert [r.drift_report_id for r in requested[1:]] == [f"drift-report-{i}" for i in range(5)]
         await asyncio.sleep(1.5)  # nothing else trains
         assert len(registry.versions) == 2
@@ -189,15 +232,21 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
 
 
 async def test_model_trained_becomes_model_evaluated_and_a_worse_candidate_fails(  # type: ignore[no-untyped-def]
-        kafka, topics, publisher, tmp_path: Path) -> None:
+    kafka, topics, publisher, tmp_path: Path
+) -> None:
     registry = FakeRegistry()
-    trainer, _ = await started(trainer_settings(kafka, topics, tmp_path), build_trainer,
-                               data=data(), registry=registry)
-    evaluator, port = await started(evaluator_settings(kafka, topics, tmp_path), build_evaluator,
-                                    data=data(), registry=registry)
+    trainer, _ = await started(
+        trainer_settings(kafka, topics, tmp_path), build_trainer, data=data(), registry=registry
+    )
+    evaluator, port = await started(
+        evaluator_settings(kafka, topics, tmp_path), build_evaluator, data=data(), registry=registry
+    )
     try:
-        request = trainer_events.TrainingRequested(request_id=f"req-{uuid.uuid4().hex[:8]}", use_case=UC,
-                                                   reason=trainer_events.TRAINING_REASON_MANUAL)
+        request = trainer_events.TrainingRequested(
+            request_id=f"req-{uuid.uuid4().hex[:8]}",
+            use_case=UC,
+            reason=trainer_events.TRAINING_REASON_MANUAL,
+        )
         await publisher.publish(topics.requested, request, use_case=UC, key=UC)
         [(headers, value)] = await read(kafka.bootstrap_servers, topics.evaluated, 1)
         evaluated = evaluator_events.ModelEvaluated.FromString(value)
@@ -217,8 +266,12 @@ async def test_model_trained_becomes_model_evaluated_and_a_worse_candidate_fails
         noise["label"] = np.random.default_rng(1).integers(0, 2, len(noise))
         bad = train(noise, uc, TrainConfig.from_usecase(uc, {"epochs": "3"}), seed=1).artifact
         registry.add_version(ModelKey(UC, UC, 2), bad)
-        await publisher.publish(topics.trained, trainer_events.ModelTrained(
-            model=ModelKey(UC, UC, 2).to_proto(), request_id="manual-bad"), use_case=UC, key=UC)
+        await publisher.publish(
+            topics.trained,
+            trainer_events.ModelTrained(model=ModelKey(UC, UC, 2).to_proto(), request_id="manual-bad"),
+            use_case=UC,
+            key=UC,
+        )
         records = await read(kafka.bootstrap_servers, topics.evaluated, 2)
         failed = evaluator_events.ModelEvaluated.FromString(records[1][1])
         gates = {g.gate: g for g in failed.gates}
@@ -227,10 +280,13 @@ async def test_model_trained_becomes_model_evaluated_and_a_worse_candidate_fails
 
         async with insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ev_grpc.EvaluatorServiceStub(channel)
-            report = (await stub.GetEvaluationReport(ev_pb.GetEvaluationReportRequest(
-                report_id=failed.report_id))).report
+            report = (
+                await stub.GetEvaluationReport(ev_pb.GetEvaluationReportRequest(report_id=failed.report_id))
+            ).report
             assert report.champion.version == 1 and {m.name for m in report.champion_metrics} >= {"auc"}
-            on_demand = (await stub.Evaluate(ev_pb.EvaluateRequest(model=ModelKey(UC, UC, 1).to_proto()))).report
+            on_demand = (
+                await stub.Evaluate(ev_pb.EvaluateRequest(model=ModelKey(UC, UC, 1).to_proto()))
+            ).report
             assert on_demand.passed and on_demand.champion.version == 1
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.Evaluate(ev_pb.EvaluateRequest(model=ModelKey(UC, UC, 0).to_proto()))
@@ -241,20 +297,34 @@ async def test_model_trained_becomes_model_evaluated_and_a_worse_candidate_fails
 
 
 async def test_aif_train_submits_and_follows_the_job_with_a_progress_bar(  # type: ignore[no-untyped-def]
-        kafka, topics, tmp_path: Path, capsys) -> None:
+    kafka, topics, tmp_path: Path, capsys
+) -> None:
     import argparse
 
     from aif.cli import train as train_cli
 
-    service, port = await started(trainer_settings(kafka, topics, tmp_path), build_trainer,
-                                  data=data(), registry=FakeRegistry())
+    service, port = await started(
+        trainer_settings(kafka, topics, tmp_path), build_trainer, data=data(), registry=FakeRegistry()
+    )
     try:
-        args = argparse.Namespace(use_case=UC, seed=3, param=["epochs=4"], request_id="cli-test", wait=True,
-                                  target=f"127.0.0.1:{port}", token=None, poll=0.05, timeout=120)
+        args = argparse.Namespace(
+            use_case=UC,
+            seed=3,
+            param=["epochs=4"],
+            request_id="cli-test",
+            wait=True,
+            target=f"127.0.0.1:{port}",
+            token=None,
+            poll=0.05,
+            timeout=120,
+        )
         assert await train_cli._run(args, {"epochs": "4"}) == 0
         out, err = capsys.readouterr()
         assert "job cli-test: queued" in out
-        assert "job cli-test: succeeded — loan_approval/loan_approval v1 (run run-cli-test); " in out and "auc=" in out
+        assert (
+            "job cli-test: succeeded — loan_approval/loan_approval v1 (run run-cli-test); " in out
+            and "auc=" in out
+        )
         assert "epoch" in err  # the tqdm bar
         bad = argparse.Namespace(**{**vars(args), "use_case": "nope", "request_id": None})
         assert await train_cli._run(bad, {}) == 2

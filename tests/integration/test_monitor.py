@@ -9,6 +9,7 @@ in-process with per-test topics.
 - After a promotion, a new champion clearly worse than the previous one makes the
   monitor request a rollback, and the registry rolls back.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,14 +92,23 @@ class Kit:
 
     def monitor_settings(self) -> MonitorSettings:
         return MonitorSettings(
-            grpc_port=0, metrics_port=0, kafka_bootstrap=self.kafka, auth_dir=self.auth.directory,
-            usecases_dir=self.tmp / "usecases", database_url=f"sqlite:///{self.tmp / 'monitor.db'}",
+            grpc_port=0,
+            metrics_port=0,
+            kafka_bootstrap=self.kafka,
+            auth_dir=self.auth.directory,
+            usecases_dir=self.tmp / "usecases",
+            database_url=f"sqlite:///{self.tmp / 'monitor.db'}",
             registry_target=f"127.0.0.1:{self.registry_port}",
             service_token=SecretStr(self.auth.issue("service:monitor", {"*": ["service"]})),
-            consumer_group=f"monitor-{self.topics['predictions']}", predictions_topic=self.topics["predictions"],
-            feedback_topic=self.topics["feedback"], model_promoted_topic=self.topics["promoted"],
-            drift_detected_topic=self.topics["drift"], rollback_topic=self.topics["rollback"],
-            dead_letter_topic=self.topics["dlq"], relay_interval_s=0.2)
+            consumer_group=f"monitor-{self.topics['predictions']}",
+            predictions_topic=self.topics["predictions"],
+            feedback_topic=self.topics["feedback"],
+            model_promoted_topic=self.topics["promoted"],
+            drift_detected_topic=self.topics["drift"],
+            rollback_topic=self.topics["rollback"],
+            dead_letter_topic=self.topics["dlq"],
+            relay_interval_s=0.2,
+        )
 
     async def start_monitor(self) -> None:
         self.monitor = await build_monitor(self.monitor_settings(), setup_telemetry("monitor-test"))
@@ -116,24 +126,38 @@ class Kit:
 
     async def send(self, topic: str, events: list[Any]) -> None:
         for start in range(0, len(events), 500):
-            await self.publisher.publish_many([
-                Outgoing(self.topics[topic], e, e.use_case, key=getattr(e, "prediction_id", None))
-                for e in events[start:start + 500]])
+            await self.publisher.publish_many(
+                [
+                    Outgoing(self.topics[topic], e, e.use_case, key=getattr(e, "prediction_id", None))
+                    for e in events[start : start + 500]
+                ]
+            )
 
     async def register(self, use_case: str) -> common_pb2.ModelRef:
         """Register a version with its reference and promote it (auto policy); its ref."""
         uc = self.usecases[use_case]
-        response = await self.registry.RegisterModelVersion(registry_pb.RegisterModelVersionRequest(
-            use_case=use_case, model_name=use_case, artifact_content=torchscript_model(uc),
-            reference_profile_content=json.dumps(loanstream.reference(SCORER, use_case=use_case)).encode()),
-            metadata=self.md("trainer"))
+        response = await self.registry.RegisterModelVersion(
+            registry_pb.RegisterModelVersionRequest(
+                use_case=use_case,
+                model_name=use_case,
+                artifact_content=torchscript_model(uc),
+                reference_profile_content=json.dumps(
+                    loanstream.reference(SCORER, use_case=use_case)
+                ).encode(),
+            ),
+            metadata=self.md("trainer"),
+        )
         ref = response.model_version.ref
-        evaluated = evaluator_events.ModelEvaluated(report_id=f"eval-{uuid.uuid4().hex[:8]}", model=ref, passed=True)
+        evaluated = evaluator_events.ModelEvaluated(
+            report_id=f"eval-{uuid.uuid4().hex[:8]}", model=ref, passed=True
+        )
         await self.publisher.publish(self.topics["evaluated"], evaluated, use_case=use_case, key=use_case)
 
         async def champion() -> bool:
-            got = await self.registry.GetAlias(registry_pb.GetAliasRequest(
-                use_case=use_case, model_name=use_case, alias="champion"), metadata=self.md())
+            got = await self.registry.GetAlias(
+                registry_pb.GetAliasRequest(use_case=use_case, model_name=use_case, alias="champion"),
+                metadata=self.md(),
+            )
             return got.alias.version == ref.version
 
         await until(_quiet(champion))
@@ -163,8 +187,9 @@ async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any
 
 async def read_all(kafka: str, topic: str, cls: type[Message], settle: float = 1.0) -> list[Any]:
     """Every event on ``topic`` now (read from the start until ``settle`` seconds bring nothing)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out: list[Any] = []
     try:
@@ -175,7 +200,9 @@ async def read_all(kafka: str, topic: str, cls: type[Message], settle: float = 1
             for records in batch.values():
                 for r in records:
                     headers = dict(r.headers)
-                    out.append((headers, cls.FromString(r.value)) if cls is not Message else (headers, r.value))
+                    out.append(
+                        (headers, cls.FromString(r.value)) if cls is not Message else (headers, r.value)
+                    )
     finally:
         await consumer.stop()
 
@@ -187,22 +214,46 @@ async def kit(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> Async
     auth = DevAuth(tmp_path / "auth").ensure()
     usecases_dir = _write_usecases(tmp_path / "usecases")
     registry_settings = RegistrySettings(
-        grpc_port=0, metrics_port=0, kafka_bootstrap=kafka.bootstrap_servers, auth_dir=auth.directory,
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_root=tmp_path / "artifacts",
-        usecases_dir=usecases_dir, triton_model_repository=tmp_path / "triton",
-        consumer_group=f"registry-{uuid.uuid4().hex[:8]}", evaluated_topic=topics["evaluated"],
-        rollback_topic=topics["rollback"], predictions_topic=topics["predictions"],
-        promoted_topic=topics["promoted"], dead_letter_topic=topics["dlq"])
-    verifier = TokenVerifier(load_public_key(auth.public_key), issuer=auth.issuer, audience=auth.audience,
-                             revoked=RevocationList(auth.directory / REVOKED_FILE))
-    registry = await build_registry(registry_settings, setup_telemetry("registry-test"),
-                                    security=ServerSecurity(authenticator=JwtAuthenticator(verifier)))
+        grpc_port=0,
+        metrics_port=0,
+        kafka_bootstrap=kafka.bootstrap_servers,
+        auth_dir=auth.directory,
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        artifact_root=tmp_path / "artifacts",
+        usecases_dir=usecases_dir,
+        triton_model_repository=tmp_path / "triton",
+        consumer_group=f"registry-{uuid.uuid4().hex[:8]}",
+        evaluated_topic=topics["evaluated"],
+        rollback_topic=topics["rollback"],
+        predictions_topic=topics["predictions"],
+        promoted_topic=topics["promoted"],
+        dead_letter_topic=topics["dlq"],
+    )
+    verifier = TokenVerifier(
+        load_public_key(auth.public_key),
+        issuer=auth.issuer,
+        audience=auth.audience,
+        revoked=RevocationList(auth.directory / REVOKED_FILE),
+    )
+    registry = await build_registry(
+        registry_settings,
+        setup_telemetry("registry-test"),
+        security=ServerSecurity(authenticator=JwtAuthenticator(verifier)),
+    )
     port = await registry.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     publisher = EventPublisher(kafka.bootstrap_servers, producer="gateway-test")
     await publisher.start()
-    kit = Kit(kafka.bootstrap_servers, topics, auth, tmp_path, load_default(usecases_dir),
-              registry_grpc.RegistryServiceStub(channel), port, publisher)
+    kit = Kit(
+        kafka.bootstrap_servers,
+        topics,
+        auth,
+        tmp_path,
+        load_default(usecases_dir),
+        registry_grpc.RegistryServiceStub(channel),
+        port,
+        publisher,
+    )
     try:
         await kit.start_monitor()
         yield kit
@@ -223,8 +274,11 @@ def _split(items: list[loanstream.Timed]) -> tuple[list[Any], list[Any]]:
 async def _report(kit: Kit, report_id: str) -> pb.DriftReport:
     async def get() -> pb.DriftReport | None:
         assert kit.monitor_stub is not None
-        return (await kit.monitor_stub.GetDriftReport(pb.GetDriftReportRequest(report_id=report_id),
-                                                      metadata=kit.md())).report
+        return (
+            await kit.monitor_stub.GetDriftReport(
+                pb.GetDriftReportRequest(report_id=report_id), metadata=kit.md()
+            )
+        ).report
 
     return await until(_quiet(get))
 
@@ -243,10 +297,13 @@ async def test_concept_drift_is_detected_once_soon_after_onset_and_reported(kit:
     last = await _report(kit, f"{stem}.quality.4")  # the monitor has judged the whole prefix
     assert last.evidence and not last.drift_detected
     dist = await _report(kit, f"{stem}.dist.4")
-    assert {e.statistic for e in dist.evidence} == {"psi", "ks", "chi2"} and not any(e.drifted for e in dist.evidence)
+    assert {e.statistic for e in dist.evidence} == {"psi", "ks", "chi2"} and not any(
+        e.drifted for e in dist.evidence
+    )
     assert kit.monitor_stub is not None
-    none = await kit.monitor_stub.ListDriftReports(pb.ListDriftReportsRequest(use_case=DRIFTING, drift_only=True),
-                                                   metadata=kit.md())
+    none = await kit.monitor_stub.ListDriftReports(
+        pb.ListDriftReportsRequest(use_case=DRIFTING, drift_only=True), metadata=kit.md()
+    )
     assert list(none.reports) == []  # no alarm on the stationary prefix
     assert await read_all(kit.kafka, kit.topics["drift"], monitor_events.DriftDetected, settle=0.5) == []
 
@@ -271,12 +328,14 @@ async def test_concept_drift_is_detected_once_soon_after_onset_and_reported(kit:
     assert DRIFT_AT - 150 <= change_at <= alarm_at  # the estimated change point, for retraining
 
     detected = await kit.monitor_stub.ListDriftReports(
-        pb.ListDriftReportsRequest(use_case=DRIFTING, drift_only=True), metadata=kit.md())
+        pb.ListDriftReportsRequest(use_case=DRIFTING, drift_only=True), metadata=kit.md()
+    )
     (report,) = detected.reports
     assert report.report_id == event.report_id and report.drift_detected
     assert report.window.start == evidence.window_start
-    alerts = await kit.monitor_stub.ListAlerts(pb.ListAlertsRequest(use_case=DRIFTING, open_only=True),
-                                               metadata=kit.md())
+    alerts = await kit.monitor_stub.ListAlerts(
+        pb.ListAlertsRequest(use_case=DRIFTING, open_only=True), metadata=kit.md()
+    )
     (alert,) = alerts.alerts
     assert alert.report_id == event.report_id and alert.severity == pb.ALERT_SEVERITY_CRITICAL
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -323,15 +382,21 @@ async def test_a_worse_new_champion_is_rolled_back_by_the_registry(kit: Kit) -> 
     watch = f"watch:{SMALL}/{SMALL}/v{v2.version}"
     await until(lambda: asyncio.to_thread(lambda: watch in store.states()))
     # v2 is a bad model: it serves the opposite of the rule, 30% of the time.
-    bad = loanstream.events(loanstream.rule_scorer(flip=0.3), n=1200, skip=600,
-                            model=VersionKey(SMALL, SMALL, v2.version), prefix="b")
+    bad = loanstream.events(
+        loanstream.rule_scorer(flip=0.3),
+        n=1200,
+        skip=600,
+        model=VersionKey(SMALL, SMALL, v2.version),
+        prefix="b",
+    )
     predictions, feedback = _split(bad)
     await kit.send("predictions", predictions)
     await kit.send("feedback", feedback)
 
     async def rolled_back() -> bool:
-        got = await kit.registry.GetAlias(registry_pb.GetAliasRequest(
-            use_case=SMALL, model_name=SMALL, alias="champion"), metadata=kit.md())
+        got = await kit.registry.GetAlias(
+            registry_pb.GetAliasRequest(use_case=SMALL, model_name=SMALL, alias="champion"), metadata=kit.md()
+        )
         return got.alias.version == v1.version
 
     await until(rolled_back)
@@ -340,7 +405,11 @@ async def test_a_worse_new_champion_is_rolled_back_by_the_registry(kit: Kit) -> 
     assert request.model.version == v2.version and request.alias == "champion" and "auc" in request.reason
     assert headers["aif-event-id"].decode() == request.request_id
     changes = await read_all(kit.kafka, kit.topics["promoted"], registry_events.AliasChanged)
-    rollback = [e for _, e in changes if e.kind == registry_events.ALIAS_CHANGE_KIND_ROLLBACK and e.alias == "champion"]
+    rollback = [
+        e
+        for _, e in changes
+        if e.kind == registry_events.ALIAS_CHANGE_KIND_ROLLBACK and e.alias == "champion"
+    ]
     assert [(e.old_version, e.new_version) for e in rollback] == [(v2.version, v1.version)]
     assert request.request_id in rollback[0].evidence_ids
     alerts = await kit.monitor_stub.ListAlerts(pb.ListAlertsRequest(use_case=SMALL), metadata=kit.md())  # type: ignore[union-attr]

@@ -1,6 +1,7 @@
 """The registry on real parts: the shared core and store suite on PostgreSQL, the service on
 the real broker (events in and out), JWT callers for the approval roles, and the Triton
 export loaded and run by the running Triton server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,6 +52,7 @@ REFERENCE = {uc: reference(uc) for uc in (AUTO, GATED)}
 
 # ---------------------------------------------------------------- the shared suite, on PostgreSQL
 
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[infra.PostgresHandle]:
     handle = infra.ensure_postgres()
@@ -64,7 +66,10 @@ def database_url(postgres: infra.PostgresHandle) -> Iterator[str]:
     schema = f"registry_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield postgres.dsn.replace("postgresql://", "postgresql+psycopg://", 1) + f"?options=-csearch_path%3D{schema}"
+    yield (
+        postgres.dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        + f"?options=-csearch_path%3D{schema}"
+    )
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -77,11 +82,18 @@ def kit(database_url: str, tmp_path: Path) -> Iterator[Kit]:
 
 # Every test of the registry's core and store suite, collected here too: the same
 # assertions on PostgreSQL, with this module's ``database_url`` and integration mark.
-globals().update({name: test for suite in (test_core, test_store)
-                  for name, test in vars(suite).items() if name.startswith("test_")})
+globals().update(
+    {
+        name: test
+        for suite in (test_core, test_store)
+        for name, test in vars(suite).items()
+        if name.startswith("test_")
+    }
+)
 
 
 # ---------------------------------------------------------------- the service on the real broker
+
 
 @dataclass
 class Running:
@@ -97,22 +109,40 @@ class Running:
 
 @pytest.fixture
 async def service(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> AsyncIterator[Running]:
-    topics = {name: await new_topic(f"registry-{name}") for name in
-              ("evaluated", "rollback", "predictions", "promoted", "dlq")}
+    topics = {
+        name: await new_topic(f"registry-{name}")
+        for name in ("evaluated", "rollback", "predictions", "promoted", "dlq")
+    }
     auth = DevAuth(tmp_path / "auth").ensure()
     settings = RegistrySettings(
-        grpc_port=0, metrics_port=0, kafka_bootstrap=kafka.bootstrap_servers, auth_dir=auth.directory,
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_root=tmp_path / "artifacts",
-        usecases_dir=write_usecases(tmp_path / "usecases"), triton_model_repository=tmp_path / "triton",
+        grpc_port=0,
+        metrics_port=0,
+        kafka_bootstrap=kafka.bootstrap_servers,
+        auth_dir=auth.directory,
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        artifact_root=tmp_path / "artifacts",
+        usecases_dir=write_usecases(tmp_path / "usecases"),
+        triton_model_repository=tmp_path / "triton",
         export_root=tmp_path / "exports",
-        consumer_group=f"registry-{uuid.uuid4().hex[:8]}", evaluated_topic=topics["evaluated"],
-        rollback_topic=topics["rollback"], predictions_topic=topics["predictions"],
-        promoted_topic=topics["promoted"], dead_letter_topic=topics["dlq"])
+        consumer_group=f"registry-{uuid.uuid4().hex[:8]}",
+        evaluated_topic=topics["evaluated"],
+        rollback_topic=topics["rollback"],
+        predictions_topic=topics["predictions"],
+        promoted_topic=topics["promoted"],
+        dead_letter_topic=topics["dlq"],
+    )
     # JWT authentication without the permission table: the registry's own role checks are under test.
-    verifier = TokenVerifier(load_public_key(auth.public_key), issuer=auth.issuer, audience=auth.audience,
-                             revoked=RevocationList(auth.directory / REVOKED_FILE))
-    svc = await build(settings, setup_telemetry("registry-test"),
-                      security=ServerSecurity(authenticator=JwtAuthenticator(verifier)))
+    verifier = TokenVerifier(
+        load_public_key(auth.public_key),
+        issuer=auth.issuer,
+        audience=auth.audience,
+        revoked=RevocationList(auth.directory / REVOKED_FILE),
+    )
+    svc = await build(
+        settings,
+        setup_telemetry("registry-test"),
+        security=ServerSecurity(authenticator=JwtAuthenticator(verifier)),
+    )
     port = await svc.server.start()
     publisher = EventPublisher(kafka.bootstrap_servers, producer="registry-test")
     await publisher.start()
@@ -126,10 +156,16 @@ async def service(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> A
         await svc.close()
 
 
-async def alias_events(running: Running, count: int, timeout: float = 30) -> list[registry_events.AliasChanged]:
+async def alias_events(
+    running: Running, count: int, timeout: float = 30
+) -> list[registry_events.AliasChanged]:
     """The first ``count`` AliasChanged events on the promoted topic (read from the start)."""
-    consumer = AIOKafkaConsumer(running.topics["promoted"], bootstrap_servers=running.settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        running.topics["promoted"],
+        bootstrap_servers=running.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[registry_events.AliasChanged] = []
     try:
@@ -168,17 +204,30 @@ async def until(check: Any, timeout: float = 30) -> Any:
 
 
 async def grpc_register(running: Running, md: Any, use_case: str = AUTO, **fields: Any) -> pb.ModelVersion:
-    response = await running.stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
-        use_case=use_case, model_name=fields.pop("model_name", use_case), artifact_content=MODEL,
-        reference_profile_content=REFERENCE[use_case], **fields), metadata=md)
+    response = await running.stub.RegisterModelVersion(
+        pb.RegisterModelVersionRequest(
+            use_case=use_case,
+            model_name=fields.pop("model_name", use_case),
+            artifact_content=MODEL,
+            reference_profile_content=REFERENCE[use_case],
+            **fields,
+        ),
+        metadata=md,
+    )
     return response.model_version
 
 
 def evaluated(ref: common_pb2.ModelRef, passed: bool) -> evaluator_events.ModelEvaluated:
     return evaluator_events.ModelEvaluated(
-        report_id=f"report-{uuid.uuid4().hex[:8]}", model=ref, passed=passed,
-        gates=[evaluator_events.GateResult(gate="metric_floor", metric="auc", value=0.9, threshold=0.75,
-                                           passed=passed, comparator=">=")])
+        report_id=f"report-{uuid.uuid4().hex[:8]}",
+        model=ref,
+        passed=passed,
+        gates=[
+            evaluator_events.GateResult(
+                gate="metric_floor", metric="auc", value=0.9, threshold=0.75, passed=passed, comparator=">="
+            )
+        ],
+    )
 
 
 async def publish(running: Running, topic: str, event: Message, event_id: str | None = None) -> None:
@@ -187,10 +236,18 @@ async def publish(running: Running, topic: str, event: Message, event_id: str | 
 
 async def test_service_acts_on_events_and_publishes_every_alias_change(service: Running) -> None:
     md = service.md("trainer", "ml-engineer")
-    run = (await service.stub.CreateRun(pb.CreateRunRequest(use_case=AUTO, code_version="abc", seed=3,
-                                                            environment={"torch": "2.9.1"}), metadata=md)).run
-    await service.stub.LogRunMetrics(pb.LogRunMetricsRequest(run_id=run.run_id, metrics=[
-        common_pb2.Metric(name="loss", value=0.5, split="train", step=1)]), metadata=md)
+    run = (
+        await service.stub.CreateRun(
+            pb.CreateRunRequest(use_case=AUTO, code_version="abc", seed=3, environment={"torch": "2.9.1"}),
+            metadata=md,
+        )
+    ).run
+    await service.stub.LogRunMetrics(
+        pb.LogRunMetricsRequest(
+            run_id=run.run_id, metrics=[common_pb2.Metric(name="loss", value=0.5, split="train", step=1)]
+        ),
+        metadata=md,
+    )
     await service.stub.FinishRun(pb.FinishRunRequest(run_id=run.run_id), metadata=md)
     v1 = await grpc_register(service, md, run_id=run.run_id, idempotency_key=run.run_id)
     v2 = await grpc_register(service, md)
@@ -202,24 +259,33 @@ async def test_service_acts_on_events_and_publishes_every_alias_change(service: 
     assert [(e.alias, e.old_version, e.new_version, e.kind) for e in events] == [
         (CHAMPION, 0, 1, registry_events.ALIAS_CHANGE_KIND_PROMOTE),
         (PREVIOUS, 0, 1, registry_events.ALIAS_CHANGE_KIND_PROMOTE),
-        (CHAMPION, 1, 2, registry_events.ALIAS_CHANGE_KIND_PROMOTE)]
+        (CHAMPION, 1, 2, registry_events.ALIAS_CHANGE_KIND_PROMOTE),
+    ]
     assert events[0].actor.subject == "registry" and events[0].evidence_ids == [evaluation.report_id]
 
-    alarm = monitor_events.RollbackRequested(request_id="alarm-1", use_case=AUTO, model=v2.ref,
-                                             reason="live auc fell", evidence_ids=["drift-1"])
+    alarm = monitor_events.RollbackRequested(
+        request_id="alarm-1", use_case=AUTO, model=v2.ref, reason="live auc fell", evidence_ids=["drift-1"]
+    )
     await publish(service, "rollback", alarm)
     await publish(service, "rollback", alarm)  # the same alarm, a new event id: v2 is no longer champion
     events = await alias_events(service, 5)
     assert [(e.alias, e.old_version, e.new_version, e.kind) for e in events[3:]] == [
         (CHAMPION, 2, 1, registry_events.ALIAS_CHANGE_KIND_ROLLBACK),
-        (PREVIOUS, 1, 0, registry_events.ALIAS_CHANGE_KIND_ROLLBACK)]
+        (PREVIOUS, 1, 0, registry_events.ALIAS_CHANGE_KIND_ROLLBACK),
+    ]
     champ = await service.stub.GetAlias(pb.GetAliasRequest(use_case=AUTO, alias=CHAMPION), metadata=md)
     assert champ.alias.version == 1
 
-    await service.publisher.send_raw(service.topics["predictions"], b"\xff not protobuf",
-                                     headers=[("aif-event-id", b"x1")])
-    await publish(service, "predictions", gateway_events.PredictionLogged(
-        prediction_id="pred-1", use_case=AUTO, model=v1.ref, alias=CHAMPION, trace_id="ab" * 16))
+    await service.publisher.send_raw(
+        service.topics["predictions"], b"\xff not protobuf", headers=[("aif-event-id", b"x1")]
+    )
+    await publish(
+        service,
+        "predictions",
+        gateway_events.PredictionLogged(
+            prediction_id="pred-1", use_case=AUTO, model=v1.ref, alias=CHAMPION, trace_id="ab" * 16
+        ),
+    )
 
     async def lineage() -> pb.GetLineageResponse | None:
         try:
@@ -229,8 +295,11 @@ async def test_service_acts_on_events_and_publishes_every_alias_change(service: 
             return None
 
     found = await until(lineage)
-    dead = AIOKafkaConsumer(service.topics["dlq"], bootstrap_servers=service.settings.kafka_bootstrap,
-                            auto_offset_reset="earliest")
+    dead = AIOKafkaConsumer(
+        service.topics["dlq"],
+        bootstrap_servers=service.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+    )
     await dead.start()
     try:
         record = await asyncio.wait_for(dead.getone(), 30)
@@ -243,15 +312,21 @@ async def test_service_acts_on_events_and_publishes_every_alias_change(service: 
     assert [e.report_id for e in found.evaluations] == [evaluation.report_id]
     # Every event handled and committed, the repeated ones included, before counting effects.
     await until(lambda: consumed(service, {"evaluated": 3, "rollback": 2}))
-    audit = (await service.stub.ListAuditEvents(pb.ListAuditEventsRequest(use_case=AUTO), metadata=md)).audit_events
+    audit = (
+        await service.stub.ListAuditEvents(pb.ListAuditEventsRequest(use_case=AUTO), metadata=md)
+    ).audit_events
     assert audit[0].actor.subject == "trainer" and audit[0].action == "run.created"
     actions = [e.action for e in audit]
     # Redelivered verdict and repeated alarm: each effect happened once.
     assert (actions.count("model_version.evaluated"), actions.count("alias.rollback")) == (2, 2)
     assert (await service.stub.VerifyAuditChain(pb.VerifyAuditChainRequest(), metadata=md)).valid
-    stats = await service.stub.GetReferenceStats(pb.GetReferenceStatsRequest(
-        ref=common_pb2.ModelRef(use_case=AUTO, model_name=AUTO), alias=CHAMPION), metadata=md)
-    assert stats.ref.version == 1 and json.loads(stats.profile_json)["inputs"] == USECASES[AUTO].model_inputs()
+    stats = await service.stub.GetReferenceStats(
+        pb.GetReferenceStatsRequest(ref=common_pb2.ModelRef(use_case=AUTO, model_name=AUTO), alias=CHAMPION),
+        metadata=md,
+    )
+    assert (
+        stats.ref.version == 1 and json.loads(stats.profile_json)["inputs"] == USECASES[AUTO].model_inputs()
+    )
 
 
 async def test_service_errors_and_artifacts(service: Running) -> None:
@@ -262,48 +337,75 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
             await call
         return info.value.code(), info.value.details() or ""
 
-    assert (await code(service.stub.GetModelVersion(pb.GetModelVersionRequest(
-        ref=common_pb2.ModelRef(use_case=AUTO, model_name=AUTO, version=9)), metadata=md)))[0] \
-        == grpc.StatusCode.NOT_FOUND
-    status, details = await code(service.stub.GetModelVersion(pb.GetModelVersionRequest(
-        ref=common_pb2.ModelRef(use_case=AUTO, model_name=AUTO)), metadata=md))
+    assert (
+        await code(
+            service.stub.GetModelVersion(
+                pb.GetModelVersionRequest(ref=common_pb2.ModelRef(use_case=AUTO, model_name=AUTO, version=9)),
+                metadata=md,
+            )
+        )
+    )[0] == grpc.StatusCode.NOT_FOUND
+    status, details = await code(
+        service.stub.GetModelVersion(
+            pb.GetModelVersionRequest(ref=common_pb2.ModelRef(use_case=AUTO, model_name=AUTO)), metadata=md
+        )
+    )
     assert status == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("ref.version")
-    status, details = await code(service.stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
-        use_case=AUTO, artifact_content=b"junk"), metadata=md))
+    status, details = await code(
+        service.stub.RegisterModelVersion(
+            pb.RegisterModelVersionRequest(use_case=AUTO, artifact_content=b"junk"), metadata=md
+        )
+    )
     assert status == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("artifact_content")
-    assert (await code(service.stub.GetModelVersion(pb.GetModelVersionRequest(), metadata=[])))[0] \
-        == grpc.StatusCode.UNAUTHENTICATED
+    assert (await code(service.stub.GetModelVersion(pb.GetModelVersionRequest(), metadata=[])))[
+        0
+    ] == grpc.StatusCode.UNAUTHENTICATED
 
     async def chunks() -> AsyncIterator[pb.UploadArtifactRequest]:
         yield pb.UploadArtifactRequest(chunk=MODEL[:1000], use_case=AUTO)
         yield pb.UploadArtifactRequest(chunk=MODEL[1000:])
 
     uploaded = await service.stub.UploadArtifact(chunks(), metadata=md)
-    v1 = await service.stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
-        use_case=AUTO, artifact_sha256=uploaded.sha256), metadata=md)
+    v1 = await service.stub.RegisterModelVersion(
+        pb.RegisterModelVersionRequest(use_case=AUTO, artifact_sha256=uploaded.sha256), metadata=md
+    )
     assert v1.model_version.artifact_sha256 == uploaded.sha256
     v2 = await grpc_register(service, md)
-    status, details = await code(service.stub.SetAlias(pb.SetAliasRequest(
-        use_case=AUTO, alias="staging", version=2, expected_version=1), metadata=md))
+    status, details = await code(
+        service.stub.SetAlias(
+            pb.SetAliasRequest(use_case=AUTO, alias="staging", version=2, expected_version=1), metadata=md
+        )
+    )
     assert status == grpc.StatusCode.FAILED_PRECONDITION and "compare-and-set" in details
-    parts = [p.chunk async for p in service.stub.DownloadArtifact(
-        pb.DownloadArtifactRequest(sha256=uploaded.sha256), metadata=md)]
+    parts = [
+        p.chunk
+        async for p in service.stub.DownloadArtifact(
+            pb.DownloadArtifactRequest(sha256=uploaded.sha256), metadata=md
+        )
+    ]
     assert b"".join(parts) == MODEL
-    status, details = await code(service.stub.ExportModelVersion(pb.ExportModelVersionRequest(
-        ref=v2.ref, destination_uri="/etc"), metadata=md))
+    status, details = await code(
+        service.stub.ExportModelVersion(
+            pb.ExportModelVersionRequest(ref=v2.ref, destination_uri="/etc"), metadata=md
+        )
+    )
     assert status == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("destination_uri")
     bundle = service.settings.export_root / "bundle"
-    exported = await service.stub.ExportModelVersion(pb.ExportModelVersionRequest(
-        ref=v2.ref, destination_uri=bundle.as_uri()), metadata=md)
+    exported = await service.stub.ExportModelVersion(
+        pb.ExportModelVersionRequest(ref=v2.ref, destination_uri=bundle.as_uri()), metadata=md
+    )
     assert (exported.triton_model_name, exported.uri) == (AUTO, (bundle / AUTO / "2").as_uri())
     lineage = json.loads((bundle / AUTO / "2" / "lineage.json").read_text())
     assert lineage["model_version"]["ref"]["version"] == "2"
-    assert [e["action"] for e in lineage["audit_events"]][:2] == ["model_version.registered",
-                                                                "model_version.exported"]
+    assert [e["action"] for e in lineage["audit_events"]][:2] == [
+        "model_version.registered",
+        "model_version.exported",
+    ]
     blob = next((service.settings.artifact_root / "sha256").rglob(uploaded.sha256))
     blob.write_bytes(b"tampered")
-    status, details = await code(_drain(service.stub.DownloadArtifact(
-        pb.DownloadArtifactRequest(sha256=uploaded.sha256), metadata=md)))
+    status, details = await code(
+        _drain(service.stub.DownloadArtifact(pb.DownloadArtifactRequest(sha256=uploaded.sha256), metadata=md))
+    )
     assert status == grpc.StatusCode.DATA_LOSS and "corrupted" in details
 
 
@@ -318,7 +420,11 @@ async def test_outbox_publishes_changes_committed_by_another_process(service: Ru
     finally:
         store.close()
     (event,) = await alias_events(service, 1)
-    assert (event.alias, event.new_version, event.kind) == (CHAMPION, 1, registry_events.ALIAS_CHANGE_KIND_PROMOTE)
+    assert (event.alias, event.new_version, event.kind) == (
+        CHAMPION,
+        1,
+        registry_events.ALIAS_CHANGE_KIND_PROMOTE,
+    )
 
 
 async def _drain(stream: Any) -> None:
@@ -330,8 +436,9 @@ async def test_service_approval_roles(service: Running) -> None:
     engineer = service.md("eve", "ml-engineer")
     approver = service.md("ann", "approver", use_case=GATED)
     v1 = await grpc_register(service, engineer, GATED)
-    recorded = await service.stub.RecordEvaluation(pb.RecordEvaluationRequest(
-        evaluation=evaluated(v1.ref, True)), metadata=engineer)
+    recorded = await service.stub.RecordEvaluation(
+        pb.RecordEvaluationRequest(evaluation=evaluated(v1.ref, True)), metadata=engineer
+    )
     assert recorded.recorded and not recorded.promoted
     assert recorded.model_version.status == pb.MODEL_VERSION_STATUS_PENDING_APPROVAL
     approve = pb.ApproveModelVersionRequest(ref=v1.ref, comment="ok", decision=pb.APPROVAL_DECISION_APPROVE)
@@ -347,6 +454,7 @@ async def test_service_approval_roles(service: Running) -> None:
 
 
 # ---------------------------------------------------------------- Triton
+
 
 @pytest.fixture(scope="module")
 def triton() -> Iterator[infra.TritonHandle]:
@@ -364,8 +472,9 @@ def test_exported_version_loads_and_infers_in_triton(triton: infra.TritonHandle,
 
     store = open_store(f"sqlite:///{tmp_path / 'registry.db'}")
     artifacts = ArtifactStore(tmp_path / "artifacts")
-    registry = Registry(store, artifacts, USECASES, TritonExporter(triton.model_repository, artifacts),
-                        clock=utcnow)
+    registry = Registry(
+        store, artifacts, USECASES, TritonExporter(triton.model_repository, artifacts), clock=utcnow
+    )
     name = f"registry_test_{uuid.uuid4().hex[:8]}"
     content = torchscript_model(USECASES[AUTO], seed=11)
     version = registry.register_version(NewVersion(AUTO, name), ENGINEER, artifact=content)
@@ -383,7 +492,9 @@ def test_exported_version_loads_and_infers_in_triton(triton: infra.TritonHandle,
             x = (rng.random((rows, len(USECASES[AUTO].model_inputs()))) * 1000).astype(np.float32)
             inp = grpcclient.InferInput("INPUT", list(x.shape), "FP32")
             inp.set_data_from_numpy(x)
-            out = client.infer(name, [inp], outputs=[grpcclient.InferRequestedOutput("OUTPUT")]).as_numpy("OUTPUT")
+            out = client.infer(name, [inp], outputs=[grpcclient.InferRequestedOutput("OUTPUT")]).as_numpy(
+                "OUTPUT"
+            )
             with torch.inference_mode():
                 want = module(torch.from_numpy(x)).numpy()
             assert out.shape == (rows, 2)

@@ -1,4 +1,5 @@
 """The seven services as separate OS processes: healthy, no stubs, metrics, clean stop."""
+
 from __future__ import annotations
 
 import importlib
@@ -25,9 +26,12 @@ PORT_OFFSET = 11400  # ports above the ephemeral range: see aif.stack.Stack
 
 @pytest.fixture(scope="module")
 def stack(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    stack = Stack(tmp_path_factory.mktemp("services"), port_offset=PORT_OFFSET,
-                  data_root=tmp_path_factory.mktemp("state"),
-                  env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers})
+    stack = Stack(
+        tmp_path_factory.mktemp("services"),
+        port_offset=PORT_OFFSET,
+        data_root=tmp_path_factory.mktemp("state"),
+        env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers},
+    )
     stack.start(timeout=90)
     yield stack
     stack.stop()
@@ -49,11 +53,15 @@ def _call(channel: grpc.Channel, full_name: str, method, metadata) -> grpc.Statu
     ser = request_cls.SerializeToString
     try:
         if method.client_streaming:
-            channel.stream_unary(path, request_serializer=ser)(iter([request_cls()]), timeout=10,
-                                                               metadata=metadata)
+            channel.stream_unary(path, request_serializer=ser)(
+                iter([request_cls()]), timeout=10, metadata=metadata
+            )
         elif method.server_streaming:
-            list(channel.unary_stream(path, request_serializer=ser)(request_cls(), timeout=10,
-                                                                   metadata=metadata))
+            list(
+                channel.unary_stream(path, request_serializer=ser)(
+                    request_cls(), timeout=10, metadata=metadata
+                )
+            )
         else:
             channel.unary_unary(path, request_serializer=ser)(request_cls(), timeout=10, metadata=metadata)
     except grpc.RpcError as exc:
@@ -70,8 +78,9 @@ def test_metrics_endpoint_per_service_counts_requests(stack: Stack) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=5) as r:
             body = r.read().decode()
         assert r.status == 200
-        line = next(x for x in body.splitlines()
-                    if x.startswith("rpc_server_requests") and f"/{method.name}" in x)
+        line = next(
+            x for x in body.splitlines() if x.startswith("rpc_server_requests") and f"/{method.name}" in x
+        )
         assert f'rpc_grpc_status_code="{code.name}"' in line and float(line.split()[-1]) >= 1, line
 
 
@@ -86,15 +95,22 @@ def test_every_method_of_every_service_is_built(stack: Stack) -> None:
         with grpc.insecure_channel(svc.target) as channel:
             for method in pool.FindServiceByName(full_name).methods:
                 answers[f"{full_name}/{method.name}"] = _call(channel, full_name, method, admin)
-    bad = {m: c.name for m, c in answers.items()
-           if c in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)}
+    bad = {
+        m: c.name
+        for m, c in answers.items()
+        if c in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+    }
     assert not bad, bad
     assert len(answers) >= 36
 
 
 def test_sigterm_stops_every_service_cleanly(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    stack = Stack(tmp_path, port_offset=PORT_OFFSET + 100, data_root=tmp_path / "state",
-                  env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers})
+    stack = Stack(
+        tmp_path,
+        port_offset=PORT_OFFSET + 100,
+        data_root=tmp_path / "state",
+        env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers},
+    )
     stack.start(timeout=90)
     started = time.monotonic()
     codes = stack.stop(timeout=20)
@@ -106,7 +122,8 @@ def test_sigterm_stops_every_service_cleanly(kafka, tmp_path: Path) -> None:  # 
 
 def test_bad_setting_stops_the_service_at_start_naming_the_variable() -> None:
     env = {**os.environ, "AIF_GATEWAY_GRPC_PROT": "1"}
-    proc = subprocess.run([sys.executable, "-m", "services.gateway"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "unknown setting(s) AIF_GATEWAY_GRPC_PROT" in proc.stderr

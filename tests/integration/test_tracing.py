@@ -1,4 +1,5 @@
 """One trace spans a gRPC call, the event it publishes and the consumer that handles it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,12 @@ class Publishing(TrainerServicer):
     def __init__(self, publisher: EventPublisher, topic: str) -> None:
         self.publisher, self.topic = publisher, topic
 
-    async def SubmitTraining(self, request: pb.SubmitTrainingRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTrainingResponse:
-        await self.publisher.publish(self.topic, events.TrainingRequested(use_case=request.use_case),
-                                     use_case=request.use_case)
+    async def SubmitTraining(
+        self, request: pb.SubmitTrainingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitTrainingResponse:
+        await self.publisher.publish(
+            self.topic, events.TrainingRequested(use_case=request.use_case), use_case=request.use_case
+        )
         return pb.SubmitTrainingResponse()
 
 
@@ -35,14 +39,18 @@ async def test_grpc_call_and_event_share_one_trace(kafka, new_topic, spans) -> N
     telemetry = setup_telemetry("test")
     async with EventPublisher(kafka.bootstrap_servers, producer="trainer") as publisher:
         server = RpcServer("127.0.0.1:0", telemetry)
-        server.add_service(pb_grpc.add_TrainerServiceServicer_to_server, Publishing(publisher, topic),
-                           pb.DESCRIPTOR.services_by_name["TrainerService"].full_name)
+        server.add_service(
+            pb_grpc.add_TrainerServiceServicer_to_server,
+            Publishing(publisher, topic),
+            pb.DESCRIPTOR.services_by_name["TrainerService"].full_name,
+        )
         port = await server.start()
         try:
             async with insecure_channel(f"127.0.0.1:{port}") as channel:
                 with trace.get_tracer("client").start_as_current_span("client call"):
                     await pb_grpc.TrainerServiceStub(channel).SubmitTraining(
-                        pb.SubmitTrainingRequest(use_case="loan"), timeout=10)
+                        pb.SubmitTrainingRequest(use_case="loan"), timeout=10
+                    )
         finally:
             await server.stop()
 
@@ -52,8 +60,13 @@ async def test_grpc_call_and_event_share_one_trace(kafka, new_topic, spans) -> N
             with trace.get_tracer("evaluator").start_as_current_span("effect"):
                 handled.append(event)
 
-        consumer = EventConsumer(kafka.bootstrap_servers, "g-" + topic,
-                                 {topic: [events.TrainingRequested]}, handle, DeadLetters(publisher, dlq))
+        consumer = EventConsumer(
+            kafka.bootstrap_servers,
+            "g-" + topic,
+            {topic: [events.TrainingRequested]},
+            handle,
+            DeadLetters(publisher, dlq),
+        )
         task = asyncio.create_task(consumer.run())
         async with asyncio.timeout(30):
             while not handled:
@@ -62,8 +75,13 @@ async def test_grpc_call_and_event_share_one_trace(kafka, new_topic, spans) -> N
         await task
 
     by_name = {s.name: s for s in spans.get_finished_spans()}
-    chain = ["client call", "/aifactory.trainer.v1.TrainerService/SubmitTraining",
-             f"publish {topic}", f"consume {topic}", "effect"]
+    chain = [
+        "client call",
+        "/aifactory.trainer.v1.TrainerService/SubmitTraining",
+        f"publish {topic}",
+        f"consume {topic}",
+        "effect",
+    ]
     assert set(chain) <= set(by_name), sorted(by_name)
     trace_ids = {by_name[name].context.trace_id for name in chain}
     assert len(trace_ids) == 1, "the call, the event and its effect must be one trace"

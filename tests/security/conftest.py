@@ -1,4 +1,5 @@
 """Security suites: shared fixtures, and the line of suite sizes printed at the end of the run."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -67,8 +68,12 @@ def telemetry() -> Telemetry:
 
 def jwt_security(auth: DevAuth, authorizer: TableAuthorizer | None = None) -> ServerSecurity:
     """What server_security(settings) builds for auth_mode=jwt, on ``auth``'s folder."""
-    verifier = TokenVerifier(load_public_key(auth.public_key), issuer=auth.issuer, audience=auth.audience,
-                             revoked=RevocationList(auth.directory / REVOKED_FILE))
+    verifier = TokenVerifier(
+        load_public_key(auth.public_key),
+        issuer=auth.issuer,
+        audience=auth.audience,
+        revoked=RevocationList(auth.directory / REVOKED_FILE),
+    )
     return ServerSecurity(JwtAuthenticator(verifier), authorizer or TableAuthorizer())
 
 
@@ -82,8 +87,9 @@ async def serve_all(dev_auth: DevAuth, telemetry: Telemetry) -> AsyncIterator[Se
     servers: list[RpcServer] = []
     channels: list[grpc.aio.Channel] = []
 
-    async def start(security: ServerSecurity | None = None, servicers: dict[str, object] | None = None
-                    ) -> grpc.aio.Channel:
+    async def start(
+        security: ServerSecurity | None = None, servicers: dict[str, object] | None = None
+    ) -> grpc.aio.Channel:
         server = RpcServer("127.0.0.1:0", telemetry, security=security or jwt_security(dev_auth))
         for svc in services():
             servicer = (servicers or {}).get(svc.full_name) or svc.servicer()

@@ -7,6 +7,7 @@ fuzz reaches past the first check). Besides well-formed messages there are rando
 bytes, truncated encodings and hand-crafted wire-level traps (groups nested thousands
 deep, lengths that overrun, invalid UTF-8, overlong varints).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,24 +27,82 @@ MAX_DEPTH = 4
 USE_CASES = ["loan_approval", "image_segments"]
 # Strings that have broken parsers, paths, SQL, templates and renderers somewhere.
 STRINGS = [
-    "", " ", "*", "0", "1", "-1", "99999999999999999999", "1e309", "NaN", "-Infinity", "null", "true", "{}", "[]",
-    "champion", "challenger", "previous", "candidate", "latest",
-    "../../../../../etc/passwd", "/etc/passwd", "..", ".", "C:\\Windows\\system32", "file:///etc/passwd",
-    "s3://bucket/../../x", "http://169.254.169.254/latest/meta-data/", "sqlite:////tmp/x.db",
-    "a\x00b", "\x00", "\x7f\x1b[31m", "\r\nInjected: header", "\u202egnp.exe", "\ufeffbom", "\u200b", "\uffff",
-    "ǅǈǋ", "İstanbul", "ß", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "👩\u200d👩\u200d👧\u200d👦", "Z̤͔ͧ̑̓ä͖̭̈̇lͮ̒ͫǫ̗͕",
-    "'; DROP TABLE model_versions; --", "\" OR 1=1 --", "%s%s%s%n", "{0.__class__}", "{{7*7}}", "${jndi:ldap://x/a}",
-    "<script>alert(1)</script>", "loan_approval\x00", "LOAN_APPROVAL", "loan_approval/../image_segments",
-    "loan_approval:champion", "a" * 300, "x" * 5000, "é" * 3000, "\n" * 200, "🙂" * 1000,
+    "",
+    " ",
+    "*",
+    "0",
+    "1",
+    "-1",
+    "99999999999999999999",
+    "1e309",
+    "NaN",
+    "-Infinity",
+    "null",
+    "true",
+    "{}",
+    "[]",
+    "champion",
+    "challenger",
+    "previous",
+    "candidate",
+    "latest",
+    "../../../../../etc/passwd",
+    "/etc/passwd",
+    "..",
+    ".",
+    "C:\\Windows\\system32",
+    "file:///etc/passwd",
+    "s3://bucket/../../x",
+    "http://169.254.169.254/latest/meta-data/",
+    "sqlite:////tmp/x.db",
+    "a\x00b",
+    "\x00",
+    "\x7f\x1b[31m",
+    "\r\nInjected: header",
+    "\u202egnp.exe",
+    "\ufeffbom",
+    "\u200b",
+    "\uffff",
+    "ǅǈǋ",
+    "İstanbul",
+    "ß",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "👩\u200d👩\u200d👧\u200d👦",
+    "Z̤͔ͧ̑̓ä͖̭̈̇lͮ̒ͫǫ̗͕",
+    "'; DROP TABLE model_versions; --",
+    '" OR 1=1 --',
+    "%s%s%s%n",
+    "{0.__class__}",
+    "{{7*7}}",
+    "${jndi:ldap://x/a}",
+    "<script>alert(1)</script>",
+    "loan_approval\x00",
+    "LOAN_APPROVAL",
+    "loan_approval/../image_segments",
+    "loan_approval:champion",
+    "a" * 300,
+    "x" * 5000,
+    "é" * 3000,
+    "\n" * 200,
+    "🙂" * 1000,
 ]
 INT_LIMITS = {
-    "int32": (-(2 ** 31), 2 ** 31 - 1), "int64": (-(2 ** 63), 2 ** 63 - 1),
-    "uint32": (0, 2 ** 32 - 1), "uint64": (0, 2 ** 64 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
 }
 _INT_KIND = {
-    F.TYPE_INT32: "int32", F.TYPE_SINT32: "int32", F.TYPE_SFIXED32: "int32",
-    F.TYPE_INT64: "int64", F.TYPE_SINT64: "int64", F.TYPE_SFIXED64: "int64",
-    F.TYPE_UINT32: "uint32", F.TYPE_FIXED32: "uint32", F.TYPE_UINT64: "uint64", F.TYPE_FIXED64: "uint64",
+    F.TYPE_INT32: "int32",
+    F.TYPE_SINT32: "int32",
+    F.TYPE_SFIXED32: "int32",
+    F.TYPE_INT64: "int64",
+    F.TYPE_SINT64: "int64",
+    F.TYPE_SFIXED64: "int64",
+    F.TYPE_UINT32: "uint32",
+    F.TYPE_FIXED32: "uint32",
+    F.TYPE_UINT64: "uint64",
+    F.TYPE_FIXED64: "uint64",
 }
 
 
@@ -54,17 +113,32 @@ def _json_records() -> list[str]:
     valid = [to_json(r).decode() for r in loans + segments]
     first = valid[0]
     return valid + [
-        first[: len(first) // 2], first.replace('"salary":', '"salary": NaN, "x":'), first.replace("}", ', "age": 1e999}'),
-        "[" * 50_000 + "]" * 50_000, '{"a":' * 20_000 + "1" + "}" * 20_000, '"' + "\\u0000" * 1000 + '"',
-        '{"applicant_id": "\\ud800"}', '{"applicant_id": ' + "9" * 5000 + "}", "{}", "[]", "null", "1",
-        '{"__proto__": {"admin": true}}', first.replace("{", '{"applicant_id": null, ', 1),
+        first[: len(first) // 2],
+        first.replace('"salary":', '"salary": NaN, "x":'),
+        first.replace("}", ', "age": 1e999}'),
+        "[" * 50_000 + "]" * 50_000,
+        '{"a":' * 20_000 + "1" + "}" * 20_000,
+        '"' + "\\u0000" * 1000 + '"',
+        '{"applicant_id": "\\ud800"}',
+        '{"applicant_id": ' + "9" * 5000 + "}",
+        "{}",
+        "[]",
+        "null",
+        "1",
+        '{"__proto__": {"admin": true}}',
+        first.replace("{", '{"applicant_id": null, ', 1),
     ]
 
 
 def _ints(kind: str) -> st.SearchStrategy[int]:
     lo, hi = INT_LIMITS[kind]
-    edges = sorted({v for v in (lo, lo + 1, -1, 0, 1, 2, 7, 1000, 10 ** 9, 2 ** 31 - 1, 2 ** 31, 2 ** 53 + 1, hi - 1, hi)
-                    if lo <= v <= hi})
+    edges = sorted(
+        {
+            v
+            for v in (lo, lo + 1, -1, 0, 1, 2, 7, 1000, 10**9, 2**31 - 1, 2**31, 2**53 + 1, hi - 1, hi)
+            if lo <= v <= hi
+        }
+    )
     return st.one_of(st.sampled_from(edges), st.integers(lo, hi))
 
 
@@ -86,9 +160,19 @@ class Pools:
             strings=strings,
             json=st.one_of(st.sampled_from(records), text),
             names=st.one_of(st.sampled_from(USE_CASES * 3 + STRINGS[:20]), text),
-            binary=st.one_of(st.binary(max_size=64), st.sampled_from(
-                [b"", b"\x00" * 1024, b"\xff" * 100, b"PK\x03\x04" + b"\x00" * 60, b"\x80\x04\x95" + b"\x00" * 20,
-                 *(r.encode() for r in records[:3])])),
+            binary=st.one_of(
+                st.binary(max_size=64),
+                st.sampled_from(
+                    [
+                        b"",
+                        b"\x00" * 1024,
+                        b"\xff" * 100,
+                        b"PK\x03\x04" + b"\x00" * 60,
+                        b"\x80\x04\x95" + b"\x00" * 20,
+                        *(r.encode() for r in records[:3]),
+                    ]
+                ),
+            ),
         )
 
 
@@ -135,18 +219,22 @@ class MessageStrategies:
         if t == F.TYPE_BOOL:
             return st.booleans()
         if t == F.TYPE_DOUBLE:
-            return st.one_of(st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 1e308, 5e-324]),
-                             st.floats())
+            return st.one_of(
+                st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 1e308, 5e-324]), st.floats()
+            )
         if t == F.TYPE_FLOAT:
             return st.floats(width=32)
         if t == F.TYPE_ENUM:
             # Open enums: any int32 parses, known or not.
-            return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]),
-                             st.integers(-(2 ** 31), 2 ** 31 - 1))
+            return st.one_of(
+                st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-(2**31), 2**31 - 1)
+            )
         return _ints(_INT_KIND[t])
 
 
-def _set(msg: Message, field: FieldDescriptor, draw: st.DrawFn, strategies: MessageStrategies, depth: int) -> None:
+def _set(
+    msg: Message, field: FieldDescriptor, draw: st.DrawFn, strategies: MessageStrategies, depth: int
+) -> None:
     name = field.name
     repeated = field.is_repeated
     if field.type == F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
@@ -201,18 +289,18 @@ def crafted(descriptor: Descriptor) -> list[bytes]:
     number = strings[0]
     deep = 5000
     return [
-        tag(1000, 3) * deep + tag(1000, 4) * deep,                  # unknown groups nested 5000 deep
-        (tag(messages[0], 2) + b"\x7f") * 200,                       # nested lengths that overrun
-        tag(number, 2) + varint(4) + b"\xff\xfe\xfd\xfc",            # invalid UTF-8 in a string
-        tag(number, 2) + varint(2 ** 31) + b"x",                     # length far past the end
-        tag(number, 2) + varint(2 ** 64 - 1),                        # length of 2^64-1
-        tag(number, 0) + b"\xff" * 11,                               # varint longer than 10 bytes
-        b"\x00\x01",                                                 # field number 0
-        tag(2 ** 29 - 1, 0) + b"\x01",                               # largest field number
-        tag(number, 5) + b"\x00\x00\x80\x7f",                        # wrong wire type for the field
-        tag(number, 6) + b"\x00",                                    # wire type 6 does not exist
+        tag(1000, 3) * deep + tag(1000, 4) * deep,  # unknown groups nested 5000 deep
+        (tag(messages[0], 2) + b"\x7f") * 200,  # nested lengths that overrun
+        tag(number, 2) + varint(4) + b"\xff\xfe\xfd\xfc",  # invalid UTF-8 in a string
+        tag(number, 2) + varint(2**31) + b"x",  # length far past the end
+        tag(number, 2) + varint(2**64 - 1),  # length of 2^64-1
+        tag(number, 0) + b"\xff" * 11,  # varint longer than 10 bytes
+        b"\x00\x01",  # field number 0
+        tag(2**29 - 1, 0) + b"\x01",  # largest field number
+        tag(number, 5) + b"\x00\x00\x80\x7f",  # wrong wire type for the field
+        tag(number, 6) + b"\x00",  # wire type 6 does not exist
         tag(number, 2) + varint(3) + b"abc" + tag(number, 2) + varint(3) + b"xyz" * 1000,
-        b"\x0a\x80\x80\x80\x80\x10",                                 # length that does not fit 32 bits
+        b"\x0a\x80\x80\x80\x80\x10",  # length that does not fit 32 bits
     ]
 
 
@@ -224,7 +312,7 @@ def truncations(data: bytes) -> st.SearchStrategy[bytes]:
 
 @dataclass(frozen=True)
 class Body:
-    kind: str     # message | random | truncated | crafted
+    kind: str  # message | random | truncated | crafted
     data: bytes
 
 
@@ -243,8 +331,13 @@ def bodies(request: type[Message], strategies: MessageStrategies) -> st.SearchSt
 # -- big messages within (and past) the 64 MiB cap ---------------------------------------------
 
 
-def huge(request: type[Message], *, string_bytes: int = 256 * 1024, items: int = 20_000,
-         budget: int = 48 * 1024 * 1024) -> Message:
+def huge(
+    request: type[Message],
+    *,
+    string_bytes: int = 256 * 1024,
+    items: int = 20_000,
+    budget: int = 48 * 1024 * 1024,
+) -> Message:
     """Every field at its largest sensible size: long strings, long repeated fields, wide maps,
     extreme numbers; a few levels deep. Shrinks itself to stay within ``budget`` bytes."""
     while True:
@@ -298,7 +391,7 @@ def _extreme(field: FieldDescriptor, string_bytes: int) -> Any:
     if t in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
         return float("nan")
     if t == F.TYPE_ENUM:
-        return 2 ** 31 - 1
+        return 2**31 - 1
     if t == F.TYPE_MESSAGE:
         return None
     return INT_LIMITS[_INT_KIND[t]][1]
@@ -306,8 +399,14 @@ def _extreme(field: FieldDescriptor, string_bytes: int) -> Any:
 
 def over_cap(request: type[Message], cap: int) -> bytes:
     """One encoded request just past ``cap`` bytes (a string or bytes field, else unknown bytes)."""
-    field = next((f for f in request.DESCRIPTOR.fields
-                  if f.type in (F.TYPE_STRING, F.TYPE_BYTES) and not f.is_repeated), None)
+    field = next(
+        (
+            f
+            for f in request.DESCRIPTOR.fields
+            if f.type in (F.TYPE_STRING, F.TYPE_BYTES) and not f.is_repeated
+        ),
+        None,
+    )
     number = field.number if field is not None else 1000
     return tag(number, 2) + varint(cap + 1024) + b"a" * (cap + 1024)
 

@@ -3,6 +3,7 @@
 The permission walk uses these so a service or method added to proto/ is walked
 (and must be in the permission table) without editing the tests.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,7 +21,7 @@ PROTO = Path(__file__).resolve().parents[2] / "proto"
 
 @dataclass(frozen=True)
 class Method:
-    path: str                   # /aifactory.x.v1.XService/Method
+    path: str  # /aifactory.x.v1.XService/Method
     request: type[Message]
     client_streaming: bool
     server_streaming: bool
@@ -44,11 +45,22 @@ def services() -> list[Service]:
         grpc_mod = importlib.import_module(module + "_pb2_grpc")
         for name, descriptor in pb2.DESCRIPTOR.services_by_name.items():
             methods = tuple(
-                Method(f"/{descriptor.full_name}/{m.name}", db.GetSymbol(m.input_type.full_name),
-                       m.client_streaming, m.server_streaming)
-                for m in descriptor.methods)
-            found.append(Service(descriptor.full_name, getattr(grpc_mod, f"add_{name}Servicer_to_server"),
-                                 getattr(grpc_mod, f"{name}Servicer"), methods))
+                Method(
+                    f"/{descriptor.full_name}/{m.name}",
+                    db.GetSymbol(m.input_type.full_name),
+                    m.client_streaming,
+                    m.server_streaming,
+                )
+                for m in descriptor.methods
+            )
+            found.append(
+                Service(
+                    descriptor.full_name,
+                    getattr(grpc_mod, f"add_{name}Servicer_to_server"),
+                    getattr(grpc_mod, f"{name}Servicer"),
+                    methods,
+                )
+            )
     return found
 
 
@@ -68,8 +80,13 @@ def with_use_case(method: Method, path: str | None, use_case: str) -> Message:
     return request
 
 
-async def call(channel: grpc.aio.Channel, method: Method, request: Message | None,
-               metadata: Sequence[tuple[str, str]] = (), timeout: float = 10) -> grpc.StatusCode:
+async def call(
+    channel: grpc.aio.Channel,
+    method: Method,
+    request: Message | None,
+    metadata: Sequence[tuple[str, str]] = (),
+    timeout: float = 10,
+) -> grpc.StatusCode:
     """Calls any method with one request message; returns the status code (OK when it answered)."""
     request = request if request is not None else method.request()
     ser, de = type(request).SerializeToString, (lambda b: b)

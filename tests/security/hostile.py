@@ -7,6 +7,7 @@ missing and broken headers, a payload just under the broker's size limit, and a 
 For raw topics (ingestion): payloads that are not JSON, not objects, of the wrong types,
 too large, protobuf with out-of-range timestamps, and a flood.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,8 +71,18 @@ def _first_string_field(cls: type[Message]) -> int:
     return next((f.number for f in cls.DESCRIPTOR.fields if f.type == FieldDescriptor.TYPE_STRING), 1)
 
 
-def typed_battery(topic: str, accepted: type[Message], valid: Message, wrong: Message, *, use_case: str,
-                  flood: int, empty_rejected: bool = True, strict_headers: bool = True, seed: int = 7) -> Battery:
+def typed_battery(
+    topic: str,
+    accepted: type[Message],
+    valid: Message,
+    wrong: Message,
+    *,
+    use_case: str,
+    flood: int,
+    empty_rejected: bool = True,
+    strict_headers: bool = True,
+    seed: int = 7,
+) -> Battery:
     """Bad messages for a topic of ``accepted`` events, then ``valid`` (properly headed).
 
     ``empty_rejected``: an empty event of the right type must be dead-lettered (false where
@@ -105,13 +116,19 @@ def typed_battery(topic: str, accepted: type[Message], valid: Message, wrong: Me
     sample = valid.SerializeToString()
     bad = [
         Msg("not protobuf", garbage(), headers()),
-        Msg("invalid UTF-8 in a string", tag(string_field, 2) + varint(4) + b"\xff\xfe\xfd\xfc" + marker().encode(),
-            headers()),
+        Msg(
+            "invalid UTF-8 in a string",
+            tag(string_field, 2) + varint(4) + b"\xff\xfe\xfd\xfc" + marker().encode(),
+            headers(),
+        ),
         Msg("length past the end", tag(string_field, 2) + varint(10_000) + marker().encode(), headers()),
         Msg("groups nested 5000 deep", tag(UNKNOWN_FIELD, 3) * 5000 + marker().encode(), headers()),
         Msg("truncated", with_marker(sample, marker() * 3)[:-10], headers()),
-        Msg("wrong event type", with_marker(wrong.SerializeToString(), marker()),
-            headers(event_type_of(wrong))),
+        Msg(
+            "wrong event type",
+            with_marker(wrong.SerializeToString(), marker()),
+            headers(event_type_of(wrong)),
+        ),
         Msg("unknown event type", with_marker(sample, marker()), headers("aifactory.nope.v1.Nope")),
         Msg("event type not UTF-8", with_marker(sample, marker()), headers(aif_event_type=b"\xff\xfe\xfd")),
         Msg("just under the broker's limit", garbage(JUST_UNDER), headers()),
@@ -147,7 +164,7 @@ def raw_battery(topic: str, valid: dict[str, Any], *, flood: int, max_payload: i
         return json.dumps({**valid, "record_id": rid(), **changes}, default=str).encode()
 
     proto = common_pb2.Record(use_case="", entity_id="hostile", record_id=rid())
-    proto.event_time.seconds, proto.event_time.nanos = 2 ** 62, -1
+    proto.event_time.seconds, proto.event_time.nanos = 2**62, -1
     protobuf = [(h.CONTENT_TYPE, b"application/x-protobuf")]
     field_names = [k for k in valid if k not in ("record_id",)]
     bad = [
@@ -167,11 +184,14 @@ def raw_battery(topic: str, valid: dict[str, Any], *, flood: int, max_payload: i
         Msg("content type not UTF-8", b"\xff" + rid().encode(), [(h.CONTENT_TYPE, b"\xff\xfe")]),
         Msg("empty", b"", [(h.EVENT_ID, rid().encode())]),
     ]
-    bad += [Msg("flood", rng.choice([b"\x00", b"{", b"[1,", b"\xff", b"null"]) + rid().encode())
-            for _ in range(flood)]
+    bad += [
+        Msg("flood", rng.choice([b"\x00", b"{", b"[1,", b"\xff", b"null"]) + rid().encode())
+        for _ in range(flood)
+    ]
     good = json.dumps({**valid, "record_id": rid()}, default=str).encode()
-    return Battery(topic, bad, Msg("valid", good), Msg("past the broker's limit",
-                                                         record(padding="x" * 2 * BROKER_MAX)))
+    return Battery(
+        topic, bad, Msg("valid", good), Msg("past the broker's limit", record(padding="x" * 2 * BROKER_MAX))
+    )
 
 
 # -- Kafka plumbing -----------------------------------------------------------------------------
@@ -189,22 +209,26 @@ async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 
 async def produce(bootstrap: str, batteries: Iterable[Battery]) -> None:
     """Sends every battery (bad messages, then the valid one); records offsets. The message
     past the broker's limit must be refused by the broker, never appended."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * BROKER_MAX, linger_ms=5,
-                                acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, max_request_size=4 * BROKER_MAX, linger_ms=5, acks="all"
+    )
     await producer.start()
     try:
         for battery in batteries:
             if battery.too_large is not None:
                 try:
-                    await producer.send_and_wait(battery.topic, battery.too_large.value,
-                                                 headers=battery.too_large.headers or None)
+                    await producer.send_and_wait(
+                        battery.topic, battery.too_large.value, headers=battery.too_large.headers or None
+                    )
                 except KafkaError as exc:
                     assert "TooLarge" in type(exc).__name__, exc
                 else:
                     raise AssertionError(f"the broker appended a {len(battery.too_large.value)}-byte message")
             messages = [*battery.bad, *battery.tolerated, battery.valid]
-            futures = [await producer.send(battery.topic, m.value, key=m.key, headers=m.headers or None)
-                       for m in messages]
+            futures = [
+                await producer.send(battery.topic, m.value, key=m.key, headers=m.headers or None)
+                for m in messages
+            ]
             for message, meta in zip(messages, await asyncio.gather(*futures), strict=True):
                 message.offset = meta.offset
     finally:
@@ -217,12 +241,19 @@ class Letter:
     headers: dict[str, bytes]
 
 
-async def read_until(bootstrap: str, topic: str, done: Callable[[list[Letter]], bool],
-                     timeout: float) -> list[Letter]:
+async def read_until(
+    bootstrap: str, topic: str, done: Callable[[list[Letter]], bool], timeout: float
+) -> list[Letter]:
     """Records of ``topic`` from its start until ``done(records)`` (or the timeout: what was read)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level="read_committed",
-                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * BROKER_MAX)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * BROKER_MAX,
+    )
     await consumer.start()
     out: list[Letter] = []
     try:
@@ -269,8 +300,11 @@ def check_letters(battery: Battery, letters: list[Letter], *, reason_header: str
     for letter in letters:
         by_value.setdefault(letter.value, letter)
     missing = [m.kind for m in battery.bad if m.value not in by_value]
-    assert not missing, f"{battery.topic}: {len(missing)} bad messages not dead-lettered: {sorted(set(missing))}"
+    assert not missing, (
+        f"{battery.topic}: {len(missing)} bad messages not dead-lettered: {sorted(set(missing))}"
+    )
     silent = [m.kind for m in battery.bad if not by_value[m.value].headers.get(reason_header)]
     assert not silent, f"{battery.topic}: dead letters without a reason: {sorted(set(silent))}"
     assert battery.valid.value not in by_value, f"{battery.topic}: the valid event was dead-lettered: " + (
-        by_value[battery.valid.value].headers.get(reason_header, b"").decode(errors="replace"))
+        by_value[battery.valid.value].headers.get(reason_header, b"").decode(errors="replace")
+    )

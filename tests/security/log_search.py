@@ -17,6 +17,7 @@ loan generator gives applicants (``applicant_name``, personal data by the spec).
 
 A hit fails the run (exit status 1) naming the file and line, never the secret itself.
 """
+
 from __future__ import annotations
 
 import functools
@@ -69,7 +70,7 @@ class Search:
     def add_token_part(self, part: str, label: str) -> None:
         self.add(part, label)
         for i in range(len(part) - WINDOW + 1):
-            self.windows.setdefault(part[i:i + WINDOW], label)
+            self.windows.setdefault(part[i : i + WINDOW], label)
 
     def scan(self, where: str, lines: Iterable[str], first_line: int = 1) -> None:
         pattern = self.pattern
@@ -85,7 +86,7 @@ class Search:
     def _token_piece(self, line: str) -> str | None:
         for run in _BASE64URL_RUN.findall(line):
             for i in range(len(run) - WINDOW + 1):
-                label = self.windows.get(run[i:i + WINDOW])
+                label = self.windows.get(run[i : i + WINDOW])
                 if label is not None:
                     return label
         return None
@@ -115,8 +116,9 @@ def _record_tokens() -> None:
     def recording_issue(self: TokenIssuer, subject: str, *args: Any, **kwargs: Any) -> str:
         token = issue(self, subject, *args, **kwargs)
         for i, part in enumerate(token.split(".")[1:], 1):
-            SEARCH.add_token_part(part, f"{'payload' if i == 1 else 'signature'} of a token minted for "
-                                        f"{subject!r}")
+            SEARCH.add_token_part(
+                part, f"{'payload' if i == 1 else 'signature'} of a token minted for {subject!r}"
+            )
         return token
 
     recording_issue._log_search = True  # type: ignore[attr-defined]
@@ -176,8 +178,9 @@ def _scan_file(path: Path, offset: int = 0) -> None:
         return
     # Line numbers count from where this run started writing (1: the first line it wrote).
     SEARCH.files += 1
-    SEARCH.scan(f"{path}" + (f" (from byte {offset})" if offset else ""),
-                data.decode("utf-8", "replace").splitlines())
+    SEARCH.scan(
+        f"{path}" + (f" (from byte {offset})" if offset else ""), data.decode("utf-8", "replace").splitlines()
+    )
 
 
 def _run_logs(config: pytest.Config) -> Iterator[Path]:
@@ -187,8 +190,11 @@ def _run_logs(config: pytest.Config) -> Iterator[Path]:
         return
     for path in Path(base).rglob("*"):
         name = path.name
-        if path.is_file() and (_is_log(path) or ".log." in name or (
-                name.endswith(".jsonl") and ("span" in name or "trace" in name))):
+        if path.is_file() and (
+            _is_log(path)
+            or ".log." in name
+            or (name.endswith(".jsonl") and ("span" in name or "trace" in name))
+        ):
             yield path
 
 
@@ -227,10 +233,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     result = SEARCH
     tokens = sum(1 for label in result.needles.values() if "token" in label) // 2
-    summary = (f"log search: {result.files} log files, {result.captured} captured test logs, "
-               f"{result.lines} lines searched for {tokens} tokens, "
-               f"{sum(1 for v in result.needles.values() if 'salt' in v)} secrets and "
-               f"{sum(1 for v in result.needles.values() if 'personal' in v)} personal values")
+    summary = (
+        f"log search: {result.files} log files, {result.captured} captured test logs, "
+        f"{result.lines} lines searched for {tokens} tokens, "
+        f"{sum(1 for v in result.needles.values() if 'salt' in v)} secrets and "
+        f"{sum(1 for v in result.needles.values() if 'personal' in v)} personal values"
+    )
     if not result.hits:
         terminalreporter.write_line(summary + ": none found")
         return

@@ -1,4 +1,5 @@
 """``aif token``: keygen, issue, revoke, certs — the development credential workflow."""
+
 from __future__ import annotations
 
 import stat
@@ -19,15 +20,36 @@ def test_keygen_issue_verify_revoke(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert stat.S_IMODE((tmp_path / "jwt_private.pem").stat().st_mode) == 0o600
     assert main(["token", "--dir", str(tmp_path), "keygen"]) == 2, "never overwrites a key silently"
     capsys.readouterr()
-    assert main(["token", "--dir", str(tmp_path), "issue", "--sub", "alice", "--role", "loan_approval:approver",
-                 "--role", "*:auditor", "--ttl", "1h"]) == 0
+    assert (
+        main(
+            [
+                "token",
+                "--dir",
+                str(tmp_path),
+                "issue",
+                "--sub",
+                "alice",
+                "--role",
+                "loan_approval:approver",
+                "--role",
+                "*:auditor",
+                "--ttl",
+                "1h",
+            ]
+        )
+        == 0
+    )
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["roles"] == {"loan_approval": ["approver"], "*": ["auditor"]}
     assert claims["exp"] - claims["iat"] == 3600 and claims["sub"] == "alice"
 
-    verifier = TokenVerifier(load_public_key(tmp_path / "jwt_public.pem"), issuer="aifactory-dev",
-                             audience="aifactory", revoked=RevocationList(tmp_path / REVOKED_FILE))
+    verifier = TokenVerifier(
+        load_public_key(tmp_path / "jwt_public.pem"),
+        issuer="aifactory-dev",
+        audience="aifactory",
+        revoked=RevocationList(tmp_path / REVOKED_FILE),
+    )
     assert verifier.verify(token).roles_in("loan_approval") == {"approver", "auditor"}
     assert main(["token", "--dir", str(tmp_path), "revoke", token]) == 0
     with pytest.raises(Unauthenticated) as info:
@@ -38,11 +60,20 @@ def test_keygen_issue_verify_revoke(tmp_path: Path, capsys: pytest.CaptureFixtur
     record("token_cases", 4)
 
 
-@pytest.mark.parametrize("args", [["--role", "loan_approval:boss"], ["--role", "approver"], ["--ttl", "soon"]])
+@pytest.mark.parametrize(
+    "args", [["--role", "loan_approval:boss"], ["--role", "approver"], ["--ttl", "soon"]]
+)
 def test_issue_refuses_bad_input(tmp_path: Path, args: list[str]) -> None:
     main(["token", "--dir", str(tmp_path), "keygen"])
-    argv = ["token", "--dir", str(tmp_path), "issue", "--sub", "x", *(args if "--role" in args else
-                                                                      ["--role", "*:app", *args])]
+    argv = [
+        "token",
+        "--dir",
+        str(tmp_path),
+        "issue",
+        "--sub",
+        "x",
+        *(args if "--role" in args else ["--role", "*:app", *args]),
+    ]
     try:
         assert main(argv) == 2
     except SystemExit as exc:  # argparse refuses a bad --ttl itself
@@ -53,6 +84,15 @@ def test_issue_refuses_bad_input(tmp_path: Path, args: list[str]) -> None:
 def test_certs_makes_a_ca_and_one_certificate_per_service(tmp_path: Path) -> None:
     assert main(["token", "--dir", str(tmp_path), "certs"]) == 0
     names = {p.stem for p in tmp_path.glob("*.pem")}
-    assert {"ca", "ingestion", "featurestore", "trainer", "evaluator", "registry", "gateway", "monitor",
-            "client"} <= names
+    assert {
+        "ca",
+        "ingestion",
+        "featurestore",
+        "trainer",
+        "evaluator",
+        "registry",
+        "gateway",
+        "monitor",
+        "client",
+    } <= names
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.glob("*.key"))

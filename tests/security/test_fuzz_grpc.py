@@ -11,6 +11,7 @@ within its deadline (DEADLINE_EXCEEDED is a hang), and afterwards every service 
 alive, healthy and has counted no INTERNAL/UNKNOWN reply on its metrics endpoint.
 Examples are derandomized: a run is reproducible; AIF_FUZZ_EXAMPLES raises the count.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,26 +46,51 @@ PORT_OFFSET = 11000
 EXAMPLES = int(os.environ.get("AIF_FUZZ_EXAMPLES", "100"))
 DEADLINE_S = 15.0
 S = grpc.StatusCode
-ALLOWED = {S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION, S.PERMISSION_DENIED, S.UNAUTHENTICATED,
-           S.ALREADY_EXISTS, S.OUT_OF_RANGE, S.RESOURCE_EXHAUSTED, S.UNAVAILABLE, S.DATA_LOSS, S.ABORTED}
+ALLOWED = {
+    S.OK,
+    S.INVALID_ARGUMENT,
+    S.NOT_FOUND,
+    S.FAILED_PRECONDITION,
+    S.PERMISSION_DENIED,
+    S.UNAUTHENTICATED,
+    S.ALREADY_EXISTS,
+    S.OUT_OF_RANGE,
+    S.RESOURCE_EXHAUSTED,
+    S.UNAVAILABLE,
+    S.DATA_LOSS,
+    S.ABORTED,
+}
 OIP_SERVICE = oip_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 # What the gateway does not serve on purpose (model control, shared memory, trace/log settings).
-OIP_UNSERVED = {"RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
-                "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
-                "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"}
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES)]
+OIP_UNSERVED = {
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister",
+    "CudaSharedMemoryUnregister",
+    "TraceSetting",
+    "LogSettings",
+}
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES),
+]
 
 
 @dataclass(frozen=True)
 class Target:
-    service: str          # the stack's name of the process serving it
+    service: str  # the stack's name of the process serving it
     method: Method
-    oip: bool = False     # on the gateway's Open Inference Protocol port (no shared interceptor)
+    oip: bool = False  # on the gateway's Open Inference Protocol port (no shared interceptor)
 
     @property
     def id(self) -> str:
-        return self.method.path.rsplit("/", 2)[-2].rsplit(".", 1)[-1] + "." + self.method.path.rsplit("/", 1)[-1]
+        return (
+            self.method.path.rsplit("/", 2)[-2].rsplit(".", 1)[-1] + "." + self.method.path.rsplit("/", 1)[-1]
+        )
 
     @property
     def name(self) -> str:
@@ -74,9 +100,18 @@ class Target:
 def targets() -> list[Target]:
     found = [Target(svc.full_name.split(".")[1], m) for svc in services() for m in svc.methods]
     for m in OIP_SERVICE.methods:
-        found.append(Target("gateway", Method(f"/{OIP_SERVICE.full_name}/{m.name}",
-                                              message_factory.GetMessageClass(m.input_type),
-                                              m.client_streaming, m.server_streaming), oip=True))
+        found.append(
+            Target(
+                "gateway",
+                Method(
+                    f"/{OIP_SERVICE.full_name}/{m.name}",
+                    message_factory.GetMessageClass(m.input_type),
+                    m.client_streaming,
+                    m.server_streaming,
+                ),
+                oip=True,
+            )
+        )
     return found
 
 
@@ -107,8 +142,12 @@ class Fuzz:
         self.metadata: dict[str, tuple[tuple[str, str], ...]] = {
             "admin": admin,
             "auditor": stack.metadata("fuzz-auditor", {"*": ["auditor"]}),
-            "expired": (("authorization", "Bearer " + stack.auth.token_issuer().issue(
-                "fuzz-late", {"*": ["admin"]}, -3600)),),
+            "expired": (
+                (
+                    "authorization",
+                    "Bearer " + stack.auth.token_issuer().issue("fuzz-late", {"*": ["admin"]}, -3600),
+                ),
+            ),
             "garbage": (("authorization", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."),),
             "none": (),
         }
@@ -122,8 +161,9 @@ class Fuzz:
             self.channels[key] = grpc.insecure_channel(key, options=CHANNEL_OPTIONS)
         return self.channels[key]
 
-    def call(self, target: Target, messages: Sequence[bytes], auth: str,
-             timeout: float = DEADLINE_S) -> tuple[grpc.StatusCode, str]:
+    def call(
+        self, target: Target, messages: Sequence[bytes], auth: str, timeout: float = DEADLINE_S
+    ) -> tuple[grpc.StatusCode, str]:
         """One call with raw request bytes (identity serializers); its status and details."""
         m, channel = target.method, self.channel(target)
         kwargs = {"metadata": self.metadata[auth], "timeout": timeout}
@@ -153,23 +193,39 @@ class Fuzz:
 def fuzz(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("fuzz")
     run = f"fuzz-{uuid.uuid4().hex[:8]}"
-    env = {"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers, **topic_env(run),
-           # The fuzz needs the APIs, not the consumers; the topics above keep them apart anyway.
-           "AIF_INGESTION_CONSUME": "false", "AIF_FEATURESTORE_STREAM_ENABLED": "false",
-           "AIF_TRAINER_CONSUME": "false", "AIF_EVALUATOR_CONSUME": "false", "AIF_REGISTRY_CONSUME": "false",
-           "AIF_MONITOR_CONSUME": "false",
-           # Exports land in the run's folder, never in the shared Triton repository.
-           "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(root / "triton"),
-           "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(root / "triton"),
-           "AIF_REGISTRY_INSTANCE_ID": run, "AIF_INGESTION_INSTANCE_ID": run,
-           "AIF_INGESTION_CONSUMER_GROUP": run}
+    env = {
+        "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        **topic_env(run),
+        # The fuzz needs the APIs, not the consumers; the topics above keep them apart anyway.
+        "AIF_INGESTION_CONSUME": "false",
+        "AIF_FEATURESTORE_STREAM_ENABLED": "false",
+        "AIF_TRAINER_CONSUME": "false",
+        "AIF_EVALUATOR_CONSUME": "false",
+        "AIF_REGISTRY_CONSUME": "false",
+        "AIF_MONITOR_CONSUME": "false",
+        # Exports land in the run's folder, never in the shared Triton repository.
+        "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(root / "triton"),
+        "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(root / "triton"),
+        "AIF_REGISTRY_INSTANCE_ID": run,
+        "AIF_INGESTION_INSTANCE_ID": run,
+        "AIF_INGESTION_CONSUMER_GROUP": run,
+    }
     env = {k: v for k, v in env.items() if _known_setting(k)}
-    busy = [p for name in SERVICES for p in (SERVICES[name][0] + PORT_OFFSET, SERVICES[name][1] + PORT_OFFSET)
-            if not _free(p)]
+    busy = [
+        p
+        for name in SERVICES
+        for p in (SERVICES[name][0] + PORT_OFFSET, SERVICES[name][1] + PORT_OFFSET)
+        if not _free(p)
+    ]
     # A leftover process on these ports would answer the health checks for the new stack.
     assert not busy, f"ports {busy} are in use (a stack left over from an interrupted run?)"
-    stack = Stack(root / "logs", port_offset=PORT_OFFSET, env=env, auth=DevAuth(root / "auth").ensure(),
-                  data_root=root / "data")
+    stack = Stack(
+        root / "logs",
+        port_offset=PORT_OFFSET,
+        env=env,
+        auth=DevAuth(root / "auth").ensure(),
+        data_root=root / "data",
+    )
     stack.start(timeout=150)
     fuzz = Fuzz(stack)
     try:
@@ -199,8 +255,10 @@ def _known_setting(name: str) -> bool:
         prefix = f"AIF_{service.upper()}_"
         if name.startswith(prefix):
             module = importlib.import_module(f"services.{service}.settings")
-            cls = next(v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings")
-            return name[len(prefix):].lower() in cls.model_fields
+            cls = next(
+                v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings"
+            )
+            return name[len(prefix) :].lower() in cls.model_fields
     return True
 
 
@@ -213,7 +271,9 @@ def verdict(target: Target, auth: str, code: grpc.StatusCode) -> str | None:
         # and passes Triton's own UNIMPLEMENTED through (e.g. RepositoryIndex of a named repository).
         return None if code in ALLOWED | {S.UNIMPLEMENTED} else f"untyped status {code.name}"
     if auth in ("none", "garbage", "expired"):
-        return None if code == S.UNAUTHENTICATED else f"{auth} token answered {code.name}, not UNAUTHENTICATED"
+        return (
+            None if code == S.UNAUTHENTICATED else f"{auth} token answered {code.name}, not UNAUTHENTICATED"
+        )
     return None if code in ALLOWED else f"untyped status {code.name}"
 
 
@@ -232,8 +292,14 @@ def test_fuzz_method(fuzz: Fuzz, target: Target) -> None:
     outcomes: Counter[str] = Counter()
     examples = EXAMPLES if not (target.oip and target.name in OIP_UNSERVED) else max(5, EXAMPLES // 5)
 
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(sent=messages, who=auth)
     def run(sent: list[Body], who: str) -> None:
         code, details = fuzz.call(target, [b.data for b in sent], who)
@@ -255,8 +321,9 @@ def test_largest_messages_within_the_cap_get_typed_answers(fuzz: Fuzz) -> None:
         if target.oip and target.name in OIP_UNSERVED:
             continue
         data = huge(target.method.request).SerializeToString()
-        code, details = fuzz.call(target, [data, data] if target.method.client_streaming else [data], "admin",
-                                  timeout=60)
+        code, details = fuzz.call(
+            target, [data, data] if target.method.client_streaming else [data], "admin", timeout=60
+        )
         if (wrong := verdict(target, "admin", code)) is not None:
             failures.append(f"{target.id} ({len(data) >> 20} MiB): {wrong} {details[:120]!r}")
     assert not failures, "\n".join(failures)
@@ -274,14 +341,19 @@ def test_at_the_cap_a_typed_answer_and_past_it_resource_exhausted(fuzz: Fuzz) ->
         seen.add(server)
         under = over_cap(target.method.request, MAX_MESSAGE_BYTES - 65 * 1024)
         code, details = fuzz.call(target, [under], "admin", timeout=60)
-        assert verdict(target, "admin", code) is None and code != S.RESOURCE_EXHAUSTED, (target.id, code, details)
+        assert verdict(target, "admin", code) is None and code != S.RESOURCE_EXHAUSTED, (
+            target.id,
+            code,
+            details,
+        )
         code, _ = fuzz.call(target, [over_cap(target.method.request, MAX_MESSAGE_BYTES)], "admin", timeout=60)
         assert code == S.RESOURCE_EXHAUSTED, (target.id, code)
     assert len(seen) == len(SERVICES) + 1  # seven business APIs and the OIP server
 
 
-_BAD_STATUS = re.compile(r'^rpc_server_requests_total\{.*rpc_grpc_status_code="(INTERNAL|UNKNOWN)".*\} (\S+)$',
-                         re.M)
+_BAD_STATUS = re.compile(
+    r'^rpc_server_requests_total\{.*rpc_grpc_status_code="(INTERNAL|UNKNOWN)".*\} (\S+)$', re.M
+)
 
 
 @pytest.mark.timeout(120)
@@ -296,4 +368,6 @@ def test_every_service_is_alive_and_healthy_after_the_fuzz(fuzz: Fuzz) -> None:
         # And it still does its job: an empty request to its first method gets a typed answer.
         first = next(t for t in TARGETS if t.service == name and not t.oip)
         assert fuzz.call(first, [b""], "admin")[0] in ALLOWED, name
-    print(f"fuzz: {fuzz.tried['messages']} messages in {fuzz.tried['calls']} calls over {len(TARGETS)} methods")
+    print(
+        f"fuzz: {fuzz.tried['messages']} messages in {fuzz.tried['calls']} calls over {len(TARGETS)} methods"
+    )

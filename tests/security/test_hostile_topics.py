@@ -14,6 +14,7 @@ The trainer and evaluator get the in-memory feature store and registry of
 tests/lifecycle_fakes.py, as in their integration tests (their ports are not under test).
 AIF_HOSTILE_FLOOD sets the flood per topic.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -87,7 +88,9 @@ def loan_record() -> dict[str, Any]:
     return example.record
 
 
-async def dead_letters_for(bootstrap: str, dlq: str, batteries: list[Battery], timeout: float = 60) -> list[Letter]:
+async def dead_letters_for(
+    bootstrap: str, dlq: str, batteries: list[Battery], timeout: float = 60
+) -> list[Letter]:
     wanted = {m.value for b in batteries for m in b.bad}
 
     def done(letters: list[Letter]) -> bool:
@@ -98,10 +101,13 @@ async def dead_letters_for(bootstrap: str, dlq: str, batteries: list[Battery], t
 
 async def handled(bootstrap: str, group: str, battery: Battery) -> None:
     """The consumer group has committed past the valid event (it ran through everything)."""
+
     async def past() -> bool:
         return await committed(bootstrap, group, battery.topic) > battery.valid.offset
 
-    await until(past, EFFECT_TIMEOUT, f"{group} to commit past offset {battery.valid.offset} of {battery.topic}")
+    await until(
+        past, EFFECT_TIMEOUT, f"{group} to commit past offset {battery.valid.offset} of {battery.topic}"
+    )
 
 
 def tally(*batteries: Battery) -> int:
@@ -126,8 +132,13 @@ def auth(tmp_path: Path) -> DevAuth:
 
 
 def common(kafka: Any, auth: DevAuth) -> dict[str, Any]:
-    return {"grpc_port": 0, "metrics_port": 0, "kafka_bootstrap": kafka.bootstrap_servers,
-            "auth_dir": auth.directory, "privacy_salt": SecretStr(auth.env()["AIF_PRIVACY_SALT"])}
+    return {
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "kafka_bootstrap": kafka.bootstrap_servers,
+        "auth_dir": auth.directory,
+        "privacy_salt": SecretStr(auth.env()["AIF_PRIVACY_SALT"]),
+    }
 
 
 # -- ingestion: the raw topics --------------------------------------------------------------------
@@ -141,15 +152,29 @@ async def test_ingestion_raw_topics(kafka, auth: DevAuth, tmp_path: Path) -> Non
     run = uuid.uuid4().hex[:8]
     t = names("records", "dlq", "quality")
     settings = IngestionSettings(
-        **common(kafka, auth), data_dir=tmp_path / "raw", consumer_group=f"hostile-ingestion-{run}",
-        instance_id=f"hostile-{run}", raw_topic_pattern=f"hostile.{run}.{{use_case}}.raw",
-        records_topic=t["records"], dead_letter_topic=t["dlq"], quality_topic=t["quality"], topic_partitions=1,
-        max_payload_bytes=256 * 1024)
+        **common(kafka, auth),
+        data_dir=tmp_path / "raw",
+        consumer_group=f"hostile-ingestion-{run}",
+        instance_id=f"hostile-{run}",
+        raw_topic_pattern=f"hostile.{run}.{{use_case}}.raw",
+        records_topic=t["records"],
+        dead_letter_topic=t["dlq"],
+        quality_topic=t["quality"],
+        topic_partitions=1,
+        max_payload_bytes=256 * 1024,
+    )
     segment = next(iter(SegmentStream(seed=5, start=datetime.now(UTC) - timedelta(hours=1)))).record
-    batteries = [raw_battery(settings.raw_topic(UC), loan_record(), flood=RAW_FLOOD,
-                             max_payload=settings.max_payload_bytes),
-                 raw_battery(settings.raw_topic("image_segments"), segment, flood=RAW_FLOOD,
-                             max_payload=settings.max_payload_bytes)]
+    batteries = [
+        raw_battery(
+            settings.raw_topic(UC), loan_record(), flood=RAW_FLOOD, max_payload=settings.max_payload_bytes
+        ),
+        raw_battery(
+            settings.raw_topic("image_segments"),
+            segment,
+            flood=RAW_FLOOD,
+            max_payload=settings.max_payload_bytes,
+        ),
+    ]
     await create_topics(kafka.bootstrap_servers, [b.topic for b in batteries])
     service, _ = await started(settings, build)
     try:
@@ -180,8 +205,10 @@ async def test_ingestion_raw_topics(kafka, auth: DevAuth, tmp_path: Path) -> Non
         assert all(key in bad for key in seen), "a valid record was dead-lettered"
         big = next(e for k, e in seen.items() if bad[k] == "just under the broker's limit")
         assert big.original_truncated and big.violations[0].code == "too_large"
-        assert await committed(kafka.bootstrap_servers, settings.consumer_group, batteries[0].topic) > \
-            batteries[0].valid.offset
+        assert (
+            await committed(kafka.bootstrap_servers, settings.consumer_group, batteries[0].topic)
+            > batteries[0].valid.offset
+        )
     finally:
         await stopped(service)
     print(f"ingestion: {tally(*batteries)} messages on {len(batteries)} raw topics")
@@ -194,8 +221,10 @@ def fast_retraining_specs(tmp_path: Path) -> Path:
     folder = tmp_path / "usecases"
     folder.mkdir()
     for spec in DEFAULT_DIR.glob("*.yaml"):
-        text = spec.read_text().replace("retraining: {debounce: 10s, cooldown: 60s, max_per_day: 20}",
-                                        "retraining: {debounce: 1s, cooldown: 0s, max_per_day: 20}")
+        text = spec.read_text().replace(
+            "retraining: {debounce: 10s, cooldown: 60s, max_per_day: 20}",
+            "retraining: {debounce: 1s, cooldown: 0s, max_per_day: 20}",
+        )
         (folder / spec.name).write_text(text)
     return folder
 
@@ -208,22 +237,40 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
     t = names("requested", "drift", "trained", "dlq")
     group = f"hostile-trainer-{uuid.uuid4().hex[:8]}"
     settings = TrainerSettings(
-        **common(kafka, auth), usecases_dir=fast_retraining_specs(tmp_path),
-        database_url=f"sqlite:///{tmp_path / 'jobs.db'}", consumer_group=group,
-        training_requested_topic=t["requested"], drift_detected_topic=t["drift"], model_trained_topic=t["trained"],
-        dead_letter_topic=t["dlq"], dependency_attempts=1, dependency_backoff_s=0.05)
+        **common(kafka, auth),
+        usecases_dir=fast_retraining_specs(tmp_path),
+        database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+        consumer_group=group,
+        training_requested_topic=t["requested"],
+        drift_detected_topic=t["drift"],
+        model_trained_topic=t["trained"],
+        dead_letter_topic=t["dlq"],
+        dependency_attempts=1,
+        dependency_backoff_s=0.05,
+    )
     request_id = f"hostile-{uuid.uuid4().hex[:8]}"
     report_id = f"drift-report-{uuid.uuid4().hex[:8]}"
-    requested = trainer_events.TrainingRequested(request_id=request_id, use_case=UC,
-                                                 reason=trainer_events.TRAINING_REASON_MANUAL)
-    drift = monitor_events.DriftDetected(report_id=report_id, use_case=UC,
-                                         model=common_pb2.ModelRef(use_case=UC, model_name=UC, version=1))
+    requested = trainer_events.TrainingRequested(
+        request_id=request_id, use_case=UC, reason=trainer_events.TRAINING_REASON_MANUAL
+    )
+    drift = monitor_events.DriftDetected(
+        report_id=report_id, use_case=UC, model=common_pb2.ModelRef(use_case=UC, model_name=UC, version=1)
+    )
     batteries = [
-        typed_battery(t["requested"], trainer_events.TrainingRequested, requested, drift, use_case=UC, flood=FLOOD),
+        typed_battery(
+            t["requested"], trainer_events.TrainingRequested, requested, drift, use_case=UC, flood=FLOOD
+        ),
         # An empty DriftDetected still names its use case in its headers, and the trainer
         # retrains on it (by design: a drift report is a request to retrain that use case).
-        typed_battery(t["drift"], monitor_events.DriftDetected, drift, requested, use_case=UC, flood=FLOOD,
-                      empty_rejected=False),
+        typed_battery(
+            t["drift"],
+            monitor_events.DriftDetected,
+            drift,
+            requested,
+            use_case=UC,
+            flood=FLOOD,
+            empty_rejected=False,
+        ),
     ]
     await create_topics(kafka.bootstrap_servers, t.values())
     # No training data: each job fails at once, which is enough to show it was taken.
@@ -237,16 +284,20 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
             stub = tr_grpc.TrainerServiceStub(channel)
 
             async def jobs() -> list[tr_pb.TrainingJob]:
-                reply = await stub.ListTrainingJobs(tr_pb.ListTrainingJobsRequest(use_case=UC, page_size=100),
-                                                    metadata=auth.metadata())
+                reply = await stub.ListTrainingJobs(
+                    tr_pb.ListTrainingJobsRequest(use_case=UC, page_size=100), metadata=auth.metadata()
+                )
                 return list(reply.jobs)
 
             async def both() -> bool:
                 found = await jobs()
                 return any(j.job_id == request_id for j in found) and any(
-                    j.drift_report_id == report_id for j in found)
+                    j.drift_report_id == report_id for j in found
+                )
 
-            await until(both, EFFECT_TIMEOUT, "a job for the valid request and one for the valid drift report")
+            await until(
+                both, EFFECT_TIMEOUT, "a job for the valid request and one for the valid drift report"
+            )
             # The two valid events, and at most the empty drift report (see above): no other.
             assert len(await jobs()) <= 3, [j.job_id for j in await jobs()]
     finally:
@@ -271,22 +322,31 @@ async def test_evaluator_topic(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
     t = names("trained", "evaluated", "dlq")
     group = f"hostile-evaluator-{uuid.uuid4().hex[:8]}"
     settings = EvaluatorSettings(
-        **common(kafka, auth), database_url=f"sqlite:///{tmp_path / 'reports.db'}", consumer_group=group,
-        model_trained_topic=t["trained"], model_evaluated_topic=t["evaluated"], dead_letter_topic=t["dlq"])
+        **common(kafka, auth),
+        database_url=f"sqlite:///{tmp_path / 'reports.db'}",
+        consumer_group=group,
+        model_trained_topic=t["trained"],
+        model_evaluated_topic=t["evaluated"],
+        dead_letter_topic=t["dlq"],
+    )
     registry = FakeRegistry()
     key = ModelKey(UC, UC, 1)
     registry.add_version(key, torchscript_model(usecase(UC)))
     data = FakeTrainingData({UC: loan_frame(2000, interval=timedelta(seconds=4))})
     trained = trainer_events.ModelTrained(model=key.to_proto(), request_id=f"hostile-{uuid.uuid4().hex[:8]}")
     wrong = trainer_events.TrainingRequested(request_id="x", use_case=UC)
-    battery = typed_battery(t["trained"], trainer_events.ModelTrained, trained, wrong, use_case=UC, flood=FLOOD)
+    battery = typed_battery(
+        t["trained"], trainer_events.ModelTrained, trained, wrong, use_case=UC, flood=FLOOD
+    )
     await create_topics(kafka.bootstrap_servers, t.values())
     service, _ = await started(settings, build, data=data, registry=registry)
     try:
         await produce(kafka.bootstrap_servers, [battery])
         await handled(kafka.bootstrap_servers, group, battery)
         check_letters(battery, await dead_letters_for(kafka.bootstrap_servers, t["dlq"], [battery]))
-        verdicts = await read_until(kafka.bootstrap_servers, t["evaluated"], lambda x: len(x) >= 1, EFFECT_TIMEOUT)
+        verdicts = await read_until(
+            kafka.bootstrap_servers, t["evaluated"], lambda x: len(x) >= 1, EFFECT_TIMEOUT
+        )
         assert len(verdicts) == 1, "the valid ModelTrained was evaluated, and only it"
         assert evaluator_events.ModelEvaluated.FromString(verdicts[0].value).model.version == 1
     finally:
@@ -305,11 +365,19 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
     t = names("evaluated", "rollback", "predictions", "promoted", "dlq")
     group = f"hostile-registry-{uuid.uuid4().hex[:8]}"
     settings = RegistrySettings(
-        **common(kafka, auth), database_url=f"sqlite:///{tmp_path / 'registry.db'}",
-        artifact_root=tmp_path / "artifacts", usecases_dir=write_usecases(tmp_path / "usecases"),
-        triton_model_repository=tmp_path / "triton", export_root=tmp_path / "exports", consumer_group=group,
-        evaluated_topic=t["evaluated"], rollback_topic=t["rollback"], predictions_topic=t["predictions"],
-        promoted_topic=t["promoted"], dead_letter_topic=t["dlq"])
+        **common(kafka, auth),
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        artifact_root=tmp_path / "artifacts",
+        usecases_dir=write_usecases(tmp_path / "usecases"),
+        triton_model_repository=tmp_path / "triton",
+        export_root=tmp_path / "exports",
+        consumer_group=group,
+        evaluated_topic=t["evaluated"],
+        rollback_topic=t["rollback"],
+        predictions_topic=t["predictions"],
+        promoted_topic=t["promoted"],
+        dead_letter_topic=t["dlq"],
+    )
     await create_topics(kafka.bootstrap_servers, t.values())
     service, port = await started(settings, build)
     admin = auth.metadata()
@@ -319,15 +387,23 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
             stub = reg_grpc.RegistryServiceStub(channel)
             versions = []
             for seed in (1, 2):
-                reply = await stub.RegisterModelVersion(reg_pb.RegisterModelVersionRequest(
-                    use_case=AUTO, model_name=AUTO, artifact_content=torchscript_model(uc, seed=seed),
-                    reference_profile_content=json.dumps(reference_doc(uc)).encode()), metadata=admin)
+                reply = await stub.RegisterModelVersion(
+                    reg_pb.RegisterModelVersionRequest(
+                        use_case=AUTO,
+                        model_name=AUTO,
+                        artifact_content=torchscript_model(uc, seed=seed),
+                        reference_profile_content=json.dumps(reference_doc(uc)).encode(),
+                    ),
+                    metadata=admin,
+                )
                 versions.append(reply.model_version.ref)
 
             async def champion() -> int:
                 try:
-                    reply = await stub.GetAlias(reg_pb.GetAliasRequest(use_case=AUTO, model_name=AUTO,
-                                                                       alias="champion"), metadata=admin)
+                    reply = await stub.GetAlias(
+                        reg_pb.GetAliasRequest(use_case=AUTO, model_name=AUTO, alias="champion"),
+                        metadata=admin,
+                    )
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() == grpc.StatusCode.NOT_FOUND:
                         return 0
@@ -335,14 +411,22 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
                 return reply.alias.version
 
             # model.evaluated: the valid verdict (v1 passed) makes v1 champion (auto policy).
-            verdict = evaluator_events.ModelEvaluated(report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[0],
-                                                      passed=True)
-            rollback = monitor_events.RollbackRequested(request_id=f"rb-{uuid.uuid4().hex[:8]}", use_case=AUTO,
-                                                        model=versions[1], alias="champion", reason="hostile test")
-            prediction = gateway_events.PredictionLogged(prediction_id=f"pred-{uuid.uuid4().hex}", use_case=AUTO,
-                                                         model=versions[0])
-            evaluated = typed_battery(t["evaluated"], evaluator_events.ModelEvaluated, verdict, rollback,
-                                      use_case=AUTO, flood=FLOOD)
+            verdict = evaluator_events.ModelEvaluated(
+                report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[0], passed=True
+            )
+            rollback = monitor_events.RollbackRequested(
+                request_id=f"rb-{uuid.uuid4().hex[:8]}",
+                use_case=AUTO,
+                model=versions[1],
+                alias="champion",
+                reason="hostile test",
+            )
+            prediction = gateway_events.PredictionLogged(
+                prediction_id=f"pred-{uuid.uuid4().hex}", use_case=AUTO, model=versions[0]
+            )
+            evaluated = typed_battery(
+                t["evaluated"], evaluator_events.ModelEvaluated, verdict, rollback, use_case=AUTO, flood=FLOOD
+            )
             await produce(kafka.bootstrap_servers, [evaluated])
             await handled(kafka.bootstrap_servers, group, evaluated)
             assert await until(lambda: _equals(champion, 1), EFFECT_TIMEOUT, "v1 to become champion")
@@ -351,21 +435,34 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
             publisher = EventPublisher(kafka.bootstrap_servers, producer="hostile-setup")
             await publisher.start()
             try:
-                await publisher.publish(t["evaluated"], evaluator_events.ModelEvaluated(
-                    report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[1], passed=True), use_case=AUTO)
+                await publisher.publish(
+                    t["evaluated"],
+                    evaluator_events.ModelEvaluated(
+                        report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[1], passed=True
+                    ),
+                    use_case=AUTO,
+                )
             finally:
                 await publisher.stop()
             assert await until(lambda: _equals(champion, 2), EFFECT_TIMEOUT, "v2 to become champion")
-            rollbacks = typed_battery(t["rollback"], monitor_events.RollbackRequested, rollback, verdict,
-                                      use_case=AUTO, flood=FLOOD)
-            predictions = typed_battery(t["predictions"], gateway_events.PredictionLogged, prediction, verdict,
-                                        use_case=AUTO, flood=FLOOD)
+            rollbacks = typed_battery(
+                t["rollback"], monitor_events.RollbackRequested, rollback, verdict, use_case=AUTO, flood=FLOOD
+            )
+            predictions = typed_battery(
+                t["predictions"],
+                gateway_events.PredictionLogged,
+                prediction,
+                verdict,
+                use_case=AUTO,
+                flood=FLOOD,
+            )
             await produce(kafka.bootstrap_servers, [rollbacks, predictions])
             await handled(kafka.bootstrap_servers, group, rollbacks)
             await handled(kafka.bootstrap_servers, f"{group}.predictions", predictions)
             assert await until(lambda: _equals(champion, 1), EFFECT_TIMEOUT, "the rollback to v1")
-            lineage = await stub.GetLineage(reg_pb.GetLineageRequest(prediction_id=prediction.prediction_id),
-                                            metadata=admin)
+            lineage = await stub.GetLineage(
+                reg_pb.GetLineageRequest(prediction_id=prediction.prediction_id), metadata=admin
+            )
             assert lineage.model_version.ref.version == versions[0].version
             batteries = [evaluated, rollbacks, predictions]
             check_letters_all(batteries, await dead_letters_for(kafka.bootstrap_servers, t["dlq"], batteries))
@@ -385,19 +482,40 @@ async def _equals(read: Any, want: Any) -> bool:
 async def test_gateway_topic(kafka, auth: DevAuth, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from services.gateway.app import build
     from services.gateway.settings import GatewaySettings
+
     t = names("promoted", "predictions", "feedback", "dlq")
     settings = GatewaySettings(
-        **common(kafka, auth), oip_port=-1, registry_target="", featurestore_target="127.0.0.1:9",
-        triton_model_repository=tmp_path / "triton", model_promoted_topic=t["promoted"],
-        predictions_topic=t["predictions"], feedback_topic=t["feedback"], dead_letter_topic=t["dlq"],
-        load_timeout_s=5, warmup_requests=0)
-    changed = registry_events.AliasChanged(use_case=UC, model_name=UC, alias="champion", new_version=7,
-                                           audit_event_id=f"audit-{uuid.uuid4().hex[:8]}")
+        **common(kafka, auth),
+        oip_port=-1,
+        registry_target="",
+        featurestore_target="127.0.0.1:9",
+        triton_model_repository=tmp_path / "triton",
+        model_promoted_topic=t["promoted"],
+        predictions_topic=t["predictions"],
+        feedback_topic=t["feedback"],
+        dead_letter_topic=t["dlq"],
+        load_timeout_s=5,
+        warmup_requests=0,
+    )
+    changed = registry_events.AliasChanged(
+        use_case=UC,
+        model_name=UC,
+        alias="champion",
+        new_version=7,
+        audit_event_id=f"audit-{uuid.uuid4().hex[:8]}",
+    )
     changed.changed_at.FromDatetime(datetime.now(UTC))
     wrong = gateway_events.FeedbackRecorded(feedback_id="x")
     # An AliasChanged of a use case the gateway does not serve is ignored, not an error.
-    battery = typed_battery(t["promoted"], registry_events.AliasChanged, changed, wrong, use_case=UC, flood=FLOOD,
-                            empty_rejected=False)
+    battery = typed_battery(
+        t["promoted"],
+        registry_events.AliasChanged,
+        changed,
+        wrong,
+        use_case=UC,
+        flood=FLOOD,
+        empty_rejected=False,
+    )
     await create_topics(kafka.bootstrap_servers, t.values())
     service, _ = await started(settings, build)
     try:
@@ -426,30 +544,63 @@ async def test_monitor_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
     t = names("predictions", "feedback", "promoted", "drift", "rollback", "dlq")
     group = f"hostile-monitor-{uuid.uuid4().hex[:8]}"
     settings = MonitorSettings(
-        **common(kafka, auth), database_url=f"sqlite:///{tmp_path / 'monitor.db'}", registry_target="",
-        consumer_group=group, predictions_topic=t["predictions"], feedback_topic=t["feedback"],
-        model_promoted_topic=t["promoted"], drift_detected_topic=t["drift"], rollback_topic=t["rollback"],
-        dead_letter_topic=t["dlq"])
+        **common(kafka, auth),
+        database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+        registry_target="",
+        consumer_group=group,
+        predictions_topic=t["predictions"],
+        feedback_topic=t["feedback"],
+        model_promoted_topic=t["promoted"],
+        drift_detected_topic=t["drift"],
+        rollback_topic=t["rollback"],
+        dead_letter_topic=t["dlq"],
+    )
     pid = f"pred-{uuid.uuid4().hex}"
     model = common_pb2.ModelRef(use_case=UC, model_name=UC, version=1)
     prediction = gateway_events.PredictionLogged(
-        prediction_id=pid, use_case=UC, model=model, entity_id="a00001", alias="champion",
+        prediction_id=pid,
+        use_case=UC,
+        model=model,
+        entity_id="a00001",
+        alias="champion",
         output=common_pb2.Value(double_value=0.8),
-        outputs={"p_0": common_pb2.Value(double_value=0.2), "p_1": common_pb2.Value(double_value=0.8)})
+        outputs={"p_0": common_pb2.Value(double_value=0.2), "p_1": common_pb2.Value(double_value=0.8)},
+    )
     prediction.timestamp.FromDatetime(datetime.now(UTC))
-    outcome = gateway_events.FeedbackRecorded(feedback_id=f"fb-{pid}", prediction_id=pid, use_case=UC,
-                                              outcome=common_pb2.Value(int64_value=1))
+    outcome = gateway_events.FeedbackRecorded(
+        feedback_id=f"fb-{pid}", prediction_id=pid, use_case=UC, outcome=common_pb2.Value(int64_value=1)
+    )
     outcome.observed_at.FromDatetime(datetime.now(UTC))
-    changed = registry_events.AliasChanged(use_case=UC, model_name=UC, alias="champion", new_version=1,
-                                           audit_event_id=f"audit-{uuid.uuid4().hex[:8]}")
+    changed = registry_events.AliasChanged(
+        use_case=UC,
+        model_name=UC,
+        alias="champion",
+        new_version=1,
+        audit_event_id=f"audit-{uuid.uuid4().hex[:8]}",
+    )
     batteries = [
-        typed_battery(t["predictions"], gateway_events.PredictionLogged, prediction, outcome, use_case=UC,
-                      flood=FLOOD),
+        typed_battery(
+            t["predictions"], gateway_events.PredictionLogged, prediction, outcome, use_case=UC, flood=FLOOD
+        ),
         # Feedback without a prediction id is the feature store's (labels), ignored here by design.
-        typed_battery(t["feedback"], gateway_events.FeedbackRecorded, outcome, prediction, use_case=UC,
-                      flood=FLOOD, empty_rejected=False),
-        typed_battery(t["promoted"], registry_events.AliasChanged, changed, prediction, use_case=UC,
-                      flood=FLOOD, empty_rejected=False),
+        typed_battery(
+            t["feedback"],
+            gateway_events.FeedbackRecorded,
+            outcome,
+            prediction,
+            use_case=UC,
+            flood=FLOOD,
+            empty_rejected=False,
+        ),
+        typed_battery(
+            t["promoted"],
+            registry_events.AliasChanged,
+            changed,
+            prediction,
+            use_case=UC,
+            flood=FLOOD,
+            empty_rejected=False,
+        ),
     ]
     await create_topics(kafka.bootstrap_servers, t.values())
     service, _ = await started(settings, build, references=StaticReferences())
@@ -471,18 +622,26 @@ def featurestore(kafka, auth: DevAuth, tmp_path: Path) -> Iterator[tuple[Stack, 
     run = uuid.uuid4().hex[:8]
     t = names("records", "feedback", "dlq", "written")
     app_id = f"hostile-fs-{run}"
-    env = {"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers, "AIF_FEATURESTORE_RECORDS_TOPIC": t["records"],
-           "AIF_FEATURESTORE_FEEDBACK_TOPIC": t["feedback"], "AIF_FEATURESTORE_DEAD_LETTER_TOPIC": t["dlq"],
-           "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": t["written"], "AIF_FEATURESTORE_APP_ID": app_id,
-           "AIF_FEATURESTORE_FEAST_PROJECT": f"h{run}", "AIF_FEATURESTORE_PARTITIONS": "1"}
+    env = {
+        "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        "AIF_FEATURESTORE_RECORDS_TOPIC": t["records"],
+        "AIF_FEATURESTORE_FEEDBACK_TOPIC": t["feedback"],
+        "AIF_FEATURESTORE_DEAD_LETTER_TOPIC": t["dlq"],
+        "AIF_FEATURESTORE_FEATURES_WRITTEN_TOPIC": t["written"],
+        "AIF_FEATURESTORE_APP_ID": app_id,
+        "AIF_FEATURESTORE_FEAST_PROJECT": f"h{run}",
+        "AIF_FEATURESTORE_PARTITIONS": "1",
+    }
     stack = Stack(tmp_path / "logs", port_offset=11200, env=env, auth=auth, data_root=tmp_path / "data")
     asyncio.run(create_topics(kafka.bootstrap_servers, t.values()))
     try:
         stack.start(["featurestore"], timeout=120)
     except Exception as exc:  # noqa: BLE001 - fail with the service's own words
-        log = (tmp_path / "logs" / "featurestore.log")
-        pytest.fail(f"the feature store did not start: {exc} "
-                    f"{log.read_text(errors='replace')[-600:] if log.exists() else ''}")
+        log = tmp_path / "logs" / "featurestore.log"
+        pytest.fail(
+            f"the feature store did not start: {exc} "
+            f"{log.read_text(errors='replace')[-600:] if log.exists() else ''}"
+        )
     try:
         yield stack, t, app_id
     finally:
@@ -494,16 +653,32 @@ async def test_featurestore_topics(kafka, featurestore) -> None:  # type: ignore
     stack, t, app_id = featurestore
     example = next(iter(LoanStream(seed=123, start=datetime.now(UTC) - timedelta(hours=2))))
     entity = f"hostile-{uuid.uuid4().hex[:8]}"
-    example = dataclasses.replace(example, entity_id=entity, record={**example.record, "applicant_id": entity})
+    example = dataclasses.replace(
+        example, entity_id=entity, record={**example.record, "applicant_id": entity}
+    )
     accepted = from_example(UC, example)
     labelled = feedback_event(UC, example)
     batteries = [
         # The feature store reads the payload whatever the aif-* headers say (records are
         # deduplicated by record id): header-less copies of a valid event are tolerated.
-        typed_battery(t["records"], ingestion_events.RecordAccepted, accepted, labelled, use_case=UC, flood=FLOOD,
-                      strict_headers=False),
-        typed_battery(t["feedback"], gateway_events.FeedbackRecorded, labelled, accepted, use_case=UC,
-                      flood=FLOOD, strict_headers=False),
+        typed_battery(
+            t["records"],
+            ingestion_events.RecordAccepted,
+            accepted,
+            labelled,
+            use_case=UC,
+            flood=FLOOD,
+            strict_headers=False,
+        ),
+        typed_battery(
+            t["feedback"],
+            gateway_events.FeedbackRecorded,
+            labelled,
+            accepted,
+            use_case=UC,
+            flood=FLOOD,
+            strict_headers=False,
+        ),
     ]
     for battery in batteries:  # keyed by entity, as ingestion and the gateway key them
         for message in [*battery.bad, *battery.tolerated, battery.valid]:
@@ -513,13 +688,18 @@ async def test_featurestore_topics(kafka, featurestore) -> None:  # type: ignore
         stub = fs_grpc.FeatureStoreServiceStub(channel)
 
         async def online() -> bool:
-            reply = await stub.GetOnlineFeatures(fs_pb.GetOnlineFeaturesRequest(use_case=UC, entity_ids=[entity]),
-                                                 metadata=stack.metadata(), timeout=10)
+            reply = await stub.GetOnlineFeatures(
+                fs_pb.GetOnlineFeaturesRequest(use_case=UC, entity_ids=[entity]),
+                metadata=stack.metadata(),
+                timeout=10,
+            )
             return any(row.record_id == example.record_id for row in reply.rows)
 
         await until(online, EFFECT_TIMEOUT * 1.5, "the valid record's features online")
     for battery in batteries:
         await handled(kafka.bootstrap_servers, app_id, battery)
-    check_letters_all(batteries, await dead_letters_for(kafka.bootstrap_servers, t["dlq"], batteries, timeout=90))
+    check_letters_all(
+        batteries, await dead_letters_for(kafka.bootstrap_servers, t["dlq"], batteries, timeout=90)
+    )
     assert stack.running["featurestore"].process.poll() is None, "the feature store died"
     print(f"featurestore: {tally(*batteries)} messages on 2 topics")

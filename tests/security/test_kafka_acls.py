@@ -1,5 +1,6 @@
 """The secure Kafka profile: each service's principal may write only its own topics and read only
 the topics it consumes; the broker itself refuses the rest."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,13 @@ def secure() -> Iterator[KafkaSecureHandle]:
 
 async def _write(handle: KafkaSecureHandle, principal: str, topic: str) -> bool:
     """True when the broker stored the message; False when it refused the topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=handle.bootstrap_servers, enable_idempotence=True,
-                                acks="all", request_timeout_ms=10000, **handle.security(principal))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=handle.bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        request_timeout_ms=10000,
+        **handle.security(principal),
+    )
     await producer.start()
     try:
         await asyncio.wait_for(producer.send_and_wait(topic, b"probe"), 20)
@@ -47,9 +53,14 @@ async def _write(handle: KafkaSecureHandle, principal: str, topic: str) -> bool:
 
 
 async def _read(handle: KafkaSecureHandle, principal: str, topic: str, group: str) -> bool:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=handle.bootstrap_servers, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                **handle.security(principal))
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=handle.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **handle.security(principal),
+    )
     try:
         await consumer.start()
         await asyncio.wait_for(consumer.getmany(timeout_ms=500), 20)
@@ -84,9 +95,12 @@ async def test_each_principal_writes_its_own_topics_and_is_refused_others(secure
 
 
 async def test_a_service_writing_another_services_topic_is_refused_through_libs_bus(
-        secure: KafkaSecureHandle) -> None:
+    secure: KafkaSecureHandle,
+) -> None:
     creds = secure.security("trainer")
-    security = KafkaSecurity("SASL_PLAINTEXT", creds["sasl_mechanism"], "trainer", creds["sasl_plain_password"])
+    security = KafkaSecurity(
+        "SASL_PLAINTEXT", creds["sasl_mechanism"], "trainer", creds["sasl_plain_password"]
+    )
     async with EventPublisher(secure.bootstrap_servers, producer="trainer", security=security) as pub:
         await pub.publish(topics.MODEL_TRAINED, events_pb2.ModelTrained(), use_case=USE_CASES[0])
         with pytest.raises(TopicAuthorizationFailedError):
@@ -100,8 +114,11 @@ async def test_each_service_reads_what_it_consumes_and_nothing_else(secure: Kafk
         _, reads = topics_of(ACCESS[service], USE_CASES)
         group = f"{group_prefix(service)}.acl-test"
         assert await _read(secure, service, reads[0], group), f"{service} may read {reads[0]}"
-        unreadable = next(t for t in topics_of(ACCESS["gateway"], USE_CASES)[0] + [topics.RECORDS]
-                          if not may_read(service, t, USE_CASES))
+        unreadable = next(
+            t
+            for t in topics_of(ACCESS["gateway"], USE_CASES)[0] + [topics.RECORDS]
+            if not may_read(service, t, USE_CASES)
+        )
         assert not await _read(secure, service, unreadable, group), f"{service} read {unreadable}"
         checks += 2
     # The right topic with a consumer group outside the service's prefix is refused too.
@@ -133,7 +150,15 @@ def test_the_acl_table_is_least_privilege() -> None:
     shared = {t: o for t, o in owners.items() if len(o) > 1 and t != topics.DEAD_LETTER}
     assert not shared, f"topics with several writers: {shared}"
     assert not topics_of(ACCESS[PRODUCER], USE_CASES)[1]
-    assert set(SERVICES) == {"ingestion", "featurestore", "trainer", "evaluator", "registry", "gateway", "monitor"}
+    assert set(SERVICES) == {
+        "ingestion",
+        "featurestore",
+        "trainer",
+        "evaluator",
+        "registry",
+        "gateway",
+        "monitor",
+    }
 
 
 def test_the_broker_enforces_exactly_the_table(secure: KafkaSecureHandle) -> None:
@@ -143,8 +168,10 @@ def test_the_broker_enforces_exactly_the_table(secure: KafkaSecureHandle) -> Non
     from libs.auth.kafka_acls import ALLOW, bindings
 
     held = run_async(lambda: broker_acls(secure.bootstrap_servers, secure.security("admin")))
-    want = {(b.principal, int(b.resource_type), b.resource, int(b.pattern), int(b.operation), b.host, ALLOW)
-            for b in bindings(USE_CASES)}
+    want = {
+        (b.principal, int(b.resource_type), b.resource, int(b.pattern), int(b.operation), b.host, ALLOW)
+        for b in bindings(USE_CASES)
+    }
     ours = {a for a in held if a[0].removeprefix("User:") in ACCESS}
     assert ours == want
     assert not {a for a in held if a[0] not in {f"User:{p}" for p in ACCESS}}, "ACLs for unknown principals"

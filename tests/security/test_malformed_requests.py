@@ -5,6 +5,7 @@ message as details; the interceptor parses requests itself so the caller gets a 
 status and nothing of the parser. Fast and in-process (the fuzz suite does the same
 against the running services).
 """
+
 from __future__ import annotations
 
 import grpc
@@ -21,7 +22,8 @@ GARBAGE = [b"\x00\x01", tag(1, 2) + varint(1 << 20) + b"x", b"\xff" * 11]
 
 @pytest.mark.timeout(60)
 async def test_every_method_answers_invalid_argument_for_a_request_that_does_not_parse(
-        serve_all: ServeAll, dev_auth: DevAuth) -> None:
+    serve_all: ServeAll, dev_auth: DevAuth
+) -> None:
     channel = await serve_all()
     admin = dev_auth.metadata()
     wrong: list[str] = []
@@ -44,8 +46,9 @@ async def test_every_method_answers_invalid_argument_for_a_request_that_does_not
 
 
 @pytest.mark.timeout(30)
-async def test_a_bad_message_later_in_a_request_stream_is_invalid_argument(serve_all: ServeAll,
-                                                                           dev_auth: DevAuth) -> None:
+async def test_a_bad_message_later_in_a_request_stream_is_invalid_argument(
+    serve_all: ServeAll, dev_auth: DevAuth
+) -> None:
     from aifactory.ingestion.v1 import ingestion_service_pb2 as ing
     from aifactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 

@@ -1,5 +1,6 @@
 """Mutual TLS between services: a client with a certificate from the CA gets through, a client
 without one (or with one from another CA) fails the handshake."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -38,12 +39,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def mtls_server(pki: Path, dev_auth: DevAuth, telemetry: Telemetry) -> AsyncIterator[int]:
     """The trainer as its build wires it: TLS files and auth from settings (AIF_TRAINER_TLS_*)."""
-    settings = load_settings(TrainerSettings, {
-        **dev_auth.env(),
-        "AIF_TRAINER_TLS_CERT": str(pki / "trainer.pem"), "AIF_TRAINER_TLS_KEY": str(pki / "trainer.key"),
-        "AIF_TRAINER_TLS_CLIENT_CA": str(pki / "ca.pem")})
+    settings = load_settings(
+        TrainerSettings,
+        {
+            **dev_auth.env(),
+            "AIF_TRAINER_TLS_CERT": str(pki / "trainer.pem"),
+            "AIF_TRAINER_TLS_KEY": str(pki / "trainer.key"),
+            "AIF_TRAINER_TLS_CLIENT_CA": str(pki / "ca.pem"),
+        },
+    )
     server = RpcServer("127.0.0.1:0", telemetry, security=server_security(settings))
-    server.add_service(tr_grpc.add_TrainerServiceServicer_to_server, tr_grpc.TrainerServiceServicer(), SERVICE)
+    server.add_service(
+        tr_grpc.add_TrainerServiceServicer_to_server, tr_grpc.TrainerServiceServicer(), SERVICE
+    )
     port = await server.start()
     yield port
     await server.stop()
@@ -52,7 +60,8 @@ async def mtls_server(pki: Path, dev_auth: DevAuth, telemetry: Telemetry) -> Asy
 async def _list_jobs(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
     try:
         await tr_grpc.TrainerServiceStub(channel).ListTrainingJobs(
-            tr.ListTrainingJobsRequest(), metadata=metadata, timeout=5)
+            tr.ListTrainingJobsRequest(), metadata=metadata, timeout=5
+        )
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
@@ -74,7 +83,8 @@ async def test_valid_client_certificate_gets_through(mtls_server: int, pki: Path
 
 @pytest.mark.parametrize("client", ["no certificate", "certificate from another CA", "plaintext"])
 async def test_handshake_fails_without_a_trusted_client_certificate(
-        mtls_server: int, pki: Path, dev_auth: DevAuth, client: str) -> None:
+    mtls_server: int, pki: Path, dev_auth: DevAuth, client: str
+) -> None:
     metadata = dev_auth.metadata()
     if client == "plaintext":
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{mtls_server}")
@@ -94,8 +104,10 @@ async def test_handshake_fails_without_a_trusted_client_certificate(
 def test_tls_settings_must_come_in_pairs(pki: Path) -> None:
     from libs.errors import ConfigError
 
-    for env in ({"AIF_TRAINER_TLS_CERT": str(pki / "trainer.pem")},
-                {"AIF_TRAINER_TLS_CLIENT_CA": str(pki / "ca.pem")},
-                {"AIF_TRAINER_TLS_CERT": str(pki / "nope.pem"), "AIF_TRAINER_TLS_KEY": str(pki / "trainer.key")}):
+    for env in (
+        {"AIF_TRAINER_TLS_CERT": str(pki / "trainer.pem")},
+        {"AIF_TRAINER_TLS_CLIENT_CA": str(pki / "ca.pem")},
+        {"AIF_TRAINER_TLS_CERT": str(pki / "nope.pem"), "AIF_TRAINER_TLS_KEY": str(pki / "trainer.key")},
+    ):
         with pytest.raises(ConfigError, match="AIF_TLS"):
             server_security(load_settings(TrainerSettings, {"AIF_AUTH_MODE": "off", **env}))

@@ -5,6 +5,7 @@ one call: UNIMPLEMENTED (the generated base servicer answered, so authentication
 and authorisation let it through) means allowed, PERMISSION_DENIED means denied.
 The expectation is computed here from the table's data, not from the authorizer.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -26,10 +27,10 @@ ALLOWED, DENIED = grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENI
 
 # (token scope, use case put in the request): the cases a scoped role can meet.
 CASES = [
-    ("*", UC),       # role for every use case
-    (UC, UC),        # role for this use case, request in it
-    (UC, OTHER),     # role for this use case, request in another
-    (UC, ""),        # role for this use case, request names none
+    ("*", UC),  # role for every use case
+    (UC, UC),  # role for this use case, request in it
+    (UC, OTHER),  # role for this use case, request in another
+    (UC, ""),  # role for this use case, request names none
 ]
 
 
@@ -65,8 +66,11 @@ def test_every_use_case_path_is_a_string_field_of_the_request() -> None:
 
 @pytest.fixture(scope="module")
 def tokens(dev_auth: DevAuth) -> dict[tuple[Role, str], tuple[tuple[str, str], ...]]:
-    return {(role, scope): dev_auth.metadata(f"{role}@{scope}", {scope: [role]})
-            for role in Role for scope in ("*", UC)}
+    return {
+        (role, scope): dev_auth.metadata(f"{role}@{scope}", {scope: [role]})
+        for role in Role
+        for scope in ("*", UC)
+    }
 
 
 def _cases(method: Method) -> Iterator[tuple[str, str]]:
@@ -90,12 +94,16 @@ async def test_walk_every_method_every_role_every_scope(serve_all: ServeAll, tok
                 got = await call(channel, method, with_use_case(method, path, use_case), tokens[role, scope])
                 outcomes[got.name] += 1
                 if got != want:
-                    mismatches.append(f"{method.path} {role}@{scope} use_case={use_case!r}: {got.name}, "
-                                      f"table says {want.name}")
+                    mismatches.append(
+                        f"{method.path} {role}@{scope} use_case={use_case!r}: {got.name}, "
+                        f"table says {want.name}"
+                    )
     total = sum(outcomes.values())
     record("permission_checks", total)
-    print(f"permission walk: {total} calls over {len(all_methods())} methods x {len(Role)} roles "
-          f"({dict(outcomes)})")
+    print(
+        f"permission walk: {total} calls over {len(all_methods())} methods x {len(Role)} roles "
+        f"({dict(outcomes)})"
+    )
     assert not mismatches, "\n".join(mismatches)
     assert outcomes[ALLOWED.name] and outcomes[DENIED.name]
 
@@ -107,8 +115,9 @@ async def test_admin_for_every_use_case_may_call_everything(serve_all: ServeAll,
     record("permission_checks", len(all_methods()))
 
 
-async def test_a_method_missing_from_the_table_is_denied_even_to_admin(serve_all: ServeAll,
-                                                                       dev_auth: DevAuth, tokens) -> None:  # type: ignore[no-untyped-def]
+async def test_a_method_missing_from_the_table_is_denied_even_to_admin(
+    serve_all: ServeAll, dev_auth: DevAuth, tokens
+) -> None:  # type: ignore[no-untyped-def]
     method = next(m for m in all_methods() if m.path.endswith("/ListTrainingJobs"))
     table = {k: v for k, v in METHODS.items() if k != method.path}
     channel = await serve_all(jwt_security(dev_auth, TableAuthorizer(methods=table)))
@@ -122,23 +131,27 @@ class ResourceServicer(tr_grpc.TrainerServiceServicer):
     def __init__(self, check: bool) -> None:
         self.check = check
 
-    async def GetTrainingJob(self, request: tr.GetTrainingJobRequest, context: grpc.aio.ServicerContext
-                             ) -> tr.GetTrainingJobResponse:
+    async def GetTrainingJob(
+        self, request: tr.GetTrainingJobRequest, context: grpc.aio.ServicerContext
+    ) -> tr.GetTrainingJobResponse:
         job_use_case = request.job_id.split("/")[0]
         if self.check:
             authorize_use_case(job_use_case)
         return tr.GetTrainingJobResponse(job=tr.TrainingJob(job_id=request.job_id, use_case=job_use_case))
 
 
-@pytest.mark.parametrize(("check", "scope", "job", "want"), [
-    (True, UC, f"{UC}/1", grpc.StatusCode.OK),
-    (True, UC, f"{OTHER}/1", DENIED),        # the job is of another use case
-    (False, UC, f"{UC}/1", DENIED),          # servicer forgot to check: fails closed
-    (False, "*", f"{OTHER}/1", grpc.StatusCode.OK),  # a "*" grant needs no check
-])
+@pytest.mark.parametrize(
+    ("check", "scope", "job", "want"),
+    [
+        (True, UC, f"{UC}/1", grpc.StatusCode.OK),
+        (True, UC, f"{OTHER}/1", DENIED),  # the job is of another use case
+        (False, UC, f"{UC}/1", DENIED),  # servicer forgot to check: fails closed
+        (False, "*", f"{OTHER}/1", grpc.StatusCode.OK),  # a "*" grant needs no check
+    ],
+)
 async def test_resource_methods_check_the_loaded_resource_or_fail_closed(
-        serve_all: ServeAll, dev_auth: DevAuth, check: bool, scope: str, job: str,
-        want: grpc.StatusCode) -> None:
+    serve_all: ServeAll, dev_auth: DevAuth, check: bool, scope: str, job: str, want: grpc.StatusCode
+) -> None:
     channel = await serve_all(servicers={"aifactory.trainer.v1.TrainerService": ResourceServicer(check)})
     method = next(m for m in all_methods() if m.path.endswith("/GetTrainingJob"))
     metadata = dev_auth.metadata("eve", {scope: ["ml-engineer"]})
@@ -146,7 +159,9 @@ async def test_resource_methods_check_the_loaded_resource_or_fail_closed(
     record("permission_checks")
 
 
-async def test_every_message_of_a_request_stream_is_authorised(serve_all: ServeAll, dev_auth: DevAuth) -> None:
+async def test_every_message_of_a_request_stream_is_authorised(
+    serve_all: ServeAll, dev_auth: DevAuth
+) -> None:
     received: list[str] = []
 
     from aifactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -158,15 +173,21 @@ async def test_every_message_of_a_request_stream_is_authorised(serve_all: ServeA
             return ing.IngestStreamResponse(received_count=len(received))
 
     channel = await serve_all(servicers={"aifactory.ingestion.v1.IngestionService": Reading()})
-    stub = channel.stream_unary("/aifactory.ingestion.v1.IngestionService/IngestStream",
-                                ing.IngestStreamRequest.SerializeToString, ing.IngestStreamResponse.FromString)
+    stub = channel.stream_unary(
+        "/aifactory.ingestion.v1.IngestionService/IngestStream",
+        ing.IngestStreamRequest.SerializeToString,
+        ing.IngestStreamResponse.FromString,
+    )
     metadata = dev_auth.metadata("producer-1", {UC: ["producer"]})
     ok = await stub(iter([ing.IngestStreamRequest(use_case=UC)] * 2), metadata=metadata, timeout=5)
     assert ok.received_count == 2
     # A later message switching to a use case the producer may not write is refused.
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub(iter([ing.IngestStreamRequest(use_case=UC), ing.IngestStreamRequest(use_case=OTHER)]),
-                   metadata=metadata, timeout=5)
+        await stub(
+            iter([ing.IngestStreamRequest(use_case=UC), ing.IngestStreamRequest(use_case=OTHER)]),
+            metadata=metadata,
+            timeout=5,
+        )
     assert info.value.code() == DENIED
     assert received == [UC, UC, UC]
     record("permission_checks", 2)

@@ -1,4 +1,5 @@
 """Personal fields are hashed (keyed, truncated) or dropped before anything is logged."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,9 +13,14 @@ from services.gateway.settings import GatewaySettings
 from tests.security.conftest import record
 
 SALT = "test-salt-0123456789"
-RECORD = {"applicant_id": "A-17", "email": "ann@example.com", "income": 52000,
-          "address": {"street": "1 Main St", "city": "Lyon"},
-          "history": [{"email": "old@example.com", "amount": 3}], "phone": None}
+RECORD = {
+    "applicant_id": "A-17",
+    "email": "ann@example.com",
+    "income": 52000,
+    "address": {"street": "1 Main St", "city": "Lyon"},
+    "history": [{"email": "old@example.com", "amount": 3}],
+    "phone": None,
+}
 PII = {"email", "street", "phone"}
 
 
@@ -51,7 +57,8 @@ def test_hashing_without_a_salt_is_refused_and_the_salt_comes_from_settings() ->
         PiiRedactor({"email"}, "hash", "")
     settings = load_settings(GatewaySettings, {"AIF_PRIVACY_SALT": SALT})
     assert PiiRedactor.from_settings(settings, {"email"}, "hash").redact({"email": "q"}) == {
-        "email": pseudonym("q", SALT.encode())}
+        "email": pseudonym("q", SALT.encode())
+    }
     assert SALT not in repr(settings), "the salt is a secret: not in reprs or logs"
     record("privacy_cases", 2)
 

@@ -1,5 +1,6 @@
 """The seven services as `make demo` runs them: auth on in every process, refusals counted on
 each Prometheus endpoint, and no token in any service log."""
+
 from __future__ import annotations
 
 import importlib
@@ -26,8 +27,12 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 @pytest.fixture(scope="module")
 def stack(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     auth = DevAuth(tmp_path_factory.mktemp("stack-auth"))
-    stack = Stack(tmp_path_factory.mktemp("stack-logs"), port_offset=PORT_OFFSET,
-                  env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers}, auth=auth)
+    stack = Stack(
+        tmp_path_factory.mktemp("stack-logs"),
+        port_offset=PORT_OFFSET,
+        env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers},
+        auth=auth,
+    )
     stack.start(timeout=120)
     yield stack
     stack.stop()
@@ -44,7 +49,8 @@ def _code(target: str, name: str, metadata: tuple[tuple[str, str], ...]) -> grpc
     path, request, streaming = _first_method(name)  # type: ignore[misc]
     with grpc.insecure_channel(target) as channel:
         call = (channel.stream_unary if streaming else channel.unary_unary)(
-            path, request_serializer=request.SerializeToString)
+            path, request_serializer=request.SerializeToString
+        )
         try:
             call(iter([request()]) if streaming else request(), metadata=metadata, timeout=10)
         except grpc.RpcError as exc:
@@ -61,8 +67,10 @@ def test_every_service_process_requires_a_token_and_counts_refusals(stack: Stack
         nobody = stack.metadata("e2e-producer", {"*": ["producer"]})
         tokens += [admin[0][1], nobody[0][1]]
         assert _code(svc.target, name, ()) == grpc.StatusCode.UNAUTHENTICATED, name
-        assert _code(svc.target, name, admin) not in (grpc.StatusCode.UNAUTHENTICATED,
-                                                       grpc.StatusCode.PERMISSION_DENIED), name
+        assert _code(svc.target, name, admin) not in (
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ), name
         if name != "ingestion":  # producers may ingest; nothing else
             assert _code(svc.target, name, nobody) == grpc.StatusCode.PERMISSION_DENIED, name
         with urllib.request.urlopen(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=5) as reply:
@@ -86,8 +94,11 @@ async def test_build_wires_auth_from_settings(name: str, tmp_path: Path) -> None
     and AIF_AUTH_MODE=off is the only way to run it open."""
     settings_mod = importlib.import_module(f"services.{name}.settings")
     # The service's own class, not a shared mixin the module imports.
-    cls = next(v for k, v in vars(settings_mod).items()
-               if k.endswith("Settings") and getattr(v, "__module__", "") == settings_mod.__name__)
+    cls = next(
+        v
+        for k, v in vars(settings_mod).items()
+        if k.endswith("Settings") and getattr(v, "__module__", "") == settings_mod.__name__
+    )
     with pytest.raises(ConfigError, match="aif token keygen"):
         server_security(load_settings(cls, {"AIF_AUTH_DIR": str(tmp_path)}))
     assert load_settings(cls, {}).auth_mode == "jwt", "auth is on unless switched off"

@@ -1,5 +1,6 @@
 """Authentication: every bad credential is UNAUTHENTICATED with the same message; health stays open;
 revocation takes effect without a restart; every refusal is counted."""
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,9 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def status(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> tuple[grpc.StatusCode, str]:
+async def status(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]
+) -> tuple[grpc.StatusCode, str]:
     stub = channel.unary_unary(METHOD.path, METHOD.request.SerializeToString, lambda b: b)
     try:
         await stub(METHOD.request(), metadata=metadata, timeout=5)
@@ -37,21 +40,40 @@ async def status(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...
 
 def _other_key_token(auth: DevAuth, tmp_path) -> str:  # type: ignore[no-untyped-def]
     generate_keypair(tmp_path)
-    return TokenIssuer(load_private_key(tmp_path / "jwt_private.pem"), issuer=auth.issuer,
-                       audience=auth.audience).issue("mallory", ADMIN, 600)
+    return TokenIssuer(
+        load_private_key(tmp_path / "jwt_private.pem"), issuer=auth.issuer, audience=auth.audience
+    ).issue("mallory", ADMIN, 600)
 
 
 def _alg_none(auth: DevAuth) -> str:
     now = int(time.time())
-    return jwt.encode({"iss": auth.issuer, "aud": auth.audience, "sub": "mallory", "iat": now,
-                       "exp": now + 600, "jti": "x", "roles": ADMIN}, key=None, algorithm="none")
+    return jwt.encode(
+        {
+            "iss": auth.issuer,
+            "aud": auth.audience,
+            "sub": "mallory",
+            "iat": now,
+            "exp": now + 600,
+            "jti": "x",
+            "roles": ADMIN,
+        },
+        key=None,
+        algorithm="none",
+    )
 
 
 def _hs256_with_public_key(auth: DevAuth) -> str:
     """The classic key-confusion forgery: HMAC keyed with the published public key."""
     now = int(time.time())
-    claims = {"iss": auth.issuer, "aud": auth.audience, "sub": "mallory", "iat": now, "exp": now + 600,
-              "jti": "y", "roles": ADMIN}
+    claims = {
+        "iss": auth.issuer,
+        "aud": auth.audience,
+        "sub": "mallory",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "y",
+        "roles": ADMIN,
+    }
     import base64
     import hashlib
     import hmac
@@ -66,8 +88,11 @@ def _hs256_with_public_key(auth: DevAuth) -> str:
 
 
 def _issuer(auth: DevAuth, **kw: str) -> TokenIssuer:
-    return TokenIssuer(load_private_key(auth.directory / "jwt_private.pem"),
-                       issuer=kw.get("issuer", auth.issuer), audience=kw.get("audience", auth.audience))
+    return TokenIssuer(
+        load_private_key(auth.directory / "jwt_private.pem"),
+        issuer=kw.get("issuer", auth.issuer),
+        audience=kw.get("audience", auth.audience),
+    )
 
 
 BAD: dict[str, Callable[[DevAuth, object], tuple[tuple[str, str], ...]]] = {
@@ -99,22 +124,28 @@ def _tamper(token: str) -> str:
 
 @pytest.mark.parametrize("case", list(BAD))
 async def test_bad_credentials_are_unauthenticated_and_say_nothing_more(
-        serve_all: ServeAll, dev_auth: DevAuth, tmp_path, case: str) -> None:  # type: ignore[no-untyped-def]
+    serve_all: ServeAll, dev_auth: DevAuth, tmp_path, case: str
+) -> None:  # type: ignore[no-untyped-def]
     channel = await serve_all()
     assert await status(channel, BAD[case](dev_auth, tmp_path)) == (
-        grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        grpc.StatusCode.UNAUTHENTICATED,
+        UNAUTHENTICATED_MESSAGE,
+    )
     record("token_cases")
 
 
 async def test_revoked_token_is_refused_from_the_next_call_without_restart(
-        serve_all: ServeAll, dev_auth: DevAuth) -> None:
+    serve_all: ServeAll, dev_auth: DevAuth
+) -> None:
     channel = await serve_all()
     token = dev_auth.issue("carol", ADMIN, 600)
     assert (await status(channel, bearer(token)))[0] == grpc.StatusCode.UNIMPLEMENTED
     dev_auth.revocations.revoke(jwt.decode(token, options={"verify_signature": False})["jti"])
     assert await status(channel, bearer(token)) == (grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
     # Other tokens are unaffected.
-    assert (await status(channel, bearer(dev_auth.issue("carol", ADMIN, 600))))[0] == grpc.StatusCode.UNIMPLEMENTED
+    assert (await status(channel, bearer(dev_auth.issue("carol", ADMIN, 600))))[
+        0
+    ] == grpc.StatusCode.UNIMPLEMENTED
     record("token_cases", 3)
 
 
@@ -126,16 +157,21 @@ async def test_small_clock_skew_is_tolerated(serve_all: ServeAll, dev_auth: DevA
 
 
 async def test_wrong_use_case_scope_is_permission_denied_with_a_generic_message(
-        serve_all: ServeAll, dev_auth: DevAuth) -> None:
+    serve_all: ServeAll, dev_auth: DevAuth
+) -> None:
     channel = await serve_all()
-    stub = channel.unary_unary("/aifactory.gateway.v1.GatewayService/Predict",
-                               lambda m: m.SerializeToString(), lambda b: b)
+    stub = channel.unary_unary(
+        "/aifactory.gateway.v1.GatewayService/Predict", lambda m: m.SerializeToString(), lambda b: b
+    )
     from aifactory.gateway.v1 import gateway_service_pb2 as gw
 
     app = bearer(dev_auth.issue("loan-app", {"loan_approval": ["app"]}, 600))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub(gw.PredictRequest(use_case="fraud_detection"), metadata=app, timeout=5)
-    assert (info.value.code(), info.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, PERMISSION_DENIED_MESSAGE)
+    assert (info.value.code(), info.value.details()) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        PERMISSION_DENIED_MESSAGE,
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub(gw.PredictRequest(use_case="loan_approval"), metadata=app, timeout=5)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -149,7 +185,8 @@ async def test_health_and_reflection_stay_open(serve_all: ServeAll) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
     names = [s.name async for r in responses for s in r.list_services_response.service]
     assert "aifactory.registry.v1.RegistryService" in names
     record("token_cases", 2)
@@ -159,14 +196,17 @@ def _denied(text: str) -> dict[tuple[str, str], float]:
     out = {}
     for line in text.splitlines():
         if line.startswith("auth_denied_total{"):
-            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+            labels = dict(
+                part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
             key = (labels["reason"].strip('"'), labels["rpc_method"].strip('"'))
             out[key] = float(line.rsplit(" ", 1)[1])
     return out
 
 
 async def test_every_refusal_is_counted_by_method_and_reason(
-        serve_all: ServeAll, dev_auth: DevAuth, telemetry: Telemetry) -> None:
+    serve_all: ServeAll, dev_auth: DevAuth, telemetry: Telemetry
+) -> None:
     channel = await serve_all()
     before = _denied(telemetry.prometheus_text())
     await status(channel, ())
@@ -180,9 +220,12 @@ async def test_every_refusal_is_counted_by_method_and_reason(
 
 
 def test_verifier_and_grants_unit(dev_auth: DevAuth) -> None:
-    verifier = TokenVerifier(load_public_key(dev_auth.public_key), issuer=dev_auth.issuer,
-                             audience=dev_auth.audience)
-    principal = verifier.verify(dev_auth.issue("erin", parse_grants(["loan_approval:approver", "*:auditor"]), 60))
+    verifier = TokenVerifier(
+        load_public_key(dev_auth.public_key), issuer=dev_auth.issuer, audience=dev_auth.audience
+    )
+    principal = verifier.verify(
+        dev_auth.issue("erin", parse_grants(["loan_approval:approver", "*:auditor"]), 60)
+    )
     assert principal.subject == "erin" and principal.token_id
     assert principal.roles_in("loan_approval") == {"approver", "auditor"}
     assert principal.roles_in("fraud") == {"auditor"}

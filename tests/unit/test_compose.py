@@ -1,4 +1,5 @@
 """docker-compose.yml describes the whole stack; no Docker engine runs here, so parse it."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,6 +40,9 @@ def test_docker_compose_config_accepts_it_when_available() -> None:
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
         pytest.skip("docker compose client not installed (parsed by the tests above instead)")
-    result = subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr

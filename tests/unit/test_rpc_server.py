@@ -1,4 +1,5 @@
 """The shared gRPC bootstrap, in-process: health, reflection, errors, auth hook, drain."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,9 @@ class Scripted(pb_grpc.TrainerServiceServicer):
         self.release = asyncio.Event()
         self.principals: list[str] = []
 
-    async def SubmitTraining(self, request: pb.SubmitTrainingRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTrainingResponse:
+    async def SubmitTraining(
+        self, request: pb.SubmitTrainingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitTrainingResponse:
         self.principals.append(current_principal.get().subject)
         if request.use_case == "bad":
             raise InvalidArgument("use_case", "unknown use case 'bad'")
@@ -63,7 +66,8 @@ AUTH = (("authorization", "Bearer good"),)
 
 async def submit(channel: grpc.aio.Channel, use_case: str, metadata=AUTH) -> pb.SubmitTrainingResponse:  # type: ignore[no-untyped-def]
     return await pb_grpc.TrainerServiceStub(channel).SubmitTraining(
-        pb.SubmitTrainingRequest(use_case=use_case), metadata=metadata, timeout=5)
+        pb.SubmitTrainingRequest(use_case=use_case), metadata=metadata, timeout=5
+    )
 
 
 async def code_of(coro) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
@@ -90,7 +94,10 @@ async def test_reflection_lists_the_service(server) -> None:  # type: ignore[no-
 
 async def test_typed_errors_become_status_codes(server) -> None:  # type: ignore[no-untyped-def]
     _, servicer, channel = server
-    assert await code_of(submit(channel, "bad")) == (grpc.StatusCode.INVALID_ARGUMENT, "use_case: unknown use case 'bad'")
+    assert await code_of(submit(channel, "bad")) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "use_case: unknown use case 'bad'",
+    )
     assert (await code_of(submit(channel, "missing")))[0] == grpc.StatusCode.NOT_FOUND
     # Unexpected errors do not leak their details.
     assert await code_of(submit(channel, "crash")) == (grpc.StatusCode.INTERNAL, "internal error")
@@ -108,7 +115,9 @@ async def test_unbuilt_methods_answer_unimplemented(server) -> None:  # type: ig
 async def test_authentication_hook_refuses_before_the_servicer(server) -> None:  # type: ignore[no-untyped-def]
     _, servicer, channel = server
     assert (await code_of(submit(channel, "ok", metadata=()))) == (
-        grpc.StatusCode.UNAUTHENTICATED, "missing or invalid credentials")
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or invalid credentials",
+    )
     assert servicer.principals == []
 
 

@@ -13,6 +13,7 @@ generated file declares, so the file and the registry cannot disagree) and retur
 
 The generated repo also works with the ``feast`` CLI (``feast -c <repo> feature-views list``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -97,7 +98,10 @@ def render_definitions(layout: Layout, usecases: dict[str, UseCase]) -> str:
             "    schema=[",
             f"        Field(name={key!r}, dtype=String),",
             f"        Field(name={RECORD_ID!r}, dtype=String, description='record the row was computed from'),",
-            *[f"        Field(name={col!r}, dtype=Float64, tags={{'version': {v!r}}})," for col, v in versions.items()],
+            *[
+                f"        Field(name={col!r}, dtype=Float64, tags={{'version': {v!r}}}),"
+                for col, v in versions.items()
+            ],
             "    ],",
             f"    source={name}_source,",
             "    online=True,",
@@ -108,14 +112,17 @@ def render_definitions(layout: Layout, usecases: dict[str, UseCase]) -> str:
     return "\n".join(lines)
 
 
-def generate(layout: Layout, usecases: dict[str, UseCase], *, project: str, online_store: str,
-             redis_url: str) -> Path:
+def generate(
+    layout: Layout, usecases: dict[str, UseCase], *, project: str, online_store: str, redis_url: str
+) -> Path:
     """Write the repo files (only when they changed) and create the offline directories."""
     layout.repo.mkdir(parents=True, exist_ok=True)
     for uc in usecases.values():
         layout.features_dir(uc).mkdir(parents=True, exist_ok=True)
-    files = {"feature_store.yaml": render_yaml(layout, project, online_store, redis_url),
-             DEFINITIONS: render_definitions(layout, usecases)}
+    files = {
+        "feature_store.yaml": render_yaml(layout, project, online_store, redis_url),
+        DEFINITIONS: render_definitions(layout, usecases),
+    }
     for name, text in files.items():
         path = layout.repo / name
         if not path.exists() or path.read_text() != text:

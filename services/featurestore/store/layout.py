@@ -1,4 +1,5 @@
 """Where the feature store keeps its files: Feast repo, offline datasets, training sets."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

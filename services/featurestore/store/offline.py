@@ -10,6 +10,7 @@ Deduplication makes writes idempotent: a replayed record (at-least-once delivery
 whose key is already stored is skipped. The keys of every file are loaded when the
 dataset is opened, so this holds across restarts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -120,4 +121,6 @@ class ParquetDataset:
             files = [str(p) for p in self._files()]
             if not files:
                 return self.schema.empty_table().select(columns or self.schema.names)
-            return ds.dataset(files, schema=self.schema, format="parquet").to_table(columns=columns, filter=filter)
+            return ds.dataset(files, schema=self.schema, format="parquet").to_table(
+                columns=columns, filter=filter
+            )

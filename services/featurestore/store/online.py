@@ -1,4 +1,5 @@
 """Online feature reads from Feast, as domain rows (the API's protobuf is built in convert)."""
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,9 @@ class OnlineReader:
             elif name in by_feature:
                 cols = by_feature[name]
             else:
-                raise InvalidArgument(f"feature_names[{i}]",
-                                      f"unknown feature {raw!r} of use case {uc.name!r}")
+                raise InvalidArgument(
+                    f"feature_names[{i}]", f"unknown feature {raw!r} of use case {uc.name!r}"
+                )
             out += [c for c in cols if c not in out]
         return out
 
@@ -86,7 +88,8 @@ class OnlineReader:
         with self._lock:
             response = self._store.get_online_features(
                 features=[f"{uc.name}:{c}" for c in [*columns, RECORD_ID]],
-                entity_rows=[{key: e} for e in unique]).proto
+                entity_rows=[{key: e} for e in unique],
+            ).proto
         names = list(response.metadata.feature_names.val)
         vectors = dict(zip(names, response.results, strict=True))
         rows: dict[str, OnlineRow] = {}

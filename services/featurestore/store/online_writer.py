@@ -6,6 +6,7 @@ service process it would share one core with faust under the GIL; in a child pro
 it runs on another core, which roughly doubles the records per second one service can
 keep fresh. Both run ``FeatureStore.write_to_online_store(view, df)``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,11 @@ class FeastOnline:
         )
 
         self.store = store
-        self._direct = (BatchedSqliteOnlineStore()
-                        if isinstance(store.config.online_store, BatchedSqliteOnlineStoreConfig) else None)
+        self._direct = (
+            BatchedSqliteOnlineStore()
+            if isinstance(store.config.online_store, BatchedSqliteOnlineStoreConfig)
+            else None
+        )
 
     def write(self, view: str, rows: pa.Table) -> None:
         if self._direct is not None:
@@ -107,8 +111,12 @@ class ChildProcessWriter:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the service process has threads (faust's consumer, gRPC).
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_open, initargs=(self._repo,))
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_open,
+                initargs=(self._repo,),
+            )
         return self._pool
 
     def start(self) -> None:

@@ -11,6 +11,7 @@ It is selected in ``feature_store.yaml`` as
 custom store by its class path, and its config class by the same name + ``Config``).
 Options it does not batch (vector search, the value_num column) fall back to Feast's path.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,8 @@ STORE_TYPE = "services.featurestore.store.sqlite.BatchedSqliteOnlineStore"
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     # Narrower than the base class's Literal on purpose: Feast picks the config class by this value.
     type: Literal["services.featurestore.store.sqlite.BatchedSqliteOnlineStore"] = (
-        "services.featurestore.store.sqlite.BatchedSqliteOnlineStore")  # type: ignore[assignment]
+        "services.featurestore.store.sqlite.BatchedSqliteOnlineStore"  # type: ignore[assignment]
+    )
 
 
 def _epoch(ts: datetime | None) -> int | None:
@@ -52,9 +54,13 @@ def _text(val: Any) -> str | None:
 
 
 class BatchedSqliteOnlineStore(SqliteOnlineStore):
-    def online_write_batch(self, config: Any, table: Any, data: Sequence[tuple[Any, dict[str, Any], datetime,
-                                                                                   datetime | None]],
-                           progress: Callable[[int], Any] | None) -> None:
+    def online_write_batch(
+        self,
+        config: Any,
+        table: Any,
+        data: Sequence[tuple[Any, dict[str, Any], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
         options = config.online_store
         if options.vector_enabled or getattr(options, "enable_openai_compatible_store", False):
             return super().online_write_batch(config, table, list(data), progress)
@@ -63,13 +69,17 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         for entity_key, values, timestamp, created in data:
             key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
             event_ts, created_ts = _epoch(timestamp), _epoch(created)
-            rows += [(key, name, val.SerializeToString(), _text(val), event_ts, created_ts)
-                     for name, val in values.items()]
+            rows += [
+                (key, name, val.SerializeToString(), _text(val), event_ts, created_ts)
+                for name, val in values.items()
+            ]
         name = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
-        sql = (f"INSERT INTO {_quote_id(name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-               "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-               "created_ts = excluded.created_ts")
+        sql = (
+            f"INSERT INTO {_quote_id(name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts"
+        )
         conn = self._get_conn(config)
         with conn:
             conn.executemany(sql, rows)
@@ -80,11 +90,19 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
 
 # -- rows straight from Arrow ---------------------------------------------------------
 
-_SCALARS = {"Float64": "double_val", "Float32": "float_val", "Int64": "int64_val", "Int32": "int32_val",
-            "String": "string_val", "Bool": "bool_val"}
+_SCALARS = {
+    "Float64": "double_val",
+    "Float32": "float_val",
+    "Int64": "int64_val",
+    "Int32": "int32_val",
+    "String": "string_val",
+    "Bool": "bool_val",
+}
 
 
-def arrow_rows(view: Any, table: pa.Table) -> list[tuple[Any, dict[str, Any], datetime, datetime | None]] | None:
+def arrow_rows(
+    view: Any, table: pa.Table
+) -> list[tuple[Any, dict[str, Any], datetime, datetime | None]] | None:
     """``online_write_batch`` input for ``table``: what Feast's ``write_to_online_store`` builds
     (via pandas and a per-value type dispatch), built straight from the Arrow columns.
 
@@ -100,16 +118,23 @@ def arrow_rows(view: Any, table: pa.Table) -> list[tuple[Any, dict[str, Any], da
         return None
     columns = {name: table.column(name).to_pylist() for name, _ in keys + fields}
     times = table.column(source.timestamp_field).to_pylist()
-    created = (table.column(source.created_timestamp_column).to_pylist()
-               if source.created_timestamp_column else [None] * table.num_rows)
+    created = (
+        table.column(source.created_timestamp_column).to_pylist()
+        if source.created_timestamp_column
+        else [None] * table.num_rows
+    )
     rows = []
     for i in range(table.num_rows):
-        key = EntityKeyProto(join_keys=[k for k, _ in keys],
-                             entity_values=[ValueProto(**{s: columns[k][i]}) for k, s in keys])
+        key = EntityKeyProto(
+            join_keys=[k for k, _ in keys], entity_values=[ValueProto(**{s: columns[k][i]}) for k, s in keys]
+        )
         values = {}
         for name, setter in fields:
             v = columns[name][i]
-            values[name] = ValueProto() if v is None or (isinstance(v, float) and math.isnan(v)) else \
-                ValueProto(**{setter: v})
+            values[name] = (
+                ValueProto()
+                if v is None or (isinstance(v, float) and math.isnan(v))
+                else ValueProto(**{setter: v})
+            )
         rows.append((key, values, times[i], created[i]))
     return rows

@@ -6,6 +6,7 @@ may then record the batch as applied. Both writes are idempotent: the online sto
 keeps one row per entity (the newest, overwritten in place) and the offline datasets
 skip record ids they already hold — a replay after a crash changes nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,14 +33,27 @@ class WriteResult:
 
 
 class FeatureWriter:
-    def __init__(self, layout: Layout, usecases: dict[str, UseCase], store: Any, *, compact_at: int = 32,
-                 online: OnlineWriter | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        usecases: dict[str, UseCase],
+        store: Any,
+        *,
+        compact_at: int = 32,
+        online: OnlineWriter | None = None,
+    ) -> None:
         self._usecases = usecases
         self.online = online or InProcessWriter(store)
-        self.features = {name: ParquetDataset(layout.features_dir(uc), feature_schema(uc), RECORD_ID,
-                                              compact_at=compact_at) for name, uc in usecases.items()}
-        self.labels = {name: ParquetDataset(layout.labels_dir(uc), label_schema(uc), "key",
-                                            compact_at=compact_at) for name, uc in usecases.items()}
+        self.features = {
+            name: ParquetDataset(
+                layout.features_dir(uc), feature_schema(uc), RECORD_ID, compact_at=compact_at
+            )
+            for name, uc in usecases.items()
+        }
+        self.labels = {
+            name: ParquetDataset(layout.labels_dir(uc), label_schema(uc), "key", compact_at=compact_at)
+            for name, uc in usecases.items()
+        }
 
     def write(self, features: list[FeatureRow], labels: list[LabelRow]) -> WriteResult:
         """Write one micro-batch (blocking: run it in a worker thread)."""

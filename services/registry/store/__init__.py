@@ -6,6 +6,7 @@
 >>> with store.write() as tx:
 ...     tx.append_audit(draft, time_us)
 """
+
 from __future__ import annotations
 
 from services.registry.store.base import RegistryStore, StoreTx

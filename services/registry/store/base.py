@@ -12,6 +12,7 @@ audit head.
 The store is also the :class:`~libs.bus.outbox.OutboxSource` of the ``AliasChanged``
 events its write transactions queue (:meth:`StoreTx.add_outbox`), keyed by row id.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -60,8 +61,14 @@ class StoreTx(ABC):
     def version_by_idempotency_key(self, model: ModelKey, key: str) -> ModelVersion | None: ...
 
     @abstractmethod
-    def list_versions(self, use_case: str, name: str = "", status: VersionStatus | None = None,
-                      offset: int = 0, limit: int = 100) -> list[ModelVersion]:
+    def list_versions(
+        self,
+        use_case: str,
+        name: str = "",
+        status: VersionStatus | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[ModelVersion]:
         """Newest first."""
 
     @abstractmethod
@@ -79,8 +86,9 @@ class StoreTx(ABC):
     def list_aliases(self, model: ModelKey) -> list[Alias]: ...
 
     @abstractmethod
-    def put_alias(self, model: ModelKey, alias: str, version: int, actor: Actor, reason: str,
-                  now: datetime) -> None: ...
+    def put_alias(
+        self, model: ModelKey, alias: str, version: int, actor: Actor, reason: str, now: datetime
+    ) -> None: ...
 
     @abstractmethod
     def delete_alias(self, model: ModelKey, alias: str) -> None: ...
@@ -105,9 +113,16 @@ class StoreTx(ABC):
     def add_run(self, new: NewRun, run_id: str, actor: Actor, now: datetime) -> Run: ...
 
     @abstractmethod
-    def finish_run(self, run_id: str, status: RunStatus, error: str, now: datetime,
-                   duration_s: float | None, datasets: Sequence[DatasetRef],
-                   features: Sequence[FeatureRef]) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str,
+        now: datetime,
+        duration_s: float | None,
+        datasets: Sequence[DatasetRef],
+        features: Sequence[FeatureRef],
+    ) -> None:
         """Ends a run; ``datasets``/``features`` are added to the ones it was created with."""
 
     # --- audit, outbox, idempotency
@@ -120,8 +135,14 @@ class StoreTx(ABC):
         """Entries about one version, its aliases included, oldest first."""
 
     @abstractmethod
-    def list_audit(self, use_case: str = "", model: ModelKey | None = None, version: int = 0,
-                   after_sequence: int = 0, limit: int = 100) -> list[AuditRecord]: ...
+    def list_audit(
+        self,
+        use_case: str = "",
+        model: ModelKey | None = None,
+        version: int = 0,
+        after_sequence: int = 0,
+        limit: int = 100,
+    ) -> list[AuditRecord]: ...
 
     @abstractmethod
     def add_outbox(self, change: AliasChange, now: datetime) -> None: ...

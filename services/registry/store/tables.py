@@ -3,6 +3,7 @@
 Schema changes go through an Alembic revision in ``services/registry/migrations``;
 a test compares :data:`METADATA` with the migrated schema on SQLite and PostgreSQL.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """The vectorised murmur2 places every key exactly where aiokafka's DefaultPartitioner does."""
+
 from __future__ import annotations
 
 import os

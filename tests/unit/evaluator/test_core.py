@@ -1,4 +1,5 @@
 """The evaluator core with in-memory ports: candidate vs champion on the holdout, stored, published."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -44,15 +45,20 @@ def models():  # type: ignore[no-untyped-def]
 
 def make(tmp_path: Path, frame, registry: FakeRegistry) -> tuple[EvaluatorCore, FakePublisher]:  # type: ignore[no-untyped-def]
     publisher = FakePublisher()
-    core = EvaluatorCore(usecases={UC: usecase(UC)}, data=FakeTrainingData({UC: frame}), registry=registry,
-                         store=ReportStore.from_url(f"sqlite:///{tmp_path / 'reports.db'}"),
-                         publisher=EvaluatorPublisher(publisher, registry, evaluated_topic=EVALUATED))
+    core = EvaluatorCore(
+        usecases={UC: usecase(UC)},
+        data=FakeTrainingData({UC: frame}),
+        registry=registry,
+        store=ReportStore.from_url(f"sqlite:///{tmp_path / 'reports.db'}"),
+        publisher=EvaluatorPublisher(publisher, registry, evaluated_topic=EVALUATED),
+    )
     return core, publisher
 
 
 def trained_event(version: int, windows) -> trainer_events.ModelTrained:  # type: ignore[no-untyped-def]
-    return trainer_events.ModelTrained(model=ModelKey(UC, UC, version).to_proto(),
-                                       window=time_range_proto(windows.training))
+    return trainer_events.ModelTrained(
+        model=ModelKey(UC, UC, version).to_proto(), window=time_range_proto(windows.training)
+    )
 
 
 def trained(version: int, windows) -> TrainedVersion:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
 """Gates on crafted metrics: floor, regression vs champion, fairness gap, calibration."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,13 +16,23 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def loan_uc(**evaluation):  # type: ignore[no-untyped-def]
-    base = {"metric": "auc", "floor": 0.75, "max_regression": 0.02, "holdout": 3600,
-            "fairness": FairnessGate(attribute="gender", max_gap=0.1), "max_calibration_error": 0.15}
-    return usecase("loan_approval").model_copy(update={"evaluation": EvaluationSpec(**{**base, **evaluation})})
+    base = {
+        "metric": "auc",
+        "floor": 0.75,
+        "max_regression": 0.02,
+        "holdout": 3600,
+        "fairness": FairnessGate(attribute="gender", max_gap=0.1),
+        "max_calibration_error": 0.15,
+    }
+    return usecase("loan_approval").model_copy(
+        update={"evaluation": EvaluationSpec(**{**base, **evaluation})}
+    )
 
 
 def ms(auc: float, *, ece: float | None = 0.05, gap: float | None = 0.02, rows: int = 500) -> MetricSet:
-    return MetricSet({"auc": auc}, rows, ece=ece, parity_gap=gap, parity_rates={"f": 0.5, "m": 0.5 - (gap or 0)})
+    return MetricSet(
+        {"auc": auc}, rows, ece=ece, parity_gap=gap, parity_rates={"f": 0.5, "m": 0.5 - (gap or 0)}
+    )
 
 
 def by_name(verdict):  # type: ignore[no-untyped-def]
@@ -31,8 +42,17 @@ def by_name(verdict):  # type: ignore[no-untyped-def]
 def test_good_first_version_passes_with_regression_skipped() -> None:
     v = evaluate_gates(loan_uc(), ms(0.9), None, min_rows=50)
     gates = by_name(v)
-    assert v.passed and list(gates) == ["holdout_size", "metric_floor", "no_regression", "fairness_gap", "calibration"]
-    assert gates["no_regression"].skipped and gates["no_regression"].message == "skipped: no champion (first version)"
+    assert v.passed and list(gates) == [
+        "holdout_size",
+        "metric_floor",
+        "no_regression",
+        "fairness_gap",
+        "calibration",
+    ]
+    assert (
+        gates["no_regression"].skipped
+        and gates["no_regression"].message == "skipped: no champion (first version)"
+    )
 
 
 def test_metric_floor() -> None:
@@ -55,13 +75,24 @@ def test_regression_against_the_champion() -> None:
 
 
 def test_regression_for_lower_is_better_metrics() -> None:
-    ruc = regression_usecase().model_copy(update={"evaluation": EvaluationSpec(
-        metric="mae", floor=10.0, max_regression=0.5, holdout=timedelta(hours=1))})
-    better = by_name(evaluate_gates(ruc, MetricSet({"mae": 4.0}, 100), MetricSet({"mae": 5.0}, 100), min_rows=50))
+    ruc = regression_usecase().model_copy(
+        update={
+            "evaluation": EvaluationSpec(
+                metric="mae", floor=10.0, max_regression=0.5, holdout=timedelta(hours=1)
+            )
+        }
+    )
+    better = by_name(
+        evaluate_gates(ruc, MetricSet({"mae": 4.0}, 100), MetricSet({"mae": 5.0}, 100), min_rows=50)
+    )
     assert better["no_regression"].passed and better["no_regression"].comparator == "<="
-    worse = by_name(evaluate_gates(ruc, MetricSet({"mae": 5.6}, 100), MetricSet({"mae": 5.0}, 100), min_rows=50))
+    worse = by_name(
+        evaluate_gates(ruc, MetricSet({"mae": 5.6}, 100), MetricSet({"mae": 5.0}, 100), min_rows=50)
+    )
     assert not worse["no_regression"].passed
-    assert not by_name(evaluate_gates(ruc, MetricSet({"mae": 11.0}, 100), None, min_rows=50))["metric_floor"].passed
+    assert not by_name(evaluate_gates(ruc, MetricSet({"mae": 11.0}, 100), None, min_rows=50))[
+        "metric_floor"
+    ].passed
 
 
 def test_fairness_gap_fails_and_is_skipped_without_the_attribute() -> None:
@@ -76,8 +107,9 @@ def test_fairness_gap_fails_and_is_skipped_without_the_attribute() -> None:
 def test_calibration_gate() -> None:
     assert not by_name(evaluate_gates(loan_uc(), ms(0.9, ece=0.2), None, min_rows=50))["calibration"].passed
     assert by_name(evaluate_gates(loan_uc(), ms(0.9, ece=0.15), None, min_rows=50))["calibration"].passed
-    assert "calibration" not in by_name(evaluate_gates(loan_uc(max_calibration_error=None), ms(0.9), None,
-                                                       min_rows=50))
+    assert "calibration" not in by_name(
+        evaluate_gates(loan_uc(max_calibration_error=None), ms(0.9), None, min_rows=50)
+    )
 
 
 def test_too_small_holdout_fails() -> None:

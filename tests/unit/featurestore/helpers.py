@@ -1,4 +1,5 @@
 """Building the events the feature store consumes, as ingestion and the gateway would."""
+
 from __future__ import annotations
 
 import functools
@@ -28,15 +29,28 @@ def value(v: Any) -> common_pb2.Value:
     return common_pb2.Value(string_value=str(v))
 
 
-def record_accepted(use_case: str, entity_id: str, record_id: str, event_time: datetime,
-                    fields: dict[str, Any], dataset_version: str = "ds-1") -> ingestion_events.RecordAccepted:
-    rec = common_pb2.Record(use_case=use_case, entity_id=entity_id, record_id=record_id,
-                            fields={k: value(v) for k, v in fields.items()})
+def record_accepted(
+    use_case: str,
+    entity_id: str,
+    record_id: str,
+    event_time: datetime,
+    fields: dict[str, Any],
+    dataset_version: str = "ds-1",
+) -> ingestion_events.RecordAccepted:
+    rec = common_pb2.Record(
+        use_case=use_case,
+        entity_id=entity_id,
+        record_id=record_id,
+        fields={k: value(v) for k, v in fields.items()},
+    )
     rec.event_time.FromDatetime(event_time)
     return ingestion_events.RecordAccepted(
-        record=rec, schema_version="1",
-        dataset=common_pb2.DatasetRef(use_case=use_case, version=dataset_version,
-                                      uri=f"file:///raw/{use_case}/{dataset_version}"))
+        record=rec,
+        schema_version="1",
+        dataset=common_pb2.DatasetRef(
+            use_case=use_case, version=dataset_version, uri=f"file:///raw/{use_case}/{dataset_version}"
+        ),
+    )
 
 
 @functools.cache
@@ -44,7 +58,9 @@ def _pii_fields(use_case: str) -> frozenset[str]:
     return frozenset(load_default()[use_case].pii_fields())
 
 
-def from_example(use_case: str, ex: Example, dataset_version: str = "ds-1") -> ingestion_events.RecordAccepted:
+def from_example(
+    use_case: str, ex: Example, dataset_version: str = "ds-1"
+) -> ingestion_events.RecordAccepted:
     """The record as ingestion publishes it (personal data never leaves ingestion in clear:
     the feature store has no use for it, so the test records simply leave it out)."""
     pii = _pii_fields(use_case)
@@ -53,8 +69,13 @@ def from_example(use_case: str, ex: Example, dataset_version: str = "ds-1") -> i
 
 
 def feedback(use_case: str, ex: Example) -> gateway_events.FeedbackRecorded:
-    event = gateway_events.FeedbackRecorded(feedback_id=f"fb-{ex.record_id}", use_case=use_case,
-                                            entity_id=ex.entity_id, record_id=ex.record_id, outcome=value(ex.label))
+    event = gateway_events.FeedbackRecorded(
+        feedback_id=f"fb-{ex.record_id}",
+        use_case=use_case,
+        entity_id=ex.entity_id,
+        record_id=ex.record_id,
+        outcome=value(ex.label),
+    )
     event.event_time.FromDatetime(ex.event_time)
     event.observed_at.FromDatetime(ex.label_time)
     event.recorded_at.FromDatetime(ex.label_time)

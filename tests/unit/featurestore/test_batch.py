@@ -1,4 +1,5 @@
 """One micro-batch without Kafka: features, labels, replays and dead letters with reasons."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,9 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 def incoming(event, offset: int = 0, headers: list | None = None, key: bytes | None = None) -> Incoming:  # type: ignore[no-untyped-def]
     if key is None and hasattr(event, "record"):
         key = f"{event.record.use_case}/{event.record.entity_id}".encode()
-    return Incoming("t", 0, offset, key, event.SerializeToString(),
-                    headers if headers is not None else headers_for(event))
+    return Incoming(
+        "t", 0, offset, key, event.SerializeToString(), headers if headers is not None else headers_for(event)
+    )
 
 
 def loans(n: int, applicants: int = 5) -> list:  # type: ignore[type-arg]
@@ -34,7 +36,9 @@ def loans(n: int, applicants: int = 5) -> list:  # type: ignore[type-arg]
 def test_records_become_rows_in_model_input_order_with_lineage() -> None:
     proc = RecordProcessor(USECASES)
     exs = loans(20)
-    out = proc.records([incoming(from_example("loan_approval", e), i) for i, e in enumerate(exs)], lambda k: None)
+    out = proc.records(
+        [incoming(from_example("loan_approval", e), i) for i, e in enumerate(exs)], lambda k: None
+    )
     assert not out.dead and len(out.rows) == 20 and not out.labels  # loan labels come as feedback
     row = out.rows[-1]
     assert row.record_id == exs[-1].record_id and row.dataset_version == "ds-1" and row.newest
@@ -114,9 +118,16 @@ def test_feedback_becomes_labels_joined_to_their_example() -> None:
     assert {d.item.offset: d.error for d in out.dead} == {3: "event_time", 4: "outcome"}
 
 
-@pytest.mark.parametrize("outcome", [common_pb2.Value(double_value=0.5), common_pb2.Value(int64_value=2),
-                                     common_pb2.Value(bool_value=True), common_pb2.Value()],
-                         ids=["fraction", "not-a-class", "bool", "missing"])
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        common_pb2.Value(double_value=0.5),
+        common_pb2.Value(int64_value=2),
+        common_pb2.Value(bool_value=True),
+        common_pb2.Value(),
+    ],
+    ids=["fraction", "not-a-class", "bool", "missing"],
+)
 def test_labels_must_be_declared_classes(outcome: common_pb2.Value) -> None:
     proc = RecordProcessor(USECASES)
     fb = feedback("loan_approval", loans(1)[0])

@@ -1,4 +1,5 @@
 """The Feast repo is generated from the specs, and its definitions are real Feast objects."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The offline parquet datasets: idempotent appends across reopen, atomic files, compaction."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Online reads: feature name resolution, request order, found flags (Feast faked)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class FakeStore:
 
         class R:
             proto = resp
+
         return R()
 
 
@@ -96,7 +98,9 @@ def test_names_resolve_to_columns() -> None:
     reader = OnlineReader(FakeStore({}))
     assert reader.columns(UC, []) == UC.model_inputs()
     assert reader.columns(UC, ["loan_approval:loan_mean_10m", "elevel", "elevel__1"]) == [
-        "loan_mean_10m", *[f"elevel__{c}" for c in range(5)]]
+        "loan_mean_10m",
+        *[f"elevel__{c}" for c in range(5)],
+    ]
     with pytest.raises(InvalidArgument, match=r"feature_names\[1\].*'nope'"):
         reader.columns(UC, ["loan", "nope"])
     with pytest.raises(InvalidArgument, match="view"):
@@ -111,8 +115,13 @@ def test_an_unknown_use_case_is_not_found() -> None:
 
 @pytest.mark.parametrize("redis_quirk", [False, True])
 def test_rows_come_back_in_request_order_with_found_flags(redis_quirk: bool) -> None:
-    store = FakeStore({"a1": {"loan": 5.0, "loan_mean_10m": None, RECORD_ID: "r9"},
-                       "a2": {"loan": 7.0, "loan_mean_10m": 6.0, RECORD_ID: "r3"}}, redis_quirk=redis_quirk)
+    store = FakeStore(
+        {
+            "a1": {"loan": 5.0, "loan_mean_10m": None, RECORD_ID: "r9"},
+            "a2": {"loan": 7.0, "loan_mean_10m": 6.0, RECORD_ID: "r3"},
+        },
+        redis_quirk=redis_quirk,
+    )
     reader = OnlineReader(store)
     rows = reader.read(UC, ["a2", "zz", "a1", "a2"], ["loan", "loan_mean_10m"])
     assert [r.entity_id for r in rows] == ["a2", "zz", "a1", "a2"]

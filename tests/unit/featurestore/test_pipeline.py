@@ -1,4 +1,5 @@
 """The stream's two-stage batch pipeline: acks only after durable effects, in order."""
+
 from __future__ import annotations
 
 import asyncio
@@ -87,6 +88,8 @@ async def test_batches_taken_while_stopping_are_held_for_the_restart() -> None:
     await pipeline.drain()
     computed: list[int] = []
     events = [Event()]
-    await pipeline.submit(events, lambda e: computed.append(1) or BatchOutcome(), lambda out: asyncio.sleep(0))
+    await pipeline.submit(
+        events, lambda e: computed.append(1) or BatchOutcome(), lambda out: asyncio.sleep(0)
+    )
     take(events)
     assert computed == [] and not events[0].message.acked

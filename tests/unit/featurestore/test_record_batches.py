@@ -1,4 +1,5 @@
 """Records batched by ingestion (RecordAcceptedBatch): applied like lone records, judged one by one."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -45,7 +46,9 @@ def test_batched_records_give_the_rows_and_states_of_lone_ones() -> None:
     packed = _as_messages(events, 50)
     assert len(lone) == 300 and len(packed) < 20
     kinds = [dict(m.headers)[h.EVENT_TYPE] for m in packed]
-    assert kinds.count(b"aifactory.ingestion.v1.RecordAcceptedBatch") >= len(kinds) - PARTITIONS  # a run of one goes alone
+    assert (
+        kinds.count(b"aifactory.ingestion.v1.RecordAcceptedBatch") >= len(kinds) - PARTITIONS
+    )  # a run of one goes alone
     proc = RecordProcessor(USECASES, require_key=True, partitions=PARTITIONS)
     want, got = proc.records(lone, lambda k: None), proc.records(packed, lambda k: None)
     assert not got.dead and not want.dead and len(got.rows) == 300
@@ -63,8 +66,11 @@ def test_a_bad_record_in_a_batch_is_dead_lettered_alone_with_its_reason() -> Non
     keys = [f"loan_approval/{e.record.entity_id}".encode() for e in good]
     partition = partition_of(keys[0], PARTITIONS)
     # an entity placed in a partition its key does not hash to: its state lives elsewhere
-    stranger = next(e for e in _accepted(60) if partition_of(
-        f"loan_approval/{e.record.entity_id}".encode(), PARTITIONS) != partition)
+    stranger = next(
+        e
+        for e in _accepted(60)
+        if partition_of(f"loan_approval/{e.record.entity_id}".encode(), PARTITIONS) != partition
+    )
     members = [good[0], unknown, stranger]
     [message] = batched([accepted_message("records", e) for e in members], 10)
     item = Incoming("records", partition, 42, message.key, message.value, message.headers)
@@ -96,7 +102,9 @@ def test_split_turns_a_batch_into_lone_keyed_records_and_forwards_the_rest() -> 
     assert [k for k, _, _ in parts] == [f"loan_approval/{e.record.entity_id}".encode() for e in events]
     assert [ingestion_events.RecordAccepted.FromString(v) for _, v, _ in parts] == events
     lone = accepted_message("records", events[0])
-    assert split(Incoming("records", 0, 0, lone.key, lone.value, lone.headers)) == [(lone.key, lone.value, lone.headers)]
+    assert split(Incoming("records", 0, 0, lone.key, lone.value, lone.headers)) == [
+        (lone.key, lone.value, lone.headers)
+    ]
     assert split(Incoming("records", 0, 0, None, b"\xff", message.headers))[0][0] == UNDECODABLE_KEY
 
 

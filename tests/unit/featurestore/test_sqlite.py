@@ -1,4 +1,5 @@
 """The batched SQLite online store and the Arrow write path store exactly what Feast's own would."""
+
 from __future__ import annotations
 
 import random
@@ -32,16 +33,29 @@ def _store(root: Path, online: str) -> tuple[object, Layout]:
 def _rows(n: int, seed: int) -> pa.Table:
     rng = random.Random(seed)
     width = len(UC.model_inputs())
-    rows = [FeatureRow(UC.name, f"a{i}", 1_700_000_000_000_000 + i * 1_000_003, f"r{seed}-{i}",
-                       [None if j % 7 == 0 else float("nan") if j % 11 == 0 else rng.uniform(-1e6, 1e6)
-                        for j in range(width)], True) for i in range(n)]
+    rows = [
+        FeatureRow(
+            UC.name,
+            f"a{i}",
+            1_700_000_000_000_000 + i * 1_000_003,
+            f"r{seed}-{i}",
+            [
+                None if j % 7 == 0 else float("nan") if j % 11 == 0 else rng.uniform(-1e6, 1e6)
+                for j in range(width)
+            ],
+            True,
+        )
+        for i in range(n)
+    ]
     return feature_table(UC, rows, 1_700_000_123_456_789)
 
 
 def _dump(layout: Layout) -> list[tuple]:
     with sqlite3.connect(layout.repo / "online.db") as conn:
-        return conn.execute("SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
-                            "FROM t_loan_approval ORDER BY entity_key, feature_name").fetchall()
+        return conn.execute(
+            "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
+            "FROM t_loan_approval ORDER BY entity_key, feature_name"
+        ).fetchall()
 
 
 def test_batched_writes_equal_feasts_own(tmp_path: Path) -> None:
@@ -56,8 +70,10 @@ def test_batched_writes_equal_feasts_own(tmp_path: Path) -> None:
     assert len(got) == 300 * (len(UC.model_inputs()) + 1) and got == want
     features = [f"{UC.name}:loan", f"{UC.name}:salary", f"{UC.name}:_record_id"]
     entities = [{UC.entity.field: f"a{i}"} for i in (0, 7, 299)]
-    assert (ours.get_online_features(features=features, entity_rows=entities).to_dict()
-            == feasts.get_online_features(features=features, entity_rows=entities).to_dict())
+    assert (
+        ours.get_online_features(features=features, entity_rows=entities).to_dict()
+        == feasts.get_online_features(features=features, entity_rows=entities).to_dict()
+    )
 
 
 def test_arrow_rows_refuses_what_it_does_not_cover(tmp_path: Path) -> None:

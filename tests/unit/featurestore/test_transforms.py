@@ -1,4 +1,5 @@
 """Row transforms: each definition, nulls, division by zero, one-hot expansion."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,17 @@ from libs.features import FeatureError, row_features, to_number
 from libs.usecase import load_default
 
 UC = load_default()["loan_approval"]
-RECORD = {"salary": 50_000.0, "commission": 0.0, "age": 40, "elevel": 2, "car": 3, "zipcode": 7,
-          "hvalue": 250_000.0, "hyears": 10, "loan": 100_000.0}
+RECORD = {
+    "salary": 50_000.0,
+    "commission": 0.0,
+    "age": 40,
+    "elevel": 2,
+    "car": 3,
+    "zipcode": 7,
+    "hvalue": 250_000.0,
+    "hyears": 10,
+    "loan": 100_000.0,
+}
 
 
 def test_identity_and_ratio() -> None:
@@ -34,7 +44,7 @@ def test_one_hot_expands_in_enum_order_and_unknown_is_all_zero() -> None:
     assert all(unknown[f"zipcode__{c}"] == 0.0 for c in range(9))
     # A float that equals an int category still matches it.
     assert row_features(UC, {**RECORD, "elevel": 3.0})["elevel__3"] == 1.0
-    assert list(row_features(UC, RECORD)) == UC.model_inputs()[:len(row)]
+    assert list(row_features(UC, RECORD)) == UC.model_inputs()[: len(row)]
 
 
 def test_log1p_and_its_domain() -> None:

@@ -1,4 +1,5 @@
 """Feature versions: stable, sensitive to the definition and the spec version."""
+
 from __future__ import annotations
 
 from libs.features import feature_of_column, feature_refs, feature_version, feature_versions
@@ -21,8 +22,10 @@ def test_a_changed_definition_or_spec_version_changes_the_version() -> None:
     base = feature_versions(UC)
     bumped = UC.model_copy(update={"version": UC.version + 1})
     assert all(feature_versions(bumped)[c] != base[c] for c in base)
-    aggregates = [a.model_copy(update={"window": a.window * 2}) if a.name == "loan_mean_10m" else a
-                  for a in UC.features.aggregates]
+    aggregates = [
+        a.model_copy(update={"window": a.window * 2}) if a.name == "loan_mean_10m" else a
+        for a in UC.features.aggregates
+    ]
     changed = UC.model_copy(update={"features": UC.features.model_copy(update={"aggregates": aggregates})})
     after = feature_versions(changed)
     assert after["loan_mean_10m"] != base["loan_mean_10m"]

@@ -1,4 +1,5 @@
 """Windowed aggregates: exact against a brute-force definition, replays, late records, state."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from libs.features.windows import RECENT_IDS
 from libs.usecase import load_default
 
 SEGMENTS = load_default()["image_segments"]  # count/mean/min/last over 1h
-LOAN = load_default()["loan_approval"]       # count/mean/max over 7d
+LOAN = load_default()["loan_approval"]  # count/mean/max over 7d
 US = 1_000_000
 
 
@@ -29,8 +30,13 @@ def brute(uc, history: list[tuple[int, dict]], at: int) -> dict[str, float | Non
         elif not vals:
             out[a.name] = None
         else:
-            out[a.name] = {"sum": sum(vals), "mean": sum(vals) / len(vals), "min": min(vals),
-                           "max": max(vals), "last": vals[-1]}[a.aggregate]
+            out[a.name] = {
+                "sum": sum(vals),
+                "mean": sum(vals) / len(vals),
+                "min": min(vals),
+                "max": max(vals),
+                "last": vals[-1],
+            }[a.aggregate]
     return out
 
 
@@ -51,7 +57,9 @@ def test_aggregates_match_the_definition_on_a_random_stream(uc) -> None:  # type
         expected = brute(uc, history, t)
         got = dict(zip(computer.columns, out.values, strict=True))
         for name, want in expected.items():
-            assert got[name] == pytest.approx(want, rel=1e-12) if want is not None else got[name] is None, name
+            assert got[name] == pytest.approx(want, rel=1e-12) if want is not None else got[name] is None, (
+                name
+            )
     # Pruned to the longest window behind the newest record, nothing more.
     assert min(state.times) > t - int(longest.total_seconds() * US)
 

@@ -1,5 +1,6 @@
 """Gateway wiring pieces that need no infrastructure: served use cases, the registry
 directory (against a stub RegistryService over real gRPC), OIP token checks."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -21,8 +22,9 @@ from services.gateway.settings import GatewaySettings
 
 
 def test_settings_and_served_use_cases() -> None:
-    settings = load_settings(GatewaySettings, {"AIF_GATEWAY_USE_CASES": "loan_approval",
-                                               "AIF_GATEWAY_OIP_PORT": "-1"})
+    settings = load_settings(
+        GatewaySettings, {"AIF_GATEWAY_USE_CASES": "loan_approval", "AIF_GATEWAY_OIP_PORT": "-1"}
+    )
     assert list(served_usecases(settings)) == ["loan_approval"] and settings.oip_address is None
     assert load_settings(GatewaySettings, {}).oip_address == "127.0.0.1:50066"
     assert load_settings(GatewaySettings, {"AIF_GATEWAY_GRPC_PORT": "51056"}).oip_address == "127.0.0.1:51066"
@@ -38,9 +40,15 @@ class StubRegistry(reg_grpc.RegistryServiceServicer):
     async def GetAlias(self, request: reg_pb.GetAliasRequest, context) -> reg_pb.GetAliasResponse:  # type: ignore[no-untyped-def]
         if request.alias != "champion" or request.model_name != request.use_case:
             await context.abort(grpc.StatusCode.NOT_FOUND, "not set")
-        return reg_pb.GetAliasResponse(alias=reg_pb.ModelAlias(
-            use_case=request.use_case, model_name=request.model_name, alias="champion", version=5,
-            updated_at=Timestamp(seconds=100, nanos=5000)))
+        return reg_pb.GetAliasResponse(
+            alias=reg_pb.ModelAlias(
+                use_case=request.use_case,
+                model_name=request.model_name,
+                alias="champion",
+                version=5,
+                updated_at=Timestamp(seconds=100, nanos=5000),
+            )
+        )
 
 
 async def test_registry_directory_reads_champion_and_skips_unset_aliases() -> None:

@@ -1,6 +1,7 @@
 """The data plane's business scoring with a fake Triton: rows split by route (canary) and by the model's max
 batch still come back in the caller's order, each with the version that scored it, and
 the prediction log gets one entry per route with that route's rows."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -52,7 +53,9 @@ class _Triton:
         assert item.rows <= max_rows
         self.calls.append((version, item.rows))
         rows = np.frombuffer(item.data, dtype=np.float32).reshape(item.rows, width)
-        return Output(np.stack([rows[:, 0], np.full(item.rows, float(version), dtype=np.float32)], axis=1), version)
+        return Output(
+            np.stack([rows[:, 0], np.full(item.rows, float(version), dtype=np.float32)], axis=1), version
+        )
 
 
 class _Log:

@@ -1,4 +1,5 @@
 """The alias book: static settings, ordering by change time, events of served use cases only."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,7 +14,10 @@ from services.gateway.directory import AliasBook, AliasState, StaticDirectory, a
 async def test_static_directory_parses_and_filters() -> None:
     d = StaticDirectory("loan_approval:champion=2, loan_approval:challenger=3,other:champion=1")
     states = await d.aliases(["loan_approval"])
-    assert states == [AliasState("loan_approval", "champion", 2), AliasState("loan_approval", "challenger", 3)]
+    assert states == [
+        AliasState("loan_approval", "champion", 2),
+        AliasState("loan_approval", "challenger", 3),
+    ]
 
 
 @pytest.mark.parametrize("spec", ["loan_approval=champion:2", "loan_approval:champion", "uc:champion=x"])
@@ -35,8 +39,9 @@ def test_book_keeps_the_newest_change_and_tells_listeners() -> None:
 
 
 def _event(use_case: str, alias: str, version: int, seconds: int) -> Event:  # type: ignore[type-arg]
-    payload = events_pb2.AliasChanged(use_case=use_case, alias=alias, new_version=version,
-                                      changed_at=Timestamp(seconds=seconds))
+    payload = events_pb2.AliasChanged(
+        use_case=use_case, alias=alias, new_version=version, changed_at=Timestamp(seconds=seconds)
+    )
     meta = EventMeta.new("aifactory.registry.v1.AliasChanged", "v1", use_case, "registry")
     return Event(meta, payload, "t", 0, 0, None)
 

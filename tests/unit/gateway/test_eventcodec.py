@@ -1,4 +1,5 @@
 """The byte-level PredictionLogged encoder equals messages built field by field with protobuf."""
+
 from __future__ import annotations
 
 import math
@@ -24,15 +25,35 @@ def regression(uc: UseCase) -> UseCase:
     return uc.model_copy(update={"task": "regression", "label": label})
 
 
-def oracle(schema: InputSchema, drop: set[str], hashed: set[str], pid: str, entity: str, model: str, version: int,
-           x: np.ndarray, y: np.ndarray | None, latency: int, trace: str, nanos: int, alias: str,
-           shadow: bool) -> events_pb2.PredictionLogged:
+def oracle(
+    schema: InputSchema,
+    drop: set[str],
+    hashed: set[str],
+    pid: str,
+    entity: str,
+    model: str,
+    version: int,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    latency: int,
+    trace: str,
+    nanos: int,
+    alias: str,
+    shadow: bool,
+) -> events_pb2.PredictionLogged:
     ts = Timestamp()
     ts.FromNanoseconds(nanos)
     event = events_pb2.PredictionLogged(
-        prediction_id=pid, use_case=schema.use_case, entity_id=entity, latency_us=latency, trace_id=trace,
-        timestamp=ts, alias=alias, shadow=shadow,
-        model=common_pb2.ModelRef(use_case=schema.use_case, model_name=model, version=version))
+        prediction_id=pid,
+        use_case=schema.use_case,
+        entity_id=entity,
+        latency_us=latency,
+        trace_id=trace,
+        timestamp=ts,
+        alias=alias,
+        shadow=shadow,
+        model=common_pb2.ModelRef(use_case=schema.use_case, model_name=model, version=version),
+    )
     for name, value in zip(schema.columns, x.tolist(), strict=True):
         if name in drop:
             continue
@@ -50,8 +71,11 @@ def oracle(schema: InputSchema, drop: set[str], hashed: set[str], pid: str, enti
     return event
 
 
-@pytest.mark.parametrize("uc", [UCS["loan_approval"], UCS["image_segments"], regression(UCS["loan_approval"])],
-                         ids=["binary", "multiclass", "regression"])
+@pytest.mark.parametrize(
+    "uc",
+    [UCS["loan_approval"], UCS["image_segments"], regression(UCS["loan_approval"])],
+    ids=["binary", "multiclass", "regression"],
+)
 @pytest.mark.parametrize("privacy", [False, True])
 def test_encoded_rows_equal_protobuf_messages(uc: UseCase, privacy: bool) -> None:
     schema = InputSchema(uc)
@@ -70,10 +94,32 @@ def test_encoded_rows_equal_protobuf_messages(uc: UseCase, privacy: bool) -> Non
             pid, entity = f"pid-{r}", ("" if r % 3 == 0 else f"e{r}")
             latency, trace, nanos = r * 7, ("ab" * 16 if r % 2 else ""), 1_700_000_000_123_456_789 + r
             alias, shadow, version = ("challenger", True, 2) if r % 5 == 0 else ("champion", False, 1)
-            metas.append(RowMeta(pid, entity, codec.model(uc.name, version),
-                                 codec.tail(latency, trace, nanos // 10**9, nanos % 10**9, alias, shadow)))
-            expected.append(oracle(schema, drop, hashed, pid, entity, uc.name, version, x[r],
-                                   y[r] if with_outputs else None, latency, trace, nanos, alias, shadow))
+            metas.append(
+                RowMeta(
+                    pid,
+                    entity,
+                    codec.model(uc.name, version),
+                    codec.tail(latency, trace, nanos // 10**9, nanos % 10**9, alias, shadow),
+                )
+            )
+            expected.append(
+                oracle(
+                    schema,
+                    drop,
+                    hashed,
+                    pid,
+                    entity,
+                    uc.name,
+                    version,
+                    x[r],
+                    y[r] if with_outputs else None,
+                    latency,
+                    trace,
+                    nanos,
+                    alias,
+                    shadow,
+                )
+            )
         encoded = codec.encode(metas, x, y if with_outputs else None)
         for r, raw in enumerate(encoded):
             assert events_pb2.PredictionLogged.FromString(raw) == expected[r], f"row {r}"

@@ -1,4 +1,5 @@
 """Features → INPUT row (inline one-hot either way, errors naming the field) and OUTPUT → values."""
+
 from __future__ import annotations
 
 import math
@@ -17,9 +18,20 @@ SEGMENTS = InputSchema(UCS["image_segments"])
 
 def loan_features(**over: Scalar) -> dict[str, Scalar]:
     base: dict[str, Scalar] = {
-        "salary": 50_000.0, "commission": 0.0, "age": 40, "elevel": 2, "car": 3, "zipcode": 8,
-        "hvalue": 100_000.0, "hyears": 5, "loan": 20_000.0, "loan_to_salary": 0.4, "applications_10m": 1,
-        "loan_mean_10m": 20_000.0, "loan_max_10m": 20_000.0}
+        "salary": 50_000.0,
+        "commission": 0.0,
+        "age": 40,
+        "elevel": 2,
+        "car": 3,
+        "zipcode": 8,
+        "hvalue": 100_000.0,
+        "hyears": 5,
+        "loan": 20_000.0,
+        "loan_to_salary": 0.4,
+        "applications_10m": 1,
+        "loan_mean_10m": 20_000.0,
+        "loan_max_10m": 20_000.0,
+    }
     base.update(over)
     return base
 
@@ -43,15 +55,18 @@ def test_expanded_columns_are_accepted_and_match() -> None:
     np.testing.assert_array_equal(LOAN.row(expanded), raw)
 
 
-@pytest.mark.parametrize(("features", "field"), [
-    (loan_features(elevel=7), "features.elevel"),
-    (loan_features(salary="high"), "features.salary"),
-    (loan_features(unknown=1.0), "features.unknown"),
-    ({k: v for k, v in loan_features().items() if k != "car"}, "features.car"),
-    ({k: v for k, v in loan_features().items() if k != "zipcode"}, "features.zipcode"),
-    (loan_features(salary=float("inf")), "features.salary"),
-    ({**loan_features(), "elevel__2": 1.0}, "features.elevel__2"),
-])
+@pytest.mark.parametrize(
+    ("features", "field"),
+    [
+        (loan_features(elevel=7), "features.elevel"),
+        (loan_features(salary="high"), "features.salary"),
+        (loan_features(unknown=1.0), "features.unknown"),
+        ({k: v for k, v in loan_features().items() if k != "car"}, "features.car"),
+        ({k: v for k, v in loan_features().items() if k != "zipcode"}, "features.zipcode"),
+        (loan_features(salary=float("inf")), "features.salary"),
+        ({**loan_features(), "elevel__2": 1.0}, "features.elevel__2"),
+    ],
+)
 def test_bad_features_name_the_field(features: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidArgument) as err:
         LOAN.row(features)  # type: ignore[arg-type]
@@ -81,8 +96,11 @@ def test_outputs_per_task() -> None:
     probs = np.zeros(7, dtype=np.float32)
     probs[1] = 1.0
     primary, named = SEGMENTS.outputs(probs)
-    assert primary == "sky" and named["label"] == "sky" and set(named) == {
-        *(f"p_{c}" for c in UCS["image_segments"].label.classes or ()), "label"}
+    assert (
+        primary == "sky"
+        and named["label"] == "sky"
+        and set(named) == {*(f"p_{c}" for c in UCS["image_segments"].label.classes or ()), "label"}
+    )
 
 
 def test_values_round_trip() -> None:

@@ -1,4 +1,5 @@
 """The model manager against a fake Triton: load old+new, warm, switch, retire, unload."""
+
 from __future__ import annotations
 
 import asyncio
@@ -67,8 +68,16 @@ class FakeConfigs:
 
 
 def manager(triton: FakeTriton, book: AliasBook, **kw: Any) -> ModelManager:
-    return ModelManager(UCS, book, triton, FakeConfigs(), warmup_requests=1, retire_grace_s=0.5,  # type: ignore[arg-type]
-                        retry_s=0.05, **kw)
+    return ModelManager(
+        UCS,
+        book,
+        triton,
+        FakeConfigs(),
+        warmup_requests=1,
+        retire_grace_s=0.5,  # type: ignore[arg-type]
+        retry_s=0.05,
+        **kw,
+    )
 
 
 async def test_first_champion_is_loaded_warmed_and_served() -> None:
@@ -127,8 +136,11 @@ async def test_a_version_that_cannot_load_leaves_the_old_one_serving_and_is_retr
 
 async def test_canary_loads_both_and_recovery_reloads_everything() -> None:
     triton, book = FakeTriton(), AliasBook()
-    canary = {"loan_approval": UCS["loan_approval"].model_copy(update={
-        "deployment": UCS["loan_approval"].deployment.model_copy(update={"strategy": "canary"})})}
+    canary = {
+        "loan_approval": UCS["loan_approval"].model_copy(
+            update={"deployment": UCS["loan_approval"].deployment.model_copy(update={"strategy": "canary"})}
+        )
+    }
     models = ModelManager(canary, book, triton, FakeConfigs(), warmup_requests=1)  # type: ignore[arg-type]
     book.apply(AliasState("loan_approval", "champion", 1, 1))
     book.apply(AliasState("loan_approval", "challenger", 2, 1))

@@ -1,4 +1,5 @@
 """The OIP hot path's byte tricks and checks: appended fields win, inputs are validated."""
+
 from __future__ import annotations
 
 import grpc
@@ -42,13 +43,16 @@ def test_valid_requests_and_which_may_be_coalesced() -> None:
     assert np.frombuffer(rows_bytes(typed), dtype=np.float32).tolist() == [1.0, 2.0]
 
 
-@pytest.mark.parametrize(("mutate", "text"), [
-    (lambda r: r.inputs.add(name="EXTRA", datatype="FP32", shape=[2, 4]), "one input"),
-    (lambda r: setattr(r.inputs[0], "name", "X"), "'X'"),
-    (lambda r: setattr(r.inputs[0], "datatype", "INT64"), "datatype INT64"),
-    (lambda r: r.inputs[0].shape.__setitem__(1, 5), "expected [-1, 4]"),
-    (lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 8), "bytes of data"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "text"),
+    [
+        (lambda r: r.inputs.add(name="EXTRA", datatype="FP32", shape=[2, 4]), "one input"),
+        (lambda r: setattr(r.inputs[0], "name", "X"), "'X'"),
+        (lambda r: setattr(r.inputs[0], "datatype", "INT64"), "datatype INT64"),
+        (lambda r: r.inputs[0].shape.__setitem__(1, 5), "expected [-1, 4]"),
+        (lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 8), "bytes of data"),
+    ],
+)
 def test_invalid_requests_name_the_input(mutate, text: str) -> None:  # type: ignore[no-untyped-def]
     req = request()
     mutate(req)

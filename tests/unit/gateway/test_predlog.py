@@ -1,5 +1,6 @@
 """The prediction log: events as the contract says, personal data hashed or dropped,
 a bounded buffer that drops and counts, retries, and a flush on close."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,13 +44,31 @@ def entry(uc: UseCase, rows: int = 2, **kw: Any) -> Served:
     x = np.arange(rows * 25, dtype=np.float32).reshape(rows, 25)
     x[0, 1] = np.nan
     out = np.tile(np.array([0.25, 0.75], dtype=np.float32), (rows, 1))
-    return Served(uc.name, uc.name, 3, "champion", [f"p{i}" for i in range(rows)], [f"e{i}" for i in range(rows)],
-                  x, out, 1234, "t" * 32, **kw)
+    return Served(
+        uc.name,
+        uc.name,
+        3,
+        "champion",
+        [f"p{i}" for i in range(rows)],
+        [f"e{i}" for i in range(rows)],
+        x,
+        out,
+        1234,
+        "t" * 32,
+        **kw,
+    )
 
 
 def log_for(uc: UseCase, bulk: FakeBulk, **kw: Any) -> PredictionLog:
-    return PredictionLog(bulk, "preds", {uc.name: uc}, {uc.name: InputSchema(uc)}, salt="s3cret",  # type: ignore[arg-type]
-                         flush_ms=5, **kw)
+    return PredictionLog(
+        bulk,
+        "preds",
+        {uc.name: uc},
+        {uc.name: InputSchema(uc)},
+        salt="s3cret",  # type: ignore[arg-type]
+        flush_ms=5,
+        **kw,
+    )
 
 
 async def test_events_follow_the_contract() -> None:

@@ -1,4 +1,5 @@
 """Routing strategies: champion, canary (share and stickiness by entity hash), shadow."""
+
 from __future__ import annotations
 
 import math

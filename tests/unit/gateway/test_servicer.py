@@ -1,5 +1,6 @@
 """The business API (servicer and data plane) and feedback with fakes: features merged (inline wins), fetched only
 when needed, errors per input in a batch, outcomes checked against the label."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -40,7 +41,9 @@ class FakeFeatures:
                 from services.gateway.inputs import InputSchema
 
                 schema = InputSchema(UCS["loan_approval"])
-                rows.append(dict(zip(schema.columns, schema.row(loan_features(age=30)).tolist(), strict=True)))
+                rows.append(
+                    dict(zip(schema.columns, schema.row(loan_features(age=30)).tolist(), strict=True))
+                )
         return rows
 
 
@@ -59,8 +62,9 @@ class FakePublisher:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    async def publish(self, topic: str, event: Any, *, use_case: str, key: str | None = None,
-                      event_id: str | None = None) -> None:
+    async def publish(
+        self, topic: str, event: Any, *, use_case: str, key: str | None = None, event_id: str | None = None
+    ) -> None:
         self.sent.append((topic, event, key, event_id))
 
 
@@ -82,16 +86,21 @@ def values(d: Mapping[str, Scalar]) -> dict[str, common_pb2.Value]:
 
 async def test_inline_features_skip_the_feature_store(parts) -> None:  # type: ignore[no-untyped-def]
     servicer, features, scorer, *_ = parts
-    reply = await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e1",
-                                                     features=values(loan_features())), None)
+    reply = await servicer.Predict(
+        pb.PredictRequest(use_case="loan_approval", entity_id="e1", features=values(loan_features())), None
+    )
     assert features.asked == [] and reply.prediction.output.double_value == pytest.approx(0.6)
     assert reply.prediction.model.version == 1 and reply.prediction.entity_id == "e1"
 
 
 async def test_fetched_features_are_overridden_inline(parts) -> None:  # type: ignore[no-untyped-def]
     servicer, features, scorer, *_ = parts
-    await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e1",
-                                             features=values({"age": 99, "elevel": 4})), None)
+    await servicer.Predict(
+        pb.PredictRequest(
+            use_case="loan_approval", entity_id="e1", features=values({"age": 99, "elevel": 4})
+        ),
+        None,
+    )
     assert features.asked == [["e1"]]
     from services.gateway.inputs import InputSchema
 
@@ -110,20 +119,33 @@ async def test_errors(parts) -> None:  # type: ignore[no-untyped-def]
     assert "missing" in err.value.message
     with pytest.raises(InvalidArgument):
         await servicer.PredictBatch(pb.PredictBatchRequest(use_case="loan_approval"), None)
-    batch = await servicer.PredictBatch(pb.PredictBatchRequest(use_case="loan_approval", inputs=[
-        pb.PredictionInput(entity_id="e1"), pb.PredictionInput(entity_id="missing"),
-        pb.PredictionInput(features=values(loan_features(car="x")))]), None)
+    batch = await servicer.PredictBatch(
+        pb.PredictBatchRequest(
+            use_case="loan_approval",
+            inputs=[
+                pb.PredictionInput(entity_id="e1"),
+                pb.PredictionInput(entity_id="missing"),
+                pb.PredictionInput(features=values(loan_features(car="x"))),
+            ],
+        ),
+        None,
+    )
     assert batch.predictions[0].prediction_id and "NOT_FOUND" in batch.predictions[1].error
     assert "inputs[2].features.car" in batch.predictions[2].error
 
 
 async def test_feedback_fills_in_what_the_gateway_remembers(parts) -> None:  # type: ignore[no-untyped-def]
     servicer, _, _, publisher, recent = parts
-    pid = (await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e7"), None)
-           ).prediction.prediction_id
+    pid = (
+        await servicer.Predict(pb.PredictRequest(use_case="loan_approval", entity_id="e7"), None)
+    ).prediction.prediction_id
     recent.add(pid, "loan_approval", "e7", 1_700_000_000.0)
-    reply = await servicer.RecordFeedback(pb.RecordFeedbackRequest(
-        prediction_id=pid, outcome=common_pb2.Value(int64_value=0), feedback_id="f1"), None)
+    reply = await servicer.RecordFeedback(
+        pb.RecordFeedbackRequest(
+            prediction_id=pid, outcome=common_pb2.Value(int64_value=0), feedback_id="f1"
+        ),
+        None,
+    )
     assert reply.feedback_id == "f1"
     topic, event, key, event_id = publisher.sent[0]
     assert isinstance(event, events_pb2.FeedbackRecorded)
@@ -133,13 +155,22 @@ async def test_feedback_fills_in_what_the_gateway_remembers(parts) -> None:  # t
         assert event.event_time.seconds == 1_700_000_000
 
 
-@pytest.mark.parametrize(("request_kw", "field"), [
-    ({"use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=1)}, "prediction_id"),
-    ({"prediction_id": "unknown", "outcome": common_pb2.Value(int64_value=1)}, "use_case"),
-    ({"prediction_id": "p", "use_case": "loan_approval"}, "outcome"),
-    ({"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=3)}, "outcome"),
-    ({"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(null_value=0)}, "outcome"),
-])
+@pytest.mark.parametrize(
+    ("request_kw", "field"),
+    [
+        ({"use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=1)}, "prediction_id"),
+        ({"prediction_id": "unknown", "outcome": common_pb2.Value(int64_value=1)}, "use_case"),
+        ({"prediction_id": "p", "use_case": "loan_approval"}, "outcome"),
+        (
+            {"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=3)},
+            "outcome",
+        ),
+        (
+            {"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(null_value=0)},
+            "outcome",
+        ),
+    ],
+)
 async def test_bad_feedback_names_the_field(parts, request_kw: dict[str, Any], field: str) -> None:  # type: ignore[no-untyped-def]
     servicer, *_ = parts
     with pytest.raises(InvalidArgument) as err:

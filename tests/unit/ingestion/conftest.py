@@ -1,4 +1,5 @@
 """Shared pieces of the ingestion unit tests: the shipped loan spec and a valid record."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

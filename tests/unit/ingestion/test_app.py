@@ -1,4 +1,5 @@
 """Wiring rules of the ingestion service that need no broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +14,9 @@ from services.ingestion.app import _stop_on_fatal
 from services.ingestion.core import load_specs
 
 
-def test_missing_or_empty_use_case_folder_starts_with_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_or_empty_use_case_folder_starts_with_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert load_specs(tmp_path / "absent") == {}
     assert load_specs(tmp_path) == {}
     assert "no use case spec" in caplog.text and "does not exist" in caplog.text

@@ -1,5 +1,6 @@
 """The raw-topic pipeline's batch logic with a fake consumer and publisher (the broker path is in
 tests/integration/test_ingestion.py): a failed transaction leaves nothing behind and is retried."""
+
 from __future__ import annotations
 
 import asyncio
@@ -55,21 +56,33 @@ class FlakyPublisher:
         self.attempts = 0
         self.committed: list[tuple[list[Outgoing], dict[TopicPartition, int], str]] = []
 
-    async def commit(self, messages: list[Outgoing], offsets: dict[TopicPartition, int], group_id: str) -> None:
+    async def commit(
+        self, messages: list[Outgoing], offsets: dict[TopicPartition, int], group_id: str
+    ) -> None:
         self.attempts += 1
         if self.attempts == 1:
             raise KafkaError("coordinator moved")
         self.committed.append((list(messages), dict(offsets), group_id))
 
 
-async def test_failed_transaction_is_discarded_and_retried(tmp_path: Path, loan: UseCase,
-                                                           record: dict[str, Any]) -> None:
+async def test_failed_transaction_is_discarded_and_retried(
+    tmp_path: Path, loan: UseCase, record: dict[str, Any]
+) -> None:
     ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
     dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
     quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
     publisher = FlakyPublisher()
-    pipeline = RawPipeline("unused:9092", {TOPIC: ingestor}, dataset, quality, publisher,  # type: ignore[arg-type]
-                           group_id="g", records_topic="recs", dead_letter_topic="dlq", retry_backoff_s=0.01)
+    pipeline = RawPipeline(
+        "unused:9092",
+        {TOPIC: ingestor},
+        dataset,
+        quality,
+        publisher,  # type: ignore[arg-type]
+        group_id="g",
+        records_topic="recs",
+        dead_letter_topic="dlq",
+        retry_backoff_s=0.01,
+    )
     values = [json.dumps({**record, "record_id": f"r{i}"}).encode() for i in range(3)] + [b"not json"]
     consumer = FakeConsumer([raw(i, v) for i, v in enumerate(values)])
     pipeline._consumer = consumer  # type: ignore[assignment]
@@ -91,6 +104,9 @@ async def test_failed_transaction_is_discarded_and_retried(tmp_path: Path, loan:
     # the failed attempt's file (offsets 0-3) is gone; the committed ones are the dataset,
     # at the version the last records carry
     files = sorted(f.name.rsplit(".", 2)[0] for f in (tmp_path / "loan_approval").rglob("*.parquet"))
-    assert files == [f"part-k-{TOPIC}-0-000000000000-000000000001", f"part-k-{TOPIC}-0-000000000002-000000000003"]
+    assert files == [
+        f"part-k-{TOPIC}-0-000000000000-000000000001",
+        f"part-k-{TOPIC}-0-000000000002-000000000003",
+    ]
     assert dataset.get("loan_approval").version == accepted[2].dataset.version != accepted[0].dataset.version
     assert dataset.read("loan_approval").num_rows == 3

@@ -1,4 +1,5 @@
 """Bytes → candidate record: every malformed shape is a record-level violation, never an exception."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -22,21 +23,24 @@ def test_json_object_decodes() -> None:
     assert decode.decode_json(b'{"a": 1, "b": "x"}').values == {"a": 1, "b": "x"}
 
 
-@pytest.mark.parametrize(("payload", "code"), [
-    (b"not json", PARSE),
-    (b'{"a": 1', PARSE),
-    (b"", PARSE),
-    (b'{"a": NaN}', PARSE),
-    (b'{"a": Infinity}', PARSE),
-    (b"[" * 100_000 + b"]" * 100_000, TOO_LARGE),
-    (b"\xff\xfe{}", ENCODING),
-    (b'{"name": "caf\xe9"}', ENCODING),
-    (b"[1, 2]", NOT_OBJECT),
-    (b'"text"', NOT_OBJECT),
-    (b"42", NOT_OBJECT),
-    (b"null", NOT_OBJECT),
-    (b"x" * 1025, TOO_LARGE),
-])
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"not json", PARSE),
+        (b'{"a": 1', PARSE),
+        (b"", PARSE),
+        (b'{"a": NaN}', PARSE),
+        (b'{"a": Infinity}', PARSE),
+        (b"[" * 100_000 + b"]" * 100_000, TOO_LARGE),
+        (b"\xff\xfe{}", ENCODING),
+        (b'{"name": "caf\xe9"}', ENCODING),
+        (b"[1, 2]", NOT_OBJECT),
+        (b'"text"', NOT_OBJECT),
+        (b"42", NOT_OBJECT),
+        (b"null", NOT_OBJECT),
+        (b"x" * 1025, TOO_LARGE),
+    ],
+)
 def test_malformed_payloads(payload: bytes, code: str) -> None:
     assert code_of(payload) == code
 
@@ -65,15 +69,28 @@ def test_media_type() -> None:
 
 def test_protobuf_record_fills_entity_and_event_time_from_its_envelope() -> None:
     at = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
-    record = common_pb2.Record(use_case="loan_approval", entity_id="a00001", record_id="r-1",
-                               fields={"age": common_pb2.Value(int64_value=40),
-                                       "salary": common_pb2.Value(double_value=1.5),
-                                       "gender": common_pb2.Value(null_value=struct_pb2.NULL_VALUE)})
+    record = common_pb2.Record(
+        use_case="loan_approval",
+        entity_id="a00001",
+        record_id="r-1",
+        fields={
+            "age": common_pb2.Value(int64_value=40),
+            "salary": common_pb2.Value(double_value=1.5),
+            "gender": common_pb2.Value(null_value=struct_pb2.NULL_VALUE),
+        },
+    )
     record.event_time.FromDatetime(at)
-    candidate = decode.decode_protobuf(record.SerializeToString(), "loan_approval", "applicant_id", "event_time")
+    candidate = decode.decode_protobuf(
+        record.SerializeToString(), "loan_approval", "applicant_id", "event_time"
+    )
     assert candidate.record_id == "r-1"
-    assert candidate.values == {"age": 40, "salary": 1.5, "gender": None, "applicant_id": "a00001",
-                                "event_time": at}
+    assert candidate.values == {
+        "age": 40,
+        "salary": 1.5,
+        "gender": None,
+        "applicant_id": "a00001",
+        "event_time": at,
+    }
 
 
 def test_protobuf_fields_win_over_the_envelope() -> None:

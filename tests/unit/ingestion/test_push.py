@@ -1,4 +1,5 @@
 """The gRPC data plane with a fake publisher: ids, typed errors naming the field, failures as UNAVAILABLE."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,20 +32,29 @@ class FakePublisher:
 
 def push(tmp_path: Path, loan: UseCase, publisher: FakePublisher, max_items: int = 10) -> PushIngest:
     ing = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
-    return PushIngest({"loan_approval": ing},
-                      RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ing.privacy}),
-                      QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t")), publisher,  # type: ignore[arg-type]
-                      records_topic="recs", dead_letter_topic="dlq", max_items=max_items)
+    return PushIngest(
+        {"loan_approval": ing},
+        RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ing.privacy}),
+        QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t")),
+        publisher,  # type: ignore[arg-type]
+        records_topic="recs",
+        dead_letter_topic="dlq",
+        max_items=max_items,
+    )
 
 
 async def test_ids_outcomes_and_messages(tmp_path: Path, loan: UseCase, record: dict[str, Any]) -> None:
     publisher = FakePublisher()
     items = [pb.IngestItem(json=to_json(record).decode()), pb.IngestItem(json="{}")]
-    result = await push(tmp_path, loan, publisher).ingest("loan_approval", items, request_id="q", start_index=5,
-                                                       subject="alice")
+    result = await push(tmp_path, loan, publisher).ingest(
+        "loan_approval", items, request_id="q", start_index=5, subject="alice"
+    )
     assert [(o.record_id, o.accepted) for o in result.outcomes] == [("grpc:q:5", True), ("grpc:q:6", False)]
     assert [m.topic for m in publisher.sent] == ["recs", "dlq"]
-    assert events_pb2.RecordAccepted.FromString(publisher.sent[0].value).dataset.version == result.dataset.version  # type: ignore[union-attr]
+    assert (
+        events_pb2.RecordAccepted.FromString(publisher.sent[0].value).dataset.version
+        == result.dataset.version
+    )  # type: ignore[union-attr]
     table = push(tmp_path, loan, FakePublisher())._dataset.read("loan_approval")  # who pushed each row
     assert table.column("_source").to_pylist() == ["grpc:alice"]
 
@@ -66,5 +76,6 @@ async def test_typed_errors(tmp_path: Path, loan: UseCase) -> None:
 
 async def test_publish_failure_is_unavailable(tmp_path: Path, loan: UseCase) -> None:
     with pytest.raises(Unavailable, match="same request_id"):
-        await push(tmp_path, loan, FakePublisher(fail=True)).ingest("loan_approval", [pb.IngestItem(json="[]")],
-                                                             request_id="r")
+        await push(tmp_path, loan, FakePublisher(fail=True)).ingest(
+            "loan_approval", [pb.IngestItem(json="[]")], request_id="r"
+        )

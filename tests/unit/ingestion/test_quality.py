@@ -1,4 +1,5 @@
 """Quality windows: volume, null and out-of-range rates, rejections by code, window closing."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -25,8 +26,15 @@ def outcomes() -> list[Outcome]:
     return [
         Outcome("a", [], {"age": 30}, "e", NOW, ["approved"]),
         Outcome("b", [], {"age": 30}, "e", NOW, ["approved", "gender"]),
-        Outcome("c", [Violation("age", RANGE, "x"), Violation("elevel", ENUM, "y"),
-                      Violation("salary", REQUIRED, "z")], nulls=["approved", "salary"]),
+        Outcome(
+            "c",
+            [
+                Violation("age", RANGE, "x"),
+                Violation("elevel", ENUM, "y"),
+                Violation("salary", REQUIRED, "z"),
+            ],
+            nulls=["approved", "salary"],
+        ),
         Outcome("d", [Violation("", PARSE, "not json")]),
     ]
 
@@ -70,8 +78,9 @@ def test_window_report_and_metrics(loan: UseCase) -> None:
 
 def test_window_closes_on_record_count(loan: UseCase) -> None:
     meter = MeterProvider().get_meter("t")
-    tracker = QualityTracker({"loan_approval": loan}, meter, window_seconds=3600, window_records=4,
-                             clock=Clock())
+    tracker = QualityTracker(
+        {"loan_approval": loan}, meter, window_seconds=3600, window_records=4, clock=Clock()
+    )
     tracker.observe("loan_approval", outcomes()[:3])
     assert tracker.close_due() == []
     tracker.observe("loan_approval", outcomes()[3:])
@@ -95,5 +104,10 @@ async def test_reporter_publishes_reports_and_survives_a_publish_failure(loan: U
     tracker.observe("loan_approval", outcomes())
     (report,) = await reporter.flush(force=True)
     topic, event, use_case, key, event_id = sent[1]
-    assert (topic, use_case, key, event_id) == ("aif.quality", "loan_approval", "loan_approval", report.report_id)
+    assert (topic, use_case, key, event_id) == (
+        "aif.quality",
+        "loan_approval",
+        "loan_approval",
+        report.report_id,
+    )
     assert event.record_count == 4

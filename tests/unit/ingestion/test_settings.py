@@ -1,4 +1,5 @@
 """Ingestion settings: defaults, environment, and the raw topic pattern."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,10 @@ from services.ingestion.settings import IngestionSettings
 
 
 def test_defaults_and_environment() -> None:
-    s = load_settings(IngestionSettings, {"AIF_INGESTION_INSTANCE_ID": "pod-3",
-                                          "AIF_INGESTION_RAW_TOPIC_PATTERN": "test.{use_case}.in"})
+    s = load_settings(
+        IngestionSettings,
+        {"AIF_INGESTION_INSTANCE_ID": "pod-3", "AIF_INGESTION_RAW_TOPIC_PATTERN": "test.{use_case}.in"},
+    )
     # No specs folder set: the shipped ones (UseCaseSourceSettings); the group is the service's name.
     assert s.usecases_dir is None and s.consumer_group == "ingestion"
     assert s.transactional_id == "ingestion-pod-3" and s.raw_topic("loan") == "test.loan.in"
@@ -18,7 +21,10 @@ def test_defaults_and_environment() -> None:
     assert IngestionSettings().raw_topic("loan_approval") == "aif.loan_approval.raw"
     # no instance id: host name and gRPC port, stable across restarts, distinct per instance on a host
     assert IngestionSettings(grpc_port=50051).instance.endswith("-50051")
-    assert IngestionSettings(grpc_port=50051).transactional_id != IngestionSettings(grpc_port=51051).transactional_id
+    assert (
+        IngestionSettings(grpc_port=50051).transactional_id
+        != IngestionSettings(grpc_port=51051).transactional_id
+    )
 
 
 @pytest.mark.parametrize("pattern", ["aif.raw", "aif.{use_case}.{other}"])

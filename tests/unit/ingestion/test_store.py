@@ -1,4 +1,5 @@
 """The versioned raw dataset: content-hash versions, reconciliation after a crash, reads."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def store(root: Path, loan: UseCase, ing: UseCaseIngestor) -> RawDataset:
     return RawDataset(root, {"loan_approval": loan}, {"loan_approval": ing.privacy})
 
 
-def accepted(ing: UseCaseIngestor, record: dict[str, Any], n: int, start: int = 0,
-             day_shift: int = 0) -> list[Outcome]:
+def accepted(
+    ing: UseCaseIngestor, record: dict[str, Any], n: int, start: int = 0, day_shift: int = 0
+) -> list[Outcome]:
     out = []
     for i in range(start, start + n):
         at = datetime.fromisoformat(record["event_time"]) + timedelta(days=day_shift, seconds=i)
@@ -40,13 +42,16 @@ def accepted(ing: UseCaseIngestor, record: dict[str, Any], n: int, start: int = 
     return out
 
 
-def test_stage_publish_version_and_read(tmp_path: Path, loan: UseCase, ing: UseCaseIngestor,
-                                        record: dict[str, Any]) -> None:
+def test_stage_publish_version_and_read(
+    tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]
+) -> None:
     ds = store(tmp_path, loan, ing)
     with pytest.raises(NotFound):
         ds.get("loan_approval")
     rows = accepted(ing, record, 5) + accepted(ing, record, 2, start=5, day_shift=1)
-    files = ds.stage("loan_approval", rows, [f"t/0/{i}" for i in range(7)], NOW, kafka_file_name("t", 0, 0, 6))
+    files = ds.stage(
+        "loan_approval", rows, [f"t/0/{i}" for i in range(7)], NOW, kafka_file_name("t", 0, 0, 6)
+    )
     assert sorted(f.rows for f in files) == [2, 5] and len({f.path.split("/")[0] for f in files}) == 2
     expected = ds.next_version("loan_approval", files)
     assert ds.current("loan_approval") is None  # staged is not published
@@ -73,8 +78,9 @@ def test_stage_publish_version_and_read(tmp_path: Path, loan: UseCase, ing: UseC
         again.get("loan_approval", "nope")
 
 
-def test_read_keeps_one_row_per_record_id(tmp_path: Path, loan: UseCase, ing: UseCaseIngestor,
-                                          record: dict[str, Any]) -> None:
+def test_read_keeps_one_row_per_record_id(
+    tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]
+) -> None:
     ds = store(tmp_path, loan, ing)
     rows = accepted(ing, record, 3)
     ds.publish("loan_approval", ds.stage("loan_approval", rows, ["a"] * 3, NOW))
@@ -84,16 +90,28 @@ def test_read_keeps_one_row_per_record_id(tmp_path: Path, loan: UseCase, ing: Us
     assert table.num_rows == 3 and table.column("_source").to_pylist() == ["a"] * 3
 
 
-def test_reconcile_publishes_committed_and_deletes_uncommitted(tmp_path: Path, loan: UseCase,
-                                                               ing: UseCaseIngestor, record: dict[str, Any]) -> None:
+def test_reconcile_publishes_committed_and_deletes_uncommitted(
+    tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]
+) -> None:
     ds = store(tmp_path, loan, ing)
-    committed = ds.stage("loan_approval", accepted(ing, record, 4), ["s"] * 4, NOW,
-                         kafka_file_name("aif.x-1.raw", 2, 0, 3))
+    committed = ds.stage(
+        "loan_approval", accepted(ing, record, 4), ["s"] * 4, NOW, kafka_file_name("aif.x-1.raw", 2, 0, 3)
+    )
     expected = ds.next_version("loan_approval", committed)
-    pending = ds.stage("loan_approval", accepted(ing, record, 4, start=4), ["s"] * 4, NOW,
-                       kafka_file_name("aif.x-1.raw", 2, 4, 7))
-    other = ds.stage("loan_approval", accepted(ing, record, 1, start=8), ["s"], NOW,
-                     kafka_file_name("aif.x-1.raw", 1, 0, 0))
+    pending = ds.stage(
+        "loan_approval",
+        accepted(ing, record, 4, start=4),
+        ["s"] * 4,
+        NOW,
+        kafka_file_name("aif.x-1.raw", 2, 4, 7),
+    )
+    other = ds.stage(
+        "loan_approval",
+        accepted(ing, record, 1, start=8),
+        ["s"],
+        NOW,
+        kafka_file_name("aif.x-1.raw", 1, 0, 0),
+    )
     # crash: nothing published; the group committed offset 4 on partition 2
     restarted = store(tmp_path, loan, ing)
     assert restarted.reconcile("loan_approval", "aif.x-1.raw", 2, 4) == (1, 1)
@@ -105,20 +123,24 @@ def test_reconcile_publishes_committed_and_deletes_uncommitted(tmp_path: Path, l
 
 
 def test_ingesting_the_same_offsets_again_never_overwrites_a_published_file(
-        tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]) -> None:
+    tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]
+) -> None:
     ds = store(tmp_path, loan, ing)
     rows = accepted(ing, record, 2)
     first = ds.stage("loan_approval", rows, ["s"] * 2, NOW, kafka_file_name("t", 0, 0, 1))
     v1 = ds.publish("loan_approval", first)
-    again = ds.stage("loan_approval", rows, ["s"] * 2, NOW + timedelta(seconds=1), kafka_file_name("t", 0, 0, 1))
+    again = ds.stage(
+        "loan_approval", rows, ["s"] * 2, NOW + timedelta(seconds=1), kafka_file_name("t", 0, 0, 1)
+    )
     assert again[0].path != first[0].path and (tmp_path / "loan_approval" / first[0].path).exists()
     ds.publish("loan_approval", again)
     assert ds.read("loan_approval", v1.version).num_rows == 2  # type: ignore[union-attr]
     assert ds.read("loan_approval").num_rows == 2  # one row per record id
 
 
-def test_partial_manifest_line_is_dropped(tmp_path: Path, loan: UseCase, ing: UseCaseIngestor,
-                                          record: dict[str, Any]) -> None:
+def test_partial_manifest_line_is_dropped(
+    tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]
+) -> None:
     ds = store(tmp_path, loan, ing)
     v1 = ds.publish("loan_approval", ds.stage("loan_approval", accepted(ing, record, 2), ["a"] * 2, NOW))
     manifest = tmp_path / "loan_approval" / MANIFEST
@@ -126,14 +148,19 @@ def test_partial_manifest_line_is_dropped(tmp_path: Path, loan: UseCase, ing: Us
         fh.write('{"version": "cut sho')
     again = store(tmp_path, loan, ing)
     assert again.get("loan_approval").version == v1.version  # type: ignore[union-attr]
-    v2 = again.publish("loan_approval", again.stage("loan_approval", accepted(ing, record, 1, start=2), ["a"],
-                                                    NOW))
+    v2 = again.publish(
+        "loan_approval", again.stage("loan_approval", accepted(ing, record, 1, start=2), ["a"], NOW)
+    )
     assert v2 is not None and v2.parent == v1.version  # type: ignore[union-attr]
-    assert [json.loads(line)["version"] for line in manifest.read_text().splitlines()] == [v1.version, v2.version]  # type: ignore[union-attr]
+    assert [json.loads(line)["version"] for line in manifest.read_text().splitlines()] == [
+        v1.version,
+        v2.version,
+    ]  # type: ignore[union-attr]
 
 
-def test_discard_removes_staged_files(tmp_path: Path, loan: UseCase, ing: UseCaseIngestor,
-                                      record: dict[str, Any]) -> None:
+def test_discard_removes_staged_files(
+    tmp_path: Path, loan: UseCase, ing: UseCaseIngestor, record: dict[str, Any]
+) -> None:
     ds = store(tmp_path, loan, ing)
     files = ds.stage("loan_approval", accepted(ing, record, 2), ["a"] * 2, NOW)
     ds.discard("loan_approval", files)

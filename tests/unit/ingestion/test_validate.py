@@ -1,4 +1,5 @@
 """The data contract: every violation code, the coercion rules, and every reason at once."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,27 +34,31 @@ def test_valid_record_is_accepted_with_typed_values(loan: UseCase, record: dict[
     assert checked.values["approved"] is None and "approved" in checked.nulls
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"age": None}, {("age", REQUIRED)}),
-    ({"age": "forty"}, {("age", TYPE)}),
-    ({"age": 150}, {("age", RANGE)}),
-    ({"age": 3}, {("age", RANGE)}),
-    ({"elevel": 7}, {("elevel", ENUM)}),
-    ({"gender": "q"}, {("gender", ENUM)}),
-    ({"applicant_id": "a" * 65}, {("applicant_id", MAX_LENGTH)}),
-    ({"applicant_id": ""}, {("applicant_id", REQUIRED)}),
-    ({"applicant_id": "   "}, {("applicant_id", REQUIRED)}),
-    ({"applicant_id": 17}, {("applicant_id", TYPE)}),
-    ({"colour": "red"}, {("colour", UNKNOWN_FIELD)}),
-    ({"event_time": (NOW + timedelta(minutes=6)).isoformat()}, {("event_time", FUTURE)}),
-    ({"event_time": "yesterday"}, {("event_time", TYPE)}),
-    ({"record_id": ""}, {("record_id", TYPE)}),
-    ({"record_id": ["x"]}, {("record_id", TYPE)}),
-    ({"salary": {"amount": 1}}, {("salary", TYPE)}),
-    ({"salary": [1.0]}, {("salary", TYPE)}),
-])
-def test_each_violation_code(loan: UseCase, record: dict[str, Any], change: dict[str, Any],
-                             expected: set[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"age": None}, {("age", REQUIRED)}),
+        ({"age": "forty"}, {("age", TYPE)}),
+        ({"age": 150}, {("age", RANGE)}),
+        ({"age": 3}, {("age", RANGE)}),
+        ({"elevel": 7}, {("elevel", ENUM)}),
+        ({"gender": "q"}, {("gender", ENUM)}),
+        ({"applicant_id": "a" * 65}, {("applicant_id", MAX_LENGTH)}),
+        ({"applicant_id": ""}, {("applicant_id", REQUIRED)}),
+        ({"applicant_id": "   "}, {("applicant_id", REQUIRED)}),
+        ({"applicant_id": 17}, {("applicant_id", TYPE)}),
+        ({"colour": "red"}, {("colour", UNKNOWN_FIELD)}),
+        ({"event_time": (NOW + timedelta(minutes=6)).isoformat()}, {("event_time", FUTURE)}),
+        ({"event_time": "yesterday"}, {("event_time", TYPE)}),
+        ({"record_id": ""}, {("record_id", TYPE)}),
+        ({"record_id": ["x"]}, {("record_id", TYPE)}),
+        ({"salary": {"amount": 1}}, {("salary", TYPE)}),
+        ({"salary": [1.0]}, {("salary", TYPE)}),
+    ],
+)
+def test_each_violation_code(
+    loan: UseCase, record: dict[str, Any], change: dict[str, Any], expected: set[tuple[str, str]]
+) -> None:
     assert codes(Contract(loan), {**record, **change}) == expected
 
 
@@ -63,12 +68,25 @@ def test_missing_key_is_the_same_as_null(loan: UseCase, record: dict[str, Any]) 
 
 
 def test_every_reason_is_returned_at_once(loan: UseCase, record: dict[str, Any]) -> None:
-    bad = {**record, "age": 200, "elevel": "x", "zipcode": 42, "colour": 1, "nickname": 2,
-           "event_time": (NOW + timedelta(days=1)).isoformat()}
+    bad = {
+        **record,
+        "age": 200,
+        "elevel": "x",
+        "zipcode": 42,
+        "colour": 1,
+        "nickname": 2,
+        "event_time": (NOW + timedelta(days=1)).isoformat(),
+    }
     del bad["salary"]
     assert codes(Contract(loan), bad) == {
-        ("age", RANGE), ("elevel", TYPE), ("zipcode", ENUM), ("colour", UNKNOWN_FIELD),
-        ("nickname", UNKNOWN_FIELD), ("event_time", FUTURE), ("salary", REQUIRED)}
+        ("age", RANGE),
+        ("elevel", TYPE),
+        ("zipcode", ENUM),
+        ("colour", UNKNOWN_FIELD),
+        ("nickname", UNKNOWN_FIELD),
+        ("event_time", FUTURE),
+        ("salary", REQUIRED),
+    }
 
 
 def test_skew_within_tolerance_is_accepted(loan: UseCase, record: dict[str, Any]) -> None:
@@ -87,8 +105,9 @@ def test_int_refusals(loan: UseCase, record: dict[str, Any], raw: Any) -> None:
     assert codes(Contract(loan), {**record, "age": raw}) == {("age", TYPE)}
 
 
-@pytest.mark.parametrize(("raw", "typed"), [(1000, 1000.0), (1000.5, 1000.5), ("1000.5", 1000.5),
-                                            ("1e3", 1000.0), (".5", 0.5)])
+@pytest.mark.parametrize(
+    ("raw", "typed"), [(1000, 1000.0), (1000.5, 1000.5), ("1000.5", 1000.5), ("1e3", 1000.0), (".5", 0.5)]
+)
 def test_float_coercions(loan: UseCase, record: dict[str, Any], raw: Any, typed: float) -> None:
     checked = Contract(loan).check({**record, "salary": raw}, NOW)
     assert checked.accepted and checked.values["salary"] == typed and type(checked.values["salary"]) is float
@@ -99,14 +118,20 @@ def test_float_refusals(loan: UseCase, record: dict[str, Any], raw: Any) -> None
     assert codes(Contract(loan), {**record, "salary": raw}) == {("salary", TYPE)}
 
 
-@pytest.mark.parametrize(("raw", "typed"), [
-    ("2026-01-01T09:30:00Z", datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
-    ("2026-01-01T11:30:00+02:00", datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
-    ("2026-01-01T09:30:00", datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),  # no offset: UTC
-    (1767259800000, datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),  # epoch milliseconds
-    (1767259800000.0, datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
-    (datetime(2026, 1, 1, 4, 30, tzinfo=timezone(timedelta(hours=-5))), datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("raw", "typed"),
+    [
+        ("2026-01-01T09:30:00Z", datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
+        ("2026-01-01T11:30:00+02:00", datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
+        ("2026-01-01T09:30:00", datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),  # no offset: UTC
+        (1767259800000, datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),  # epoch milliseconds
+        (1767259800000.0, datetime(2026, 1, 1, 9, 30, tzinfo=UTC)),
+        (
+            datetime(2026, 1, 1, 4, 30, tzinfo=timezone(timedelta(hours=-5))),
+            datetime(2026, 1, 1, 9, 30, tzinfo=UTC),
+        ),
+    ],
+)
 def test_timestamp_coercions(loan: UseCase, record: dict[str, Any], raw: Any, typed: datetime) -> None:
     checked = Contract(loan).check({**record, "event_time": raw}, NOW)
     assert checked.accepted, checked.violations
@@ -143,8 +168,10 @@ def flags() -> Contract:
     return Contract(parse_usecase(BOOL_SPEC))
 
 
-@pytest.mark.parametrize(("raw", "typed"), [(True, True), (0, False), (1, True), ("TRUE", True),
-                                            ("false", False), ("1", True), ("0", False)])
+@pytest.mark.parametrize(
+    ("raw", "typed"),
+    [(True, True), (0, False), (1, True), ("TRUE", True), ("false", False), ("1", True), ("0", False)],
+)
 def test_bool_coercions(flags: Contract, raw: Any, typed: bool) -> None:
     checked = flags.check({"id": 1, "at": "2026-01-01T00:00:00Z", "flag": raw}, NOW)
     assert checked.accepted and checked.values["flag"] is typed

@@ -5,6 +5,7 @@ A fresh SQLite database is migrated to head with the service's own migrations
 Alembic's autogenerate comparison: a table, column, index or type that one side has and
 the other lacks is a difference, and a forgotten migration fails here, not in production.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """libs.bus.outbox: the relay publishes what the store's outbox holds, once, and keeps what fails."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,9 @@ from libs.bus.producer import Outgoing
 
 class _Table:
     def __init__(self, n: int) -> None:
-        self.rows = {i: Outgoing("t", StringValue(value=str(i)), "uc", key="uc", event_id=f"e{i}")
-                     for i in range(n)}
+        self.rows = {
+            i: Outgoing("t", StringValue(value=str(i)), "uc", key="uc", event_id=f"e{i}") for i in range(n)
+        }
         self.sent: list[int] = []
 
     def pending(self, limit: int) -> Sequence[tuple[int, Outgoing]]:
@@ -38,8 +40,13 @@ class _Publisher:
 async def test_flush_publishes_every_pending_row_in_order_in_batches() -> None:
     table, publisher = _Table(7), _Publisher()
     seen: list[int] = []
-    relay = OutboxRelay(table, publisher, name="test", batch=3,  # type: ignore[arg-type]
-                        on_published=lambda events: seen.append(len(events)))
+    relay = OutboxRelay(
+        table,
+        publisher,
+        name="test",
+        batch=3,  # type: ignore[arg-type]
+        on_published=lambda events: seen.append(len(events)),
+    )
     assert await relay.flush() == 7
     assert publisher.published == [f"e{i}" for i in range(7)]
     assert seen == [3, 3, 1] and relay.published == 7

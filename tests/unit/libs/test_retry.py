@@ -1,4 +1,5 @@
 """libs.retry: bounded, jittered retries of transient errors only, decided by type."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """libs.runtime.Service.spawn: background work owned by the service, stopped at close."""
+
 from __future__ import annotations
 
 import asyncio

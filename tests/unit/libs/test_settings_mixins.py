@@ -1,4 +1,5 @@
 """Shared settings fields are declared once (libs.settings mixins) with per-service defaults."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -16,8 +17,13 @@ from libs.settings import (
 )
 
 
-class _Worker(ConsumerSettings, DatabaseSettings, RegistryClientSettings, FeatureStoreClientSettings,
-              UseCaseSourceSettings):
+class _Worker(
+    ConsumerSettings,
+    DatabaseSettings,
+    RegistryClientSettings,
+    FeatureStoreClientSettings,
+    UseCaseSourceSettings,
+):
     service: ClassVar[str] = "worker"
 
 
@@ -31,8 +37,15 @@ def test_defaults_follow_the_service_name() -> None:
 
 
 def test_scoped_and_shared_variables_override_them() -> None:
-    s = load_settings(_Worker, {"AIF_WORKER_CONSUMER_GROUP": "g1", "AIF_DATABASE_URL": "sqlite:///x.db",
-                                "AIF_WORKER_SERVICE_TOKEN": "t", "AIF_REGISTRY_TARGET": "r:1"})
+    s = load_settings(
+        _Worker,
+        {
+            "AIF_WORKER_CONSUMER_GROUP": "g1",
+            "AIF_DATABASE_URL": "sqlite:///x.db",
+            "AIF_WORKER_SERVICE_TOKEN": "t",
+            "AIF_REGISTRY_TARGET": "r:1",
+        },
+    )
     assert (s.consumer_group, s.database_url, s.registry_target) == ("g1", "sqlite:///x.db", "r:1")
     assert s.service_token.get_secret_value() == "t"
 

@@ -1,4 +1,5 @@
 """libs.sql: the one SQL helper every service's store stands on."""
+
 from __future__ import annotations
 
 import threading
@@ -56,8 +57,11 @@ def test_write_commits_and_an_error_rolls_back(db: Database) -> None:
 def test_translate_turns_a_duplicate_key_into_already_exists(db: Database) -> None:
     with db.write() as session:
         session.add(_Item(name="a"))
-    with pytest.raises(AlreadyExists, match="item 'a' already exists"), translate("item 'a'"), \
-            db.write() as session:
+    with (
+        pytest.raises(AlreadyExists, match="item 'a' already exists"),
+        translate("item 'a'"),
+        db.write() as session,
+    ):
         session.add(_Item(name="a"))
 
 

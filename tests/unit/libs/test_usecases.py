@@ -1,4 +1,5 @@
 """libs.usecase.UseCases.require: one lookup, one typed error, everywhere."""
+
 from __future__ import annotations
 
 import grpc

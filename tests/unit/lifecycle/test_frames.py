@@ -1,4 +1,5 @@
 """The training-set contract: windows from the newest labelled example, label encoding, order."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

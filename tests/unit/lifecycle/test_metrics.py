@@ -1,4 +1,5 @@
 """Quality, calibration and fairness metrics against hand-computed values."""
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """Small builders for the monitor's unit tests."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,10 +25,24 @@ def spec(**drift: object) -> UseCase:
     return uc.model_copy(update={"drift": DriftSpec(**{**uc.drift.model_dump(), **drift})})
 
 
-def prediction(i: int, *, model: VersionKey = V1, seconds: float | None = None, score: float = 0.9,
-               features: Mapping[str, float | None] | None = None, alias: str = "champion") -> Prediction:
-    return Prediction(f"p{i}", model, at(i if seconds is None else seconds), features or {}, score,
-                      1 if score >= 0.5 else 0, alias)
+def prediction(
+    i: int,
+    *,
+    model: VersionKey = V1,
+    seconds: float | None = None,
+    score: float = 0.9,
+    features: Mapping[str, float | None] | None = None,
+    alias: str = "champion",
+) -> Prediction:
+    return Prediction(
+        f"p{i}",
+        model,
+        at(i if seconds is None else seconds),
+        features or {},
+        score,
+        1 if score >= 0.5 else 0,
+        alias,
+    )
 
 
 def outcome(i: int, value: float, *, seconds: float) -> Outcome:

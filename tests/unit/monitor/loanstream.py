@@ -5,6 +5,7 @@ model-input row); the prediction is logged at the record's event time and its ou
 reported at the label time, as the gateway would. Used by the monitor's unit and
 integration tests and by its benchmark.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,12 @@ def rule_scorer(flip: float = 0.05) -> Scorer:
     def score(frame: pd.DataFrame) -> np.ndarray:
         age = frame["age"].to_numpy()
         approve = (age < 40) | (age >= 60)
-        keys = [f"{a}:{s}:{loan}" for a, s, loan in zip(frame["age"], frame["salary"], frame["loan"], strict=True)]
-        wrong = np.array([int(hashlib.sha256(k.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < flip for k in keys])
+        keys = [
+            f"{a}:{s}:{loan}" for a, s, loan in zip(frame["age"], frame["salary"], frame["loan"], strict=True)
+        ]
+        wrong = np.array(
+            [int(hashlib.sha256(k.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < flip for k in keys]
+        )
         return np.where(approve ^ wrong, 0.9, 0.1)
 
     return score
@@ -59,8 +64,13 @@ def reference(scorer: Scorer, *, rows: int = 3000, seed: int = 7, use_case: str 
     p1 = scorer(frame[uc.model_inputs()])
     labels = frame["label"].to_numpy()
     predictions = np.stack([1 - p1, p1], axis=1)
-    doc = build_reference(frame[uc.model_inputs()], uc, predictions, seed=seed,
-                          quality={"metric": "auc", "value": auc(labels == 1, p1), "rows": rows})
+    doc = build_reference(
+        frame[uc.model_inputs()],
+        uc,
+        predictions,
+        seed=seed,
+        quality={"metric": "auc", "value": auc(labels == 1, p1), "rows": rows},
+    )
     return {**doc, "use_case": use_case}
 
 
@@ -74,8 +84,16 @@ class Timed:
     drifted: bool
 
 
-def events(scorer: Scorer, *, n: int, seed: int = 11, drift_at: int | None = None,
-           model: VersionKey = MODEL_V1, prefix: str = "p", skip: int = 0) -> list[Timed]:
+def events(
+    scorer: Scorer,
+    *,
+    n: int,
+    seed: int = 11,
+    drift_at: int | None = None,
+    model: VersionKey = MODEL_V1,
+    prefix: str = "p",
+    skip: int = 0,
+) -> list[Timed]:
     """Predictions (at event time) and feedback (at label time) of records ``skip`` to ``n``
     of the stream, in time order, as served by ``model``."""
     uc = loan_usecase()
@@ -92,17 +110,29 @@ def events(scorer: Scorer, *, n: int, seed: int = 11, drift_at: int | None = Non
         row = i - skip
         label = 1 if p1[row] >= 0.5 else 0
         prediction = gateway_events.PredictionLogged(
-            prediction_id=pid, use_case=model.use_case, model=ref, entity_id=ex.entity_id,
-            output=common_pb2.Value(double_value=float(p1[row])), timestamp=ts(ex.event_time), alias="champion")
+            prediction_id=pid,
+            use_case=model.use_case,
+            model=ref,
+            entity_id=ex.entity_id,
+            output=common_pb2.Value(double_value=float(p1[row])),
+            timestamp=ts(ex.event_time),
+            alias="champion",
+        )
         for name, value in zip(columns, matrix[row].tolist(), strict=True):
             prediction.features[name].double_value = value
         prediction.outputs["p_0"].double_value = float(1 - p1[row])
         prediction.outputs["p_1"].double_value = float(p1[row])
         prediction.outputs["label"].int64_value = label
         feedback = gateway_events.FeedbackRecorded(
-            feedback_id=f"f-{pid}", prediction_id=pid, use_case=model.use_case,
-            outcome=common_pb2.Value(int64_value=int(ex.label)), observed_at=ts(ex.label_time),
-            entity_id=ex.entity_id, record_id=ex.record_id, event_time=ts(ex.event_time))
+            feedback_id=f"f-{pid}",
+            prediction_id=pid,
+            use_case=model.use_case,
+            outcome=common_pb2.Value(int64_value=int(ex.label)),
+            observed_at=ts(ex.label_time),
+            entity_id=ex.entity_id,
+            record_id=ex.record_id,
+            event_time=ts(ex.event_time),
+        )
         out.append(Timed(ex.event_time, i, prediction, ex.drifted))
         out.append(Timed(ex.label_time, i, feedback, ex.drifted))
     out.sort(key=lambda t: (t.at, isinstance(t.event, gateway_events.PredictionLogged)))
@@ -111,4 +141,4 @@ def events(scorer: Scorer, *, n: int, seed: int = 11, drift_at: int | None = Non
 
 def chunks(items: list[Timed], size: int) -> Iterator[list[Timed]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -1,4 +1,5 @@
 """Minimum sample sizes and hysteresis: a drift alarm neither flaps nor fires on too little data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def _core() -> tuple[MonitorCore, np.random.Generator]:
     return core, rng
 
 
-def _window(core: MonitorCore, rng: np.random.Generator, start: int, shift: float,
-            missing: float = 0.0) -> Effects:
+def _window(
+    core: MonitorCore, rng: np.random.Generator, start: int, shift: float, missing: float = 0.0
+) -> Effects:
     effects = Effects()
     for i in range(start, start + WINDOW):
         salary = None if rng.random() < missing else float(rng.normal(50_000 + shift, 10_000))
@@ -82,5 +84,7 @@ def test_windows_hold_at_least_min_samples() -> None:
     uc = spec(window=50, min_samples=120)
     core = MonitorCore({uc.name: uc})
     core.set_reference(V1, {"features": {"salary": numeric_summary(np.linspace(0, 1, 100))}})
-    reports = [r for i in range(240) for r in core.on_prediction(prediction(i, features={"salary": 0.5})).reports]
+    reports = [
+        r for i in range(240) for r in core.on_prediction(prediction(i, features={"salary": 0.5})).reports
+    ]
     assert len(reports) == 2 and {e.sample_size for r in reports for e in r.evidence} == {120}

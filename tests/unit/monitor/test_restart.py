@@ -1,4 +1,5 @@
 """Reports, alerts and alarm state in the store; a restart resumes and neither loses nor doubles an alarm."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -58,7 +59,8 @@ def stream() -> list[loanstream.Timed]:
 
 
 def test_a_restarted_monitor_resumes_its_episode_and_does_not_alarm_again(
-        stream: list[loanstream.Timed], tmp_path: Path) -> None:
+    stream: list[loanstream.Timed], tmp_path: Path
+) -> None:
     store = MonitorStore.from_url(f"sqlite:///{tmp_path / 'monitor.db'}")
     core = MonitorCore({UC.name: UC})
     cut = next(i for i, t in enumerate(stream) if t.index == 1800)
@@ -78,10 +80,13 @@ def test_a_restarted_monitor_resumes_its_episode_and_does_not_alarm_again(
 
 
 async def test_the_outbox_publishes_each_event_once_across_failures_and_restarts(tmp_path: Path) -> None:
-    store = MonitorStore.from_url(f"sqlite:///{tmp_path / 'monitor.db'}", drift_topic="drift",
-                                  rollback_topic="rollback")
-    effects = Effects(alarms=[DriftAlarm("r1", V1, (), NOW)],
-                      rollbacks=[RollbackRequest("rb1", V1, "champion", "worse", ("r1",), NOW)])
+    store = MonitorStore.from_url(
+        f"sqlite:///{tmp_path / 'monitor.db'}", drift_topic="drift", rollback_topic="rollback"
+    )
+    effects = Effects(
+        alarms=[DriftAlarm("r1", V1, (), NOW)],
+        rollbacks=[RollbackRequest("rb1", V1, "champion", "worse", ("r1",), NOW)],
+    )
     publisher = FakePublisher()
     monitor = Monitor(MonitorCore({UC.name: UC}), store, StaticReferences())
     relay = OutboxRelay(store, publisher, name="test", before_flush=monitor.save)  # type: ignore[arg-type]
@@ -93,7 +98,9 @@ async def test_the_outbox_publishes_each_event_once_across_failures_and_restarts
     publisher.fail = False
     assert await relay.flush() == 2 and await relay.flush() == 0
     assert [(o.topic, o.event_id, o.key) for o in publisher.sent] == [
-        ("drift", "r1", UC.name), ("rollback", "rb1", UC.name)]
+        ("drift", "r1", UC.name),
+        ("rollback", "rb1", UC.name),
+    ]
     assert isinstance(publisher.sent[0].event, monitor_events.DriftDetected)
     assert publisher.sent[1].event.evidence_ids == ["r1"]
     again = OutboxRelay(store, publisher, name="test")  # type: ignore[arg-type]
@@ -133,8 +140,11 @@ async def test_bad_events_are_refused_naming_the_field_and_references_are_retrie
         meta = EventMeta.new(type(payload).DESCRIPTOR.full_name, "v1", UC.name, "test", None)  # type: ignore[attr-defined]
         return Event(meta, payload, "t", 0, 0, None)  # type: ignore[arg-type]
 
-    good = next(t.event for t in loanstream.events(loanstream.rule_scorer(), n=3)
-                if isinstance(t.event, gateway_events.PredictionLogged))
+    good = next(
+        t.event
+        for t in loanstream.events(loanstream.rule_scorer(), n=3)
+        if isinstance(t.event, gateway_events.PredictionLogged)
+    )
     await handler.handle(event(good))
     second = gateway_events.PredictionLogged()
     second.CopyFrom(good)

@@ -1,4 +1,5 @@
 """After a promotion: roll back when the new champion is clearly worse than the previous one was."""
+
 from __future__ import annotations
 
 import random
@@ -33,7 +34,9 @@ def _serve(core: MonitorCore, model: VersionKey, start: int, n: int, flip: float
 
 
 def _promote(core: MonitorCore, old: int, new: int, seconds: float) -> Effects:
-    return core.on_alias(AliasMove(UC.name, UC.name, "champion", new, old, AliasKind.PROMOTE, at(seconds), "e1"))
+    return core.on_alias(
+        AliasMove(UC.name, UC.name, "champion", new, old, AliasKind.PROMOTE, at(seconds), "e1")
+    )
 
 
 def test_a_worse_new_champion_is_rolled_back_once() -> None:

@@ -1,4 +1,5 @@
 """Drift statistics on crafted windows: numeric, categorical, prediction, quality, CUSUM."""
+
 from __future__ import annotations
 
 import math
@@ -21,21 +22,33 @@ CATEGORIES = ["0", "1", "2", "3", "4"]
 REFERENCE = {
     "features": {
         "age": numeric_summary(RNG.uniform(20, 80, 4000)),
-        "elevel": {"kind": "categorical", "columns": [f"elevel__{c}" for c in CATEGORIES],
-                   "categories": CATEGORIES, "frequencies": {c: 0.2 for c in CATEGORIES}},
+        "elevel": {
+            "kind": "categorical",
+            "columns": [f"elevel__{c}" for c in CATEGORIES],
+            "categories": CATEGORIES,
+            "frequencies": {c: 0.2 for c in CATEGORIES},
+        },
     },
     "prediction": {**numeric_summary(RNG.beta(2, 2, 4000)), "kind": "binary", "output": "p_1"},
     "quality": {"metric": "auc", "value": 0.9, "higher_is_better": True},
 }
 
 
-def _window(n: int, *, age: tuple[float, float] = (20, 80), elevel: list[float] | None = None,
-            scores: tuple[float, float] = (2, 2)) -> list[Prediction]:
+def _window(
+    n: int,
+    *,
+    age: tuple[float, float] = (20, 80),
+    elevel: list[float] | None = None,
+    scores: tuple[float, float] = (2, 2),
+) -> list[Prediction]:
     rng = np.random.default_rng(2)
     out = []
     for i in range(n):
         level = rng.choice(5, p=elevel or [0.2] * 5)
-        features = {"age": float(rng.uniform(*age)), **{f"elevel__{c}": float(int(c) == level) for c in CATEGORIES}}
+        features = {
+            "age": float(rng.uniform(*age)),
+            **{f"elevel__{c}": float(int(c) == level) for c in CATEGORIES},
+        }
         out.append(prediction(i, features=features, score=float(rng.beta(*scores))))
     return out
 
@@ -47,14 +60,20 @@ def _by(evidence: list, feature: str, statistic: str):  # type: ignore[no-untype
 def test_a_window_like_the_reference_does_not_drift() -> None:
     evidence = window_evidence(UC, REFERENCE, _window(500))
     assert {(e.feature, e.statistic) for e in evidence} == {
-        ("age", "psi"), ("age", "ks"), ("elevel", "chi2"), ("p_1", "psi"), ("p_1", "ks")}
+        ("age", "psi"),
+        ("age", "ks"),
+        ("elevel", "chi2"),
+        ("p_1", "psi"),
+        ("p_1", "ks"),
+    }
     assert not any(e.drifted for e in evidence)
     assert _by(evidence, "age", "psi").value < 0.05 and _by(evidence, "age", "ks").p_value > 0.01
 
 
 def test_numeric_categorical_and_prediction_shifts_drift() -> None:
-    evidence = window_evidence(UC, REFERENCE, _window(500, age=(50, 90), elevel=[0.6, 0.1, 0.1, 0.1, 0.1],
-                                                       scores=(5, 1)))
+    evidence = window_evidence(
+        UC, REFERENCE, _window(500, age=(50, 90), elevel=[0.6, 0.1, 0.1, 0.1, 0.1], scores=(5, 1))
+    )
     age_psi, age_ks = _by(evidence, "age", "psi"), _by(evidence, "age", "ks")
     assert age_psi.drifted and age_psi.value > UC.drift.psi_threshold and age_psi.kind == EvidenceKind.FEATURE
     assert age_ks.drifted and age_ks.p_value < UC.drift.ks_pvalue and age_ks.threshold == UC.drift.ks_pvalue
@@ -109,7 +128,7 @@ def test_cusum_alarm_carries_the_estimated_change_point() -> None:
         got = core.on_outcome(outcome(i, 0 if wrong else 1, seconds=i + 1))
         effects.merge(got)
         alarms += [(i, a) for a in got.alarms]
-    (i, alarm), = alarms
+    ((i, alarm),) = alarms
     assert onset <= i < onset + 150
     (e,) = alarm.evidence
     assert e.statistic == "cusum_llr" and e.value > e.threshold == THRESHOLD and e.drifted

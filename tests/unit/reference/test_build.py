@@ -1,4 +1,5 @@
 """Reference statistics built from a training split: shape, sampling, JSON, and drift against them."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,21 @@ def loan():  # type: ignore[no-untyped-def]
 def test_reference_has_every_input_once_numeric_or_categorical(loan) -> None:  # type: ignore[no-untyped-def]
     uc, frame, predictions = loan
     ref = build_reference(frame, uc, predictions, quality={"value": 0.9, "rows": 100}, seed=3)
-    assert set(ref["features"]) == {"salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears",
-                                    "loan", "loan_to_salary", "applications_10m", "loan_mean_10m", "loan_max_10m"}
+    assert set(ref["features"]) == {
+        "salary",
+        "commission",
+        "age",
+        "elevel",
+        "car",
+        "zipcode",
+        "hvalue",
+        "hyears",
+        "loan",
+        "loan_to_salary",
+        "applications_10m",
+        "loan_mean_10m",
+        "loan_max_10m",
+    }
     elevel = ref["features"]["elevel"]
     assert elevel["kind"] == "categorical" and elevel["columns"] == [f"elevel__{i}" for i in range(5)]
     assert sum(elevel["frequencies"].values()) == pytest.approx(1.0)
@@ -36,10 +50,16 @@ def test_reference_has_every_input_once_numeric_or_categorical(loan) -> None:  #
     assert salary["kind"] == "numeric" and salary["missing"] == 300 and salary["count"] == 3000
     assert sum(salary["histogram"]["counts"]) == 2700
     assert len(salary["sample"]) == 2000 and salary["quantiles"]["0.5"] == pytest.approx(
-        float(np.nanmedian(frame["salary"])))
+        float(np.nanmedian(frame["salary"]))
+    )
     assert ref["prediction"]["kind"] == "binary" and ref["prediction"]["output"] == "p_1"
-    assert ref["quality"] == {"metric": "auc", "value": 0.9, "split": "validation", "higher_is_better": True,
-                              "rows": 100}
+    assert ref["quality"] == {
+        "metric": "auc",
+        "value": 0.9,
+        "split": "validation",
+        "higher_is_better": True,
+        "rows": 100,
+    }
     json.dumps(ref, allow_nan=False)  # JSON-able, no NaN
 
 
@@ -88,4 +108,5 @@ def test_multiclass_and_regression_prediction_summaries() -> None:
     rframe = regression_frame(200)
     rref = build_reference(rframe, ruc, rframe[["label"]].to_numpy())
     assert rref["prediction"]["kind"] == "regression" and rref["prediction"]["mean"] == pytest.approx(
-        rframe["label"].mean())
+        rframe["label"].mean()
+    )

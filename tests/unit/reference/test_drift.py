@@ -1,4 +1,5 @@
 """Drift statistics: PSI with smoothing, KS and chi-square, on crafted distributions."""
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,9 @@ def test_ks_same_distribution_high_p_shifted_low_p() -> None:
     same = ks_test(ref, rng.normal(size=500))
     shifted = ks_test(ref, live)
     assert same.p_value > 0.01 and shifted.p_value < 1e-6
-    assert shifted.statistic == pytest.approx(stats.ks_2samp(ref, live).statistic) and shifted.sample_size == 500
+    assert (
+        shifted.statistic == pytest.approx(stats.ks_2samp(ref, live).statistic) and shifted.sample_size == 500
+    )
 
 
 def test_ks_drops_nan_and_handles_empty_live_window() -> None:

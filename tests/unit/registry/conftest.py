@@ -1,4 +1,5 @@
 """The shared registry suite on SQLite: a database file per test, no infrastructure."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,5 +1,6 @@
 """Test material for the registry: use cases, TorchScript models that follow the I/O
 contract (services/registry/export.py), reference statistics, principals."""
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,12 @@ def _spec(name: str, promotion: str) -> dict[str, Any]:
 
 def usecases() -> UseCases:
     """Two variants of the shipped loan spec: auto promotion and approval."""
-    return UseCases({AUTO: UseCase.model_validate(_spec(AUTO, "auto")),
-                     GATED: UseCase.model_validate(_spec(GATED, "approval"))})
+    return UseCases(
+        {
+            AUTO: UseCase.model_validate(_spec(AUTO, "auto")),
+            GATED: UseCase.model_validate(_spec(GATED, "approval")),
+        }
+    )
 
 
 def write_usecases(directory: Path) -> Path:

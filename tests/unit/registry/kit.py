@@ -4,6 +4,7 @@ The suite (test_core.py, test_store.py) runs on a SQLite file here (conftest.py)
 again on PostgreSQL in tests/integration/test_registry.py; each place provides the
 ``database_url`` fixture and builds its ``kit`` with :func:`open_kit`.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,13 @@ def register(kit: Kit, use_case: str = AUTO, who: Any = ENGINEER, **fields: Any)
 
 def verdict(key: VersionKey, passed: bool, report_id: str | None = None) -> Evaluation:
     gates = (GateResult("metric_floor", "auc", 0.9 if passed else 0.6, 0.75, passed, ">="),)
-    return Evaluation(report_id or f"report-{uuid.uuid4().hex[:8]}", key, passed, gates=gates,
-                      metrics=(Metric("auc", 0.9 if passed else 0.6, "holdout"),))
+    return Evaluation(
+        report_id or f"report-{uuid.uuid4().hex[:8]}",
+        key,
+        passed,
+        gates=gates,
+        metrics=(Metric("auc", 0.9 if passed else 0.6, "holdout"),),
+    )
 
 
 def champion(kit: Kit, use_case: str = AUTO) -> int:

@@ -1,4 +1,5 @@
 """Content-addressed artifacts: named by SHA-256, verified on every read."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """The audit log's hash chain: any change, removal or re-ordering is found and named."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -12,11 +13,22 @@ from services.registry.domain import Actor, AuditRecord
 def chain(n: int) -> list[AuditRecord]:
     records, prev = [], GENESIS
     for i in range(1, n + 1):
-        rec = AuditRecord(event_id=f"e{i}", sequence=i, time_us=1_700_000_000_000_000 + i,
-                          action="alias.promote", actor=Actor("alice", ("approver",)), use_case="uc",
-                          model_name="m", version=i, alias="champion", reason=f"step {i}",
-                          evidence_ids=(f"report-{i}",), details={"old_version": i - 1, "score": 0.5},
-                          prev_hash=prev, hash="")
+        rec = AuditRecord(
+            event_id=f"e{i}",
+            sequence=i,
+            time_us=1_700_000_000_000_000 + i,
+            action="alias.promote",
+            actor=Actor("alice", ("approver",)),
+            use_case="uc",
+            model_name="m",
+            version=i,
+            alias="champion",
+            reason=f"step {i}",
+            evidence_ids=(f"report-{i}",),
+            details={"old_version": i - 1, "score": 0.5},
+            prev_hash=prev,
+            hash="",
+        )
         rec = replace(rec, hash=entry_hash(prev, rec))
         records.append(rec)
         prev = rec.hash
@@ -34,11 +46,19 @@ def test_a_clean_chain_verifies() -> None:
     assert verify_chain([], None).valid
 
 
-@pytest.mark.parametrize("change", [
-    {"reason": "nothing to see"}, {"actor": Actor("mallory", ("approver",))}, {"version": 9},
-    {"evidence_ids": ()}, {"details": {"old_version": 2, "score": 0.51}}, {"time_us": 1},
-    {"action": "alias.set"}, {"alias": "previous"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"reason": "nothing to see"},
+        {"actor": Actor("mallory", ("approver",))},
+        {"version": 9},
+        {"evidence_ids": ()},
+        {"details": {"old_version": 2, "score": 0.51}},
+        {"time_us": 1},
+        {"action": "alias.set"},
+        {"alias": "previous"},
+    ],
+)
 def test_any_modified_field_is_found_at_its_entry(change: dict[str, object]) -> None:
     records = chain(5)
     records[2] = replace(records[2], **change)  # type: ignore[arg-type]
@@ -71,6 +91,8 @@ def test_a_truncated_tail_is_found_through_the_head() -> None:
 
 
 def test_canonical_json_is_independent_of_key_order_and_refuses_nan() -> None:
-    assert canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1}) == '{"a":[1,2],"b":1}'
+    assert (
+        canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1}) == '{"a":[1,2],"b":1}'
+    )
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})

@@ -2,6 +2,7 @@
 
 Part of the shared suite (see kit.py): SQLite here, PostgreSQL in tests/integration.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,13 @@ def test_register_numbers_versions_exports_them_and_is_idempotent(kit: Kit) -> N
     assert (model_dir / "2" / "model.pt").read_bytes() == model()
     assert {"config.pbtxt", "config.gpu.pbtxt", "1", "2"} <= {p.name for p in model_dir.iterdir()}
     actions = [r.action for r in kit.registry.list_audit(AUTO)]
-    assert actions == ["model.created", "model_version.registered", "model_version.exported",
-                       "model_version.registered", "model_version.exported"]
+    assert actions == [
+        "model.created",
+        "model_version.registered",
+        "model_version.exported",
+        "model_version.registered",
+        "model_version.exported",
+    ]
     listed = kit.registry.list_versions(AUTO)
     assert [v.version for v in listed] == [2, 1]
     assert kit.registry.list_audit(AUTO)[1].actor.subject == "eve"
@@ -100,9 +106,11 @@ def test_auto_policy_promotes_a_passed_candidate(kit: Kit) -> None:
     kit.registry.apply_evaluation(verdict(v2.key, True))
     assert champion(kit) == 2
     assert kit.registry.get_alias(ModelKey(AUTO, AUTO), PREVIOUS)[0].version == 1
-    assert pending_events(kit) == [(CHAMPION, 0, 1, AliasChangeKind.PROMOTE),
-                                   (PREVIOUS, 0, 1, AliasChangeKind.PROMOTE),
-                                   (CHAMPION, 1, 2, AliasChangeKind.PROMOTE)]
+    assert pending_events(kit) == [
+        (CHAMPION, 0, 1, AliasChangeKind.PROMOTE),
+        (PREVIOUS, 0, 1, AliasChangeKind.PROMOTE),
+        (CHAMPION, 1, 2, AliasChangeKind.PROMOTE),
+    ]
     assert kit.registry.get_version(v2.key).aliases == (CHAMPION,)
 
 
@@ -117,7 +125,11 @@ def test_a_failing_candidate_is_never_promoted(kit: Kit) -> None:
     kit.registry.apply_evaluation(verdict(v2.key, True))
     assert kit.registry.get_version(v2.key).status is VersionStatus.EVALUATION_FAILED and champion(kit) == 1
     evaluated = [r for r in kit.registry.list_audit(AUTO) if r.action == "model_version.evaluated"]
-    assert [r.details["to_status"] for r in evaluated] == ["approved", "evaluation_failed", "evaluation_failed"]
+    assert [r.details["to_status"] for r in evaluated] == [
+        "approved",
+        "evaluation_failed",
+        "evaluation_failed",
+    ]
 
 
 def test_approval_policy_waits_and_only_an_approver_decides(kit: Kit) -> None:
@@ -134,7 +146,11 @@ def test_approval_policy_waits_and_only_an_approver_decides(kit: Kit) -> None:
     version, audit_id = kit.registry.approve(v1.key, True, APPROVER, "looks good", ["ticket-7"])
     assert version.status is VersionStatus.APPROVED and champion(kit, GATED) == 1
     entry = next(r for r in kit.registry.list_audit(GATED) if r.event_id == audit_id)
-    assert (entry.action, entry.actor.subject, entry.actor.roles) == ("model_version.approved", "ann", ("approver",))
+    assert (entry.action, entry.actor.subject, entry.actor.roles) == (
+        "model_version.approved",
+        "ann",
+        ("approver",),
+    )
     assert set(entry.evidence_ids) == {"ticket-7", version.evaluation_report_id}
     with pytest.raises(FailedPrecondition):
         kit.registry.approve(v1.key, True, APPROVER)
@@ -151,8 +167,9 @@ def test_rollback_restores_the_previous_champion(kit: Kit) -> None:
     model_key = ModelKey(AUTO, AUTO)
     # An alarm about a version that is no longer champion changes nothing.
     assert kit.registry.rollback(model_key, None, only_if_current=1, event_id="alarm-0") is None
-    result = kit.registry.rollback(model_key, None, reason="auc dropped", evidence=["drift-9"], only_if_current=2,
-                                   event_id="alarm-1")
+    result = kit.registry.rollback(
+        model_key, None, reason="auc dropped", evidence=["drift-9"], only_if_current=2, event_id="alarm-1"
+    )
     assert result is not None and result.previous_version == 2 and champion(kit) == 1
     assert kit.registry.rollback(model_key, None, only_if_current=2, event_id="alarm-1") is None  # replayed
     assert kit.registry.get_version(v2.key).status is VersionStatus.ARCHIVED
@@ -162,8 +179,10 @@ def test_rollback_restores_the_previous_champion(kit: Kit) -> None:
         kit.registry.rollback(model_key, ENGINEER)
     with pytest.raises(FailedPrecondition, match="archived"):
         kit.registry.set_alias(v2.key, CHAMPION, ENGINEER)
-    assert pending_events(kit)[-2:] == [(CHAMPION, 2, 1, AliasChangeKind.ROLLBACK),
-                                        (PREVIOUS, 1, 0, AliasChangeKind.ROLLBACK)]
+    assert pending_events(kit)[-2:] == [
+        (CHAMPION, 2, 1, AliasChangeKind.ROLLBACK),
+        (PREVIOUS, 1, 0, AliasChangeKind.ROLLBACK),
+    ]
     assert "model_version.archived" in [r.action for r in kit.registry.lineage(v2.key).audit]
 
 
@@ -185,8 +204,11 @@ def test_alias_compare_and_set(kit: Kit) -> None:
     with pytest.raises(InvalidArgument) as info:
         kit.registry.set_alias(v1.key, "Bad Alias", ENGINEER)
     assert info.value.field == "alias"
-    assert [k for *_, k in pending_events(kit)] == [AliasChangeKind.SET, AliasChangeKind.SET,
-                                                    AliasChangeKind.DELETE]
+    assert [k for *_, k in pending_events(kit)] == [
+        AliasChangeKind.SET,
+        AliasChangeKind.SET,
+        AliasChangeKind.DELETE,
+    ]
 
 
 def test_evaluations_are_idempotent_by_event_and_report_id(kit: Kit) -> None:
@@ -200,31 +222,63 @@ def test_evaluations_are_idempotent_by_event_and_report_id(kit: Kit) -> None:
 
 
 def test_runs_metrics_and_lineage_down_to_a_prediction(kit: Kit) -> None:
-    new = NewRun(AUTO, AUTO, run_id="run-42", training_request_id="req-1", drift_report_id="drift-3",
-                 params={"lr": "0.003"}, environment={"python": "3.11", "torch": "2.9.1", "host": "box"},
-                 code_version="abc123", datasets=(DatasetRef(AUTO, "ds-v1", "file:///d"),), seed=7)
+    new = NewRun(
+        AUTO,
+        AUTO,
+        run_id="run-42",
+        training_request_id="req-1",
+        drift_report_id="drift-3",
+        params={"lr": "0.003"},
+        environment={"python": "3.11", "torch": "2.9.1", "host": "box"},
+        code_version="abc123",
+        datasets=(DatasetRef(AUTO, "ds-v1", "file:///d"),),
+        seed=7,
+    )
     run = kit.runs.create(new, ENGINEER)
     assert kit.runs.create(new, ENGINEER).run_id == run.run_id == "run-42"  # idempotent
     with pytest.raises(UnknownUseCase):
         kit.runs.create(NewRun("nope", "nope"), ENGINEER)
     for epoch in (1, 2, 3):
-        kit.runs.log_metrics("run-42", [Metric("loss", 1.0 / epoch, "train", epoch),
-                                        Metric("auc", 0.7 + epoch / 100, "validation", epoch)])
+        kit.runs.log_metrics(
+            "run-42",
+            [
+                Metric("loss", 1.0 / epoch, "train", epoch),
+                Metric("auc", 0.7 + epoch / 100, "validation", epoch),
+            ],
+        )
     kit.runs.log_metrics("run-42", [Metric("loss", 0.4, "train", 3)])  # the same point again: replaced
-    done = kit.runs.finish("run-42", ENGINEER, metrics=[Metric("auc", 0.74, "validation")], duration_s=12.5,
-                           features=(FeatureRef(AUTO, "loan_row", "salary", "f1"),))
+    done = kit.runs.finish(
+        "run-42",
+        ENGINEER,
+        metrics=[Metric("auc", 0.74, "validation")],
+        duration_s=12.5,
+        features=(FeatureRef(AUTO, "loan_row", "salary", "f1"),),
+    )
     assert done.status is RunStatus.FINISHED and done.duration_s == 12.5
     assert kit.runs.finish("run-42", ENGINEER).status is RunStatus.FINISHED
     with pytest.raises(FailedPrecondition):
         kit.runs.log_metrics("run-42", [Metric("loss", 0.1, "train", 4)])
     with pytest.raises(NotFound):
         kit.runs.get("run-x")
-    v1 = register(kit, run_id="run-42", training_request_id="req-1", drift_report_id="drift-3",
-                  datasets=new.datasets, code_version="abc123")
+    v1 = register(
+        kit,
+        run_id="run-42",
+        training_request_id="req-1",
+        drift_report_id="drift-3",
+        datasets=new.datasets,
+        code_version="abc123",
+    )
     kit.registry.apply_evaluation(verdict(v1.key, True, "report-5"))
     kit.registry.index_predictions([PredictionEntry("p-1", AUTO, AUTO, 1, utcnow(), CHAMPION)])
-    assert kit.registry.index_predictions([PredictionEntry("p-1", AUTO, AUTO, 1, utcnow(), CHAMPION),
-                                           PredictionEntry("p-2", AUTO, AUTO, 1, None, "")]) == 1
+    assert (
+        kit.registry.index_predictions(
+            [
+                PredictionEntry("p-1", AUTO, AUTO, 1, utcnow(), CHAMPION),
+                PredictionEntry("p-2", AUTO, AUTO, 1, None, ""),
+            ]
+        )
+        == 1
+    )
     lineage = kit.registry.lineage_of_prediction("p-1")
     assert lineage.prediction is not None and lineage.prediction.alias == CHAMPION
     assert (lineage.version.version, lineage.version.drift_report_id) == (1, "drift-3")
@@ -234,8 +288,11 @@ def test_runs_metrics_and_lineage_down_to_a_prediction(kit: Kit) -> None:
     losses = [(m.step, m.value) for m in lineage.run.metrics if m.name == "loss"]
     assert losses == [(1, 1.0), (2, 0.5), (3, 0.4)]
     assert [e.report_id for e in lineage.evaluations] == ["report-5"]
-    assert {r.action for r in lineage.audit} >= {"model_version.registered", "model_version.evaluated",
-                                                 "alias.promote"}
+    assert {r.action for r in lineage.audit} >= {
+        "model_version.registered",
+        "model_version.evaluated",
+        "alias.promote",
+    }
     with pytest.raises(NotFound):
         kit.registry.lineage_of_prediction("p-404")
 

@@ -1,5 +1,6 @@
 """The Triton entry: config variants, the I/O contract check, atomic idempotent export, and
 model.py's batching run against a stand-in for Triton's python backend utilities."""
+
 from __future__ import annotations
 
 import io
@@ -57,8 +58,11 @@ class Wide(torch.nn.Module):
 
 def test_the_contract_check_accepts_a_good_model_and_names_what_is_wrong() -> None:
     validate_torchscript(torchscript_model(UC), SIG)
-    for content, words in ((b"not torchscript", "TorchScript"), (scripted(Logits()), "probabilities"),
-                           (scripted(Wide()), "[batch, 2]")):
+    for content, words in (
+        (b"not torchscript", "TorchScript"),
+        (scripted(Logits()), "probabilities"),
+        (scripted(Wide()), "[batch, 2]"),
+    ):
         with pytest.raises(InvalidArgument, match=words) as info:
             validate_torchscript(content, SIG)
         assert info.value.field == "artifact_content"
@@ -89,8 +93,12 @@ def test_export_writes_the_entry_once_and_repairs_a_damaged_one(tmp_path: Path) 
     assert not exporter.is_exported(version(sha))
     assert exporter.export(version(sha)).written
     assert (model_dir / "1" / "model.pt").read_bytes() == content
-    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.cpu.pbtxt", "config.gpu.pbtxt",
-                                                           "config.pbtxt"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "1",
+        "config.cpu.pbtxt",
+        "config.gpu.pbtxt",
+        "config.pbtxt",
+    ]
 
 
 class _Tensor:
@@ -119,7 +127,9 @@ def fake_pb_utils() -> types.ModuleType:
     return module
 
 
-def test_model_py_runs_the_requests_of_a_batch_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_py_runs_the_requests_of_a_batch_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     content = torchscript_model(UC, seed=3)
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "model.pt").write_bytes(content)
@@ -130,8 +140,14 @@ def test_model_py_runs_the_requests_of_a_batch_in_one_pass(tmp_path: Path, monke
     model = namespace["TritonPythonModel"]()
     config = {"parameters": {"device": {"string_value": "cpu"}, "torch_num_threads": {"string_value": "1"}}}
     try:
-        model.initialize({"model_config": json.dumps(config), "model_instance_kind": "CPU",
-                          "model_repository": str(tmp_path), "model_version": "1"})
+        model.initialize(
+            {
+                "model_config": json.dumps(config),
+                "model_instance_kind": "CPU",
+                "model_repository": str(tmp_path),
+                "model_version": "1",
+            }
+        )
     finally:
         torch.set_num_threads(threads)
     n = len(UC.model_inputs())

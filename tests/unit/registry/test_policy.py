@@ -1,4 +1,5 @@
 """Promotion policy and who may decide, checked inside the registry."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -25,8 +26,11 @@ def test_auto_promotes_a_pass_approval_waits_a_failure_never_promotes() -> None:
 def test_only_an_approver_of_that_use_case_may_approve() -> None:
     policy.require_approver(principal("ann", "approver"), "loan", "approve")
     policy.require_approver(principal("ann", "approver", use_case="loan"), "loan", "approve")
-    for who in (principal("eve", "ml-engineer"), principal("bob", "approver", use_case="other"),
-                principal("adm", "admin")):
+    for who in (
+        principal("eve", "ml-engineer"),
+        principal("bob", "approver", use_case="other"),
+        principal("adm", "admin"),
+    ):
         with pytest.raises(PermissionDenied, match="approver"):
             policy.require_approver(who, "loan", "approve")
     with pytest.raises(PermissionDenied):
@@ -34,8 +38,9 @@ def test_only_an_approver_of_that_use_case_may_approve() -> None:
 
 
 def version(status: VersionStatus) -> ModelVersion:
-    return ModelVersion("uc", "m", 3, status, "a" * 64, Signature(("x",), ("0", "1"), "binary"),
-                        datetime.now(UTC), SYSTEM)
+    return ModelVersion(
+        "uc", "m", 3, status, "a" * 64, Signature(("x",), ("0", "1"), "binary"), datetime.now(UTC), SYSTEM
+    )
 
 
 @pytest.mark.parametrize("status", [s for s in VersionStatus if s is not VersionStatus.APPROVED])

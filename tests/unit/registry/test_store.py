@@ -3,6 +3,7 @@ the outbox, and database errors as libs.errors.
 
 Part of the shared suite (see kit.py): SQLite here, PostgreSQL in tests/integration.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -60,7 +61,9 @@ def test_concurrent_metric_logging_and_indexing_lose_nothing(kit: Kit) -> None:
     def index(worker: int) -> None:
         try:
             for i in range(steps):
-                kit.registry.index_predictions([PredictionEntry(f"p-{worker}-{i}", AUTO, AUTO, 1, utcnow(), CHAMPION)])
+                kit.registry.index_predictions(
+                    [PredictionEntry(f"p-{worker}-{i}", AUTO, AUTO, 1, utcnow(), CHAMPION)]
+                )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -73,8 +76,16 @@ def test_concurrent_metric_logging_and_indexing_lose_nothing(kit: Kit) -> None:
     assert not errors, errors[:3]
     for run_id in runs:
         assert len([m for m in kit.runs.get(run_id).metrics if m.name == "loss"]) == steps
-    assert kit.registry.index_predictions([PredictionEntry(f"p-{w}-{i}", AUTO, AUTO, 1, utcnow(), CHAMPION)
-                                           for w in range(2) for i in range(steps)]) == 0
+    assert (
+        kit.registry.index_predictions(
+            [
+                PredictionEntry(f"p-{w}-{i}", AUTO, AUTO, 1, utcnow(), CHAMPION)
+                for w in range(2)
+                for i in range(steps)
+            ]
+        )
+        == 0
+    )
 
 
 def test_concurrent_writers_never_share_a_version_or_break_the_chain(kit: Kit) -> None:
@@ -97,8 +108,12 @@ def test_concurrent_writers_never_share_a_version_or_break_the_chain(kit: Kit) -
 
 
 def aif_audit_verify(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aif.cli", "audit", "verify", "--database-url", url],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "aif.cli", "audit", "verify", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_audit_chain_verifies_and_a_tampered_row_is_found(kit: Kit) -> None:
@@ -113,18 +128,30 @@ def test_audit_chain_verifies_and_a_tampered_row_is_found(kit: Kit) -> None:
     postgres = kit.store.db.dialect == "postgresql"
     # The database itself refuses to change the log...
     with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
-        conn.execute(text("UPDATE audit_events SET reason = 'rewritten' WHERE sequence = :s"), {"s": target.sequence})
+        conn.execute(
+            text("UPDATE audit_events SET reason = 'rewritten' WHERE sequence = :s"), {"s": target.sequence}
+        )
     # ...so a tamperer has to switch the guard off first; the hash chain still finds the row.
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only" if postgres
-                          else "DROP TRIGGER audit_events_no_update"))
-        conn.execute(text("UPDATE audit_events SET reason = 'rewritten' WHERE sequence = :s"), {"s": target.sequence})
+        conn.execute(
+            text(
+                "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"
+                if postgres
+                else "DROP TRIGGER audit_events_no_update"
+            )
+        )
+        conn.execute(
+            text("UPDATE audit_events SET reason = 'rewritten' WHERE sequence = :s"), {"s": target.sequence}
+        )
     bad = aif_audit_verify(kit.url)
     assert bad.returncode == 1
     assert f"sequence {target.sequence}" in bad.stdout and target.event_id in bad.stdout
     report = kit.registry.verify_audit()
     assert (report.valid, report.first_invalid_sequence, report.first_invalid_event_id) == (
-        False, target.sequence, target.event_id)
+        False,
+        target.sequence,
+        target.event_id,
+    )
 
 
 class Publisher:
@@ -154,7 +181,9 @@ async def test_the_outbox_relay_publishes_alias_changes_once(kit: Kit) -> None:
 
 
 def test_database_errors_leave_the_store_as_libs_errors(kit: Kit) -> None:
-    change = AliasChange(AUTO, AUTO, CHAMPION, 1, 0, AliasChangeKind.SET, "test", SYSTEM, (), utcnow(), "evt-x")
+    change = AliasChange(
+        AUTO, AUTO, CHAMPION, 1, 0, AliasChangeKind.SET, "test", SYSTEM, (), utcnow(), "evt-x"
+    )
     with kit.store.write() as tx:
         tx.add_outbox(change, utcnow())
     with pytest.raises(AlreadyExists), kit.store.write() as tx:  # the same event id twice

@@ -1,4 +1,5 @@
 """A drift report becomes a retraining request on the data after the change point."""
+
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -16,10 +17,18 @@ def ts(value: datetime) -> Timestamp:
 
 def test_change_point_becomes_the_window_start() -> None:
     change = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    event = monitor_events.DriftDetected(report_id="r1", use_case="loan_approval", evidence=[
-        monitor_events.DriftEvidence(feature="salary", statistic="psi", window_start=ts(datetime(2026, 1, 1, tzinfo=UTC))),
-        monitor_events.DriftEvidence(feature="error", statistic=CHANGE_POINT_STATISTIC, window_start=ts(change)),
-    ])
+    event = monitor_events.DriftDetected(
+        report_id="r1",
+        use_case="loan_approval",
+        evidence=[
+            monitor_events.DriftEvidence(
+                feature="salary", statistic="psi", window_start=ts(datetime(2026, 1, 1, tzinfo=UTC))
+            ),
+            monitor_events.DriftEvidence(
+                feature="error", statistic=CHANGE_POINT_STATISTIC, window_start=ts(change)
+            ),
+        ],
+    )
     request = requested_from_drift(event, use_case="loan_approval", producer="monitor", event_id="e1")
     assert request.reason == trainer_events.TRAINING_REASON_DRIFT and request.drift_report_id == "r1"
     assert request.window.start.ToDatetime(tzinfo=UTC) == change
@@ -27,7 +36,10 @@ def test_change_point_becomes_the_window_start() -> None:
 
 
 def test_without_a_change_point_the_spec_window_applies() -> None:
-    event = monitor_events.DriftDetected(report_id="r2", use_case="loan_approval", evidence=[
-        monitor_events.DriftEvidence(feature="salary", statistic="psi")])
+    event = monitor_events.DriftDetected(
+        report_id="r2",
+        use_case="loan_approval",
+        evidence=[monitor_events.DriftEvidence(feature="salary", statistic="psi")],
+    )
     request = requested_from_drift(event, use_case="loan_approval", producer="monitor", event_id="e2")
     assert not request.HasField("window")

@@ -1,4 +1,5 @@
 """The trainer core with in-memory ports: request → job → training → version → ModelTrained."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,13 @@ TRAINED, REQUESTED = "t.trained", "t.requested"
 
 
 def loan_uc(debounce: float = 0.2, cooldown: float = 0.0, budget: int = 20):  # type: ignore[no-untyped-def]
-    return usecase("loan_approval").model_copy(update={"retraining": RetrainingSpec(
-        debounce=timedelta(seconds=debounce), cooldown=timedelta(seconds=cooldown), max_per_day=budget)})
+    return usecase("loan_approval").model_copy(
+        update={
+            "retraining": RetrainingSpec(
+                debounce=timedelta(seconds=debounce), cooldown=timedelta(seconds=cooldown), max_per_day=budget
+            )
+        }
+    )
 
 
 def frame():  # type: ignore[no-untyped-def]
@@ -38,16 +44,25 @@ def frame():  # type: ignore[no-untyped-def]
     return loan_frame(3000, interval=timedelta(seconds=4))
 
 
-def make_core(tmp_path: Path, data: FakeTrainingData | None = None, registry: FakeRegistry | None = None,
-              publisher: FakePublisher | None = None, **uc_kw: Any) -> tuple[TrainerCore, FakeRegistry,
-                                                                              FakePublisher, JobStore]:
+def make_core(
+    tmp_path: Path,
+    data: FakeTrainingData | None = None,
+    registry: FakeRegistry | None = None,
+    publisher: FakePublisher | None = None,
+    **uc_kw: Any,
+) -> tuple[TrainerCore, FakeRegistry, FakePublisher, JobStore]:
     registry = registry or FakeRegistry()
     publisher = publisher or FakePublisher()
     store = JobStore.from_url(f"sqlite:///{tmp_path / 'jobs.db'}")
-    core = TrainerCore(usecases={"loan_approval": loan_uc(**uc_kw)}, store=store,
-                       data=data or FakeTrainingData({"loan_approval": frame()}), registry=registry,
-                       publisher=TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED),
-                       code_version="abc123", options=TrainerOptions(dependency_backoff_s=0.01))
+    core = TrainerCore(
+        usecases={"loan_approval": loan_uc(**uc_kw)},
+        store=store,
+        data=data or FakeTrainingData({"loan_approval": frame()}),
+        registry=registry,
+        publisher=TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED),
+        code_version="abc123",
+        options=TrainerOptions(dependency_backoff_s=0.01),
+    )
     return core, registry, publisher, store
 
 
@@ -62,8 +77,9 @@ async def test_manual_request_trains_registers_and_publishes(tmp_path: Path) -> 
     core, registry, publisher, _ = make_core(tmp_path)
     await core.start()
     try:
-        job, created = await core.submit(Job("r1", "loan_approval", Reason.MANUAL, seed=7,
-                                              params={"epochs": "4"}, requested_by="alice"))
+        job, created = await core.submit(
+            Job("r1", "loan_approval", Reason.MANUAL, seed=7, params={"epochs": "4"}, requested_by="alice")
+        )
         assert created
         job = await wait_final(core, "r1")
     finally:
@@ -71,18 +87,27 @@ async def test_manual_request_trains_registers_and_publishes(tmp_path: Path) -> 
     assert job.state == JobState.SUCCEEDED, job.message
     [event] = publisher.of(TRAINED)
     assert isinstance(event, trainer_events.ModelTrained)
-    assert (event.model.use_case, event.model.model_name, event.model.version) == ("loan_approval",
-                                                                                   "loan_approval", 1)
+    assert (event.model.use_case, event.model.model_name, event.model.version) == (
+        "loan_approval",
+        "loan_approval",
+        1,
+    )
     assert event.request_id == "r1" and event.seed == 7 and event.code_version == "abc123"
     assert event.run_id == job.run_id == "run-r1" and event.params["epochs"] == "4"
     assert event.reason == trainer_events.TRAINING_REASON_MANUAL
     version = registry.versions[job.model]  # type: ignore[index]
-    assert event.artifact_sha256 == version.artifact_sha256 == artifact.sha256(registry.blobs[
-        version.artifact_sha256])
+    assert (
+        event.artifact_sha256
+        == version.artifact_sha256
+        == artifact.sha256(registry.blobs[version.artifact_sha256])
+    )
     assert {m.name for m in event.metrics} >= {"auc", "accuracy", "ece", "val_loss"}
     # Training never saw the newest hour (the evaluator's holdout).
     newest = frame()["event_time"].max().to_pydatetime()
-    assert event.window.end.ToDatetime().replace(tzinfo=newest.tzinfo) == newest - load_default()["loan_approval"].evaluation.holdout
+    assert (
+        event.window.end.ToDatetime().replace(tzinfo=newest.tzinfo)
+        == newest - load_default()["loan_approval"].evaluation.holdout
+    )
     # The run was recorded as it went: 4 epochs × 4 points, then final metrics.
     run = registry.runs["run-r1"]
     assert run.finished and not run.failed
@@ -107,7 +132,9 @@ async def test_submit_is_idempotent_and_validates(tmp_path: Path) -> None:
 
 async def test_drift_storm_becomes_one_training_linked_to_the_first_report(tmp_path: Path) -> None:
     core, registry, publisher, _ = make_core(tmp_path, debounce=0.3, cooldown=600)
-    consumer = TrainerConsumer(core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED))
+    consumer = TrainerConsumer(
+        core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED)
+    )
     await core.start()
     try:
         for i in range(20):
@@ -169,7 +196,9 @@ async def test_dependency_outage_is_retried_then_fails_the_job(tmp_path: Path) -
 
 
 async def test_too_little_data_fails_with_the_reason(tmp_path: Path) -> None:
-    core, registry, publisher, _ = make_core(tmp_path, data=FakeTrainingData({"loan_approval": loan_frame(400)}))
+    core, registry, publisher, _ = make_core(
+        tmp_path, data=FakeTrainingData({"loan_approval": loan_frame(400)})
+    )
     await core.start()
     try:
         await core.submit(Job("small", "loan_approval", Reason.MANUAL))
@@ -198,8 +227,12 @@ async def test_progress_is_exported_as_metrics(tmp_path: Path) -> None:
         await core.stop()
     data = reader.get_metrics_data()
     assert data is not None
-    points: dict[str, list[Any]] = {m.name: list(m.data.data_points) for rm in data.resource_metrics
-                                    for sm in rm.scope_metrics for m in sm.metrics}
+    points: dict[str, list[Any]] = {
+        m.name: list(m.data.data_points)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
     assert sum(p.value for p in points["trainer.epochs"]) == 3
     assert all(p.value > 0 for p in points["trainer.samples_per_s"])
     assert {p.attributes["split"] for p in points["trainer.last_loss"]} == {"train", "validation"}

@@ -1,4 +1,5 @@
 """Debounce, cooldown and budget: an alert storm trains once."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -24,8 +25,9 @@ class Clock:
 
 def make(debounce: float = 10, cooldown: float = 60, budget: int = 3) -> tuple[RetrainScheduler, Clock]:
     clock = Clock()
-    spec = RetrainingSpec(debounce=timedelta(seconds=debounce), cooldown=timedelta(seconds=cooldown),
-                          max_per_day=budget)
+    spec = RetrainingSpec(
+        debounce=timedelta(seconds=debounce), cooldown=timedelta(seconds=cooldown), max_per_day=budget
+    )
     return RetrainScheduler(lambda _uc: spec, clock), clock
 
 
@@ -99,7 +101,10 @@ def test_manual_bypasses_debounce_and_cooldown_but_not_budget() -> None:
 def test_queued_manual_requests_count_against_the_budget() -> None:
     s, _ = make(budget=2)
     assert [s.request("loan", f"m{i}", manual=True).action for i in range(3)] == [
-        Action.RUN, Action.RUN, Action.SKIP]
+        Action.RUN,
+        Action.RUN,
+        Action.SKIP,
+    ]
 
 
 def test_debounced_request_is_skipped_if_a_training_runs_when_it_falls_due() -> None:

@@ -1,4 +1,5 @@
 """The ML core: reproducible, early-stopping, and an artifact that preprocesses by itself."""
+
 from __future__ import annotations
 
 import io
@@ -62,8 +63,9 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     frame = loan_frame(1500)
     # Labels that are noise: validation loss stops improving almost at once.
     frame["label"] = np.random.default_rng(0).integers(0, 2, len(frame))
-    config = TrainConfig.from_usecase(uc, {"epochs": "200", "early_stopping_patience": "3",
-                                           "learning_rate": "0.01", "hidden": "128,128"})
+    config = TrainConfig.from_usecase(
+        uc, {"epochs": "200", "early_stopping_patience": "3", "learning_rate": "0.01", "hidden": "128,128"}
+    )
     result = train(frame, uc, config, seed=1)
     assert result.stopped_early and len(result.epochs) < 200
     assert len(result.epochs) == result.best_epoch + 3
@@ -144,8 +146,12 @@ def test_balanced_class_weights_raise_minority_recall() -> None:
     positives = frame.index[frame["label"] == 1]
     frame = frame.drop(positives[positives % 8 != 0])
     plain = train(frame, uc, TrainConfig.from_usecase(uc, {"epochs": "5", "min_rows": "100"}), seed=2)
-    balanced = train(frame, uc, TrainConfig.from_usecase(uc, {"epochs": "5", "min_rows": "100",
-                                                             "class_weight": "balanced"}), seed=2)
+    balanced = train(
+        frame,
+        uc,
+        TrainConfig.from_usecase(uc, {"epochs": "5", "min_rows": "100", "class_weight": "balanced"}),
+        seed=2,
+    )
     x = feature_matrix(frame, uc)
     y = frame["label"].to_numpy()
     recall = lambda r: float(((artifact.predict(r.module, x)[:, 1] > 0.5) & (y == 1)).sum() / (y == 1).sum())  # noqa: E731

@@ -1,4 +1,5 @@
 """Use-case specs: valid ones load, invalid ones fail with the key and its line."""
+
 from __future__ import annotations
 
 import subprocess
@@ -57,15 +58,27 @@ def test_bad_duration() -> None:
     assert err.key == "features.ttl" and "duration" in err.message
 
 
-@pytest.mark.parametrize(("old", "new", "key", "words"), [
-    ("entity: {field: applicant_id}", "entity: {field: nobody}", "entity.field", "not a field"),
-    ("{name: loan, source: loan}", "{name: loan, source: gender}", "features.row.8.source", "not numeric"),
-    ("metric: auc", "metric: mae", "evaluation.metric", "does not fit classification"),
-    ("classes: [0, 1], max_delay", "classes: [0, 1, 2], max_delay", "label.classes", "exactly two"),
-    ("attribute: gender", "attribute: colour", "evaluation.fairness.attribute", "not a field"),
-    ("{name: car, source: car}", "{name: car, source: car, transform: one_hot}",
-     "features.row.4.source", "enum"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        ("entity: {field: applicant_id}", "entity: {field: nobody}", "entity.field", "not a field"),
+        (
+            "{name: loan, source: loan}",
+            "{name: loan, source: gender}",
+            "features.row.8.source",
+            "not numeric",
+        ),
+        ("metric: auc", "metric: mae", "evaluation.metric", "does not fit classification"),
+        ("classes: [0, 1], max_delay", "classes: [0, 1, 2], max_delay", "label.classes", "exactly two"),
+        ("attribute: gender", "attribute: colour", "evaluation.fairness.attribute", "not a field"),
+        (
+            "{name: car, source: car}",
+            "{name: car, source: car, transform: one_hot}",
+            "features.row.4.source",
+            "enum",
+        ),
+    ],
+)
 def test_cross_field_rules_name_the_key(old: str, new: str, key: str, words: str) -> None:
     text = replace_line(LOAN, old, new)
     err = error_of(text)
@@ -77,7 +90,9 @@ def test_dangerous_yaml_is_refused() -> None:
     assert "not valid YAML" in error_of("!!python/object/apply:os.system ['true']\n").message
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
     assert "aliases" in error_of(bomb).message
     assert "larger than" in error_of("x: " + "y" * 300_000).message
     # Names end up in topic names and file paths: no traversal, no shell characters.
@@ -97,12 +112,16 @@ def test_a_bad_spec_in_a_directory_loads_nothing(tmp_path: Path) -> None:
 
 def test_template_scaffolds_a_valid_third_use_case(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "aif.cli", "usecase"]
-    made = subprocess.run([*cli, "new", "fraud_check", "--dir", str(tmp_path)], capture_output=True, text=True)
+    made = subprocess.run(
+        [*cli, "new", "fraud_check", "--dir", str(tmp_path)], capture_output=True, text=True
+    )
     assert made.returncode == 0, made.stderr
     spec = load_usecases([tmp_path / "fraud_check.yaml"])["fraud_check"]
     assert spec.raw_topic == "aif.fraud_check.raw" and spec.pii_fields() == {"email": "hash"}
     assert "__NAME__" in TEMPLATE.read_text()
-    checked = subprocess.run([*cli, "validate", str(tmp_path / "fraud_check.yaml")], capture_output=True, text=True)
+    checked = subprocess.run(
+        [*cli, "validate", str(tmp_path / "fraud_check.yaml")], capture_output=True, text=True
+    )
     assert checked.returncode == 0 and "fraud_check v1" in checked.stdout
     (tmp_path / "bad.yaml").write_text("name: Bad Name\n")
     bad = subprocess.run([*cli, "validate", str(tmp_path / "bad.yaml")], capture_output=True, text=True)

@@ -5,6 +5,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -130,8 +131,9 @@ def upgrade() -> None:
         sa.Column("evaluated_at", sa.DateTime(), nullable=True),
         sa.Column("recorded_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("report_id", name="pk_evaluations"),
-        sa.ForeignKeyConstraint(["version_id"], ["model_versions.id"],
-                                name="fk_evaluations_version_id_model_versions"),
+        sa.ForeignKeyConstraint(
+            ["version_id"], ["model_versions.id"], name="fk_evaluations_version_id_model_versions"
+        ),
     )
     op.create_index("ix_evaluations_version_id", "evaluations", ["version_id"])
     op.create_table(
@@ -204,6 +206,17 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(sa.text("DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events"))
         op.execute(sa.text("DROP FUNCTION IF EXISTS audit_events_append_only()"))
-    for table in ("prediction_index", "processed_events", "outbox", "audit_head", "audit_events",
-                  "evaluations", "run_metrics", "runs", "model_aliases", "model_versions", "models"):
+    for table in (
+        "prediction_index",
+        "processed_events",
+        "outbox",
+        "audit_head",
+        "audit_events",
+        "evaluations",
+        "run_metrics",
+        "runs",
+        "model_aliases",
+        "model_versions",
+        "models",
+    ):
         op.drop_table(table)
