@@ -113,7 +113,7 @@ class Postgres(Component):
             with psycopg.connect(dsn(self.config), connect_timeout=3):
                 return
         except psycopg.OperationalError as exc:
-            if _transient(exc):
+            if not _accepting(self.config):
                 raise NotReady(str(exc).strip()) from exc
             first = exc
         # Up but the app role or database is missing: create them as superuser (works
@@ -121,7 +121,7 @@ class Postgres(Component):
         try:
             self._bootstrap()
         except psycopg.OperationalError as exc:
-            if _transient(exc):
+            if not _accepting(self.config):
                 raise NotReady(str(exc).strip()) from exc
             raise InfraError(
                 self.name,
@@ -150,21 +150,16 @@ class Postgres(Component):
                 )
 
 
-def _transient(exc: Exception) -> bool:
-    """Connection refused or still starting: worth retrying until the deadline."""
-    text = str(exc).lower()
-    return any(
-        s in text
-        for s in (
-            "connection refused",
-            "starting up",
-            "shutting down",
-            "timeout",
-            "timed out",
-            "could not receive data",
-            "server closed the connection",
-        )
-    )
+def _accepting(config: InfraConfig) -> bool:
+    """Whether the server accepts connections (libpq's ``PQping``, as ``pg_isready``).
+
+    A failed connect says why only in its text (psycopg has no SQLSTATE for connection
+    errors), so the state is asked separately, as a typed answer: anything but
+    ``Ping.OK`` (no response, or up but refusing: starting, shutting down, recovering)
+    is worth waiting for; ``OK`` means the failure was the role or the database."""
+    from psycopg import pq
+
+    return pq.PGconn.ping(f"{dsn(config)}?connect_timeout=3".encode()) == pq.Ping.OK
 
 
 @dataclass(kw_only=True)

@@ -11,35 +11,68 @@ is dead-lettered alone, as an ``<Event>`` of its own.
 
 What the handler's outcome does to an event:
 - returns: done; committed with its batch.
-- raises ``Unavailable`` (a dependency is down): nothing is lost; the consumer
-  backs off and retries the same event until it succeeds or the consumer stops.
+- raises ``Unavailable`` (a dependency is down): retried in place under the consumer's
+  :class:`~libs.retry.RetryPolicy` (bounded attempts and time, exponential backoff with
+  jitter). What is done before it is committed first. While it waits the consumer keeps
+  polling with every partition paused, so the group does not evict it (``getmany`` is
+  what tells the coordinator the member is alive: ``max.poll.interval.ms``). When the
+  policy is spent the event is dead-lettered with error ``retries-exhausted`` and the reason
+  ("dependency unavailable after N attempts in S s: ..."), and the consumer carries on: one
+  event never holds its partition for longer than the policy's deadline. A stop (or the
+  partition moving to another member) mid-retry seeks back to the event: nothing is lost,
+  nothing is committed past it.
 - raises anything else, or the event cannot be decoded: the event goes to the
   dead-letter topic with the reason, and the consumer carries on.
+
+Errors are told apart by type only (``Unavailable`` or not), never by their text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from google.protobuf.message import DecodeError, Message
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from libs.bus.batches import member_headers
-from libs.bus.deadletter import DeadLetters
+from libs.bus.deadletter import RETRIES_EXHAUSTED, DeadLetters
 from libs.bus.headers import EVENT_TYPE, EventMeta
 from libs.bus.security import KafkaSecurity
 from libs.bus.types import event_type_of, message_class
 from libs.errors import Unavailable
+from libs.retry import RetryPolicy
 from libs.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aifactory.bus")
+_meter = metrics.get_meter("aifactory.bus")
+_retries = _meter.create_counter(
+    "bus.consumer.retries",
+    unit="{retry}",
+    description="Events handled again after their handler raised Unavailable",
+)
+_dead_letters = _meter.create_counter(
+    "bus.consumer.dead_letters",
+    unit="{event}",
+    description="Events sent to the dead-letter topic, by error (retries-exhausted: Unavailable past the retry policy)",
+)
+
+# How long one event may wait on a dependency that is down before it is dead-lettered:
+# at most 10 tries, none started more than 60 s after the first (waits 0.5, 1, 2, 4, 8,
+# 15, 15 s, each plus up to 1 s of jitter: in practice 8 tries over about 50 s when each
+# fails fast). That outlasts a restart of PostgreSQL, the broker or a peer service (seconds)
+# while holding the partition for a minute at most; the consumer keeps polling meanwhile,
+# so the bound is not tied to max.poll.interval.ms (300 s).
+CONSUMER_RETRY = RetryPolicy(attempts=10, initial_s=0.5, max_s=15.0, jitter_s=1.0, deadline_s=60.0)
+# getmany's wait while retrying: short, so a stop is seen promptly.
+_POLL_S = 0.2
 
 M = TypeVar("M", bound=Message)
 
@@ -61,6 +94,10 @@ Handler = Callable[[Event[Message]], Awaitable[None]]
 
 class _Undecodable(Exception):
     pass
+
+
+class _Interrupted(Exception):
+    """A retry wait ended early: the consumer is stopping or lost the partition."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +141,7 @@ class EventConsumer:
         dead_letters: DeadLetters,
         *,
         max_batch: int = 500,
-        retry_backoff_s: float = 0.5,
+        retry: RetryPolicy = CONSUMER_RETRY,
         auto_offset_reset: str = "earliest",
         security: KafkaSecurity | None = None,
         # read_committed: events of a producer's open or aborted transaction are never seen
@@ -125,7 +162,7 @@ class EventConsumer:
         self._handler = handler
         self._dlq = dead_letters
         self._max_batch = max_batch
-        self._backoff = retry_backoff_s
+        self._retry = retry
         self._stopping = asyncio.Event()
         self._consumer = AIOKafkaConsumer(
             *topics,
@@ -161,20 +198,63 @@ class EventConsumer:
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
             for unit in self._units(record):
-                while True:
-                    try:
-                        await self._handle_one(unit)
-                        break
-                    except Unavailable as exc:
-                        # Commit what is done, then come back to this record after a pause (a
-                        # batch's events already handled are handled again: at least once).
-                        await self._commit(tp, record.offset)
-                        log.warning("dependency unavailable, retrying %s@%d: %s", tp, record.offset, exc)
-                        if self._stopping.is_set():
-                            self._consumer.seek(tp, record.offset)
-                            return
-                        await asyncio.sleep(self._backoff)
+                try:
+                    await self._handle_retrying(tp, record.offset, unit)
+                except _Interrupted:
+                    # Not done: read it again (a batch's events already handled are handled
+                    # again: at least once). On a stop the consumer closes without committing
+                    # past it; a partition that moved is read by its new owner from the commit.
+                    if tp in self._consumer.assignment():
+                        self._consumer.seek(tp, record.offset)
+                    return
         await self._commit(tp, records[-1].offset + 1)
+
+    async def _handle_retrying(self, tp: TopicPartition, offset: int, unit: ConsumerRecord | _Member) -> None:
+        """Handle ``unit`` (of the record at ``offset``), retrying ``Unavailable`` under the
+        policy; dead-letter it when the policy is spent."""
+        started = time.monotonic()
+        attempts = 0
+
+        async def wait(seconds: float) -> None:
+            _retries.add(1, {"consumer.group": self.group_id, "topic": unit.topic})
+            await self._wait_polling(tp, offset, seconds)
+
+        try:
+            async for attempt in self._retry.asynchronous(
+                f"{self.group_id}: {unit.topic}/{unit.partition}@{unit.offset}", sleep=wait
+            ):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    await self._handle_one(unit)
+        except Unavailable as exc:
+            elapsed = time.monotonic() - started
+            await self._dead_letter(
+                unit,
+                f"dependency unavailable after {attempts} attempts in {elapsed:.1f}s: {exc}",
+                RETRIES_EXHAUSTED,
+            )
+
+    async def _wait_polling(self, tp: TopicPartition, offset: int, seconds: float) -> None:
+        """Wait ``seconds`` before the next attempt on the record at ``offset`` of ``tp``,
+        polling all along with every partition paused, so the member stays in the group;
+        :class:`_Interrupted` when stopping or when ``tp`` is no longer ours."""
+        if self._stopping.is_set() or tp not in self._consumer.assignment():
+            raise _Interrupted
+        await self._commit(tp, offset)  # what is done before the record stays done
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                # Paused again each round: a rebalance meanwhile hands out fresh, unpaused
+                # partitions.
+                self._consumer.pause(*self._consumer.assignment())
+                fetched = await self._consumer.getmany(timeout_ms=max(1, int(min(left, _POLL_S) * 1000)))
+                for got, records in fetched.items():
+                    # Only after a rebalance raced the pause: give them back to be read later.
+                    self._consumer.seek(got, records[0].offset)
+                if self._stopping.is_set() or tp not in self._consumer.assignment():
+                    raise _Interrupted
+        finally:
+            self._consumer.resume(*self._consumer.paused())
 
     def _units(self, record: ConsumerRecord) -> Sequence[ConsumerRecord | _Member]:
         """The record itself, or each event of a batch message as a record of its own."""
@@ -239,10 +319,12 @@ class EventConsumer:
                 raise
             except _Undecodable as exc:
                 span.set_status(Status(StatusCode.ERROR, "undecodable"))
-                await self._dlq.send(record, str(exc), "undecodable", self.group_id)
+                await self._dead_letter(record, str(exc), "undecodable")
             except Exception as exc:  # noqa: BLE001 - a bad event must not stop the consumer
                 log.exception("handler failed on %s@%d", record.topic, record.offset)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                await self._dlq.send(
-                    record, str(exc) or type(exc).__name__, type(exc).__name__, self.group_id
-                )
+                await self._dead_letter(record, str(exc) or type(exc).__name__, type(exc).__name__)
+
+    async def _dead_letter(self, record: ConsumerRecord | _Member, reason: str, error: str) -> None:
+        await self._dlq.send(record, reason, error, self.group_id)
+        _dead_letters.add(1, {"consumer.group": self.group_id, "topic": record.topic, "error": error})

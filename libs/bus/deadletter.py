@@ -11,6 +11,11 @@ from libs.bus import headers as h
 
 log = logging.getLogger(__name__)
 
+# The error code (header aif-dlq-error) of an event whose handler kept raising Unavailable
+# past the consumer's retry policy: the event may well be fine; replay it once the
+# dependency named in the reason is back.
+RETRIES_EXHAUSTED = "retries-exhausted"
+
 
 class _RawSender(Protocol):
     async def send_raw(

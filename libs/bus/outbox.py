@@ -17,10 +17,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from libs.bus.producer import EventPublisher, Outgoing
+from libs.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
+
+# A failed round (broker or database down) is tried again after 0.5 s, doubling to 10 s,
+# jittered. No attempt bound: the rows wait in the table (durable, nothing held in
+# memory), and a relay that gave up would leave them unpublished until a restart.
+RELAY_RETRY = RetryPolicy(attempts=None, initial_s=0.5, max_s=10.0, jitter_s=0.5, retry_on=(Exception,))
 
 
 class OutboxSource(Protocol[K]):
@@ -86,20 +92,18 @@ class OutboxRelay(Generic[K]):
     async def run(self) -> None:
         """Publish until :meth:`stop`, then once more: what cannot be published then stays
         in the table for the next start."""
-        backoff = 0.5
+        backoff = RELAY_RETRY.backoff(f"{self.name}: publishing the outbox")
         while not self._stopping:
             try:
                 await self.flush()
-                backoff = 0.5
+                backoff.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - broker or database down: keep the rows, retry
-                log.warning(
-                    "%s: publishing the outbox failed (%s); retrying in %.1fs", self.name, exc, backoff
-                )
+                pause = backoff.failed(exc)
+                log.warning("%s: publishing the outbox failed (%s); retrying in %.1fs", self.name, exc, pause)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 10.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=pause)
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -54,6 +54,7 @@ from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus import DeadLetters, EventPublisher, KafkaSecurity, Outgoing
 from libs.bus import headers as h
 from libs.features import feature_refs
+from libs.retry import RetryPolicy
 from libs.telemetry import Telemetry
 from services.featurestore import convert
 from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor, batch_member
@@ -407,19 +408,28 @@ class FeatureStream:
             self._m_dead.add(len(sent))
 
     async def _write(self, out: BatchOutcome) -> None:
+        # The batch was validated record by record before this, so a failed write is the
+        # online store's or the disk's (any type): the same waits as before (0.4, 0.8, 1.6,
+        # 3.2 s, at most 5 s), now jittered, then fatal (the process is restarted).
+        policy = RetryPolicy(
+            attempts=self._settings.write_attempts,
+            initial_s=0.4,
+            max_s=5.0,
+            jitter_s=0.2,
+            retry_on=(Exception,),
+        )
         loop = asyncio.get_running_loop()
-        for attempt in range(1, self._settings.write_attempts + 1):
-            started = loop.time()
-            try:
-                async with self._write_lock:
-                    await asyncio.to_thread(self._writer.write, out.rows, out.labels)
-                self._m_batch.record(loop.time() - started)
-                return
-            except Exception as exc:  # noqa: BLE001 - retried, then fatal
-                if attempt == self._settings.write_attempts:
-                    raise FatalError(f"writing a micro-batch failed {attempt} times: {exc!r}") from exc
-                log.warning("micro-batch write failed (attempt %d): %r; retrying", attempt, exc)
-                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        attempts = 0
+        try:
+            async for attempt in policy.asynchronous("micro-batch write"):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    started = loop.time()
+                    async with self._write_lock:
+                        await asyncio.to_thread(self._writer.write, out.rows, out.labels)
+                    self._m_batch.record(loop.time() - started)
+        except Exception as exc:
+            raise FatalError(f"writing a micro-batch failed {attempts} times: {exc!r}") from exc
 
     def _features_written(self, rows: list[FeatureRow]) -> list[Outgoing]:
         by_uc: dict[str, list[FeatureRow]] = {}

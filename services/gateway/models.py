@@ -35,6 +35,7 @@ import grpc
 import numpy as np
 
 from libs.errors import NotFound, Unavailable
+from libs.retry import RetryPolicy
 from libs.usecase import UnknownUseCase, UseCase
 from services.gateway.directory import AliasBook
 from services.gateway.inputs import InputSchema
@@ -202,19 +203,14 @@ class ModelManager:
     # -- reconciling --------------------------------------------------------------------
 
     async def _reconcile_until_done(self, use_case: str) -> None:
-        delay = self._retry
-        while not self._closed:
-            try:
-                await self.reconcile(use_case)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the old plan keeps serving; try again
-                log.warning(
-                    "cannot serve %s as the registry says yet (%s); retrying in %.1fs", use_case, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        # Converging on the desired plan, not handling a message: no attempt bound (the old
+        # plan keeps serving meanwhile, nothing queues behind it, and close() cancels it).
+        # Any error type: a load that fails now (files not exported yet, Triton busy) may
+        # pass later. Waits retry_s, doubling to 30 s, jittered so gateways spread out.
+        policy = RetryPolicy(
+            attempts=None, initial_s=self._retry, max_s=30.0, jitter_s=self._retry / 2, retry_on=(Exception,)
+        )
+        await policy.call(f"serving {use_case} as the registry says", lambda: self.reconcile(use_case))
 
     async def reconcile(self, use_case: str, *, force: bool = False) -> None:
         """Brings Triton and the routing of ``use_case`` to what the alias book says;

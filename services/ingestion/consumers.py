@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from aiokafka.errors import IllegalStateError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from libs.retry import RetryPolicy
 from libs.telemetry import headers_with_context
 from services.ingestion import convert, decode
 from services.ingestion.publisher import (
@@ -51,6 +52,14 @@ from services.ingestion.store import DataFile, RawDataset, kafka_file_name
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aifactory.ingestion")
+
+
+# A batch whose transaction fails (the broker or the disk, never a record: records cannot
+# fail) is read again after a pause that grows 0.5, 1, 2 ... 15 s, jittered; after 12
+# failed rounds in a row or 120 s the error ends the pipeline, so the service stops
+# serving and its supervisor restarts it, rather than spinning behind SERVING forever.
+# Polling goes on between rounds, so the group keeps the member meanwhile.
+BATCH_RETRY = RetryPolicy(attempts=12, initial_s=0.5, max_s=15.0, jitter_s=0.5, deadline_s=120.0)
 
 
 @dataclass
@@ -92,7 +101,7 @@ class RawPipeline:
         dead_letter_topic: str,
         instance_id: str | None = None,
         max_batch: int = 2000,
-        retry_backoff_s: float = 0.5,
+        retry_backoff_s: float = BATCH_RETRY.initial_s,
         kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.group_id = group_id
@@ -103,7 +112,8 @@ class RawPipeline:
         self._records_topic = records_topic
         self._dlq_topic = dead_letter_topic
         self._max_batch = max_batch
-        self._backoff = retry_backoff_s
+        # retry_backoff_s: the policy's first wait (tests shorten it).
+        self._backoff = replace(BATCH_RETRY, initial_s=retry_backoff_s).backoff("ingesting a batch")
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self.assigned = asyncio.Event()
@@ -144,19 +154,24 @@ class RawPipeline:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
             if not batches:
                 continue
+            pause = 0.0
             async with self._batch_lock:
                 try:
                     await self._process(batches)
+                    self._backoff.succeeded()
                 except Fatal:
                     raise
-                except Exception:  # noqa: BLE001 - a broker hiccup: the batch is read again
-                    log.exception("batch failed; reading it again in %.1fs", self._backoff)
+                except Exception as exc:  # noqa: BLE001 - a broker hiccup: the batch is read again
+                    pause = self._backoff.failed(exc)  # raises exc once the policy is spent
+                    log.exception("batch failed; reading it again in %.1fs", pause)
                     for tp, records in batches.items():
                         with contextlib.suppress(
                             IllegalStateError
                         ):  # revoked meanwhile: its new owner reads it
                             self._consumer.seek(tp, records[0].offset)
-                    await asyncio.sleep(self._backoff)
+            if pause:
+                # Outside the batch lock: a rebalance meanwhile need not wait for the pause.
+                await asyncio.sleep(pause)
 
     async def _reconcile(self, assigned: Sequence[TopicPartition]) -> None:
         # Under the batch lock: aiokafka may already fetch for the new assignment while this

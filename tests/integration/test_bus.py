@@ -21,11 +21,14 @@ from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.bus import DeadLetters, Event, EventConsumer, EventPublisher
 from libs.bus import headers as h
 from libs.errors import Unavailable
+from libs.retry import RetryPolicy
 from libs.telemetry import setup_telemetry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TRACEPARENT = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+# The consumer's retry policy, scaled down: 4 tries, waits of 50-100 ms.
+FAST = RetryPolicy(attempts=4, initial_s=0.05, max_s=0.1, jitter_s=0.02, deadline_s=5.0)
 
 
 def training_request(use_case: str = "loan") -> trainer_events.TrainingRequested:
@@ -92,7 +95,7 @@ def make_consumer(
         {topic: [trainer_events.TrainingRequested]},
         handler,
         DeadLetters(publisher, dlq),
-        retry_backoff_s=0.05,
+        retry=FAST,
     )
 
 
@@ -230,6 +233,89 @@ async def test_unavailable_dependency_is_retried_not_dead_lettered(kafka, publis
         await read_all(kafka.bootstrap_servers, dlq, 1, timeout=2)
 
 
+async def test_a_dependency_down_for_good_dead_letters_the_event_after_the_bound(
+    kafka, publisher, new_topic
+) -> None:  # type: ignore[no-untyped-def]
+    """One event whose handler raises Unavailable forever holds its partition only for the
+    retry policy's bound: then it is dead-lettered with why, and the events behind it are
+    handled (before the fix it was retried every 0.5 s forever, blocking them)."""
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    stuck = await publisher.publish(topic, training_request("stuck"), use_case="stuck")
+    behind = [await publisher.publish(topic, training_request(), use_case="loan") for _ in range(3)]
+    tries: list[str] = []
+    handled: list[str] = []
+
+    async def handle(event: Event[Message]) -> None:
+        if event.meta.use_case == "stuck":
+            tries.append(event.meta.event_id)
+            raise Unavailable("registry is down")
+        handled.append(event.meta.event_id)
+
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle), lambda: len(handled) == 3
+    )
+    assert tries == [stuck.event_id] * FAST.attempts  # type: ignore[operator]
+    assert handled == [m.event_id for m in behind]
+    [letter] = await read_all(kafka.bootstrap_servers, dlq, 1)
+    headers = dict(letter.headers)
+    assert headers[h.DLQ_ERROR] == b"retries-exhausted"
+    reason = headers[h.DLQ_REASON].decode()
+    assert reason.startswith(f"dependency unavailable after {FAST.attempts} attempts in "), reason
+    assert reason.endswith("s: registry is down"), reason
+    assert headers[h.EVENT_ID] == stuck.event_id.encode()
+    assert headers[h.DLQ_SOURCE] == f"{topic}/0/0".encode()
+    assert trainer_events.TrainingRequested.FromString(letter.value).use_case == "stuck"
+
+    # Everything was committed: the group does not see any of them again.
+    late: list[str] = []
+
+    async def handle_late(event: Event[Message]) -> None:
+        late.append(event.meta.event_id)
+
+    marker = await publisher.publish(topic, training_request(), use_case="loan")
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle_late), lambda: len(late) >= 1
+    )
+    assert late == [marker.event_id]
+
+
+async def test_a_stop_mid_retry_loses_nothing(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
+    """Stopped while it waits to retry an event, the consumer commits nothing past it: the
+    next member of the group handles it (and nothing is dead-lettered)."""
+    topic, dlq = await new_topic(), await new_topic("dlq")
+    first = await publisher.publish(topic, training_request(), use_case="loan")
+    stuck = await publisher.publish(topic, training_request("stuck"), use_case="stuck")
+    seen: list[str] = []
+
+    async def handle(event: Event[Message]) -> None:
+        seen.append(event.meta.event_id)
+        if event.meta.use_case == "stuck":
+            raise Unavailable("registry is down")
+
+    slow = RetryPolicy(attempts=100, initial_s=5.0, max_s=5.0, jitter_s=0.0, deadline_s=600.0)
+    consumer = EventConsumer(
+        kafka.bootstrap_servers,
+        "g-" + topic,
+        {topic: [trainer_events.TrainingRequested]},
+        handle,
+        DeadLetters(publisher, dlq),
+        retry=slow,
+    )
+    await consume_until(consumer, lambda: seen == [first.event_id, stuck.event_id])
+
+    again: list[str] = []
+
+    async def handle_again(event: Event[Message]) -> None:
+        again.append(event.meta.event_id)
+
+    await consume_until(
+        make_consumer(kafka, publisher, topic, dlq, "g-" + topic, handle_again), lambda: len(again) >= 1
+    )
+    assert again == [stuck.event_id]  # the first event was committed before the wait
+    with pytest.raises(TimeoutError):
+        await read_all(kafka.bootstrap_servers, dlq, 1, timeout=2)
+
+
 async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_topic) -> None:  # type: ignore[no-untyped-def]
     """ingestion's RecordAcceptedBatch read by a consumer that accepts RecordAccepted: each record on its
     own, and the one its handler fails on dead-lettered alone."""
@@ -259,7 +345,7 @@ async def test_batch_messages_are_handled_event_by_event(kafka, publisher, new_t
         {topic: [ingestion_events.RecordAccepted]},
         handle,
         DeadLetters(publisher, dlq),
-        retry_backoff_s=0.05,
+        retry=FAST,
     )
     await consume_until(consumer, lambda: len(got) == 4)
     assert [e.payload.record.record_id for e in got] == ["r0", "r1", "r2", "r4"]  # type: ignore[attr-defined]

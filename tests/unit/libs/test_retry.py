@@ -60,3 +60,32 @@ def test_the_deadline_bounds_the_time_too() -> None:
             with attempt:
                 raise Unavailable("still down")
     assert time.monotonic() - started < 1.0
+
+
+def test_a_loops_backoff_grows_gives_up_and_starts_over_after_a_success() -> None:
+    backoff = RetryPolicy(attempts=3, initial_s=0.1, max_s=0.3, jitter_s=0.0).backoff("flush")
+    assert [backoff.failed(Unavailable("down")) for _ in range(2)] == [0.1, 0.2]
+    assert backoff.failures == 2
+    with pytest.raises(Unavailable, match="still down"):
+        backoff.failed(Unavailable("still down"))
+    backoff.succeeded()
+    assert backoff.failures == 0
+    assert backoff.failed(Unavailable("down")) == 0.1
+
+
+def test_a_loops_backoff_honours_the_deadline() -> None:
+    backoff = RetryPolicy(attempts=None, initial_s=0.05, max_s=0.05, jitter_s=0.0, deadline_s=0.2).backoff(
+        "x"
+    )
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        while True:
+            time.sleep(backoff.failed(Unavailable("down")))
+    # No round starts after the deadline: stop_before_delay counts the coming wait.
+    assert 0.1 <= time.monotonic() - started < 0.5
+
+
+def test_unbounded_attempts_never_give_up_by_count() -> None:
+    backoff = RetryPolicy(attempts=None, initial_s=0.0, max_s=0.0, jitter_s=0.0).backoff("probe")
+    for _ in range(1000):
+        assert backoff.failed(Unavailable("down")) == 0.0
