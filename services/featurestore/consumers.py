@@ -65,6 +65,8 @@ from services.featurestore.settings import FeatureStoreSettings
 from services.featurestore.store.writer import FeatureWriter
 
 log = logging.getLogger(__name__)
+# How long faust may take to stop before the process exits without it.
+STOP_TIMEOUT_S = 8.0
 
 UNDECODABLE_KEY = b"!undecodable"
 
@@ -469,7 +471,12 @@ class FeatureStream:
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
-        await self.app.stop()
+        # Bounded, so the whole stop stays within a supervisor's kill timeout: the batches
+        # that finished are committed already and the rest are replayed (at least once).
+        try:
+            await asyncio.wait_for(self.app.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("faust did not stop within %.0fs; exiting without it", STOP_TIMEOUT_S)
 
 
 def _credentials(security: KafkaSecurity) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 log = logging.getLogger(__name__)
+# How long close waits for the writer process to exit before terminating it.
+CLOSE_GRACE_S = 3.0
 
 
 class OnlineWriter(Protocol):
@@ -132,6 +135,18 @@ class ChildProcessWriter:
             raise
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        pool.shutdown(wait=False, cancel_futures=True)
+        # shutdown(wait=True) would also wait for a worker still starting (importing Feast
+        # takes seconds, far more on a loaded host), past any supervisor's stop timeout. No
+        # write is in flight at close (the stream has drained), so a worker that has not
+        # exited within the grace is terminated.
+        deadline = time.monotonic() + CLOSE_GRACE_S
+        for child in multiprocessing.active_children():
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                log.warning("online writer process did not exit within %.0fs; terminating it", CLOSE_GRACE_S)
+                child.terminate()
+                child.join(2.0)
