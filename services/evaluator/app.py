@@ -50,7 +50,10 @@ async def build(
         registry=registry,
         store=store,
         publisher=EvaluatorPublisher(events, registry, evaluated_topic=settings.model_evaluated_topic),
-        options=EvaluatorOptions(min_holdout_rows=settings.min_holdout_rows),
+        options=EvaluatorOptions(
+            min_holdout_rows=settings.min_holdout_rows,
+            fairness_allowance_cap=settings.fairness_allowance_cap,
+        ),
     )
     server = RpcServer(
         settings.grpc_address,

@@ -3,7 +3,10 @@
 On ``ModelTrained`` (:meth:`EvaluatorCore.evaluate_trained`, called by :mod:`.consumers`):
 the holdout is the newest ``uc.evaluation.holdout`` of labelled data, starting no earlier
 than the end of the candidate's training window, so the candidate never sees it. Candidate and champion are
-scored on the same rows. The report is stored here, then handed to a :class:`Publisher`
+scored on the same rows, each through its own feature view: a champion trained under
+another input contract gets the columns it declares, in its order, from the same rows.
+When the holdout lacks one of them the champion cannot be scored, and the comparison
+gate fails (a candidate is never promoted without a comparison). The report is stored here, then handed to a :class:`Publisher`
 (:mod:`.publisher`), which records it in the registry (which acts on it by policy) and
 publishes it as ``ModelEvaluated``. Domain types only: protobuf stays at the edge.
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from libs.errors import FailedPrecondition, InvalidArgument
@@ -42,8 +46,8 @@ from libs.lifecycle.frames import (
 )
 from libs.lifecycle.registry import EvaluationRegistry, MetricPoint, ModelKey
 from libs.usecase import UseCase, UseCases
-from services.evaluator.domain import GateResult, Report, SliceMetrics, TrainedVersion
-from services.evaluator.gates import evaluate_gates
+from services.evaluator.domain import Report, SliceMetrics, TrainedVersion
+from services.evaluator.gates import ALLOWANCE_CAP, evaluate_gates
 from services.evaluator.scores import MetricSet, measure
 from services.evaluator.store import ReportStore
 
@@ -63,6 +67,8 @@ class Publisher(Protocol):
 class EvaluatorOptions:
     # Fewer labelled holdout rows than this fail the holdout_size gate.
     min_holdout_rows: int = 50
+    # The fairness gate's sampling allowance is at most this fraction of max_gap.
+    fairness_allowance_cap: float = ALLOWANCE_CAP
 
 
 def _report_metrics(values: MetricSet) -> tuple[MetricPoint, ...]:
@@ -174,15 +180,17 @@ class EvaluatorCore:
         report_id = report_id_of(model, champion, window, data_hash)
 
         candidate_module = self._load(await self._registry.get_artifact(model), uc, str(model))
-        champion_module, champion_note = None, ""
+        matrix = feature_matrix(frame, uc)
+        champion_module, champion_matrix, not_comparable = None, matrix, ""
         if champion is not None:
             try:
-                champion_module = self._load(await self._registry.get_artifact(champion), uc, str(champion))
-            except FailedPrecondition as exc:  # trained under another input contract: not comparable
-                champion_note = exc.message
+                champion_module, champion_matrix = self._champion_view(
+                    await self._registry.get_artifact(champion), uc, frame, matrix, str(champion)
+                )
+            except FailedPrecondition as exc:  # its inputs are not on the holdout
+                not_comparable = exc.message
                 log.warning("champion %s not comparable: %s", champion, exc.message)
 
-        matrix = feature_matrix(frame, uc)
         y_true = encode_labels(frame["label"], uc)
         attribute = uc.evaluation.fairness.attribute if uc.evaluation.fairness else None
         groups = frame[attribute].tolist() if attribute and attribute in frame.columns else None
@@ -190,21 +198,21 @@ class EvaluatorCore:
         candidate = measure(uc, y_true, candidate_out, groups)
         champion_metrics = None
         if champion_module is not None:
-            champion_out = await asyncio.to_thread(artifact.predict, champion_module, matrix)
+            champion_out = await asyncio.to_thread(artifact.predict, champion_module, champion_matrix)
             champion_metrics = measure(uc, y_true, champion_out, groups)
-        verdict = evaluate_gates(uc, candidate, champion_metrics, min_rows=self._options.min_holdout_rows)
-        gates = list(verdict.gates)
-        if champion_note:
-            gates.append(
-                GateResult(
-                    "champion", "", 0.0, 0.0, True, "", f"skipped: champion {champion} {champion_note}"
-                )
-            )
+        verdict = evaluate_gates(
+            uc,
+            candidate,
+            champion_metrics,
+            min_rows=self._options.min_holdout_rows,
+            not_comparable=not_comparable,
+            allowance_cap=self._options.fairness_allowance_cap,
+        )
         return Report(
             report_id=report_id,
             model=model,
             passed=verdict.passed,
-            gates=tuple(gates),
+            gates=tuple(verdict.gates),
             candidate_metrics=_report_metrics(candidate),
             dataset=DatasetVersion(uc.name, data_hash, training_set.uri),
             window=window,
@@ -216,6 +224,29 @@ class EvaluatorCore:
                 for k, s in candidate.slices.items()
             },
         )
+
+    @staticmethod
+    def _champion_view(
+        data: bytes, uc: UseCase, frame: pd.DataFrame, matrix: np.ndarray, what: str
+    ) -> tuple[Any, np.ndarray]:
+        """The champion and its own feature matrix on the holdout's rows.
+
+        Its declared inputs, in its order, from the same rows the candidate is scored on;
+        ``FailedPrecondition`` naming the missing columns when the holdout lacks any.
+        """
+        inputs = artifact.metadata(data).get("inputs")
+        if inputs is None or list(inputs) == uc.model_inputs():
+            return artifact.load(data), matrix
+        missing = [c for c in inputs if c not in frame.columns]
+        if missing:
+            raise FailedPrecondition(
+                f"{what} takes inputs {list(inputs)}; the holdout lacks {missing} (spec inputs: {uc.model_inputs()})"
+            )
+        try:
+            own = frame[list(inputs)].to_numpy(dtype=np.float64).astype(np.float32)
+        except (ValueError, TypeError) as exc:
+            raise FailedPrecondition(f"{what}'s inputs are not numeric on the holdout: {exc}") from None
+        return artifact.load(data), own
 
     @staticmethod
     def _load(data: bytes, uc: UseCase, what: str) -> Any:

@@ -33,6 +33,9 @@ class EvaluatorSettings(
 
     # A holdout with fewer labelled rows fails the holdout_size gate.
     min_holdout_rows: int = Field(default=50, ge=1)
+    # The fairness gate's sampling allowance is at most this fraction of the spec's max_gap
+    # (0: none; the gate's threshold in each report is the effective bound).
+    fairness_allowance_cap: float = Field(default=0.5, ge=0.0, le=1.0)
 
     model_trained_topic: str = topics.MODEL_TRAINED
     model_evaluated_topic: str = topics.MODEL_EVALUATED

@@ -148,7 +148,11 @@ async def test_on_demand_window_and_missing_attribute(tmp_path: Path, models) ->
     assert publisher.sent == [] and registry.evaluations == {}  # a what-if promotes nothing
 
 
-async def test_champion_with_another_input_contract_is_not_compared(tmp_path: Path, models) -> None:  # type: ignore[no-untyped-def]
+async def test_champion_that_cannot_be_scored_on_the_holdout_fails_the_comparison(
+    tmp_path: Path, models
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue #14: a champion under another input contract used to be "skipped" and the
+    # candidate passed with no comparison at all (and auto-promoted).
     frame, windows, good, _ = models
     seg = usecase("image_segments")
     other = train(segment_frame(600), seg, TrainConfig.from_usecase(seg, {"epochs": "1"}), seed=1).artifact
@@ -156,9 +160,46 @@ async def test_champion_with_another_input_contract_is_not_compared(tmp_path: Pa
     registry.add_version(ModelKey(UC, UC, 1), other)
     registry.add_version(ModelKey(UC, UC, 2), good)
     registry.aliases[(UC, UC, "champion")] = 1
-    core, _ = make(tmp_path, frame, registry)
+    core, publisher = make(tmp_path, frame, registry)
     report = await core.evaluate_trained(trained(2, windows))
-    assert report.passed and gates(report)["champion"].message.startswith("skipped: champion")
-    assert gates(report)["no_regression"].message == "skipped: no champion (first version)"
+    g = gates(report)
+    assert not report.passed and not g["no_regression"].passed
+    assert g["no_regression"].message.startswith("not compared with the champion")
+    assert "the holdout lacks" in g["no_regression"].message and not g["no_regression"].skipped
+    assert all(x.passed for x in report.gates if x.gate != "no_regression")  # only the comparison fails
+    [event] = publisher.of(EVALUATED)
+    assert not event.passed  # the registry must not promote it
     with pytest.raises(FailedPrecondition):
         await core.evaluate_trained(trained(1, windows))  # the candidate itself does not fit the spec
+
+
+async def test_champion_under_another_contract_is_scored_on_its_own_feature_view(
+    tmp_path: Path, models
+) -> None:  # type: ignore[no-untyped-def]
+    frame, windows, good, bad = models
+    # The champion was trained when the spec had one input fewer (and in another order):
+    # the holdout still carries its columns, so it is scored on the same rows, its own view.
+    full = usecase(UC)
+    older = full.model_copy(
+        update={
+            "features": full.features.model_copy(
+                update={"row": [f for f in reversed(full.features.row) if f.name != "loan_to_salary"]}
+            )
+        }
+    )
+    assert older.model_inputs() != full.model_inputs()
+    training = frame[frame["event_time"] < windows.training.end]
+    champion = train(training, older, TrainConfig.from_usecase(older), seed=1).artifact
+    registry = FakeRegistry()
+    registry.add_version(ModelKey(UC, UC, 1), champion)
+    registry.add_version(ModelKey(UC, UC, 2), bad)
+    registry.add_version(ModelKey(UC, UC, 3), good)
+    registry.aliases[(UC, UC, "champion")] = 1
+    core, _ = make(tmp_path, frame, registry)
+    worse = gates(await core.evaluate_trained(trained(2, windows)))["no_regression"]
+    assert not worse.passed and worse.value < -0.2  # really compared: the shuffled-label model loses
+    report = await core.evaluate_trained(trained(3, windows))
+    assert report.passed and report.champion == ModelKey(UC, UC, 1)
+    compared = gates(report)["no_regression"]
+    assert compared.passed and not compared.skipped and abs(compared.value) < 0.05
+    assert {m.name: m.value for m in report.champion_metrics}["auc"] > 0.9

@@ -104,6 +104,39 @@ def test_fairness_gap_fails_and_is_skipped_without_the_attribute() -> None:
     assert "fairness_gap" not in by_name(evaluate_gates(loan_uc(fairness=None), ms(0.9), None, min_rows=50))
 
 
+def test_fairness_allowance_is_capped_and_the_effective_bound_reported() -> None:
+    # Issue #14: 100 rows (50 a group) carry a sampling noise of 0.23, which let a gap of
+    # 0.18 pass a max_gap of 0.1. The allowance is now at most half of max_gap.
+    small = by_name(evaluate_gates(loan_uc(), ms(0.9, gap=0.18, rows=100), None, min_rows=50))["fairness_gap"]
+    assert not small.passed and small.value == pytest.approx(0.18)
+    assert small.threshold == pytest.approx(0.15)  # the effective bound, not max_gap
+    assert "bound 0.1500 = max_gap 0.1 + sampling allowance 0.0500" in small.message
+    assert "capped at 0.5 × max_gap" in small.message and "rows per group" in small.message
+    # Within the capped bound it passes.
+    assert by_name(evaluate_gates(loan_uc(), ms(0.9, gap=0.14, rows=100), None, min_rows=50))[
+        "fairness_gap"
+    ].passed
+    # A large holdout: the noise is below the cap and is the allowance, as stated.
+    large = by_name(evaluate_gates(loan_uc(), ms(0.9, gap=0.11, rows=20_000), None, min_rows=50))[
+        "fairness_gap"
+    ]
+    allowance = 2.326 * (0.5 * 0.5 / 10_000 + 0.39 * 0.61 / 10_000) ** 0.5
+    assert large.passed and large.threshold == pytest.approx(0.1 + allowance, abs=1e-4)
+    assert "capped" not in large.message
+    # No allowance at all when the deployment says so.
+    strict = evaluate_gates(loan_uc(), ms(0.9, gap=0.105, rows=20_000), None, min_rows=50, allowance_cap=0.0)
+    assert not by_name(strict)["fairness_gap"].passed and by_name(strict)["fairness_gap"].threshold == 0.1
+
+
+def test_a_champion_without_a_comparison_never_passes() -> None:
+    uc = loan_uc()
+    why = "loan/loan@v1 takes inputs ['a']; the holdout lacks ['a']"
+    gate = by_name(evaluate_gates(uc, ms(0.95), None, min_rows=50, not_comparable=why))["no_regression"]
+    assert not gate.passed and not gate.skipped and why in gate.message
+    undefined = by_name(evaluate_gates(uc, ms(0.95), ms(float("nan")), min_rows=50))["no_regression"]
+    assert not undefined.passed and "undefined" in undefined.message
+
+
 def test_calibration_gate() -> None:
     assert not by_name(evaluate_gates(loan_uc(), ms(0.9, ece=0.2), None, min_rows=50))["calibration"].passed
     assert by_name(evaluate_gates(loan_uc(), ms(0.9, ece=0.15), None, min_rows=50))["calibration"].passed
