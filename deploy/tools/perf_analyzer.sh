@@ -36,7 +36,9 @@ setup() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "tritonclient[all]==$VERSION"
   fi
   local bundled
-  bundled="$("$PROJECT_PY" -c 'import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parents[1] / "nvidia_pytriton.libs")')"
+  # Located, not imported: importing pytriton pulls in gevent and more, which the project
+  # does not install (it uses only the wheel's tritonserver and these libraries).
+  bundled="$("$PROJECT_PY" -c 'import importlib.util, pathlib; spec = importlib.util.find_spec("pytriton"); print(pathlib.Path(spec.origin).parents[1] / "nvidia_pytriton.libs")')"
   mkdir -p "$LIBS"
   for pair in "libb64:libb64.so.0d" "libcudart:libcudart.so.12"; do
     local prefix="${pair%%:*}" name="${pair#*:}" found
@@ -54,7 +56,14 @@ export LD_LIBRARY_PATH="$LIBS:$bundled\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 exec "$bin" "\$@"
 EOF
   chmod +x "$ROOT/build/tools/perf_analyzer"
-  "$ROOT/build/tools/perf_analyzer" --help >/dev/null 2>&1 || true
+  # It must start: a missing shared library fails here, at setup, not in the middle of a bench.
+  local usage
+  usage="$("$ROOT/build/tools/perf_analyzer" 2>&1 || true)"
+  if [[ "$usage" != *"Usage:"* ]]; then
+    rm -f "$ROOT/build/tools/perf_analyzer"
+    echo "perf_analyzer: $bin does not start (missing libraries?)" >&2
+    exit 1
+  fi
   echo "$ROOT/build/tools/perf_analyzer"
 }
 

@@ -1,12 +1,25 @@
-"""``python -m tests.bench``: run every benchmark, print the table, write build/bench.json."""
+"""``python -m tests.bench``: run every benchmark, print the table, write build/bench.json.
+
+``--smoke`` runs each part with tiny sizes (a couple of minutes): it proves the bench still
+runs from a clean setup and that every row has its baseline, not what the figures are
+(`.ci/run` runs it after `make test`); it writes build/bench-smoke.json. ``--only a,b``
+runs those parts alone. The run fails (exit 1) when a row is refused (see
+:func:`tests.bench.report.problems`): no baseline measured, a value missing without a
+reason, a part that failed, or an expected row absent.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aif.infra import ensure_kafka
+from aif.loop import LoopConfig
 from tests.bench import bus, monitor
 from tests.bench import features as features_bench
 from tests.bench import gateway as gateway_bench
@@ -14,60 +27,134 @@ from tests.bench import ingest as ingest_bench
 from tests.bench import loop as loop_bench
 from tests.bench import pipeline as pipeline_bench
 from tests.bench import train as train_bench
-from tests.bench.report import Figure, render, write
+from tests.bench.report import Figure, problems, render, write
 
-OUT = Path(__file__).resolve().parents[2] / "build" / "bench.json"
+BUILD = Path(__file__).resolve().parents[2] / "build"
+
+# Each part's rows: a part that returns fewer is refused.
+EXPECTED = {
+    "bus": ["bus.events_per_s"],
+    "ingest": ["ingest.only_records_per_s"],
+    "pipeline": ["ingest.records_per_s"],
+    "features": ["features.freshness_p50_ms", "features.freshness_p99_ms"],
+    "train": ["train.samples_per_s"],
+    "monitor": ["monitor.delay_records", "monitor.false_alarms"],
+    "gateway": [
+        "gateway.inline.p50_ms",
+        "gateway.inline.p99_ms",
+        *(f"gateway.entity.{b}.p{q}_ms" for b in gateway_bench.BACKENDS for q in (50, 99)),
+        "gateway.inline.rps_c8",
+        "floor.inline.p50_ms",
+        "floor.inline.p99_ms",
+        "floor.entity.p99_ms",
+        "floor.inline.rps_c8",
+        "perf_analyzer.p50_ms",
+        "perf_analyzer.p99_ms",
+        "perf_analyzer.rps_c8",
+    ],
+    "loop": ["loop.seconds", "loop.detection_records", "loop.false_alarms"],
+}
+
+# Tiny sizes: every code path of every part, none of the statistics.
+SMOKE: dict[object, dict[str, object]] = {
+    bus: {"N": 500, "BATCH": 100},
+    ingest_bench: {"N": 500, "WARMUP": 50},
+    pipeline_bench: {"N": 1_000, "WARMUP": 100},
+    features_bench: {"SECONDS": 2, "WARMUP": 200},
+    train_bench: {"ROWS": 1_500, "EPOCHS": 2, "ROUNDS": 1},
+    monitor: {"SEEDS": (11,)},
+    gateway_bench: {
+        "ROUNDS": 2,
+        "LATENCY_CALLS": 20,
+        "WARMUP": 20,
+        "RPS_SECONDS": 0.3,
+        "RPS_ROUNDS": 1,
+        "ENTITIES": 100,
+        "PA_REQUESTS": 200,
+        # Any three windows will do: the smoke checks that perf_analyzer runs, not its figures.
+        "PA_STABILITY": ("1000",),
+        "PA_TRIALS": 4,
+    },
+}
+SMOKE_LOOP = LoopConfig(bootstrap=2_000, stationary=400, recovery=100, max_after_onset=6_000, timeout_s=240)
 
 
-def main() -> int:
+def _parts(bootstrap: str, loop_config: LoopConfig) -> dict[str, tuple[str, Callable[[], list[Figure]]]]:
+    return {
+        "bus": (f"event bus, {bus.N:,} events each way", lambda: asyncio.run(bus.measure(bootstrap))),
+        "ingest": (
+            f"ingestion vs raw aiokafka, {ingest_bench.N:,} loan records",
+            lambda: asyncio.run(ingest_bench.measure_ingestion(bootstrap)),
+        ),
+        "pipeline": (
+            f"ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records",
+            pipeline_bench.measure_pipeline,
+        ),
+        "features": (
+            f"feature freshness (producer → online) at {features_bench.RATE:,} records/s vs raw Kafka latency",
+            lambda: asyncio.run(features_bench.measure(bootstrap)),
+        ),
+        "train": ("training loop vs a plain PyTorch loop", train_bench.measure_training),
+        "monitor": (
+            f"monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams",
+            monitor.measure_monitor,
+        ),
+        "gateway": (
+            "serving gateway vs Triton direct and Feast SDK + Triton (OIP, business API, perf_analyzer)",
+            lambda: gateway_bench.measure_gateway(bootstrap),
+        ),
+        "loop": (
+            "the closed loop on a fresh factory (drift onset → new champion serving)",
+            lambda: loop_bench.measure_loop(loop_config),
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench")
+    parser.add_argument("--smoke", action="store_true", help="every part with tiny sizes (CI)")
+    parser.add_argument("--only", default="", help=f"comma-separated parts of {', '.join(EXPECTED)}")
+    args = parser.parse_args(argv)
+    chosen = [p for p in args.only.split(",") if p] or list(EXPECTED)
+    unknown = sorted(set(chosen) - set(EXPECTED))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; known: {', '.join(EXPECTED)}")
+    if args.smoke:
+        for module, sizes in SMOKE.items():
+            for name, value in sizes.items():
+                setattr(module, name, value)
+    out = BUILD / ("bench-smoke.json" if args.smoke else "bench.json")
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C: the fresh factories and processes the
+    # parts started are stopped by their context managers instead of being left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     kafka = ensure_kafka()
+    figures: list[Figure] = []
+    seconds: dict[str, float] = {}
+    errors: list[str] = []
     try:
-        figures: list[Figure] = []
-        print(f"bench: event bus, {bus.N:,} events each way ...", file=sys.stderr, flush=True)
-        figures += asyncio.run(bus.measure(kafka.bootstrap_servers))
-        print(
-            f"bench: ingestion vs raw aiokafka, {ingest_bench.N:,} loan records ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        figures += asyncio.run(ingest_bench.measure_ingestion(kafka.bootstrap_servers))
-        print(
-            f"bench: ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        figures += pipeline_bench.measure_pipeline()
-        print(
-            f"bench: feature freshness at {features_bench.RATE:,} records/s vs raw Kafka latency ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        figures += asyncio.run(features_bench.measure(kafka.bootstrap_servers))
-        print("bench: training loop vs a plain PyTorch loop ...", file=sys.stderr, flush=True)
-        figures += train_bench.measure_training()
-        print(
-            f"bench: monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        figures += monitor.measure_monitor()
-        print(
-            "bench: serving gateway vs Triton direct (OIP, business API, perf_analyzer) ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        figures += gateway_bench.measure_gateway(kafka.bootstrap_servers)
-        print(
-            "bench: the closed loop on a fresh factory (drift onset → new champion serving) ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        figures += loop_bench.measure_loop()
+        parts = _parts(kafka.bootstrap_servers, SMOKE_LOOP if args.smoke else loop_bench.CONFIG)
+        for name in chosen:
+            what, run = parts[name]
+            print(f"bench: {what} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            try:
+                figures += run()
+            except Exception as exc:  # noqa: BLE001 - one part failing must not hide the others' rows
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                print(f"bench: {name} failed: {exc!r}", file=sys.stderr, flush=True)
+            seconds[name] = time.monotonic() - started
+            print(f"bench: {name} took {seconds[name]:.1f}s", file=sys.stderr, flush=True)
     finally:
         kafka.stop()
     print(render(figures))
-    write(figures, OUT)
-    print(f"\nwrote {OUT.relative_to(Path.cwd()) if OUT.is_relative_to(Path.cwd()) else OUT}")
+    write(figures, out)
+    print(f"\nwrote {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    refused = errors + problems(figures, [n for part in chosen for n in EXPECTED[part]])
+    if refused:
+        print("bench: REFUSED\n  " + "\n  ".join(refused), file=sys.stderr)
+        return 1
     return 0
 
 

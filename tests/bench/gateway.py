@@ -2,9 +2,10 @@
 
 Everything runs as its own process on this machine: a Triton of the bench's own
 (loan_approval version 1, exported with the registry's exporter), the gateway
-(``python -m services.gateway``: auth off, prediction log on, to a bench topic), and a
-stub FeatureStoreService (canned rows over real gRPC, its own process) for predictions
-by entity id: the bench measures the gateway, not the feature store.
+(``python -m services.gateway``: auth off, prediction log on, to a bench topic), and for
+predictions by entity id the real feature store (``python -m services.featurestore``,
+Feast online on SQLite, and a second one on Redis, each with its own gateway), loaded
+with ``ENTITIES`` applicants' features before the rounds.
 
 Clients (the bench process): a blocking gRPC stub sending one pre-encoded
 ``ModelInferRequest`` (1 row) for latency at concurrency 1; a grpc.aio client with 8
@@ -14,12 +15,15 @@ background load. perf_analyzer (tritonclient 2.41's binary) loads both too.
 
 Figures, each with Triton direct as its baseline:
 - gateway.inline.p50_ms / p99_ms: OIP ModelInfer, features inline, concurrency 1
-- gateway.entity.p99_ms: business Predict by entity id (features fetched online), c1
+- gateway.entity.{sqlite,redis}.p50_ms / p99_ms: business Predict by entity id (features
+  read online from the feature store on that backend), c1; baseline: the same features read
+  in the bench process with the Feast SDK (``FeatureStore.get_online_features`` on the
+  feature store's own Feast repo) and Triton called directly with them
 - gateway.inline.rps_c8: OIP ModelInfer throughput at concurrency 8
 - perf_analyzer.p50_ms (c1) and perf_analyzer.rps_c8
 - floor.*: the same measurements through a bare Python hop (``passthrough`` below: a
   grpc.aio server on uvloop that forwards the request bytes to Triton and returns its
-  bytes; for the entity figure it first calls the stub feature store with a fixed
+  bytes; for the entity figure it first calls the SQLite feature store with a fixed
   request). No routing, validation, log or telemetry: what any Python gateway pays on
   this machine, measured in the same rounds, to read the gateway's figures against. Its
   by-entity calls send pre-encoded bytes; the gateway's go through the generated stub,
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,7 +61,11 @@ RPS_SECONDS = 1.5
 RPS_ROUNDS = 4
 CONCURRENCY = 8
 ENTITIES = 1000
-FEATURE_NOTE = "entity features: stub FeatureStoreService (own process, gRPC)"
+# perf_analyzer: requests per measurement window, stability (%) tried in turn, trials.
+PA_REQUESTS = 3000
+PA_STABILITY = ("50", "100")
+PA_TRIALS = 8
+BACKENDS = ("sqlite", "redis")
 FLOOR_NOTE = "bare grpc.aio pass-through, same rounds"
 BASELINE_TREE = "AIF_BENCH_GATEWAY_BASELINE_TREE"
 
@@ -82,51 +91,53 @@ def _request() -> bytes:
 
 def _wait(what: str, check, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while True:
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
         if time.monotonic() > deadline:
-            raise RuntimeError(f"bench: {what} not ready after {timeout:.0f}s")
+            raise RuntimeError(f"bench: {what} not ready after {timeout:.0f}s (last: {last!r:.500})")
         time.sleep(0.2)
 
 
-# -- the stub feature store (``python -m tests.bench.gateway stub-featurestore PORT``) ----
+# -- the baseline for entity figures: Feast SDK read + Triton direct ----------------------
 
 
-def serve_stub_feature_store(port: int) -> None:
-    from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
-    from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
-    from libs.usecase import load_default
+class FeastThenTriton:
+    """What an app without the gateway would do: read the entity's features with the Feast
+    SDK from the feature store's own repo, then call Triton with them."""
 
-    columns = load_default()["loan_approval"].model_inputs()
-    rng = np.random.default_rng(3)
-    rows: dict[str, pb.FeatureRow] = {}
-    for i in range(ENTITIES):
-        row = pb.FeatureRow(entity_id=f"a{i}", found=True)
-        for name, value in zip(columns, rng.uniform(0, 1000, size=len(columns)).tolist(), strict=True):
-            row.values[name].double_value = value
-        rows[row.entity_id] = row
+    def __init__(self, repo: Path, infer) -> None:  # type: ignore[no-untyped-def]
+        from feast import FeatureStore
+        from tritonclient.grpc import service_pb2
 
-    class Stub(pb_grpc.FeatureStoreServiceServicer):
-        async def GetOnlineFeatures(self, request, context):  # type: ignore[no-untyped-def]
-            return pb.GetOnlineFeaturesResponse(
-                rows=[rows.get(e) or pb.FeatureRow(entity_id=e) for e in request.entity_ids]
-            )
+        from libs.usecase import load_default
 
-    async def main() -> None:
-        server = grpc.aio.server()
-        pb_grpc.add_FeatureStoreServiceServicer_to_server(Stub(), server)
-        server.add_insecure_port(f"127.0.0.1:{port}")
-        await server.start()
-        await server.wait_for_termination()
+        uc = load_default()["loan_approval"]
+        self._store = FeatureStore(repo_path=str(repo))
+        self._columns = uc.model_inputs()
+        self._refs = [f"loan_approval:{c}" for c in self._columns]
+        self._key = uc.entity.field
+        self._infer = infer
+        self._pb = service_pb2
 
-    asyncio.run(main())
+    def __call__(self, entity_id: str) -> bytes:
+        values = self._store.get_online_features(
+            features=self._refs, entity_rows=[{self._key: entity_id}]
+        ).to_dict()
+        row = np.array(
+            [[np.nan if values[c][0] is None else values[c][0] for c in self._columns]], dtype=np.float32
+        )
+        req = self._pb.ModelInferRequest(model_name="loan_approval")
+        req.inputs.add(name="INPUT", datatype="FP32", shape=list(row.shape))
+        req.raw_input_contents.append(row.tobytes())
+        return self._infer(req.SerializeToString(), timeout=5)  # type: ignore[no-any-return]
 
 
-def serve_passthrough(port: int, triton_url: str, feature_store_url: str) -> None:
+def serve_passthrough(port: int, triton_url: str, feature_store_url: str, entity_id: str) -> None:
     """The floor: ModelInfer bytes forwarded to Triton; Predict = a fixed feature-store call,
     then the bench's fixed ModelInfer request (the response is Triton's bytes)."""
     from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
@@ -144,7 +155,7 @@ def serve_passthrough(port: int, triton_url: str, feature_store_url: str) -> Non
             response_deserializer=same,
         )
         features_request = pb.GetOnlineFeaturesRequest(
-            use_case="loan_approval", entity_ids=["a1"]
+            use_case="loan_approval", entity_ids=[entity_id]
         ).SerializeToString()
         infer_request = _request()
 
@@ -230,7 +241,7 @@ def _perf_analyzer(url: str, concurrency: int, out: Path) -> dict[str, float] | 
         )
         return None
     tool = found.stdout.strip()
-    for stability in ("50", "100"):
+    for stability in PA_STABILITY:
         out.unlink(missing_ok=True)
         cmd = [
             tool,
@@ -245,11 +256,11 @@ def _perf_analyzer(url: str, concurrency: int, out: Path) -> dict[str, float] | 
             "--measurement-mode",
             "count_windows",
             "--measurement-request-count",
-            "3000",
+            str(PA_REQUESTS),
             "-s",
             stability,
             "--max-trials",
-            "8",
+            str(PA_TRIALS),
             "-f",
             str(out),
         ]
@@ -277,19 +288,56 @@ def _pct(samples: list[float], q: float) -> float:
 # -- the measurement ------------------------------------------------------------------
 
 
+def _entity_features(bootstrap: str, logs: Path, redis_url: str) -> dict[str, object]:
+    """One feature store per backend, started side by side and loaded with ENTITIES
+    applicants; returns them by backend (call ``.stop()`` on each) and the entity ids under
+    ``"ids"``."""
+    from tests.bench.features import FeatureStoreProcess, examples, load_entities
+
+    rows = examples(ENTITIES * 3, seed=3, applicants=ENTITIES)
+    for b in BACKENDS:  # a Feast repo, data and log of this run's own
+        shutil.rmtree(logs / f"fs-{b}", ignore_errors=True)
+    stores = {
+        b: FeatureStoreProcess(bootstrap, logs / f"fs-{b}", online_store=b, redis_url=redis_url)
+        for b in BACKENDS
+    }
+
+    async def ready() -> None:
+        await asyncio.gather(*(fs.create_topics(bootstrap) for fs in stores.values()))
+        await asyncio.gather(*(asyncio.to_thread(fs.start) for fs in stores.values()))
+        await asyncio.gather(*(load_entities(bootstrap, fs, rows) for fs in stores.values()))
+
+    try:
+        asyncio.run(ready())
+    except BaseException:
+        for fs in stores.values():
+            fs.stop()
+        raise
+    return {**stores, "ids": sorted({e.entity_id for e in rows})}
+
+
 def measure_gateway(bootstrap: str) -> list[Figure]:
+    from aif.infra import ensure_redis
     from aifactory.gateway.v1 import gateway_service_pb2 as gw_pb
     from aifactory.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
     from libs.usecase import load_default
+    from tests.bench.features import FeatureStoreProcess
     from tests.gateway_support import export_version, own_triton
 
     triton = own_triton("triton-bench", 28491)
+    redis = ensure_redis()
     procs: list[subprocess.Popen[bytes]] = []
     logs = ROOT / "build" / "gateway-bench"
     logs.mkdir(parents=True, exist_ok=True)
+    stores: dict[str, object] = {}
     try:
         export_version(triton.model_repository, load_default()["loan_approval"], 1)
-        fs_port, grpc_port, oip_port = _free_port(), _free_port(), _free_port()
+        stores = _entity_features(bootstrap, logs, redis.url)
+        ids: list[str] = stores["ids"]  # type: ignore[assignment]
+        fs = {b: stores[b] for b in BACKENDS}
+        sqlite_fs: FeatureStoreProcess = fs["sqlite"]  # type: ignore[assignment]
+        ports = {b: (_free_port(), _free_port()) for b in BACKENDS}  # (gRPC, OIP) of its gateway
+        grpc_port, oip_port = ports["sqlite"]
         env = dict(os.environ)
         env.update(
             {
@@ -302,29 +350,29 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                 "AIF_GATEWAY_REGISTRY_TARGET": "",
                 "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
                 "AIF_GATEWAY_USE_CASES": "loan_approval",
-                "AIF_GATEWAY_FEATURESTORE_TARGET": f"127.0.0.1:{fs_port}",
+                "AIF_GATEWAY_FEATURESTORE_TARGET": sqlite_fs.target,
                 "AIF_GATEWAY_KAFKA_BOOTSTRAP": bootstrap,
                 "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
                 "AIF_GATEWAY_LOG_LEVEL": "WARNING",
             }
         )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.bench.gateway", "stub-featurestore", str(fs_port)],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=(logs / "featurestore.log").open("wb"),
+        for backend in BACKENDS:
+            g, o = ports[backend]
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.gateway"],
+                    cwd=ROOT,
+                    env={
+                        **env,
+                        "AIF_GATEWAY_GRPC_PORT": str(g),
+                        "AIF_GATEWAY_OIP_PORT": str(o),
+                        "AIF_GATEWAY_FEATURESTORE_TARGET": fs[backend].target,  # type: ignore[attr-defined]
+                        "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
+                    },
+                    stdout=subprocess.DEVNULL,
+                    stderr=(logs / f"gateway-{backend}.log").open("wb"),
+                )
             )
-        )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "services.gateway"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=(logs / "gateway.log").open("wb"),
-            )
-        )
         tree = os.environ.get(BASELINE_TREE, "")
         base_grpc_port, base_oip_port = _free_port(), _free_port()
         if tree:
@@ -354,7 +402,8 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                     "passthrough",
                     str(floor_port),
                     triton.grpc_url,
-                    f"127.0.0.1:{fs_port}",
+                    sqlite_fs.target,
+                    ids[0],
                 ],
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
@@ -371,17 +420,21 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         direct, gateway, floor = (
             ch.unary_unary("/inference.GRPCInferenceService/ModelInfer") for ch in channels
         )
-        business_ch = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-        predict = gw_grpc.GatewayServiceStub(business_ch).Predict
+        business_ch = {b: grpc.insecure_channel(f"127.0.0.1:{ports[b][0]}") for b in BACKENDS}
+        predicts = {b: gw_grpc.GatewayServiceStub(business_ch[b]).Predict for b in BACKENDS}
+        predict = predicts["sqlite"]
         floor_predict = channels[2].unary_unary("/aifactory.gateway.v1.GatewayService/Predict")
+        feast = {b: FeastThenTriton(fs[b].repo, direct) for b in BACKENDS}  # type: ignore[attr-defined]
         _wait("triton model", lambda: direct(payload, timeout=5) is not None)
         _wait("gateway", lambda: gateway(payload, timeout=5) is not None)
-        _wait(
-            "gateway by entity",
-            lambda: (
-                predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"), timeout=5) is not None
-            ),
-        )
+        for backend in BACKENDS:
+            _wait(
+                f"gateway by entity ({backend})",
+                lambda b=backend: (  # type: ignore[misc]
+                    predicts[b](gw_pb.PredictRequest(use_case="loan_approval", entity_id=ids[0]), timeout=5)
+                    is not None
+                ),
+            )
         _wait("pass-through", lambda: floor(payload, timeout=5) is not None)
         base_url = f"127.0.0.1:{base_oip_port}"
         base_ch = (
@@ -394,47 +447,67 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
             _wait(
                 "baseline gateway by entity",
                 lambda: (
-                    base_predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id="a1"), timeout=5)
+                    base_predict(gw_pb.PredictRequest(use_case="loan_approval", entity_id=ids[0]), timeout=5)
                     is not None
                 ),
             )
 
         lat: dict[str, list[float]] = {
-            "direct": [],
-            "gateway": [],
-            "entity": [],
-            "floor": [],
-            "floor_entity": [],
-            "base": [],
-            "base_entity": [],
+            k: []
+            for k in (
+                "direct",
+                "gateway",
+                "entity",
+                "floor",
+                "floor_entity",
+                "base",
+                "base_entity",
+                *(f"entity_{b}" for b in BACKENDS),
+                *(f"feast_{b}" for b in BACKENDS),
+            )
         }
-        entity_requests = [
-            gw_pb.PredictRequest(use_case="loan_approval", entity_id=f"a{i % ENTITIES}")
-            for i in range(ROUNDS * LATENCY_CALLS)
-        ]
+        order = [ids[i % len(ids)] for i in range(ROUNDS * LATENCY_CALLS)]
+        entity_requests = [gw_pb.PredictRequest(use_case="loan_approval", entity_id=e) for e in order]
         floor_request = entity_requests[0].SerializeToString()
         for call in (direct, gateway, floor):
             _latencies(call, payload, WARMUP)
         _latencies(floor_predict, floor_request, WARMUP)
-        for _ in range(WARMUP):
-            predict(entity_requests[0])
+        for backend in BACKENDS:  # the same warm-up for each gateway and for its baseline
+            for e in order[:WARMUP]:
+                predicts[backend](gw_pb.PredictRequest(use_case="loan_approval", entity_id=e))
+                feast[backend](e)
         # The gateways under test, in the order of a round: this tree's, then the baseline's.
         gateways = [("gateway", "entity", gateway, predict)]
         if tree:
             _latencies(base, payload, WARMUP)
             _latencies(base_predict, entity_requests[0], WARMUP)
             gateways.append(("base", "base_entity", base, base_predict))
+
+        def timed(key: str, fn, items) -> None:  # type: ignore[no-untyped-def]
+            for item in items:
+                started = time.perf_counter()
+                fn(item)
+                lat[key].append(time.perf_counter() - started)
+
         for r in range(ROUNDS):
+            calls = slice(r * LATENCY_CALLS, (r + 1) * LATENCY_CALLS)
             lat["direct"] += _latencies(direct, payload, LATENCY_CALLS)
             for inline, entity, call, by_entity in gateways if r % 2 == 0 else gateways[::-1]:
                 lat[inline] += _latencies(call, payload, LATENCY_CALLS)
-                for request in entity_requests[r * LATENCY_CALLS : (r + 1) * LATENCY_CALLS]:
-                    started = time.perf_counter()
-                    by_entity(request)
-                    lat[entity].append(time.perf_counter() - started)
+                if tree:  # by entity, this tree's against the other's in the same rounds
+                    timed(entity, by_entity, entity_requests[calls])
+            # Each backend: its gateway and its Feast SDK + Triton baseline on the same entities,
+            # alternating which goes first.
+            for backend in BACKENDS:
+                pair = [
+                    (f"entity_{backend}", predicts[backend], entity_requests[calls]),
+                    (f"feast_{backend}", feast[backend], order[calls]),
+                ]
+                for key, fn, items in pair if r % 2 == 0 else pair[::-1]:
+                    timed(key, fn, items)
             lat["floor"] += _latencies(floor, payload, LATENCY_CALLS)
             lat["floor_entity"] += _latencies(floor_predict, floor_request, LATENCY_CALLS)
-        for ch in (*channels, business_ch, *base_ch):
+        for ch in (*channels, *business_ch.values(), *base_ch):
             ch.close()
 
         rps: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": [], "base": []}
@@ -459,7 +532,11 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for backend in BACKENDS:
+            if backend in stores:
+                stores[backend].stop()  # type: ignore[attr-defined]
         triton.stop()
+        redis.stop()  # only if this run started it
 
     d50, d99 = _pct(lat["direct"], 50), _pct(lat["direct"], 99)
     figures: list[Figure] = []
@@ -473,28 +550,40 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         figures += [
             Figure(f"{prefix}.inline.p50_ms", _pct(lat[inline], 50), f"ms{tag}", "triton.direct.p50_ms", d50),
             Figure(f"{prefix}.inline.p99_ms", _pct(lat[inline], 99), f"ms{tag}", "triton.direct.p99_ms", d99),
-            Figure(
-                f"{prefix}.entity.p50_ms",
-                _pct(lat[entity], 50),
-                f"ms ({FEATURE_NOTE}){tag}",
-                "triton.direct.p50_ms",
-                d50,
-            ),
-            Figure(
-                f"{prefix}.entity.p99_ms",
-                _pct(lat[entity], 99),
-                f"ms ({FEATURE_NOTE}){tag}",
-                "triton.direct.p99_ms",
-                d99,
-            ),
+        ]
+        if prefix == "gateway":
+            for backend in BACKENDS:
+                ours, theirs = lat[f"entity_{backend}"], lat[f"feast_{backend}"]
+                for q in (50, 99):
+                    figures.append(
+                        Figure(
+                            f"gateway.entity.{backend}.p{q}_ms",
+                            _pct(ours, q),
+                            f"ms (feature store on Feast/{backend})",
+                            f"feast_sdk+triton.{backend}.p{q}_ms",
+                            _pct(theirs, q),
+                        )
+                    )
+        else:  # the other tree's gateway on the SQLite feature store, against the same baseline
+            for q in (50, 99):
+                figures.append(
+                    Figure(
+                        f"{prefix}.entity.sqlite.p{q}_ms",
+                        _pct(lat[entity], q),
+                        f"ms (feature store on Feast/sqlite){tag}",
+                        f"feast_sdk+triton.sqlite.p{q}_ms",
+                        _pct(lat["feast_sqlite"], q),
+                    )
+                )
+        figures.append(
             Figure(
                 f"{prefix}.inline.rps_c8",
                 float(np.mean(rps[inline])),
                 f"req/s{tag}",
                 "triton.direct.rps_c8",
                 float(np.mean(rps["direct"])),
-            ),
-        ]
+            )
+        )
     figures += [
         Figure(
             "floor.inline.p50_ms", _pct(lat["floor"], 50), f"ms ({FLOOR_NOTE})", "triton.direct.p50_ms", d50
@@ -505,9 +594,9 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         Figure(
             "floor.entity.p99_ms",
             _pct(lat["floor_entity"], 99),
-            f"ms ({FLOOR_NOTE})",
-            "triton.direct.p99_ms",
-            d99,
+            f"ms ({FLOOR_NOTE}, feature store on Feast/sqlite)",
+            "feast_sdk+triton.sqlite.p99_ms",
+            _pct(lat["feast_sqlite"], 99),
         ),
         Figure(
             "floor.inline.rps_c8",
@@ -518,23 +607,41 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         ),
     ]
     c1, d1, c8, d8 = pa["gateway_c1"], pa["direct_c1"], pa["gateway_c8"], pa["direct_c8"]
-    if c1 and d1:
-        figures += [
-            Figure("perf_analyzer.p50_ms", c1["p50_ms"], "ms", "perf_analyzer.triton.p50_ms", d1["p50_ms"]),
-            Figure("perf_analyzer.p99_ms", c1["p99_ms"], "ms", "perf_analyzer.triton.p99_ms", d1["p99_ms"]),
-        ]
-    if c8 and d8:
-        figures.append(
-            Figure("perf_analyzer.rps_c8", c8["rps"], "req/s", "perf_analyzer.triton.rps_c8", d8["rps"])
-        )
+    figures += [
+        Figure(
+            "perf_analyzer.p50_ms",
+            c1["p50_ms"] if c1 else None,
+            "ms",
+            "perf_analyzer.triton.p50_ms",
+            d1["p50_ms"] if d1 else None,
+            note="" if c1 and d1 else "perf_analyzer found no stable measurement or did not run",
+            failed=not (c1 and d1),
+        ),
+        Figure(
+            "perf_analyzer.p99_ms",
+            c1["p99_ms"] if c1 else None,
+            "ms",
+            "perf_analyzer.triton.p99_ms",
+            d1["p99_ms"] if d1 else None,
+            note="" if c1 and d1 else "perf_analyzer found no stable measurement or did not run",
+            failed=not (c1 and d1),
+        ),
+        Figure(
+            "perf_analyzer.rps_c8",
+            c8["rps"] if c8 else None,
+            "req/s",
+            "perf_analyzer.triton.rps_c8",
+            d8["rps"] if d8 else None,
+            note="" if c8 and d8 else "perf_analyzer found no stable measurement or did not run",
+            failed=not (c8 and d8),
+        ),
+    ]
     return figures
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "stub-featurestore":
-        serve_stub_feature_store(int(sys.argv[2]))
-    elif len(sys.argv) == 5 and sys.argv[1] == "passthrough":
-        serve_passthrough(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    if len(sys.argv) == 6 and sys.argv[1] == "passthrough":
+        serve_passthrough(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
     else:
         from aif.infra import ensure_kafka
         from tests.bench.report import render

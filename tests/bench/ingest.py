@@ -43,8 +43,9 @@ BATCH = 1_000
 PARTITIONS = 3
 
 
-def payloads(n: int = N) -> list[tuple[bytes, bytes]]:
-    """(key, JSON) of n loan applications, each with its record id."""
+def payloads(n: int | None = None) -> list[tuple[bytes, bytes]]:
+    """(key, JSON) of n (default ``N``) loan applications, each with its record id."""
+    n = N if n is None else n
     return [
         (e.entity_id.encode(), to_json({**e.record, "record_id": e.record_id}))
         for e, _ in zip(LoanStream(seed=99), range(n), strict=False)
