@@ -1,7 +1,8 @@
 """``aif`` command line.
 
 aif demo      start the infrastructure and the seven services, check them, stop them
-aif up        start the infrastructure and the seven services; Ctrl-C stops them
+aif up        start the infrastructure and the seven services (restarted with backoff by
+              supervisord when they crash); Ctrl-C stops them
 aif usecase   scaffold (new NAME) or validate (validate FILE...) use-case specs
 aif token     development tokens (keygen, issue, revoke) and mTLS certificates (certs)
 aif audit     verify (exit 1 naming a tampered entry) or list the registry's audit log
@@ -20,17 +21,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aif", description="AI Factory command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the factory's main job end to end on embedded defaults")
-    sub.add_parser("up", help="run infrastructure and services in the foreground until Ctrl-C")
+    sub.add_parser(
+        "up", help="run infrastructure and services (under supervisord) in the foreground until Ctrl-C"
+    )
     usecase.add_parser(sub)
     token.add_parser(sub)
     audit.add_parser(sub)
     train.add_parser(sub)
     args = parser.parse_args(argv)
-    if args.command in ("demo", "up"):
-        # Only these two need the infrastructure, stack and loop modules (pandas, aiokafka...).
+    # Only these two need the infrastructure, stack and loop modules (pandas, aiokafka...).
+    if args.command == "demo":
         from aif.cli import demo
 
-        return demo.run() if args.command == "demo" else demo.up()
+        return demo.run()
+    if args.command == "up":
+        from aif.cli import up
+
+        return up.up()
     if args.command == "usecase":
         return usecase.run(args)
     if args.command == "token":

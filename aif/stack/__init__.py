@@ -8,7 +8,7 @@ Offsets in use keep the gRPC ports (50051-50066 + offset) above the kernel's eph
 range (32768-60999), where an outgoing connection of any process may hold a port at the
 moment a service binds it: fuzz 11000, hostile topics 11200, services tests 11400 and
 11500, service wiring 11600, e2e loop 11800, demo 12000, bench loop 12200, bench
-pipeline 12400 (each stack spans 16 ports).
+pipeline 12400, chaos 12600 (each stack spans 16 ports).
 
 Services run with authentication on: the stack makes sure the development key pair
 exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``), points every service
@@ -129,20 +129,30 @@ class Stack:
         """Call metadata with a fresh token (admin for every use case unless ``roles``)."""
         return self.auth.metadata(subject, roles)
 
+    def ports(self, name: str) -> tuple[int, int]:
+        """Service ``name``'s gRPC and metrics ports on this stack."""
+        grpc_port, metrics_port = (p + self.port_offset for p in SERVICES[name])
+        return grpc_port, metrics_port
+
+    def environment(self, name: str) -> dict[str, str]:
+        """What service ``name``'s process gets on top of this process's environment: the
+        auth key, the wiring, this stack's ``env`` and its ports (also used by
+        :mod:`aif.stack.supervised` to write a supervisor's program)."""
+        grpc_port, metrics_port = self.ports(name)
+        return {
+            **self.auth.ensure().env(),
+            **self.wiring(name),
+            **self.env,
+            f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
+            f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+
     def start(self, names: Iterable[str] = SERVICES, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        auth_env = self.auth.ensure().env()
         for name in names:
-            grpc_port, metrics_port = (p + self.port_offset for p in SERVICES[name])
-            env = {
-                **os.environ,
-                **auth_env,
-                **self.wiring(name),
-                **self.env,
-                f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
-                f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
-                "PYTHONUNBUFFERED": "1",
-            }
+            grpc_port, metrics_port = self.ports(name)
+            env = {**os.environ, **self.environment(name)}
             log_path = self.log_dir / f"{name}.log"
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(
@@ -175,6 +185,22 @@ class Stack:
                 )
             if pending:
                 time.sleep(0.2)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 15.0) -> int:
+        """Sends ``sig`` to one service (default: kill -9, as a crash) and waits for it to end;
+        returns its exit code. The service stays listed, so :meth:`restart` starts it again."""
+        svc = self.running[name]
+        if svc.process.poll() is None:
+            svc.process.send_signal(sig)
+        return svc.process.wait(timeout)
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Starts one service again (after :meth:`kill`, or after it exited on its own) with
+        the same ports, wiring and state, and waits until it is SERVING."""
+        svc = self.running.get(name)
+        if svc is not None and svc.process.poll() is None:
+            self.kill(name, signal.SIGTERM)
+        self.start([name], timeout=timeout)
 
     def stop(self, timeout: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for each, SIGKILL stragglers; returns exit codes."""

@@ -64,6 +64,7 @@ class RpcServer:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        self._failed = False
         self.port = 0
 
     @property
@@ -91,14 +92,27 @@ class RpcServer:
         if not self.port:
             raise ConfigError(f"cannot listen on {self._address}: address in use or invalid")
         await self._server.start()
-        # "" is the whole server; each service also reports under its own name.
+        # "" is the whole server; each service also reports under its own name. A service
+        # whose background work died while it was being built never reports SERVING.
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if self._failed
+            else health_pb2.HealthCheckResponse.SERVING
+        )
         for name in ["", *self._names]:
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self._health.set(name, status)
         transport = (
             "plaintext" if self._tls is None else ("mutual TLS" if self._tls.client_ca is not None else "TLS")
         )
         log.info("gRPC serving %s on port %d (%s)", ", ".join(self._names[1:]), self.port, transport)
         return self.port
+
+    async def fail(self) -> None:
+        """Report NOT_SERVING under every name, for good: the process lost work it must do
+        (a background worker died) and is about to stop for a restart."""
+        self._failed = True
+        for name in ["", *self._names]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the drain time, then stop."""
@@ -109,15 +123,31 @@ class RpcServer:
         await self._server.wait_for_termination()
 
 
-async def serve(server: RpcServer, *, on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Run ``server`` until SIGTERM/SIGINT, then drain it and run ``on_stop``."""
+async def serve(
+    server: RpcServer,
+    *,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    failed: asyncio.Event | None = None,
+) -> None:
+    """Run ``server`` until SIGTERM/SIGINT (or until ``failed`` is set: the service can no
+    longer do its work), then drain it and run ``on_stop``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    await stop.wait()
-    log.info("stopping: draining in-flight requests")
+    waits = [loop.create_task(stop.wait())]
+    if failed is not None:
+        waits.append(loop.create_task(failed.wait()))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    if failed is not None and failed.is_set():
+        log.error("stopping after a failure: draining in-flight requests")
+    else:
+        log.info("stopping: draining in-flight requests")
     await server.stop()
     if on_stop is not None:
         await on_stop()

@@ -19,7 +19,7 @@ from libs.auth import server_security
 from libs.bus import EventPublisher, KafkaSecurity
 from libs.errors import Unavailable
 from libs.rpc import RpcServer
-from libs.runtime import Service
+from libs.runtime import WORKER_FAILED, Service
 from libs.telemetry import Telemetry
 from libs.usecase import load_for_service
 from services.featurestore.batch import RecordProcessor
@@ -31,8 +31,9 @@ from services.featurestore.settings import FeatureStoreSettings
 SERVICE_NAME = featurestore_service_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
 log = logging.getLogger(__name__)
 
-# Exit status after a fatal stream error (EX_SOFTWARE): the supervisor restarts the process.
-FATAL_EXIT = 70
+# Exit status after a fatal stream error, the same as after any dead background task
+# (EX_SOFTWARE): the supervisor restarts the process.
+FATAL_EXIT = WORKER_FAILED
 
 
 def exit_on_fatal(exc: BaseException) -> None:

@@ -8,10 +8,7 @@ transaction) stops the process with SIGTERM, so its supervisor restarts it clean
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,16 +55,6 @@ async def ensure_topics(
         log.warning("could not create topics %s: %s", sorted(names), exc)
     finally:
         await admin.close()
-
-
-def _stop_on_fatal(task: asyncio.Task[None]) -> None:
-    if task.cancelled() or task.exception() is None:
-        return
-    log.critical("raw-topic pipeline failed; stopping the service", exc_info=task.exception())
-    # Only where SIGTERM is handled (the service process serving until it): there it drains
-    # and exits; embedded in another program (tests) the error is only logged.
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def kafka_options(settings: IngestionSettings) -> dict[str, Any]:
@@ -155,6 +142,6 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
             kafka_options(settings),
         )
         pipeline = make_pipeline(settings, core)
-        task = service.spawn("ingestion-pipeline", pipeline.run(), stop=pipeline.stop)
-        task.add_done_callback(_stop_on_fatal)
+        # A fatal pipeline error (fenced, broker lost) fails the service: NOT_SERVING and exit.
+        service.spawn("ingestion-pipeline", pipeline.run(), stop=pipeline.stop)
     return service

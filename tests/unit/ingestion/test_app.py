@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
 import pytest
 
 from libs.errors import ConfigError
 from libs.usecase import DEFAULT_DIR
-from services.ingestion.app import _stop_on_fatal
 from services.ingestion.core import load_specs
 
 
@@ -27,20 +24,3 @@ def test_an_invalid_spec_stops_the_service_naming_file_and_key(tmp_path: Path) -
     (tmp_path / "bad.yaml").write_text("name: bad\nversion: 1\nsurprise: true\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_specs(tmp_path)
-
-
-async def test_fatal_pipeline_error_asks_a_serving_process_to_stop() -> None:
-    async def fail() -> None:
-        raise RuntimeError("fenced")
-
-    task = asyncio.create_task(fail())
-    await asyncio.gather(task, return_exceptions=True)
-    _stop_on_fatal(task)  # no SIGTERM handler (embedded): only logged, this test survives
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopped.set)
-    try:
-        _stop_on_fatal(task)
-        await asyncio.wait_for(stopped.wait(), 5)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)

@@ -1,0 +1,75 @@
+"""``aif up``: the infrastructure and the seven services in the foreground until Ctrl-C.
+
+The services run under supervisord (:mod:`aif.stack.supervised`): one that crashes, or
+stops itself because a background worker died, is restarted with backoff, as Kubernetes
+would. ``supervisorctl -c build/up/supervisord.conf status`` shows them while it runs;
+each service logs to ``build/up/<service>.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from aif import infra
+from aif.stack import Stack
+from aif.stack.supervised import SupervisedStack
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = ROOT / "build" / "up"
+
+
+def _step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+@contextlib.contextmanager
+def _infrastructure() -> Iterator[dict[str, str]]:
+    handles: list[infra.Handle] = []
+    try:
+        for name, ensure in (
+            ("kafka", infra.ensure_kafka),
+            ("postgres", infra.ensure_postgres),
+            ("redis", infra.ensure_redis),
+            ("triton", infra.ensure_triton),
+        ):
+            started = time.monotonic()
+            handle: infra.Handle = ensure()
+            handles.append(handle)
+            how = "started" if handle.started else "reused"
+            _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.component.endpoint()})")
+        # The services' own default is build/infra's repository; AIF_INFRA_DIR or
+        # AIF_TRITON_MODEL_REPO may have given this Triton another.
+        repository = str(infra.InfraConfig.from_env().model_repository)
+        yield {
+            "AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
+            "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": repository,
+            "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": repository,
+        }
+    finally:
+        for handle in reversed(handles):
+            handle.stop()
+
+
+def up() -> int:
+    """Run everything in the foreground until Ctrl-C (or SIGTERM); 1 if supervisord died."""
+    # SIGTERM unwinds like Ctrl-C, so the services and the infrastructure are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with _infrastructure() as env:
+        supervised = SupervisedStack(Stack(RUN_DIR, env=env), RUN_DIR)
+        supervised.start()
+        _step(
+            "running under supervisord (a crashed service is restarted with backoff); "
+            f"supervisorctl -c {supervised.config_path} status; Ctrl-C stops everything"
+        )
+        try:
+            code = supervised.wait()
+        except KeyboardInterrupt:
+            code = 0
+        finally:
+            supervised.stop()
+    return 0 if code == 0 else 1
