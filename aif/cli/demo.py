@@ -11,57 +11,25 @@ last line is a one-line summary; exits non-zero when the loop did not close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 from google.protobuf import symbol_database
 
-from aif import infra
 from aif.loop import LoopConfig, LoopDriver, LoopResult, report
 from aif.loop.factory import fresh_factory
 from aif.stack import RunningService, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG_DIR = ROOT / "build" / "demo"
 
 
 def _step(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-@contextlib.contextmanager
-def _infrastructure() -> Iterator[dict[str, str]]:
-    handles: list[infra.Handle] = []
-    try:
-        for name, ensure in (
-            ("kafka", infra.ensure_kafka),
-            ("postgres", infra.ensure_postgres),
-            ("redis", infra.ensure_redis),
-            ("triton", infra.ensure_triton),
-        ):
-            started = time.monotonic()
-            handle: infra.Handle = ensure()
-            handles.append(handle)
-            how = "started" if handle.started else "reused"
-            _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.component.endpoint()})")
-        # The services' own default is build/infra's repository; AIF_INFRA_DIR or
-        # AIF_TRITON_MODEL_REPO may have given this Triton another.
-        repository = str(infra.InfraConfig.from_env().model_repository)
-        yield {
-            "AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
-            "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": repository,
-            "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": repository,
-        }
-    finally:
-        for handle in reversed(handles):
-            handle.stop()
 
 
 def _metrics_ok(port: int) -> bool:
@@ -128,7 +96,9 @@ def _health_table(stack: Stack) -> bool:
 
 def run(config: LoopConfig | None = None) -> int:
     """The factory's main job, end to end; non-zero when the loop did not close."""
-    config = config or LoopConfig()
+    # Outcomes come back as an app reports them: each after a wall delay drawn up to the
+    # spec's max_delay (capped at LoopConfig.wall_delay_cap_s), some all but at once.
+    config = config or LoopConfig(outcome_delay="wall")
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so everything started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
@@ -166,19 +136,3 @@ def run(config: LoopConfig | None = None) -> int:
     print(f"\n(demo ran {time.monotonic() - started:.0f}s; state and logs in {DEMO_ROOT})")
     print(report.summary(result))
     return 0 if ok and result.closed else 1
-
-
-def up() -> int:
-    """Run everything in the foreground until Ctrl-C."""
-    with _infrastructure() as env:
-        stack = Stack(LOG_DIR, env=env)
-        stack.start()
-        _step("running; Ctrl-C stops everything")
-        try:
-            while all(s.process.poll() is None for s in stack.running.values()):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stack.stop()
-    return 0

@@ -9,13 +9,27 @@ Nothing else is done by hand: the monitor must notice, the trainer retrain, the
 evaluator pass, the registry promote and the gateway switch on their own.
 
 The driver only observes (predictions' model versions, the monitor's reports, the
-registry's audit log) and measures.
+registry's audit log and lineage, the dead-letter topic) and measures.
+
+Outcomes come back as an app's would (``LoopConfig.outcome_delay``): at once after the
+decision ("instant"); after a wall-clock delay drawn for each outcome ("wall", seconds);
+or once the stream's event time has moved on by a delay drawn for each outcome
+("event", minutes of event time: the outcome of an application is reported after the
+applications of those minutes were decided). Both delays are drawn uniformly up to the
+spec's ``label.max_delay``, capped so a run stays short (``wall_delay_cap_s``,
+``event_delay_cap``). During the stationary phase the driver can also inject orphan
+labels (feedback for entities never ingested, and for records of known entities that
+ingestion never stored) and poisoned labels (outcomes that are not a declared class,
+or not even a number): the loop must still close, the orphans must be quarantined by
+the feature store (counted with v2's training run) and the poisoned ones dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import grpc
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aif.datagen import Example, LoanStream, to_json
@@ -41,7 +55,9 @@ from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.bus import EventPublisher, Outgoing, topics
-from libs.errors import FailedPrecondition, Unavailable
+from libs.bus import headers as h
+from libs.errors import FailedPrecondition, InvalidArgument, Unavailable
+from libs.usecase import load_default
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -57,6 +73,23 @@ class LoopConfig:
     seed: int = 42
     drift_width: int = 50
     timeout_s: float = 600.0
+    # How outcomes of served applications come back: "instant", "wall" or "event" (see above).
+    outcome_delay: str = "instant"
+    wall_delay_cap_s: float = 3.0
+    event_delay_cap: timedelta = timedelta(minutes=3)
+    # Labels injected during the stationary phase (after v1, before the drift).
+    orphans: int = 0
+    poisoned: int = 0
+
+    def __post_init__(self) -> None:
+        if self.outcome_delay not in OUTCOME_DELAYS:
+            raise InvalidArgument("outcome_delay", f"one of {OUTCOME_DELAYS}, not {self.outcome_delay!r}")
+
+
+OUTCOME_DELAYS = ("instant", "wall", "event")
+# The reason the feature store gives a label that joins no feature row (GetTrainingSetResponse.quarantined).
+NO_FEATURE_ROW = "no_feature_row"
+QUARANTINE_METRIC = "quarantined_labels."
 
 
 @dataclass
@@ -88,6 +121,35 @@ class LoopResult:
     drift_report_id: str = ""
     audit_valid: bool = False
     audit_events: list[reg_pb.ListAuditEventsResponse] = field(default_factory=list)
+    # The monitor's drift reports after the onset (id → created, wall seconds), at the end.
+    drift_reports: dict[str, float] = field(default_factory=dict)
+    # Injected labels, and what the factory made of them.
+    orphans_injected: int = 0
+    poisoned_injected: int = 0
+    poisoned_dead_lettered: int = 0
+    outcomes_reported: int = 0
+
+    @property
+    def v2_drift_report_id(self) -> str:
+        """The drift report v2's lineage (read from the registry) names as its cause."""
+        return self.lineage.model_version.drift_report_id if self.lineage is not None else ""
+
+    @property
+    def causal(self) -> bool:
+        """v2 was trained because of this drift: its lineage names a drift report the
+        monitor raised after the onset (not a false alarm, not an empty link)."""
+        return bool(self.v2_drift_report_id) and self.v2_drift_report_id in self.drift_reports
+
+    @property
+    def quarantined(self) -> dict[str, int]:
+        """Labels v2's training set left out, by reason (recorded with its run)."""
+        if self.lineage is None:
+            return {}
+        return {
+            m.name.removeprefix(QUARANTINE_METRIC): int(m.value)
+            for m in self.lineage.run.metrics
+            if m.name.startswith(QUARANTINE_METRIC) and m.step == 0
+        }
 
     def quality(self) -> dict[str, dict[str, float]]:
         end_during = self.v2_first_index if self.v2_first_index is not None else len(self.served)
@@ -111,6 +173,7 @@ class LoopResult:
             and self.false_alarms == 0
             and self.recovered_ratio >= 0.95
             and self.audit_valid
+            and self.causal
         )
 
 
@@ -169,6 +232,17 @@ class LoopDriver:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._producer: AIOKafkaProducer | None = None
         self._publisher: EventPublisher | None = None
+        max_delay = load_default()[config.use_case].label.max_delay
+        self._wall_delay_s = min(max_delay.total_seconds(), config.wall_delay_cap_s)
+        self._event_delay = min(max_delay, config.event_delay_cap)
+        self._rng = random.Random(config.seed + 1)
+        # "event": outcomes waiting for the stream to reach their label time, a heap of
+        # (label event time, sequence, request); "wall": the sleeping senders.
+        self._due: list[tuple[datetime, int, gw_pb.RecordFeedbackRequest]] = []
+        self._seq = itertools.count()
+        self._senders: set[asyncio.Task[None]] = set()
+        self.outcomes_reported = 0
+        self._poison_ids: set[str] = set()
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -190,6 +264,9 @@ class LoopDriver:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in self._senders:
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
         if self._producer is not None:
             await self._producer.stop()
         if self._publisher is not None:
@@ -278,27 +355,148 @@ class LoopDriver:
                     time.monotonic(),
                 )
             )
+        requests = [
+            gw_pb.RecordFeedbackRequest(
+                prediction_id=s.prediction_id,
+                use_case=self.cfg.use_case,
+                outcome=common_pb2.Value(int64_value=ex.label),
+                feedback_id=f"fb-{ex.record_id}",
+                record_id=ex.record_id,
+                event_time=_ts(ex.event_time),
+                entity_id=ex.entity_id,
+            )
+            for ex, s in zip(batch, served, strict=True)
+        ]
+        mode = self.cfg.outcome_delay
+        if mode == "instant":
+            await self._send_outcomes(requests)
+        elif mode == "wall":
+            for request in requests:
+                delay = self._rng.uniform(0.0, self._wall_delay_s)
+                task = asyncio.create_task(self._send_later(request, delay))
+                self._senders.add(task)
+                task.add_done_callback(self._senders.discard)
+        else:
+            for ex, request in zip(batch, requests, strict=True):
+                due = ex.event_time + self._rng.uniform(0.0, 1.0) * self._event_delay
+                heapq.heappush(self._due, (due, next(self._seq), request))
+            # The stream's event time is now the newest decided application's.
+            now = max(ex.event_time for ex in batch)
+            ready = []
+            while self._due and self._due[0][0] <= now:
+                ready.append(heapq.heappop(self._due)[2])
+            await self._send_outcomes(ready)
+        return served
+
+    async def _send_outcomes(self, requests: Sequence[gw_pb.RecordFeedbackRequest]) -> None:
+        """Report outcomes through the gateway, observed now (wall time, after the decision)."""
         now = _ts(datetime.now(UTC))
+        for request in requests:
+            request.observed_at.CopyFrom(now)
         await asyncio.gather(
-            *[
-                self.gateway.RecordFeedback(
-                    gw_pb.RecordFeedbackRequest(
-                        prediction_id=s.prediction_id,
+            *[self.gateway.RecordFeedback(r, metadata=self._md, timeout=10) for r in requests]
+        )
+        self.outcomes_reported += len(requests)
+
+    async def _send_later(self, request: gw_pb.RecordFeedbackRequest, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._send_outcomes([request])
+
+    # -- what a careless producer sends ------------------------------------------------
+
+    async def inject_orphans(self, n: int, near: Sequence[Example]) -> int:
+        """Feedback no feature row can back: half for entities never ingested, half for
+        records of known entities that ingestion never stored (``near``: served examples
+        whose entities and event times they borrow)."""
+        assert self._publisher is not None
+        events = []
+        for i in range(n):
+            ex = near[i % len(near)]
+            ghost = i % 2 == 0
+            record_id = f"orphan-{uuid.uuid4().hex[:12]}"
+            entity = f"ghost-{record_id}" if ghost else ex.entity_id
+            events.append(
+                Outgoing(
+                    topics.FEEDBACK,
+                    gateway_events.FeedbackRecorded(
+                        feedback_id=f"fb-{record_id}",
                         use_case=self.cfg.use_case,
-                        outcome=common_pb2.Value(int64_value=ex.label),
-                        observed_at=now,
-                        feedback_id=f"fb-{ex.record_id}",
+                        entity_id=entity,
+                        record_id=record_id,
+                        # A known entity's label at a time of its own: an as-of join would
+                        # hand it the features of the entity's older record.
+                        event_time=_ts(ex.event_time + timedelta(milliseconds=500)),
+                        outcome=common_pb2.Value(int64_value=1),
+                        observed_at=_ts(datetime.now(UTC)),
+                        recorded_at=_ts(datetime.now(UTC)),
+                    ),
+                    use_case=self.cfg.use_case,
+                    key=entity,
+                    event_id=f"fb-{record_id}",
+                )
+            )
+        await self._publisher.publish_many(events)
+        return n
+
+    async def inject_poison(self, n: int, near: Sequence[Example]) -> int:
+        """Feedback for real records whose outcome is not a label: a class the use case does
+        not declare, or not a number at all."""
+        assert self._publisher is not None
+        events = []
+        for i in range(n):
+            ex = near[i % len(near)]
+            event_id = f"poison-{uuid.uuid4().hex[:12]}"
+            outcome = (
+                common_pb2.Value(int64_value=7) if i % 2 == 0 else common_pb2.Value(string_value="approved?")
+            )
+            events.append(
+                Outgoing(
+                    topics.FEEDBACK,
+                    gateway_events.FeedbackRecorded(
+                        feedback_id=event_id,
+                        use_case=self.cfg.use_case,
+                        entity_id=ex.entity_id,
                         record_id=ex.record_id,
                         event_time=_ts(ex.event_time),
-                        entity_id=ex.entity_id,
+                        outcome=outcome,
+                        observed_at=_ts(datetime.now(UTC)),
+                        recorded_at=_ts(datetime.now(UTC)),
                     ),
-                    metadata=self._md,
-                    timeout=10,
+                    use_case=self.cfg.use_case,
+                    key=ex.entity_id,
+                    event_id=event_id,
                 )
-                for ex, s in zip(batch, served, strict=True)
-            ]
+            )
+            self._poison_ids.add(event_id)
+        await self._publisher.publish_many(events)
+        return n
+
+    async def dead_lettered(self, group: str = "aif-featurestore", timeout: float = 30.0) -> int:
+        """How many injected poisoned labels ``group`` dead-lettered (read back from the
+        dead-letter topic; waits up to ``timeout`` for all of them)."""
+        if not self._poison_ids:
+            return 0
+        consumer = AIOKafkaConsumer(
+            topics.DEAD_LETTER,
+            bootstrap_servers=self._bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
         )
-        return served
+        await consumer.start()
+        found: set[str] = set()
+        try:
+            deadline = time.monotonic() + timeout
+            while found != self._poison_ids and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        hs = {k: (v or b"").decode(errors="replace") for k, v in record.headers or ()}
+                        if hs.get(h.DLQ_GROUP) == group and hs.get(h.EVENT_ID) in self._poison_ids:
+                            found.add(hs[h.EVENT_ID])
+        finally:
+            await consumer.stop()
+        return len(found)
 
     # -- what an ML engineer does once -----------------------------------------------
 
@@ -428,10 +626,17 @@ class LoopDriver:
 
         say(f"==> 3/5 serving {cfg.stationary:,} applications by entity id, outcomes as feedback")
         served: list[Served] = []
+        orphans = poisoned = 0
+        decided: list[Example] = []
         for batch in self._take(cfg.stationary):
             await self.produce(batch)
             await self.wait_online(batch)
             served += await self.serve(batch)
+            decided += batch
+            if len(decided) >= cfg.stationary // 2 and orphans < cfg.orphans:
+                orphans += await self.inject_orphans(cfg.orphans, decided[-cfg.batch :])
+                poisoned += await self.inject_poison(cfg.poisoned, decided[-cfg.batch :])
+                tl.add(f"injected {orphans} orphan and {poisoned} poisoned labels on the feedback topic")
         false_alarms = len(await self.drift_reports())
         tl.add(f"{len(served):,} served; drift reports so far: {false_alarms}")
         onset = len(served)
@@ -455,7 +660,7 @@ class LoopDriver:
                 if len(reports) > false_alarms:
                     detected_index = len(served) - onset
                     detected_after = time.monotonic() - onset_clock
-                    report_id = reports[0].report_id
+                    report_id = reports[false_alarms].report_id
                     tl.add(f"drift detected by the monitor ({report_id}) after {detected_index:,} records")
             newer = [s for s in served[onset:] if s.version > v1]
             if v2 is None and newer:
@@ -490,9 +695,18 @@ class LoopDriver:
             v2_index,
             tl,
             drift_report_id=report_id,
+            orphans_injected=orphans,
+            poisoned_injected=poisoned,
         )
-        say("==> 5/5 audit and lineage")
+        result.outcomes_reported = self.outcomes_reported
+        say("==> 5/5 audit, lineage and what became of the injected labels")
+        result.drift_reports = {
+            r.report_id: r.created_at.ToNanoseconds() / 1e9
+            for r in (await self.drift_reports())[false_alarms:]
+        }
         await self._collect_governance(result)
+        if poisoned:
+            result.poisoned_dead_lettered = await self.dead_lettered()
         return result
 
     async def _collect_governance(self, result: LoopResult) -> None:

@@ -126,5 +126,14 @@ def summary(result: LoopResult) -> str:
         f" ({result.recovered_ratio:.0%} recovered); drift detected after "
         f"{result.detected_at_index if result.detected_at_index is not None else '—'} records / "
         f"{_fmt(result.detected_after_s, 1)} s; new champion v{result.v2 or '—'} serving "
-        f"{_fmt(result.serving_after_s, 1)} s after onset; false alarms {result.false_alarms}"
+        f"{_fmt(result.serving_after_s, 1)} s after onset; false alarms {result.false_alarms}; "
+        f"outcomes {result.config.outcome_delay} ({result.outcomes_reported:,} reported); "
+        f"v2 caused by {result.v2_drift_report_id or '—'} "
+        f"({'a drift report after the onset' if result.causal else 'NOT a drift report after the onset'})"
+        + (
+            f"; injected {result.orphans_injected} orphan labels (quarantined {result.quarantined}) and "
+            f"{result.poisoned_injected} poisoned (dead-lettered {result.poisoned_dead_lettered})"
+            if result.orphans_injected or result.poisoned_injected
+            else ""
+        )
     )

@@ -70,6 +70,13 @@ class TrainingSet:
     # Content hash of the training set as the store built it ("" when unknown).
     content_hash: str = ""
     uri: str = ""
+    # Labels of the range the store left out, by reason (they join no feature row of
+    # their own: see the feature store's GetTrainingSetResponse.quarantined).
+    quarantined: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
 
 
 class TrainingData(Protocol):
@@ -160,14 +167,8 @@ class GrpcTrainingData:
         try:
             response = await self._stub.GetTrainingSet(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "no feature row" in (
-                exc.details() or ""
-            ):
-                # Labels can land before the features of their records (two topics, two
-                # writers): the store refuses to drop them, and a moment later they are in.
-                raise Unavailable(
-                    f"feature store GetTrainingSet: features still landing: {exc.details()}"
-                ) from None
+            # A label whose features have not landed yet is quarantined by the store (and
+            # joins at the next build): it is no error, so no message text is read here.
             raise typed_rpc_error(exc, "feature store GetTrainingSet") from None
         if response.format and response.format != "parquet":
             raise FailedPrecondition(f"training set format {response.format!r} is not parquet")
@@ -180,4 +181,5 @@ class GrpcTrainingData:
             features=[FeatureVersion.from_proto(f) for f in response.features],
             content_hash=response.content_hash,
             uri=response.uri,
+            quarantined={reason: int(n) for reason, n in sorted(response.quarantined.items())},
         )

@@ -235,4 +235,5 @@ def training_set_reply(uc: UseCase, ts: TrainingSet) -> pb.GetTrainingSetRespons
             common_pb2.FeatureRef(use_case=uc.name, feature_view=c.view, name=c.name, version=c.version)
             for c in ts.features
         ],
+        quarantined=ts.quarantined,
     )

@@ -1,17 +1,21 @@
-"""Point-in-time-correct training sets.
+"""Point-in-time-correct training sets: each label joined to the record it is about.
 
 Examples are the labelled records of a use case with event time in ``[start, end)``
 whose label was known by ``end`` (``label_time <= end``: a label observed after the
-cutoff is not used — labels are joined at label time). Each example gets the
-features *as of its event time* from Feast's ``get_historical_features``: the newest
-feature row of its entity with ``event_timestamp <= event time`` (and within the
-view's ttl), so no value from after the example can leak in.
+cutoff is not used — labels are joined at label time). Each example gets the feature
+row computed *from its own record*: the offline row whose record id is the label's
+``record_id`` (a label without one: the row of its entity at exactly its event time).
+That row holds the features as of the record's event time (the stream computed them
+then), so no value from after the example can leak in, and a label can never borrow
+the features of another record of the same entity.
 
-Feast's file offline store silently drops an entity row that has no feature row
-inside that window (and fills nulls for an entity it has never seen). Both are caught
-here: the rows Feast returns are counted against the rows asked for, and every
-example must have a feature row of its own in the window; otherwise
-:class:`TrainingSetIncomplete` names how many and which.
+A label that cannot be joined is *quarantined*, never guessed and never fatal: it is
+left out, counted by reason (:data:`QUARANTINE_REASONS`) in :attr:`TrainingSet.quarantined`
+and in the ``featurestore.training.quarantined`` metric, and the set is built from the
+rest. Typical causes: feedback for a record that ingestion rejected, or for an entity
+never ingested (``no_feature_row``), a label naming another entity than its record's
+(``entity_mismatch``), two rows of the entity at the label's exact event time and no
+record id to choose (``ambiguous_event_time``).
 
 The set is written as parquet — ``entity_id, event_time, label_time, label``, the
 model input columns as float64, then (when the spec has a fairness gate) the example's
@@ -24,7 +28,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from opentelemetry import metrics
 
 from libs.errors import FailedPrecondition
 from libs.features import FeatureColumn, feature_refs
@@ -40,7 +45,6 @@ from libs.usecase import UseCase
 from services.featurestore.store.layout import (
     DATASET_URI,
     DATASET_VERSION,
-    ENTITY_TS,
     EVENT_TIMESTAMP,
     RECORD_ID,
     Layout,
@@ -50,21 +54,18 @@ from services.featurestore.store.rows import TS, attribute_column
 
 LABEL = "label"
 META_COLUMNS = ["entity_id", "event_time", "label_time", LABEL]
-_SHOW = 10
 
+# Why a label was left out of a training set.
+NO_FEATURE_ROW = "no_feature_row"  # no offline row of its record (rejected, never ingested, not yet landed)
+ENTITY_MISMATCH = "entity_mismatch"  # its record belongs to another entity than the label names
+AMBIGUOUS_EVENT_TIME = "ambiguous_event_time"  # no record id, several rows of the entity at its time
+QUARANTINE_REASONS = (NO_FEATURE_ROW, ENTITY_MISMATCH, AMBIGUOUS_EVENT_TIME)
 
-class TrainingSetIncomplete(FailedPrecondition):
-    """Examples would be missing from a training set; ``missing`` lists (entity_id, event_time)."""
-
-    def __init__(self, use_case: str, total: int, missing: list[tuple[str, datetime]], why: str) -> None:
-        shown = ", ".join(f"{e}@{t.isoformat()}" for e, t in missing[:_SHOW])
-        more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
-        super().__init__(
-            f"training set for {use_case}: {len(missing)} of {total} examples {why}: {shown}{more}"
-        )
-        self.use_case = use_case
-        self.total = total
-        self.missing = missing
+_quarantined = metrics.get_meter("aifactory.featurestore").create_counter(
+    "featurestore.training.quarantined",
+    unit="{label}",
+    description="Labels left out of a training set because they join no feature row of their own, by reason",
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class TrainingSet:
     datasets: list[tuple[str, str]]
     label: str = LABEL
     format: str = "parquet"
+    # Labels in the range left out, by reason (QUARANTINE_REASONS); absent reasons are 0.
+    quarantined: dict[str, int] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -87,6 +90,56 @@ class TrainingSet:
 def _us(column: pd.Series) -> pd.Series:
     """Timestamps as UTC microseconds, whatever unit pyarrow or Feast handed back."""
     return pd.to_datetime(column, utc=True).astype("datetime64[us, UTC]")
+
+
+# Names of the feature row's own entity and time once joined (kept apart from the label's).
+_ROW_ENTITY = "_row_entity"
+_ROW_TIME = "_row_time"
+
+
+def _describe(quarantined: dict[str, int]) -> str:
+    return ", ".join(f"{n} {r}" for r, n in quarantined.items() if n) or "none"
+
+
+def join_labels(examples: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Each label with the feature row of its own record; the rest counted by reason.
+
+    ``examples``: labels (``entity_id, event_time, label_time, label, record_id``, ...);
+    ``rows``: offline feature rows with ``_row_entity``, ``_row_time``, ``_record_id`` and
+    the feature columns. A label with a record id joins that record's row only (never
+    another row of its entity: that would be another record's features); one without
+    joins the single row of its entity at exactly its event time. Returns the joined
+    labels (in the labels' order) and ``{reason: count}`` over :data:`QUARANTINE_REASONS`.
+    """
+    quarantined = dict.fromkeys(QUARANTINE_REASONS, 0)
+    has_id = examples["record_id"].fillna("").astype(str) != ""
+    by_id = examples[has_id].merge(
+        rows.drop_duplicates(RECORD_ID), left_on="record_id", right_on=RECORD_ID, how="left", indicator=True
+    )
+    found = by_id["_merge"] == "both"
+    quarantined[NO_FEATURE_ROW] += int((~found).sum())
+    same_entity = by_id["entity_id"] == by_id[_ROW_ENTITY]
+    quarantined[ENTITY_MISMATCH] += int((found & ~same_entity).sum())
+    joined_by_id = by_id[found & same_entity]
+
+    no_id = examples[~has_id]
+    at_time = no_id.merge(
+        rows,
+        left_on=["entity_id", "event_time"],
+        right_on=[_ROW_ENTITY, _ROW_TIME],
+        how="left",
+        indicator=True,
+    )
+    matches = (at_time["_merge"] == "both").groupby(at_time["key"], sort=False).sum()
+    quarantined[NO_FEATURE_ROW] += int((matches == 0).sum())
+    quarantined[AMBIGUOUS_EVENT_TIME] += int((matches > 1).sum())
+    single = matches[matches == 1].index
+    joined_by_time = at_time[at_time["key"].isin(single) & (at_time["_merge"] == "both")]
+
+    parts = [p for p in (joined_by_id, joined_by_time) if not p.empty]
+    joined = (pd.concat(parts, ignore_index=True) if parts else joined_by_id).drop(columns="_merge")
+    joined = joined.sort_values(["event_time", "entity_id", "key"], kind="stable").reset_index(drop=True)
+    return joined, quarantined
 
 
 def content_hash(df: pd.DataFrame) -> str:
@@ -124,7 +177,7 @@ class TrainingSetBuilder:
     def build(
         self, uc: UseCase, start: datetime, end: datetime, columns: Sequence[str] | None = None
     ) -> TrainingSet:
-        """Build, check and write the training set (blocking: call from a thread)."""
+        """Join, quarantine and write the training set (blocking: call from a thread)."""
         columns = list(columns or uc.model_inputs())
         examples = self.examples(uc, start, end)
         if examples.empty:
@@ -132,110 +185,64 @@ class TrainingSetBuilder:
                 f"training set for {uc.name}: no labelled examples with event time in "
                 f"[{start.isoformat()}, {end.isoformat()}) and label known by the end"
             )
-        key = uc.entity.field
-        # Feast keys rows by (entity, timestamp): ask once per pair, join back to every example.
-        pairs = (
-            examples[["entity_id", "event_time"]]
-            .drop_duplicates()
-            .rename(columns={"entity_id": key, "event_time": ENTITY_TS})
-            .reset_index(drop=True)
-        )
         dataset = self._features[uc.name]
+        attr = attribute_column(uc) if uc.evaluation.fairness is not None else None
         with dataset.snapshot():
-            history = self._history(uc, dataset, pairs, start, end)
-            self._check_rows_exist(uc, pairs, history)
-            job = self._store.get_historical_features(
-                entity_df=pairs, features=[f"{uc.name}:{c}" for c in columns]
+            rows = self._rows(uc, dataset, examples, start, end, [*columns, *([attr] if attr else [])])
+        joined, quarantined = join_labels(examples, rows)
+        if joined.empty:
+            raise FailedPrecondition(
+                f"training set for {uc.name}: none of the {len(examples)} labels in "
+                f"[{start.isoformat()}, {end.isoformat()}) joins a feature row of its own "
+                f"(quarantined: {_describe(quarantined)})"
             )
-            got = job.to_df()
-        self._check_feast_kept_all(uc, pairs, got)
-        got = got.rename(columns={key: "entity_id", ENTITY_TS: "event_time"})
-        got["event_time"] = _us(got["event_time"])
-        merged = examples.merge(
-            got[["entity_id", "event_time", *columns]],
-            on=["entity_id", "event_time"],
-            how="left",
-            validate="many_to_one",
-        )
-        out = merged[META_COLUMNS + columns].copy()
+        for reason, count in quarantined.items():
+            if count:
+                _quarantined.add(count, {"use_case": uc.name, "reason": reason})
+        out = joined[META_COLUMNS + columns].copy()
         for c in columns:
             out[c] = out[c].astype("float64")
-        self._add_attribute(uc, dataset, examples, out)
+        if attr is not None and uc.evaluation.fairness is not None:
+            if uc.evaluation.fairness.attribute not in out.columns:
+                out[uc.evaluation.fairness.attribute] = joined[attr].astype("string")
         digest = content_hash(out)
         path = self._write(uc, out, digest)
         datasets = sorted(
-            {(v, u) for v, u in zip(history[DATASET_VERSION], history[DATASET_URI], strict=True) if v}
+            {
+                (v, u)
+                for v, u in zip(joined[DATASET_VERSION], joined[DATASET_URI], strict=True)
+                if isinstance(v, str) and v
+            }
         )
         refs = [c for c in feature_refs(uc) if c.name in set(columns)]
-        return TrainingSet(uc.name, path, len(out), digest, refs, datasets)
+        return TrainingSet(uc.name, path, len(out), digest, refs, datasets, quarantined=quarantined)
 
-    def _add_attribute(
-        self, uc: UseCase, dataset: ParquetDataset, examples: pd.DataFrame, out: pd.DataFrame
-    ) -> None:
-        """The example's own fairness attribute (for the evaluator's parity gate), as an extra column."""
-        column = attribute_column(uc)
-        if (
-            column is None
-            or uc.evaluation.fairness is None
-            or uc.evaluation.fairness.attribute in out.columns
-        ):
-            return
-        ids = pa.array([r for r in examples["record_id"].unique() if r], type=pa.string())
-        table = dataset.read(columns=[RECORD_ID, column], filter=pc.field(RECORD_ID).isin(ids))
-        lookup = dict(zip(table.column(RECORD_ID).to_pylist(), table.column(column).to_pylist(), strict=True))
-        out[uc.evaluation.fairness.attribute] = examples["record_id"].map(lookup).astype("string")
-
-    def _history(
-        self, uc: UseCase, dataset: ParquetDataset, pairs: pd.DataFrame, start: datetime, end: datetime
+    def _rows(
+        self,
+        uc: UseCase,
+        dataset: ParquetDataset,
+        examples: pd.DataFrame,
+        start: datetime,
+        end: datetime,
+        columns: list[str],
     ) -> pd.DataFrame:
-        """Offline rows that can feed these examples: their entities, within ttl before the range."""
+        """The offline rows the labels can join: their records by id, and their entities'
+        rows in the range (for labels without a record id)."""
         key = uc.entity.field
-        lo = pa.scalar(start - uc.features.ttl, type=TS)
-        hi = pa.scalar(end, type=TS)
-        entities = pa.array(pairs[key].unique().tolist(), type=pa.string())
+        ids = pa.array([r for r in examples["record_id"].dropna().unique() if r], type=pa.string())
+        entities = pa.array(examples["entity_id"].unique().tolist(), type=pa.string())
+        in_range = (
+            (pc.field(EVENT_TIMESTAMP) >= pa.scalar(start, type=TS))
+            & (pc.field(EVENT_TIMESTAMP) < pa.scalar(end, type=TS))
+            & pc.field(key).isin(entities)
+        )
         table = dataset.read(
-            columns=[key, EVENT_TIMESTAMP, DATASET_VERSION, DATASET_URI],
-            filter=(pc.field(EVENT_TIMESTAMP) >= lo)
-            & (pc.field(EVENT_TIMESTAMP) < hi)
-            & pc.field(key).isin(entities),
+            columns=[key, EVENT_TIMESTAMP, RECORD_ID, DATASET_VERSION, DATASET_URI, *columns],
+            filter=pc.field(RECORD_ID).isin(ids) | in_range,
         )
-        return table.to_pandas()
-
-    def _check_rows_exist(self, uc: UseCase, pairs: pd.DataFrame, history: pd.DataFrame) -> None:
-        """Every example needs a feature row of its entity in [event_time - ttl, event_time]."""
-        key = uc.entity.field
-        left = pairs.assign(_at=_us(pairs[ENTITY_TS])).sort_values("_at", kind="stable")
-        right = history[[key]].assign(_at=_us(history[EVENT_TIMESTAMP]))
-        right = right.assign(_feature_time=right["_at"]).sort_values("_at", kind="stable")
-        matched = pd.merge_asof(
-            left, right, on="_at", by=key, direction="backward", tolerance=pd.Timedelta(uc.features.ttl)
-        )
-        lost = matched[matched["_feature_time"].isna()]
-        if len(lost):
-            missing = [(e, t.to_pydatetime()) for e, t in zip(lost[key], lost[ENTITY_TS], strict=True)]
-            raise TrainingSetIncomplete(
-                uc.name,
-                len(pairs),
-                missing,
-                f"have no feature row in the ttl ({uc.features.ttl}) up to their event time",
-            )
-
-    def _check_feast_kept_all(self, uc: UseCase, pairs: pd.DataFrame, got: pd.DataFrame) -> None:
-        key = uc.entity.field
-        if len(got) == len(pairs):
-            return
-        have = set(zip(got[key], _us(got[ENTITY_TS]), strict=True))
-        missing = [
-            (e, t.to_pydatetime())
-            for e, t in zip(pairs[key], pairs[ENTITY_TS], strict=True)
-            if (e, t) not in have
-        ]
-        raise TrainingSetIncomplete(
-            uc.name,
-            len(pairs),
-            missing or [("?", datetime.min)],
-            f"were dropped by Feast's point-in-time join (asked {len(pairs)}, got {len(got)})",
-        )
+        rows = table.to_pandas().rename(columns={key: _ROW_ENTITY, EVENT_TIMESTAMP: _ROW_TIME})
+        rows[_ROW_TIME] = _us(rows[_ROW_TIME])
+        return rows
 
     def _write(self, uc: UseCase, df: pd.DataFrame, digest: str) -> Path:
         directory = self._layout.training_dir(uc)

@@ -62,7 +62,7 @@ async def build(
             dependency_backoff_s=settings.dependency_backoff_s,
         ),
     )
-    await core.start()
+    workers = await core.start()
 
     server = RpcServer(
         settings.grpc_address,
@@ -76,6 +76,8 @@ async def build(
         SERVICE_NAME,
     )
     service = Service(server)
+    for worker in workers:
+        service.watch(worker)  # stopped by core.stop; dying before that fails the service
     service.closers += [events.stop, featurestore.close, registry_channel.close]
 
     async def close_store() -> None:
@@ -88,7 +90,10 @@ async def build(
             settings.kafka_bootstrap,
             settings.consumer_group,
             {
-                settings.training_requested_topic: [trainer_events.TrainingRequested],
+                settings.training_requested_topic: [
+                    trainer_events.TrainingRequested,
+                    trainer_events.TrainingSkipped,
+                ],
                 settings.drift_detected_topic: [monitor_events.DriftDetected],
             },
             TrainerConsumer(core, publisher).handle,

@@ -42,5 +42,7 @@ class TrainerConsumer:
             if created:
                 # The request on its own topic too: one place to see every training request.
                 await self._publisher.training_requested(requested)
+        elif isinstance(payload, trainer_events.TrainingSkipped):
+            return  # our own record of a job that gave up, on the same topic: nothing to do
         else:
             raise InvalidArgument("event", f"unexpected {type(payload).__name__}")

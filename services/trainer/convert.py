@@ -13,7 +13,7 @@ from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2 as pb
 from libs.errors import InvalidArgument
 from libs.lifecycle.data import time_range_proto, timestamp, window_from_proto
-from services.trainer.domain import Job, JobState, Reason, TrainedModel
+from services.trainer.domain import Job, JobState, Reason, SkippedTraining, TrainedModel
 
 _REASON_FROM_PB = {
     trainer_events.TRAINING_REASON_UNSPECIFIED: Reason.MANUAL,
@@ -195,3 +195,21 @@ def model_trained(trained: TrainedModel) -> trainer_events.ModelTrained:
         reason=_REASON_TO_PB[job.reason],
         drift_report_id=job.drift_report_id,
     )
+
+
+def training_skipped(skipped: SkippedTraining) -> trainer_events.TrainingSkipped:
+    job = skipped.job
+    event = trainer_events.TrainingSkipped(
+        request_id=job.job_id,
+        use_case=job.use_case,
+        reason=_REASON_TO_PB[job.reason],
+        drift_report_id=job.drift_report_id,
+        code=skipped.code,
+        message=skipped.message,
+        labelled_rows=skipped.labelled_rows,
+        needed_rows=skipped.needed_rows,
+        window=time_range_proto(skipped.window),
+        waited_s=skipped.waited_s,
+    )
+    event.skipped_at.CopyFrom(timestamp(skipped.skipped_at))
+    return event

@@ -23,7 +23,6 @@ import platform
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from libs.lifecycle.frames import Window, class_names, labelled, plan_windows, s
 from libs.lifecycle.registry import Lineage, MetricPoint, ModelRegistry, RunSpec
 from libs.usecase import UseCase, UseCases
 from libs.usecase.model import RetrainingSpec
-from services.trainer.domain import FINAL, Job, JobState, TrainedModel
+from services.trainer.domain import FINAL, Job, JobState, SkippedTraining, TrainedModel
 from services.trainer.instruments import TrainerMetrics
 from services.trainer.recipe import TrainConfig
 from services.trainer.scheduler import Action, RetrainScheduler
@@ -55,9 +54,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Publisher(Protocol):
-    """Where a registered version is announced (``ModelTrained``)."""
+    """Where a registered version is announced (``ModelTrained``), and a job that gave up
+    without training (``TrainingSkipped``)."""
 
     async def model_trained(self, trained: TrainedModel) -> None: ...
+
+    async def training_skipped(self, skipped: SkippedTraining) -> None: ...
 
 
 def code_version(root: Path = REPO_ROOT) -> str:
@@ -99,13 +101,24 @@ class TrainerOptions:
     # Attempts (and first backoff) when the feature store or registry is unavailable.
     dependency_attempts: int = 3
     dependency_backoff_s: float = 1.0
-    # A drift retraining waits this long for enough data after the change point.
+    # A drift retraining waits this long (from its first start) for enough labelled data
+    # after the change point, looking again every ``data_poll_s``; then it gives up.
     data_wait_s: float = 600.0
     data_poll_s: float = 3.0
 
 
 class _Abandoned(Exception):
     """Raised in the training thread when the service stops mid-training."""
+
+
+class _WaitingForData(Exception):
+    """The job's own window (from a change point on) lacks labelled rows: park it, do not fail it."""
+
+    def __init__(self, window: Window, rows: int, needed: int) -> None:
+        super().__init__(f"{rows} of {needed} labelled rows")
+        self.window = window
+        self.rows = rows
+        self.needed = needed
 
 
 class TrainerCore:
@@ -141,12 +154,14 @@ class TrainerCore:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self) -> list[asyncio.Task[None]]:
+        """Start the dispatcher and the worker; returns their tasks (the service watches them)."""
         self._restore()
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="trainer-dispatch"),
             asyncio.create_task(self._work(), name="trainer-work"),
         ]
+        return list(self._tasks)
 
     async def stop(self) -> None:
         """Stop taking jobs. A training in progress is abandoned: its job stays RUNNING and
@@ -331,8 +346,13 @@ class TrainerCore:
             message="loading the training set",
             metrics=(),
         )
+        # A parked or given-up job has told the scheduler itself (no cooldown, no budget spent).
+        scheduler_told = False
         try:
             return await self._train_and_register(job, uc, config, seed, run_id)
+        except _WaitingForData as wait:
+            scheduler_told = True
+            return await self._park_or_give_up(job, wait)
         except _Abandoned:
             log.info("job %s abandoned by the stopping service; it runs again at the next start", job_id)
             return job
@@ -352,36 +372,88 @@ class TrainerCore:
                 log.warning("job %s: could not mark run %s failed: %s", job_id, run_id, finish_exc)
             return job
         finally:
-            self.scheduler.finished(job.use_case, job.job_id)
+            if not scheduler_told:
+                self.scheduler.finished(job.use_case, job.job_id)
             self._wake.set()
+
+    async def _park_or_give_up(self, job: Job, wait: _WaitingForData) -> Job:
+        """A job short of data goes back to the queue in ``data_poll_s`` (the worker trains
+        other jobs meanwhile) until ``data_wait_s`` after its first start; then it ends
+        SKIPPED, says why in ``TrainingSkipped`` and a metric, and the next alarm starts over."""
+        started = job.started_at or self._clock()
+        waited = max(0.0, (self._clock() - started).total_seconds())
+        if waited < self._options.data_wait_s:
+            job = self._store.update(
+                job.job_id,
+                state=JobState.QUEUED,
+                message=(
+                    f"waiting for labelled data in its window from {wait.window.start.isoformat()}: "
+                    f"{wait.rows} of {wait.needed} rows (waited {waited:.0f}s of "
+                    f"{self._options.data_wait_s:.0f}s)"
+                ),
+            )
+            asyncio.get_running_loop().call_later(self._options.data_poll_s, self._requeue, job.job_id)
+            return job
+        message = (
+            f"gave up after {waited:.0f}s: {wait.rows} of {wait.needed} labelled rows in its window "
+            f"from {wait.window.start.isoformat()} (the change point) to the holdout cut"
+        )
+        log.warning("job %s: %s", job.job_id, message)
+        skipped_at = self._clock()
+        # Published before the job is final: a crash in between gives up again, not silently.
+        await self._publisher.training_skipped(
+            SkippedTraining(
+                job,
+                code="insufficient_data",
+                message=message,
+                labelled_rows=wait.rows,
+                needed_rows=wait.needed,
+                window=wait.window,
+                waited_s=waited,
+                skipped_at=skipped_at,
+            )
+        )
+        self.scheduler.gave_up(job.use_case, job.job_id)
+        job = self._store.update(job.job_id, state=JobState.SKIPPED, message=message, finished_at=skipped_at)
+        self._count(job.use_case, "gave_up")
+        if self._metrics is not None:
+            self._metrics.gave_up(job.use_case, "insufficient_data")
+        return job
+
+    def _requeue(self, job_id: str) -> None:
+        if not self._stopping.is_set():  # a stopped service finds the QUEUED job at its next start
+            self._queue.put_nowait(job_id)
 
     async def _training_frame(
         self, job: Job, uc: UseCase, config: TrainConfig
     ) -> tuple[TrainingSet, pd.DataFrame, Window]:
         """The job's training rows. A job with its own window (a drift retraining, from the
-        change point on) waits until that window holds enough labelled rows to train and
-        leave the evaluator its holdout, polling the feature store, up to ``data_wait_s``."""
+        change point on) needs that window to hold enough labelled rows to train while the
+        newest ``holdout`` stays the evaluator's; until then it raises ``_WaitingForData``
+        (with late outcomes the holdout cut can still lie before the change point)."""
         needed = math.ceil(config.min_rows / (1 - config.validation_fraction)) + 1
-        deadline = time.monotonic() + self._options.data_wait_s
-        while True:
-            training_set = await self._retrying(
-                "feature store", lambda: self._data.get_training_set(uc.name, None)
+        training_set = await self._retrying(
+            "feature store", lambda: self._data.get_training_set(uc.name, None)
+        )
+        if training_set.quarantined_total:
+            log.warning(
+                "job %s: the feature store quarantined labels it could not join: %s",
+                job.job_id,
+                training_set.quarantined,
             )
-            windows = plan_windows(training_set.frame, uc)
-            window = windows.training
-            if job.window is not None:
-                # An explicit window is honoured, but never into the evaluator's holdout.
-                window = Window(job.window.start, min(job.window.end, windows.training.end))
-            frame = select(training_set.frame, window)
-            rows = len(labelled(frame))
-            if job.window is None or rows >= needed or time.monotonic() >= deadline:
-                return training_set, frame, window
-            self._store.update(
-                job.job_id, message=f"waiting for data in its window: {rows} of {needed} labelled rows"
-            )
-            if self._stopping.is_set():
-                raise _Abandoned(job.job_id)
-            await asyncio.sleep(self._options.data_poll_s)
+        if job.window is None:
+            window = plan_windows(training_set.frame, uc).training
+            return training_set, select(training_set.frame, window), window
+        if labelled(training_set.frame).empty:
+            raise _WaitingForData(job.window, 0, needed)
+        cut = plan_windows(training_set.frame, uc).training.end
+        # An explicit window is honoured, but never into the evaluator's holdout.
+        window = Window(job.window.start, max(job.window.start, min(job.window.end, cut)))
+        frame = select(training_set.frame, window)
+        rows = len(labelled(frame))
+        if rows < needed:
+            raise _WaitingForData(window, rows, needed)
+        return training_set, frame, window
 
     async def _train_and_register(
         self, job: Job, uc: UseCase, config: TrainConfig, seed: int, run_id: str
@@ -422,6 +494,15 @@ class TrainerCore:
 
         final = [MetricPoint(name, value, "validation") for name, value in sorted(result.metrics.items())]
         final.append(MetricPoint("samples_per_s", result.samples_per_s, "train"))
+        # What the training set left out, with the run (split "data"): labels the store
+        # could not join to a feature row of their own, by reason.
+        quarantine = [
+            MetricPoint(f"quarantined_labels.{reason}", float(count), "data")
+            for reason, count in sorted(training_set.quarantined.items())
+        ]
+        if self._metrics is not None:
+            for reason, count in training_set.quarantined.items():
+                self._metrics.quarantined(uc.name, reason, count)
         registered = await self._retrying(
             "registry",
             lambda: self._registry.register_version(
@@ -451,7 +532,7 @@ class TrainerCore:
                 "registry",
                 lambda: self._registry.finish_run(
                     run_id,
-                    metrics=final,
+                    metrics=final + quarantine,
                     datasets=training_set.datasets,
                     features=training_set.features,
                     duration_s=result.duration_s,

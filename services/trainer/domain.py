@@ -80,3 +80,17 @@ class TrainedModel:
     seed: int
     params: Mapping[str, str]
     trained_at: datetime
+
+
+@dataclass(frozen=True)
+class SkippedTraining:
+    """A job that ended without training, and why: what ``TrainingSkipped`` announces."""
+
+    job: Job
+    code: str  # machine-readable cause ("insufficient_data")
+    message: str
+    labelled_rows: int
+    needed_rows: int
+    window: Window
+    waited_s: float
+    skipped_at: datetime

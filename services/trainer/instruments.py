@@ -20,6 +20,16 @@ class TrainerMetrics:
             unit="{job}",
             description="Training jobs by outcome (queued, deferred, skipped, succeeded, failed)",
         )
+        self._gave_up = meter.create_counter(
+            "trainer.jobs.gave_up",
+            unit="{job}",
+            description="Jobs that waited their bounded time for data and ended without training, by code",
+        )
+        self._quarantined = meter.create_counter(
+            "trainer.quarantined_labels",
+            unit="{label}",
+            description="Labels the training sets of trained jobs left out (no feature row of their own), by reason",
+        )
         self._duration = meter.create_histogram(
             "trainer.training.duration", unit="s", description="Wall time of a training job"
         )
@@ -36,6 +46,12 @@ class TrainerMetrics:
 
     def job(self, use_case: str, outcome: str) -> None:
         self._jobs.add(1, {"use_case": use_case, "outcome": outcome})
+
+    def gave_up(self, use_case: str, code: str) -> None:
+        self._gave_up.add(1, {"use_case": use_case, "code": code})
+
+    def quarantined(self, use_case: str, reason: str, count: int) -> None:
+        self._quarantined.add(count, {"use_case": use_case, "reason": reason})
 
     def duration(self, use_case: str, seconds: float) -> None:
         self._duration.record(seconds, {"use_case": use_case})

@@ -1,8 +1,9 @@
 """The trainer's events on Kafka: domain types in, protobuf out.
 
 ``ModelTrained`` (event id ``<job id>.trained``, key = use case) for each registered
-version, and ``TrainingRequested`` (event id = request id) recording each request the
-trainer accepted from its API or from a drift report, so one topic shows them all.
+version, ``TrainingRequested`` (event id = request id) recording each request the
+trainer accepted from its API or from a drift report, so one topic shows them all, and
+beside it ``TrainingSkipped`` (event id ``<job id>.skipped``) for a job that gave up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from google.protobuf.message import Message
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.bus import topics
 from services.trainer import convert
-from services.trainer.domain import TrainedModel
+from services.trainer.domain import SkippedTraining, TrainedModel
 
 
 class EventSink(Protocol):
@@ -51,6 +52,17 @@ class TrainerPublisher:
             use_case=use_case,
             key=use_case,
             event_id=f"{trained.job.job_id}.trained",
+        )
+
+    async def training_skipped(self, skipped: SkippedTraining) -> None:
+        """A job that gave up without training, on the requests' topic beside its request."""
+        use_case = skipped.job.use_case
+        await self._sink.publish(
+            self._requested_topic,
+            convert.training_skipped(skipped),
+            use_case=use_case,
+            key=use_case,
+            event_id=f"{skipped.job.job_id}.skipped",
         )
 
     async def training_requested(self, event: trainer_events.TrainingRequested) -> None:

@@ -174,6 +174,15 @@ class RetrainScheduler:
         now = self._clock()
         state.starts = {j: t for j, t in state.starts.items() if now - t < DAY}
 
+    def gave_up(self, use_case: str, job_id: str) -> None:
+        """A started job that ended without training (no data after its change point): it
+        neither starts a cooldown nor spends the budget, so the next alarm starts over."""
+        state = self._of(use_case)
+        if state.running == job_id:
+            state.running = None
+        state.queued.discard(job_id)
+        state.starts.pop(job_id, None)
+
     def dropped(self, use_case: str, job_id: str) -> None:
         """A queued or waiting request that will not run after all (it failed before starting)."""
         state = self._of(use_case)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -46,6 +47,18 @@ log = logging.getLogger(__name__)
 
 # An improvement of the validation loss smaller than this does not reset patience.
 MIN_DELTA = 1e-6
+# Patience counts epochs, but an epoch of a small training set (a drift retraining on the
+# data after a change point) is only a few optimizer steps: early stopping never ends a
+# training before this many steps in a row without improvement. (With 520 rows and
+# batches of 256, four epochs are 12 steps: a seed whose first steps barely move stopped
+# at epoch 5 with a model that had learnt nothing.)
+MIN_PATIENCE_STEPS = 24
+
+
+def effective_patience(patience: int, rows: int, batch_size: int) -> int:
+    """Epochs without improvement before stopping: ``patience``, or more for a small set."""
+    steps_per_epoch = max(1, math.ceil(rows / batch_size))
+    return max(patience, math.ceil(MIN_PATIENCE_STEPS / steps_per_epoch))
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,7 @@ def train(
         )
         history, best_state, best_loss, best_epoch, waited = [], None, float("inf"), 0, 0
         n = xt.shape[0]
+        patience = effective_patience(config.patience, n, config.batch_size)
         loop_started = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
             tick = time.perf_counter()
@@ -241,7 +255,7 @@ def train(
                 best_state = copy.deepcopy(net.state_dict())
             else:
                 waited += 1
-                if waited >= config.patience:
+                if waited >= patience:
                     break
         loop_seconds = time.perf_counter() - loop_started
         if best_state is None:

@@ -47,6 +47,7 @@ from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
 from aifactory.featurestore.v1.events_pb2 import FeaturesWritten
 from libs.bus import EventPublisher, Outgoing
 from libs.bus import headers as h
+from libs.errors import FailedPrecondition
 from libs.features import feature_versions
 from libs.rpc.healthcheck import check
 from libs.usecase import UseCase, load_default
@@ -54,7 +55,6 @@ from services.featurestore.batch import Incoming, RecordProcessor, partition_of
 from services.featurestore.core import FeatureStoreCore
 from services.featurestore.settings import FeatureStoreSettings
 from services.featurestore.store.layout import RECORD_ID
-from services.featurestore.training import TrainingSetIncomplete
 from services.ingestion.publisher import accepted_message, batched
 from tests.unit.featurestore.helpers import feedback, from_example, headers_for, record_accepted
 
@@ -641,26 +641,33 @@ def test_training_set_is_point_in_time_correct(core: FeatureStoreCore) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_training_set_names_examples_that_would_be_dropped(core: FeatureStoreCore) -> None:
+def test_training_set_quarantines_labels_without_a_feature_row_of_their_own(core: FeatureStoreCore) -> None:
     s = timedelta(seconds=1)
     t = T + timedelta(days=2)
-    # q1 is fine; q2's only feature row is after its example; q3 never had a feature row.
+    # q1 is fine. q2's only feature row is another, later record. q3 never had a feature
+    # row. q4 has an older row (q4-a), and a label for a record ingestion never stored
+    # (q4-rejected): Feast's as-of join would hand it q4-a's features.
     write(
         core,
-        [("q1", "q1-a", t, 10.0), ("q2", "q2-late", t + 60 * s, 10.0)],
+        [("q1", "q1-a", t, 10.0), ("q2", "q2-late", t + 60 * s, 10.0), ("q4", "q4-a", t + 5 * s, 7.0)],
         [
             ("q1", "q1-a", t, 1, t + s),
             ("q2", "q2-x", t + 30 * s, 0, t + 31 * s),
             ("q3", "q3-x", t + 40 * s, 1, t + 41 * s),
+            ("q4", "q4-rejected", t + 50 * s, 1, t + 51 * s),
         ],
     )
-    # What Feast's file offline store does on its own: the q2 row is silently gone.
-    asked = pd.DataFrame({"applicant_id": ["q1", "q2"], "event_timestamp": [t, t + 30 * s]})
-    got = core.feast.get_historical_features(entity_df=asked, features=[f"{UC_NAME}:loan"]).to_df()
-    assert len(got) == 1
-    with pytest.raises(TrainingSetIncomplete) as info:
-        core.training_set(UC_NAME, t, t + 120 * s)
-    err = info.value
-    assert sorted(e for e, _ in err.missing) == ["q2", "q3"] and err.total == 3
-    assert "2 of 3 examples" in err.message and "q2@" in err.message and "q3@" in err.message
-    assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+    ts = core.training_set(UC_NAME, t, t + 120 * s)
+    frame = pd.read_parquet(ts.path)
+    assert frame["entity_id"].tolist() == ["q1"] and ts.row_count == 1
+    assert ts.quarantined == {"no_feature_row": 3, "entity_mismatch": 0, "ambiguous_event_time": 0}
+
+
+@pytest.mark.timeout(120)
+def test_training_set_refuses_when_no_label_joins(core: FeatureStoreCore) -> None:
+    t = T + timedelta(days=3)
+    write(core, [], [("z9", "z9-x", t, 1, t + timedelta(seconds=1))])
+    with pytest.raises(FailedPrecondition) as info:
+        core.training_set(UC_NAME, t, t + timedelta(minutes=1))
+    assert "1 no_feature_row" in info.value.message
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION

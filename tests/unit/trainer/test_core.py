@@ -14,11 +14,12 @@ from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.bus import Event, EventMeta
 from libs.errors import InvalidArgument
 from libs.lifecycle import artifact
+from libs.lifecycle.frames import Window
 from libs.usecase import UnknownUseCase, load_default
 from libs.usecase.model import RetrainingSpec
 from services.trainer.consumers import TrainerConsumer
 from services.trainer.core import TrainerCore, TrainerOptions
-from services.trainer.domain import Job, JobState, Reason
+from services.trainer.domain import FINAL, Job, JobState, Reason
 from services.trainer.publisher import TrainerPublisher
 from services.trainer.store import JobStore
 from tests.lifecycle_fakes import FakePublisher, FakeRegistry, FakeTrainingData
@@ -49,6 +50,7 @@ def make_core(
     data: FakeTrainingData | None = None,
     registry: FakeRegistry | None = None,
     publisher: FakePublisher | None = None,
+    options: TrainerOptions | None = None,
     **uc_kw: Any,
 ) -> tuple[TrainerCore, FakeRegistry, FakePublisher, JobStore]:
     registry = registry or FakeRegistry()
@@ -61,7 +63,7 @@ def make_core(
         registry=registry,
         publisher=TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED),
         code_version="abc123",
-        options=TrainerOptions(dependency_backoff_s=0.01),
+        options=options or TrainerOptions(dependency_backoff_s=0.01),
     )
     return core, registry, publisher, store
 
@@ -237,3 +239,80 @@ async def test_progress_is_exported_as_metrics(tmp_path: Path) -> None:
     assert all(p.value > 0 for p in points["trainer.samples_per_s"])
     assert {p.attributes["split"] for p in points["trainer.last_loss"]} == {"train", "validation"}
     assert {p.attributes["outcome"] for p in points["trainer.jobs"]} == {"queued", "succeeded"}
+
+
+async def wait_message(core: TrainerCore, job_id: str, text: str, timeout: float = 30) -> Job:
+    async with asyncio.timeout(timeout):
+        while text not in (job := core.get(job_id)).message:
+            await asyncio.sleep(0.02)
+    return job
+
+
+async def test_drift_job_waits_for_data_after_its_change_point_without_blocking_others(
+    tmp_path: Path,
+) -> None:
+    # Late outcomes: the change point is inside the newest hour (the holdout) of what is
+    # labelled so far, so the window from it to the holdout cut is still empty.
+    full = loan_frame(6000, interval=timedelta(seconds=4))
+    data = FakeTrainingData({"loan_approval": full.iloc[:3000]})
+    options = TrainerOptions(dependency_backoff_s=0.01, data_wait_s=60, data_poll_s=0.05)
+    core, registry, publisher, _ = make_core(tmp_path, data=data, options=options, debounce=0.0)
+    change = full["event_time"].iloc[2999].to_pydatetime()
+    await core.start()
+    try:
+        await core.submit(
+            Job(
+                "drift-1",
+                "loan_approval",
+                Reason.DRIFT,
+                drift_report_id="rep-1",
+                window=Window(change, change + timedelta(days=365)),
+                params={"epochs": "1"},
+            )
+        )
+        waiting = await wait_message(core, "drift-1", "waiting for labelled data")
+        assert waiting.state == JobState.QUEUED and "0 of 626 rows" in waiting.message
+        # The parked job does not hold the worker: a manual training runs meanwhile.
+        await core.submit(Job("m1", "loan_approval", Reason.MANUAL, params={"epochs": "1"}))
+        assert (await wait_final(core, "m1")).state == JobState.SUCCEEDED
+        assert core.get("drift-1").state not in FINAL
+        data.frames["loan_approval"] = full  # the outcomes arrive
+        job = await wait_final(core, "drift-1")
+    finally:
+        await core.stop()
+    assert job.state == JobState.SUCCEEDED, job.message
+    assert job.window is not None
+    trained = [e for e in publisher.of(TRAINED) if e.request_id == "drift-1"]
+    assert len(trained) == 1 and trained[0].drift_report_id == "rep-1"
+    assert trained[0].window.start.ToDatetime(tzinfo=change.tzinfo) == change
+    assert not publisher.of(REQUESTED)
+
+
+async def test_drift_job_gives_up_with_an_event_and_the_next_alarm_starts_over(tmp_path: Path) -> None:
+    full = loan_frame(3000, interval=timedelta(seconds=4))
+    data = FakeTrainingData({"loan_approval": full})
+    options = TrainerOptions(dependency_backoff_s=0.01, data_wait_s=0.3, data_poll_s=0.05)
+    core, registry, publisher, _ = make_core(tmp_path, data=data, options=options, debounce=0.0, cooldown=600)
+    change = full["event_time"].iloc[2999].to_pydatetime()
+    window = Window(change, change + timedelta(days=365))
+    await core.start()
+    try:
+        await core.submit(
+            Job("drift-1", "loan_approval", Reason.DRIFT, drift_report_id="rep-1", window=window)
+        )
+        job = await wait_final(core, "drift-1")
+        # The next alarm is not swallowed by a cooldown or a budget: no training happened.
+        second, created = await core.submit(
+            Job("drift-2", "loan_approval", Reason.DRIFT, drift_report_id="rep-2", window=window)
+        )
+        assert created and second.state != JobState.SKIPPED, second.message
+        await wait_message(core, "drift-2", "waiting for labelled data")
+    finally:
+        await core.stop()
+    assert job.state == JobState.SKIPPED and "gave up after" in job.message
+    [skipped] = [e for e in publisher.of(REQUESTED) if e.request_id == "drift-1"]
+    assert isinstance(skipped, trainer_events.TrainingSkipped)
+    assert skipped.code == "insufficient_data" and skipped.drift_report_id == "rep-1"
+    assert skipped.labelled_rows == 0 and skipped.needed_rows == 626 and skipped.waited_s >= 0.3
+    assert skipped.reason == trainer_events.TRAINING_REASON_DRIFT
+    assert not publisher.of(TRAINED) and not registry.runs

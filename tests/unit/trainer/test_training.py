@@ -13,8 +13,14 @@ from libs.lifecycle import artifact
 from libs.lifecycle.frames import canonical_order, feature_matrix
 from services.trainer.model import ExportedModel, Preprocess, build_network
 from services.trainer.recipe import TrainConfig
-from services.trainer.training import split_by_time, train
-from tests.training_sets import loan_frame, regression_frame, regression_usecase, segment_frame, usecase
+from services.trainer.training import effective_patience, split_by_time, train
+from tests.training_sets import (
+    loan_frame,
+    regression_frame,
+    regression_usecase,
+    segment_frame,
+    usecase,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,7 +74,9 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     )
     result = train(frame, uc, config, seed=1)
     assert result.stopped_early and len(result.epochs) < 200
-    assert len(result.epochs) == result.best_epoch + 3
+    # 1,200 training rows are 5 steps an epoch: patience 3 becomes 5 (24 optimizer steps).
+    patience = effective_patience(3, rows=1_200, batch_size=config.batch_size)
+    assert patience == 5 and len(result.epochs) == result.best_epoch + patience
     best = min(e.val_loss for e in result.epochs)
     assert result.epochs[result.best_epoch - 1].val_loss == best
     # The weights returned are the best epoch's: their validation loss is the best one.
@@ -156,3 +164,8 @@ def test_balanced_class_weights_raise_minority_recall() -> None:
     y = frame["label"].to_numpy()
     recall = lambda r: float(((artifact.predict(r.module, x)[:, 1] > 0.5) & (y == 1)).sum() / (y == 1).sum())  # noqa: E731
     assert recall(balanced) >= recall(plain)
+
+
+def test_patience_is_never_fewer_than_a_minimum_of_optimizer_steps() -> None:
+    assert effective_patience(4, rows=1_600, batch_size=256) == 4  # 7 steps an epoch: as the spec says
+    assert effective_patience(4, rows=520, batch_size=256) == 8  # 3 steps an epoch: 24 steps

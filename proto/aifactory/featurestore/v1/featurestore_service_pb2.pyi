@@ -69,7 +69,14 @@ class GetTrainingSetRequest(_message.Message):
     def __init__(self, use_case: _Optional[str] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetTrainingSetResponse(_message.Message):
-    __slots__ = ("uri", "format", "row_count", "datasets", "features", "content_hash", "label")
+    __slots__ = ("uri", "format", "row_count", "datasets", "features", "content_hash", "label", "quarantined")
+    class QuarantinedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     URI_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +84,7 @@ class GetTrainingSetResponse(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINED_FIELD_NUMBER: _ClassVar[int]
     uri: str
     format: str
     row_count: int
@@ -84,4 +92,5 @@ class GetTrainingSetResponse(_message.Message):
     features: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureRef]
     content_hash: str
     label: str
-    def __init__(self, uri: _Optional[str] = ..., format: _Optional[str] = ..., row_count: _Optional[int] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., content_hash: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+    quarantined: _containers.ScalarMap[str, int]
+    def __init__(self, uri: _Optional[str] = ..., format: _Optional[str] = ..., row_count: _Optional[int] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., content_hash: _Optional[str] = ..., label: _Optional[str] = ..., quarantined: _Optional[_Mapping[str, int]] = ...) -> None: ...

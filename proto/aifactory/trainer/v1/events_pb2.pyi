@@ -91,3 +91,29 @@ class ModelTrained(_message.Message):
     reason: TrainingReason
     drift_report_id: str
     def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., run_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.Metric, _Mapping]]] = ..., request_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., window: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., reason: _Optional[_Union[TrainingReason, str]] = ..., drift_report_id: _Optional[str] = ...) -> None: ...
+
+class TrainingSkipped(_message.Message):
+    __slots__ = ("request_id", "use_case", "reason", "drift_report_id", "code", "message", "labelled_rows", "needed_rows", "window", "waited_s", "skipped_at")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WAITED_S_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_AT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    use_case: str
+    reason: TrainingReason
+    drift_report_id: str
+    code: str
+    message: str
+    labelled_rows: int
+    needed_rows: int
+    window: _common_pb2.TimeRange
+    waited_s: float
+    skipped_at: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., use_case: _Optional[str] = ..., reason: _Optional[_Union[TrainingReason, str]] = ..., drift_report_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., labelled_rows: _Optional[int] = ..., needed_rows: _Optional[int] = ..., window: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., waited_s: _Optional[float] = ..., skipped_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
