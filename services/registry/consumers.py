@@ -16,6 +16,7 @@ the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -26,7 +27,7 @@ from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from libs.bus import DeadLetters, Event, EventMeta, KafkaSecurity
 from libs.bus.types import event_type_of
-from libs.errors import Unavailable
+from libs.retry import RetryPolicy
 from services.registry.convert import evaluation_of, prediction_of
 from services.registry.core import Registry
 from services.registry.domain import CHAMPION, ModelKey, PredictionEntry
@@ -82,6 +83,18 @@ class RegistryEvents:
                 )
 
 
+# The index's database down: up to 8 tries within 60 s (waits 0.5, 1, 2, 4, 8, 15, 15 s,
+# each plus up to 1 s of jitter), then the error ends the indexer (the service stops
+# serving and is restarted; the uncommitted batch is replayed). No poll happens while it
+# waits, so the whole wait stays well under max.poll.interval.ms (300 s): the member is
+# not evicted meanwhile.
+INDEX_RETRY = RetryPolicy(attempts=8, initial_s=0.5, max_s=15.0, jitter_s=1.0, deadline_s=60.0)
+
+
+class _Stopping(Exception):
+    """Stop requested while a retry waited."""
+
+
 class PredictionIndexer:
     """``PredictionLogged`` events in batches: one INSERT per poll (duplicates skipped by
     prediction id), then the offsets are committed, so a crash replays the batch and
@@ -99,13 +112,13 @@ class PredictionIndexer:
         *,
         security: KafkaSecurity | None = None,
         max_batch: int = 1000,
-        retry_backoff_s: float = 0.5,
+        retry: RetryPolicy = INDEX_RETRY,
     ) -> None:
         self.group_id = group_id
         self._registry = registry
         self._dlq = dead_letters
         self._max_batch = max_batch
-        self._backoff = retry_backoff_s
+        self._retry = retry
         self._stopping = asyncio.Event()
         self.indexed = 0
         self._consumer = AIOKafkaConsumer(
@@ -138,17 +151,22 @@ class PredictionIndexer:
                 entry = await self._decode(record)
                 if entry is not None:
                     entries.append(entry)
-        while entries:
+        if entries:
             try:
-                self.indexed += await asyncio.to_thread(self._registry.index_predictions, entries)
-                break
-            except Unavailable as exc:
-                if self._stopping.is_set():
-                    return False  # uncommitted: replayed after the restart
-                log.warning("prediction index unavailable, retrying: %s", exc)
-                await asyncio.sleep(self._backoff)
+                async for attempt in self._retry.asynchronous("indexing predictions", sleep=self._pause):
+                    with attempt:
+                        self.indexed += await asyncio.to_thread(self._registry.index_predictions, entries)
+            except _Stopping:
+                return False  # uncommitted: replayed after the restart
         await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
         return True
+
+    async def _pause(self, seconds: float) -> None:
+        """A retry's wait; cut short by :meth:`stop` (then nothing of the batch is committed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        if self._stopping.is_set():
+            raise _Stopping
 
     async def _decode(self, record: ConsumerRecord) -> PredictionEntry | None:
         reason = ""
