@@ -51,6 +51,7 @@ from services.gateway.predlog import BulkPublisher, PredictionLog
 from services.gateway.servicer import GatewayServicer, OipServicer
 from services.gateway.settings import GatewaySettings
 from services.gateway.triton import Triton
+from services.gateway.writeahead import WriteAheadLog, wal_dir
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,9 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         batch=settings.predlog_batch,
         flush_ms=settings.predlog_flush_ms,
         meter=telemetry.meter,
+        wal=WriteAheadLog(wal_dir(settings)) if settings.predlog_wal else None,
     )
-    predlog.start()
+    flusher = predlog.start()
     recent = RecentPredictions()
     fs_channel = grpc.aio.insecure_channel(settings.featurestore_target)
     plane = DataPlane(
@@ -174,6 +176,7 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         fs_channel.close,
         plane.close,
     ]
+    service.watch(flusher)  # ends at predlog.close; before that, a dead flusher fails the service
     service.spawn("alias-events", consumer.run(), stop=consumer.stop)
     directories: list[ModelDirectory] = []
     if settings.static_aliases:
@@ -184,7 +187,9 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         service.closers.append(registry_channel.close)
         directories.append(RegistryDirectory(registry_channel))
     bootstraps = [
-        service.spawn(f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)))
+        service.spawn(
+            f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)), finishes=True
+        )
         for d in directories
     ]
 

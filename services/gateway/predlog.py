@@ -6,6 +6,9 @@ task turns entries into ``PredictionLogged`` events and publishes them in batche
 (every ``flush_ms`` or as soon as ``batch`` predictions wait), and the last batch on
 clean shutdown (:meth:`PredictionLog.close`).
 
+With a :class:`~services.gateway.writeahead.WriteAheadLog`, each entry is also written to a
+local file before the reply and read back at the next start: a kill -9 loses none.
+
 When the buffer is full (Kafka down or slower than the traffic for long enough) the
 gateway keeps answering and **drops** the new predictions' log entries, counting them
 in ``gateway.predictions.dropped`` (and in :attr:`PredictionLog.dropped`): replies are
@@ -26,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -38,9 +42,13 @@ from libs.bus.headers import EventMeta
 from libs.bus.partitions import partitions_for
 from libs.bus.types import event_type_of, schema_version_of
 from libs.errors import ConfigError, Unavailable
+from libs.retry import RetryPolicy
 from libs.usecase import UseCase
 from services.gateway.eventcodec import PredictionEncoder, RowMeta
 from services.gateway.inputs import InputSchema
+
+if TYPE_CHECKING:
+    from services.gateway.writeahead import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +291,11 @@ class PredictionLog:
         batch: int = 500,
         flush_ms: int = 50,
         meter: Meter | None = None,
+        wal: WriteAheadLog | None = None,
     ) -> None:
         self._publisher = publisher
+        # Entries also go to a local file before the reply (see services.gateway.writeahead).
+        self._wal = wal
         self._topic = topic
         self._encoders = {name: _Encoder(schemas[name], Privacy(uc, salt)) for name, uc in usecases.items()}
         self._headers = _Headers(publisher.producer_name)
@@ -322,8 +333,17 @@ class PredictionLog:
     def buffered(self) -> int:
         return self._rows
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    def start(self) -> asyncio.Task[None]:
+        """Start the flusher (after taking back what the write-ahead file kept from a
+        previous process); returns its task (the service watches it)."""
+        if self._wal is not None:
+            for served in self._wal.recover():
+                self._buffer.append(served)
+                self._rows += served.rows
+            if self._buffer:
+                log.warning("prediction log: %d predictions of a previous process to publish", self._rows)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="prediction-log")
+        return self._task
 
     def offer(self, served: Served) -> bool:
         """Queue ``served`` for the log; False (and counted) when the buffer is full."""
@@ -333,6 +353,8 @@ class PredictionLog:
             if self._m_dropped is not None:
                 self._m_dropped.add(rows, {"use_case": served.use_case})
             return False
+        if self._wal is not None:
+            self._wal.append(served)
         self._buffer.append(served)
         self._rows += rows
         if self._rows >= self._batch:
@@ -340,7 +362,13 @@ class PredictionLog:
         return True
 
     async def _run(self) -> None:
-        backoff = 0.1
+        # A failed publish keeps its entries and the next round tries again after 0.1 s,
+        # doubling to 5 s, jittered. No attempt bound: memory is bounded by the buffer's
+        # capacity instead (what does not fit is dropped and counted), and giving up on
+        # entries Kafka may take a minute later would lose them.
+        backoff = RetryPolicy(attempts=None, initial_s=0.1, max_s=5.0, jitter_s=0.1).backoff(
+            "publishing the prediction log"
+        )
         while True:
             if not self._buffer:
                 if self._closing:
@@ -356,16 +384,19 @@ class PredictionLog:
                 await asyncio.sleep(self._flush_s)
             try:
                 await self._flush_some()
-                backoff = 0.1
+                backoff.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - entries stay buffered; retried
                 self.failed_publishes += 1
+                pause = backoff.failed(exc)
                 log.warning(
-                    "prediction log publish failed (%s); %d predictions buffered, retrying", exc, self._rows
+                    "prediction log publish failed (%s); %d predictions buffered, retrying in %.1fs",
+                    exc,
+                    self._rows,
+                    pause,
                 )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(pause)
 
     async def _flush_some(self) -> None:
         taken: list[Served] = []
@@ -388,12 +419,16 @@ class PredictionLog:
             for start in range(0, len(entries), _ENCODE_SLICE):
                 records += encoder.records(entries[start : start + _ENCODE_SLICE], self._headers)
                 await asyncio.sleep(0)
+        if self._wal is not None:
+            await asyncio.to_thread(self._wal.sync)
         if records:
             await self._publisher.publish(self._topic, records)
         # Only now that Kafka has them do they leave the buffer.
         for _ in taken:
             self._buffer.popleft()
         self._rows -= rows
+        if self._wal is not None:
+            self._wal.published(len(taken))
         self.logged += len(records)
         if self._m_logged is not None and records:
             self._m_logged.add(len(records))
@@ -409,5 +444,12 @@ class PredictionLog:
         except TimeoutError:
             self._task.cancel()
             lost = self._rows
-            self.dropped += lost
-            log.error("prediction log: %d predictions not published at shutdown (Kafka unreachable)", lost)
+            if self._wal is not None:
+                log.error("prediction log: %d predictions kept in its file for the next start", lost)
+            else:
+                self.dropped += lost
+                log.error(
+                    "prediction log: %d predictions not published at shutdown (Kafka unreachable)", lost
+                )
+        if self._wal is not None:
+            self._wal.close()

@@ -79,6 +79,12 @@ class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStor
     # 50 ms put ~3% of requests in a flush's way and the p99 at 2.4-2.9x Triton's, every
     # 500 ms 1.4-2.2x (same runs, interleaved). Predictions then reach Kafka up to 0.5 s later.
     predlog_flush_ms: int = Field(default=500, ge=1, le=60_000)
+    # The prediction log's write-ahead files (services/gateway/writeahead.py), one folder per
+    # replica on a disk that outlives the process; unset: build/gateway/predlog-<grpc_port>
+    # (replicas on one host differ by port; a restart on the same port finds its files).
+    # predlog_wal off: none, and a kill -9 loses the predictions answered, not yet published.
+    predlog_wal: bool = True
+    predlog_wal_dir: Path | None = None
     # Log predictions served through the Open Inference Protocol too.
     predlog_oip: bool = True
 

@@ -1,6 +1,7 @@
 """Wiring of the monitor service: settings and telemetry in, a ready server out.
 
-``build`` opens (and migrates) the store and resumes the saved alarm state from it, the
+``build`` opens (and migrates) the store and resumes the saved alarm state from it (the
+last checkpoint and the journal after it: pending joins, windows, detectors), the
 registry client for training references, the publisher with the outbox relay, and the
 consumer of predictions, feedback and alias changes; it registers the gRPC servicer.
 """
@@ -90,7 +91,16 @@ async def build(
         references,
         metrics=MonitorMetrics(telemetry.meter, lambda: core.joiners),
         reference_retry_s=settings.reference_retry_s,
+        checkpoint_every=settings.checkpoint_every,
     )
+    checkpoint, journal = await asyncio.to_thread(store.recovery)
+    await monitor.resume(checkpoint, journal)
+
+    async def final_checkpoint() -> None:
+        await monitor.checkpoint()
+
+    # Runs after the consumer and the relay have stopped, before the store closes.
+    service.closers.insert(service.closers.index(close_store) + 1, final_checkpoint)
     relay = OutboxRelay(
         store,
         publisher,

@@ -6,7 +6,8 @@ it directly. Per use case a :class:`Joiner` pairs outcomes with predictions; per
 model version a :class:`VersionTracker` keeps windows, detectors and alarm episodes.
 :class:`Monitor` runs it in the service: it fetches each version's training reference,
 and saves every event's effects with the events they publish in one transaction (the
-store's outbox, published by :class:`libs.bus.outbox.OutboxRelay`).
+store's outbox, published by :class:`libs.bus.outbox.OutboxRelay`), together with the event
+itself (the journal, :mod:`services.monitor.journal`), so a crash loses no state.
 
 Rollback after a promotion: when ``champion`` moves from version M to N, a *watch* on N
 starts. At each quality window of N (``max(drift.window, drift.min_samples)`` labelled
@@ -23,12 +24,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from libs.errors import AlreadyExists, Unavailable
 from libs.usecase import UseCase, UseCases
+from services.monitor import journal
 from services.monitor.domain import (
     CHAMPION,
     Alert,
@@ -43,6 +46,7 @@ from services.monitor.domain import (
     VersionKey,
 )
 from services.monitor.join import Joiner
+from services.monitor.journal import Entry
 from services.monitor.quality import primary_metric, rollback_verdict
 from services.monitor.tracker import VersionTracker, id_stem, state_key
 
@@ -106,6 +110,46 @@ class MonitorCore:
         """The spec of ``name``; :class:`~libs.usecase.UnknownUseCase` if there is none."""
         return self.usecases.require(name)
 
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        """All the in-memory state, as JSON (see :mod:`services.monitor.journal`)."""
+        return {
+            "joiners": {name: j.checkpoint() for name, j in self.joiners.items()},
+            "trackers": [[journal.key_doc(k), t.checkpoint()] for k, t in self.trackers.items()],
+            "watches": [dataclasses.asdict(w) for w in self.watches.values()],
+            "champions": [[uc, model, version] for (uc, model), version in self.champions.items()],
+            # Saved states of versions not seen since the start (their trackers come later).
+            "saved": {k: v for k, v in self._saved.items() if k.startswith("version:")},
+            "shadow_ignored": self.shadow_ignored,
+        }
+
+    def forget_saved(self) -> None:
+        """Start from nothing rather than from the saved states (newer than a journal that
+        is about to be applied from its beginning)."""
+        self._saved.clear()
+        self.watches.clear()
+        self.champions.clear()
+
+    def resume(self, saved: Mapping[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` wrote (a use case no longer served is left out);
+        it replaces the saved states, which may be newer than it."""
+        self.forget_saved()
+        self._saved.update(saved["saved"])
+        for doc in saved["watches"]:
+            w = Watch(**doc)
+            self.watches[(w.use_case, w.model_name, w.new)] = w
+        for uc, model, version in saved["champions"]:
+            self.champions[(uc, model)] = int(version)
+        for name, doc in saved["joiners"].items():
+            if name in self.joiners:
+                self.joiners[name].restore(doc)
+        for key_doc, doc in saved["trackers"]:
+            key = journal.key_of(key_doc)
+            if key.use_case in self.usecases:
+                tracker = self.trackers[key] = VersionTracker(key, self.usecase(key.use_case), self.clock)
+                tracker.resume(doc)
+        self.shadow_ignored = int(saved["shadow_ignored"])
+
     # ------------------------------------------------------------------ references
     def has_tracker(self, key: VersionKey) -> bool:
         return key in self.trackers
@@ -131,13 +175,18 @@ class MonitorCore:
             # A shadow prediction was not served: it says nothing about the champion.
             self.shadow_ignored += 1
             return effects
+        joiner = self.joiners[p.model.use_case]
+        if joiner.known(p.prediction_id):
+            # Logged again (a gateway replaying its log after a crash): it was counted once.
+            joiner.counts.duplicates += 1
+            return effects
         tracker = self.tracker(p.model)
         champion = self.champions.get((p.model.use_case, p.model.model_name))
         if champion is not None and p.alias == CHAMPION and p.model.version != champion:
             # Served before the switch, read after it: it no longer makes this version champion.
             p = dataclasses.replace(p, alias="previous")
         tracker.on_prediction(p, effects)
-        labelled = self.joiners[p.model.use_case].add_prediction(p)
+        labelled = joiner.add_prediction(p)
         if labelled is not None:
             self._labelled(labelled, effects)
         return effects
@@ -264,18 +313,32 @@ class MonitorCore:
 class EffectStore(Protocol):
     """Where :class:`Monitor` saves effects (:class:`services.monitor.store.MonitorStore`)."""
 
-    def commit(self, effects: Effects, now: datetime) -> None: ...
+    def commit(self, effects: Effects, now: datetime, journal: Sequence[Entry] = ()) -> None: ...
+
+    def checkpoint(self, state: Mapping[str, Any], now: datetime) -> int: ...
+
+
+# Event ids remembered as applied: more than the consumer can have handled and not yet
+# committed to Kafka (one polled batch per partition), so a redelivery is always known.
+APPLIED_MEMORY = 20_000
 
 
 class Monitor:
     """:class:`MonitorCore` at work in the service.
 
     Before a version's first served prediction is judged, its training reference is
-    fetched (again after ``reference_retry_s`` while the registry is unreachable). Each
-    event's effects are committed in one transaction with the events they publish; a
-    database outage keeps them in memory, in order, and they go with the next commit.
-    ``on_outbox`` is called when an alarm or a rollback request has been saved (the
-    relay's ``kick``).
+    fetched (again after ``reference_retry_s`` while the registry is unreachable).
+
+    Nothing lives only in memory: each event (``on_prediction``, ``on_outcome``,
+    ``on_alias`` with its bus event id) is journaled in the transaction that saves its
+    effects, before the handler returns, so before the consumer commits its offset; every
+    ``checkpoint_every`` entries (or more, as many as the joins waiting: the amortised
+    cost of a checkpoint stays one write per event) the whole state replaces the journal.
+    :meth:`resume` rebuilds the state after a crash. While the database is down the
+    event's effects and entry wait in memory, in order, and the handler raises
+    ``Unavailable``: the consumer retries the event (found applied, only saved) and
+    commits nothing past it, so a crash then loses nothing either. ``on_outbox`` is called
+    when an alarm or a rollback request has been saved (the relay's ``kick``).
     """
 
     def __init__(
@@ -288,6 +351,7 @@ class Monitor:
         clock: Callable[[], datetime] = utcnow,
         reference_retry_s: float = 30.0,
         on_outbox: Callable[[], None] | None = None,
+        checkpoint_every: int = 5000,
     ) -> None:
         self.core = core
         self.clock = clock
@@ -299,26 +363,61 @@ class Monitor:
         self._resolved: set[VersionKey] = set()
         self._retry_at: dict[VersionKey, float] = {}
         self._unsaved = Effects()
+        self._unsaved_entries: list[Entry] = []
+        self._applied: OrderedDict[str, None] = OrderedDict()
+        self._checkpoint_every = checkpoint_every
+        self.journaled = 0  # entries since the last checkpoint
+        self.redelivered = 0  # events skipped: applied before (a crash, a retry)
         # One commit at a time, so a retried batch never lands after a newer one.
         self._saving = asyncio.Lock()
 
     def usecase(self, name: str) -> UseCase:
         return self.core.usecase(name)
 
-    async def on_prediction(self, p: Prediction, *, shadow: bool = False) -> None:
+    async def on_prediction(self, p: Prediction, *, shadow: bool = False, event_id: str = "") -> None:
+        if event_id in self._applied:
+            return await self._redelivered()
         if not shadow:
             await self._ensure_reference(p.model)
-        await self.apply(self.core.on_prediction(p, shadow=shadow))
+        entry = Entry(event_id, journal.SHADOW if shadow else journal.PREDICTION, journal.prediction_doc(p))
+        await self._event(entry, self.core.on_prediction(p, shadow=shadow))
 
-    async def on_outcome(self, o: Outcome) -> None:
-        await self.apply(self.core.on_outcome(o))
+    async def on_outcome(self, o: Outcome, *, event_id: str = "") -> None:
+        if event_id in self._applied:
+            return await self._redelivered()
+        await self._event(Entry(event_id, journal.OUTCOME, journal.outcome_doc(o)), self.core.on_outcome(o))
 
-    async def on_alias(self, move: AliasMove) -> None:
-        await self.apply(self.core.on_alias(move))
+    async def on_alias(self, move: AliasMove, *, event_id: str = "") -> None:
+        if event_id in self._applied:
+            return await self._redelivered()
+        await self._event(Entry(event_id, journal.ALIAS, journal.alias_doc(move)), self.core.on_alias(move))
 
-    async def apply(self, effects: Effects) -> None:
+    async def _redelivered(self) -> None:
+        self.redelivered += 1
+        if not await self._save():
+            raise Unavailable("monitor store unavailable: the event's effects are not saved yet")
+
+    async def _event(self, entry: Entry, effects: Effects) -> None:
+        """Journal and save what one event did; ``Unavailable`` when it could not be saved."""
+        if not entry.event_id:
+            # Not from the bus (tests, tools): nothing to journal or to deduplicate.
+            return await self.apply(effects)
+        self._applied[entry.event_id] = None
+        if len(self._applied) > APPLIED_MEMORY:
+            self._applied.popitem(last=False)
+        self._unsaved_entries.append(entry)
+        self.journaled += 1
+        await self.apply(effects, always=True)
+        if self._unsaved_entries:
+            raise Unavailable("monitor store unavailable: the event is kept in memory until it is saved")
+        if self.journaled >= max(
+            self._checkpoint_every, sum(sum(j.waiting) for j in self.core.joiners.values())
+        ):
+            await self.checkpoint()
+
+    async def apply(self, effects: Effects, *, always: bool = False) -> None:
         """Record and save ``effects`` (kept for the next commit when the database is down)."""
-        if not effects:
+        if not effects and not always:
             return
         if self._metrics is not None:
             self._metrics.record(effects)
@@ -332,20 +431,82 @@ class Monitor:
 
     async def _save(self) -> bool:
         async with self._saving:
-            if not self._unsaved:
+            if not self._unsaved and not self._unsaved_entries:
                 return True
             batch, self._unsaved = self._unsaved, Effects()
+            entries, self._unsaved_entries = self._unsaved_entries, []
             try:
-                await asyncio.to_thread(self._store.commit, batch, self.clock())
+                await asyncio.to_thread(self._store.commit, batch, self.clock(), entries)
             except (Unavailable, AlreadyExists) as exc:
                 # Kept (in order) for the next commit, which finds the rows a racing
                 # writer added; the consumer carries on.
                 self._unsaved = batch.merge(self._unsaved)
+                self._unsaved_entries = entries + self._unsaved_entries
                 log.error(
-                    "monitor store unavailable (%s); %d reports waiting", exc, len(self._unsaved.reports)
+                    "monitor store unavailable (%s); %d events and %d reports waiting",
+                    exc,
+                    len(self._unsaved_entries),
+                    len(self._unsaved.reports),
                 )
                 return False
             return True
+
+    async def checkpoint(self) -> None:
+        """Save the whole state and drop the journal it covers (skipped, and tried again
+        later, while something is unsaved or the database is down)."""
+        async with self._saving:
+            if self._unsaved or self._unsaved_entries:
+                return
+            state = {"core": self.core.checkpoint(), "applied": list(self._applied)}
+            try:
+                covered = await asyncio.to_thread(self._store.checkpoint, state, self.clock())
+            except Unavailable as exc:
+                log.warning("monitor checkpoint not saved (%s); the journal keeps growing", exc)
+                return
+            self.journaled = 0
+            log.info("monitor checkpoint saved (%d journal entries covered)", covered)
+
+    async def resume(self, checkpoint: Mapping[str, Any] | None, entries: Sequence[Entry]) -> None:
+        """Rebuild the state a previous run had: ``checkpoint`` and the ``entries`` journaled
+        after it (from :meth:`~services.monitor.store.MonitorStore.recovery`). Their effects,
+        saved before, are saved again (writes are idempotent by id)."""
+        if checkpoint is not None:
+            self.core.resume(checkpoint["core"])
+            self._applied = OrderedDict.fromkeys(checkpoint["applied"])
+        elif entries:
+            # A journal from its very first entry (no checkpoint was ever saved): it alone
+            # builds the state.
+            self.core.forget_saved()
+        for key in list(self.core.trackers):
+            await self._ensure_reference(key)
+        effects = Effects()
+        for entry in entries:
+            if entry.kind in (journal.PREDICTION, journal.SHADOW):
+                p = journal.prediction_of(entry.doc)
+                if entry.kind == journal.PREDICTION:
+                    await self._ensure_reference(p.model)
+                effects.merge(self.core.on_prediction(p, shadow=entry.kind == journal.SHADOW))
+            elif entry.kind == journal.OUTCOME:
+                effects.merge(self.core.on_outcome(journal.outcome_of(entry.doc)))
+            elif entry.kind == journal.ALIAS:
+                effects.merge(self.core.on_alias(journal.alias_of(entry.doc)))
+            self._applied[entry.event_id] = None
+        while len(self._applied) > APPLIED_MEMORY:
+            self._applied.popitem(last=False)
+        self.journaled = len(entries)
+        self._unsaved.merge(effects)
+        if not await self._save():
+            raise Unavailable("monitor store unavailable while resuming")
+        # A checkpoint now: from here on the journal always starts after one (a database
+        # from before the journal had its states only, taken in as the starting point).
+        await self.checkpoint()
+        if self.journaled:
+            raise Unavailable("monitor store unavailable while resuming (checkpoint)")
+        log.info(
+            "monitor resumed: checkpoint %s, %d journal entries applied again",
+            "loaded" if checkpoint is not None else "none",
+            len(entries),
+        )
 
     async def _ensure_reference(self, key: VersionKey) -> None:
         if key in self._resolved or self._retry_at.get(key, 0.0) > time.monotonic():

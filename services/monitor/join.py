@@ -12,16 +12,21 @@ Two watermarks, one per stream, so a consumer that reads one topic ahead of the 
 (catching up after a restart) does not expire what the other topic still holds.
 Memory is bounded: at most ``capacity`` waiting entries per side (the oldest beyond
 that expire early, and are counted), and a bounded memory of joined ids that makes a
-redelivered prediction or outcome a no-op.
+redelivered prediction or outcome a no-op. :meth:`Joiner.checkpoint` is all of it as
+JSON (the monitor's checkpoint, :mod:`services.monitor.journal`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from services.monitor import journal
 from services.monitor.domain import Labelled, Outcome, Prediction
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,6 +59,31 @@ class Joiner:
     def waiting(self) -> tuple[int, int]:
         """(predictions waiting for an outcome, outcomes waiting for a prediction)."""
         return len(self._predictions), len(self._outcomes)
+
+    def known(self, prediction_id: str) -> bool:
+        """Is the prediction waiting or done (joined, late)? A prediction read again is."""
+        return prediction_id in self._done or prediction_id in self._predictions
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything the joiner holds, as JSON (what :meth:`restore` takes)."""
+        return {
+            "predictions": [journal.prediction_doc(p) for p in self._predictions.values()],
+            "outcomes": [journal.outcome_doc(o) for o in self._outcomes.values()],
+            "done": list(self._done),
+            "counts": dataclasses.asdict(self.counts),
+            "marks": [self._p_mark.isoformat(), self._o_mark.isoformat()],
+        }
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        self.counts = JoinCounts(**saved["counts"])
+        self._p_mark, self._o_mark = (datetime.fromisoformat(m) for m in saved["marks"])
+        self._done = OrderedDict.fromkeys(saved["done"])
+        self._predictions = {p.prediction_id: p for p in map(journal.prediction_of, saved["predictions"])}
+        self._outcomes = {o.prediction_id: o for o in map(journal.outcome_of, saved["outcomes"])}
+        self._p_heap = [(p.at + self.max_delay, pid) for pid, p in self._predictions.items()]
+        self._o_heap = [(o.observed_at + self.max_delay, pid) for pid, o in self._outcomes.items()]
+        heapq.heapify(self._p_heap)
+        heapq.heapify(self._o_heap)
 
     def _finish(self, prediction_id: str) -> None:
         self._done[prediction_id] = None

@@ -24,6 +24,9 @@ class MonitorSettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings,
     reference_retry_s: float = Field(default=30.0, ge=0.1, le=3600)
     # Predictions waiting for an outcome (and outcomes for a prediction), per use case.
     join_capacity: int = Field(default=200_000, ge=100, le=10_000_000)
+    # Journal entries between two checkpoints of the in-memory state (at least as many as
+    # the joins waiting, so a checkpoint costs at most one write per event).
+    checkpoint_every: int = Field(default=5000, ge=10, le=10_000_000)
     # How often the outbox relay retries unpublished events.
     relay_interval_s: float = Field(default=2.0, ge=0.05, le=600)
 

@@ -1,11 +1,14 @@
-"""The monitor's store: drift reports, alerts, tracker state and an outbox of events.
+"""The monitor's store: drift reports, alerts, tracker state, an outbox of events, and the
+journal and checkpoint that keep its in-memory state across a crash.
 
 SQLAlchemy; SQLite by default, PostgreSQL in production (same code). One call,
 :meth:`MonitorStore.commit`, writes everything one event produced in one transaction —
 reports, alerts, state, and the events to publish (the outbox) — so a crash either
 keeps all of it or none: a restarted monitor republishes what is in the outbox and
 never opens the same alarm episode twice. Writes are idempotent by id (a replayed
-event that produces the same report id keeps the first).
+event that produces the same report id keeps the first). The journal entry of each event
+goes in that same transaction, and :meth:`MonitorStore.checkpoint` replaces the journal
+with a snapshot of the state it built (:mod:`services.monitor.journal`).
 
 Reports are stored as their ``DriftReport`` protobuf (the contract is the document),
 with the columns they are filtered by. The outbox is an :class:`~libs.bus.outbox.OutboxSource`:
@@ -19,13 +22,13 @@ The schema is created and upgraded by the Alembic migrations in ``MIGRATIONS``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
 
 from google.protobuf.message import Message
-from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, String, Text, delete, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aifactory.monitor.v1 import events_pb2 as pb_events
@@ -35,6 +38,7 @@ from libs.errors import NotFound
 from libs.sql import Database, aware_utc, naive_utc, translate
 from services.monitor import convert
 from services.monitor.domain import Alert, Effects, Severity, VersionKey
+from services.monitor.journal import Entry
 
 DRIFT = "drift"
 ROLLBACK = "rollback"
@@ -90,6 +94,29 @@ class _Outbox(_Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
 
+
+class _Journal(_Base):
+    """Every event applied since the checkpoint, in order (see :mod:`services.monitor.journal`)."""
+
+    __tablename__ = "monitor_journal"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    doc: Mapped[str] = mapped_column(Text)
+
+
+class _Checkpoint(_Base):
+    """The in-memory state before the first journal entry (one row, ``name`` = "monitor")."""
+
+    __tablename__ = "monitor_checkpoint"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+_CHECKPOINT = "monitor"
 
 METADATA = _Base.metadata
 _EVENTS: dict[str, type[Message]] = {DRIFT: pb_events.DriftDetected, ROLLBACK: pb_events.RollbackRequested}
@@ -159,10 +186,15 @@ class MonitorStore:
         self._db.close()
 
     # ------------------------------------------------------------------ writes
-    def commit(self, effects: Effects, now: datetime) -> None:
-        """Persist ``effects`` in one transaction (idempotent by id)."""
+    def commit(self, effects: Effects, now: datetime, journal: Sequence[Entry] = ()) -> None:
+        """Persist ``effects`` in one transaction (idempotent by id), with the ``journal``
+        entries of the events that produced them."""
         stamp = naive_utc(now)
         with translate("monitor effects"), self._db.write() as s:
+            s.add_all(
+                _Journal(event_id=e.event_id, kind=e.kind, doc=json.dumps(e.doc, separators=(",", ":")))
+                for e in journal
+            )
             for r in effects.reports:
                 if s.get(_Report, r.report_id) is None:
                     s.add(
@@ -249,6 +281,32 @@ class MonitorStore:
             s.execute(
                 update(_Outbox).where(_Outbox.event_id.in_(keys)).values(sent_at=naive_utc(self._clock()))
             )
+
+    def checkpoint(self, state: Mapping[str, Any], now: datetime) -> int:
+        """Save ``state`` (the in-memory state as of the last journal entry) and empty the
+        journal it covers, in one transaction; returns how many entries it covered."""
+        text = json.dumps(state, separators=(",", ":"))
+        with translate("the monitor checkpoint"), self._db.write() as s:
+            # The monitor journals and checkpoints one at a time, so the state covers every
+            # entry there is. (Emptied, the table may number its entries from 1 again.)
+            covered = s.scalar(select(func.count()).select_from(_Journal)) or 0
+            s.execute(delete(_Journal))
+            row = s.get(_Checkpoint, _CHECKPOINT)
+            if row is None:
+                s.add(_Checkpoint(name=_CHECKPOINT, value=text, updated_at=naive_utc(now)))
+            else:
+                row.value, row.updated_at = text, naive_utc(now)
+            return covered
+
+    def recovery(self) -> tuple[dict[str, Any] | None, list[Entry]]:
+        """The last checkpoint (None: none yet) and the journal after it, oldest first."""
+        with translate("the monitor journal"), self._db.read() as s:
+            row = s.get(_Checkpoint, _CHECKPOINT)
+            entries = [
+                Entry(r.event_id, r.kind, json.loads(r.doc))
+                for r in s.scalars(select(_Journal).order_by(_Journal.seq))
+            ]
+            return (json.loads(row.value) if row is not None else None), entries
 
     def states(self) -> dict[str, dict[str, Any]]:
         with translate("monitor state"), self._db.read() as s:

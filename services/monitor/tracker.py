@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.usecase import UseCase
+from services.monitor import journal
 from services.monitor.detectors import THRESHOLD, CusumDetector
 from services.monitor.distribution import window_evidence
 from services.monitor.domain import (
@@ -309,6 +310,32 @@ class VersionTracker:
                     Outcome("", self.key.use_case, outcome, when),
                 )
             )
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything the tracker holds but its reference (fetched again), as JSON: the
+        saved state plus the windows in progress and the detector's running details."""
+        return {
+            "state": self.state(),
+            "window": [journal.prediction_doc(p) for p in self.window],
+            "labels": [journal.labelled_doc(i) for i in self.labels],
+            "recent": [journal.labelled_doc(i) for i in self.recent],
+            "onset_at": self.onset_at.isoformat() if self.onset_at else None,
+            "alarm_in_window": self._alarm_in_window,
+            "drifted": {n: [journal.evidence_doc(e) for e in ev] for n, ev in self._drifted.items()},
+            "last_quality": self.last_quality,
+        }
+
+    def resume(self, saved: Mapping[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` wrote."""
+        self._restore(saved["state"])
+        self.window = [journal.prediction_of(d) for d in saved["window"]]
+        self.labels = [journal.labelled_of(d) for d in saved["labels"]]
+        self.recent.clear()
+        self.recent.extend(journal.labelled_of(d) for d in saved["recent"])
+        self.onset_at = datetime.fromisoformat(saved["onset_at"]) if saved["onset_at"] else None
+        self._alarm_in_window = bool(saved["alarm_in_window"])
+        self._drifted = {n: tuple(map(journal.evidence_of, ev)) for n, ev in saved["drifted"].items()}
+        self.last_quality = dict(saved["last_quality"])
 
     def quality_of_recent(self) -> tuple[dict[str, float], int]:
         """Live metrics over the last ``size`` labelled predictions, and how many there were."""

@@ -18,6 +18,7 @@ from services.monitor import convert
 from services.monitor.consumers import MonitorHandler
 from services.monitor.core import Monitor, MonitorCore
 from services.monitor.domain import DriftAlarm, Effects, RollbackRequest, VersionKey
+from services.monitor.journal import Entry
 from services.monitor.references import StaticReferences
 from services.monitor.store import MonitorStore
 from tests.unit.monitor import loanstream
@@ -172,10 +173,10 @@ async def test_a_database_outage_keeps_the_effects_until_the_next_commit(tmp_pat
     class Flaky(MonitorStore):
         down = True
 
-        def commit(self, effects: Effects, now: datetime) -> None:
+        def commit(self, effects: Effects, now: datetime, journal: Sequence[Entry] = ()) -> None:
             if self.down:  # what the store raises for an OperationalError
                 raise Unavailable("database unavailable (monitor effects): database is locked")
-            super().commit(effects, now)
+            super().commit(effects, now, journal)
 
     store = Flaky.from_url(f"sqlite:///{tmp_path / 'monitor.db'}")
     monitor = Monitor(MonitorCore({UC.name: UC}), store, StaticReferences())

@@ -1,0 +1,94 @@
+"""The prediction log's write-ahead file: what a killed gateway had answered but not
+published is published by the next process, byte for byte, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from libs.errors import ConfigError
+from services.gateway.predlog import PredictionLog
+from services.gateway.writeahead import WriteAheadLog
+from tests.unit.gateway.test_predlog import LOAN, FakeBulk, entry, log_for
+
+
+def _values(bulk: FakeBulk) -> list[tuple[bytes, bytes]]:
+    return [(r.key, r.value) for _, r in bulk.records]
+
+
+async def _killed(log: PredictionLog) -> None:
+    """The process dies: the flusher stops mid-retry, no close, no last flush."""
+    assert log._task is not None
+    log._task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await log._task
+    wal = log._wal
+    assert wal is not None
+    os.close(wal._fd)  # the kernel closes a dead process's files (and drops its lock)
+    os.close(wal._lock)
+
+
+async def test_a_killed_gateway_publishes_its_answered_predictions_at_the_next_start(tmp_path: Path) -> None:
+    folder = tmp_path / "wal"
+    reference = FakeBulk()
+    plain = log_for(LOAN, reference)
+    plain.start()
+    served = [entry(LOAN, rows=2), entry(LOAN, rows=1, oip_response=None), entry(LOAN, rows=3, shadow=True)]
+    for s in served:
+        assert plain.offer(s)
+    await plain.close()
+
+    down = FakeBulk()
+    down.failures = 10**6  # Kafka unreachable: everything stays buffered
+    first = log_for(LOAN, down, wal=WriteAheadLog(folder))
+    first.start()
+    for s in served:
+        assert first.offer(s)
+    await asyncio.sleep(0.05)
+    await _killed(first)
+    assert down.records == [] and first.buffered == 6
+
+    up = FakeBulk()
+    second = log_for(LOAN, up, wal=WriteAheadLog(folder))
+    second.start()
+    assert second.buffered == 6
+    await second.close()
+    # The same events (values carry the served time: identical to a log that never died).
+    assert sorted(_values(up)) == sorted(_values(reference)) and len(up.records) == 6
+    assert not folder.exists()  # all published: nothing left to replay
+
+    third = log_for(LOAN, FakeBulk(), wal=WriteAheadLog(folder))
+    third.start()
+    assert third.buffered == 0
+    await third.close()
+
+
+async def test_published_segments_are_deleted_and_a_torn_frame_is_ignored(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, segment_bytes=600)  # a segment every entry or two
+    bulk = FakeBulk()
+    log = log_for(LOAN, bulk, wal=wal)
+    log.start()
+    for _ in range(5):
+        assert log.offer(entry(LOAN, rows=1))
+    async with asyncio.timeout(5):
+        while log.buffered:
+            await asyncio.sleep(0.01)
+    assert len(bulk.records) == 5
+    assert len(list(tmp_path.glob("*.wal"))) <= 1  # only the segment being written
+    bulk.failures = 10**6
+    assert log.offer(entry(LOAN, rows=2))
+    await asyncio.sleep(0.02)
+    await _killed(log)
+    # The process died in the middle of writing a frame.
+    (last,) = sorted(tmp_path.glob("*.wal"))[-1:]
+    with open(last, "ab") as f:
+        f.write(b"\x40\x00\x00\x00partial")
+    again = WriteAheadLog(tmp_path)
+    recovered = list(again.recover())
+    assert [s.prediction_ids for s in recovered] == [["p0", "p1"]]
+    assert os.path.getsize(last) > 0
+    with pytest.raises(ConfigError, match="predlog_wal_dir"):
+        WriteAheadLog(tmp_path)  # a second replica on the same folder
