@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto proto-check lint check test test-unit test-integration test-security demo bench \
+.PHONY: help setup proto proto-check lint check test test-unit test-integration test-security test-chaos demo bench bench-smoke \
         infra-up infra-down infra-status services-up clean
 
 help: ## list the targets
@@ -39,6 +39,9 @@ test-unit: setup ## fast tests, no infrastructure
 test-integration: setup ## tests against the real broker, databases and Triton
 	@$(PY) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
 
+test-chaos: setup ## kill -9 each service, restart Kafka, PostgreSQL and Triton under load on a fresh factory; fails on any loss or doubling
+	@$(PY) -m tests.chaos
+
 test-security: setup ## identity, access and hostile-input suites (permission walk, tokens, mTLS, secure Kafka, gRPC fuzz, hostile topics, log search); ends with their sizes
 	@rm -f build/test-security/sizes.txt; $(PY) -m pytest tests/security $(PYTEST_ARGS); rc=$$?; \
 	  cat build/test-security/sizes.txt 2>/dev/null || echo "security: no suite ran"; exit $$rc
@@ -48,6 +51,9 @@ demo: setup ## the factory's main job end to end on embedded defaults
 
 bench: setup ## benchmarks: prints a table and writes build/bench.json
 	@$(PY) -m tests.bench
+
+bench-smoke: setup ## every benchmark part with tiny sizes: it runs, and every row has its baseline (CI)
+	@$(PY) -m tests.bench --smoke
 
 infra-up: setup ## start Kafka, PostgreSQL, Redis and Triton (reused when running)
 	@$(PY) -m aif.infra up
