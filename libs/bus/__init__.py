@@ -13,7 +13,7 @@ from libs.bus import topics
 from libs.bus.consumer import Event, EventConsumer
 from libs.bus.deadletter import DeadLetters
 from libs.bus.headers import EventMeta
-from libs.bus.producer import EventPublisher, Outgoing
+from libs.bus.producer import EventPublisher, EventSink, Outgoing
 from libs.bus.security import KafkaSecurity
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "EventConsumer",
     "EventMeta",
     "EventPublisher",
+    "EventSink",
     "KafkaSecurity",
     "Outgoing",
     "topics",

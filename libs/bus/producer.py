@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
@@ -17,6 +18,21 @@ from libs.bus.types import event_type_of, schema_version_of
 from libs.telemetry import headers_with_context
 
 _tracer = trace.get_tracer("aifactory.bus")
+
+
+class EventSink(Protocol):
+    """What :class:`EventPublisher` offers a caller that publishes one event at a time, so
+    code that only publishes can be given a fake in tests."""
+
+    async def publish(
+        self,
+        topic: str,
+        event: Message,
+        *,
+        use_case: str,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)

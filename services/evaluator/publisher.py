@@ -7,28 +7,10 @@ idempotent by report id, so a replayed ``ModelTrained`` may safely do both again
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from google.protobuf.message import Message
-
-from libs.bus import topics
+from libs.bus import EventSink, topics
 from libs.lifecycle.registry import EvaluationRegistry
 from services.evaluator import convert
 from services.evaluator.domain import Report
-
-
-class EventSink(Protocol):
-    """What :class:`libs.bus.EventPublisher` offers (tests pass a fake)."""
-
-    async def publish(
-        self,
-        topic: str,
-        event: Message,
-        *,
-        use_case: str,
-        key: str | None = None,
-        event_id: str | None = None,
-    ) -> Any: ...
 
 
 class EvaluatorPublisher:

@@ -28,12 +28,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
 
-from google.protobuf.message import Message
 from opentelemetry.metrics import Meter
 
 from aifactory.ingestion.v1 import events_pb2
+from libs.bus import EventSink
 from libs.usecase import UseCase
 from services.ingestion.records import Outcome
 from services.ingestion.violations import OUT_OF_RANGE
@@ -205,23 +204,11 @@ class QualityTracker:
         )
 
 
-class _Publisher(Protocol):
-    async def publish(
-        self,
-        topic: str,
-        event: Message,
-        *,
-        use_case: str,
-        key: str | None = None,
-        event_id: str | None = None,
-    ) -> Any: ...
-
-
 class QualityReporter:
     """Closes due windows every ``tick`` seconds and publishes their reports as events."""
 
     def __init__(
-        self, tracker: QualityTracker, publisher: _Publisher, topic: str, *, tick: float = 1.0
+        self, tracker: QualityTracker, publisher: EventSink, topic: str, *, tick: float = 1.0
     ) -> None:
         self._tracker = tracker
         self._publisher = publisher

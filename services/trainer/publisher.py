@@ -8,28 +8,10 @@ beside it ``TrainingSkipped`` (event id ``<job id>.skipped``) for a job that gav
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from google.protobuf.message import Message
-
 from aifactory.trainer.v1 import events_pb2 as trainer_events
-from libs.bus import topics
+from libs.bus import EventSink, topics
 from services.trainer import convert
 from services.trainer.domain import SkippedTraining, TrainedModel
-
-
-class EventSink(Protocol):
-    """What :class:`libs.bus.EventPublisher` offers (tests pass a fake)."""
-
-    async def publish(
-        self,
-        topic: str,
-        event: Message,
-        *,
-        use_case: str,
-        key: str | None = None,
-        event_id: str | None = None,
-    ) -> Any: ...
 
 
 class TrainerPublisher:
