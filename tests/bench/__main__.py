@@ -76,7 +76,9 @@ SMOKE: dict[object, dict[str, object]] = {
         "PA_TRIALS": 4,
     },
 }
-SMOKE_LOOP = LoopConfig(bootstrap=2_000, stationary=400, recovery=100, max_after_onset=6_000, timeout_s=240)
+# Short runs, but with room for the drift job to gather min_rows of labelled data after the
+# onset (it waits for them): with 6,000 records the loop gave up before v2 was trained.
+SMOKE_LOOP = LoopConfig(bootstrap=2_000, stationary=400, recovery=100, max_after_onset=20_000, timeout_s=300)
 
 
 def _parts(bootstrap: str, loop_config: LoopConfig) -> dict[str, tuple[str, Callable[[], list[Figure]]]]:
