@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from libs.errors import AifError, FailedPrecondition, InvalidArgument, Unavailable
+from libs.errors import AifError, FailedPrecondition, InvalidArgument
 from libs.lifecycle.data import TrainingData, TrainingSet
 from libs.lifecycle.frames import Window, class_names, labelled, plan_windows, select
 from libs.lifecycle.registry import Lineage, MetricPoint, ModelRegistry, RunSpec
+from libs.retry import RetryPolicy
 from libs.usecase import UseCase, UseCases
 from libs.usecase.model import RetrainingSpec
 from services.trainer.domain import FINAL, Job, JobState, SkippedTraining, TrainedModel
@@ -307,17 +308,16 @@ class TrainerCore:
     # -- one job --------------------------------------------------------------------
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        delay = self._options.dependency_backoff_s
-        for attempt in range(1, self._options.dependency_attempts + 1):
-            try:
-                return await call()
-            except Unavailable as exc:
-                if attempt == self._options.dependency_attempts:
-                    raise
-                log.warning("%s unavailable (attempt %d): %s; retrying in %.1fs", what, attempt, exc, delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        """``call`` under the factory's one retry policy: Unavailable only, doubling from
+        ``dependency_backoff_s``, ``dependency_attempts`` tries, the last error re-raised."""
+        backoff = self._options.dependency_backoff_s
+        policy = RetryPolicy(
+            attempts=self._options.dependency_attempts,
+            initial_s=backoff,
+            max_s=max(backoff, 60.0),
+            jitter_s=backoff / 2,
+        )
+        return await policy.call(what, call)
 
     async def run_job(self, job_id: str) -> Job:
         """Train one job to the end: data → training → registration → ModelTrained."""
