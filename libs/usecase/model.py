@@ -164,6 +164,10 @@ class DriftSpec(Strict):
     hysteresis: int = Field(default=2, ge=1, le=100)
     # Alarm when live quality falls this far below the training reference.
     quality_drop: float = Field(default=0.1, gt=0)
+    # An alarm still standing after this many more windows (feature or quality) with the
+    # same champion is raised again: the retraining it asked for failed, was refused by
+    # its gates, or never came, and the drift is still there.
+    realarm_windows: int = Field(default=10, ge=1, le=10_000)
 
 
 class RetrainingSpec(Strict):

@@ -16,6 +16,11 @@ clear after as many under. Windows hold ``max(drift.window, drift.min_samples)``
 An *episode* opens when a signal raises while the version serves as champion and no
 episode is open: that, and only that, publishes a ``DriftDetected`` (at most once per
 episode); it closes when every signal has cleared, or when the version stops serving.
+An episode still open ``drift.realarm_windows`` windows after it opened, with the same
+champion serving, is closed and a new one opened on the signals still active: the
+retraining its alarm asked for failed, its candidate was refused by the gates, or the
+event was lost, and the drift is still there. The trainer's cooldown and daily budget
+bound what the repeated alarms cost.
 The tracker's state (detector, signals, episode, recent labelled predictions) is saved
 with every report, so a restarted monitor resumes instead of alarming again.
 """
@@ -65,6 +70,8 @@ class Episode:
     number: int = 0
     report_id: str = ""
     alert_id: str = ""
+    # Windows reported since the episode opened (the re-alarm clock).
+    windows: int = 0
 
 
 def state_key(key: VersionKey) -> str:
@@ -108,6 +115,7 @@ class VersionTracker:
         self.feature_windows = 0
         self.quality_windows = 0
         self.suppressed = 0  # detector alarms inside an open episode (not published)
+        self.realarms = 0  # episodes opened again on a drift that outlived its alarm
         self.onset_at: datetime | None = None
         self._alarm_in_window = False
         self._drifted: dict[str, tuple[Evidence, ...]] = {}
@@ -200,6 +208,8 @@ class VersionTracker:
         raised: list[str],
         effects: Effects,
     ) -> None:
+        if self.episode.open:
+            raised = sorted({*raised, *self._realarm_due(effects)})
         opened = bool(raised) and self._open(report_id, raised, effects)
         effects.reports.append(Report(report_id, self.key, opened, tuple(evidence), start, end, self.clock()))
         self._maybe_close(effects)
@@ -257,6 +267,18 @@ class VersionTracker:
         )
         return True
 
+    def _realarm_due(self, effects: Effects) -> list[str]:
+        """Count one more window of the open episode; when it has stood for
+        ``drift.realarm_windows`` of them with the same champion and a signal still
+        active, close it and answer the active signals, to be raised again."""
+        self.episode.windows += 1
+        active = [name for name, s in self.signals.items() if s.active]
+        if self.episode.windows < self.uc.drift.realarm_windows or self.alias != CHAMPION or not active:
+            return []
+        self.close_episode(effects)
+        self.realarms += 1
+        return active
+
     def _maybe_close(self, effects: Effects) -> None:
         if self.episode.open and not any(s.active for s in self.signals.values()):
             self.close_episode(effects)
@@ -286,6 +308,7 @@ class VersionTracker:
             "feature_windows": self.feature_windows,
             "quality_windows": self.quality_windows,
             "suppressed": self.suppressed,
+            "realarms": self.realarms,
             "alias": self.alias,
             "recent": [
                 [i.prediction.at.isoformat(), i.prediction.score, i.prediction.predicted, i.outcome.value]
@@ -301,6 +324,7 @@ class VersionTracker:
         self.feature_windows = int(saved.get("feature_windows", 0))
         self.quality_windows = int(saved.get("quality_windows", 0))
         self.suppressed = int(saved.get("suppressed", 0))
+        self.realarms = int(saved.get("realarms", 0))
         self.alias = str(saved.get("alias", CHAMPION))
         for at, score, predicted, outcome in saved.get("recent", []):
             when = datetime.fromisoformat(at)

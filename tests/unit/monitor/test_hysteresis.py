@@ -88,3 +88,36 @@ def test_windows_hold_at_least_min_samples() -> None:
         r for i in range(240) for r in core.on_prediction(prediction(i, features={"salary": 0.5})).reports
     ]
     assert len(reports) == 2 and {e.sample_size for r in reports for e in r.evidence} == {120}
+
+
+def test_a_drift_that_outlives_its_alarm_is_raised_again_while_the_same_champion_serves() -> None:
+    # The retraining the first alarm asked for produced nothing that was promoted (its
+    # candidate failed the gates): the loop would wait forever on an open episode.
+    uc = spec(window=WINDOW, min_samples=50, hysteresis=2, realarm_windows=3)
+    core = MonitorCore({uc.name: uc})
+    rng = np.random.default_rng(1)
+    core.set_reference(V1, {"features": {"salary": numeric_summary(rng.normal(50_000, 10_000, 5000))}})
+    runs = [_window(core, rng, k * WINDOW, 30_000) for k in range(9)]
+    alarmed = [k for k, r in enumerate(runs) if r.alarms]
+    assert alarmed == [1, 4, 7]  # raised at the 2nd window, then every 3 windows it stands
+    ids = [runs[k].alarms[0].report_id for k in alarmed]
+    assert len(set(ids)) == 3  # each a new report: the trainer makes a new job of each
+    first_alert = runs[1].alerts[0].alert_id
+    assert first_alert in runs[4].resolved  # the old episode ends where the new one starts
+
+    calm = [_window(core, rng, (9 + k) * WINDOW, 0) for k in range(6)]
+    assert not any(r.alarms for r in calm)  # a drift that cleared is not raised again
+
+
+def test_no_realarm_for_a_version_that_no_longer_serves_as_champion() -> None:
+    uc = spec(window=WINDOW, min_samples=50, hysteresis=2, realarm_windows=2)
+    core = MonitorCore({uc.name: uc})
+    rng = np.random.default_rng(2)
+    core.set_reference(V1, {"features": {"salary": numeric_summary(rng.normal(50_000, 10_000, 5000))}})
+    runs = [_window(core, rng, k * WINDOW, 30_000) for k in range(2)]
+    assert runs[1].alarms
+    effects = Effects()
+    for i in range(2 * WINDOW, 8 * WINDOW):
+        salary = float(rng.normal(80_000, 10_000))
+        effects.merge(core.on_prediction(prediction(i, features={"salary": salary}, alias="challenger")))
+    assert not effects.alarms
