@@ -12,9 +12,18 @@ the prediction id).
 
 Files are segments ``predlog-<n>.wal``: a new one starts when the current one passes
 ``segment_bytes`` or when the log has published everything; a segment is deleted once
-every entry in it is on Kafka. A frame is ``<u32 length>`` and the entry's fields as a
+every entry in it is on Kafka.
+
+Format: a segment starts with a header, ``AIFWAL`` and the format version as a ``u16``
+(:data:`FORMAT`). A frame is ``<u32 length><u32 crc32>`` and the entry's fields as a
 :mod:`marshal` tuple (the raw input/output bytes, not the encoded event: encoding stays
-off the reply path); a torn last frame (a crash during the write) is ignored.
+off the reply path). A torn last frame (a crash during the write) is ignored. A frame
+whose checksum does not match ends the reading of its segment (its length can no
+longer be trusted): the segment is kept aside as ``*.wal.damaged`` and the loss logged.
+A segment of another format version (written by another release) is never guessed at:
+the gateway refuses to start, naming the file, until a release that reads it has
+drained it or someone moves it away. Segments without a header are the format before
+versions (0), still read.
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ import fcntl
 import logging
 import marshal
 import os
+import shutil
 import struct
 import tempfile
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +68,10 @@ def wal_dir(settings: _WalSettings) -> Path:
 
 
 _LEN = struct.Struct("<I")
+_FRAME = struct.Struct("<II")  # length, crc32
+_MAGIC = b"AIFWAL"
+_HEADER = struct.Struct("<6sH")
+FORMAT = 1
 _MARSHAL_VERSION = 4
 _PREFIX = "predlog-"
 _SUFFIX = ".wal"
@@ -81,6 +96,11 @@ class WriteAheadLog:
         self._segment_bytes = segment_bytes
         found = self._segments()
         self._recovered = found
+        try:
+            self.check()
+        except ConfigError:
+            os.close(self._lock)
+            raise
         self._current = (found[-1] + 1) if found else 0
         self._fd = self._open(self._current)
         self._size = 0
@@ -97,36 +117,64 @@ class WriteAheadLog:
 
     def _open(self, n: int) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)  # removed by hand meanwhile: recreated
-        return os.open(self._path(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self._path(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, _HEADER.pack(_MAGIC, FORMAT))
+        return fd
+
+    def check(self) -> None:
+        """Refuse (:class:`ConfigError`) segments of a format this release does not read."""
+        for n in self._recovered:
+            version = _format_of(self._path(n).read_bytes()[: _HEADER.size])
+            if version not in (0, FORMAT):
+                raise ConfigError(
+                    f"prediction log file {self._path(n)} has format {version}; this gateway reads "
+                    f"formats 0 and {FORMAT}. Start the release that wrote it to publish it, or move "
+                    "the file away (its predictions are then not on the predictions topic)"
+                )
 
     def recover(self) -> Iterator[Served]:
         """The entries the previous process left unpublished, oldest first (call once, first)."""
         for n in self._recovered:
-            data = self._path(n).read_bytes()
-            pos = 0
-            while pos + _LEN.size <= len(data):
-                (size,) = _LEN.unpack_from(data, pos)
-                if pos + _LEN.size + size > len(data):
-                    log.warning("prediction log file %s: torn last frame ignored", self._path(n).name)
-                    break
-                frame = data[pos + _LEN.size : pos + _LEN.size + size]
-                pos += _LEN.size + size
-                try:
-                    served = _decode(frame)
-                except (ValueError, EOFError, TypeError) as exc:
-                    log.error(
-                        "prediction log file %s: unreadable frame skipped (%s)", self._path(n).name, exc
-                    )
-                    continue
-                self._order.append(n)
-                yield served
+            yield from self._read(n)
         self._recovered = []
+
+    def _read(self, n: int) -> Iterator[Served]:
+        path = self._path(n)
+        data = path.read_bytes()
+        version = _format_of(data[: _HEADER.size])
+        pos, head = (_HEADER.size, _FRAME) if version == FORMAT else (0, _LEN)
+        while pos + head.size <= len(data):
+            size, *crc = head.unpack_from(data, pos)
+            frame = data[pos + head.size : pos + head.size + size]
+            if len(frame) < size:
+                log.warning("prediction log file %s: torn last frame ignored", path.name)
+                return
+            if crc and zlib.crc32(frame) != crc[0]:
+                log.error(
+                    "prediction log file %s: damaged at byte %d, the %d bytes after it are not "
+                    "replayed; the file is kept as %s",
+                    path.name,
+                    pos,
+                    len(data) - pos,
+                    path.name + ".damaged",
+                )
+                shutil.copyfile(path, path.with_name(path.name + ".damaged"))
+                return
+            pos += head.size + size
+            try:
+                served = _decode(frame)
+            except (ValueError, EOFError, TypeError) as exc:
+                log.error("prediction log file %s: unreadable frame skipped (%s)", path.name, exc)
+                continue
+            self._order.append(n)
+            yield served
 
     def append(self, served: Served) -> None:
         """Write ``served`` to the current segment (returns once the kernel has it)."""
         frame = _encode(served)
-        os.write(self._fd, _LEN.pack(len(frame)) + frame)
-        self._size += _LEN.size + len(frame)
+        os.write(self._fd, _FRAME.pack(len(frame), zlib.crc32(frame)) + frame)
+        self._size += _FRAME.size + len(frame)
         self._order.append(self._current)
         if self._size >= self._segment_bytes:
             self._rotate()
@@ -164,6 +212,13 @@ class WriteAheadLog:
             with contextlib.suppress(OSError):
                 self.directory.rmdir()
         os.close(self._lock)  # releases the folder
+
+
+def _format_of(head: bytes) -> int:
+    """A segment's format version from its first bytes (0: written before versions)."""
+    if len(head) == _HEADER.size and head.startswith(_MAGIC):
+        return int(_HEADER.unpack(head)[1])
+    return 0
 
 
 def _array(value: np.ndarray | bytes | None) -> bytes | None:

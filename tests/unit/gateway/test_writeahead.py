@@ -92,3 +92,46 @@ async def test_published_segments_are_deleted_and_a_torn_frame_is_ignored(tmp_pa
     assert os.path.getsize(last) > 0
     with pytest.raises(ConfigError, match="predlog_wal_dir"):
         WriteAheadLog(tmp_path)  # a second replica on the same folder
+
+
+def _written(folder: Path, entries: int) -> Path:
+    """A segment holding ``entries`` one-row entries, left behind by a dead process."""
+    wal = WriteAheadLog(folder)
+    for _ in range(entries):
+        wal.append(entry(LOAN, rows=1))
+    os.close(wal._fd)
+    os.close(wal._lock)
+    (segment,) = folder.glob("*.wal")
+    return segment
+
+
+def test_a_damaged_frame_ends_its_segment_and_the_file_is_kept_aside(tmp_path: Path) -> None:
+    segment = _written(tmp_path, 3)
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # a flipped byte inside the last entry
+    segment.write_bytes(bytes(data))
+    recovered = list(WriteAheadLog(tmp_path).recover())
+    assert len(recovered) == 2  # the two entries before the damage, not a misparsed third
+    assert (tmp_path / (segment.name + ".damaged")).read_bytes() == bytes(data)
+
+
+def test_a_segment_of_another_format_is_refused_at_start_naming_the_file(tmp_path: Path) -> None:
+    segment = _written(tmp_path, 1)
+    data = bytearray(segment.read_bytes())
+    data[6:8] = (99).to_bytes(2, "little")  # written by a later release
+    segment.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=f"{segment.name} has format 99"):
+        WriteAheadLog(tmp_path)
+    assert segment.exists()  # nothing is deleted: the release that wrote it can drain it
+    WriteAheadLog(tmp_path / "other")  # the refused folder's lock was released
+
+
+def test_segments_written_before_format_versions_are_still_replayed(tmp_path: Path) -> None:
+    from services.gateway import writeahead
+
+    served = [entry(LOAN, rows=1), entry(LOAN, rows=2)]
+    frames = [writeahead._encode(s) for s in served]
+    legacy = b"".join(writeahead._LEN.pack(len(f)) + f for f in frames)
+    (tmp_path / "predlog-000000000007.wal").write_bytes(legacy)
+    recovered = list(WriteAheadLog(tmp_path).recover())
+    assert [r.prediction_ids for r in recovered] == [s.prediction_ids for s in served]
