@@ -117,6 +117,7 @@ METHODS: Mapping[str, Rule] = {
     _REG + "ApproveModelVersion": Rule(P.MODELS_APPROVE, "ref.use_case"),
     _REG + "Rollback": Rule(P.MODELS_ROLLBACK),
     _REG + "GetLineage": Rule(P.LINEAGE_READ, "model.use_case", when_empty=Scope.RESOURCE),
+    _REG + "GetPrediction": Rule(P.LINEAGE_READ, Scope.RESOURCE),
     _REG + "ListAuditEvents": Rule(P.AUDIT_READ),
     _REG + "VerifyAuditChain": Rule(P.AUDIT_READ, Scope.GLOBAL),
     _REG + "ExportModelVersion": Rule(P.MODELS_EXPORT, "ref.use_case"),
@@ -167,7 +168,8 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     # What services ask of each other: the trainer builds training sets, tracks runs and
     # registers versions, the evaluator records verdicts, the gateway reads online
-    # features, aliases and artifacts, the monitor reads models and reference stats.
+    # features, aliases and artifacts and looks up predictions another replica served
+    # (lineage), the monitor reads models and reference stats.
     # Never approval, promotion or rollback: those are people's decisions or events.
     Role.SERVICE: frozenset(
         {
@@ -180,6 +182,7 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
             P.EVALUATION_RECORD,
             P.MODELS_READ,
             P.MODELS_REGISTER,
+            P.LINEAGE_READ,
             P.MONITORING_READ,
         }
     ),

@@ -44,7 +44,7 @@ from services.gateway.directory import (
     alias_events_handler,
 )
 from services.gateway.features import GrpcFeatureSource
-from services.gateway.feedback import FeedbackRecorder, RecentPredictions
+from services.gateway.feedback import FeedbackRecorder, RecentPredictions, RegistryPredictions
 from services.gateway.instruments import observe
 from services.gateway.models import ConfigSource, ModelManager
 from services.gateway.predlog import BulkPublisher, PredictionLog
@@ -147,7 +147,8 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         recent,
         log_oip=settings.predlog_oip,
     )
-    servicer = GatewayServicer(plane, FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent))
+    feedback = FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent)
+    servicer = GatewayServicer(plane, feedback)
     server = RpcServer(
         settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds
     )
@@ -186,6 +187,7 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         registry_channel = insecure_channel(settings.registry_target, token=token)
         service.closers.append(registry_channel.close)
         directories.append(RegistryDirectory(registry_channel))
+        feedback.lookup = RegistryPredictions(registry_channel)
     bootstraps = [
         service.spawn(
             f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)), finishes=True

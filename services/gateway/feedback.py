@@ -5,25 +5,38 @@ number for regression). Recording is idempotent by ``feedback_id``: it is the
 event id, which every consumer deduplicates on, so sending the same feedback twice
 has one effect. The gateway remembers recent predictions (use case, entity, time)
 to fill in the entity and the example's event time when the app leaves them out.
+
+That memory is a cache, not the record: a prediction this process did not serve
+(another replica served it, or this replica before a restart) is looked up in the
+registry's prediction index (``GetPrediction``), the owner of where every prediction
+came from. A prediction served in the last moments before the lookup may not be
+indexed yet (its log entry is published every ``predlog_flush_ms``): the feedback is
+then recorded with what the app sent, as before.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aifactory.common.v1 import common_pb2
 from aifactory.gateway.v1 import events_pb2, gateway_service_pb2
+from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from libs.bus import EventPublisher
 from libs.errors import InvalidArgument
 from libs.usecase import UseCase, UseCases
 from services.gateway.inputs import from_value, same_category
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,35 @@ class RecentPredictions:
 
     def get(self, prediction_id: str) -> Remembered | None:
         return self._items.get(prediction_id)
+
+
+class PredictionLookup(Protocol):
+    async def find(self, prediction_id: str) -> Remembered | None:
+        """The prediction as its owner indexed it, or None when unknown or unreachable."""
+        ...
+
+
+class RegistryPredictions:
+    """Predictions this process did not serve, from the registry's prediction index."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 2.0) -> None:
+        self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        self._timeout_s = timeout_s
+
+    async def find(self, prediction_id: str) -> Remembered | None:
+        try:
+            found = await self._stub.GetPrediction(
+                registry_service_pb2.GetPredictionRequest(prediction_id=prediction_id),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                # Feedback is still recorded with what the app sent: the registry being
+                # away must not refuse outcomes.
+                log.warning("cannot look up prediction %s in the registry: %s", prediction_id, exc.code().name)
+            return None
+        at = found.predicted_at.ToNanoseconds() / 1e9 if found.HasField("predicted_at") else 0.0
+        return Remembered(found.model.use_case, found.entity_id, at)
 
 
 def check_outcome(uc: UseCase, value: common_pb2.Value) -> None:
@@ -76,11 +118,21 @@ class FeedbackRecorder:
         self._topic = topic
         self._usecases = UseCases(usecases)
         self._recent = recent
+        # Where to ask about a prediction not in ``recent`` (set when a registry is known).
+        self.lookup: PredictionLookup | None = None
+
+    async def _remembered(self, prediction_id: str) -> Remembered | None:
+        found = self._recent.get(prediction_id)
+        if found is None and self.lookup is not None:
+            found = await self.lookup.find(prediction_id)
+            if found is not None:
+                self._recent.add(prediction_id, found.use_case, found.entity_id, found.at)
+        return found
 
     async def record(self, req: gateway_service_pb2.RecordFeedbackRequest) -> str:
         if not req.prediction_id:
             raise InvalidArgument("prediction_id", "required")
-        remembered = self._recent.get(req.prediction_id)
+        remembered = await self._remembered(req.prediction_id)
         use_case = req.use_case or (remembered.use_case if remembered else "")
         if not use_case:
             raise InvalidArgument("use_case", "required (the prediction is not remembered here)")
@@ -109,7 +161,7 @@ class FeedbackRecorder:
         if "event_time" in fields:
             if req.HasField("event_time"):
                 event.event_time.CopyFrom(req.event_time)
-            elif remembered is not None:
+            elif remembered is not None and remembered.at:
                 event.event_time.FromNanoseconds(int(remembered.at * 1e9))
         await self._publisher.publish(
             self._topic, event, use_case=use_case, key=req.prediction_id, event_id=feedback_id

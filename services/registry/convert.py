@@ -303,6 +303,18 @@ def lineage_pb(lineage: Lineage) -> pb.GetLineageResponse:
     return msg
 
 
+def prediction_pb(p: PredictionEntry) -> pb.GetPredictionResponse:
+    msg = pb.GetPredictionResponse(
+        prediction_id=p.prediction_id,
+        model=common_pb2.ModelRef(use_case=p.use_case, model_name=p.model_name, version=p.version),
+        entity_id=p.entity_id,
+        alias=p.alias,
+    )
+    if p.predicted_at is not None:
+        msg.predicted_at.CopyFrom(ts(p.predicted_at))
+    return msg
+
+
 def lineage_to_json(lineage: Lineage) -> dict[str, Any]:
     """The lineage as plain JSON (written beside an exported version)."""
     from google.protobuf.json_format import MessageToDict
@@ -344,4 +356,5 @@ def prediction_of(msg: gateway_events.PredictionLogged) -> PredictionEntry:
         alias=msg.alias,
         shadow=msg.shadow,
         trace_id=msg.trace_id,
+        entity_id=msg.entity_id,
     )

@@ -713,13 +713,18 @@ class Registry:
             return Lineage(version, run, tuple(tx.evaluations_of(key)), tuple(tx.audit_of(key)))
 
     def lineage_of_prediction(self, prediction_id: str) -> Lineage:
+        entry = self.prediction(prediction_id)
+        lineage = self.lineage(VersionKey(entry.use_case, entry.model_name, entry.version))
+        return replace(lineage, prediction=entry)
+
+    def prediction(self, prediction_id: str) -> PredictionEntry:
+        """The served prediction ``prediction_id`` from the index (NotFound until indexed)."""
         validate.ident(prediction_id, "prediction_id")
         with self.store.read() as tx:
             entry = tx.get_prediction(prediction_id)
         if entry is None:
             raise NotFound(f"prediction {prediction_id} is not in the prediction index")
-        lineage = self.lineage(VersionKey(entry.use_case, entry.model_name, entry.version))
-        return replace(lineage, prediction=entry)
+        return entry
 
     def _lineage_json(self, key: VersionKey) -> dict[str, Any]:
         return lineage_to_json(self.lineage(key))

@@ -312,6 +312,7 @@ class PredictionEntry:
     alias: str = ""
     shadow: bool = False
     trace_id: str = ""
+    entity_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,13 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         authorize_use_case(lineage.version.use_case)
         return convert.lineage_pb(lineage)
 
+    async def GetPrediction(
+        self, request: pb.GetPredictionRequest, context: Context
+    ) -> pb.GetPredictionResponse:
+        entry = await to_thread(self._registry.prediction, request.prediction_id)
+        authorize_use_case(entry.use_case)
+        return convert.prediction_pb(entry)
+
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: Context
     ) -> pb.ListAuditEventsResponse:

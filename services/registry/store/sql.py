@@ -662,6 +662,7 @@ class SqlTx(StoreTx):
             row.alias,
             row.shadow,
             row.trace_id,
+            row.entity_id,
         )
 
 
@@ -745,6 +746,7 @@ class SqlStore(RegistryStore):
                 "alias": e.alias,
                 "predicted_at": e.predicted_at,
                 "trace_id": e.trace_id,
+                "entity_id": e.entity_id,
             }
             for e in unique.values()
         ]

@@ -212,3 +212,4 @@ class PredictionRow(Base):
     alias: Mapped[str] = mapped_column(String(64))
     predicted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     trace_id: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(256), server_default="")

@@ -702,3 +702,23 @@ class RecordEvaluationResponse(_message.Message):
     promoted: bool
     recorded: bool
     def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., promoted: _Optional[bool] = ..., recorded: _Optional[bool] = ...) -> None: ...
+
+class GetPredictionRequest(_message.Message):
+    __slots__ = ("prediction_id",)
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    prediction_id: str
+    def __init__(self, prediction_id: _Optional[str] = ...) -> None: ...
+
+class GetPredictionResponse(_message.Message):
+    __slots__ = ("prediction_id", "model", "entity_id", "predicted_at", "alias")
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    prediction_id: str
+    model: _common_pb2.ModelRef
+    entity_id: str
+    predicted_at: _timestamp_pb2.Timestamp
+    alias: str
+    def __init__(self, prediction_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., entity_id: _Optional[str] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alias: _Optional[str] = ...) -> None: ...

@@ -135,6 +135,11 @@ class RegistryServiceStub:
                 request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationRequest.SerializeToString,
                 response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationResponse.FromString,
                 _registered_method=True)
+        self.GetPrediction = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/GetPrediction',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -278,6 +283,15 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrediction(self, request, context):
+        """One served prediction from the prediction index: its use case, version and entity
+        (the gateway fills in feedback for a prediction another replica, or a previous
+        process, served). NOT_FOUND until the prediction's log entry has been indexed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +394,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.RecordEvaluation,
                     request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationRequest.FromString,
                     response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationResponse.SerializeToString,
+            ),
+            'GetPrediction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrediction,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -923,6 +942,33 @@ class RegistryService:
             '/aifactory.registry.v1.RegistryService/RecordEvaluation',
             aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationRequest.SerializeToString,
             aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RecordEvaluationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrediction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/GetPrediction',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionResponse.FromString,
             options,
             channel_credentials,
             insecure,
