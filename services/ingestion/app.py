@@ -2,6 +2,8 @@
 
 Besides the gRPC API, ``build`` starts two background tasks: the raw-topic pipeline
 (one consumer group over every loaded use case's raw topic) and the quality reporter.
+Before either counts anything, both transactional producers have settled what a
+predecessor of this instance left open and the open quality windows are read back.
 A fatal pipeline error (its transactional id fenced by another instance, a broken
 transaction) stops the process with SIGTERM, so its supervisor restarts it clean.
 """
@@ -16,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from aifactory.ingestion.v1 import ingestion_service_pb2, ingestion_service_pb2_grpc
 from libs.auth import server_security
-from libs.bus import EventPublisher, KafkaSecurity
+from libs.bus import KafkaSecurity
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
@@ -24,7 +26,7 @@ from services.ingestion.consumers import RawPipeline
 from services.ingestion.core import Core, make_core
 from services.ingestion.publisher import TransactionalPublisher
 from services.ingestion.push import PushIngest
-from services.ingestion.quality import QualityReporter
+from services.ingestion.quality import QualityReporter, WindowState, load_windows
 from services.ingestion.servicer import IngestionServicer
 from services.ingestion.settings import IngestionSettings
 
@@ -38,6 +40,7 @@ async def ensure_topics(
     partitions: int,
     replication: int,
     kafka_options: Mapping[str, Any] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create the topics ingestion reads and writes when missing, so the group can join at once."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka_options or {}))
@@ -47,7 +50,12 @@ async def ensure_topics(
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
+                    NewTopic(
+                        n,
+                        num_partitions=partitions,
+                        replication_factor=replication,
+                        topic_configs=dict((configs or {}).get(n, {})),
+                    )
                     for n in sorted(missing)
                 ]
             )
@@ -60,6 +68,10 @@ async def ensure_topics(
 def kafka_options(settings: IngestionSettings) -> dict[str, Any]:
     """aiokafka keyword arguments for the service's Kafka identity (SASL in the secure profile)."""
     return KafkaSecurity.from_settings(settings).client_kwargs()
+
+
+def quality_state(settings: IngestionSettings) -> WindowState:
+    return WindowState(settings.quality_state_topic, settings.transactional_id)
 
 
 def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
@@ -80,6 +92,7 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
         records_topic=settings.records_topic,
         dead_letter_topic=settings.dead_letter_topic,
         instance_id=settings.instance,
+        quality_state=quality_state(settings),
         max_batch=settings.max_batch,
         kafka_options=options,
     )
@@ -97,11 +110,17 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
         )
     )
 
-    publisher = EventPublisher(
-        settings.kafka_bootstrap, producer="ingestion", security=KafkaSecurity.from_settings(settings)
+    state = quality_state(settings)
+    # The state topic first: every counting transaction writes to it. Compacted: only the
+    # latest window of each key matters.
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [state.topic],
+        1,
+        settings.topic_replication,
+        kafka_options(settings),
+        {state.topic: {"cleanup.policy": "compact"}},
     )
-    await publisher.start()
-    service.closers.append(publisher.stop)
     push_publisher = TransactionalPublisher(
         settings.kafka_bootstrap,
         f"{settings.transactional_id}-grpc",
@@ -118,6 +137,7 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
         records_topic=settings.records_topic,
         dead_letter_topic=settings.dead_letter_topic,
         max_items=settings.max_request_items,
+        quality_state=state,
     )
     service.server.add_service(
         ingestion_service_pb2_grpc.add_IngestionServiceServicer_to_server,
@@ -125,10 +145,17 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
         SERVICE_NAME,
     )
 
-    reporter = QualityReporter(quality, publisher, settings.quality_topic)
+    pipeline = make_pipeline(settings, core) if settings.consume and ingestors else None
+    if pipeline is not None:
+        await pipeline.publisher.start()  # fences this instance's predecessor (run() reuses it)
+    quality.resume(await load_windows(settings.kafka_bootstrap, state, kafka_options(settings)))
+
+    reporter = QualityReporter(
+        quality, push_publisher.commit, settings.quality_topic, state=state, lock=dataset.lock
+    )
     service.spawn("ingestion-quality", reporter.run(), stop=reporter.stop)
 
-    if settings.consume and ingestors:
+    if pipeline is not None:
         await ensure_topics(
             settings.kafka_bootstrap,
             [
@@ -141,7 +168,6 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
             settings.topic_replication,
             kafka_options(settings),
         )
-        pipeline = make_pipeline(settings, core)
         # A fatal pipeline error (fenced, broker lost) fails the service: NOT_SERVING and exit.
         service.spawn("ingestion-pipeline", pipeline.run(), stop=pipeline.stop)
     return service

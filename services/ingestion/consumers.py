@@ -14,8 +14,8 @@ Raw producers are outside clients that send plain JSON (or a protobuf Record) wi
   assigned (see :mod:`services.ingestion.store`).
 
 For each poll: decide every record → stage accepted ones as parquet → one
-transaction with the records, the dead letters and the consumed offsets → publish the
-dataset version → count quality. A failed transaction is aborted, the staged files
+transaction with the records, the dead letters, the quality windows counting them and
+the consumed offsets → publish the dataset version. A failed transaction is aborted, the staged files
 deleted and the batch read again after a pause.
 """
 
@@ -46,7 +46,7 @@ from services.ingestion.publisher import (
     accepted_message,
     rejected_message,
 )
-from services.ingestion.quality import QualityTracker
+from services.ingestion.quality import Counted, QualityTracker, WindowState
 from services.ingestion.records import Outcome, UseCaseIngestor
 from services.ingestion.store import DataFile, RawDataset, kafka_file_name
 
@@ -100,6 +100,7 @@ class RawPipeline:
         records_topic: str,
         dead_letter_topic: str,
         instance_id: str | None = None,
+        quality_state: WindowState | None = None,
         max_batch: int = 2000,
         retry_backoff_s: float = BATCH_RETRY.initial_s,
         kafka_options: Mapping[str, Any] | None = None,
@@ -108,7 +109,9 @@ class RawPipeline:
         self._ingestors = dict(ingestors)
         self._dataset = dataset
         self._quality = quality
+        self._quality_state = quality_state
         self._publisher = publisher
+        self.publisher = publisher
         self._records_topic = records_topic
         self._dlq_topic = dead_letter_topic
         self._max_batch = max_batch
@@ -215,8 +218,6 @@ class RawPipeline:
                 parts.append(_Part(tp, ingestor, records, outcomes))
             await self._publish(parts, now)
         self.processed += count
-        for p in parts:
-            self._quality.observe(p.ingestor.usecase.name, p.outcomes)
 
     async def _publish(self, parts: list[_Part], now: datetime) -> None:
         trace_headers = headers_with_context()
@@ -249,14 +250,25 @@ class RawPipeline:
                     for p in parts
                     for o, r in zip(p.outcomes, p.records, strict=True)
                 ]
+                counted = self._count(parts)
+                if self._quality_state is not None:
+                    messages += [self._quality_state.message(c.use_case, c.window) for c in counted]
                 offsets = {p.tp: p.records[-1].offset + 1 for p in parts}
                 await self._publisher.commit(messages, offsets, self.group_id)
             except BaseException:
                 for uc, files in staged.items():
                     self._dataset.discard(uc, files)
                 raise
+            self._quality.apply(counted)
             for uc, files in staged.items():
                 self._dataset.publish(uc, files)
+
+    def _count(self, parts: list[_Part]) -> list[Counted]:
+        """The poll's outcomes counted into copies of their use cases' quality windows."""
+        outcomes: dict[str, list[Outcome]] = {}
+        for p in parts:
+            outcomes.setdefault(p.ingestor.usecase.name, []).extend(p.outcomes)
+        return [self._quality.count(uc, batch) for uc, batch in outcomes.items()]
 
     def _message(
         self,

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from google.protobuf.message import Message
 
 from aifactory.ingestion.v1 import events_pb2
 from libs.bus import batches
@@ -156,6 +157,13 @@ def batched(
     return out
 
 
+def event_message(topic: str, event: Message, *, event_id: str, use_case: str, key: str | None) -> Outgoing:
+    """Any other event of ingestion's (a quality report), with the standard headers, to be
+    published in a transaction."""
+    meta = h.EventMeta.new(event_type_of(event), schema_version_of(event), use_case, PRODUCER, event_id)
+    return Outgoing(topic, event.SerializeToString(), key.encode() if key else None, meta.to_headers())
+
+
 def rejected_message(
     topic: str,
     event: events_pb2.RecordRejected,
@@ -206,6 +214,7 @@ class TransactionalPublisher:
         )
         self._lock = asyncio.Lock()
         self._partitioner = DefaultPartitioner()
+        self._started = False
 
     async def start(self) -> None:
         """Connect and take over the transactional id.
@@ -213,9 +222,12 @@ class TransactionalPublisher:
         Returns only once the broker has completed whatever a previous holder of the id
         left open (committed or aborted), so offsets read afterwards are settled.
         """
+        if self._started:
+            return
         await self._producer.start()
         await self._producer.begin_transaction()  # waits for the producer id (fencing done)
         await self._producer.abort_transaction()
+        self._started = True
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -24,10 +24,10 @@ from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import ingestion_service_pb2
 from libs.errors import InvalidArgument, Unavailable
 from libs.telemetry import headers_with_context
-from libs.usecase import UseCases
+from libs.usecase import UnknownUseCase
 from services.ingestion import convert, decode
 from services.ingestion.publisher import TransactionalPublisher, accepted_message, rejected_message
-from services.ingestion.quality import QualityTracker
+from services.ingestion.quality import QualityTracker, WindowState
 from services.ingestion.records import Outcome, UseCaseIngestor
 from services.ingestion.store import RawDataset
 from services.ingestion.violations import PARSE, Violation
@@ -52,11 +52,13 @@ class PushIngest:
         records_topic: str,
         dead_letter_topic: str,
         max_items: int = 10_000,
+        quality_state: WindowState | None = None,
     ) -> None:
-        self._ingestors = dict(ingestors)
-        self._usecases = UseCases({name: i.usecase for name, i in self._ingestors.items()})
+        # Not a copy: the core's ingestors, which follow the use-case catalogue.
+        self._ingestors = ingestors
         self._dataset = dataset
         self._quality = quality
+        self._quality_state = quality_state
         self._publisher = publisher
         self._records_topic = records_topic
         self._dlq_topic = dead_letter_topic
@@ -66,8 +68,10 @@ class PushIngest:
         """The ingestor of a loaded use case: ``NOT_FOUND`` for another, ``INVALID_ARGUMENT`` for none."""
         if not use_case:
             raise InvalidArgument("use_case", "is required")
-        self._usecases.require(use_case)
-        return self._ingestors[use_case]
+        ingestor = self._ingestors.get(use_case)
+        if ingestor is None:
+            raise UnknownUseCase(use_case, self._ingestors)
+        return ingestor
 
     @staticmethod
     def new_request_id() -> str:
@@ -130,6 +134,9 @@ class PushIngest:
                     messages.append(
                         rejected_message(self._dlq_topic, event, key=None, group="grpc", trace=trace)
                     )
+            counted = self._quality.count(use_case, outcomes)
+            if self._quality_state is not None:
+                messages.append(self._quality_state.message(use_case, counted.window))
             try:
                 await self._publisher.commit(messages)
             except Exception as exc:  # noqa: BLE001 - aborted: nothing was published; the caller may retry
@@ -137,7 +144,7 @@ class PushIngest:
                     f"could not publish the batch ({type(exc).__name__}: {exc}); retry with the "
                     "same request_id"
                 ) from exc
-        self._quality.observe(use_case, outcomes)
+            self._quality.apply([counted])
         if ref is None:
             current = self._dataset.current(use_case)
             ref = convert.dataset_ref(use_case, current.version, current.uri) if current else None

@@ -36,6 +36,9 @@ class IngestionSettings(UseCaseSourceSettings, ConsumerSettings):
     raw_topic_pattern: str = "aif.{use_case}.raw"
     records_topic: str = topics.RECORDS
     quality_topic: str = topics.QUALITY
+    # Compacted topic of this service's own open quality windows (one key per instance and
+    # use case), written in the transactions that count them: resumed after a restart.
+    quality_state_topic: str = "aif.ingestion.quality-state"
     # Partitions of the topics above when ingestion has to create them (at start, if missing).
     topic_partitions: int = Field(default=3, ge=1, le=10_000)
     topic_replication: int = Field(default=1, ge=1, le=10)

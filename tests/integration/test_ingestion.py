@@ -405,13 +405,17 @@ def start_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess
 
 
 async def test_restart_mid_stream_loses_and_doubles_nothing(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILL the ingestion process halfway; the restarted one finishes the job exactly once."""
+    """SIGKILL the ingestion process halfway; the restarted one finishes the job exactly once,
+    and its quality windows, open across the kill, count every record exactly once too."""
     bootstrap = kafka.bootstrap_servers
     t = await make_topics(bootstrap, "it-crash")
     messages = loan_messages()
     half = len(messages) // 2
     coords = await produce(bootstrap, t.raw, messages[:half])
-    env = service_env(settings_values(bootstrap, t, tmp_path / "raw", max_batch=100))
+    # One window for the whole run: it is open when the first process dies.
+    env = service_env(
+        settings_values(bootstrap, t, tmp_path / "raw", max_batch=100, quality_window_seconds=3600)
+    )
     log_path = tmp_path / "ingestion.log"
 
     first = start_process(env, log_path)
@@ -432,6 +436,9 @@ async def test_restart_mid_stream_loses_and_doubles_nothing(kafka, tmp_path: Pat
         assert second.wait(30) == 0, log_path.read_text()[-3000:]
     records, dead = await read_topic(bootstrap, t.records), await read_topic(bootstrap, t.dlq)
     check_exactly_once(messages, coords, t, records, dead, tmp_path / "raw")
+    reports = [events_pb2.QualityReport.FromString(r.value) for r in await read_topic(bootstrap, t.quality)]
+    # Closed at the clean stop: the first process's share was resumed, none of it twice.
+    assert [(r.record_count, r.rejected_count) for r in reports] == [(len(messages), 220)]
 
 
 @pytest.mark.parametrize("phase", ["in-transaction", "after-commit"])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from aifactory.ingestion.v1 import events_pb2
 from libs.usecase import UseCase
-from services.ingestion.quality import QualityReporter, QualityTracker
+from services.ingestion.publisher import Outgoing
+from services.ingestion.quality import QualityReporter, QualityTracker, Window, WindowState
 from services.ingestion.records import Outcome
 from services.ingestion.violations import ENUM, PARSE, RANGE, REQUIRED, Violation
 from tests.unit.ingestion.conftest import NOW
@@ -87,27 +90,44 @@ def test_window_closes_on_record_count(loan: UseCase) -> None:
     assert [r.record_count for r in tracker.close_due()] == [4]
 
 
-async def test_reporter_publishes_reports_and_survives_a_publish_failure(loan: UseCase) -> None:
+async def test_reporter_publishes_reports_and_keeps_the_window_open_when_it_cannot(loan: UseCase) -> None:
     tracker = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"), clock=Clock())
-    sent = []
+    sent: list[list[Outgoing]] = []
+    failures = [ConnectionError("broker down")]
 
-    class Pub:
-        async def publish(self, topic, event, *, use_case, key=None, event_id=None):  # type: ignore[no-untyped-def]
-            if not sent:
-                sent.append(None)
-                raise ConnectionError("broker down")
-            sent.append((topic, event, use_case, key, event_id))
+    async def commit(messages: Sequence[Outgoing]) -> None:
+        if failures:
+            raise failures.pop()
+        sent.append(list(messages))
 
-    reporter = QualityReporter(tracker, Pub(), "aif.quality")
+    state = WindowState("aif.ingestion.quality-state", "ingestion-a")
+    reporter = QualityReporter(tracker, commit, "aif.quality", state=state)
     tracker.observe("loan_approval", outcomes())
-    assert len(await reporter.flush(force=True)) == 1  # the failure is logged, not raised
+    assert await reporter.flush(force=True) == []  # the failure is logged, not raised...
     tracker.observe("loan_approval", outcomes())
-    (report,) = await reporter.flush(force=True)
-    topic, event, use_case, key, event_id = sent[1]
-    assert (topic, use_case, key, event_id) == (
-        "aif.quality",
-        "loan_approval",
-        "loan_approval",
-        report.report_id,
-    )
-    assert event.record_count == 4
+    (report,) = await reporter.flush(force=True)  # ...and nothing counted is lost
+    assert report.record_count == 8
+    (report_msg, state_msg), *_ = sent
+    assert (report_msg.topic, report_msg.key) == ("aif.quality", b"loan_approval")
+    headers = dict(report_msg.headers)
+    assert headers["aif-event-id"] == report.report_id.encode()
+    assert events_pb2.QualityReport.FromString(report_msg.value).record_count == 8
+    # The fresh window replaces the closed one in the same transaction.
+    assert (state_msg.topic, state_msg.key) == (state.topic, b"ingestion-a/loan_approval")
+    assert Window.from_json(state_msg.value).records == 0
+
+
+def test_a_counted_batch_changes_nothing_until_applied_and_windows_round_trip(loan: UseCase) -> None:
+    tracker = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"), clock=Clock())
+    counted = tracker.count("loan_approval", outcomes())
+    assert counted.window.records == 4
+    assert tracker.count("loan_approval", outcomes()).window.records == 4  # the aborted one left no trace
+    tracker.apply([counted])
+    window = tracker.count("loan_approval", []).window
+    assert window.records == 4 and Window.from_json(window.to_json()) == window
+
+    restarted = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"), clock=Clock())
+    restarted.resume({"loan_approval": Window.from_json(window.to_json()), "retired_case": window})
+    restarted.observe("loan_approval", outcomes())
+    (report,) = restarted.close_due(force=True)
+    assert report.record_count == 8 and report.start == window.start
