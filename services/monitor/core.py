@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from libs.errors import AlreadyExists, Unavailable
+from libs.retry import Backoff, RetryPolicy
 from libs.usecase import UseCase, UseCases
 from services.monitor import journal
 from services.monitor.domain import (
@@ -362,6 +363,9 @@ class Monitor:
         self._retry_s = reference_retry_s
         self._resolved: set[VersionKey] = set()
         self._retry_at: dict[VersionKey, float] = {}
+        # Per version: the backoff of its reference fetches (1 s, doubling up to
+        # reference_retry_s, with jitter), never given up: distribution checks wait for it.
+        self._reference_backoff: dict[VersionKey, Backoff] = {}
         self._unsaved = Effects()
         self._unsaved_entries: list[Entry] = []
         self._applied: OrderedDict[str, None] = OrderedDict()
@@ -514,14 +518,19 @@ class Monitor:
         try:
             reference = await self._references.reference(key)
         except Unavailable as exc:
-            self._retry_at[key] = time.monotonic() + self._retry_s
-            log.warning(
-                "no reference for %s yet (%s); distribution checks wait, retry in %.0fs",
+            backoff = self._reference_backoff.setdefault(
                 key,
-                exc,
-                self._retry_s,
+                RetryPolicy(attempts=None, initial_s=1.0, max_s=self._retry_s, jitter_s=1.0).backoff(
+                    f"reading the reference of {key}"
+                ),
+            )
+            pause = backoff.failed(exc)
+            self._retry_at[key] = time.monotonic() + pause
+            log.warning(
+                "no reference for %s yet (%s); distribution checks wait, retry in %.1fs", key, exc, pause
             )
             return
+        self._reference_backoff.pop(key, None)
         self._resolved.add(key)
         self.core.set_reference(key, reference)
         log.info("%s: %s", key, "reference loaded" if reference is not None else "no reference")

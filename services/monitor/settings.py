@@ -20,7 +20,8 @@ class MonitorSettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings,
     grpc_port: int = Field(default=50057, ge=0, le=65535)
     metrics_port: int = Field(default=9107, ge=0, le=65535)
 
-    # Seconds before asking an unreachable registry again for a reference.
+    # Longest wait before asking an unreachable registry again for a reference (the waits
+    # start at 1 s and double up to this).
     reference_retry_s: float = Field(default=30.0, ge=0.1, le=3600)
     # Predictions waiting for an outcome (and outcomes for a prediction), per use case.
     join_capacity: int = Field(default=200_000, ge=100, le=10_000_000)
