@@ -46,7 +46,7 @@ class FakeTrainingData:
             datasets=[DatasetVersion(use_case, f"raw-{digest[:12]}", f"file:///fake/{use_case}")],
             features=[FeatureVersion(use_case, use_case, c, "v1") for c in frame.columns[4:6]],
             content_hash=digest,
-            uri=f"file:///fake/{use_case}/{digest[:12]}.parquet",
+            uri=f"featurestore://{use_case}/training-sets/{digest}",
         )
 
 

@@ -1,6 +1,6 @@
 """Training-set frames built straight from aif.datagen streams, for tests and benchmarks.
 
-The same columns as the feature store's ``GetTrainingSet`` parquet (see
+The same columns as the feature store's training sets (``StreamTrainingSet``; see
 libs.lifecycle.frames), computed the simple way: row features from the record, every
 aggregate 0. The fairness attribute's raw value is added as a column when the use
 case declares one (the evaluator reads it from there).

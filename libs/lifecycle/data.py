@@ -2,7 +2,10 @@
 
 The trainer (training window) and the evaluator (holdout window) both read through it.
 :class:`GrpcTrainingData` implements it against ``aifactory.featurestore.v1``
-``GetTrainingSet``, which writes a parquet file and answers with its URI.
+``StreamTrainingSet``: the rows cross the wire as Arrow record batches (see
+:mod:`libs.lifecycle.wire`) and the frame is rebuilt from them, checked against the
+stream's header (row count, schema, content hash). No file of the feature store is ever
+opened here, so the services need no shared disk.
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse
 
 import grpc
 import pandas as pd
@@ -23,6 +24,7 @@ from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from libs.lifecycle.frames import Window
+from libs.lifecycle.wire import FrameAssembler, TrainingSetMismatch, content_hash
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ class TrainingSet:
     features: list[FeatureVersion] = field(default_factory=list)
     # Content hash of the training set as the store built it ("" when unknown).
     content_hash: str = ""
+    # The set's name for lineage (featurestore://<use case>/training-sets/<hash>): an
+    # identifier, never a location to open.
     uri: str = ""
     # Labels of the range the store left out, by reason (they join no feature row of
-    # their own: see the feature store's GetTrainingSetResponse.quarantined).
+    # their own: see the feature store's TrainingSetHeader.quarantined).
     quarantined: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -139,22 +143,23 @@ def typed_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> Exception:
     return _STATUS.get(exc.code(), FailedPrecondition)(detail)
 
 
-def read_parquet_uri(uri: str) -> pd.DataFrame:
-    """Read a training set written by the feature store (``file://`` URI or a local path)."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        raise FailedPrecondition(f"training set uri {uri!r}: only file:// is readable here")
-    path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
-    if not path.exists():
-        raise NotFound(f"training set {uri!r} does not exist")
-    return pd.read_parquet(path)
+def _finish(assembler: FrameAssembler, expected_hash: str) -> pd.DataFrame:
+    """The rebuilt frame, its content hash checked against the header's (when it has one)."""
+    frame = assembler.frame()
+    if expected_hash and (got := content_hash(frame)) != expected_hash:
+        raise TrainingSetMismatch(
+            f"training set: content hash {got[:16]}... of the rows received is not the "
+            f"header's {expected_hash[:16]}..."
+        )
+    return frame
 
 
 class GrpcTrainingData:
-    """``TrainingData`` over the feature store's gRPC API and its parquet files.
+    """``TrainingData`` over the feature store's ``StreamTrainingSet``.
 
     The channel is the caller's (built with its token and TLS), so this class does
-    not decide how the service authenticates.
+    not decide how the service authenticates. A stream that does not match its header
+    raises :class:`~libs.lifecycle.wire.TrainingSetMismatch` (a ``FailedPrecondition``).
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0) -> None:
@@ -163,23 +168,36 @@ class GrpcTrainingData:
 
     async def get_training_set(self, use_case: str, time_range: Window | None) -> TrainingSet:
         window = time_range or Window(_BEGINNING, datetime.now(UTC) + timedelta(days=1))
-        request = fs_pb.GetTrainingSetRequest(use_case=use_case, time_range=time_range_proto(window))
+        request = fs_pb.StreamTrainingSetRequest(use_case=use_case, time_range=time_range_proto(window))
+        header: fs_pb.TrainingSetHeader | None = None
+        assembler: FrameAssembler | None = None
+        call = self._stub.StreamTrainingSet(request, timeout=self._timeout)
         try:
-            response = await self._stub.GetTrainingSet(request, timeout=self._timeout)
+            async for message in call:
+                part = message.WhichOneof("part")
+                if part == "header" and header is None:
+                    header = message.header
+                    assembler = FrameAssembler(header.arrow_schema, header.row_count)
+                elif part == "batch" and assembler is not None:
+                    assembler.add(message.batch.arrow_ipc)
+                else:
+                    raise TrainingSetMismatch(f"training set stream: unexpected {part or 'empty'} message")
         except grpc.aio.AioRpcError as exc:
             # A label whose features have not landed yet is quarantined by the store (and
             # joins at the next build): it is no error, so no message text is read here.
-            raise typed_rpc_error(exc, "feature store GetTrainingSet") from None
-        if response.format and response.format != "parquet":
-            raise FailedPrecondition(f"training set format {response.format!r} is not parquet")
-        frame = await asyncio.to_thread(read_parquet_uri, response.uri)
-        if response.label and response.label != "label" and response.label in frame.columns:
-            frame = frame.rename(columns={response.label: "label"})
+            raise typed_rpc_error(exc, "feature store StreamTrainingSet") from None
+        finally:
+            call.cancel()  # no-op once the stream ended; stops the server when we gave up early
+        if header is None or assembler is None:
+            raise TrainingSetMismatch("training set stream: ended without a header")
+        frame = await asyncio.to_thread(_finish, assembler, header.content_hash)
+        if header.label and header.label != "label" and header.label in frame.columns:
+            frame = frame.rename(columns={header.label: "label"})
         return TrainingSet(
             frame=frame,
-            datasets=[DatasetVersion.from_proto(d) for d in response.datasets],
-            features=[FeatureVersion.from_proto(f) for f in response.features],
-            content_hash=response.content_hash,
-            uri=response.uri,
-            quarantined={reason: int(n) for reason, n in sorted(response.quarantined.items())},
+            datasets=[DatasetVersion.from_proto(d) for d in header.datasets],
+            features=[FeatureVersion.from_proto(f) for f in header.features],
+            content_hash=header.content_hash,
+            uri=header.ref.uri,
+            quarantined={reason: int(n) for reason, n in sorted(header.quarantined.items())},
         )

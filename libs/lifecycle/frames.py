@@ -1,6 +1,6 @@
 """The training-set frame contract and the time windows cut from it.
 
-A training set (what the feature store's ``GetTrainingSet`` writes as parquet) has the
+A training set (what the feature store's ``StreamTrainingSet`` sends) has the
 columns ``entity_id`` (str), ``event_time`` (UTC), ``label_time``, ``label`` (class value
 or float) and then ``uc.model_inputs()`` as float64, NaN for a missing value. Extra
 columns may follow (the evaluator reads the fairness attribute from one).

@@ -21,6 +21,7 @@ from aifactory.common.v1 import common_pb2
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from libs import artifacts
 from libs.errors import AifError, FailedPrecondition
 from libs.lifecycle.artifact import sha256
 from libs.lifecycle.data import DatasetVersion, FeatureVersion, typed_rpc_error
@@ -256,18 +257,11 @@ class GrpcRegistry:
         version = (
             await self._call("GetModelVersion", reg_pb.GetModelVersionRequest(ref=ref.to_proto()))
         ).model_version
-        chunks: list[bytes] = []
         try:
-            async for part in self._stub.DownloadArtifact(
-                reg_pb.DownloadArtifactRequest(sha256=version.artifact_sha256), timeout=self._timeout
-            ):
-                chunks.append(part.chunk)
+            # Verified on arrival: DigestMismatch (DATA_LOSS) when it is not the registered digest.
+            return await artifacts.download(self._stub, version.artifact_sha256, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise typed_rpc_error(exc, "registry DownloadArtifact") from None
-        data = b"".join(chunks)
-        if sha256(data) != version.artifact_sha256:
-            raise FailedPrecondition(f"artifact of {ref} does not match its digest")
-        return data
 
     async def get_alias(self, use_case: str, model_name: str, alias: str) -> ModelKey | None:
         try:

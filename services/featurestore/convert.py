@@ -5,8 +5,8 @@
 ``decode_feedback`` reads ``aifactory.gateway.v1.FeedbackRecorded`` (feedback topic).
 Anything that cannot be used raises :class:`~services.featurestore.domain.BadEvent` with
 the reason the dead-letter record will carry. ``features_written`` builds the event
-published after each micro-batch; ``online_reply`` and ``training_set_reply`` the gRPC
-answers.
+published after each micro-batch; ``online_reply``, ``training_set_reply`` and (for a
+streamed set) ``training_set_header`` / ``training_set_batch`` the gRPC answers.
 """
 
 from __future__ import annotations
@@ -185,7 +185,9 @@ def _datetime(ts: Any) -> datetime:
         raise InvalidArgument("time_range", f"timestamp out of range: {exc}") from None
 
 
-def time_range(request: pb.GetTrainingSetRequest, uc: UseCase) -> tuple[datetime, datetime]:
+def time_range(
+    request: pb.GetTrainingSetRequest | pb.StreamTrainingSetRequest, uc: UseCase
+) -> tuple[datetime, datetime]:
     """The request's [start, end): end defaults to now, start to end minus the training window."""
     tr = request.time_range
     end = _datetime(tr.end) if request.HasField("time_range") and tr.HasField("end") else datetime.now(UTC)
@@ -223,17 +225,45 @@ def online_reply(
     return reply
 
 
+def _datasets(uc: UseCase, ts: TrainingSet) -> list[common_pb2.DatasetRef]:
+    return [common_pb2.DatasetRef(use_case=uc.name, version=v, uri=u) for v, u in ts.datasets]
+
+
+def _features(uc: UseCase, ts: TrainingSet) -> list[common_pb2.FeatureRef]:
+    return [
+        common_pb2.FeatureRef(use_case=uc.name, feature_view=c.view, name=c.name, version=c.version)
+        for c in ts.features
+    ]
+
+
 def training_set_reply(uc: UseCase, ts: TrainingSet) -> pb.GetTrainingSetResponse:
+    """The set's description, without its rows (``uri`` and ``format`` are no longer set)."""
     return pb.GetTrainingSetResponse(
-        uri=ts.uri,
-        format=ts.format,
         row_count=ts.row_count,
         content_hash=ts.content_hash,
         label=ts.label,
-        datasets=[common_pb2.DatasetRef(use_case=uc.name, version=v, uri=u) for v, u in ts.datasets],
-        features=[
-            common_pb2.FeatureRef(use_case=uc.name, feature_view=c.view, name=c.name, version=c.version)
-            for c in ts.features
-        ],
+        datasets=_datasets(uc, ts),
+        features=_features(uc, ts),
         quarantined=ts.quarantined,
     )
+
+
+def training_set_header(uc: UseCase, ts: TrainingSet, schema: bytes) -> pb.StreamTrainingSetResponse:
+    """The first message of a streamed set: its description and Arrow schema (IPC bytes)."""
+    return pb.StreamTrainingSetResponse(
+        header=pb.TrainingSetHeader(
+            row_count=ts.row_count,
+            datasets=_datasets(uc, ts),
+            features=_features(uc, ts),
+            content_hash=ts.content_hash,
+            label=ts.label,
+            quarantined=ts.quarantined,
+            arrow_schema=schema,
+            ref=common_pb2.DatasetRef(use_case=uc.name, version=ts.content_hash, uri=ts.ref_uri),
+        )
+    )
+
+
+def training_set_batch(message: bytes) -> pb.StreamTrainingSetResponse:
+    """One Arrow IPC record batch message of a streamed set."""
+    return pb.StreamTrainingSetResponse(batch=pb.TrainingSetBatch(arrow_ipc=message))

@@ -11,7 +11,7 @@ the features of another record of the same entity.
 
 A label that cannot be joined is *quarantined*, never guessed and never fatal: it is
 left out, counted by reason (:data:`QUARANTINE_REASONS`) in :attr:`TrainingSet.quarantined`
-and in the ``featurestore.training.quarantined`` metric, and the set is built from the
+and in the ``aif.featurestore.training.quarantined`` metric, and the set is built from the
 rest. Typical causes: feedback for a record that ingestion rejected, or for an entity
 never ingested (``no_feature_row``), a label naming another entity than its record's
 (``entity_mismatch``), two rows of the entity at the label's exact event time and no
@@ -19,13 +19,14 @@ record id to choose (``ambiguous_event_time``).
 
 The set is written as parquet — ``entity_id, event_time, label_time, label``, the
 model input columns as float64, then (when the spec has a fairness gate) the example's
-own fairness attribute as text — under a name derived from its content hash.
+own fairness attribute as text — under a name derived from its content hash, in row
+groups of :data:`ROW_GROUP_ROWS` so that it can be streamed a batch at a time. That file
+is the feature store's own: other services get the rows over gRPC (``StreamTrainingSet``,
+see :mod:`libs.lifecycle.wire`), never its path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from opentelemetry import metrics
 
 from libs.errors import FailedPrecondition
 from libs.features import FeatureColumn, feature_refs
+from libs.lifecycle.wire import content_hash
 from libs.usecase import UseCase
 from services.featurestore.store.layout import (
     DATASET_URI,
@@ -60,9 +62,11 @@ NO_FEATURE_ROW = "no_feature_row"  # no offline row of its record (rejected, nev
 ENTITY_MISMATCH = "entity_mismatch"  # its record belongs to another entity than the label names
 AMBIGUOUS_EVENT_TIME = "ambiguous_event_time"  # no record id, several rows of the entity at its time
 QUARANTINE_REASONS = (NO_FEATURE_ROW, ENTITY_MISMATCH, AMBIGUOUS_EVENT_TIME)
+# Rows per parquet row group of a written set: what a stream reads at once stays small.
+ROW_GROUP_ROWS = 65_536
 
 _quarantined = metrics.get_meter("aifactory.featurestore").create_counter(
-    "featurestore.training.quarantined",
+    "aif.featurestore.training.quarantined",
     unit="{label}",
     description="Labels left out of a training set because they join no feature row of their own, by reason",
 )
@@ -71,6 +75,7 @@ _quarantined = metrics.get_meter("aifactory.featurestore").create_counter(
 @dataclass(frozen=True)
 class TrainingSet:
     use_case: str
+    # The parquet file on this service's disk (streamed from here; never handed out).
     path: Path
     row_count: int
     content_hash: str
@@ -78,13 +83,13 @@ class TrainingSet:
     # Raw dataset versions (and their URIs) of the records behind the features.
     datasets: list[tuple[str, str]]
     label: str = LABEL
-    format: str = "parquet"
     # Labels in the range left out, by reason (QUARANTINE_REASONS); absent reasons are 0.
     quarantined: dict[str, int] = field(default_factory=dict)
 
     @property
-    def uri(self) -> str:
-        return self.path.as_uri()
+    def ref_uri(self) -> str:
+        """The set's name for lineage (an identifier, not a location)."""
+        return f"featurestore://{self.use_case}/training-sets/{self.content_hash}"
 
 
 def _us(column: pd.Series) -> pd.Series:
@@ -140,12 +145,6 @@ def join_labels(examples: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFram
     joined = (pd.concat(parts, ignore_index=True) if parts else joined_by_id).drop(columns="_merge")
     joined = joined.sort_values(["event_time", "entity_id", "key"], kind="stable").reset_index(drop=True)
     return joined, quarantined
-
-
-def content_hash(df: pd.DataFrame) -> str:
-    digest = hashlib.sha256(json.dumps([[c, str(t)] for c, t in df.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 class TrainingSetBuilder:
@@ -250,6 +249,8 @@ class TrainingSetBuilder:
         path = directory / f"{digest[:24]}.parquet"
         if not path.exists():
             staged = directory / f".{path.name}.{os.getpid()}.tmp"
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), staged)
+            pq.write_table(
+                pa.Table.from_pandas(df, preserve_index=False), staged, row_group_size=ROW_GROUP_ROWS
+            )
             os.replace(staged, path)
         return path

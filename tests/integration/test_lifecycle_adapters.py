@@ -3,8 +3,9 @@
 - ``GrpcRegistry`` against the registry service in-process (SQLite, its own artifact
   store): runs, registration with artifact and reference, download with digest check,
   aliases, evaluation verdicts — the calls the trainer and evaluator make.
-- ``GrpcTrainingData`` against a gRPC server that answers ``GetTrainingSet`` the way the
-  feature store does (a parquet file and its URI), plus its typed errors.
+
+``GrpcTrainingData`` (the training sets the feature store streams) is tested in
+test_training_stream.py.
 """
 
 from __future__ import annotations
@@ -14,23 +15,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-import pandas as pd
 import pytest
 
 from aifactory.common.v1 import common_pb2
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
-from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
-from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
-from libs.errors import FailedPrecondition, NotFound, Unavailable
-from libs.lifecycle.data import DatasetVersion, FeatureVersion, GrpcTrainingData
+from libs.errors import NotFound
+from libs.lifecycle.data import DatasetVersion, FeatureVersion
 from libs.lifecycle.frames import class_names
 from libs.lifecycle.registry import GrpcRegistry, Lineage, MetricPoint, ModelKey, RunSpec
-from libs.rpc import RpcServer, ServerSecurity, insecure_channel
+from libs.rpc import ServerSecurity, insecure_channel
 from libs.runtime import start_service
-from libs.telemetry import setup_telemetry
+from libs.usecase import load_default
 from services.registry.app import build as build_registry
 from services.registry.settings import RegistrySettings
 from services.trainer.recipe import TrainConfig
@@ -50,14 +47,12 @@ async def registry_target(kafka, tmp_path: Path) -> AsyncIterator[str]:  # type:
         auth_mode="off",
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         artifact_root=tmp_path / "artifacts",
-        triton_model_repository=tmp_path / "triton",
-        export_on_register=False,
         consume=False,
         promoted_topic=f"promoted.{uuid.uuid4().hex[:8]}",
     )
 
     async def build(s: Any, t: Any) -> Any:
-        return await build_registry(s, t, security=ServerSecurity())
+        return await build_registry(s, t, security=ServerSecurity(), usecases=load_default())
 
     service, _ = await start_service(settings, build)
     port = await service.server.start()
@@ -172,62 +167,3 @@ async def test_grpc_registry_adapter_against_the_registry_service(registry_targe
         )
         # The use case's policy is auto: a passed first version becomes champion.
         assert await registry.get_alias(UC, UC, "champion") == registered.ref
-
-
-class ParquetFeatureStore(fs_grpc.FeatureStoreServiceServicer):
-    """Answers GetTrainingSet as the feature store does: writes parquet, returns its URI."""
-
-    def __init__(self, folder: Path, frame: pd.DataFrame) -> None:
-        self.folder, self.frame = folder, frame
-        self.requests: list[fs_pb.GetTrainingSetRequest] = []
-
-    async def GetTrainingSet(
-        self, request: fs_pb.GetTrainingSetRequest, context: Any
-    ) -> fs_pb.GetTrainingSetResponse:
-        self.requests.append(request)
-        if request.use_case == "down":
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "store restarting")
-        if request.use_case == "missing":
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such use case")
-        if request.use_case == "denied":
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
-        path = self.folder / f"{uuid.uuid4().hex}.parquet"
-        self.frame.rename(columns={"label": "approved"}).to_parquet(path)
-        return fs_pb.GetTrainingSetResponse(
-            uri=path.as_uri(),
-            format="parquet",
-            row_count=len(self.frame),
-            content_hash="h1",
-            label="approved",
-            datasets=[common_pb2.DatasetRef(use_case=UC, version="raw-1", uri="file:///raw")],
-            features=[common_pb2.FeatureRef(use_case=UC, feature_view=UC, name="salary", version="f1")],
-        )
-
-
-async def test_grpc_training_data_reads_the_parquet_the_store_wrote(tmp_path: Path) -> None:
-    frame = loan_frame(200)
-    servicer = ParquetFeatureStore(tmp_path, frame)
-    server = RpcServer("127.0.0.1:0", setup_telemetry("test"))
-    server.add_service(
-        fs_grpc.add_FeatureStoreServiceServicer_to_server,
-        servicer,
-        fs_pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name,
-    )
-    port = await server.start()
-    try:
-        async with insecure_channel(f"127.0.0.1:{port}") as channel:
-            data = GrpcTrainingData(channel)
-            ts = await data.get_training_set(UC, None)
-            pd.testing.assert_frame_equal(ts.frame, frame)  # label column back under its contract name
-            assert ts.content_hash == "h1" and ts.datasets == [DatasetVersion(UC, "raw-1", "file:///raw")]
-            assert ts.features == [FeatureVersion(UC, UC, "salary", "f1")]
-            # None asks for everything: a range from 1970 to past now.
-            assert servicer.requests[0].time_range.start.seconds == 0
-            with pytest.raises(Unavailable):
-                await data.get_training_set("down", None)
-            with pytest.raises(NotFound):
-                await data.get_training_set("missing", None)
-            with pytest.raises(FailedPrecondition):
-                await data.get_training_set("denied", None)
-    finally:
-        await server.stop()

@@ -26,7 +26,7 @@ from aifactory.common.v1 import common_pb2 as aifactory_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4aifactory/featurestore/v1/featurestore_service.proto\x12\x19\x61ifactory.featurestore.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x18GetOnlineFeaturesRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x12\n\nentity_ids\x18\x02 \x03(\t\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\x8d\x03\n\nFeatureRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x41\n\x06values\x18\x02 \x03(\x0b\x32\x31.aifactory.featurestore.v1.FeatureRow.ValuesEntry\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12T\n\x10\x66\x65\x61ture_versions\x18\x05 \x03(\x0b\x32:.aifactory.featurestore.v1.FeatureRow.FeatureVersionsEntry\x12\x11\n\trecord_id\x18\x06 \x01(\t\x1aI\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.aifactory.common.v1.Value:\x02\x38\x01\x1a\x36\n\x14\x46\x65\x61tureVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x19GetOnlineFeaturesResponse\x12\x33\n\x04rows\x18\x01 \x03(\x0b\x32%.aifactory.featurestore.v1.FeatureRow\x12\x31\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\"t\n\x15GetTrainingSetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x32\n\ntime_range\x18\x02 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\xe0\x02\n\x16GetTrainingSetResponse\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12\x31\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x31\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\x12\x14\n\x0c\x63ontent_hash\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t\x12W\n\x0bquarantined\x18\x08 \x03(\x0b\x32\x42.aifactory.featurestore.v1.GetTrainingSetResponse.QuarantinedEntry\x1a\x32\n\x10QuarantinedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\x8c\x02\n\x13\x46\x65\x61tureStoreService\x12~\n\x11GetOnlineFeatures\x12\x33.aifactory.featurestore.v1.GetOnlineFeaturesRequest\x1a\x34.aifactory.featurestore.v1.GetOnlineFeaturesResponse\x12u\n\x0eGetTrainingSet\x12\x30.aifactory.featurestore.v1.GetTrainingSetRequest\x1a\x31.aifactory.featurestore.v1.GetTrainingSetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4aifactory/featurestore/v1/featurestore_service.proto\x12\x19\x61ifactory.featurestore.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x18GetOnlineFeaturesRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x12\n\nentity_ids\x18\x02 \x03(\t\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\x8d\x03\n\nFeatureRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x41\n\x06values\x18\x02 \x03(\x0b\x32\x31.aifactory.featurestore.v1.FeatureRow.ValuesEntry\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12T\n\x10\x66\x65\x61ture_versions\x18\x05 \x03(\x0b\x32:.aifactory.featurestore.v1.FeatureRow.FeatureVersionsEntry\x12\x11\n\trecord_id\x18\x06 \x01(\t\x1aI\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.aifactory.common.v1.Value:\x02\x38\x01\x1a\x36\n\x14\x46\x65\x61tureVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x19GetOnlineFeaturesResponse\x12\x33\n\x04rows\x18\x01 \x03(\x0b\x32%.aifactory.featurestore.v1.FeatureRow\x12\x31\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\"t\n\x15GetTrainingSetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x32\n\ntime_range\x18\x02 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\xe8\x02\n\x16GetTrainingSetResponse\x12\x0f\n\x03uri\x18\x01 \x01(\tB\x02\x18\x01\x12\x12\n\x06\x66ormat\x18\x02 \x01(\tB\x02\x18\x01\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12\x31\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x31\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\x12\x14\n\x0c\x63ontent_hash\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t\x12W\n\x0bquarantined\x18\x08 \x03(\x0b\x32\x42.aifactory.featurestore.v1.GetTrainingSetResponse.QuarantinedEntry\x1a\x32\n\x10QuarantinedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"w\n\x18StreamTrainingSetRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x32\n\ntime_range\x18\x02 \x01(\x0b\x32\x1e.aifactory.common.v1.TimeRange\x12\x15\n\rfeature_names\x18\x03 \x03(\t\"\xa1\x01\n\x19StreamTrainingSetResponse\x12>\n\x06header\x18\x01 \x01(\x0b\x32,.aifactory.featurestore.v1.TrainingSetHeaderH\x00\x12<\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32+.aifactory.featurestore.v1.TrainingSetBatchH\x00\x42\x06\n\x04part\"\xfd\x02\n\x11TrainingSetHeader\x12\x11\n\trow_count\x18\x01 \x01(\x03\x12\x31\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x12\x31\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x1f.aifactory.common.v1.FeatureRef\x12\x14\n\x0c\x63ontent_hash\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12R\n\x0bquarantined\x18\x06 \x03(\x0b\x32=.aifactory.featurestore.v1.TrainingSetHeader.QuarantinedEntry\x12\x14\n\x0c\x61rrow_schema\x18\x07 \x01(\x0c\x12,\n\x03ref\x18\x08 \x01(\x0b\x32\x1f.aifactory.common.v1.DatasetRef\x1a\x32\n\x10QuarantinedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"%\n\x10TrainingSetBatch\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x32\x8f\x03\n\x13\x46\x65\x61tureStoreService\x12~\n\x11GetOnlineFeatures\x12\x33.aifactory.featurestore.v1.GetOnlineFeaturesRequest\x1a\x34.aifactory.featurestore.v1.GetOnlineFeaturesResponse\x12u\n\x0eGetTrainingSet\x12\x30.aifactory.featurestore.v1.GetTrainingSetRequest\x1a\x31.aifactory.featurestore.v1.GetTrainingSetResponse\x12\x80\x01\n\x11StreamTrainingSet\x12\x33.aifactory.featurestore.v1.StreamTrainingSetRequest\x1a\x34.aifactory.featurestore.v1.StreamTrainingSetResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATUREROW_FEATUREVERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_GETTRAININGSETRESPONSE_QUARANTINEDENTRY']._loaded_options = None
   _globals['_GETTRAININGSETRESPONSE_QUARANTINEDENTRY']._serialized_options = b'8\001'
+  _globals['_GETTRAININGSETRESPONSE'].fields_by_name['uri']._loaded_options = None
+  _globals['_GETTRAININGSETRESPONSE'].fields_by_name['uri']._serialized_options = b'\030\001'
+  _globals['_GETTRAININGSETRESPONSE'].fields_by_name['format']._loaded_options = None
+  _globals['_GETTRAININGSETRESPONSE'].fields_by_name['format']._serialized_options = b'\030\001'
+  _globals['_TRAININGSETHEADER_QUARANTINEDENTRY']._loaded_options = None
+  _globals['_TRAININGSETHEADER_QUARANTINEDENTRY']._serialized_options = b'8\001'
   _globals['_GETONLINEFEATURESREQUEST']._serialized_start=150
   _globals['_GETONLINEFEATURESREQUEST']._serialized_end=237
   _globals['_FEATUREROW']._serialized_start=240
@@ -52,9 +58,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTRAININGSETREQUEST']._serialized_start=773
   _globals['_GETTRAININGSETREQUEST']._serialized_end=889
   _globals['_GETTRAININGSETRESPONSE']._serialized_start=892
-  _globals['_GETTRAININGSETRESPONSE']._serialized_end=1244
-  _globals['_GETTRAININGSETRESPONSE_QUARANTINEDENTRY']._serialized_start=1194
-  _globals['_GETTRAININGSETRESPONSE_QUARANTINEDENTRY']._serialized_end=1244
-  _globals['_FEATURESTORESERVICE']._serialized_start=1247
-  _globals['_FEATURESTORESERVICE']._serialized_end=1515
+  _globals['_GETTRAININGSETRESPONSE']._serialized_end=1252
+  _globals['_GETTRAININGSETRESPONSE_QUARANTINEDENTRY']._serialized_start=1202
+  _globals['_GETTRAININGSETRESPONSE_QUARANTINEDENTRY']._serialized_end=1252
+  _globals['_STREAMTRAININGSETREQUEST']._serialized_start=1254
+  _globals['_STREAMTRAININGSETREQUEST']._serialized_end=1373
+  _globals['_STREAMTRAININGSETRESPONSE']._serialized_start=1376
+  _globals['_STREAMTRAININGSETRESPONSE']._serialized_end=1537
+  _globals['_TRAININGSETHEADER']._serialized_start=1540
+  _globals['_TRAININGSETHEADER']._serialized_end=1921
+  _globals['_TRAININGSETHEADER_QUARANTINEDENTRY']._serialized_start=1202
+  _globals['_TRAININGSETHEADER_QUARANTINEDENTRY']._serialized_end=1252
+  _globals['_TRAININGSETBATCH']._serialized_start=1923
+  _globals['_TRAININGSETBATCH']._serialized_end=1960
+  _globals['_FEATURESTORESERVICE']._serialized_start=1963
+  _globals['_FEATURESTORESERVICE']._serialized_end=2362
 # @@protoc_insertion_point(module_scope)

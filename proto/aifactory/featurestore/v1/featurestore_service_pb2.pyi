@@ -94,3 +94,54 @@ class GetTrainingSetResponse(_message.Message):
     label: str
     quarantined: _containers.ScalarMap[str, int]
     def __init__(self, uri: _Optional[str] = ..., format: _Optional[str] = ..., row_count: _Optional[int] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., content_hash: _Optional[str] = ..., label: _Optional[str] = ..., quarantined: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class StreamTrainingSetRequest(_message.Message):
+    __slots__ = ("use_case", "time_range", "feature_names")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    time_range: _common_pb2.TimeRange
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, use_case: _Optional[str] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamTrainingSetResponse(_message.Message):
+    __slots__ = ("header", "batch")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    header: TrainingSetHeader
+    batch: TrainingSetBatch
+    def __init__(self, header: _Optional[_Union[TrainingSetHeader, _Mapping]] = ..., batch: _Optional[_Union[TrainingSetBatch, _Mapping]] = ...) -> None: ...
+
+class TrainingSetHeader(_message.Message):
+    __slots__ = ("row_count", "datasets", "features", "content_hash", "label", "quarantined", "arrow_schema", "ref")
+    class QuarantinedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINED_FIELD_NUMBER: _ClassVar[int]
+    ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    row_count: int
+    datasets: _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetRef]
+    features: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureRef]
+    content_hash: str
+    label: str
+    quarantined: _containers.ScalarMap[str, int]
+    arrow_schema: bytes
+    ref: _common_pb2.DatasetRef
+    def __init__(self, row_count: _Optional[int] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureRef, _Mapping]]] = ..., content_hash: _Optional[str] = ..., label: _Optional[str] = ..., quarantined: _Optional[_Mapping[str, int]] = ..., arrow_schema: _Optional[bytes] = ..., ref: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ...) -> None: ...
+
+class TrainingSetBatch(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...

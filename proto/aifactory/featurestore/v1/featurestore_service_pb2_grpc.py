@@ -45,6 +45,11 @@ class FeatureStoreServiceStub:
                 request_serializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.GetTrainingSetRequest.SerializeToString,
                 response_deserializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.GetTrainingSetResponse.FromString,
                 _registered_method=True)
+        self.StreamTrainingSet = channel.unary_stream(
+                '/aifactory.featurestore.v1.FeatureStoreService/StreamTrainingSet',
+                request_serializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.StreamTrainingSetRequest.SerializeToString,
+                response_deserializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.StreamTrainingSetResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServiceServicer:
@@ -59,7 +64,20 @@ class FeatureStoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTrainingSet(self, request, context):
-        """Builds a point-in-time-correct training set over a time range.
+        """Builds a point-in-time-correct training set over a time range and describes it (row
+        count, content hash, quarantined labels), without its rows: read those with
+        StreamTrainingSet. Its uri is no longer set (it named a file on the feature store's
+        own disk, which no other host can open).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamTrainingSet(self, request, context):
+        """Builds a point-in-time-correct training set over a time range and streams it: one
+        header (its description and Arrow schema), then its rows as Arrow IPC record batches
+        of bounded size, in order. The client checks the rows and schema it got against the
+        header.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -77,6 +95,11 @@ def add_FeatureStoreServiceServicer_to_server(servicer, server):
                     servicer.GetTrainingSet,
                     request_deserializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.GetTrainingSetRequest.FromString,
                     response_serializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.GetTrainingSetResponse.SerializeToString,
+            ),
+            'StreamTrainingSet': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTrainingSet,
+                    request_deserializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.StreamTrainingSetRequest.FromString,
+                    response_serializer=aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.StreamTrainingSetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +157,33 @@ class FeatureStoreService:
             '/aifactory.featurestore.v1.FeatureStoreService/GetTrainingSet',
             aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.GetTrainingSetRequest.SerializeToString,
             aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.GetTrainingSetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTrainingSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aifactory.featurestore.v1.FeatureStoreService/StreamTrainingSet',
+            aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.StreamTrainingSetRequest.SerializeToString,
+            aifactory_dot_featurestore_dot_v1_dot_featurestore__service__pb2.StreamTrainingSetResponse.FromString,
             options,
             channel_credentials,
             insecure,
