@@ -142,12 +142,32 @@ class TritonHandle(Handle):
     metrics_url: str
     model_repository: Path
 
-    def add_model(self, name: str, source: Path | None = None) -> Path:
-        """Copies a model folder into the repository (default: deploy/triton/models/<name>)."""
+    def load_model(self, name: str, source: Path | None = None) -> None:
+        """Loads a model folder (default: deploy/triton/models/<name>) through Triton's API:
+        its config.pbtxt as the config, its version folders' files as ``file:`` overrides.
+        The repository folder stays Triton's alone: nothing is copied into it."""
+        import json
+
+        import tritonclient.grpc as grpcclient
+        from google.protobuf import json_format, text_format
+        from tritonclient.grpc import model_config_pb2
+
         src = source or TEST_MODELS / name
-        dest = self.model_repository / name
-        shutil.copytree(src, dest, dirs_exist_ok=True)
-        return dest
+        config = text_format.Parse((src / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        files = {
+            f"file:{path.relative_to(src).as_posix()}": path.read_bytes()
+            for path in sorted(src.glob("[0-9]*/**/*"))
+            if path.is_file()
+        }
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        try:
+            client.load_model(
+                name,
+                config=json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True)),
+                files=files,
+            )
+        finally:
+            client.close()
 
 
 def ensure_triton(config: InfraConfig | None = None, timeout: float | None = None) -> TritonHandle:

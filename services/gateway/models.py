@@ -5,19 +5,21 @@ current :class:`Routing`), replaced whole, so a request reads one consistent pla
 When an alias moves, :meth:`ModelManager.reconcile` runs, one at a time per use case:
 
 1. load the model in Triton with a config whose ``version_policy`` is ``specific``
-   and lists the old *and* new versions (Triton keeps serving versions that stay);
+   and lists the old *and* new versions (Triton keeps serving versions that stay), with
+   the files of all of them when they come from the registry (Triton replaces the
+   model's folder on a load with files, and reloads no version whose files are unchanged);
 2. warm each new version with a few inferences;
 3. switch the routing, so new requests go to the new versions;
 4. wait (at most ``retire_grace_s``) until no request is in flight on a retired version;
 5. load the config again with the new versions only: Triton unloads the rest.
 
-If a load fails (say the version's files are not exported yet), the old plan keeps
-serving and the reconcile is retried with backoff. After a Triton outage (a restarted
-Triton has no model loaded) the recovery hook loads every plan again.
+If a load fails (say the registry is unreachable), the old plan keeps serving and the
+reconcile is retried with backoff. After a Triton outage (a restarted Triton has no model
+loaded) the recovery hook loads every plan again.
 
-The config comes from the model repository when the gateway can read it (setting
-``triton_model_repository``, with ``triton_config_variant`` picking the registry's
-``config.<variant>.pbtxt``), else from Triton itself.
+The config and files of each load come from a :class:`~services.gateway.bundles.ModelSource`:
+the registry's serving bundles (the config variant by ``triton_config_variant``), or,
+with no registry, Triton's own model repository.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
@@ -37,6 +37,7 @@ import numpy as np
 from libs.errors import NotFound, Unavailable
 from libs.retry import RetryPolicy
 from libs.usecase import UnknownUseCase, UseCase
+from services.gateway.bundles import ModelSource
 from services.gateway.directory import AliasBook
 from services.gateway.inputs import InputSchema
 from services.gateway.routing import CHALLENGER, CHAMPION, Routing
@@ -57,54 +58,13 @@ class Served:
     max_batch: int = 256
 
 
-class ConfigSource:
-    """The model's Triton config (as a JSON-able dict) to load it with our version policy."""
-
-    def __init__(self, triton: Triton, repository: Path | None = None, variant: str = "") -> None:
-        self._triton = triton
-        self._repo = repository
-        self._variant = variant
-        self._cache: dict[str, dict[str, Any]] = {}
-
-    async def get(self, model: str) -> dict[str, Any]:
-        config = self._from_file(model) if self._repo is not None else None
-        if config is None:
-            config = await self._from_triton(model)
-        self._cache[model] = config
-        return dict(config)
-
-    def _from_file(self, model: str) -> dict[str, Any] | None:
-        """The config as the registry exported it; None when this host cannot read it."""
-        from google.protobuf import json_format, text_format
-        from tritonclient.grpc import model_config_pb2
-
-        assert self._repo is not None
-        name = f"config.{self._variant}.pbtxt" if self._variant else "config.pbtxt"
-        try:
-            text = (self._repo / model / name).read_text()
-        except OSError:
-            return None
-        parsed = text_format.Parse(text, model_config_pb2.ModelConfig())
-        return json_format.MessageToDict(parsed, preserving_proto_field_name=True)
-
-    async def _from_triton(self, model: str) -> dict[str, Any]:
-        if model in self._cache:
-            return self._cache[model]
-        try:
-            return await self._triton.model_config(model)
-        except grpc.aio.AioRpcError:
-            # Not loaded: load it as the repository has it once, to read its config.
-            await self._triton.load(model, None, timeout=120)
-            return await self._triton.model_config(model)
-
-
 class ModelManager:
     def __init__(
         self,
         usecases: Mapping[str, UseCase],
         book: AliasBook,
         triton: Triton,
-        configs: ConfigSource,
+        source: ModelSource,
         *,
         warmup_requests: int = 3,
         retire_grace_s: float = 2.0,
@@ -114,7 +74,7 @@ class ModelManager:
         self.usecases = dict(usecases)
         self._book = book
         self._triton = triton
-        self._configs = configs
+        self._source = source
         self._warmup = warmup_requests
         self._grace = retire_grace_s
         self._load_timeout = load_timeout_s
@@ -191,6 +151,42 @@ class ModelManager:
             task.cancel()
         await asyncio.gather(*self._pending.values(), return_exceptions=True)
 
+    # -- what the use-case catalogue asks (a use case applied or retired while running) ----
+
+    def take_up(self, uc: UseCase) -> Served:
+        """Serve ``uc`` from now on, or follow a new version of its spec (a changed
+        deployment policy re-routes at once); its champion loads in the background."""
+        name = uc.name
+        self.usecases[name] = uc
+        served = self.served.get(name)
+        schema = InputSchema(uc)
+        self.served[name] = (
+            Served(name, name, schema, None) if served is None else replace(served, schema=schema)
+        )
+        self._locks.setdefault(name, asyncio.Lock())
+        self.schedule(name)
+        return self.served[name]
+
+    async def retire(self, name: str) -> None:
+        """Stop serving ``name``: requests get NOT_FOUND at once, its model leaves Triton."""
+        if self.usecases.pop(name, None) is None:
+            return
+        task = self._pending.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        served = self.served.pop(name, None)
+        if served is not None:
+            self._source.retain(served.model, frozenset())
+        async with self._locks[name]:
+            loaded = self._loaded.pop(name, frozenset())
+            if served is not None and loaded:
+                try:
+                    await self._triton.unload(served.model)
+                except Exception as exc:  # noqa: BLE001 - Triton keeps an idle model; nothing routes to it
+                    log.warning("unloading %s of retired use case %s failed: %s", served.model, name, exc)
+        log.info("stopped serving retired use case %s", name)
+
     async def reload_all(self) -> None:
         """After a Triton outage: every plan is loaded again (a restarted Triton has none)."""
         for name in self.usecases:
@@ -232,6 +228,7 @@ class ModelManager:
                 if loaded:
                     await self._triton.unload(served.model)
                     self._loaded.pop(use_case, None)
+                self._source.retain(served.model, frozenset())
                 return
             if current == target and loaded == target.versions:
                 return
@@ -240,7 +237,7 @@ class ModelManager:
             serving = current.versions & loaded if current is not None else frozenset()
             keep = serving | target.versions
             if loaded != keep:
-                await self._load(served.model, keep)
+                await self._load(served, keep)
             for version in sorted(target.versions - loaded):
                 await self._warm(served, version)
             self._loaded[use_case] = keep
@@ -251,7 +248,7 @@ class ModelManager:
             retired = keep - target.versions
             if retired:
                 await self._retire(use_case, retired)
-                await self._load(served.model, target.versions)
+                await self._load(served, target.versions)
                 self._loaded[use_case] = target.versions
             log.info(
                 "serving %s: champion v%d%s (%s) after %.1fs",
@@ -294,16 +291,19 @@ class ModelManager:
         listed = {int(v) for v in policy.get("specific", {}).get("versions", [])}
         return frozenset(ready) if listed == ready else frozenset()
 
-    async def _load(self, model: str, versions: frozenset[int]) -> None:
-        config = await self._configs.get(model)
+    async def _load(self, served: Served, versions: frozenset[int]) -> None:
+        model = served.model
+        plan = await self._source.plan(served.use_case, model, versions)
+        config = dict(plan.config)
         self._max_batch[model] = max(1, int(config.get("max_batch_size") or 1))
         config["version_policy"] = {"specific": {"versions": sorted(versions)}}
         try:
-            await self._triton.load(model, config, timeout=self._load_timeout)
+            await self._triton.load(model, config, timeout=self._load_timeout, files=plan.files)
         except grpc.aio.AioRpcError as exc:
             raise Unavailable(
                 f"triton could not load {model} versions {sorted(versions)}: {exc.details()}"
             ) from None
+        self._source.retain(model, versions)
 
     async def _warm(self, served: Served, version: int) -> None:
         row = np.zeros((1, served.schema.width), dtype=np.float32).tobytes()

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 INFER = f"/{SERVICE}/ModelInfer"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+LOAD_MESSAGE_BYTES = 2**31 - 1
 
 _DOWN_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -109,7 +110,8 @@ class Triton:
             url,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # A load call carries the files of every version it serves (weights included).
+                ("grpc.max_send_message_length", LOAD_MESSAGE_BYTES),
                 # Reconnect quickly once Triton is back (gRPC's default backoff reaches 120 s).
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),
@@ -310,10 +312,21 @@ class Triton:
 
     # -- model control ------------------------------------------------------------------
 
-    async def load(self, model: str, config: dict[str, Any] | None, timeout: float) -> None:
+    async def load(
+        self,
+        model: str,
+        config: dict[str, Any] | None,
+        timeout: float,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Triton's load call. ``files`` (``"file:<version>/<path>"`` → content, with a
+        ``config``) become the model's folder, replacing what Triton had for it; without
+        them Triton reads its own repository."""
         req = service_pb2.RepositoryModelLoadRequest(model_name=model)
         if config is not None:
             req.parameters["config"].string_param = json.dumps(config)
+        for path, content in (files or {}).items():
+            req.parameters[path].bytes_param = content
         await self.call("RepositoryModelLoad", req, service_pb2.RepositoryModelLoadResponse, timeout)
 
     async def unload(self, model: str) -> None:
@@ -329,16 +342,23 @@ class Triton:
         return json_format.MessageToDict(resp.config, preserving_proto_field_name=True)
 
     async def ready_versions(self, model: str) -> set[int]:
-        resp = await self.call(
-            "RepositoryIndex",
-            service_pb2.RepositoryIndexRequest(ready=True),
-            service_pb2.RepositoryIndexResponse,
-        )
-        return {
-            int(m.version)
-            for m in resp.models
-            if m.name == model and m.state == "READY" and m.version.isdigit()
-        }
+        """Versions of ``model`` ready to serve. Asked per model (its metadata lists the
+        versions it has, each then asked for readiness), not from the repository index:
+        the index lists the repository's folders, and a model loaded with its files in the
+        load call has none."""
+        try:
+            meta = await self.call(
+                "ModelMetadata",
+                service_pb2.ModelMetadataRequest(name=model),
+                service_pb2.ModelMetadataResponse,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:  # not loaded (no available version)
+                return set()
+            raise
+        versions = [int(v) for v in meta.versions if v.isdigit()]
+        ready = await asyncio.gather(*(self.model_ready(model, v) for v in versions))
+        return {v for v, ok in zip(versions, ready, strict=True) if ok}
 
     async def model_ready(self, model: str, version: int, timeout: float = 1.0) -> bool:
         try:

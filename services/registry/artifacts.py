@@ -1,10 +1,20 @@
-"""Content-addressed artifact store: files named by their SHA-256, checked on every read.
+"""Content-addressed artifact store: blobs named by their SHA-256, checked on every read.
 
-Layout: ``<root>/sha256/<first 2 hex>/<64 hex>``. A blob is written to a temporary
-file in the same folder, fsynced and renamed into place, so a reader never sees half a
-blob and a crash leaves at most a stray temporary file. Every read hashes what it read
-and raises :class:`ArtifactCorrupted` (gRPC ``DATA_LOSS``) when it does not match the
-name. In production the same interface sits on an object store.
+:class:`ArtifactStore` is the contract; two backends implement it and one test suite
+runs against both (``tests/unit/registry/test_artifacts.py``):
+
+- :class:`FileArtifactStore` (the embedded default, setting ``artifact_store=files``): a
+  local folder, ``<root>/sha256/<first 2 hex>/<64 hex>``. A blob is written to a temporary
+  file in the same folder, fsynced and renamed into place, so a reader never sees half a
+  blob and a crash leaves at most a stray temporary file;
+- :class:`~services.registry.store.blobs.SqlArtifactStore` (``artifact_store=database``):
+  chunked rows in the registry's own database, the store several registry replicas on
+  PostgreSQL share.
+
+Every read hashes what it read and raises :class:`ArtifactCorrupted` (gRPC ``DATA_LOSS``)
+when it does not match the name; a write whose content does not hash to the digest the
+caller declared raises :class:`~libs.artifacts.DigestMismatch` and stores nothing.
+Nothing outside the registry reads a store: other services go through its gRPC API.
 """
 
 from __future__ import annotations
@@ -13,11 +23,13 @@ import hashlib
 import os
 import re
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from libs.artifacts import DigestMismatch
 from libs.errors import AifError, InvalidArgument, NotFound
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -57,7 +69,54 @@ def digest_of_uri(uri: str) -> str:
     return uri[len(URI_PREFIX) :] if uri.startswith(URI_PREFIX) else ""
 
 
-class ArtifactStore:
+def digest_for_put(content: bytes, expected_sha256: str) -> str:
+    """The digest ``content`` is stored under; :class:`DigestMismatch` when the caller
+    declared another one."""
+    digest = hashlib.sha256(content).hexdigest()
+    if expected_sha256 and expected_sha256 != digest:
+        raise DigestMismatch("expected_sha256", expected_sha256, digest)
+    return digest
+
+
+class ArtifactStore(ABC):
+    """Blobs by SHA-256. Methods are synchronous (callers run them in threads)."""
+
+    @abstractmethod
+    def exists(self, sha256: str) -> bool: ...
+
+    @abstractmethod
+    def put(self, content: bytes, expected_sha256: str = "") -> StoredArtifact:
+        """Store ``content``; idempotent (a corrupted copy is replaced). ``expected_sha256``,
+        when given, must be its digest (:class:`~libs.artifacts.DigestMismatch`)."""
+
+    @abstractmethod
+    def read(self, sha256: str) -> bytes:
+        """The blob's bytes, verified; NotFound or ArtifactCorrupted otherwise."""
+
+    @abstractmethod
+    def size(self, sha256: str) -> int:
+        """The stored size in bytes (NotFound when absent); not verified."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
+        """Release what the store holds."""
+
+    def copy_to(self, sha256: str, dest: Path) -> None:
+        """Write the verified blob to ``dest`` (atomically, via a temporary file beside it)."""
+        content = self.read(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class FileArtifactStore(ArtifactStore):
+    """Blobs as files under ``root`` (one host; see the module docstring)."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -68,10 +127,7 @@ class ArtifactStore:
         return self._path(sha256).is_file()
 
     def put(self, content: bytes, expected_sha256: str = "") -> StoredArtifact:
-        """Store ``content``; idempotent. ``expected_sha256`` must match when given."""
-        digest = hashlib.sha256(content).hexdigest()
-        if expected_sha256 and expected_sha256 != digest:
-            raise InvalidArgument("expected_sha256", f"content hashes to {digest}, not {expected_sha256}")
+        digest = digest_for_put(content, expected_sha256)
         path = self._path(digest)
         if path.is_file() and self._hash_file(path) == digest:
             return StoredArtifact(digest, len(content))
@@ -90,7 +146,6 @@ class ArtifactStore:
         return StoredArtifact(digest, len(content))
 
     def read(self, sha256: str) -> bytes:
-        """The blob's bytes, verified; NotFound or ArtifactCorrupted otherwise."""
         path = self._path(check_digest(sha256, "sha256"))
         try:
             content = path.read_bytes()
@@ -100,19 +155,6 @@ class ArtifactStore:
         if actual != sha256:
             raise ArtifactCorrupted(sha256, actual)
         return content
-
-    def copy_to(self, sha256: str, dest: Path) -> None:
-        """Write the verified blob to ``dest`` (atomically, via a temporary file beside it)."""
-        content = self.read(sha256)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def size(self, sha256: str) -> int:
         try:

@@ -1,4 +1,12 @@
-"""Exports a model version as a Triton model-repository entry. Defines the model I/O contract.
+"""A model version as Triton serves it: the serving bundle, the folder export, the I/O contract.
+
+The registry never writes Triton's model repository (it belongs to Triton alone). The
+gateway, Triton's one client, asks the registry for a version's **serving bundle**
+(``GetServingBundle``: the Triton config as JSON and the version folder's files, each a
+content-addressed blob it downloads and verifies) and hands them to Triton's load call
+(``load_model(name, config=..., files={"file:<version>/model.py": ..., ...})``).
+``ExportModelVersion`` writes the same entry into a folder of the caller's choosing
+(the registry's export area): a repository to copy elsewhere, never Triton's own.
 
 Model I/O contract (the trainer produces it, the gateway and the evaluator rely on it)
 -------------------------------------------------------------------------------------
@@ -19,10 +27,10 @@ Model I/O contract (the trainer produces it, the gateway and the evaluator rely 
   output names and task; registration checks the artifact against it (loads it and
   runs a batch of zeros) and refuses one that does not follow the contract.
 
-Triton entry (``<repository>/<model_name>/``)
---------------------------------------------
-- ``<version>/model.pt``: the TorchScript artifact, copied from the checksum-verified
-  artifact store; the Triton version number is the registry version number.
+Triton entry (``<model_name>/`` in a bundle or an exported folder)
+-----------------------------------------------------------------
+- ``<version>/model.pt``: the TorchScript artifact, from the checksum-verified artifact
+  store; the Triton version number is the registry version number.
 - ``<version>/model.py``: python backend. Loads ``model.pt`` with ``torch.jit.load``,
   concatenates the requests Triton batched into one tensor, runs one forward pass and
   splits the result. Tensors move by DLPack both ways
@@ -30,16 +38,17 @@ Triton entry (``<repository>/<model_name>/``)
   ``pb_utils.Tensor.from_dlpack("OUTPUT", torch.to_dlpack(out))``). Runs on CUDA for a
   GPU instance, or for a CPU instance when parameter ``device`` is ``auto`` (default)
   and CUDA is available; ``device: cpu`` forces the CPU.
-- ``<version>/lineage.json``: the version, its run, evaluations and audit trail.
+- ``<version>/lineage.json`` (folder export only): the version, its run, evaluations and
+  audit trail.
 - ``config.pbtxt``: backend ``python``, ``max_batch_size``, dynamic batching, input
   ``INPUT`` TYPE_FP32 dims ``[n_inputs]``, output ``OUTPUT`` TYPE_FP32 dims
   ``[n_outputs]``, ``version_policy`` latest 1, and parameters ``use_case``, ``task``,
   ``input_names`` and ``output_names`` (JSON lists) so a client can read the contract
   from Triton's model config. Instance group ``KIND_CPU`` by default
   (setting ``triton_instance_kind=gpu`` makes the GPU one active).
-- ``config.cpu.pbtxt`` and ``config.gpu.pbtxt``: both variants, always written; an
-  operator switches by copying one over ``config.pbtxt`` or by passing it as the
-  ``config`` override of Triton's ``load_model``.
+- ``config.cpu.pbtxt`` and ``config.gpu.pbtxt`` (folder export): both variants; a
+  bundle carries the variant asked for (the gateway's ``triton_config_variant``, else
+  the registry's ``triton_instance_kind``) as JSON, the form Triton's load call takes.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ from services.registry.domain import ModelVersion, Signature
 INPUT = "INPUT"
 OUTPUT = "OUTPUT"
 InstanceKind = Literal["cpu", "gpu"]
+INSTANCE_KINDS: tuple[InstanceKind, ...] = ("cpu", "gpu")
 
 MODEL_PY = '''\
 """Triton python backend of an AI Factory model version (written by the registry's export).
@@ -118,6 +128,52 @@ def _pbtxt_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _parameters(
+    signature: Signature, use_case: str, kind: InstanceKind, cpu_threads: int
+) -> tuple[dict[str, str], str]:
+    """The config's parameters and its instance group kind."""
+    params: dict[str, str] = {
+        "use_case": use_case,
+        "task": signature.task,
+        "input_names": json.dumps(list(signature.input_names), ensure_ascii=False),
+        "output_names": json.dumps(list(signature.output_names), ensure_ascii=False),
+    }
+    if kind == "gpu":
+        params["device"] = "cuda"
+        # Hand GPU-resident inputs to the model without a copy through host memory.
+        params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"
+        return params, "KIND_GPU"
+    params["device"] = "auto"
+    params["torch_num_threads"] = str(cpu_threads)
+    return params, "KIND_CPU"
+
+
+def config_json(
+    name: str,
+    signature: Signature,
+    *,
+    use_case: str,
+    kind: InstanceKind = "cpu",
+    max_batch_size: int = 256,
+    max_queue_delay_us: int = 0,
+    cpu_threads: int = 1,
+) -> dict[str, Any]:
+    """The same config as :func:`render_config`, as the JSON form of Triton's ModelConfig
+    (what its load call takes; a test checks both parse to the same message)."""
+    params, instance = _parameters(signature, use_case, kind, cpu_threads)
+    return {
+        "name": name,
+        "backend": "python",
+        "max_batch_size": max_batch_size,
+        "version_policy": {"latest": {"num_versions": 1}},
+        "input": [{"name": INPUT, "data_type": "TYPE_FP32", "dims": [signature.n_inputs]}],
+        "output": [{"name": OUTPUT, "data_type": "TYPE_FP32", "dims": [signature.n_outputs]}],
+        "dynamic_batching": {"max_queue_delay_microseconds": max_queue_delay_us},
+        "instance_group": [{"count": 1, "kind": instance}],
+        "parameters": {k: {"string_value": v} for k, v in params.items()},
+    }
+
+
 def render_config(
     name: str,
     signature: Signature,
@@ -129,21 +185,7 @@ def render_config(
     cpu_threads: int = 1,
 ) -> str:
     """The model's config.pbtxt for a CPU or a GPU instance group."""
-    params: dict[str, str] = {
-        "use_case": use_case,
-        "task": signature.task,
-        "input_names": json.dumps(list(signature.input_names), ensure_ascii=False),
-        "output_names": json.dumps(list(signature.output_names), ensure_ascii=False),
-    }
-    if kind == "gpu":
-        params["device"] = "cuda"
-        # Hand GPU-resident inputs to the model without a copy through host memory.
-        params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"
-        instance = "KIND_GPU"
-    else:
-        params["device"] = "auto"
-        params["torch_num_threads"] = str(cpu_threads)
-        instance = "KIND_CPU"
+    params, instance = _parameters(signature, use_case, kind, cpu_threads)
     lines = [
         f"# Written by the AI Factory registry ({kind.upper()} instance). Contract: services/registry/export.py",
         f"name: {_pbtxt_str(name)}",
@@ -194,6 +236,25 @@ def validate_torchscript(content: bytes, signature: Signature, field: str = "art
 
 
 @dataclass(frozen=True)
+class BundleFile:
+    """One file of a version folder, stored as a blob: fetch it with DownloadArtifact."""
+
+    path: str  # inside the version folder ("model.py", "model.pt")
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ServingBundle:
+    """What Triton needs to serve one version: its config (JSON) and its folder's files."""
+
+    model_name: str
+    version: int
+    config: dict[str, Any]
+    files: tuple[BundleFile, ...]
+
+
+@dataclass(frozen=True)
 class ExportResult:
     model_name: str
     version: int
@@ -224,11 +285,12 @@ def _write_atomic(path: Path, content: str) -> None:
 
 
 class TritonExporter:
-    """Writes Triton entries from the artifact store; idempotent, atomic per version folder."""
+    """Triton entries from the artifact store: serving bundles, and folder exports (into
+    ``root`` unless told another folder; idempotent, atomic per version folder)."""
 
     def __init__(
         self,
-        repository: Path,
+        root: Path,
         artifacts: ArtifactStore,
         *,
         instance_kind: InstanceKind = "cpu",
@@ -236,17 +298,47 @@ class TritonExporter:
         max_queue_delay_us: int = 0,
         cpu_threads: int = 1,
     ) -> None:
-        self.repository = Path(repository)
+        self.root = Path(root)
         self._artifacts = artifacts
         self._kind = instance_kind
         self._max_batch = max_batch_size
         self._delay = max_queue_delay_us
         self._threads = cpu_threads
-        # One export at a time: a promotion and an ExportModelVersion call may race on a folder.
+        # One export at a time: two ExportModelVersion calls may race on a folder.
         self._lock = threading.Lock()
+        self._model_py = ""  # digest of MODEL_PY once stored
 
-    def is_exported(self, version: ModelVersion, repository: Path | None = None) -> bool:
-        vdir = (repository or self.repository) / version.name / str(version.version)
+    @property
+    def instance_kind(self) -> InstanceKind:
+        return self._kind
+
+    def _options(self, version: ModelVersion, kind: InstanceKind | None) -> dict[str, Any]:
+        return {
+            "use_case": version.use_case,
+            "kind": kind or self._kind,
+            "max_batch_size": self._max_batch,
+            "max_queue_delay_us": self._delay,
+            "cpu_threads": self._threads,
+        }
+
+    def config(self, version: ModelVersion, kind: InstanceKind | None = None) -> str:
+        """The version's config.pbtxt for ``kind`` (default: the configured instance kind)."""
+        return render_config(version.name, version.signature, **self._options(version, kind))
+
+    def bundle(self, version: ModelVersion, kind: InstanceKind | None = None) -> ServingBundle:
+        """The serving bundle of ``version``: NotFound when its artifact is not stored.
+        model.py is stored as a blob too, so every file travels the same verified way."""
+        weights = BundleFile(
+            "model.pt", version.artifact_sha256, self._artifacts.size(version.artifact_sha256)
+        )
+        if not self._model_py or not self._artifacts.exists(self._model_py):
+            self._model_py = self._artifacts.put(MODEL_PY.encode()).sha256
+        code = BundleFile("model.py", self._model_py, len(MODEL_PY.encode()))
+        config = config_json(version.name, version.signature, **self._options(version, kind))
+        return ServingBundle(version.name, version.version, config, (code, weights))
+
+    def is_exported(self, version: ModelVersion, root: Path | None = None) -> bool:
+        vdir = (root or self.root) / version.name / str(version.version)
         model_pt, model_py = vdir / "model.pt", vdir / "model.py"
         return (
             model_pt.is_file()
@@ -256,10 +348,10 @@ class TritonExporter:
         )
 
     def export(
-        self, version: ModelVersion, repository: Path | None = None, lineage: dict[str, Any] | None = None
+        self, version: ModelVersion, root: Path | None = None, lineage: dict[str, Any] | None = None
     ) -> ExportResult:
         with self._lock:
-            return self._export(version, Path(repository or self.repository), lineage)
+            return self._export(version, Path(root or self.root), lineage)
 
     def _export(self, version: ModelVersion, repo: Path, lineage: dict[str, Any] | None) -> ExportResult:
         model_dir = repo / version.name
@@ -267,8 +359,8 @@ class TritonExporter:
         model_dir.mkdir(parents=True, exist_ok=True)
         written = False
         if not self.is_exported(version, repo):
-            # Build the version folder beside its final place, then rename it in, so
-            # Triton never sees half a version.
+            # Build the version folder beside its final place, then rename it in, so a
+            # reader of the folder (a copy job, a Triton pointed at it) never sees half a version.
             stage = model_dir / f".staging-{uuid.uuid4().hex}"
             stage.mkdir()
             try:
@@ -282,18 +374,7 @@ class TritonExporter:
             written = True
         if lineage is not None:
             _write_atomic(vdir / "lineage.json", json.dumps(lineage, indent=2, sort_keys=True, default=str))
-        configs = {
-            kind: render_config(
-                version.name,
-                version.signature,
-                use_case=version.use_case,
-                kind=kind,
-                max_batch_size=self._max_batch,
-                max_queue_delay_us=self._delay,
-                cpu_threads=self._threads,
-            )
-            for kind in ("cpu", "gpu")
-        }
+        configs = {kind: self.config(version, kind) for kind in INSTANCE_KINDS}
         for kind, text in configs.items():
             _write_atomic(model_dir / f"config.{kind}.pbtxt", text)
         active = model_dir / "config.pbtxt"
