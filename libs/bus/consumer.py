@@ -44,6 +44,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from libs.bus.batches import member_headers
 from libs.bus.deadletter import RETRIES_EXHAUSTED, DeadLetters
 from libs.bus.headers import EVENT_TYPE, EventMeta
+from libs.bus.lag import INTERVAL_S, ConsumerLag
 from libs.bus.security import KafkaSecurity
 from libs.bus.types import event_type_of, message_class
 from libs.errors import Unavailable
@@ -54,12 +55,12 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aifactory.bus")
 _meter = metrics.get_meter("aifactory.bus")
 _retries = _meter.create_counter(
-    "bus.consumer.retries",
+    "aif.bus.consumer.retries",
     unit="{retry}",
     description="Events handled again after their handler raised Unavailable",
 )
 _dead_letters = _meter.create_counter(
-    "bus.consumer.dead_letters",
+    "aif.bus.consumer.dead_letters",
     unit="{event}",
     description="Events sent to the dead-letter topic, by error (retries-exhausted: Unavailable past the retry policy)",
 )
@@ -148,8 +149,15 @@ class EventConsumer:
         # (ingestion publishes records transactionally); the same as read_uncommitted for
         # producers without transactions.
         isolation_level: str = "read_committed",
+        # How often the group's lag per topic is measured (aif.bus.consumer.lag); None: never.
+        lag_interval_s: float | None = INTERVAL_S,
     ) -> None:
         self.group_id = group_id
+        self._lag = (
+            None
+            if lag_interval_s is None
+            else ConsumerLag(bootstrap_servers, group_id, security, topics=topics, interval_s=lag_interval_s)
+        )
         self._allowed = {t: {event_type_of(c) for c in classes} for t, classes in topics.items()}
         # Batch contracts of the accepted types, by topic: batch type → (member type, field).
         self._batches: dict[str, dict[str, tuple[str, str]]] = {}
@@ -187,12 +195,16 @@ class EventConsumer:
         Every batch is committed once handled, so there is nothing left to commit here.
         """
         await self._consumer.start()
+        lag = None if self._lag is None else asyncio.get_running_loop().create_task(self._lag.run())
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
                 for tp, records in batches.items():
                     await self._handle_partition(tp, records)
         finally:
+            if lag is not None:
+                lag.cancel()
+                await asyncio.gather(lag, return_exceptions=True)
             await self.close()
 
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:

@@ -19,7 +19,7 @@ from libs.auth import redaction
 from libs.errors import ConfigError
 from libs.rpc import RpcServer, serve
 from libs.settings import ServiceSettings, load_settings
-from libs.telemetry import Telemetry, setup_telemetry
+from libs.telemetry import JsonFormatter, Telemetry, setup_telemetry
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -128,12 +128,16 @@ class Service:
 Builder = Callable[[S, Telemetry], Awaitable[Service]]
 
 
-def configure_logging(service: str, level: str) -> None:
+def configure_logging(service: str, level: str, fmt: str = "text") -> None:
+    """Log lines to stderr: text, or JSON with the current trace (``fmt="json"``)."""
     logging.basicConfig(
         level=level,
         format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if fmt == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter(service))
     # Tokens, passwords and keys are masked in every line, whoever logs them.
     redaction.install()
     # aiokafka logs every rebalance step at INFO.
@@ -148,6 +152,8 @@ async def start_service(settings: S, build: Builder[S]) -> tuple[Service, Teleme
         metrics_host=settings.metrics_host,
         metrics_port=settings.metrics_port,
     )
+    # The OTLP log handler (OTEL_LOGS_EXPORTER) masks secrets too.
+    redaction.install()
     service = await build(settings, telemetry)
     return service, telemetry
 
@@ -173,7 +179,7 @@ def run(settings_cls: type[S], build: Builder[S]) -> None:
     except ConfigError as exc:
         print(f"{settings_cls.service}: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.service, settings.log_level)
+    configure_logging(settings.service, settings.log_level, settings.log_format)
 
     async def main() -> int:
         service, telemetry = await start_service(settings, build)

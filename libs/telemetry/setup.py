@@ -1,4 +1,10 @@
-"""Install OpenTelemetry providers and a Prometheus endpoint for one service process."""
+"""Install OpenTelemetry providers and a Prometheus endpoint for one service process.
+
+Each signal goes where the standard ``OTEL_*`` variables say (:mod:`libs.telemetry.otlp`):
+OTLP to any OpenTelemetry backend, the console, or nowhere. Traces also go where
+``AIF_TRACE_EXPORTER`` says (``jsonl:<path>``: a file that tests read). Metrics are always
+on the service's own Prometheus endpoint, whatever else reads them.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,17 @@ from pathlib import Path
 
 import prometheus_client
 from opentelemetry import metrics, trace
+from opentelemetry._logs import set_logger_provider
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -24,11 +39,23 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from libs.errors import ConfigError
+from libs.telemetry import otlp
+from libs.telemetry.logs import OtelLogHandler
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-# The process's Prometheus registry (one meter provider per process, see setup_telemetry).
+# The process's Prometheus registry and providers (one of each per process, see setup_telemetry).
 _registry: prometheus_client.CollectorRegistry | None = None
+_meter_provider: MeterProvider | None = None
+_logger_provider: LoggerProvider | None = None
+
+# Bucket bounds (seconds) of every duration histogram (unit "s"): from the gateway's
+# sub-millisecond pass-through to a training job's minutes. The SDK's default bounds
+# (0, 5, 10, 25, ... 10000) suit milliseconds and put every request in the first bucket.
+DURATION_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+)  # fmt: skip
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -64,14 +91,51 @@ class JsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _exporter(spec: str) -> SpanExporter | None:
-    if spec == "none":
+def _span_exporters(spec: str) -> list[tuple[SpanExporter, int | None]]:
+    """Exporters named by ``spec`` (comma-separated: none, console, otlp, jsonl:<path>),
+    each with its batch delay (None: the SDK's, from ``OTEL_BSP_SCHEDULE_DELAY``)."""
+    out: list[tuple[SpanExporter, int | None]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if part in ("", "none"):
+            continue
+        if part == "console":
+            out.append((ConsoleSpanExporter(), None))
+        elif part == "otlp":
+            out.append((otlp.span_exporter(), None))
+        elif part.startswith("jsonl:") and len(part) > len("jsonl:"):
+            # Short delay: a test reads the file soon after the spans end.
+            out.append((JsonLinesSpanExporter(Path(part[len("jsonl:") :])), 200))
+        else:
+            raise ConfigError(f"trace exporter {part!r} is not one of none, console, otlp, jsonl:<path>")
+    return out
+
+
+def _trace_spec(trace_exporter: str) -> str:
+    """``AIF_TRACE_EXPORTER`` plus whatever ``OTEL_TRACES_EXPORTER`` (or an OTLP endpoint) asks."""
+    standard = ",".join(otlp.exporters("traces"))
+    return ",".join(p for p in (trace_exporter, standard) if p and p != "none") or "none"
+
+
+def _metric_readers() -> list[MetricReader]:
+    readers: list[MetricReader] = []
+    for name in otlp.exporters("metrics"):
+        # Interval and timeout: OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT (the SDK reads them).
+        exporter = otlp.metric_exporter() if name == "otlp" else ConsoleMetricExporter()
+        readers.append(PeriodicExportingMetricReader(exporter))
+    return readers
+
+
+def _install_logs(resource: Resource) -> LoggerProvider | None:
+    names = otlp.exporters("logs")
+    if not names:
         return None
-    if spec == "console":
-        return ConsoleSpanExporter()
-    if spec.startswith("jsonl:") and len(spec) > len("jsonl:"):
-        return JsonLinesSpanExporter(Path(spec[len("jsonl:") :]))
-    raise ConfigError(f"trace exporter {spec!r} is not one of none, console, jsonl:<path>")
+    provider = LoggerProvider(resource=resource)
+    for name in names:
+        exporter = otlp.log_exporter() if name == "otlp" else ConsoleLogRecordExporter()
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    set_logger_provider(provider)
+    logging.getLogger().addHandler(OtelLogHandler(provider))
+    return provider
 
 
 @dataclass
@@ -84,14 +148,20 @@ class Telemetry:
     metrics_port: int | None
     tracer_provider: TracerProvider
     registry: prometheus_client.CollectorRegistry | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
 
     def prometheus_text(self) -> str:
         """What the Prometheus endpoint would serve now (tests read metrics this way)."""
         return prometheus_client.generate_latest(self.registry).decode() if self.registry else ""
 
     def shutdown(self) -> None:
-        """Flush pending spans (the batch processor would lose them at exit otherwise)."""
+        """Flush pending spans, metrics and logs (batching processors would lose them at exit)."""
         self.tracer_provider.force_flush()
+        if self.meter_provider is not None:
+            self.meter_provider.force_flush()
+        if self.logger_provider is not None:
+            self.logger_provider.force_flush()
 
 
 def setup_telemetry(
@@ -106,15 +176,17 @@ def setup_telemetry(
     OpenTelemetry allows one global provider per process; a second call in the same
     process (tests running several servers in-process) reuses the first's providers.
     """
-    global _registry
+    global _registry, _meter_provider, _logger_provider
     with _lock:
+        resource = otlp.resource(service)
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
-            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
+            # (default: parentbased_always_on).
+            provider = TracerProvider(resource=resource)
             trace.set_tracer_provider(provider)
-            exporter = _exporter(trace_exporter)
-            if exporter is not None:
-                provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+            for exporter, delay in _span_exporters(_trace_spec(trace_exporter)):
+                provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
         port: int | None = None
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
             registry = _registry = prometheus_client.CollectorRegistry()
@@ -123,19 +195,27 @@ def setup_telemetry(
             # reader does not export them, and the SDK's default samples one for every
             # measurement taken inside a span, on every request's path.
             exemplars = None if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
-            metrics.set_meter_provider(
-                MeterProvider(
-                    resource=Resource.create({"service.name": service}),
-                    metric_readers=[reader],
-                    exemplar_filter=exemplars,
-                )
+            _meter_provider = MeterProvider(
+                resource=resource,
+                metric_readers=[reader, *_metric_readers()],
+                exemplar_filter=exemplars,
+                views=[
+                    View(
+                        instrument_type=Histogram,
+                        instrument_unit="s",
+                        aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
+                    )
+                ],
             )
+            metrics.set_meter_provider(_meter_provider)
             if metrics_port:
                 server, _ = prometheus_client.start_http_server(
                     metrics_port, addr=metrics_host, registry=registry
                 )
                 port = server.server_port
                 log.info("metrics on http://%s:%d/metrics", metrics_host, port)
+        if _logger_provider is None:
+            _logger_provider = _install_logs(resource)
     return Telemetry(
         service=service,
         tracer=trace.get_tracer(f"aifactory.{service}"),
@@ -143,4 +223,6 @@ def setup_telemetry(
         metrics_port=port,
         tracer_provider=provider,
         registry=_registry,
+        meter_provider=_meter_provider,
+        logger_provider=_logger_provider,
     )

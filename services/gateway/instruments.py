@@ -19,10 +19,10 @@ def observe(meter: Meter, triton: Triton, oip: OipStats | None) -> None:
         return [Observation(triton.coalesced_rows)]
 
     meter.create_observable_counter(
-        "gateway.triton.calls", [triton_calls], description="inference calls to Triton"
+        "aif.gateway.triton.calls", [triton_calls], description="inference calls to Triton"
     )
     meter.create_observable_counter(
-        "gateway.triton.coalesced_rows", [coalesced], description="rows sent to Triton in coalesced calls"
+        "aif.gateway.triton.coalesced_rows", [coalesced], description="rows sent to Triton in coalesced calls"
     )
     if oip is not None:
         stats = oip
@@ -34,5 +34,7 @@ def observe(meter: Meter, triton: Triton, oip: OipStats | None) -> None:
             ]
 
         meter.create_observable_counter(
-            "gateway.oip.requests", [oip_requests], description="Open Inference Protocol inference requests"
+            "aif.gateway.oip.requests",
+            [oip_requests],
+            description="Open Inference Protocol inference requests",
         )

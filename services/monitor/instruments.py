@@ -1,9 +1,9 @@
 """The monitor's OpenTelemetry metrics (exported on its Prometheus endpoint).
 
-- ``monitor.feature.psi`` (gauge): PSI of each feature in the last window, per version.
-- ``monitor.quality`` (gauge): live quality metric of the last window, per version.
-- ``monitor.alarms`` (counter): drift episodes opened and rollbacks requested.
-- ``monitor.join.{joined,expired,late,unmatched}`` (counters): the outcome join.
+- ``aif.monitor.feature.psi`` (gauge): PSI of each feature in the last window, per version.
+- ``aif.monitor.quality`` (gauge): live quality metric of the last window, per version.
+- ``aif.monitor.alarms`` (counter): drift episodes opened and rollbacks requested.
+- ``aif.monitor.join.{joined,expired,late,unmatched}`` (counters): the outcome join.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ class MonitorMetrics:
     def __init__(self, meter: Meter, joiners: Callable[[], Mapping[str, Joiner]]) -> None:
         self._joiners = joiners
         self._psi = meter.create_gauge(
-            "monitor.feature.psi",
+            "aif.monitor.feature.psi",
             description="PSI of a feature's last live window against the training reference",
         )
         self._quality = meter.create_gauge(
-            "monitor.quality", description="live quality of the last window of labelled predictions"
+            "aif.monitor.quality", description="live quality of the last window of labelled predictions"
         )
         self._alarms = meter.create_counter(
-            "monitor.alarms", description="drift episodes opened and rollbacks requested"
+            "aif.monitor.alarms", description="drift episodes opened and rollbacks requested"
         )
         for name, what in (
             ("joined", "outcomes joined to their prediction"),
@@ -36,7 +36,7 @@ class MonitorMetrics:
             ("unmatched", "outcomes whose prediction never came"),
         ):
             meter.create_observable_counter(
-                f"monitor.join.{name}", callbacks=[self._observer(name)], description=what
+                f"aif.monitor.join.{name}", callbacks=[self._observer(name)], description=what
             )
 
     def _observer(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:

@@ -7,31 +7,35 @@ from opentelemetry import metrics
 
 class TrainerMetrics:
     def __init__(self, meter: metrics.Meter) -> None:
-        self._epochs = meter.create_counter("trainer.epochs", unit="{epoch}", description="Epochs trained")
+        self._epochs = meter.create_counter(
+            "aif.trainer.epochs", unit="{epoch}", description="Epochs trained"
+        )
         self._samples = meter.create_counter(
-            "trainer.samples", unit="{sample}", description="Training samples processed (rows × epochs)"
+            "aif.trainer.samples", unit="{sample}", description="Training samples processed (rows × epochs)"
         )
         self._throughput = meter.create_gauge(
-            "trainer.samples_per_s", unit="{sample}/s", description="Training throughput of the last epoch"
+            "aif.trainer.throughput", unit="{sample}/s", description="Training throughput of the last epoch"
         )
-        self._loss = meter.create_gauge("trainer.last_loss", description="Loss of the last epoch, by split")
+        self._loss = meter.create_gauge(
+            "aif.trainer.last_loss", description="Loss of the last epoch, by split"
+        )
         self._jobs = meter.create_counter(
-            "trainer.jobs",
+            "aif.trainer.jobs",
             unit="{job}",
             description="Training jobs by outcome (queued, deferred, skipped, succeeded, failed)",
         )
         self._gave_up = meter.create_counter(
-            "trainer.jobs.gave_up",
+            "aif.trainer.jobs.gave_up",
             unit="{job}",
             description="Jobs that waited their bounded time for data and ended without training, by code",
         )
         self._quarantined = meter.create_counter(
-            "trainer.quarantined_labels",
+            "aif.trainer.quarantined_labels",
             unit="{label}",
             description="Labels the training sets of trained jobs left out (no feature row of their own), by reason",
         )
         self._duration = meter.create_histogram(
-            "trainer.training.duration", unit="s", description="Wall time of a training job"
+            "aif.trainer.training.duration", unit="s", description="Wall time of a training job"
         )
 
     def epoch(

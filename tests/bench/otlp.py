@@ -1,0 +1,212 @@
+"""The gateway exporting its traces and metrics over OTLP to a real collector, against the
+same gateway with export off, in the same rounds.
+
+Two gateway processes (``python -m services.gateway``: auth off, static champion, prediction
+log on) on one Triton of the bench's own: one with ``OTEL_TRACES_EXPORTER=otlp`` and
+``OTEL_METRICS_EXPORTER=otlp`` to ``otelcol-aif`` (debug exporter, basic verbosity: the
+collector's own work is not measured on disk), SDK defaults otherwise (batch span
+processor, every sampled span exported; metrics every ``METRIC_INTERVAL_MS``); the other
+with both off (the Prometheus endpoint stays on in both). The rounds alternate which goes
+first, so both see the same background load.
+
+- otlp.predict.rps_c8: business ``Predict`` with inline features (a traced call: server span,
+  Triton client span, metrics), 8 concurrent callers; baseline: export off
+- otlp.oip.rps_c8: OIP ``ModelInfer`` (untraced hot path: its latency histogram only), c8
+- otlp.predict.p99_ms: ``Predict`` at concurrency 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from tests.bench.report import Figure
+from tests.otel_support import OTELCOL, Collector, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUNDS = 6
+RPS_SECONDS = 2.0
+LATENCY_CALLS = 300
+WARMUP = 300
+CONCURRENCY = 8
+METRIC_INTERVAL_MS = 10_000
+UC = "loan_approval"
+
+
+def _payloads() -> tuple[bytes, bytes]:
+    from tritonclient.grpc import service_pb2
+
+    from aifactory.common.v1 import common_pb2
+    from aifactory.gateway.v1 import gateway_service_pb2 as gw_pb
+    from libs.usecase import load_default
+
+    names = load_default()[UC].model_inputs()
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0, 100, size=len(names))
+    predict = gw_pb.PredictRequest(
+        use_case=UC,
+        features={n: common_pb2.Value(double_value=float(v)) for n, v in zip(names, values, strict=True)},
+    )
+    oip = service_pb2.ModelInferRequest(model_name=UC)
+    oip.inputs.add(name="INPUT", datatype="FP32", shape=[1, len(names)])
+    oip.raw_input_contents.append(values.astype(np.float32).reshape(1, -1).tobytes())
+    return predict.SerializeToString(), oip.SerializeToString()
+
+
+PREDICT = "/aifactory.gateway.v1.GatewayService/Predict"
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+async def _rps(target: str, method: str, payload: bytes, seconds: float) -> float:
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(method)
+        done = 0
+        stop_at = time.perf_counter() + 0.3  # warm-up
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < stop_at:
+                await call(payload)
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        done = 0
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return done / (time.perf_counter() - started)
+
+
+def _latencies(call, payload: bytes, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call(payload)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def _wait(what: str, check, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            check()
+            return
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+            time.sleep(0.3)
+    raise RuntimeError(f"bench: {what} not ready after {timeout:.0f}s (last: {last!r:.300})")
+
+
+def measure_otlp(bootstrap: str) -> list[Figure]:
+    from libs.usecase import load_default
+    from tests.gateway_support import export_version, own_triton
+
+    if not OTELCOL.exists():
+        note = f"missed: {OTELCOL} missing (make setup)"
+        names = ("otlp.predict.rps_c8", "otlp.oip.rps_c8", "otlp.predict.p99_ms")
+        return [Figure(n, None, "", "export off", None, note, failed=True) for n in names]
+    logs = ROOT / "build" / "otlp-bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    collector = Collector(logs / "otelcol", files=False).start()
+    triton = own_triton("triton-bench-otlp", 28541)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        export_version(triton.model_repository, load_default()[UC], 1)
+        ports = {k: (free_port(), free_port()) for k in ("off", "on")}
+        base = {
+            **os.environ,
+            "AIF_GATEWAY_AUTH_MODE": "off",
+            "AIF_GATEWAY_METRICS_PORT": "0",
+            "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+            "AIF_GATEWAY_REGISTRY_TARGET": "",
+            "AIF_GATEWAY_STATIC_ALIASES": f"{UC}:champion=1",
+            "AIF_GATEWAY_USE_CASES": UC,
+            "AIF_GATEWAY_KAFKA_BOOTSTRAP": bootstrap,
+            "AIF_GATEWAY_LOG_LEVEL": "WARNING",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+        }
+        otlp = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_METRIC_EXPORT_INTERVAL": str(METRIC_INTERVAL_MS),
+        }
+        for key, (g, o) in ports.items():
+            env = {
+                **base,
+                **(otlp if key == "on" else {}),
+                "AIF_GATEWAY_GRPC_PORT": str(g),
+                "AIF_GATEWAY_OIP_PORT": str(o),
+                "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.otlp.predictions.{uuid.uuid4().hex[:8]}",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.gateway"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(logs / f"gateway-{key}.log").open("wb"),
+                )
+            )
+        predict, oip = _payloads()
+        channels = {k: grpc.insecure_channel(f"127.0.0.1:{g}") for k, (g, _) in ports.items()}
+        calls = {k: ch.unary_unary(PREDICT) for k, ch in channels.items()}
+        for key, call in calls.items():
+            _wait(f"gateway ({key})", lambda c=call: c(predict, timeout=5))  # type: ignore[misc]
+            _latencies(call, predict, WARMUP)
+        rps: dict[str, dict[str, list[float]]] = {k: {"predict": [], "oip": []} for k in ports}
+        lat: dict[str, list[float]] = {k: [] for k in ports}
+        order = list(ports)
+        for r in range(ROUNDS):
+            for key in order if r % 2 == 0 else order[::-1]:
+                g, o = ports[key]
+                rps[key]["predict"].append(asyncio.run(_rps(f"127.0.0.1:{g}", PREDICT, predict, RPS_SECONDS)))
+                rps[key]["oip"].append(asyncio.run(_rps(f"127.0.0.1:{o}", INFER, oip, RPS_SECONDS)))
+                lat[key] += _latencies(calls[key], predict, LATENCY_CALLS)
+        for ch in channels.values():
+            ch.close()
+        exported = (collector.log.read_text() if collector.log.exists() else "").count("Traces")
+
+        def p99(key: str) -> float:
+            return float(np.percentile(np.array(lat[key]) * 1000, 99))
+
+        note = f"{ROUNDS} alternating rounds; collector debug exporter; {exported} trace batches logged by it"
+        return [
+            Figure(
+                "otlp.predict.rps_c8",
+                float(np.median(rps["on"]["predict"])),
+                "req/s",
+                "export off",
+                float(np.median(rps["off"]["predict"])),
+                note,
+            ),
+            Figure(
+                "otlp.oip.rps_c8",
+                float(np.median(rps["on"]["oip"])),
+                "req/s",
+                "export off",
+                float(np.median(rps["off"]["oip"])),
+            ),
+            Figure("otlp.predict.p99_ms", p99("on"), "ms", "export off", p99("off")),
+        ]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        collector.stop()
+        triton.stop()
