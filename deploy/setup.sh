@@ -30,3 +30,16 @@ if [ ! -f .venv/.project.sha ] || ! sha256sum -c --status .venv/.project.sha 2>/
 fi
 
 .venv/bin/python -m aif.infra install "$@"
+# helm and the Compose CLI, built from the Go module proxy into build/tools/bin (the
+# deployment-manifest tests run them); skipped when the pinned versions are there.
+bash deploy/tools/go-tools.sh
+# The OpenTelemetry Collector (built from the Go module proxy into build/tools/bin) and
+# Prometheus with promtool (Debian), for the telemetry tests; skipped when present.
+bash deploy/observability/tools.sh
+# make test-multihost (root only) needs `ip` (iproute2); setpriv, unshare (util-linux) and
+# useradd (passwd) come with every Debian base system. Skipped when present or not root.
+if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing iproute2 (network namespaces for make test-multihost)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2
+fi

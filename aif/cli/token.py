@@ -4,27 +4,35 @@
     aif token issue --sub alice --role loan_approval:approver --role '*:auditor' --ttl 1h
     aif token revoke <token-or-jti>        refused from the next call on, by every service
     aif token certs                        dev CA + a certificate per service (mutual TLS)
+    aif token service [NAME...] [--uid N]  each service's own folder: build/auth/services/<name>/
 
-The folder is ``AIF_AUTH_DIR`` (default ``build/auth``), the one services read.
+The folder is ``AIF_AUTH_DIR`` (default ``build/auth``): it holds the signing (private)
+key and stays with whoever issues tokens. A service host is given only its own folder
+from ``aif token service`` (public key, revocation list and, for a service that calls
+others, its ``token``): docker-compose.yml mounts those files, the Helm chart takes them
+as values (deploy/helm/aifactory/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
 import jwt
 
+from aif.stack import CALLERS, SERVICE_ROLES
+from aif.stack import SERVICES as STACK_SERVICES
 from libs.auth.dev import DevAuth, auth_dir_from_env
 from libs.auth.permissions import Role
 from libs.auth.tls import create_ca, issue_cert
-from libs.auth.tokens import generate_keypair, parse_grants
+from libs.auth.tokens import REVOKED_FILE, generate_keypair, parse_grants
 from libs.errors import AifError
 from libs.settings import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 
-SERVICES = ("ingestion", "featurestore", "trainer", "evaluator", "registry", "gateway", "monitor")
+SERVICES = tuple(STACK_SERVICES)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -58,6 +66,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     issue.add_argument("--audience", default=DEFAULT_AUDIENCE)
     revoke = cmds.add_parser("revoke", help="add a token (or its jti) to the revocation list")
     revoke.add_argument("token", help="the token, or its jti")
+    service = cmds.add_parser(
+        "service", help="mint each service's own credentials folder (public key, revocation list, token)"
+    )
+    service.add_argument("names", nargs="*", help=f"services (default: all of {', '.join(SERVICES)})")
+    service.add_argument("--ttl", type=parse_ttl, default=7 * 86400, help="token lifetime (default 7d)")
+    service.add_argument(
+        "--uid",
+        type=int,
+        default=None,
+        help="owner of each folder and token (docker-compose.yml's containers run as 10001)",
+    )
     certs = cmds.add_parser("certs", help="dev CA and one certificate per service for mutual TLS")
     certs.add_argument("names", nargs="*", help=f"certificate names (default: {', '.join(SERVICES)}, client)")
 
@@ -101,6 +120,24 @@ def _revoke(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
+def _service(args: argparse.Namespace, directory: Path) -> int:
+    unknown = sorted(set(args.names) - set(SERVICES))
+    if unknown:
+        print(f"aif token: unknown service(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    auth = DevAuth(directory)
+    for name in args.names or SERVICES:
+        roles = SERVICE_ROLES if name in CALLERS else None
+        folder = auth.mint_service(name, roles, ttl_seconds=args.ttl)
+        if args.uid is not None:
+            # Bind-mounted files keep their host owner: the container's user must own the
+            # token (0600) and the folder (0700) to read them.
+            for path in (folder, *(p for p in folder.iterdir() if p.name != REVOKED_FILE)):
+                os.chown(path, args.uid, -1)
+        print(f"{name:<12} {folder}{'  (token)' if roles else ''}")
+    return 0
+
+
 def _certs(args: argparse.Namespace, directory: Path) -> int:
     ca = create_ca(directory)
     print(f"CA           {ca.cert}")
@@ -110,4 +147,4 @@ def _certs(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
-_COMMANDS = {"keygen": _keygen, "issue": _issue, "revoke": _revoke, "certs": _certs}
+_COMMANDS = {"keygen": _keygen, "issue": _issue, "revoke": _revoke, "service": _service, "certs": _certs}

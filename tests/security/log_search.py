@@ -127,8 +127,8 @@ def _record_tokens() -> None:
     env = DevAuth.env
 
     @functools.wraps(env)
-    def recording_env(self: DevAuth) -> dict[str, str]:
-        values = env(self)
+    def recording_env(self: DevAuth, *args: Any, **kwargs: Any) -> dict[str, str]:
+        values = env(self, *args, **kwargs)
         SEARCH.add(values.get("AIF_PRIVACY_SALT", ""), f"the privacy salt of {self.directory.name}")
         return values
 

@@ -96,3 +96,26 @@ def test_certs_makes_a_ca_and_one_certificate_per_service(tmp_path: Path) -> Non
         "client",
     } <= names
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.glob("*.key"))
+
+
+def test_service_mints_each_service_its_own_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from aif.stack import CALLERS, SERVICES
+
+    assert main(["token", "--dir", str(tmp_path), "service", "--uid", str(os.getuid())]) == 0
+    for name in SERVICES:
+        folder = tmp_path / "services" / name
+        files = {p.name for p in folder.iterdir()}
+        assert files == {"jwt_public.pem", REVOKED_FILE} | ({"token"} if name in CALLERS else set()), name
+        if name in CALLERS:
+            verifier = TokenVerifier(
+                load_public_key(folder / "jwt_public.pem"), issuer="aifactory-dev", audience="aifactory"
+            )
+            principal = verifier.verify((folder / "token").read_text())
+            assert principal.subject == f"svc-{name}" and "service" in principal.roles_in("x")
+    assert main(["token", "--dir", str(tmp_path), "service", "nobody"]) == 2
+    capsys.readouterr()
+    record("token_cases")

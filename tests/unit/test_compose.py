@@ -1,48 +1,116 @@
-"""docker-compose.yml describes the whole stack; no Docker engine runs here, so parse it."""
+"""docker-compose.yml describes the whole stack, read here as YAML (the real Compose CLI
+renders it in tests/integration/test_deploy_manifests.py): one image recipe, state in
+volumes, PostgreSQL and Redis, each service mounting only its own credentials, Triton
+kept off the host, and every AIF_ variable a setting of the service that gets it."""
 
-import shutil
-import subprocess
+from __future__ import annotations
+
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from aif.stack import SERVICES
+from aif.stack import CALLERS, SERVICES
+from tests.deploy_checks import all_settings, callers, env_problems, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
+SQL = {"registry", "trainer", "evaluator", "monitor"}
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
 
 
-def test_full_stack_with_health_checks(compose: dict) -> None:
+def test_full_stack_with_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"kafka", "postgres", "redis", "triton", *SERVICES}
     for name, spec in services.items():
         assert spec.get("healthcheck", {}).get("test"), f"{name} has no health check"
 
 
-def test_each_service_builds_its_own_dockerfile_and_ports_match(compose: dict) -> None:
-    for name, (grpc_port, metrics_port) in SERVICES.items():
+def test_every_service_builds_from_the_one_recipe_with_its_ports(compose: dict[str, Any]) -> None:
+    for name in SERVICES:
         spec = compose["services"][name]
-        dockerfile = ROOT / spec["build"]["dockerfile"]
-        assert dockerfile == ROOT / "services" / name / "Dockerfile" and dockerfile.exists()
-        assert f"{grpc_port}:{grpc_port}" in spec["ports"]
-        assert f"{metrics_port}:{metrics_port}" in spec["ports"]
-        assert str(grpc_port) in " ".join(spec["healthcheck"]["test"])
-        assert f"services.{name}" in dockerfile.read_text()
+        build = spec["build"]
+        assert build["dockerfile"] == "deploy/docker/Dockerfile" and build["args"] == {"SERVICE": name}
+        assert (ROOT / build["dockerfile"]).is_file()
+        assert (ROOT / "deploy" / "docker" / "requirements" / f"{name}.txt").is_file()
+        defaults = settings_class(name).model_fields
+        grpc_port, metrics_port = defaults["grpc_port"].default, defaults["metrics_port"].default
+        assert f"127.0.0.1:{grpc_port}:{grpc_port}" in spec["ports"], name
+        assert f"127.0.0.1:{metrics_port}:{metrics_port}" in spec["ports"], name
+        assert f"127.0.0.1:{grpc_port}" in " ".join(spec["healthcheck"]["test"]), name
         assert spec["environment"]["AIF_KAFKA_BOOTSTRAP"] == "kafka:9092"
 
 
-def test_docker_compose_config_accepts_it_when_available() -> None:
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
-        pytest.skip("docker compose client not installed (parsed by the tests above instead)")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+def test_state_in_volumes_of_its_own_postgres_and_redis(compose: dict[str, Any]) -> None:
+    named = set(compose["volumes"])
+    owners: dict[str, str] = {}
+    for name in SERVICES:
+        spec = compose["services"][name]
+        for volume in spec.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            assert source in named, f"{name} mounts {source}, not a named volume"
+            assert source not in owners, f"{name} and {owners.get(source)} share {source}"
+            owners[source] = name
+        env = spec["environment"]
+        url = env.get(f"AIF_{name.upper()}_DATABASE_URL", "")
+        if name in SQL:
+            assert re.fullmatch(rf"postgresql\+psycopg://[^@]+@postgres:5432/{name}", url), (name, url)
+            assert "postgres" in spec["depends_on"], name
+        else:
+            assert not url, name
+    store = compose["services"]["featurestore"]["environment"]
+    assert store["AIF_FEATURESTORE_ONLINE_STORE"] == "redis"
+    assert store["AIF_FEATURESTORE_REDIS_URL"].startswith("redis://redis:")
+
+
+def test_triton_is_not_published_and_has_torch(compose: dict[str, Any]) -> None:
+    triton = compose["services"]["triton"]
+    assert "ports" not in triton
+    assert triton["build"]["target"] == "triton"
+    assert "torch" in (ROOT / "deploy" / "docker" / "requirements" / "triton.txt").read_text()
+    for name in ("postgres", "redis"):
+        assert "ports" not in compose["services"][name], f"{name} is published on the host"
+
+
+def test_each_service_mounts_only_its_own_credentials(compose: dict[str, Any]) -> None:
+    assert set(CALLERS) == callers(), "aif.stack.CALLERS disagrees with the settings classes"
+    secrets = compose["secrets"]
+    for source, spec in secrets.items():
+        assert "jwt_private" not in spec["file"] and "privacy_salt" not in spec["file"], source
+    for name in SERVICES:
+        spec = compose["services"][name]
+        env = spec["environment"]
+        assert "build/auth" not in str(spec.get("volumes", [])), f"{name} mounts the issuer's folder"
+        mounted = {s["source"]: s["target"] for s in spec.get("secrets", [])}
+        tokens = {s for s in mounted if s.endswith("-token")}
+        assert mounted.get("jwt-public-key") == "jwt_public.pem", name
+        assert mounted.get("revoked-tokens") == "revoked.txt", name
+        assert env["AIF_AUTH_DIR"] == "/run/secrets"
+        token_file = env.get(f"AIF_{name.upper()}_SERVICE_TOKEN_FILE")
+        if name in CALLERS:
+            assert tokens == {f"{name}-token"}, f"{name} mounts {tokens}"
+            assert token_file == f"/run/secrets/{mounted[f'{name}-token']}"
+            assert secrets[f"{name}-token"]["file"] == f"./build/auth/services/{name}/token"
+        else:
+            assert not tokens and token_file is None, name
+        assert not any(k.endswith("SERVICE_TOKEN") for k in env), f"{name}: a token value in its environment"
+
+
+def test_every_aif_variable_is_a_setting_and_required_ones_are_set(compose: dict[str, Any]) -> None:
+    problems = []
+    for name in all_settings():
+        problems += env_problems(name, compose["services"][name]["environment"], "docker-compose.yml")
+    # The image's own defaults apply to every service.
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    image_vars = re.findall(r"\b(AIF_[A-Z_]+)=", dockerfile)
+    assert image_vars
+    for name in SERVICES:
+        problems += [
+            p for p in env_problems(name, image_vars, "deploy/docker/Dockerfile") if "needs" not in p
+        ]
+    assert not problems, "\n".join(problems)
