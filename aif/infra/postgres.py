@@ -58,6 +58,19 @@ class Postgres(Component):
     def _user(self) -> str | None:
         return OS_USER if os.geteuid() == 0 else None
 
+    # Hooks for a cluster that other hosts reach with passwords (aif.multihost): what
+    # initdb sets up, what is written once after it, and where the server listens.
+    def _initdb_auth(self) -> list[str]:
+        """initdb's authentication arguments. trust: a throwaway cluster bound to 127.0.0.1;
+        the role still gets a password so the same DSN works against a real server."""
+        return ["--auth=trust"]
+
+    def _configure(self) -> None:
+        """Runs once, right after initdb (e.g. to write pg_hba.conf)."""
+
+    def _listen_addresses(self) -> str:
+        return self.config.host
+
     def spawn(self) -> int:
         self.dir.mkdir(parents=True, exist_ok=True)
         user = self._user()
@@ -65,8 +78,6 @@ class Postgres(Component):
             self.data_dir.mkdir(mode=0o700, exist_ok=True)
             if user:
                 shutil.chown(self.data_dir, user, user)
-            # trust: a throwaway cluster bound to 127.0.0.1; the role still gets a
-            # password so the same DSN works against a real server.
             run_quiet(
                 [
                     self._bin("initdb"),
@@ -74,7 +85,7 @@ class Postgres(Component):
                     str(self.data_dir),
                     "-U",
                     SUPERUSER,
-                    "--auth=trust",
+                    *self._initdb_auth(),
                     "-E",
                     "UTF8",
                     "--no-locale",
@@ -85,12 +96,13 @@ class Postgres(Component):
                 user=user,
                 cwd="/",
             )
+            self._configure()
         argv = [
             self._bin("postgres"),
             "-D",
             str(self.data_dir),
             "-c",
-            f"listen_addresses={self.config.host}",
+            f"listen_addresses={self._listen_addresses()}",
             "-p",
             str(self.port),
             # TCP only: no clash with a system cluster's socket in /var/run/postgresql.

@@ -18,6 +18,15 @@ class Redis(Component):
     def port(self) -> int:
         return self.config.redis_port
 
+    # Hooks for a server that other hosts reach with a password (aif.multihost).
+    def _config_args(self) -> list[str]:
+        """Arguments before the others: a configuration file (redis-server wants it first),
+        so that a password is never on the command line."""
+        return []
+
+    def _password(self) -> str | None:
+        return None
+
     def spawn(self) -> int:
         server = shutil.which("redis-server")
         if server is None:
@@ -27,6 +36,7 @@ class Redis(Component):
         return self.daemon.spawn(
             [
                 server,
+                *self._config_args(),
                 "--bind",
                 self.config.host,
                 "--port",
@@ -49,7 +59,11 @@ class Redis(Component):
         import redis
 
         client = redis.Redis(
-            host=self.config.host, port=self.port, socket_timeout=2, socket_connect_timeout=2
+            host=self.config.host,
+            port=self.port,
+            password=self._password(),
+            socket_timeout=2,
+            socket_connect_timeout=2,
         )
         try:
             client.ping()
