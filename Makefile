@@ -5,13 +5,13 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto proto-check lint check test test-unit test-integration test-security test-chaos demo bench bench-smoke \
+.PHONY: help setup proto proto-check lint check test test-unit test-integration test-security test-chaos test-multihost demo bench bench-smoke \
         infra-up infra-down infra-status services-up clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-setup: ## install everything: Python venv, Debian packages, Kafka jars, Triton backend, buf
+setup: ## install everything: Python venv, Debian packages, Kafka jars, Triton backend, buf, helm and Compose (Go)
 	@bash deploy/setup.sh
 
 proto: setup ## regenerate Python code from proto/ (pinned grpcio-tools)
@@ -41,6 +41,9 @@ test-integration: setup ## tests against the real broker, databases and Triton
 
 test-chaos: setup ## kill -9 each service, restart Kafka, PostgreSQL and Triton under load on a fresh factory; fails on any loss or doubling
 	@$(PY) -m tests.chaos
+
+test-multihost: setup ## every service, Kafka, PostgreSQL, Redis, Triton and the app on hosts of their own (network namespaces, a user each; root); the loop must close
+	@$(PY) -m pytest tests/multihost -s $(PYTEST_ARGS)
 
 test-security: setup ## identity, access and hostile-input suites (permission walk, tokens, mTLS, secure Kafka, gRPC fuzz, hostile topics, log search); ends with their sizes
 	@rm -f build/test-security/sizes.txt; $(PY) -m pytest tests/security $(PYTEST_ARGS); rc=$$?; \

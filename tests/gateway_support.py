@@ -1,10 +1,13 @@
-"""Puts model versions into a Triton model repository the way the registry does.
+"""Model versions for the gateway's tests and bench, and a Triton of their own.
 
-The Triton entry (``config.pbtxt``, ``<version>/model.py``, ``<version>/model.pt``) is
-written by the registry's own exporter (``services/registry/export.py``); this helper
-only makes the TorchScript artifact: a tiny MLP that follows the model I/O contract
-(float32 ``[batch, len(uc.model_inputs())]`` in, NaN for missing; class probabilities
-or ``[batch, 1]`` out). Used by the gateway's integration tests and bench.
+The TorchScript artifact is a tiny MLP that follows the model I/O contract (float32
+``[batch, len(uc.model_inputs())]`` in, NaN for missing; class probabilities or
+``[batch, 1]`` out). In the factory the gateway loads versions into Triton through its API
+with the registry's serving bundles (tests/integration/test_gateway_bundles.py); the
+tests without a registry (static aliases) play the operator of a Triton whose own
+repository holds the versions: :func:`export_version` writes an entry there with the
+registry's exporter (``services/registry/export.py``), the one way the gateway's
+``TritonRepository`` source is fed.
 """
 
 from __future__ import annotations
@@ -61,13 +64,13 @@ def export_version(
     model_name: str | None = None,
     artifacts: Path | None = None,
 ) -> Path:
-    """Writes version ``version`` of ``uc``'s model into the Triton repository ``repo``
-    with the registry's exporter; returns the version folder."""
-    from services.registry.artifacts import ArtifactStore
+    """Writes version ``version`` of ``uc``'s model into the folder ``repo`` (a test
+    Triton's own repository) with the registry's exporter; returns the version folder."""
+    from services.registry.artifacts import FileArtifactStore
     from services.registry.domain import SYSTEM, ModelVersion, Signature, VersionStatus
     from services.registry.export import TritonExporter
 
-    store = ArtifactStore(artifacts or repo.parent / "gateway-test-artifacts")
+    store = FileArtifactStore(artifacts or repo.parent / "gateway-test-artifacts")
     stored = store.put(torchscript(uc, seed=version, bias=bias))
     mv = ModelVersion(
         use_case=uc.name,
@@ -148,7 +151,7 @@ def usecases_dir(tmp: Path, strategy: str, share: float = 0.2) -> Path:
     return tmp
 
 
-def gateway_settings(triton_url: str, repository: Path, bootstrap: str, **overrides: object):  # type: ignore[no-untyped-def]
+def gateway_settings(triton_url: str, bootstrap: str, **overrides: object):  # type: ignore[no-untyped-def]
     from services.gateway.settings import GatewaySettings
 
     values: dict[str, object] = dict(
@@ -157,7 +160,6 @@ def gateway_settings(triton_url: str, repository: Path, bootstrap: str, **overri
         metrics_port=0,
         auth_mode="off",
         triton_url=triton_url,
-        triton_model_repository=repository,
         kafka_bootstrap=bootstrap,
         registry_target="",
         featurestore_target="127.0.0.1:1",
@@ -190,10 +192,17 @@ class RunningGateway:
         await self.service.close()
 
 
-async def start_gateway(settings) -> RunningGateway:  # type: ignore[no-untyped-def]
+async def start_gateway(settings, usecases: Path | None = None) -> RunningGateway:  # type: ignore[no-untyped-def]
+    """The gateway in this process, built with the specs of ``usecases`` (a folder; default:
+    the shipped ones) instead of following the catalogue."""
+    import functools
+
     from libs.runtime import start_service
+    from libs.usecase import load_default
     from services.gateway.app import build
 
-    service, telemetry = await start_service(settings, build)
+    service, telemetry = await start_service(
+        settings, functools.partial(build, usecases=load_default(usecases))
+    )
     await service.server.start()
     return RunningGateway(service, telemetry)

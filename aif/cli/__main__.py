@@ -3,7 +3,8 @@
 aif demo      start the infrastructure and the seven services, check them, stop them
 aif up        start the infrastructure and the seven services (restarted with backoff by
               supervisord when they crash); Ctrl-C stops them
-aif usecase   scaffold (new NAME) or validate (validate FILE...) use-case specs
+aif usecase   scaffold (new NAME) or validate (validate FILE...) specs; onboard (apply FILE...),
+              list, show or retire use cases in the running factory
 aif token     development tokens (keygen, issue, revoke) and mTLS certificates (certs)
 aif audit     verify (exit 1 naming a tampered entry) or list the registry's audit log
 aif train     request a training (USE_CASE [--seed N] [--wait]: progress bar until it ends)

@@ -42,14 +42,9 @@ def _infrastructure() -> Iterator[dict[str, str]]:
             handles.append(handle)
             how = "started" if handle.started else "reused"
             _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.component.endpoint()})")
-        # The services' own default is build/infra's repository; AIF_INFRA_DIR or
-        # AIF_TRITON_MODEL_REPO may have given this Triton another.
-        repository = str(infra.InfraConfig.from_env().model_repository)
-        yield {
-            "AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
-            "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": repository,
-            "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": repository,
-        }
+        # No folder is handed to the services: the gateway loads models into Triton through
+        # its API, with files it fetches from the registry.
+        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint()}
     finally:
         for handle in reversed(handles):
             handle.stop()
@@ -62,6 +57,11 @@ def up() -> int:
     with _infrastructure() as env:
         supervised = SupervisedStack(Stack(RUN_DIR, env=env), RUN_DIR)
         supervised.start()
+        # The shipped specs are onboarded as any user's would be (the registry's catalogue);
+        # applying them again is a no-op. More: aif usecase apply FILE, no restart.
+        started = time.monotonic()
+        names = supervised.stack.apply_usecases(reason="aif up: the shipped specs")
+        _step(f"use cases {', '.join(names)} applied and taken up in {time.monotonic() - started:.1f}s")
         _step(
             "running under supervisord (a crashed service is restarted with backoff); "
             f"supervisorctl -c {supervised.config_path} status; Ctrl-C stops everything"

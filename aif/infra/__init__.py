@@ -38,8 +38,8 @@ Redis answers PING; Triton is live and ready over gRPC. Failures raise
 Outage tests: ``handle.stop_server()`` / ``start_server()`` / ``restart_server()`` stop
 and start an aif.infra-managed instance even if the handle reused it (SIGTERM, or
 SIGINT for PostgreSQL; SIGKILL to the process group after the timeout).
-``TritonHandle.add_model(name)`` copies ``deploy/triton/models/<name>`` into the
-repository, for loading with the explicit repository API.
+``TritonHandle.load_model(name)`` loads ``deploy/triton/models/<name>`` through Triton's
+API (config and files in the load call), leaving Triton's repository folder untouched.
 
 Environment (defaults in brackets), read by :meth:`InfraConfig.from_env`:
 ``AIF_INFRA_DIR`` [<repo>/build/infra], ``AIF_INFRA_HOST`` [127.0.0.1],

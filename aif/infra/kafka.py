@@ -176,9 +176,15 @@ def _quiet_aiokafka() -> None:
 
 
 async def _probe(bootstrap: str, security: dict[str, Any] | None = None) -> None:
-    """Ready = metadata lists a broker and the group coordinator answers."""
+    """Ready = metadata lists a broker, the group coordinator answers and the use-case
+    catalogue's topic exists, compacted (created before any service or tool writes to it:
+    auto-created, it would be deleted after the broker's retention)."""
+    from libs.bus.admin import CREATED, PRESENT, ensure_catalogue_topic
+
     await metadata_ready(bootstrap, security)
     await warm_up(bootstrap, security)
+    if not security and await ensure_catalogue_topic(bootstrap) not in (CREATED, PRESENT):
+        raise NotReady("the use-case catalogue topic could not be created")
 
 
 async def metadata_ready(bootstrap: str, security: dict[str, Any] | None = None) -> None:

@@ -182,7 +182,17 @@ async def create_topics(
         await admin.start()
         missing = sorted(set(names) - set(await admin.list_topics()))
         if missing:
-            reply = await admin.create_topics([NewTopic(n, partitions, 1) for n in missing])
+            from libs.bus import topics
+
+            # The catalogue's topic is compacted, with one partition (libs.bus.topics).
+            reply = await admin.create_topics(
+                [
+                    NewTopic(
+                        n, topics.PARTITIONS.get(n, partitions), 1, topic_configs=topics.CONFIGS.get(n, {})
+                    )
+                    for n in missing
+                ]
+            )
             # 36: TOPIC_ALREADY_EXISTS (a concurrent creator won the race).
             bad = [(e[0], e[1]) for e in reply.topic_errors if e[1] not in (0, 36)]
             if bad:

@@ -69,7 +69,7 @@ def fresh_factory(
         handles.append(triton)
         say(
             f"    triton  {triton.grpc_url} ready in {time.monotonic() - started:.1f}s "
-            f"(explicit model control, repository {triton.model_repository})"
+            "(explicit model control: the gateway loads models through its API)"
         )
         stack = Stack(
             root / "logs",
@@ -78,8 +78,6 @@ def fresh_factory(
             env={
                 "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
                 "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
-                "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
-                "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
                 **(env or {}),
             },
         )
@@ -88,6 +86,14 @@ def fresh_factory(
         say(
             f"    {len(SERVICES)} services SERVING in {time.monotonic() - started:.1f}s, each its own process "
             f"(logs in {root / 'logs'})"
+        )
+        # The factory starts with no use case: the shipped specs are onboarded as a user's
+        # would be (aif usecase apply: the registry's catalogue, followed by every service).
+        started = time.monotonic()
+        names = stack.apply_usecases(reason="fresh factory: the shipped specs")
+        say(
+            f"    use cases {', '.join(names)} applied (aif usecase apply) and taken up by every "
+            f"service in {time.monotonic() - started:.1f}s"
         )
         yield Factory(root, kafka, triton, stack)
     finally:

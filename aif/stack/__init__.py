@@ -11,8 +11,11 @@ moment a service binds it: fuzz 11000, hostile topics 11200, services tests 1140
 pipeline 12400, chaos 12600 (each stack spans 16 ports).
 
 Services run with authentication on: the stack makes sure the development key pair
-exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``), points every service
-at its public key, and mints tokens for callers (:meth:`Stack.metadata`).
+exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``) and gives each service only
+its own credentials folder (``<auth>/services/<name>/``: the public key, the revocation
+list and, for a service that calls others, its token file), as a Kubernetes Secret
+would; no service is pointed at the folder of the private key. Callers of the stack get
+tokens from :meth:`Stack.metadata`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.auth import DevAuth
+from libs.auth.dev import TOKEN_FILE
 from libs.errors import Unavailable
 from libs.rpc.healthcheck import check
 
@@ -63,9 +67,10 @@ _TARGETS: dict[str, dict[str, str]] = {
     "gateway": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
     "monitor": {"REGISTRY_TARGET": "registry"},
 }
-# Services that call others with a service token.
-_CALLERS = ("trainer", "evaluator", "gateway", "monitor")
-SERVICE_TOKEN_TTL_S = 7 * 24 * 3600
+# Services that call others with a service token (role ``service``); the others get no
+# token at all. tests/unit/test_compose.py checks this against the settings classes.
+CALLERS = ("trainer", "evaluator", "gateway", "monitor")
+SERVICE_ROLES: dict[str, list[str]] = {"*": ["service"]}
 
 
 def data_env(name: str, root: Path) -> dict[str, str]:
@@ -116,9 +121,8 @@ class Stack:
         """The environment that connects service ``name`` to the rest of this stack."""
         prefix = f"AIF_{name.upper()}_"
         env = {prefix + key: self.target(other) for key, other in _TARGETS.get(name, {}).items()}
-        if name in _CALLERS:
-            token = self.auth.issue(f"svc-{name}", {"*": ["service"]}, ttl_seconds=SERVICE_TOKEN_TTL_S)
-            env[prefix + "SERVICE_TOKEN"] = token
+        if name in CALLERS:
+            env[prefix + "SERVICE_TOKEN_FILE"] = str(self.auth.service_dir(name) / TOKEN_FILE)
         if self.data_root is not None:
             env.update(data_env(name, self.data_root))
         return env
@@ -134,13 +138,17 @@ class Stack:
         grpc_port, metrics_port = (p + self.port_offset for p in SERVICES[name])
         return grpc_port, metrics_port
 
+    def credentials(self, name: str) -> Path:
+        """Mints service ``name``'s credentials folder (a fresh token for a caller)."""
+        return self.auth.mint_service(name, SERVICE_ROLES if name in CALLERS else None)
+
     def environment(self, name: str) -> dict[str, str]:
-        """What service ``name``'s process gets on top of this process's environment: the
-        auth key, the wiring, this stack's ``env`` and its ports (also used by
+        """What service ``name``'s process gets on top of this process's environment: its
+        own credentials folder, the wiring, this stack's ``env`` and its ports (also used by
         :mod:`aif.stack.supervised` to write a supervisor's program)."""
         grpc_port, metrics_port = self.ports(name)
         return {
-            **self.auth.ensure().env(),
+            **self.auth.env(self.credentials(name)),
             **self.wiring(name),
             **self.env,
             f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
@@ -201,6 +209,45 @@ class Stack:
         if svc is not None and svc.process.poll() is None:
             self.kill(name, signal.SIGTERM)
         self.start([name], timeout=timeout)
+
+    def apply_usecases(
+        self, files: Iterable[Path] | None = None, *, reason: str = "", timeout: float = 180.0
+    ) -> list[str]:
+        """Onboard use-case specs (default: the shipped ones, ``deploy/usecases``) into this
+        running stack as any user does (``aif usecase apply``: the registry's catalogue),
+        then wait until every service of the stack has taken each up. Returns their names."""
+        from aif.cli.usecase import apply_files
+        from libs.usecase import DEFAULT_DIR, spec_files
+
+        paths = list(files) if files is not None else spec_files(DEFAULT_DIR)
+        replies = apply_files(
+            self.target("registry"),
+            paths,
+            self.metadata("stack-operator"),
+            reason=reason or "onboarded by the stack",
+        )
+        names = [r.use_case.use_case for r in replies]
+        self.wait_usecases(names, timeout)
+        return names
+
+    def wait_usecases(self, names: Iterable[str], timeout: float = 180.0) -> None:
+        """Until each service reports health ``usecase/<name>`` SERVING for every name (it
+        knows the use case and has set it up: raw topic consumed, Feast view applied, ...)."""
+        from libs.usecase.catalogue import health_name
+
+        services = list(self.running) or list(SERVICES)
+        pending = {(svc, name) for svc in services for name in names}
+        deadline = time.monotonic() + timeout
+        while pending:
+            pending = {(svc, name) for svc, name in pending if not check(self.target(svc), health_name(name))}
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                late = ", ".join(f"{svc}:{name}" for svc, name in sorted(pending))
+                raise Unavailable(
+                    f"use cases not taken up after {timeout:.0f}s: {late}; logs in {self.log_dir}"
+                )
+            time.sleep(0.3)
 
     def stop(self, timeout: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for each, SIGKILL stragglers; returns exit codes."""

@@ -15,7 +15,7 @@ read and write which topic), ``dev`` (development credentials).
 
 from __future__ import annotations
 
-from libs.auth.authorizer import JwtAuthenticator, TableAuthorizer, authorize_use_case
+from libs.auth.authorizer import JwtAuthenticator, TableAuthorizer, authorize_use_case, permitted_use_case
 from libs.auth.dev import DevAuth
 from libs.auth.permissions import METHODS, ROLES, Permission, Role, Rule, Scope
 from libs.auth.privacy import PiiPolicy, PiiRedactor, redact_pii
@@ -69,6 +69,7 @@ __all__ = [
     "TokenVerifier",
     "authorize_use_case",
     "parse_grants",
+    "permitted_use_case",
     "redact_pii",
     "server_security",
 ]

@@ -143,3 +143,14 @@ def authorize_use_case(use_case: str) -> None:
             f"{grant.principal.subject} lacks {grant.permission} for use case {use_case!r}", reason="scope"
         )
     grant.pending = False
+
+
+def permitted_use_case(use_case: str) -> bool:
+    """For a ``RESOURCE`` method that lists resources of many use cases: whether the caller
+    may see those of ``use_case`` (the listing leaves the others out). Asking settles the
+    servicer's obligation to check. True when authentication is off."""
+    grant = _grant.get()
+    if grant is None:
+        return True
+    grant.pending = False
+    return grant.permission in grant.authorizer.grants(grant.principal, use_case or ALL)

@@ -39,27 +39,32 @@ class TopicAccess:
 
 ACCESS: Mapping[str, TopicAccess] = {
     # Records, dead letters and raw offsets are committed in one transaction.
-    "ingestion": TopicAccess(writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY), reads=(RAW,), transactional=True),
+    "ingestion": TopicAccess(
+        writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY), reads=(RAW, t.USECASES), transactional=True
+    ),
     "featurestore": TopicAccess(
         writes=(t.FEATURES_WRITTEN, t.DEAD_LETTER),
-        reads=(t.RECORDS, t.FEEDBACK),
+        reads=(t.RECORDS, t.FEEDBACK, t.USECASES),
         owns_prefix="aif-featurestore",
     ),
     # Training requests come from the trainer's own API and from its drift handling.
     "trainer": TopicAccess(
         writes=(t.MODEL_TRAINED, t.TRAINING_REQUESTED, t.DEAD_LETTER),
-        reads=(t.TRAINING_REQUESTED, t.DRIFT_DETECTED),
+        reads=(t.TRAINING_REQUESTED, t.DRIFT_DETECTED, t.USECASES),
     ),
-    "evaluator": TopicAccess(writes=(t.MODEL_EVALUATED, t.DEAD_LETTER), reads=(t.MODEL_TRAINED,)),
-    # The monitor asks for rollbacks; the registry decides and moves the alias.
+    "evaluator": TopicAccess(writes=(t.MODEL_EVALUATED, t.DEAD_LETTER), reads=(t.MODEL_TRAINED, t.USECASES)),
+    # The monitor asks for rollbacks; the registry decides and moves the alias. The registry
+    # owns the use-case catalogue (every service reads it, with no consumer group).
     "registry": TopicAccess(
-        writes=(t.MODEL_PROMOTED, t.DEAD_LETTER),
+        writes=(t.MODEL_PROMOTED, t.DEAD_LETTER, t.USECASES),
         reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED),
     ),
-    "gateway": TopicAccess(writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED,)),
+    "gateway": TopicAccess(
+        writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED, t.USECASES)
+    ),
     "monitor": TopicAccess(
         writes=(t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.DEAD_LETTER),
-        reads=(t.PREDICTIONS, t.FEEDBACK, t.MODEL_PROMOTED),
+        reads=(t.PREDICTIONS, t.FEEDBACK, t.MODEL_PROMOTED, t.USECASES),
     ),
     PRODUCER: TopicAccess(writes=(RAW,)),
 }

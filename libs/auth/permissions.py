@@ -71,6 +71,10 @@ class Permission(StrEnum):
     PREDICTIONS_REQUEST = "predictions.request"
     FEEDBACK_WRITE = "feedback.write"
     MONITORING_READ = "monitoring.read"
+    # The use-case catalogue: read specs, onboard or change one, retire one.
+    USECASES_READ = "usecases.read"
+    USECASES_WRITE = "usecases.write"
+    USECASES_RETIRE = "usecases.retire"
 
 
 class Scope(StrEnum):
@@ -104,6 +108,7 @@ METHODS: Mapping[str, Rule] = {
     _ING + "GetDataset": Rule(P.DATASETS_READ),
     _FS + "GetOnlineFeatures": Rule(P.FEATURES_READ),
     _FS + "GetTrainingSet": Rule(P.TRAINING_SETS_READ),
+    _FS + "StreamTrainingSet": Rule(P.TRAINING_SETS_READ),
     _TR + "SubmitTraining": Rule(P.TRAINING_SUBMIT),
     _TR + "GetTrainingJob": Rule(P.TRAINING_READ, Scope.RESOURCE),
     _TR + "ListTrainingJobs": Rule(P.TRAINING_READ),
@@ -126,12 +131,20 @@ METHODS: Mapping[str, Rule] = {
     # (content-addressed, possibly shared across use cases): "*" grants only.
     _REG + "UploadArtifact": Rule(P.MODELS_REGISTER),
     _REG + "DownloadArtifact": Rule(P.MODELS_READ, Scope.GLOBAL),
+    _REG + "GetServingBundle": Rule(P.MODELS_READ, "ref.use_case"),
     _REG + "GetReferenceStats": Rule(P.MODELS_READ, "ref.use_case"),
     _REG + "CreateRun": Rule(P.RUNS_WRITE),
     _REG + "LogRunMetrics": Rule(P.RUNS_WRITE, Scope.RESOURCE),
     _REG + "FinishRun": Rule(P.RUNS_WRITE, Scope.RESOURCE),
     _REG + "GetRun": Rule(P.TRAINING_READ, Scope.RESOURCE),
     _REG + "RecordEvaluation": Rule(P.EVALUATION_RECORD, "evaluation.model.use_case"),
+    # The catalogue: applying a spec is authorised in the use case it names (a new one
+    # too: a role granted for "fraud" may onboard "fraud"); a listing shows the use cases
+    # the caller may read.
+    _REG + "ApplyUseCase": Rule(P.USECASES_WRITE),
+    _REG + "ListUseCases": Rule(P.USECASES_READ, Scope.RESOURCE),
+    _REG + "GetUseCase": Rule(P.USECASES_READ),
+    _REG + "RetireUseCase": Rule(P.USECASES_RETIRE),
     _GW + "Predict": Rule(P.PREDICTIONS_REQUEST),
     _GW + "PredictBatch": Rule(P.PREDICTIONS_REQUEST),
     _GW + "RecordFeedback": Rule(P.FEEDBACK_WRITE),
@@ -140,7 +153,7 @@ METHODS: Mapping[str, Rule] = {
     _MON + "ListAlerts": Rule(P.MONITORING_READ),
 }
 
-_READ_MODELS = {P.MODELS_READ, P.EVALUATION_READ, P.LINEAGE_READ, P.MONITORING_READ}
+_READ_MODELS = {P.MODELS_READ, P.EVALUATION_READ, P.LINEAGE_READ, P.MONITORING_READ, P.USECASES_READ}
 
 ROLES: Mapping[Role, frozenset[Permission]] = {
     Role.PRODUCER: frozenset({P.RECORDS_WRITE}),
@@ -157,11 +170,13 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
             P.MODELS_REGISTER,
             P.MODELS_EXPORT,
             P.RUNS_WRITE,
+            P.USECASES_WRITE,
         }
     ),
     # Decides on models; sees the evidence, does not train or serve.
     Role.APPROVER: frozenset(
-        _READ_MODELS | {P.TRAINING_READ, P.MODELS_APPROVE, P.MODELS_PROMOTE, P.MODELS_ROLLBACK}
+        _READ_MODELS
+        | {P.TRAINING_READ, P.MODELS_APPROVE, P.MODELS_PROMOTE, P.MODELS_ROLLBACK, P.USECASES_RETIRE}
     ),
     # Reads what explains a decision; no feature values or training sets (personal data).
     Role.AUDITOR: frozenset(_READ_MODELS | {P.DATASETS_READ, P.TRAINING_READ, P.AUDIT_READ}),
@@ -184,6 +199,7 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
             P.MODELS_REGISTER,
             P.LINEAGE_READ,
             P.MONITORING_READ,
+            P.USECASES_READ,
         }
     ),
 }

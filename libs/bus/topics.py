@@ -15,6 +15,16 @@ PREDICTIONS = "aif.predictions"
 FEEDBACK = "aif.feedback"
 # monitor → registry: aifactory.monitor.v1.RollbackRequested
 ROLLBACK_REQUESTED = "aif.rollback.requested"
+# registry → every service: aifactory.registry.v1.UseCaseChanged, keyed by use case. The
+# catalogue: compacted (each key keeps its latest entry, for ever), read from the start.
+USECASES = "aif.usecases"
+
+# Topics whose settings differ from the broker's defaults, with their partition count
+# and configs: whoever creates one (``aif infra``, the registry, a follower) creates it so
+# (:func:`libs.bus.admin.ensure_topic`). A catalogue on a default topic would be deleted
+# after the broker's retention.
+PARTITIONS = {USECASES: 1}
+CONFIGS = {USECASES: {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}}
 
 
 def raw(use_case: str) -> str:

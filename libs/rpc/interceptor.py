@@ -6,7 +6,7 @@ deserialised (a caller without credentials gets no parser time); then, inside th
 server span, the authorizer checks the deserialised request (its use case); then
 the servicer runs. Refusals answer a fixed message per status, so a caller learns
 nothing beyond UNAUTHENTICATED or PERMISSION_DENIED; the reason goes to a log line
-(never the token) and to the ``auth.denied`` counter.
+(never the token) and to the ``aif.auth.denied`` counter.
 """
 
 from __future__ import annotations
@@ -97,13 +97,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self._authz = authorizer
         meter = telemetry.meter
         self._requests = meter.create_counter(
-            "rpc.server.requests", description="gRPC requests by method and status code"
+            "aif.rpc.server.requests", description="gRPC requests by method and status code"
         )
         self._duration = meter.create_histogram(
-            "rpc.server.duration", unit="s", description="gRPC request duration"
+            "aif.rpc.server.duration", unit="s", description="gRPC request duration"
         )
         self._denied = meter.create_counter(
-            "auth.denied", description="gRPC requests refused by authentication or authorisation"
+            "aif.auth.denied", description="gRPC requests refused by authentication or authorisation"
         )
 
     async def intercept_service(

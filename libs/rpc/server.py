@@ -65,6 +65,8 @@ class RpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         self._failed = False
+        # Health names the service reports on its own (its use cases), beside its services'.
+        self._reported: dict[str, bool] = {}
         self.port = 0
 
     @property
@@ -111,8 +113,20 @@ class RpcServer:
         """Report NOT_SERVING under every name, for good: the process lost work it must do
         (a background worker died) and is about to stop for a restart."""
         self._failed = True
-        for name in ["", *self._names]:
+        for name in ["", *self._names, *self._reported]:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def report_health(self, name: str, serving: bool) -> None:
+        """Report a health name of the service's own (``usecase/<name>``: whether it has
+        that use case set up) beside the server's; works before and after :meth:`start`.
+        A failed server reports NOT_SERVING under it too."""
+        self._reported[name] = serving
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving and not self._failed
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self._health.set(name, status)
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the drain time, then stop."""

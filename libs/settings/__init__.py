@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from libs.bus import topics
 from libs.errors import ConfigError
+from libs.settings.token_file import TokenFile, read_token
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +61,11 @@ class ServiceSettings(BaseModel):
     metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: no Prometheus endpoint
     kafka_bootstrap: str = "127.0.0.1:9092"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object a line with the current trace_id and span_id (libs.telemetry.logs).
+    log_format: Literal["text", "json"] = "text"
     # Spans go nowhere by default; "console" prints them, "jsonl:<path>" appends
-    # them to a file (used by multi-process tests).
+    # them to a file (used by multi-process tests), "otlp" sends them to OTEL_EXPORTER_OTLP_*
+    # (as OTEL_TRACES_EXPORTER=otlp does: libs.telemetry.otlp).
     trace_exporter: str = "none"
     drain_seconds: float = 5.0
 
@@ -83,9 +96,14 @@ class ServiceSettings(BaseModel):
 
 
 class UseCaseSourceSettings(ServiceSettings):
-    """Where the service reads use-case specs from (None: the shipped ``deploy/usecases``)."""
+    """Where the service learns its use cases: the registry's catalogue, a compacted topic
+    read from its beginning at start and followed while the service runs
+    (:mod:`libs.usecase.follower`). There is no folder of specs: a use case is onboarded
+    into the running factory with ``aif usecase apply FILE``."""
 
-    usecases_dir: Path | None = None
+    usecases_topic: str = topics.USECASES
+    # How long the start waits for the catalogue topic (its partitions, then its end).
+    usecases_load_timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
 class DatabaseSettings(ServiceSettings):
@@ -120,9 +138,30 @@ class ConsumerSettings(ServiceSettings):
 
 
 class ClientSettings(ServiceSettings):
-    """A service that calls other services: the bearer token it sends (empty: none)."""
+    """A service that calls other services: the bearer token it sends. ``service_token_file``
+    is the path of a file holding it (a mounted secret, re-read when it changes: see
+    :mod:`libs.settings.token_file`); ``service_token`` the token itself; neither: none."""
 
     service_token: SecretStr = SecretStr("")
+    service_token_file: Path | None = None
+
+    @field_validator("service_token_file")
+    @classmethod
+    def _readable_token_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        token = info.data.get("service_token")
+        if isinstance(token, SecretStr) and token.get_secret_value():
+            raise ValueError("set service_token or service_token_file, not both")
+        read_token(value)  # a missing or empty file stops the service at start
+        return value
+
+    def bearer_token(self) -> str | Callable[[], str] | None:
+        """What this service's client channels send (libs.rpc's ``token=``): the file's
+        current token, the configured one, or None."""
+        if self.service_token_file is not None:
+            return TokenFile(self.service_token_file)
+        return self.service_token.get_secret_value() or None
 
 
 class RegistryClientSettings(ClientSettings):

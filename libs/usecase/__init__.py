@@ -1,20 +1,27 @@
 """Use cases are specs, not code: one YAML file per AI application.
 
+A running factory learns its use cases from the registry's catalogue, not from files:
+``aif usecase apply FILE`` sends a spec to the registry, which validates it, keeps it
+versioned and audited, and publishes it on a compacted topic that every service follows
+live (:mod:`libs.usecase.catalogue`, :mod:`libs.usecase.follower`; what may change without
+a new model: :mod:`libs.usecase.compat`).
+
+Files are for people and tools: the shipped specs live in ``deploy/usecases/`` (the demo
+applies them like any user's), ``aif usecase new NAME`` scaffolds one from
+``libs/usecase/template.yaml`` and ``aif usecase validate FILE`` checks one offline:
+
 >>> from libs.usecase import load_usecases, spec_files, DEFAULT_DIR
 >>> usecases = load_usecases(spec_files(DEFAULT_DIR))
 >>> usecases["loan_approval"].deployment.promotion
 'auto'
-
-The shipped specs live in ``deploy/usecases/``; ``aif usecase new NAME`` scaffolds
-one from ``libs/usecase/template.yaml``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from libs.errors import ConfigError, NotFound
+from libs.errors import NotFound
 from libs.usecase.loader import UseCaseError, load_usecase, load_usecases, parse_usecase, spec_files
 from libs.usecase.model import AggregateFeature, FieldSpec, RowFeature, UseCase
 
@@ -39,6 +46,12 @@ class UseCases(dict[str, UseCase]):
     """The use cases a service knows, by name; :meth:`require` is the one lookup that
     fails the same way everywhere."""
 
+    @classmethod
+    def view(cls, usecases: Mapping[str, UseCase]) -> UseCases:
+        """``usecases`` itself when it is a :class:`UseCases` (a catalogue's live set, which
+        changes while the service runs: see :mod:`libs.usecase.catalogue`), else a copy."""
+        return usecases if isinstance(usecases, UseCases) else cls(usecases)
+
     def require(self, name: str, field: str = "use_case") -> UseCase:
         """The use case called ``name``; :class:`UnknownUseCase` naming ``field`` if none."""
         try:
@@ -48,16 +61,9 @@ class UseCases(dict[str, UseCase]):
 
 
 def load_default(directory: Path | None = None) -> UseCases:
+    """The specs of a folder (the shipped ones by default): for tools and tests, never a
+    service's source of use cases (that is the catalogue)."""
     return UseCases(load_usecases(spec_files(directory or DEFAULT_DIR)))
-
-
-def load_for_service(directory: Path | None = None) -> UseCases:
-    """:func:`load_default` for a starting service: a bad spec is a configuration error,
-    so the service stops at start with the spec's file, line and key."""
-    try:
-        return load_default(directory)
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
 
 
 __all__ = [
@@ -71,7 +77,6 @@ __all__ = [
     "UseCaseError",
     "UseCases",
     "load_default",
-    "load_for_service",
     "load_usecase",
     "load_usecases",
     "parse_usecase",

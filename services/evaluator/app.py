@@ -7,6 +7,8 @@ and the event publisher, registers the gRPC servicer and starts the consumer of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aifactory.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.auth import server_security
@@ -16,7 +18,8 @@ from libs.lifecycle.registry import EvaluationRegistry, GrpcRegistry
 from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import load_for_service
+from libs.usecase import UseCase
+from libs.usecase.follower import follow_catalogue, load_catalogue
 from services.evaluator.consumers import EvaluatorConsumer
 from services.evaluator.core import EvaluatorCore, EvaluatorOptions
 from services.evaluator.publisher import EvaluatorPublisher
@@ -33,11 +36,13 @@ async def build(
     *,
     data: TrainingData | None = None,
     registry: EvaluationRegistry | None = None,
+    usecases: Mapping[str, UseCase] | None = None,
 ) -> Service:
-    """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
-    usecases = load_for_service(settings.usecases_dir)
+    """``data`` and ``registry`` replace the gRPC clients, ``usecases`` the catalogue (tests
+    run the service on fakes)."""
+    catalogue = await load_catalogue(settings, fixed=usecases)
     store = ReportStore.from_url(settings.database_url)
-    token = settings.service_token.get_secret_value() or None
+    token = settings.bearer_token()
     featurestore = insecure_channel(settings.featurestore_target, token=token)
     registry_channel = insecure_channel(settings.registry_target, token=token)
     registry = registry or GrpcRegistry(registry_channel)
@@ -45,7 +50,7 @@ async def build(
     events = EventPublisher(settings.kafka_bootstrap, producer="evaluator", security=kafka_security)
     await events.start()
     core = EvaluatorCore(
-        usecases=usecases,
+        usecases=catalogue.usecases,
         data=data or GrpcTrainingData(featurestore),
         registry=registry,
         store=store,
@@ -83,4 +88,5 @@ async def build(
             security=kafka_security,
         )
         service.spawn("evaluator-consumer", consumer.run(), stop=consumer.stop)
+    await follow_catalogue(catalogue, service)
     return service

@@ -107,7 +107,8 @@ class EvaluatorCore:
         options: EvaluatorOptions | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._usecases = UseCases(usecases)
+        # The catalogue's live set: a use case applied while running is known at once.
+        self._usecases = UseCases.view(usecases)
         self._data = data
         self._registry = registry
         self._store = store

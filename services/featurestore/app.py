@@ -2,6 +2,9 @@
 
 One process: the gRPC API (online features, training sets) and the stream processor
 (a faust app on the same asyncio loop) that keeps the features up to date.
+The use cases are the catalogue's (:mod:`libs.usecase.follower`): one applied while the
+service runs gets its Feast objects applied and its offline datasets opened, then the
+stream computes its features; no restart.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -21,7 +24,9 @@ from libs.errors import Unavailable
 from libs.rpc import RpcServer
 from libs.runtime import WORKER_FAILED, Service
 from libs.telemetry import Telemetry
-from libs.usecase import load_for_service
+from libs.usecase import UseCase
+from libs.usecase.catalogue import Change, ChangeKind
+from libs.usecase.follower import follow_catalogue, load_catalogue
 from services.featurestore.batch import RecordProcessor
 from services.featurestore.consumers import FeatureStream
 from services.featurestore.core import FeatureStoreCore
@@ -97,14 +102,15 @@ async def build(
     telemetry: Telemetry,
     *,
     on_fatal: Callable[[BaseException], None] = exit_on_fatal,
+    usecases: Mapping[str, UseCase] | None = None,
 ) -> Service:
     """The gRPC API over the core and, with ``stream_enabled``, the stream processor as a
-    background task of the service."""
+    background task of the service. ``usecases`` replaces the catalogue (tests)."""
     if settings.log_level != "DEBUG":
         for name in ("faust", "mode", "feast", "services.featurestore.faust_app"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    usecases = load_for_service(settings.usecases_dir)
-    core = await asyncio.to_thread(FeatureStoreCore.open, settings, usecases)
+    catalogue = await load_catalogue(settings, fixed=usecases)
+    core = await asyncio.to_thread(FeatureStoreCore.open, settings, catalogue.usecases)
     server = RpcServer(
         settings.grpc_address,
         telemetry,
@@ -122,6 +128,7 @@ async def build(
         await asyncio.to_thread(core.close)
 
     service.closers.append(close_core)
+    stream: FeatureStream | None = None
     if settings.stream_enabled:
         counts = await ensure_topics(
             settings,
@@ -160,8 +167,11 @@ async def build(
         service.closers.append(publisher.stop)
         # Records consumed where ingestion placed them must hash there (a batched record has no key).
         processor = RecordProcessor(
-            usecases, require_key=True, partitions=None if repartition else settings.partitions
+            catalogue.usecases, require_key=True, partitions=None if repartition else settings.partitions
         )
+        # faust does not create its data folder; a feature store that starts before any use
+        # case exists has written nothing there yet.
+        core.layout.faust_dir.mkdir(parents=True, exist_ok=True)
         stream = FeatureStream(
             settings,
             processor,
@@ -171,6 +181,22 @@ async def build(
             telemetry=telemetry,
             on_fatal=on_fatal,
             repartition=repartition,
+            catalogue=catalogue,
         )
         service.spawn("featurestore-stream", stream.run(), stop=stream.stop)
+
+    async def build_features(change: Change) -> None:
+        """A use case applied while running: its Feast view and datasets, then the stream
+        computes its features; a retired one is no longer served (its data is kept)."""
+        if change.kind is ChangeKind.RETIRED:
+            if stream is not None:
+                stream.drop(change.name)
+            core.drop(change.name)
+            return
+        await asyncio.to_thread(core.take_up, change.spec)
+        if stream is not None:
+            stream.take_up(change.spec)
+
+    catalogue.listen(build_features)
+    await follow_catalogue(catalogue, service)
     return service

@@ -99,6 +99,15 @@ class RecordProcessor:
         self.partitions = partitions
         self.computers = {name: FeatureComputer(uc) for name, uc in usecases.items()}
 
+    def take_up(self, uc: UseCase) -> None:
+        """Compute the features of ``uc`` (applied while running) from now on."""
+        self.computers[uc.name] = FeatureComputer(uc)
+        self.usecases[uc.name] = uc
+
+    def drop(self, name: str) -> None:
+        """A retired use case: its records and outcomes are dead-lettered from now on."""
+        self.usecases.pop(name, None)
+
     def records(self, items: Sequence[Incoming], load: StateLoader) -> BatchOutcome:
         """Apply a batch of RecordAccepted (and RecordAcceptedBatch) messages to their entities' states."""
         out = BatchOutcome()

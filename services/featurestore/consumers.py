@@ -42,20 +42,26 @@ process so that its supervisor restarts it, and the restart resumes from the las
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import faust
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus import DeadLetters, EventPublisher, KafkaSecurity, Outgoing
 from libs.bus import headers as h
+from libs.bus.lag import ConsumerLag
 from libs.features import feature_refs
 from libs.retry import RetryPolicy
-from libs.telemetry import Telemetry
+from libs.telemetry import Telemetry, context_from_headers
+from libs.usecase import UseCase
+from libs.usecase.catalogue import Catalogue
 from services.featurestore import convert
 from services.featurestore.batch import BatchOutcome, Incoming, RecordProcessor, batch_member
 from services.featurestore.convert import RECORD_BATCH, decode_record_batch, header_map
@@ -65,6 +71,7 @@ from services.featurestore.settings import FeatureStoreSettings
 from services.featurestore.store.writer import FeatureWriter
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("aifactory.featurestore")
 # How long faust may take to stop before the process exits without it.
 STOP_TIMEOUT_S = 8.0
 
@@ -151,12 +158,62 @@ def dead_letter_key(item: Incoming) -> bytes:
     return b"h:" + digest.encode()
 
 
+def _refs(uc: UseCase) -> list[common_pb2.FeatureRef]:
+    return [
+        common_pb2.FeatureRef(use_case=uc.name, feature_view=c.view, name=c.name, version=c.version)
+        for c in feature_refs(uc)
+    ]
+
+
 def _incoming(event: Any) -> Incoming:
     m = event.message
     headers = m.headers or []
     if isinstance(headers, dict):
         headers = list(headers.items())
     return Incoming(m.topic, m.partition, m.offset, m.key, m.value, [(k, v or b"") for k, v in headers])
+
+
+@contextlib.contextmanager
+def consumed_spans(items: Sequence[Incoming]) -> Iterator[list[SpanContext]]:
+    """A CONSUMER span for each message that carries a trace (the producer's, through
+    ingestion), open while the batch is computed; yields their contexts, for the write.
+
+    faust hands messages over without their trace: it is read from each message's
+    ``traceparent`` header here. Messages without one cost nothing.
+    """
+    spans = [
+        _tracer.start_span(
+            f"process {item.topic}",
+            context=context_from_headers(item.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": item.topic,
+                "messaging.destination.partition.id": str(item.partition),
+                "messaging.kafka.offset": item.offset,
+            },
+        )
+        for item in items
+        if any(k == "traceparent" for k, _ in item.headers)
+    ]
+    try:
+        yield [s.get_span_context() for s in spans if s.get_span_context().is_valid]
+    finally:
+        for span in spans:
+            span.end()
+
+
+def write_span(traced: Sequence[SpanContext], rows: int) -> contextlib.AbstractContextManager[Any]:
+    """The span of a micro-batch's durable write, in the trace of its first traced message
+    and linked to the others' (a batch serves many traces); none when no message was traced."""
+    if not traced:
+        return contextlib.nullcontext()
+    return _tracer.start_as_current_span(
+        "write features",
+        context=trace.set_span_in_context(NonRecordingSpan(traced[0])),
+        links=[Link(c) for c in traced[1:]],
+        attributes={"aif.featurestore.rows": rows},
+    )
 
 
 class BatchPipeline:
@@ -234,8 +291,11 @@ class FeatureStream:
         telemetry: Telemetry,
         on_fatal: Callable[[BaseException], None],
         repartition: bool = True,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self._settings = settings
+        # Asked to catch up when a batch names a use case the processor does not know yet.
+        self._catalogue = catalogue
         # Off when the records topic is already partitioned like the state table (by the
         # entity key, same partitioner, same count): records are then consumed as they are.
         self.repartition = repartition
@@ -253,20 +313,24 @@ class FeatureStream:
         # States computed by batches not yet finished: the next batch builds on them.
         self._inflight: dict[bytes, tuple[Any, int]] = {}
         self._batch_seq = 0
-        meter = telemetry.meter
-        self._m_records = meter.create_counter("featurestore_records", description="records applied")
-        self._m_dups = meter.create_counter("featurestore_duplicates", description="replayed records skipped")
-        self._m_dead = meter.create_counter("featurestore_dead_letters", description="messages dead-lettered")
-        self._m_batch = meter.create_histogram(
-            "featurestore_batch_write_seconds", unit="s", description="time to write one micro-batch"
+        # Span contexts of the traced messages of each batch in flight (by seq), for its write.
+        self._traced: dict[int, list[SpanContext]] = {}
+        # Consumer-group lag of the faust app's group (libs.bus.lag), per topic.
+        self.lag = ConsumerLag(
+            settings.kafka_bootstrap, settings.app_id, KafkaSecurity.from_settings(settings)
         )
-        self._refs = {
-            name: [
-                common_pb2.FeatureRef(use_case=name, feature_view=c.view, name=c.name, version=c.version)
-                for c in feature_refs(uc)
-            ]
-            for name, uc in processor.usecases.items()
-        }
+        meter = telemetry.meter
+        self._m_records = meter.create_counter("aif.featurestore.records", description="records applied")
+        self._m_dups = meter.create_counter(
+            "aif.featurestore.duplicates", description="replayed records skipped"
+        )
+        self._m_dead = meter.create_counter(
+            "aif.featurestore.dead_letters", description="messages dead-lettered"
+        )
+        self._m_batch = meter.create_histogram(
+            "aif.featurestore.batch_write.duration", unit="s", description="time to write one micro-batch"
+        )
+        self._refs = {name: _refs(uc) for name, uc in processor.usecases.items()}
         brokers = [f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()]
         self.app = FeatureApp(
             settings.app_id,
@@ -343,16 +407,38 @@ class FeatureStream:
 
         async def features(stream: Any) -> None:
             async for events in stream.take_events(s.batch_max, within):
+                await self._known(events)
                 for chunk in chunks(events, s.batch_max):
                     await self._records.submit(chunk, self._compute_records, self._finish_records)
 
         async def labels(stream: Any) -> None:
             async for events in stream.take_events(s.batch_max, within):
+                await self._known(events)
                 await self._labels.submit(events, self._compute_feedback, self._commit)
 
         # Agent names carry the app id: two feature-store apps on one broker stay apart.
         app.agent(source, name=f"{s.app_id}-features")(features)
         app.agent(feedback, name=f"{s.app_id}-labels")(labels)
+
+    def take_up(self, uc: UseCase) -> None:
+        """Compute the features of a use case applied while running (its Feast view and
+        datasets are ready by now: :meth:`FeatureStoreCore.take_up` ran first)."""
+        self._refs[uc.name] = _refs(uc)
+        self._processor.take_up(uc)
+
+    def drop(self, name: str) -> None:
+        """A retired use case: its records and outcomes are dead-lettered from now on."""
+        self._processor.drop(name)
+
+    async def _known(self, events: Sequence[Any]) -> None:
+        """Records of a use case applied a moment ago can arrive before this service has
+        taken it up (ingestion was quicker): wait for the catalogue to catch up first, so
+        they are computed rather than dead-lettered as of an unknown use case."""
+        if self._catalogue is None:
+            return
+        names = {header_map(_incoming(e).headers).get(h.USE_CASE, "") for e in events}
+        if any(name and name not in self._processor.usecases for name in names):
+            await self._catalogue.sync(timeout_s=self._settings.usecase_wait_s)
 
     def _load(self, key: bytes) -> Any:
         """An entity's state: the newest computed by a batch still in flight, else the table's."""
@@ -360,9 +446,13 @@ class FeatureStream:
         return pending[0] if pending is not None else self.table.get(key)
 
     def _compute_records(self, events: Sequence[Any]) -> BatchOutcome:
-        out = self._processor.records([_incoming(e) for e in events], self._load)
+        items = [_incoming(e) for e in events]
+        with consumed_spans(items) as traced:
+            out = self._processor.records(items, self._load)
         self._batch_seq += 1
         out.seq = self._batch_seq
+        if traced:
+            self._traced[out.seq] = traced
         for key, state in out.states.items():
             self._inflight[key] = (state.to_json(), out.seq)
         return out
@@ -371,7 +461,8 @@ class FeatureStream:
         return self._processor.feedback([_incoming(e) for e in events])
 
     async def _finish_records(self, out: BatchOutcome) -> None:
-        await self._commit(out)
+        with write_span(self._traced.pop(out.seq, []), len(out.rows)):
+            await self._commit(out)
         for key, state in out.states.items():
             self.table[key] = state.to_json()
             if self._inflight.get(key, (None, -1))[1] == out.seq:
@@ -458,8 +549,12 @@ class FeatureStream:
         except Exception as exc:  # noqa: BLE001 - any start failure is fatal
             self._on_fatal(exc)
             return
-        while not self.app.should_stop:
-            await asyncio.sleep(0.5)
+        lag = asyncio.get_running_loop().create_task(self.lag.run(), name="featurestore-consumer-lag")
+        try:
+            while not self.app.should_stop:
+                await asyncio.sleep(0.5)
+        finally:
+            lag.cancel()
         if self.app.crashed:
             self._on_fatal(self.app.crash_reason or FatalError("faust app crashed"))
 

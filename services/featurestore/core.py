@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.errors import Unavailable
-from libs.usecase import UseCase, UseCases, load_default
+from libs.usecase import UseCase, UseCases
 from services.featurestore.settings import FeatureStoreSettings
 from services.featurestore.store import feast_repo
 from services.featurestore.store.layout import Layout
@@ -40,14 +40,18 @@ class FeatureStoreCore:
     training: TrainingSetBuilder
     # The readers' Feast ``FeatureStore`` (for direct Feast calls, e.g. in tests and tools).
     feast: Any
+    settings: FeatureStoreSettings | None = None
 
     @classmethod
     def open(
         cls, settings: FeatureStoreSettings, specs: Mapping[str, UseCase] | None = None
     ) -> FeatureStoreCore:
-        """Generate the Feast repo from the specs, apply it, open the offline datasets."""
-        usecases = UseCases(specs) if specs is not None else load_default(settings.usecases_dir)
+        """Generate the Feast repo from the specs (the catalogue's at start), apply it, open
+        the offline datasets."""
+        usecases = UseCases(specs or {})
         layout = Layout(settings.feast_repo.resolve(), settings.data_dir.resolve())
+        # Made here too: with no use case yet, nothing below creates it (faust keeps its state in it).
+        layout.data.mkdir(parents=True, exist_ok=True)
         feast_repo.generate(
             layout,
             usecases,
@@ -71,7 +75,31 @@ class FeatureStoreCore:
         log.info(
             "feature store ready: %s (online store %s)", ", ".join(sorted(usecases)), settings.online_store
         )
-        return cls(usecases, layout, writer, OnlineReader(read_store), training, read_store)
+        return cls(usecases, layout, writer, OnlineReader(read_store), training, read_store, settings)
+
+    def take_up(self, uc: UseCase) -> None:
+        """Build the features of a use case applied while running (blocking: run it in a
+        thread): its Feast objects generated and applied (a new version: applied again), its
+        offline datasets opened; it is served (``usecases``) once all that is done."""
+        assert self.settings is not None, "opened without settings"
+        specs = {**self.usecases, uc.name: uc}
+        feast_repo.generate(
+            self.layout,
+            specs,
+            project=self.settings.feast_project,
+            online_store=self.settings.online_store,
+            redis_url=self.settings.redis_url,
+        )
+        # Applied through a store of its own; the readers' one then reloads the registry.
+        feast_repo.open_store(self.layout, apply=True)
+        self.feast.refresh_registry()
+        self.writer.take_up(uc)
+        self.usecases[uc.name] = uc
+        log.info("feature store: %s v%d applied (feature view %s)", uc.name, uc.version, uc.name)
+
+    def drop(self, name: str) -> None:
+        """A retired use case: no longer served; its stored features stay on disk."""
+        self.usecases.pop(name, None)
 
     def close(self) -> None:
         self.writer.online.close()

@@ -14,7 +14,7 @@ _BUILD = Path(__file__).resolve().parents[2] / "build"
 
 
 class FeatureStoreSettings(UseCaseSourceSettings):
-    """Use-case specs from ``usecases_dir`` (the shipped ones when unset). Records and
+    """Use cases from the catalogue (``usecases_topic``), followed live. Records and
     feedback are consumed by faust (its own consumer group, ``app_id``), not by
     :class:`libs.bus.EventConsumer`: hence no ``ConsumerSettings`` and a
     ``dead_letter_topic`` of its own."""
@@ -67,3 +67,6 @@ class FeatureStoreSettings(UseCaseSourceSettings):
     compact_files: int = Field(default=32, ge=2, le=10_000)
     # Write attempts of one micro-batch before the process gives up (and is restarted).
     write_attempts: int = Field(default=5, ge=1, le=100)
+    # A batch naming a use case this service does not know yet waits this long for the
+    # catalogue to catch up (it was applied a moment ago) before being dead-lettered.
+    usecase_wait_s: float = Field(default=30.0, gt=0, le=600)

@@ -9,7 +9,8 @@ inference to the one :class:`~services.gateway.core.DataPlane`.
 Start-up: follow the model-promoted topic first (a fresh consumer group reading from
 the beginning; each alias keeps its newest change, so replayed history is harmless),
 then ask the registry for the current aliases (retried in the background while it is
-unreachable), then load the champions in Triton.
+unreachable), then load the champions in Triton through its load call, each version's
+config and files fetched from the registry (:mod:`services.gateway.bundles`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -33,8 +35,11 @@ from libs.rpc import RpcServer, insecure_channel
 from libs.rpc.server import MAX_MESSAGE_BYTES
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import UseCases, load_for_service
+from libs.usecase import UseCase, UseCases
+from libs.usecase.catalogue import Catalogue, Change, ChangeKind
+from libs.usecase.follower import follow_catalogue, load_catalogue
 from services.gateway.auth import OipAuth
+from services.gateway.bundles import ModelSource, RegistryBundles, TritonRepository
 from services.gateway.core import DataPlane
 from services.gateway.directory import (
     AliasBook,
@@ -46,7 +51,7 @@ from services.gateway.directory import (
 from services.gateway.features import GrpcFeatureSource
 from services.gateway.feedback import FeedbackRecorder, RecentPredictions, RegistryPredictions
 from services.gateway.instruments import observe
-from services.gateway.models import ConfigSource, ModelManager
+from services.gateway.models import ModelManager
 from services.gateway.predlog import BulkPublisher, PredictionLog
 from services.gateway.servicer import GatewayServicer, OipServicer
 from services.gateway.settings import GatewaySettings
@@ -69,13 +74,22 @@ class Gateway(Service):
     book: AliasBook | None = None
 
 
-def served_usecases(settings: GatewaySettings) -> UseCases:
-    usecases = load_for_service(settings.usecases_dir)
-    wanted = [u.strip() for u in settings.use_cases.split(",") if u.strip()]
-    unknown = sorted(set(wanted) - set(usecases))
-    if unknown:
-        raise ConfigError(f"AIF_GATEWAY_USE_CASES: unknown use case(s) {', '.join(unknown)}")
-    return UseCases({n: uc for n, uc in usecases.items() if not wanted or n in wanted})
+def wanted_usecases(settings: GatewaySettings) -> set[str]:
+    """The use cases ``use_cases`` restricts this gateway to (empty: every one)."""
+    return {u.strip() for u in settings.use_cases.split(",") if u.strip()}
+
+
+def served_usecases(settings: GatewaySettings, catalogue: Catalogue) -> UseCases:
+    """The catalogue's use cases this gateway serves now (its own live set, kept by
+    :func:`build`'s catalogue listener)."""
+    wanted = wanted_usecases(settings)
+    missing = sorted(wanted - set(catalogue.usecases))
+    if missing:
+        log.warning(
+            "AIF_GATEWAY_USE_CASES names %s, not in the catalogue (yet): served once applied",
+            ", ".join(missing),
+        )
+    return UseCases({n: uc for n, uc in catalogue.usecases.items() if not wanted or n in wanted})
 
 
 async def _bootstrap_aliases(directory: ModelDirectory, book: AliasBook, usecases: list[str]) -> None:
@@ -94,10 +108,14 @@ async def _bootstrap_aliases(directory: ModelDirectory, book: AliasBook, usecase
             delay = min(delay * 2, 30.0)
 
 
-async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
-    usecases = served_usecases(settings)
+async def build(
+    settings: GatewaySettings, telemetry: Telemetry, *, usecases: Mapping[str, UseCase] | None = None
+) -> Gateway:
+    """``usecases`` replaces the catalogue (tests)."""
+    catalogue = await load_catalogue(settings, fixed=usecases)
+    served = served_usecases(settings, catalogue)
     security = server_security(settings)
-    token = settings.service_token.get_secret_value() or None
+    token = settings.bearer_token()
     kafka_security = KafkaSecurity.from_settings(settings)
 
     triton = Triton(
@@ -108,12 +126,23 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         coalesce_max_rows=settings.coalesce_max_rows,
     )
     book = AliasBook()
-    configs = ConfigSource(triton, settings.triton_model_repository, settings.triton_config_variant)
+    # Versions reach Triton through its load call, with the registry's serving bundles (config
+    # and files over gRPC), or, with no registry, from Triton's own model repository.
+    registry_channel = (
+        insecure_channel(settings.registry_target, token=token) if settings.registry_target else None
+    )
+    source: ModelSource = (
+        TritonRepository(triton)
+        if registry_channel is None
+        else RegistryBundles(
+            registry_channel, instance_kind=settings.triton_config_variant, timeout_s=settings.load_timeout_s
+        )
+    )
     models = ModelManager(
-        usecases,
+        served,
         book,
         triton,
-        configs,
+        source,
         warmup_requests=settings.warmup_requests,
         retire_grace_s=settings.retire_grace_s,
         load_timeout_s=settings.load_timeout_s,
@@ -127,7 +156,7 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     predlog = PredictionLog(
         bulk,
         settings.predictions_topic,
-        usecases,
+        served,
         schemas,
         salt=settings.privacy_salt.get_secret_value(),
         capacity=settings.predlog_capacity,
@@ -142,12 +171,12 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     plane = DataPlane(
         models,
         triton,
-        GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token or ""),
+        GrpcFeatureSource(fs_channel, settings.feature_timeout_s, token),
         predlog,
         recent,
         log_oip=settings.predlog_oip,
     )
-    feedback = FeedbackRecorder(publisher, settings.feedback_topic, usecases, recent)
+    feedback = FeedbackRecorder(publisher, settings.feedback_topic, served, recent)
     servicer = GatewayServicer(plane, feedback)
     server = RpcServer(
         settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds
@@ -160,7 +189,7 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         settings.kafka_bootstrap,
         f"gateway-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         {settings.model_promoted_topic: [registry_events.AliasChanged]},
-        alias_events_handler(book, usecases),
+        alias_events_handler(book, served),
         DeadLetters(publisher, settings.dead_letter_topic),
         auto_offset_reset="earliest",
         security=kafka_security,
@@ -182,18 +211,36 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
     directories: list[ModelDirectory] = []
     if settings.static_aliases:
         directories.append(StaticDirectory(settings.static_aliases))
-    registry_channel = None
-    if settings.registry_target:
-        registry_channel = insecure_channel(settings.registry_target, token=token)
+    if registry_channel is not None:
         service.closers.append(registry_channel.close)
         directories.append(RegistryDirectory(registry_channel))
         feedback.lookup = RegistryPredictions(registry_channel)
     bootstraps = [
-        service.spawn(
-            f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(usecases)), finishes=True
-        )
+        service.spawn(f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(served)), finishes=True)
         for d in directories
     ]
+    wanted = wanted_usecases(settings)
+
+    async def serve_usecase(change: Change) -> None:
+        """A use case applied (or retired) while running: served (or no longer) at once."""
+        name = change.name
+        if wanted and name not in wanted:
+            return
+        if change.kind is ChangeKind.RETIRED:
+            served.pop(name, None)
+            await models.retire(name)
+            return
+        new = name not in served
+        predlog.take_up(change.spec, models.take_up(change.spec).schema)
+        served[name] = change.spec
+        if new:
+            # Its champion, should it have one already (a use case back from retirement).
+            for d in directories:
+                service.spawn(
+                    f"aliases-{name}-{type(d).__name__}", _bootstrap_aliases(d, book, [name]), finishes=True
+                )
+
+    catalogue.listen(serve_usecase)
 
     oip = None
     address = settings.oip_address
@@ -235,4 +282,5 @@ async def build(settings: GatewaySettings, telemetry: Telemetry) -> Gateway:
         await asyncio.wait(bootstraps, timeout=10.0)
     if not await models.wait_idle(min(settings.load_timeout_s, 30.0)):
         log.warning("models still loading; serving what is ready")
+    await follow_catalogue(catalogue, service)
     return service

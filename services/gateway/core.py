@@ -18,6 +18,7 @@ no tensor decoded or re-encoded). Each then goes the same way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,6 +28,8 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from libs.errors import AifError, InvalidArgument, NotFound, StatusError
 from services.gateway.features import FeatureRow, FeatureSource
@@ -41,6 +44,18 @@ from services.gateway.routing import CHALLENGER, CHAMPION, PINNED, Route, Routin
 from services.gateway.triton import Output, Rows, Triton, rpc_error
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("aifactory.gateway")
+_untraced = contextlib.nullcontext()
+
+
+def _triton_span(served: Served) -> dict[str, str]:
+    return {
+        "rpc.system": "grpc",
+        "rpc.service": "inference.GRPCInferenceService",
+        "rpc.method": "ModelInfer",
+        "aif.model": served.model,
+    }
+
 
 MAX_BATCH = 4096  # business inputs per PredictBatch
 # A call that failed on a version the routing has just retired is tried again once.
@@ -156,16 +171,15 @@ class DataPlane:
             groups.setdefault(routing.route(entity or None), []).append(i)
         ids = [prediction_id() for _ in entity_ids]
         try:
-            if len(groups) == 1:  # the usual case: awaited in place, no task per call
-                (route,) = groups
-                parts = [await self._call(served, route, partial(self._rows, served, rows))]
-            else:
-                parts = await asyncio.gather(
-                    *(
-                        self._call(served, route, partial(self._rows, served, rows[idx]))
-                        for route, idx in groups.items()
-                    )
+            # A traced request (the business API) shows its Triton call as a span of its own.
+            with (
+                _tracer.start_as_current_span(
+                    "triton ModelInfer", kind=SpanKind.CLIENT, attributes=_triton_span(served)
                 )
+                if trace.get_current_span().is_recording()
+                else _untraced
+            ):
+                parts = await self._route_calls(served, groups, rows)
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, "features") from None
         results: list[Scored | None] = [None] * len(entity_ids)
@@ -191,6 +205,21 @@ class DataPlane:
         for pid, entity in zip(ids, entity_ids, strict=True):
             self._recent.add(pid, use_case, entity, at)
         return [r for r in results if r is not None]
+
+    async def _route_calls(
+        self, served: Served, groups: Mapping[Route, list[int]], rows: np.ndarray
+    ) -> list[tuple[Output, int, str]]:
+        if len(groups) == 1:  # the usual case: awaited in place, no task per call
+            (route,) = groups
+            return [await self._call(served, route, partial(self._rows, served, rows))]
+        return list(
+            await asyncio.gather(
+                *(
+                    self._call(served, route, partial(self._rows, served, rows[idx]))
+                    for route, idx in groups.items()
+                )
+            )
+        )
 
     async def _rows(self, served: Served, rows: np.ndarray, version: int) -> Output:
         """One Triton call per ``max_batch`` rows (all at once, coalesced with others' rows)."""

@@ -13,7 +13,7 @@ so is the registry's model name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -133,10 +133,13 @@ def state_of(event: registry_events.AliasChanged) -> AliasState:
 
 
 def alias_events_handler(
-    book: AliasBook, use_cases: Iterable[str]
+    book: AliasBook, use_cases: Container[str]
 ) -> Callable[[Event[Message]], Awaitable[None]]:
-    """The model-promoted topic's handler: applies served aliases of served use cases."""
-    served = set(use_cases)
+    """The model-promoted topic's handler: applies served aliases of served use cases.
+
+    ``use_cases`` is looked in at each event, so a live set (the gateway's use cases from
+    the catalogue) admits a use case applied while running."""
+    served = use_cases
 
     async def handle(event: Event[Message]) -> None:
         payload = event.payload

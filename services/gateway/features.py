@@ -15,6 +15,7 @@ from opentelemetry import propagate
 
 from aifactory.featurestore.v1 import featurestore_service_pb2, featurestore_service_pb2_grpc
 from libs.errors import AifError, InvalidArgument, NotFound, Unavailable
+from libs.rpc.client import Token
 from services.gateway.inputs import Scalar, from_value
 
 FeatureRow = dict[str, Scalar]
@@ -31,10 +32,20 @@ class GrpcFeatureSource:
     since client interceptors on grpc.aio cost a task and a few hundred µs per call on
     this path (libs.rpc's channel does the same through an interceptor)."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 1.0, token: str = "") -> None:
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 1.0, token: Token | None = None) -> None:
         self._stub = featurestore_service_pb2_grpc.FeatureStoreServiceStub(channel)
         self._timeout = timeout_s
-        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self._token = token
+        self._bearer = ""
+        self._header: tuple[tuple[str, str], ...] = ()
+
+    def _auth(self) -> tuple[tuple[str, str], ...]:
+        """The authorization header, rebuilt only when the token changed (a rotated file)."""
+        token = self._token() if callable(self._token) else self._token
+        if token != self._bearer:
+            self._bearer = token or ""
+            self._header = (("authorization", f"Bearer {token}"),) if token else ()
+        return self._header
 
     async def fetch(self, use_case: str, entity_ids: Sequence[str]) -> list[FeatureRow | None]:
         request = featurestore_service_pb2.GetOnlineFeaturesRequest(use_case=use_case, entity_ids=entity_ids)
@@ -42,7 +53,7 @@ class GrpcFeatureSource:
         propagate.inject(carrier)
         try:
             reply = await self._stub.GetOnlineFeatures(
-                request, timeout=self._timeout, metadata=(*carrier.items(), *self._auth)
+                request, timeout=self._timeout, metadata=(*carrier.items(), *self._auth())
             )
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None

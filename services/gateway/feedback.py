@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -37,6 +38,9 @@ from libs.usecase import UseCase, UseCases
 from services.gateway.inputs import from_value, same_category
 
 log = logging.getLogger(__name__)
+
+# What the registry's index accepts as an id; the gateway's own are 32 hex characters.
+PREDICTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,9 @@ class RegistryPredictions:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 # Feedback is still recorded with what the app sent: the registry being
                 # away must not refuse outcomes.
-                log.warning("cannot look up prediction %s in the registry: %s", prediction_id, exc.code().name)
+                log.warning(
+                    "cannot look up prediction %s in the registry: %s", prediction_id, exc.code().name
+                )
             return None
         at = found.predicted_at.ToNanoseconds() / 1e9 if found.HasField("predicted_at") else 0.0
         return Remembered(found.model.use_case, found.entity_id, at)
@@ -116,7 +122,8 @@ class FeedbackRecorder:
     ) -> None:
         self._publisher = publisher
         self._topic = topic
-        self._usecases = UseCases(usecases)
+        # The gateway's live set (a use case applied while running is known at once).
+        self._usecases = UseCases.view(usecases)
         self._recent = recent
         # Where to ask about a prediction not in ``recent`` (set when a registry is known).
         self.lookup: PredictionLookup | None = None
@@ -132,6 +139,12 @@ class FeedbackRecorder:
     async def record(self, req: gateway_service_pb2.RecordFeedbackRequest) -> str:
         if not req.prediction_id:
             raise InvalidArgument("prediction_id", "required")
+        if not PREDICTION_ID.fullmatch(req.prediction_id):
+            # Checked before any lookup or log line: ids are ours (32 hex characters).
+            raise InvalidArgument(
+                "prediction_id",
+                f"not a prediction id ({len(req.prediction_id)} characters; at most 128 of A-Z a-z 0-9 _ . : -)",
+            )
         remembered = await self._remembered(req.prediction_id)
         use_case = req.use_case or (remembered.use_case if remembered else "")
         if not use_case:

@@ -297,6 +297,7 @@ class PredictionLog:
         # Entries also go to a local file before the reply (see services.gateway.writeahead).
         self._wal = wal
         self._topic = topic
+        self._salt = salt
         self._encoders = {name: _Encoder(schemas[name], Privacy(uc, salt)) for name, uc in usecases.items()}
         self._headers = _Headers(publisher.producer_name)
         self._capacity = capacity
@@ -313,17 +314,21 @@ class PredictionLog:
         self._m_logged = self._m_dropped = None
         if meter is not None:
             self._m_logged = meter.create_counter(
-                "gateway.predictions.logged", description="predictions published to the predictions topic"
+                "aif.gateway.predictions.logged", description="predictions published to the predictions topic"
             )
             self._m_dropped = meter.create_counter(
-                "gateway.predictions.dropped",
+                "aif.gateway.predictions.dropped",
                 description="predictions not logged because the buffer was full",
             )
             meter.create_observable_gauge(
-                "gateway.predictions.buffered",
+                "aif.gateway.predictions.buffered",
                 callbacks=[self._observe],
                 description="predictions waiting in the log buffer",
             )
+
+    def take_up(self, uc: UseCase, schema: InputSchema) -> None:
+        """Log predictions of ``uc`` (applied while running) too."""
+        self._encoders[uc.name] = _Encoder(schema, Privacy(uc, self._salt))
 
     def _observe(self, _options: CallbackOptions) -> list[Observation]:
 

@@ -19,13 +19,14 @@ Both hand every inference to the one :class:`~services.gateway.core.DataPlane`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from tritonclient.grpc import service_pb2
 
 from aifactory.gateway.v1 import gateway_service_pb2 as pb
@@ -89,6 +90,13 @@ class OipServicer:
         self._triton = triton
         self._auth = auth
         self.stats = OipStats()
+        # Latency of each successful ModelInfer in the gateway (Prometheus
+        # aif_gateway_oip_duration_seconds): one histogram record, a few µs, per call.
+        self._duration = metrics.get_meter("aifactory.gateway").create_histogram(
+            "aif.gateway.oip.duration",
+            unit="s",
+            description="Open Inference Protocol ModelInfer latency in the gateway, request in to reply out",
+        )
 
     # -- registration -------------------------------------------------------------------
 
@@ -147,12 +155,15 @@ class OipServicer:
     # -- inference ----------------------------------------------------------------------
 
     async def model_infer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        started = time.perf_counter()
         try:
-            return await self._infer(request, context)
+            reply = await self._infer(request, context)
         except AifError as exc:
             self.stats.failed += 1
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
+        self._duration.record(time.perf_counter() - started)
+        return reply
 
     async def model_stream_infer(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -161,8 +172,10 @@ class OipServicer:
         replies: asyncio.Queue[bytes | None] = asyncio.Queue()
 
         async def one(request: bytes) -> None:
+            started = time.perf_counter()
             try:
                 reply = oip.encode_field(oip.STREAM_RESPONSE_TAG, await self._infer(request, context))
+                self._duration.record(time.perf_counter() - started)
             except AifError as exc:
                 self.stats.failed += 1
                 reply = service_pb2.ModelStreamInferResponse(error_message=exc.message).SerializeToString()

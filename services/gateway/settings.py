@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from libs.bus import topics
 from libs.settings import FeatureStoreClientSettings, RegistryClientSettings, UseCaseSourceSettings
-
-# The repository `aif infra up` gives Triton by default; a Triton elsewhere: set
-# AIF_GATEWAY_TRITON_MODEL_REPOSITORY (`aif up` and the test stacks do).
-TRITON_REPOSITORY = Path(__file__).resolve().parents[2] / "build" / "infra" / "triton" / "model_repository"
 
 
 class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStoreClientSettings):
@@ -37,11 +33,12 @@ class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStor
     use_cases: str = ""
 
     triton_url: str = "127.0.0.1:8001"
-    # The model repository Triton serves (the registry exports into it), when this host
-    # can read it: model configs come from it (config.<variant>.pbtxt when a variant is
-    # set, e.g. "gpu"); otherwise, or when a file is missing, from Triton itself.
-    triton_model_repository: Path | None = TRITON_REPOSITORY
-    triton_config_variant: str = Field(default="", pattern=r"^[a-z0-9_]*$")
+    # The gateway loads each version into Triton through Triton's API (its config and files
+    # in the load call), as the registry's serving bundle gives them (GetServingBundle over
+    # registry_target): no folder is shared with Triton or the registry. The config's
+    # instance group: "cpu" or "gpu"; empty: the registry's triton_instance_kind. With
+    # registry_target "" (static aliases), versions come from Triton's own repository.
+    triton_config_variant: Literal["", "cpu", "gpu"] = ""
     # Deadline of one inference call to Triton; a slow or hung Triton answers UNAVAILABLE.
     infer_timeout_s: float = Field(default=2.0, gt=0, le=600)
     # While Triton is down the circuit is open: calls fail at once, a probe runs this often.

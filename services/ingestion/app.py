@@ -1,7 +1,8 @@
 """Wiring of the ingestion service: settings and telemetry in, a ready server out.
 
 Besides the gRPC API, ``build`` starts two background tasks: the raw-topic pipeline
-(one consumer group over every loaded use case's raw topic) and the quality reporter.
+(one consumer group over the raw topic of every use case of the catalogue, joined by
+each use case applied while it runs) and the quality reporter.
 Before either counts anything, both transactional producers have settled what a
 predecessor of this instance left open and the open quality windows are read back.
 A fatal pipeline error (its transactional id fenced by another instance, a broken
@@ -22,6 +23,9 @@ from libs.bus import KafkaSecurity
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
+from libs.usecase import UseCase
+from libs.usecase.catalogue import Change, ChangeKind
+from libs.usecase.follower import follow_catalogue, load_catalogue
 from services.ingestion.consumers import RawPipeline
 from services.ingestion.core import Core, make_core
 from services.ingestion.publisher import TransactionalPublisher
@@ -98,8 +102,12 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
     )
 
 
-async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
-    core = make_core(settings, telemetry.meter)
+async def build(
+    settings: IngestionSettings, telemetry: Telemetry, *, usecases: Mapping[str, UseCase] | None = None
+) -> Service:
+    """``usecases`` replaces the catalogue (tests)."""
+    catalogue = await load_catalogue(settings, fixed=usecases)
+    core = make_core(settings, telemetry.meter, catalogue.usecases)
     ingestors, dataset, quality = core.ingestors, core.dataset, core.quality
     service = Service(
         RpcServer(
@@ -145,7 +153,8 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
         SERVICE_NAME,
     )
 
-    pipeline = make_pipeline(settings, core) if settings.consume and ingestors else None
+    # Built with no use case too: it subscribes to each raw topic as its use case is applied.
+    pipeline = make_pipeline(settings, core) if settings.consume else None
     if pipeline is not None:
         await pipeline.publisher.start()  # fences this instance's predecessor (run() reuses it)
     quality.resume(await load_windows(settings.kafka_bootstrap, state, kafka_options(settings)))
@@ -170,4 +179,26 @@ async def build(settings: IngestionSettings, telemetry: Telemetry) -> Service:
         )
         # A fatal pipeline error (fenced, broker lost) fails the service: NOT_SERVING and exit.
         service.spawn("ingestion-pipeline", pipeline.run(), stop=pipeline.stop)
+
+    async def take_up(change: Change) -> None:
+        """A use case applied (or retired) while running: its raw topic is consumed (or not)."""
+        topic = settings.raw_topic(change.name)
+        if change.kind is ChangeKind.RETIRED:
+            core.drop(change.name)
+            if pipeline is not None:
+                await pipeline.drop(topic)
+            return
+        ingestor = await core.take_up(change.spec)
+        if pipeline is not None:
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                [topic],
+                settings.topic_partitions,
+                settings.topic_replication,
+                kafka_options(settings),
+            )
+            await pipeline.add(topic, ingestor)
+
+    catalogue.listen(take_up)
+    await follow_catalogue(catalogue, service)
     return service

@@ -33,10 +33,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 
+from libs.bus.lag import ConsumerLag
 from libs.retry import RetryPolicy
-from libs.telemetry import headers_with_context
+from libs.telemetry import context_from_headers, headers_with_context
 from services.ingestion import convert, decode
 from services.ingestion.publisher import (
     TRACE_HEADERS,
@@ -106,6 +107,8 @@ class RawPipeline:
         kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.group_id = group_id
+        # Lag of the group on every raw topic it has committed on (aif.bus.consumer.lag).
+        self._lag = ConsumerLag(bootstrap_servers, group_id, kafka_options=kafka_options)
         self._ingestors = dict(ingestors)
         self._dataset = dataset
         self._quality = quality
@@ -119,6 +122,8 @@ class RawPipeline:
         self._backoff = replace(BATCH_RETRY, initial_s=retry_backoff_s).backoff("ingesting a batch")
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
+        self._listener = _Rebalance(self)
+        self._started = False
         self.assigned = asyncio.Event()
         self.processed = 0
         self._consumer = AIOKafkaConsumer(
@@ -139,26 +144,63 @@ class RawPipeline:
         """Finish the batch in flight, then let :meth:`run` return."""
         self._stopping.set()
 
+    async def add(self, topic: str, ingestor: UseCaseIngestor) -> None:
+        """Consume ``topic`` with ``ingestor`` from now on (a use case applied while running;
+        a new version of one swaps its ingestor between two batches)."""
+        async with self._batch_lock:
+            new = topic not in self._ingestors
+            self._ingestors[topic] = ingestor
+            if new and self._started:
+                self._subscribe()
+
+    async def drop(self, topic: str) -> None:
+        """Stop consuming ``topic`` (a retired use case): its records wait in the topic, from
+        the committed offset, should the use case come back."""
+        async with self._batch_lock:
+            if self._ingestors.pop(topic, None) is not None and self._started:
+                self._subscribe()
+
+    def _subscribe(self) -> None:
+        # Not incremental: the whole list, one rebalance of the group.
+        if self._ingestors:
+            self._consumer.subscribe(list(self._ingestors), listener=self._listener)
+        else:
+            self._consumer.unsubscribe()
+
     async def run(self) -> None:
         """Take over the transactional id, join the group, and process until :meth:`stop`."""
         await self._publisher.start()  # before reading offsets: settles what a predecessor left open
         try:
-            self._consumer.subscribe(list(self._ingestors), listener=_Rebalance(self))
+            if self._ingestors:
+                self._subscribe()
             await self._consumer.start()
+            self._started = True
+            lag = asyncio.get_running_loop().create_task(self._lag.run(), name="ingestion-consumer-lag")
             try:
                 await self._loop()
             finally:
+                lag.cancel()
+                await asyncio.gather(lag, return_exceptions=True)
                 await self._consumer.stop()
         finally:
             await self._publisher.stop()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
+            if not self._ingestors:
+                # No use case yet (or all retired): nothing is subscribed.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 0.2)
+                continue
             batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
             if not batches:
                 continue
             pause = 0.0
             async with self._batch_lock:
+                # A use case retired since the poll: its records stay in the topic.
+                batches = {tp: records for tp, records in batches.items() if tp.topic in self._ingestors}
+                if not batches:
+                    continue
                 try:
                     await self._process(batches)
                     self._backoff.succeeded()
@@ -281,8 +323,7 @@ class RawPipeline:
     ) -> Outgoing:
         ingestor = part.ingestor
         uc = ingestor.usecase.name
-        # A producer's own trace context wins: its trace then runs through ingestion.
-        trace_headers = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS and v] or batch_trace
+        trace_headers = _record_trace(record, batch_trace)
         if outcome.accepted:
             event = convert.accepted(
                 uc, outcome, schema_version=ingestor.schema_version, dataset=refs[uc], ingested_at=ingested_at
@@ -300,6 +341,30 @@ class RawPipeline:
         return rejected_message(
             self._dlq_topic, event, key=record.key, group=self.group_id, trace=trace_headers
         )
+
+
+def _record_trace(record: ConsumerRecord, batch_trace: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The trace context a record carries onward. A producer's own wins: its trace then runs
+    through ingestion, in a span of ingestion's (linked to the batch's span), whose context
+    goes on with the record. A record without one carries the batch span's."""
+    own = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS and v]
+    if not own:
+        return batch_trace
+    batch = trace.get_current_span().get_span_context()
+    span = _tracer.start_span(
+        f"ingest {record.topic}",
+        context=context_from_headers(own),
+        kind=SpanKind.CONSUMER,
+        links=[Link(batch)] if batch.is_valid else None,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+        },
+    )
+    span.end()
+    return headers_with_context(trace.set_span_in_context(span))
 
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:

@@ -4,18 +4,19 @@ The Kafka pipeline (:mod:`services.ingestion.consumers`) and the gRPC API
 (:mod:`services.ingestion.push`) both run a payload through one use case's
 :class:`~services.ingestion.records.UseCaseIngestor`, store accepted records in the
 :class:`~services.ingestion.store.RawDataset` and count them in the quality windows.
+The use cases are the catalogue's (:mod:`libs.usecase.follower`): one applied while the
+service runs is taken up (:meth:`Core.take_up`), a retired one dropped (:meth:`Core.drop`;
+its dataset stays readable).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from opentelemetry.metrics import Meter
 
-from libs.errors import ConfigError
-from libs.usecase import DEFAULT_DIR, UseCaseError, UseCases, load_usecases, spec_files
+from libs.usecase import UseCase, UseCases
 from services.ingestion.pii import DEV_SALT
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import UseCaseIngestor
@@ -23,23 +24,6 @@ from services.ingestion.settings import IngestionSettings
 from services.ingestion.store import RawDataset
 
 log = logging.getLogger(__name__)
-
-
-def load_specs(directory: Path) -> UseCases:
-    """The use cases of ``directory``; none (with a warning) when it is missing or empty.
-
-    An invalid spec stops the service at start, naming the file, key and line.
-    """
-    if not directory.is_dir():
-        log.warning("use cases folder %s does not exist: no raw topic is consumed", directory)
-        return UseCases()
-    try:
-        usecases = UseCases(load_usecases(spec_files(directory)))
-    except UseCaseError as exc:
-        raise ConfigError(f"invalid use case spec: {exc.message}") from None
-    if not usecases:
-        log.warning("no use case spec in %s: no raw topic is consumed", directory)
-    return usecases
 
 
 def salt_of(settings: IngestionSettings) -> bytes:
@@ -59,10 +43,25 @@ class Core:
     ingestors: dict[str, UseCaseIngestor]
     dataset: RawDataset
     quality: QualityTracker
+    salt: bytes = DEV_SALT
+    max_payload_bytes: int = 256 * 1024
+
+    async def take_up(self, uc: UseCase) -> UseCaseIngestor:
+        """Ingest ``uc`` (new, or a new version): its rules, dataset and quality windows."""
+        ingestor = UseCaseIngestor(uc, salt=self.salt, max_payload_bytes=self.max_payload_bytes)
+        async with self.dataset.lock:
+            self.dataset.take_up(uc, ingestor.privacy)
+        self.quality.track(uc.name, uc)
+        self.ingestors[uc.name] = ingestor
+        return ingestor
+
+    def drop(self, name: str) -> None:
+        """Stop taking records of ``name`` (retired); its dataset stays readable."""
+        self.ingestors.pop(name, None)
 
 
-def make_core(settings: IngestionSettings, meter: Meter) -> Core:
-    usecases = load_specs(settings.usecases_dir or DEFAULT_DIR)
+def make_core(settings: IngestionSettings, meter: Meter, usecases: UseCases) -> Core:
+    """The core over the use cases known at start (the catalogue's)."""
     salt = salt_of(settings)
     ingestors = {
         name: UseCaseIngestor(uc, salt=salt, max_payload_bytes=settings.max_payload_bytes)
@@ -75,4 +74,4 @@ def make_core(settings: IngestionSettings, meter: Meter) -> Core:
         window_seconds=settings.quality_window_seconds,
         window_records=settings.quality_window_records,
     )
-    return Core(ingestors, dataset, quality)
+    return Core(ingestors, dataset, quality, salt, settings.max_payload_bytes)

@@ -8,10 +8,10 @@ gauges below. Counters move with every batch.
 
 Prometheus names (on the service's metrics endpoint):
 
-- ``ingestion_records_total{use_case, outcome}``: accepted / rejected records
-- ``ingestion_rejections_total{use_case, code}``: rejected records by violation code
-- ``ingestion_window_records{use_case}``: records in the last closed window
-- ``ingestion_field_null_rate{use_case, field}``, ``ingestion_field_out_of_range_rate{...}``:
+- ``aif_ingestion_records_total{use_case, outcome}``: accepted / rejected records
+- ``aif_ingestion_rejections_total{use_case, code}``: rejected records by violation code
+- ``aif_ingestion_window_records{use_case}``: records in the last closed window
+- ``aif_ingestion_field_null_rate{use_case, field}``, ``aif_ingestion_field_out_of_range_rate{...}``:
   of the last closed window; a field is out of range when it broke a range, enum or
   max_length rule; rates are over every record of the window (malformed ones included).
 
@@ -253,21 +253,21 @@ class QualityTracker:
         now = clock()
         self._windows = {name: Window(now) for name in usecases}
         self._records = meter.create_counter(
-            "ingestion_records", unit="1", description="records ingested, by outcome"
+            "aif.ingestion.records", unit="1", description="records ingested, by outcome"
         )
         self._rejections = meter.create_counter(
-            "ingestion_rejections", unit="1", description="rejected records, by violation code"
+            "aif.ingestion.rejections", unit="1", description="rejected records, by violation code"
         )
         self._window_records = meter.create_gauge(
-            "ingestion_window_records", unit="1", description="records in the last closed quality window"
+            "aif.ingestion.window.records", unit="1", description="records in the last closed quality window"
         )
         self._null_rate = meter.create_gauge(
-            "ingestion_field_null_rate",
+            "aif.ingestion.field.null_rate",
             unit="1",
             description="share of records with the field null or missing",
         )
         self._oor_rate = meter.create_gauge(
-            "ingestion_field_out_of_range_rate",
+            "aif.ingestion.field.out_of_range_rate",
             unit="1",
             description="share of records with the field out of range",
         )

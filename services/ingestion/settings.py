@@ -15,8 +15,8 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "build" / "data" / "raw
 
 
 class IngestionSettings(UseCaseSourceSettings, ConsumerSettings):
-    """``usecases_dir`` (unset: the shipped specs; a missing folder means no use case, the
-    service still starts), ``consume`` (off: gRPC only), ``consumer_group`` (unset: "ingestion")
+    """``usecases_topic`` (the catalogue it follows: a use case applied while it runs is
+    ingested at once), ``consume`` (off: gRPC only), ``consumer_group`` (unset: "ingestion")
     and ``dead_letter_topic`` come from the shared mixins."""
 
     service: ClassVar[str] = "ingestion"

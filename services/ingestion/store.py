@@ -221,6 +221,15 @@ class RawDataset:
         # stamped on records is the one that appears in the manifest.
         self.lock = asyncio.Lock()
 
+    def take_up(self, uc: UseCase, privacy: Privacy) -> None:
+        """Keep the dataset of a use case applied while running (hold :attr:`lock`): a new one
+        starts its folder; a new version of one keeps its files (its columns are the same:
+        a change of the record schema needs a new use case, see libs.usecase.compat)."""
+        kept = [(f, privacy.kept_type(f, spec.type)) for f, spec in uc.fields.items()]
+        self._columns[uc.name] = [(f, _ARROW[t]) for f, t in kept if t is not None]
+        self._logs[uc.name] = _Log(self.root / uc.name, uc)
+        self._usecases[uc.name] = uc
+
     def _log(self, use_case: str) -> _Log:
         self._usecases.require(use_case)  # NOT_FOUND naming the use case when it is not loaded
         return self._logs[use_case]

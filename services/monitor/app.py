@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
@@ -21,7 +21,9 @@ from libs.bus.outbox import OutboxRelay
 from libs.rpc import RpcServer, ServerSecurity, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import load_for_service
+from libs.usecase import UseCase
+from libs.usecase.catalogue import Change, ChangeKind
+from libs.usecase.follower import follow_catalogue, load_catalogue
 from services.monitor.consumers import MonitorHandler
 from services.monitor.core import Monitor, MonitorCore
 from services.monitor.instruments import MonitorMetrics
@@ -46,9 +48,11 @@ async def build(
     *,
     references: ReferenceSource | None = None,
     security: ServerSecurity | None = None,
+    usecases: Mapping[str, UseCase] | None = None,
 ) -> Service:
-    """``references`` and ``security`` override what the settings describe (tests)."""
-    usecases = load_for_service(settings.usecases_dir)
+    """``references``, ``security`` and ``usecases`` (instead of the catalogue) override what
+    the settings describe (tests)."""
+    catalogue = await load_catalogue(settings, fixed=usecases)
     store = await asyncio.to_thread(
         MonitorStore.from_url,
         settings.database_url,
@@ -56,7 +60,15 @@ async def build(
         rollback_topic=settings.rollback_topic,
     )
     saved = await asyncio.to_thread(store.states)
-    core = MonitorCore(usecases, capacity=settings.join_capacity, saved=saved)
+    core = MonitorCore(catalogue.usecases, capacity=settings.join_capacity, saved=saved)
+
+    async def take_up(change: Change) -> None:
+        if change.kind is ChangeKind.RETIRED:
+            core.drop(change.name)
+        else:
+            core.take_up(change.spec)
+
+    catalogue.listen(take_up)
     server = RpcServer(
         settings.grpc_address,
         telemetry,
@@ -74,9 +86,7 @@ async def build(
     service.closers.append(close_store)
     if references is None:
         if settings.registry_target:
-            channel = insecure_channel(
-                settings.registry_target, token=settings.service_token.get_secret_value() or None
-            )
+            channel = insecure_channel(settings.registry_target, token=settings.bearer_token())
             references = RegistryReferences(channel)
             service.closers.append(channel.close)
         else:
@@ -126,4 +136,5 @@ async def build(
             security=kafka_security,
         )
         service.spawn("monitor-consumer", consumer.run(), stop=consumer.stop)
+    await follow_catalogue(catalogue, service)
     return service

@@ -90,8 +90,10 @@ class MonitorCore:
         clock: Callable[[], datetime] = utcnow,
         saved: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        # Its own set, kept by take_up and drop as the catalogue changes.
         self.usecases = UseCases(usecases)
         self.clock = clock
+        self._capacity = capacity
         self.joiners = {name: Joiner(uc.label.max_delay, capacity) for name, uc in self.usecases.items()}
         self.trackers: dict[VersionKey, VersionTracker] = {}
         self._saved = dict(saved or {})
@@ -110,6 +112,25 @@ class MonitorCore:
     def usecase(self, name: str) -> UseCase:
         """The spec of ``name``; :class:`~libs.usecase.UnknownUseCase` if there is none."""
         return self.usecases.require(name)
+
+    def take_up(self, uc: UseCase) -> None:
+        """Monitor a use case applied while running: a new one gets its joiner; for a new
+        version, joins wait its ``label.max_delay`` and the trackers of its model versions
+        check its drift thresholds from their next window on (their window size and burn-in
+        stay those they started with)."""
+        joiner = self.joiners.get(uc.name)
+        if joiner is None:
+            self.joiners[uc.name] = Joiner(uc.label.max_delay, self._capacity)
+        else:
+            joiner.max_delay = uc.label.max_delay
+        for key, tracker in self.trackers.items():
+            if key.use_case == uc.name:
+                tracker.uc = uc
+        self.usecases[uc.name] = uc
+
+    def drop(self, name: str) -> None:
+        """A retired use case: its events are refused from now on (its state is kept)."""
+        self.usecases.pop(name, None)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:

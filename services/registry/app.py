@@ -1,48 +1,77 @@
 """Wiring of the registry service: settings and telemetry in, a ready server out.
 
 ``build`` migrates the database (``alembic upgrade head``), opens the artifact store
-and the Triton exporter, starts the outbox relay that publishes ``AliasChanged``
+(files or the database, by ``artifact_store``) and the exporter of serving bundles, starts the outbox relay that publishes ``AliasChanged``
 events, the consumer of evaluation verdicts and rollback requests, and the
 prediction indexer, and registers the gRPC servicer.
+
+The registry owns the use-case catalogue (:mod:`services.registry.catalogue`): it loads it
+from its database, makes sure the compacted catalogue topic exists (and publishes the
+catalogue again when that topic was lost), and publishes each change through the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Mapping
 
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
+from libs.bus.admin import CREATED, ensure_catalogue_topic
 from libs.bus.outbox import OutboxRelay
 from libs.rpc import RpcServer, ServerSecurity
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import load_for_service
-from services.registry.artifacts import ArtifactStore
+from libs.usecase import UseCase
+from libs.usecase.catalogue import Catalogue
+from libs.usecase.follower import follow_catalogue
+from services.registry.artifacts import ArtifactStore, FileArtifactStore
+from services.registry.catalogue import UseCaseCatalogue
 from services.registry.consumers import PredictionIndexer, RegistryEvents
+from services.registry.convert import usecase_changed_event
 from services.registry.core import Registry, utcnow
+from services.registry.domain import UseCaseChange
 from services.registry.export import TritonExporter
 from services.registry.runs import RunTracker
 from services.registry.servicer import RegistryServicer
 from services.registry.settings import RegistrySettings
-from services.registry.store import open_store
+from services.registry.store import SqlStore, open_store
+from services.registry.store.blobs import SqlArtifactStore
 
+log = logging.getLogger(__name__)
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
 
+def open_artifacts(settings: RegistrySettings, store: SqlStore) -> ArtifactStore:
+    """The artifact store the settings choose (``artifact_store``)."""
+    if settings.artifact_store == "database":
+        return SqlArtifactStore(store.db, chunk_bytes=settings.artifact_chunk_bytes)
+    return FileArtifactStore(settings.artifact_root)
+
+
 async def build(
-    settings: RegistrySettings, telemetry: Telemetry, *, security: ServerSecurity | None = None
+    settings: RegistrySettings,
+    telemetry: Telemetry,
+    *,
+    security: ServerSecurity | None = None,
+    usecases: Mapping[str, UseCase] | None = None,
 ) -> Service:
-    """``security`` overrides the one the settings describe (tests)."""
-    usecases = load_for_service(settings.usecases_dir)
+    """``security`` overrides the one the settings describe; ``usecases`` are known besides
+    the catalogue's, without being in it (tests)."""
     store = await asyncio.to_thread(
-        open_store, settings.database_url, promoted_topic=settings.promoted_topic, clock=utcnow
+        open_store,
+        settings.database_url,
+        promoted_topic=settings.promoted_topic,
+        usecases_topic=settings.usecases_topic,
+        clock=utcnow,
     )
-    artifacts = ArtifactStore(settings.artifact_root)
+    artifacts = open_artifacts(settings, store)
     exporter = TritonExporter(
-        settings.triton_model_repository,
+        settings.export_root,
         artifacts,
         instance_kind=settings.triton_instance_kind,
         max_batch_size=settings.triton_max_batch_size,
@@ -54,22 +83,34 @@ async def build(
     await publisher.start()
 
     alias_events = telemetry.meter.create_counter(
-        "registry.alias_changed.published", description="AliasChanged events published"
+        "aif.registry.alias_changed.published", description="AliasChanged events published"
     )
     relay = OutboxRelay(
         store, publisher, name="registry-outbox", on_published=lambda events: alias_events.add(len(events))
     )
+    # The catalogue this registry owns; its live set is what the registry checks against.
+    known = Catalogue(usecases, source="the registry's catalogue")
+    catalogue = UseCaseCatalogue(
+        store, known, clock=utcnow, on_change=relay.kick, loop=asyncio.get_running_loop()
+    )
+    await asyncio.to_thread(catalogue.load)
+    topic = await ensure_catalogue_topic(
+        settings.kafka_bootstrap, settings.usecases_topic, security=kafka_security
+    )
+    if topic == CREATED:
+        # A new topic with a catalogue in the database (the broker's data was lost): publish
+        # every entry again, so the services following it learn them.
+        await republish(catalogue, publisher, settings.usecases_topic)
     registry = Registry(
         store,
         artifacts,
-        usecases,
+        known.usecases,
         exporter,
         validate_artifacts=settings.validate_artifacts,
-        export_on_register=settings.export_on_register,
         clock=utcnow,
         on_alias_change=relay.kick,
     )
-    runs = RunTracker(store, usecases, utcnow)
+    runs = RunTracker(store, known.usecases, utcnow)
 
     server = RpcServer(
         settings.grpc_address,
@@ -84,7 +125,8 @@ async def build(
             runs,
             artifacts,
             max_artifact_bytes=settings.max_artifact_bytes,
-            export_roots=[settings.export_root, settings.triton_model_repository],
+            export_roots=[settings.export_root],
+            catalogue=catalogue,
         ),
         SERVICE_NAME,
     )
@@ -120,4 +162,15 @@ async def build(
             max_batch=settings.prediction_batch,
         )
         service.spawn("registry-predictions", indexer.run(), stop=indexer.stop)
+    await follow_catalogue(known, service)
     return service
+
+
+async def republish(catalogue: UseCaseCatalogue, publisher: EventPublisher, topic: str) -> int:
+    """Publish every catalogue entry on ``topic`` (found empty); returns how many."""
+    records = await asyncio.to_thread(catalogue.records)
+    changes = [UseCaseChange(r, "republished: the catalogue topic was created anew", "") for r in records]
+    if changes:
+        await publisher.publish_many([usecase_changed_event(c, topic) for c in changes])
+        log.warning("catalogue topic %s was missing: published its %d entries again", topic, len(changes))
+    return len(changes)

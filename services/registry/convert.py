@@ -15,6 +15,7 @@ from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.registry.v1 import registry_service_pb2 as pb
 from libs.bus import Outgoing
 from libs.errors import InvalidArgument
+from libs.usecase.compat import Outcome
 from services.registry.artifacts import URI_PREFIX
 from services.registry.domain import (
     Actor,
@@ -35,6 +36,9 @@ from services.registry.domain import (
     Run,
     RunStatus,
     Signature,
+    UseCaseChange,
+    UseCaseRecord,
+    UseCaseState,
     VersionKey,
     VersionStatus,
 )
@@ -357,4 +361,55 @@ def prediction_of(msg: gateway_events.PredictionLogged) -> PredictionEntry:
         shadow=msg.shadow,
         trace_id=msg.trace_id,
         entity_id=msg.entity_id,
+    )
+
+
+# ---------------------------------------------------------------- use-case catalogue
+
+APPLY_OUTCOME_TO_PB = {
+    Outcome.CREATED: pb.USE_CASE_APPLY_OUTCOME_CREATED,
+    Outcome.UPDATED: pb.USE_CASE_APPLY_OUTCOME_UPDATED,
+    Outcome.UNCHANGED: pb.USE_CASE_APPLY_OUTCOME_UNCHANGED,
+}
+USE_CASE_STATE_TO_PB = {
+    UseCaseState.ACTIVE: registry_events.USE_CASE_STATE_ACTIVE,
+    UseCaseState.RETIRED: registry_events.USE_CASE_STATE_RETIRED,
+}
+
+
+def usecase_entry_pb(record: UseCaseRecord, *, with_spec: bool = True) -> pb.UseCaseEntry:
+    return pb.UseCaseEntry(
+        use_case=record.name,
+        version=record.version,
+        state=USE_CASE_STATE_TO_PB[record.state],
+        spec_yaml=record.spec_yaml if with_spec else "",
+        spec_sha256=record.spec_sha256,
+        created_at=ts(record.created_at),
+        created_by=actor_pb(record.created_by),
+        updated_at=ts(record.updated_at),
+        updated_by=actor_pb(record.updated_by),
+    )
+
+
+def usecase_changed_pb(change: UseCaseChange) -> registry_events.UseCaseChanged:
+    record = change.record
+    return registry_events.UseCaseChanged(
+        use_case=record.name,
+        version=record.version,
+        state=USE_CASE_STATE_TO_PB[record.state],
+        spec_yaml=record.spec_yaml,
+        spec_sha256=record.spec_sha256,
+        actor=actor_pb(record.updated_by),
+        changed_at=ts(record.updated_at),
+        audit_event_id=change.audit_event_id,
+        reason=change.reason,
+    )
+
+
+def usecase_changed_event(change: UseCaseChange, topic: str) -> Outgoing:
+    """A catalogue change as published: keyed by the use case (the compacted topic keeps
+    each use case's latest entry), event id = its audit entry's id."""
+    name = change.record.name
+    return Outgoing(
+        topic, usecase_changed_pb(change), use_case=name, key=name, event_id=change.audit_event_id
     )

@@ -45,7 +45,14 @@ from services.registry.domain import (
     VersionKey,
     VersionStatus,
 )
-from services.registry.export import ExportResult, TritonExporter, validate_torchscript
+from services.registry.export import (
+    INSTANCE_KINDS,
+    ExportResult,
+    InstanceKind,
+    ServingBundle,
+    TritonExporter,
+    validate_torchscript,
+)
 from services.registry.store import RegistryStore, StoreTx
 
 log = logging.getLogger(__name__)
@@ -84,7 +91,6 @@ class Registry:
     usecases: UseCases
     exporter: TritonExporter | None = None
     validate_artifacts: bool = True
-    export_on_register: bool = True
     clock: Callable[[], datetime] = utcnow
     # Called (from any thread) after a commit that queued AliasChanged events.
     on_alias_change: Callable[[], None] = field(default=lambda: None)
@@ -210,30 +216,10 @@ class Registry:
         if changes:
             self.on_alias_change()
 
-    def _ensure_exported(self, version: ModelVersion, actor: Actor) -> ExportResult | None:
-        """Make sure Triton can load ``version`` before any alias points at it."""
-        if self.exporter is None or self.exporter.is_exported(version):
-            return None
-        try:
-            result = self.exporter.export(version, lineage=self._lineage_json(version.key))
-        except OSError as exc:
-            raise Unavailable(f"cannot write {version.key} to the Triton repository: {exc}") from exc
-        if not result.written:  # another thread got there first
-            return result
-        with self.store.write() as tx:
-            self._audit(
-                tx,
-                "model_version.exported",
-                actor,
-                key=version.key,
-                reason="written to the Triton model repository",
-                details={
-                    "repository": str(result.repository),
-                    "path": str(result.version_dir),
-                    "sha256": result.sha256,
-                },
-            )
-        return result
+    def _ensure_servable(self, version: ModelVersion) -> None:
+        """Before an alias points at ``version``: its artifact is stored and intact, so the
+        gateway can fetch its serving bundle (NotFound or ArtifactCorrupted otherwise)."""
+        self.artifacts.read(version.artifact_sha256)
 
     # ------------------------------------------------------------ versions
     def register_version(
@@ -308,12 +294,6 @@ class Registry:
                     "signature": signature.to_json(),
                 },
             )
-        if self.export_on_register and self.exporter is not None:
-            try:
-                self._ensure_exported(version, actor)
-            except Unavailable:
-                # Not fatal here: every promotion exports again before moving an alias.
-                log.exception("export of %s failed; it will be retried on promotion", version.key)
         return version
 
     def _store_artifact(self, content: bytes, sha: str, signature: Signature) -> str:
@@ -389,7 +369,7 @@ class Registry:
             and uc.deployment.promotion == "auto"
             and version.status is VersionStatus.CANDIDATE
         ):
-            self._ensure_exported(version, actor)
+            self._ensure_servable(version)
         changes: list[AliasChange] = []
         with self.store.write() as tx:
             if event_id and tx.is_processed(event_id):
@@ -458,7 +438,7 @@ class Registry:
                 "can be approved or rejected"
             )
         if approve:
-            self._ensure_exported(version, actor)
+            self._ensure_servable(version)
         changes: list[AliasChange] = []
         with self.store.write() as tx:
             current = tx.get_version(key)
@@ -529,7 +509,7 @@ class Registry:
         version = self.get_version(key)
         policy.check_alias_target(alias, version)
         if alias in policy.SERVING_ALIASES:
-            self._ensure_exported(version, actor)
+            self._ensure_servable(version)
         with self.store.write() as tx:
             current = tx.get_alias(key.model, alias)
             old = current.version if current else 0
@@ -654,7 +634,7 @@ class Registry:
         if target == current.version:
             raise FailedPrecondition(f"alias {alias!r} already points at version {target}")
         policy.check_alias_target(alias, target_version)
-        self._ensure_exported(target_version, actor)
+        self._ensure_servable(target_version)
         reason = reason or f"rollback requested by {actor.subject}"
         with self.store.write() as tx:
             if event_id and tx.is_processed(event_id):
@@ -749,7 +729,7 @@ class Registry:
         version = self.get_version(key)
         actor = self._actor(principal, key.use_case)
         if self.exporter is None:
-            raise FailedPrecondition("this registry has no Triton model repository configured")
+            raise FailedPrecondition("this registry has no export area configured")
         try:
             result = self.exporter.export(version, destination, lineage=self._lineage_json(key))
         except OSError as exc:
@@ -769,6 +749,17 @@ class Registry:
                     },
                 )
         return result
+
+    def serving_bundle(self, key: VersionKey, instance_kind: str = "") -> ServingBundle:
+        """What Triton needs to serve ``key`` (config for ``instance_kind``, "" the configured
+        one, and its files as stored blobs): the gateway loads it through Triton's API."""
+        if instance_kind and instance_kind not in INSTANCE_KINDS:
+            raise InvalidArgument("instance_kind", f"must be one of {', '.join(INSTANCE_KINDS)} or empty")
+        if self.exporter is None:
+            raise FailedPrecondition("this registry serves no Triton bundles (no exporter configured)")
+        version = self.get_version(key)
+        kind: InstanceKind | None = "gpu" if instance_kind == "gpu" else "cpu" if instance_kind else None
+        return self.exporter.bundle(version, kind)
 
     def reference_profile(self, key: VersionKey) -> tuple[ModelVersion, bytes]:
         version = self.get_version(key)

@@ -334,3 +334,37 @@ class ChainReport:
     first_invalid_sequence: int = 0
     first_invalid_event_id: str = ""
     message: str = ""
+
+
+# ---------------------------------------------------------------- use-case catalogue
+
+
+class UseCaseState(StrEnum):
+    """Mirrors ``UseCaseState`` of the proto."""
+
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class UseCaseRecord:
+    """One use case of the catalogue: its current spec (or one of its versions) and state."""
+
+    name: str
+    version: int
+    state: UseCaseState
+    spec_yaml: str
+    spec_sha256: str
+    created_at: datetime
+    created_by: Actor
+    updated_at: datetime
+    updated_by: Actor
+
+
+@dataclass(frozen=True)
+class UseCaseChange:
+    """A catalogue change as the outbox keeps it until it is published (``UseCaseChanged``)."""
+
+    record: UseCaseRecord
+    reason: str
+    audit_event_id: str

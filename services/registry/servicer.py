@@ -8,6 +8,8 @@ with ``libs.auth.authorize_use_case`` once it is loaded, before answering.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from asyncio import to_thread
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -17,11 +19,13 @@ import grpc
 
 from aifactory.registry.v1 import registry_service_pb2 as pb
 from aifactory.registry.v1 import registry_service_pb2_grpc
-from libs.auth import authorize_use_case
-from libs.errors import InvalidArgument
+from libs.artifacts import DigestMismatch
+from libs.auth import authorize_use_case, permitted_use_case
+from libs.errors import FailedPrecondition, InvalidArgument
 from libs.rpc import current_principal
 from services.registry import convert, validate
 from services.registry.artifacts import ArtifactStore, check_digest
+from services.registry.catalogue import UseCaseCatalogue
 from services.registry.core import Registry
 from services.registry.domain import CHAMPION, ModelKey, RunStatus, VersionKey
 from services.registry.runs import RunTracker
@@ -80,7 +84,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         *,
         max_artifact_bytes: int = 512 * 1024 * 1024,
         export_roots: Sequence[Path] = (),
+        catalogue: UseCaseCatalogue | None = None,
     ) -> None:
+        self._catalogue = catalogue
         self._registry = registry
         self._runs = runs
         self._artifacts = artifacts
@@ -286,27 +292,32 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request_iterator: AsyncIterator[pb.UploadArtifactRequest], context: Context
     ) -> pb.UploadArtifactResponse:
         parts: list[bytes] = []
+        hasher = hashlib.sha256()
         size = 0
         expected = use_case = ""
         first = True
         async for message in request_iterator:
             if first:
-                expected = (
-                    check_digest(message.expected_sha256, "expected_sha256")
-                    if message.expected_sha256
-                    else ""
-                )
+                if not message.expected_sha256:
+                    raise InvalidArgument(
+                        "expected_sha256", "is required in the first message (the content's SHA-256)"
+                    )
+                expected = check_digest(message.expected_sha256, "expected_sha256")
                 use_case = message.use_case
                 first = False
             size += len(message.chunk)
             if size > self._max_artifact:
                 raise InvalidArgument("chunk", f"artifact larger than {self._max_artifact} bytes")
+            hasher.update(message.chunk)
             parts.append(message.chunk)
         if use_case:
             validate.use_case(use_case)
         authorize_use_case(use_case)
         if not size:
             raise InvalidArgument("chunk", "the artifact is empty")
+        if hasher.hexdigest() != expected:
+            # Damaged on the way or mislabelled by the client: nothing is stored.
+            raise DigestMismatch("upload (expected_sha256)", expected, hasher.hexdigest())
         stored = await to_thread(self._artifacts.put, b"".join(parts), expected)
         return pb.UploadArtifactResponse(sha256=stored.sha256, size_bytes=stored.size, uri=stored.uri)
 
@@ -318,6 +329,18 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         yield pb.DownloadArtifactResponse(chunk=content[:CHUNK], size_bytes=len(content))
         for start in range(CHUNK, len(content), CHUNK):
             yield pb.DownloadArtifactResponse(chunk=content[start : start + CHUNK])
+
+    async def GetServingBundle(
+        self, request: pb.GetServingBundleRequest, context: Context
+    ) -> pb.GetServingBundleResponse:
+        key = _key(request.ref)
+        bundle = await to_thread(self._registry.serving_bundle, key, request.instance_kind)
+        return pb.GetServingBundleResponse(
+            ref=convert.ref_pb(key),
+            triton_model_name=bundle.model_name,
+            config_json=json.dumps(bundle.config, sort_keys=True),
+            files=[pb.ServingFile(path=f.path, sha256=f.sha256, size_bytes=f.size) for f in bundle.files],
+        )
 
     async def GetReferenceStats(
         self, request: pb.GetReferenceStatsRequest, context: Context
@@ -372,3 +395,52 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         run = await to_thread(self._runs.get, request.run_id)
         authorize_use_case(run.use_case)
         return pb.GetRunResponse(run=convert.run_pb(run))
+
+    # ------------------------------------------------------------ use-case catalogue
+    def _usecases(self) -> UseCaseCatalogue:
+        if self._catalogue is None:
+            raise FailedPrecondition("this registry keeps no use-case catalogue")
+        return self._catalogue
+
+    async def ApplyUseCase(
+        self, request: pb.ApplyUseCaseRequest, context: Context
+    ) -> pb.ApplyUseCaseResponse:
+        result = await to_thread(
+            self._usecases().apply,
+            request.use_case,
+            request.spec_yaml,
+            current_principal.get(),
+            reason=request.reason,
+            dry_run=request.dry_run,
+        )
+        return pb.ApplyUseCaseResponse(
+            use_case=convert.usecase_entry_pb(result.record),
+            outcome=convert.APPLY_OUTCOME_TO_PB[result.outcome],
+            changes=[
+                pb.UseCaseFieldChange(field=c.field, needs_new_model=c.needs_new_model)
+                for c in result.changes
+            ],
+            audit_event_id=result.audit_event_id,
+        )
+
+    async def ListUseCases(
+        self, request: pb.ListUseCasesRequest, context: Context
+    ) -> pb.ListUseCasesResponse:
+        records = await to_thread(self._usecases().list, request.include_retired)
+        return pb.ListUseCasesResponse(
+            use_cases=[
+                convert.usecase_entry_pb(r, with_spec=False) for r in records if permitted_use_case(r.name)
+            ]
+        )
+
+    async def GetUseCase(self, request: pb.GetUseCaseRequest, context: Context) -> pb.GetUseCaseResponse:
+        record = await to_thread(self._usecases().get, request.use_case, request.version)
+        return pb.GetUseCaseResponse(use_case=convert.usecase_entry_pb(record))
+
+    async def RetireUseCase(
+        self, request: pb.RetireUseCaseRequest, context: Context
+    ) -> pb.RetireUseCaseResponse:
+        record, audit_id = await to_thread(
+            self._usecases().retire, request.use_case, current_principal.get(), reason=request.reason
+        )
+        return pb.RetireUseCaseResponse(use_case=convert.usecase_entry_pb(record), audit_event_id=audit_id)

@@ -14,33 +14,33 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / "build" / "registry"
 
 
-# The repository `aif infra up` gives Triton by default; a Triton elsewhere: set
-# AIF_REGISTRY_TRITON_MODEL_REPOSITORY (`aif up` and the test stacks do).
-TRITON_REPOSITORY = REPO_ROOT / "build" / "infra" / "triton" / "model_repository"
-
-
 class RegistrySettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings):
     """``database_url`` (empty: ``sqlite:///build/registry/registry.db``; or
-    ``postgresql+psycopg://...``), ``usecases_dir``, ``consume``, ``consumer_group``
-    (``registry``) and ``dead_letter_topic`` come from the libs.settings mixins."""
+    ``postgresql+psycopg://...``), ``usecases_topic`` (where the catalogue this registry
+    owns is published), ``consume``, ``consumer_group`` (``registry``) and
+    ``dead_letter_topic`` come from the libs.settings mixins."""
 
     service: ClassVar[str] = "registry"
 
     grpc_port: int = Field(default=50055, ge=0, le=65535)
     metrics_port: int = Field(default=9105, ge=0, le=65535)
 
-    # Content-addressed artifacts (models, reference statistics).
+    # Content-addressed artifacts (models, reference statistics, the serving bundles'
+    # files), served to the other services over gRPC (the registry is the artifact server):
+    # "files" keeps them under artifact_root (one host); "database" in the registry's
+    # database, in chunks: what several replicas on one PostgreSQL share.
+    artifact_store: Literal["files", "database"] = "files"
     artifact_root: Path = DEFAULT_DIR / "artifacts"
-    # ExportModelVersion may write here (or into the Triton repository), nowhere else.
+    artifact_chunk_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+    # ExportModelVersion writes here, nowhere else (never into Triton's model repository:
+    # the gateway loads versions into Triton through its API with GetServingBundle).
     export_root: Path = DEFAULT_DIR / "exports"
-    # Triton model repository the registry exports versions into.
-    triton_model_repository: Path = TRITON_REPOSITORY
-    # Which instance group config.pbtxt holds (both variants are always written).
+    # Instance group of a serving bundle's config when the caller asks for none, and of an
+    # export's config.pbtxt (both variants are always exported).
     triton_instance_kind: Literal["cpu", "gpu"] = "cpu"
     triton_max_batch_size: int = Field(default=256, ge=1, le=65536)
     triton_max_queue_delay_us: int = Field(default=0, ge=0, le=1_000_000)
     triton_cpu_threads: int = Field(default=1, ge=0, le=256)
-    export_on_register: bool = True
     # Load each registered artifact and run it once to check the I/O contract.
     validate_artifacts: bool = True
     max_artifact_bytes: int = Field(default=512 * 1024 * 1024, ge=1)

@@ -7,6 +7,8 @@ training requests and drift reports, and registers the gRPC servicer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
@@ -17,7 +19,8 @@ from libs.lifecycle.registry import GrpcRegistry, ModelRegistry
 from libs.rpc import RpcServer, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
-from libs.usecase import load_for_service
+from libs.usecase import UseCase
+from libs.usecase.follower import follow_catalogue, load_catalogue
 from services.trainer.consumers import TrainerConsumer
 from services.trainer.core import TrainerCore, TrainerOptions, code_version
 from services.trainer.instruments import TrainerMetrics
@@ -35,11 +38,13 @@ async def build(
     *,
     data: TrainingData | None = None,
     registry: ModelRegistry | None = None,
+    usecases: Mapping[str, UseCase] | None = None,
 ) -> Service:
-    """``data`` and ``registry`` replace the gRPC clients (tests run the service on fakes)."""
-    usecases = load_for_service(settings.usecases_dir)
+    """``data`` and ``registry`` replace the gRPC clients, ``usecases`` the catalogue (tests
+    run the service on fakes)."""
+    catalogue = await load_catalogue(settings, fixed=usecases)
     store = JobStore.from_url(settings.database_url)
-    token = settings.service_token.get_secret_value() or None
+    token = settings.bearer_token()
     featurestore = insecure_channel(settings.featurestore_target, token=token)
     registry_channel = insecure_channel(settings.registry_target, token=token)
     kafka_security = KafkaSecurity.from_settings(settings)
@@ -49,7 +54,7 @@ async def build(
         events, trained_topic=settings.model_trained_topic, requested_topic=settings.training_requested_topic
     )
     core = TrainerCore(
-        usecases=usecases,
+        usecases=catalogue.usecases,
         store=store,
         data=data or GrpcTrainingData(featurestore),
         registry=registry or GrpcRegistry(registry_channel),
@@ -101,4 +106,5 @@ async def build(
             security=kafka_security,
         )
         service.spawn("trainer-consumer", consumer.run(), stop=consumer.stop)
+    await follow_catalogue(catalogue, service)
     return service

@@ -136,7 +136,8 @@ class TrainerCore:
         options: TrainerOptions | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._usecases = UseCases(usecases)
+        # The catalogue's live set: a use case applied while running is known at once.
+        self._usecases = UseCases.view(usecases)
         self._store = store
         self._data = data
         self._registry = registry

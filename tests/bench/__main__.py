@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -20,13 +21,16 @@ from pathlib import Path
 
 from aif.infra import ensure_kafka
 from aif.loop import LoopConfig
-from tests.bench import bus, monitor
+from aif.stack.catalogue import new_topic, seed_catalogue_sync
+from tests.bench import artifact, bus, monitor
 from tests.bench import features as features_bench
 from tests.bench import gateway as gateway_bench
 from tests.bench import ingest as ingest_bench
 from tests.bench import loop as loop_bench
+from tests.bench import otlp as otlp_bench
 from tests.bench import pipeline as pipeline_bench
 from tests.bench import train as train_bench
+from tests.bench import trainingset as trainingset_bench
 from tests.bench.report import Figure, problems, render, write
 
 BUILD = Path(__file__).resolve().parents[2] / "build"
@@ -38,6 +42,7 @@ EXPECTED = {
     "pipeline": ["ingest.records_per_s"],
     "features": ["features.freshness_p50_ms", "features.freshness_p99_ms"],
     "train": ["train.samples_per_s"],
+    "trainingset": ["trainingset.rows_per_s", "trainingset.client_peak_mib"],
     "monitor": ["monitor.delay_records", "monitor.false_alarms"],
     "gateway": [
         "gateway.inline.p50_ms",
@@ -52,6 +57,8 @@ EXPECTED = {
         "perf_analyzer.p99_ms",
         "perf_analyzer.rps_c8",
     ],
+    "otlp": ["otlp.predict.rps_c8", "otlp.oip.rps_c8", "otlp.predict.p99_ms"],
+    "artifact": ["artifact.load_s"],
     "loop": ["loop.seconds", "loop.detection_records", "loop.false_alarms"],
 }
 
@@ -62,7 +69,10 @@ SMOKE: dict[object, dict[str, object]] = {
     pipeline_bench: {"N": 1_000, "WARMUP": 100},
     features_bench: {"SECONDS": 2, "WARMUP": 200},
     train_bench: {"ROWS": 1_500, "EPOCHS": 2, "ROUNDS": 1},
+    trainingset_bench: {"ROWS": 20_000, "ROUNDS": 1},
     monitor: {"SEEDS": (11,)},
+    artifact: {"ROUNDS": 1},
+    otlp_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "LATENCY_CALLS": 20, "WARMUP": 20},
     gateway_bench: {
         "ROUNDS": 2,
         "LATENCY_CALLS": 20,
@@ -97,6 +107,10 @@ def _parts(bootstrap: str, loop_config: LoopConfig) -> dict[str, tuple[str, Call
             lambda: asyncio.run(features_bench.measure(bootstrap)),
         ),
         "train": ("training loop vs a plain PyTorch loop", train_bench.measure_training),
+        "trainingset": (
+            f"training set streamed from the feature store vs local parquet, {trainingset_bench.ROWS:,} rows",
+            trainingset_bench.measure_trainingset,
+        ),
         "monitor": (
             f"monitor vs river ADWIN/KSWIN, {len(monitor.SEEDS)} drifting loan streams",
             monitor.measure_monitor,
@@ -104,6 +118,14 @@ def _parts(bootstrap: str, loop_config: LoopConfig) -> dict[str, tuple[str, Call
         "gateway": (
             "serving gateway vs Triton direct and Feast SDK + Triton (OIP, business API, perf_analyzer)",
             lambda: gateway_bench.measure_gateway(bootstrap),
+        ),
+        "otlp": (
+            "the gateway exporting traces and metrics over OTLP to a collector vs export off",
+            lambda: otlp_bench.measure_otlp(bootstrap),
+        ),
+        "artifact": (
+            "a version into Triton through its API with the registry's bundle vs from Triton's folder",
+            artifact.measure_artifact,
         ),
         "loop": (
             "the closed loop on a fresh factory (drift onset → new champion serving)",
@@ -131,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     kafka = ensure_kafka()
+    # The services the parts run alone (no registry) learn the shipped use cases from a
+    # catalogue topic of this run's own, seeded as the registry would publish it; every
+    # process a part starts inherits the variable (fresh factories apply their own).
+    os.environ["AIF_USECASES_TOPIC"] = new_topic("bench")
+    seed_catalogue_sync(kafka.bootstrap_servers, os.environ["AIF_USECASES_TOPIC"])
     figures: list[Figure] = []
     seconds: dict[str, float] = {}
     errors: list[str] = []

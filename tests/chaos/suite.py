@@ -413,7 +413,7 @@ class Chaos:
         rows.append(
             Row(
                 "feedback joins",
-                "monitor (monitor.join.joined after its restarts)",
+                "monitor (aif.monitor.join.joined after its restarts)",
                 len(ledger.feedback),
                 n_joined,
                 max(0, len(ledger.feedback) - n_joined),

@@ -5,7 +5,7 @@
   row, before the dataset's own de-duplication by record id), and its ``GetDataset`` count;
 - the log: the predictions and feedback topics, read from the start with a plain aiokafka
   consumer (no group, committed transactions only), batch messages unpacked;
-- the monitor's joins: its ``monitor.join.*`` counters on its metrics endpoint, followed
+- the monitor's joins: its ``aif.monitor.join.*`` counters on its metrics endpoint, followed
   across its restarts (:class:`JoinTally`).
 """
 
@@ -132,7 +132,7 @@ async def _assigned(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
 
 
 _JOIN = re.compile(
-    r'^monitor_join_(\w+?)(?:_total)?\{[^}]*use_case="' + USE_CASE + r'"[^}]*\}\s+([0-9.e+]+)$'
+    r'^aif_monitor_join_(\w+?)(?:_total)?\{[^}]*use_case="' + USE_CASE + r'"[^}]*\}\s+([0-9.e+]+)$'
 )
 
 

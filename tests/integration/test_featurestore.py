@@ -7,10 +7,11 @@
   store, SIGTERM with Redis) and restarted; online features
   (via gRPC) and every offline row equal a reference computed independently with pandas
   (rolling time windows per entity), nothing lost, nothing doubled; labels from the
-  feedback topic make a point-in-time training set over gRPC.
+  feedback topic make a point-in-time training set, streamed over gRPC.
 - ``test_training_set_*``: crafted cases in-process (real Feast, no broker): no value
   from after an example's event time leaks in, a label observed after the cutoff is not
-  used, and examples Feast would drop are reported by name instead.
+  used, examples Feast would drop are reported by name instead, and the set built
+  crosses ``StreamTrainingSet`` (many batches) as the store wrote it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aif import infra
 from aif.datagen import Example, LoanStream
 from aif.infra.kafka_secure import create_topics
+from aif.stack.catalogue import new_topic as new_catalogue_topic
+from aif.stack.catalogue import seed_catalogue_sync
 from aifactory.common.v1 import common_pb2
 from aifactory.featurestore.v1 import featurestore_service_pb2 as pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as pb_grpc
@@ -49,12 +52,17 @@ from libs.bus import EventPublisher, Outgoing
 from libs.bus import headers as h
 from libs.errors import FailedPrecondition
 from libs.features import feature_versions
+from libs.lifecycle.data import GrpcTrainingData
+from libs.lifecycle.frames import Window
+from libs.rpc import RpcServer, insecure_channel
 from libs.rpc.healthcheck import check
+from libs.telemetry import setup_telemetry
 from libs.usecase import UseCase, load_default
 from services.featurestore.batch import Incoming, RecordProcessor, partition_of
 from services.featurestore.core import FeatureStoreCore
+from services.featurestore.servicer import FeatureStoreServicer
 from services.featurestore.settings import FeatureStoreSettings
-from services.featurestore.store.layout import RECORD_ID
+from services.featurestore.store.layout import RECORD_ID, columns_digest
 from services.ingestion.publisher import accepted_message, batched
 from tests.unit.featurestore.helpers import feedback, from_example, headers_for, record_accepted
 
@@ -201,11 +209,15 @@ def service(
     store = request.param.removesuffix("-repartition")
     if request.param.endswith("-repartition"):
         asyncio.run(create_topics(kafka.bootstrap_servers, {}, [topics.records], partitions=2))
+    # The process alone (no registry) learns the shipped specs from a catalogue of its own.
+    catalogue = new_catalogue_topic("fs")
+    seed_catalogue_sync(kafka.bootstrap_servers, catalogue)
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "AIF_AUTH_MODE": "off",
         "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        "AIF_FEATURESTORE_USECASES_TOPIC": catalogue,
         "AIF_FEATURESTORE_GRPC_PORT": str(free_port()),
         "AIF_FEATURESTORE_METRICS_PORT": "0",
         "AIF_FEATURESTORE_RECORDS_TOPIC": topics.records,
@@ -250,7 +262,7 @@ def loan_examples(n: int = N) -> list[Example]:
 
 def offline_rows(data: Path) -> pd.DataFrame:
     """The offline feature rows as any reader sees them (retried across a compaction)."""
-    path = data / "offline" / UC_NAME / f"v{UC.version}" / "features"
+    path = data / "offline" / UC_NAME / f"f-{columns_digest(UC)}" / "features"
     for _ in range(20):
         try:
             return ds.dataset(str(path), format="parquet").to_table().to_pandas()
@@ -427,7 +439,7 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
     # it is still working through them.
     await publish_bad(boot, topics.records, ["bad-garbage", "bad-usecase"])
     await publish_batches(boot, topics.records, examples[:KILL_AFTER])
-    features_dir = data / "offline" / UC_NAME / f"v{UC.version}" / "features"
+    features_dir = data / "offline" / UC_NAME / f"f-{columns_digest(UC)}" / "features"
     deadline = time.monotonic() + 60
     while count_rows(features_dir) < 200:
         assert time.monotonic() < deadline, fs.tail()
@@ -526,6 +538,10 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
         stub = pb_grpc.FeatureStoreServiceStub(channel)
         ts = await stub.GetTrainingSet(request, timeout=120)
         again = await stub.GetTrainingSet(request, timeout=120)
+        # The rows cross the wire (no path is handed over): what the trainer and evaluator read.
+        streamed = await GrpcTrainingData(channel).get_training_set(
+            UC_NAME, Window(examples[0].event_time, end)
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.GetOnlineFeatures(pb.GetOnlineFeaturesRequest(use_case="nope", entity_ids=["a"]))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -536,11 +552,14 @@ async def test_stream_survives_a_restart_and_matches_a_pandas_reference(
                 )
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "shoe_size" in err.value.details()
-    assert ts.row_count == len(expected) and ts.format == "parquet" and ts.label == "label"
-    assert (ts.content_hash, ts.uri) == (again.content_hash, again.uri)
-    assert [d.version for d in ts.datasets] == ["ds-1"]
-    assert [f.name for f in ts.features] == UC.model_inputs()
-    frame = pd.read_parquet(ts.uri.removeprefix("file://"))
+    assert ts.row_count == len(expected) and ts.label == "label" and (ts.uri, ts.format) == ("", "")
+    assert ts.content_hash == again.content_hash == streamed.content_hash
+    assert [d.version for d in ts.datasets] == ["ds-1"] == [d.version for d in streamed.datasets]
+    assert [f.name for f in ts.features] == UC.model_inputs() == [f.name for f in streamed.features]
+    assert streamed.uri == f"featurestore://{UC_NAME}/training-sets/{ts.content_hash}"
+    assert streamed.quarantined == dict(ts.quarantined)
+    frame = streamed.frame
+    assert len(frame) == ts.row_count
     assert list(frame.columns[:4]) == ["entity_id", "event_time", "label_time", "label"]
     assert list(frame.columns[4 : 4 + len(UC.model_inputs())]) == UC.model_inputs()
     assert (frame[UC.model_inputs()].dtypes == "float64").all()
@@ -661,6 +680,42 @@ def test_training_set_quarantines_labels_without_a_feature_row_of_their_own(core
     frame = pd.read_parquet(ts.path)
     assert frame["entity_id"].tolist() == ["q1"] and ts.row_count == 1
     assert ts.quarantined == {"no_feature_row": 3, "entity_mismatch": 0, "ambiguous_event_time": 0}
+
+
+@pytest.mark.timeout(120)
+async def test_training_set_streams_as_built(core: FeatureStoreCore) -> None:
+    """The real join's set crosses StreamTrainingSet in many batches: the frame is the file
+    the store wrote, its content hash checks, its quarantine counts cross."""
+    s = timedelta(seconds=1)
+    t = T + timedelta(days=4)
+    records = [(f"s{i % 40}", f"s-{i}", t + i * s, float(i)) for i in range(400)]
+    labels = [(e, rid, at, i % 2, at + s) for i, (e, rid, at, _) in enumerate(records)]
+    write(core, records, [*labels, ("s1", "s-never", t + 500 * s, 1, t + 501 * s)])
+    built = await asyncio.to_thread(core.training_set, UC_NAME, t, t + 600 * s)
+    server = RpcServer("127.0.0.1:0", setup_telemetry("test"))
+    server.add_service(
+        pb_grpc.add_FeatureStoreServiceServicer_to_server,
+        FeatureStoreServicer(core, batch_bytes=8 * 1024),
+        pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name,
+    )
+    port = await server.start()
+    try:
+        async with insecure_channel(f"127.0.0.1:{port}") as channel:
+            streamed = await GrpcTrainingData(channel).get_training_set(UC_NAME, Window(t, t + 600 * s))
+            messages = [
+                m
+                async for m in pb_grpc.FeatureStoreServiceStub(channel).StreamTrainingSet(
+                    pb.StreamTrainingSetRequest(
+                        use_case=UC_NAME, time_range=common_pb2.TimeRange(start=_ts(t), end=_ts(t + 600 * s))
+                    )
+                )
+            ]
+    finally:
+        await server.stop()
+    assert len(messages) > 10 and built.row_count == 400
+    pd.testing.assert_frame_equal(streamed.frame, pd.read_parquet(built.path))
+    assert streamed.content_hash == built.content_hash
+    assert streamed.quarantined == {"no_feature_row": 1, "entity_mismatch": 0, "ambiguous_event_time": 0}
 
 
 @pytest.mark.timeout(120)

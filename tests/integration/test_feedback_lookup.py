@@ -51,7 +51,9 @@ async def registry_target(tmp_path: Path) -> AsyncIterator[tuple[str, RpcServer]
 
 
 def _feedback(prediction_id: str, **kw: object) -> pb.RecordFeedbackRequest:
-    return pb.RecordFeedbackRequest(prediction_id=prediction_id, outcome=common_pb2.Value(int64_value=1), **kw)
+    return pb.RecordFeedbackRequest(
+        prediction_id=prediction_id, outcome=common_pb2.Value(int64_value=1), **kw
+    )
 
 
 async def test_a_fresh_gateway_fills_in_feedback_from_the_registrys_index(

@@ -123,7 +123,6 @@ async def topics(new_topic) -> dict[str, str]:  # type: ignore[no-untyped-def]
 async def gateway(triton, kafka, topics, feature_store) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
     settings = gateway_settings(
         triton.grpc_url,
-        triton.model_repository,
         kafka.bootstrap_servers,
         static_aliases="loan_approval:champion=1",
         featurestore_target=feature_store[0],
@@ -411,7 +410,6 @@ async def test_tokens_are_required_on_both_apis_when_auth_is_on(triton, kafka, t
     auth = DevAuth(tmp_path / "auth").ensure()
     settings = gateway_settings(
         triton.grpc_url,
-        triton.model_repository,
         kafka.bootstrap_servers,
         static_aliases="loan_approval:champion=1",
         auth_mode="jwt",

@@ -37,7 +37,6 @@ def triton() -> Iterator:  # type: ignore[type-arg]
 async def gateway(triton, kafka, new_topic) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
     settings = gateway_settings(
         triton.grpc_url,
-        triton.model_repository,
         kafka.bootstrap_servers,
         static_aliases="loan_approval:champion=1",
         predictions_topic=await new_topic("gw.predictions"),

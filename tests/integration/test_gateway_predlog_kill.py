@@ -22,6 +22,8 @@ import grpc
 import pytest
 
 from aif import infra
+from aif.stack.catalogue import new_topic as new_catalogue_topic
+from aif.stack.catalogue import seed_catalogue
 from aifactory.gateway.v1 import events_pb2
 from aifactory.gateway.v1 import gateway_service_pb2 as gw_pb
 from aifactory.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
@@ -78,15 +80,18 @@ async def test_predictions_answered_before_a_kill_are_published_by_the_next_proc
     triton = shared_triton()
     topic = await new_topic("gw.kill.predictions")
     port = free_port()
+    # The gateway alone (no registry) learns the shipped specs from a catalogue of its own.
+    catalogue = new_catalogue_topic("gw-kill")
+    await seed_catalogue(kafka.bootstrap_servers, catalogue)
     env = {
         **os.environ,
+        "AIF_GATEWAY_USECASES_TOPIC": catalogue,
         "PYTHONUNBUFFERED": "1",
         "AIF_GATEWAY_AUTH_MODE": "off",
         "AIF_GATEWAY_GRPC_PORT": str(port),
         "AIF_GATEWAY_OIP_PORT": str(free_port()),
         "AIF_GATEWAY_METRICS_PORT": "0",
         "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
-        "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(triton.model_repository),
         "AIF_GATEWAY_REGISTRY_TARGET": "",
         "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
         "AIF_GATEWAY_USE_CASES": "loan_approval",

@@ -30,7 +30,6 @@ async def gateway(kafka, new_topic) -> AsyncIterator[tuple[RunningGateway, str]]
     promoted = await new_topic("gw.promoted")
     settings = gateway_settings(
         triton.grpc_url,
-        triton.model_repository,
         kafka.bootstrap_servers,
         static_aliases="loan_approval:champion=1",
         model_promoted_topic=promoted,

@@ -30,15 +30,13 @@ async def _gateway(tmp_path: Path, kafka, new_topic, strategy: str) -> tuple[Run
     predictions = await new_topic("gw.predictions")
     settings = gateway_settings(
         triton.grpc_url,
-        triton.model_repository,
         kafka.bootstrap_servers,
-        usecases_dir=usecases_dir(tmp_path / "usecases", strategy, SHARE),
         static_aliases="loan_approval:champion=1,loan_approval:challenger=2",
         predictions_topic=predictions,
         model_promoted_topic=await new_topic("gw.promoted"),
         feedback_topic=await new_topic("gw.feedback"),
     )
-    return await start_gateway(settings), predictions
+    return await start_gateway(settings, usecases_dir(tmp_path / "usecases", strategy, SHARE)), predictions
 
 
 @pytest.fixture

@@ -123,11 +123,12 @@ def test_redis_set_get(redis_server: RedisHandle) -> None:
 def test_triton_identity_model(triton: TritonHandle) -> None:
     import tritonclient.grpc as grpcclient
 
-    triton.add_model("identity_fp32")
+    before = sorted(triton.model_repository.rglob("*"))
+    triton.load_model("identity_fp32")
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     try:
-        client.load_model("identity_fp32")
         assert client.is_model_ready("identity_fp32")
+        assert sorted(triton.model_repository.rglob("*")) == before  # loaded through the API only
         data = np.arange(8, dtype=np.float32) * 1.5
         inp = grpcclient.InferInput("INPUT0", list(data.shape), "FP32")
         inp.set_data_from_numpy(data)

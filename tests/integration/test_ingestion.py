@@ -7,6 +7,7 @@ Every test uses its own topics, consumer group, transactional id and data dir.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -30,6 +31,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from aif.datagen import LoanStream, SegmentStream, to_json
+from aif.stack.catalogue import new_topic as new_catalogue_topic
+from aif.stack.catalogue import seed_catalogue_sync
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2
 from aifactory.ingestion.v1 import ingestion_service_pb2 as pb
@@ -37,6 +40,7 @@ from aifactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from libs.bus import DeadLetters, Event, EventConsumer, EventPublisher
 from libs.rpc import insecure_channel
 from libs.runtime import Service, start_service
+from libs.usecase import load_default
 from services.ingestion.app import build
 from services.ingestion.pii import pseudonym
 from services.ingestion.publisher import accepted_in
@@ -279,7 +283,9 @@ def settings_values(bootstrap: str, t: Topics, data_dir: Path, **extra: Any) -> 
 @asynccontextmanager
 async def running(values: dict[str, Any]) -> AsyncIterator[tuple[Service, int]]:
     """The ingestion service in this process: gRPC server, pipeline and quality reporter."""
-    service, _ = await start_service(IngestionSettings.model_validate(values), build)
+    service, _ = await start_service(
+        IngestionSettings.model_validate(values), functools.partial(build, usecases=load_default())
+    )
     port = await service.server.start()
     try:
         yield service, port
@@ -387,11 +393,22 @@ async def test_10k_records_with_injected_bad_ones(kafka, tmp_path: Path) -> None
     assert by_code["range"] == 40 and by_code["unknown_field"] == 40 and by_code["required"] == 40
 
 
+# The service as a process learns its use cases from a catalogue topic, seeded here with
+# the shipped specs as the registry would publish them.
+CATALOGUE = new_catalogue_topic("it-ingestion")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def catalogue(kafka) -> None:  # type: ignore[no-untyped-def]
+    seed_catalogue_sync(kafka.bootstrap_servers, CATALOGUE)
+
+
 def service_env(values: dict[str, Any]) -> dict[str, str]:
     return {
         **os.environ,
         "AIF_AUTH_MODE": "off",
         "AIF_LOG_LEVEL": "WARNING",
+        "AIF_INGESTION_USECASES_TOPIC": CATALOGUE,
         **{f"AIF_INGESTION_{k.upper()}": str(v) for k, v in values.items()},
     }
 
@@ -685,18 +702,22 @@ async def test_service_exposes_quality_metrics(kafka, tmp_path: Path) -> None:  
     lines = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()
-        if line.startswith("ingestion_")
+        if line.startswith("aif_ingestion_")
     }
     accepted = next(
         v
         for k, v in lines.items()
-        if k.startswith("ingestion_records_total") and f'use_case="{UC}"' in k and 'outcome="accepted"' in k
+        if k.startswith("aif_ingestion_records_total")
+        and f'use_case="{UC}"' in k
+        and 'outcome="accepted"' in k
     )
     rejected = next(
-        v for k, v in lines.items() if k.startswith("ingestion_records_total") and 'outcome="rejected"' in k
+        v
+        for k, v in lines.items()
+        if k.startswith("aif_ingestion_records_total") and 'outcome="rejected"' in k
     )
     assert (accepted, rejected) == (278, 22)
-    assert any(k.startswith("ingestion_rejections_total") and 'code="parse"' in k for k in lines)
+    assert any(k.startswith("aif_ingestion_rejections_total") and 'code="parse"' in k for k in lines)
 
 
 @pytest.mark.parametrize("per_message", [1, 100])

@@ -36,7 +36,7 @@ from libs.bus import EventPublisher
 from libs.lifecycle.registry import ModelKey
 from libs.rpc import insecure_channel
 from libs.runtime import start_service
-from libs.usecase import DEFAULT_DIR
+from libs.usecase import DEFAULT_DIR, UseCase, parse_usecase
 from services.evaluator.app import build as build_evaluator
 from services.evaluator.settings import EvaluatorSettings
 from services.trainer.app import build as build_trainer
@@ -50,18 +50,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 UC = "loan_approval"
 
 
-def specs(tmp_path: Path) -> Path:
-    """The shipped specs with a short debounce and no cooldown, so the test does not wait."""
-    folder = tmp_path / "usecases"
-    folder.mkdir()
+def specs() -> dict[str, UseCase]:
+    """The shipped specs with a short debounce and no cooldown, so the test does not wait
+    (the services' catalogue: they are built with it instead of following the topic)."""
+    out = {}
     for spec in DEFAULT_DIR.glob("*.yaml"):
         text = spec.read_text().replace(
             "retraining: {debounce: 5s, cooldown: 30s, max_per_day: 20}",
             "retraining: {debounce: 1s, cooldown: 0s, max_per_day: 20}",
         )
-        (folder / spec.name).write_text(text)
-    assert "debounce: 1s" in (folder / "loan_approval.yaml").read_text()
-    return folder
+        uc = parse_usecase(text, str(spec))
+        out[uc.name] = uc
+    assert out["loan_approval"].retraining.debounce.total_seconds() == 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ async def read(
 
 
 async def started(settings: Any, build: Any, **deps: Any) -> tuple[Any, int]:
-    service, _ = await start_service(settings, functools.partial(build, **deps))
+    service, _ = await start_service(settings, functools.partial(build, **{"usecases": specs(), **deps}))
     port = await service.server.start()
     return service, port
 
@@ -126,7 +127,6 @@ def trainer_settings(kafka, topics: Topics, tmp_path: Path) -> TrainerSettings: 
         metrics_port=0,
         kafka_bootstrap=kafka.bootstrap_servers,
         auth_mode="off",
-        usecases_dir=specs(tmp_path),
         database_url=f"sqlite:///{tmp_path / 'trainer.db'}",
         consumer_group=f"trainer-{uuid.uuid4().hex[:8]}",
         training_requested_topic=topics.requested,

@@ -96,7 +96,6 @@ class Kit:
             metrics_port=0,
             kafka_bootstrap=self.kafka,
             auth_dir=self.auth.directory,
-            usecases_dir=self.tmp / "usecases",
             database_url=f"sqlite:///{self.tmp / 'monitor.db'}",
             registry_target=f"127.0.0.1:{self.registry_port}",
             service_token=SecretStr(self.auth.issue("service:monitor", {"*": ["service"]})),
@@ -111,7 +110,9 @@ class Kit:
         )
 
     async def start_monitor(self) -> None:
-        self.monitor = await build_monitor(self.monitor_settings(), setup_telemetry("monitor-test"))
+        self.monitor = await build_monitor(
+            self.monitor_settings(), setup_telemetry("monitor-test"), usecases=self.usecases
+        )
         port = await self.monitor.server.start()
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.monitor_stub = pb_grpc.MonitorServiceStub(self._channel)
@@ -220,8 +221,6 @@ async def kit(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> Async
         auth_dir=auth.directory,
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         artifact_root=tmp_path / "artifacts",
-        usecases_dir=usecases_dir,
-        triton_model_repository=tmp_path / "triton",
         consumer_group=f"registry-{uuid.uuid4().hex[:8]}",
         evaluated_topic=topics["evaluated"],
         rollback_topic=topics["rollback"],
@@ -239,6 +238,7 @@ async def kit(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> Async
         registry_settings,
         setup_telemetry("registry-test"),
         security=ServerSecurity(authenticator=JwtAuthenticator(verifier)),
+        usecases=load_default(usecases_dir),
     )
     port = await registry.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -5,7 +5,7 @@ reads every prediction of a LoanStream whose concept drifts at record 1500 (all 
 wait for their outcome: ``max_delay`` is an hour, the stream lasts 43 minutes of event
 time) and the outcomes of the first 1510 records: the drift has begun, no alarm yet. It is
 killed (SIGKILL: no shutdown, no final checkpoint), started again, and given the other
-outcomes. Counted from the monitor's own metrics (``monitor.join.joined``): every one of
+outcomes. Counted from the monitor's own metrics (``aif.monitor.join.joined``): every one of
 the 2600 outcomes is joined exactly once; and exactly one ``DriftDetected`` is published.
 """
 
@@ -29,6 +29,8 @@ import pytest
 import yaml
 
 from aif import infra
+from aif.stack.catalogue import new_topic as new_catalogue_topic
+from aif.stack.catalogue import seed_catalogue
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from libs.bus import EventPublisher, Outgoing
@@ -83,7 +85,7 @@ class MonitorProcess:
             self.proc.wait(10)
 
     def joins(self) -> dict[str, float]:
-        """The ``monitor.join.*`` counters of the use case, from the metrics endpoint."""
+        """The ``aif.monitor.join.*`` counters of the use case, from the metrics endpoint."""
         assert self.proc is not None
         assert self.proc.poll() is None, f"monitor exited {self.proc.returncode}:\n{self.tail()}"
         try:
@@ -92,7 +94,7 @@ class MonitorProcess:
         except OSError:
             return {}
         found = re.findall(
-            rf'^monitor_join_(\w+?)(?:_total)?{{[^}}]*use_case="{USE_CASE}"[^}}]*}} (\S+)$', text, re.M
+            rf'^aif_monitor_join_(\w+?)(?:_total)?{{[^}}]*use_case="{USE_CASE}"[^}}]*}} (\S+)$', text, re.M
         )
         return {name: float(value) for name, value in found}
 
@@ -124,6 +126,9 @@ async def monitor(
     spec = yaml.safe_load((DEFAULT_DIR / "loan_approval.yaml").read_text())
     spec["name"] = USE_CASE
     (usecases / f"{USE_CASE}.yaml").write_text(yaml.safe_dump(spec))
+    # The monitor alone (no registry) learns it from a catalogue topic of this test's own.
+    catalogue = new_catalogue_topic("monkill")
+    await seed_catalogue(kafka.bootstrap_servers, catalogue, [usecases / f"{USE_CASE}.yaml"])
     metrics_port = free_port()
     env = {
         **os.environ,
@@ -132,7 +137,7 @@ async def monitor(
         "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
         "AIF_MONITOR_GRPC_PORT": str(free_port()),
         "AIF_MONITOR_METRICS_PORT": str(metrics_port),
-        "AIF_MONITOR_USECASES_DIR": str(usecases),
+        "AIF_MONITOR_USECASES_TOPIC": catalogue,
         "AIF_MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
         "AIF_MONITOR_REGISTRY_TARGET": "",
         "AIF_MONITOR_CONSUMER_GROUP": f"monitor-{topics['predictions']}",

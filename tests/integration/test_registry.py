@@ -1,10 +1,12 @@
-"""The registry on real parts: the shared core and store suite on PostgreSQL, the service on
-the real broker (events in and out), JWT callers for the approval roles, and the Triton
-export loaded and run by the running Triton server."""
+"""The registry on real parts: the shared core, store and artifact suites on PostgreSQL (the
+database artifact store with a multi-chunk blob), the service on the real broker (events in
+and out), JWT callers for the approval roles, digests checked on upload and download, and a
+serving bundle loaded into the running Triton through its API (its folder left untouched)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import uuid
@@ -29,18 +31,20 @@ from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.registry.v1 import registry_service_pb2 as pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as pb_grpc
+from libs import artifacts
 from libs.auth import REVOKED_FILE, DevAuth, JwtAuthenticator, RevocationList, TokenVerifier, load_public_key
 from libs.bus import EventPublisher
 from libs.rpc import ServerSecurity
 from libs.telemetry import setup_telemetry
+from libs.usecase import load_default
 from services.registry.app import build
-from services.registry.artifacts import ArtifactStore
+from services.registry.artifacts import FileArtifactStore
 from services.registry.core import Registry, utcnow
 from services.registry.domain import CHAMPION, PREVIOUS, NewVersion
 from services.registry.export import TritonExporter
 from services.registry.settings import RegistrySettings
 from services.registry.store import open_store
-from tests.unit.registry import test_core, test_store
+from tests.unit.registry import test_artifacts, test_core, test_store
 from tests.unit.registry.helpers import AUTO, GATED, torchscript_model, write_usecases
 from tests.unit.registry.kit import ENGINEER, USECASES, Kit, model, open_kit, reference, verdict
 
@@ -80,12 +84,22 @@ def kit(database_url: str, tmp_path: Path) -> Iterator[Kit]:
         yield kit
 
 
-# Every test of the registry's core and store suite, collected here too: the same
-# assertions on PostgreSQL, with this module's ``database_url`` and integration mark.
+@pytest.fixture
+def blobs(database_url: str) -> Iterator[test_artifacts.Blobs]:
+    """The database artifact store on PostgreSQL, in 1 MiB chunks (bytea rows)."""
+    sql = open_store(database_url)
+    try:
+        yield test_artifacts.database_blobs(sql, chunk_bytes=1 << 20)
+    finally:
+        sql.close()
+
+
+# Every test of the registry's core, store and artifact suites, collected here too: the
+# same assertions on PostgreSQL, with this module's ``database_url``/``blobs`` and mark.
 globals().update(
     {
         name: test
-        for suite in (test_core, test_store)
+        for suite in (test_core, test_store, test_artifacts)
         for name, test in vars(suite).items()
         if name.startswith("test_")
     }
@@ -121,8 +135,6 @@ async def service(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> A
         auth_dir=auth.directory,
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         artifact_root=tmp_path / "artifacts",
-        usecases_dir=write_usecases(tmp_path / "usecases"),
-        triton_model_repository=tmp_path / "triton",
         export_root=tmp_path / "exports",
         consumer_group=f"registry-{uuid.uuid4().hex[:8]}",
         evaluated_topic=topics["evaluated"],
@@ -142,6 +154,7 @@ async def service(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> A
         settings,
         setup_telemetry("registry-test"),
         security=ServerSecurity(authenticator=JwtAuthenticator(verifier)),
+        usecases=load_default(write_usecases(tmp_path / "usecases")),
     )
     port = await svc.server.start()
     publisher = EventPublisher(kafka.bootstrap_servers, producer="registry-test")
@@ -361,11 +374,25 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
         0
     ] == grpc.StatusCode.UNAUTHENTICATED
 
-    async def chunks() -> AsyncIterator[pb.UploadArtifactRequest]:
-        yield pb.UploadArtifactRequest(chunk=MODEL[:1000], use_case=AUTO)
-        yield pb.UploadArtifactRequest(chunk=MODEL[1000:])
+    def chunks(expected: str) -> Any:
+        async def stream() -> AsyncIterator[pb.UploadArtifactRequest]:
+            yield pb.UploadArtifactRequest(chunk=MODEL[:1000], use_case=AUTO, expected_sha256=expected)
+            yield pb.UploadArtifactRequest(chunk=MODEL[1000:])
 
-    uploaded = await service.stub.UploadArtifact(chunks(), metadata=md)
+        return stream()
+
+    status, details = await code(service.stub.UploadArtifact(chunks(""), metadata=md))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("expected_sha256")
+    # A content that is not what the client hashed (damaged on the way): refused, not stored.
+    wrong = hashlib.sha256(b"another model").hexdigest()
+    status, details = await code(service.stub.UploadArtifact(chunks(wrong), metadata=md))
+    assert status == grpc.StatusCode.DATA_LOSS and wrong in details
+    assert not list(service.settings.artifact_root.rglob(hashlib.sha256(MODEL).hexdigest()))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await artifacts.upload(service.stub, MODEL, AUTO, metadata=md, declared=wrong)
+    assert refused.value.code() == grpc.StatusCode.DATA_LOSS
+    uploaded = await service.stub.UploadArtifact(chunks(hashlib.sha256(MODEL).hexdigest()), metadata=md)
+    assert await artifacts.upload(service.stub, MODEL, AUTO, metadata=md) == uploaded.sha256
     v1 = await service.stub.RegisterModelVersion(
         pb.RegisterModelVersionRequest(use_case=AUTO, artifact_sha256=uploaded.sha256), metadata=md
     )
@@ -384,6 +411,21 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
         )
     ]
     assert b"".join(parts) == MODEL
+    assert await artifacts.download(service.stub, uploaded.sha256, metadata=md) == MODEL
+    bundle = await service.stub.GetServingBundle(
+        pb.GetServingBundleRequest(ref=v2.ref, instance_kind="gpu"), metadata=md
+    )
+    assert bundle.triton_model_name == AUTO and json.loads(bundle.config_json)["instance_group"][0][
+        "kind"
+    ] == ("KIND_GPU")
+    for item in bundle.files:
+        assert len(await artifacts.download(service.stub, item.sha256, metadata=md)) == item.size_bytes
+    status, details = await code(
+        service.stub.GetServingBundle(
+            pb.GetServingBundleRequest(ref=v2.ref, instance_kind="tpu"), metadata=md
+        )
+    )
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("instance_kind")
     status, details = await code(
         service.stub.ExportModelVersion(
             pb.ExportModelVersionRequest(ref=v2.ref, destination_uri="/etc"), metadata=md
@@ -397,10 +439,9 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
     assert (exported.triton_model_name, exported.uri) == (AUTO, (bundle / AUTO / "2").as_uri())
     lineage = json.loads((bundle / AUTO / "2" / "lineage.json").read_text())
     assert lineage["model_version"]["ref"]["version"] == "2"
-    assert [e["action"] for e in lineage["audit_events"]][:2] == [
-        "model_version.registered",
-        "model_version.exported",
-    ]
+    assert [e["action"] for e in lineage["audit_events"]] == ["model_version.registered"]
+    audited = await service.stub.GetLineage(pb.GetLineageRequest(model=v2.ref), metadata=md)
+    assert [e.action for e in audited.audit_events] == ["model_version.registered", "model_version.exported"]
     blob = next((service.settings.artifact_root / "sha256").rglob(uploaded.sha256))
     blob.write_bytes(b"tampered")
     status, details = await code(
@@ -412,8 +453,8 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
 async def test_outbox_publishes_changes_committed_by_another_process(service: Running) -> None:
     """A change committed without a running relay (a crash before publishing) still goes out."""
     store = open_store(service.settings.database_url)
-    artifacts = ArtifactStore(service.settings.artifact_root)
-    other = Registry(store, artifacts, USECASES, None, clock=utcnow)  # its alias changes kick no relay
+    blobs = FileArtifactStore(service.settings.artifact_root)
+    other = Registry(store, blobs, USECASES, None, clock=utcnow)  # its alias changes kick no relay
     try:
         v1 = other.register_version(NewVersion(AUTO, AUTO), ENGINEER, artifact=MODEL)
         await asyncio.to_thread(other.apply_evaluation, verdict(v1.key, True))
@@ -464,25 +505,26 @@ def triton() -> Iterator[infra.TritonHandle]:
 
 
 @pytest.mark.timeout(240)
-def test_exported_version_loads_and_infers_in_triton(triton: infra.TritonHandle, tmp_path: Path) -> None:
-    import shutil
-
+def test_a_serving_bundle_loads_into_triton_through_its_api(
+    triton: infra.TritonHandle, tmp_path: Path
+) -> None:
+    """Config and files in Triton's load call: the version serves, and Triton's repository
+    folder holds nothing the registry wrote."""
     import torch
     import tritonclient.grpc as grpcclient
 
+    before = sorted(p.relative_to(triton.model_repository) for p in triton.model_repository.rglob("*"))
     store = open_store(f"sqlite:///{tmp_path / 'registry.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    registry = Registry(
-        store, artifacts, USECASES, TritonExporter(triton.model_repository, artifacts), clock=utcnow
-    )
+    blobs = FileArtifactStore(tmp_path / "artifacts")
+    registry = Registry(store, blobs, USECASES, TritonExporter(tmp_path / "exports", blobs), clock=utcnow)
     name = f"registry_test_{uuid.uuid4().hex[:8]}"
     content = torchscript_model(USECASES[AUTO], seed=11)
     version = registry.register_version(NewVersion(AUTO, name), ENGINEER, artifact=content)
-    result = registry.export(version.key, ENGINEER)
-    assert result.version_dir == triton.model_repository / name / "1"
+    bundle = registry.serving_bundle(version.key)
+    files = {f"file:1/{f.path}": blobs.read(f.sha256) for f in bundle.files}
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     try:
-        client.load_model(name)
+        client.load_model(name, config=json.dumps(bundle.config), files=files)
         assert client.is_model_ready(name, "1")
         config = client.get_model_config(name).config
         assert json.loads(config.parameters["input_names"].string_value) == USECASES[AUTO].model_inputs()
@@ -500,10 +542,12 @@ def test_exported_version_loads_and_infers_in_triton(triton: infra.TritonHandle,
             assert out.shape == (rows, 2)
             np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+        after = sorted(p.relative_to(triton.model_repository) for p in triton.model_repository.rglob("*"))
+        assert after == before and not (triton.model_repository / name).exists()
+        assert not (tmp_path / "exports").exists()
     finally:
         try:
             client.unload_model(name)
         finally:
             client.close()
             store.close()
-            shutil.rmtree(triton.model_repository / name, ignore_errors=True)

@@ -79,7 +79,7 @@ def test_metrics_endpoint_per_service_counts_requests(stack: Stack) -> None:
             body = r.read().decode()
         assert r.status == 200
         line = next(
-            x for x in body.splitlines() if x.startswith("rpc_server_requests") and f"/{method.name}" in x
+            x for x in body.splitlines() if x.startswith("aif_rpc_server_requests") and f"/{method.name}" in x
         )
         assert f'rpc_grpc_status_code="{code.name}"' in line and float(line.split()[-1]) >= 1, line
 

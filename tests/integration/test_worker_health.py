@@ -78,7 +78,8 @@ def _isolated(run: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         fields = _settings_class(name).model_fields
         topics[name] = {}
         for field, info in fields.items():
-            if field.endswith("_topic") and info.default:
+            # The catalogue is one topic for all (AIF_USECASES_TOPIC, set by the fixture).
+            if field.endswith("_topic") and info.default and field != "usecases_topic":
                 topics[name][field] = f"{run}.{name}.{info.default}"
                 env[prefix + field.upper()] = topics[name][field]
         if "consumer_group" in fields:
@@ -103,9 +104,14 @@ def stack(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sta
         tmp_path_factory.mktemp("logs"),
         port_offset=PORT_OFFSET,
         data_root=tmp_path_factory.mktemp("state"),
-        env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers, **env},
+        env={"AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers, "AIF_USECASES_TOPIC": f"{run}.usecases", **env},
     )
     stack.start(timeout=90)  # the seven start in parallel
+    try:
+        stack.apply_usecases()  # the shipped specs, through the registry (the raw topics follow)
+    except BaseException:
+        stack.stop()
+        raise
     context = {
         "bootstrap": kafka.bootstrap_servers,
         "poisoned": poisoned,

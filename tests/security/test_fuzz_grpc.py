@@ -203,9 +203,6 @@ def fuzz(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:  # 
         "AIF_EVALUATOR_CONSUME": "false",
         "AIF_REGISTRY_CONSUME": "false",
         "AIF_MONITOR_CONSUME": "false",
-        # Exports land in the run's folder, never in the shared Triton repository.
-        "AIF_REGISTRY_TRITON_MODEL_REPOSITORY": str(root / "triton"),
-        "AIF_GATEWAY_TRITON_MODEL_REPOSITORY": str(root / "triton"),
         "AIF_REGISTRY_INSTANCE_ID": run,
         "AIF_INGESTION_INSTANCE_ID": run,
         "AIF_INGESTION_CONSUMER_GROUP": run,
@@ -352,7 +349,7 @@ def test_at_the_cap_a_typed_answer_and_past_it_resource_exhausted(fuzz: Fuzz) ->
 
 
 _BAD_STATUS = re.compile(
-    r'^rpc_server_requests_total\{.*rpc_grpc_status_code="(INTERNAL|UNKNOWN)".*\} (\S+)$', re.M
+    r'^aif_rpc_server_requests_total\{.*rpc_grpc_status_code="(INTERNAL|UNKNOWN)".*\} (\S+)$', re.M
 )
 
 

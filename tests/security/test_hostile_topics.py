@@ -34,6 +34,8 @@ from pydantic import SecretStr
 
 from aif.datagen import LoanStream, SegmentStream
 from aif.stack import Stack
+from aif.stack.catalogue import new_topic as new_catalogue_topic
+from aif.stack.catalogue import seed_catalogue_sync
 from aifactory.common.v1 import common_pb2
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
@@ -51,7 +53,7 @@ from libs.auth import DevAuth
 from libs.bus import EventPublisher
 from libs.lifecycle.registry import ModelKey
 from libs.runtime import Service, start_service
-from libs.usecase import DEFAULT_DIR
+from libs.usecase import DEFAULT_DIR, load_default
 from tests.lifecycle_fakes import FakeRegistry, FakeTrainingData
 from tests.security.conftest import record
 from tests.security.hostile import (
@@ -117,7 +119,11 @@ def tally(*batteries: Battery) -> int:
 
 
 async def started(settings: Any, build: Any, **deps: Any) -> tuple[Service, int]:
-    service, _ = await start_service(settings, functools.partial(build, **deps))
+    """The service in this process, built with the shipped specs (or ``usecases``) instead of
+    following the catalogue."""
+    service, _ = await start_service(
+        settings, functools.partial(build, **{"usecases": load_default(), **deps})
+    )
     return service, await service.server.start()
 
 
@@ -238,7 +244,6 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
     group = f"hostile-trainer-{uuid.uuid4().hex[:8]}"
     settings = TrainerSettings(
         **common(kafka, auth),
-        usecases_dir=fast_retraining_specs(tmp_path),
         database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
         consumer_group=group,
         training_requested_topic=t["requested"],
@@ -274,7 +279,13 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
     ]
     await create_topics(kafka.bootstrap_servers, t.values())
     # No training data: each job fails at once, which is enough to show it was taken.
-    service, port = await started(settings, build, data=FakeTrainingData({}), registry=FakeRegistry())
+    service, port = await started(
+        settings,
+        build,
+        data=FakeTrainingData({}),
+        registry=FakeRegistry(),
+        usecases=load_default(fast_retraining_specs(tmp_path)),
+    )
     try:
         await produce(kafka.bootstrap_servers, batteries)
         for battery in batteries:
@@ -368,8 +379,6 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
         **common(kafka, auth),
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         artifact_root=tmp_path / "artifacts",
-        usecases_dir=write_usecases(tmp_path / "usecases"),
-        triton_model_repository=tmp_path / "triton",
         export_root=tmp_path / "exports",
         consumer_group=group,
         evaluated_topic=t["evaluated"],
@@ -379,7 +388,9 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
         dead_letter_topic=t["dlq"],
     )
     await create_topics(kafka.bootstrap_servers, t.values())
-    service, port = await started(settings, build)
+    service, port = await started(
+        settings, build, usecases=load_default(write_usecases(tmp_path / "usecases"))
+    )
     admin = auth.metadata()
     uc = usecases()[AUTO]
     try:
@@ -489,7 +500,6 @@ async def test_gateway_topic(kafka, auth: DevAuth, tmp_path: Path) -> None:  # t
         oip_port=-1,
         registry_target="",
         featurestore_target="127.0.0.1:9",
-        triton_model_repository=tmp_path / "triton",
         model_promoted_topic=t["promoted"],
         predictions_topic=t["predictions"],
         feedback_topic=t["feedback"],
@@ -631,9 +641,12 @@ def featurestore(kafka, auth: DevAuth, tmp_path: Path) -> Iterator[tuple[Stack, 
         "AIF_FEATURESTORE_APP_ID": app_id,
         "AIF_FEATURESTORE_FEAST_PROJECT": f"h{run}",
         "AIF_FEATURESTORE_PARTITIONS": "1",
+        # Alone, with no registry: the shipped specs are seeded on a catalogue of its own.
+        "AIF_USECASES_TOPIC": new_catalogue_topic("hostile"),
     }
     stack = Stack(tmp_path / "logs", port_offset=11200, env=env, auth=auth, data_root=tmp_path / "data")
     asyncio.run(create_topics(kafka.bootstrap_servers, t.values()))
+    seed_catalogue_sync(kafka.bootstrap_servers, env["AIF_USECASES_TOPIC"])
     try:
         stack.start(["featurestore"], timeout=120)
     except Exception as exc:  # noqa: BLE001 - fail with the service's own words

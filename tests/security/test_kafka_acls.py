@@ -44,7 +44,8 @@ async def _write(handle: KafkaSecureHandle, principal: str, topic: str) -> bool:
     )
     await producer.start()
     try:
-        await asyncio.wait_for(producer.send_and_wait(topic, b"probe"), 20)
+        # Keyed: a compacted topic (the use-case catalogue) refuses a message without a key.
+        await asyncio.wait_for(producer.send_and_wait(topic, b"probe", key=b"acl-probe"), 20)
         return True
     except TopicAuthorizationFailedError:
         return False

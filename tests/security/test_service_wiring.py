@@ -75,7 +75,7 @@ def test_every_service_process_requires_a_token_and_counts_refusals(stack: Stack
             assert _code(svc.target, name, nobody) == grpc.StatusCode.PERMISSION_DENIED, name
         with urllib.request.urlopen(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=5) as reply:
             body = reply.read().decode()
-        assert re.search(r'auth_denied_total\{.*reason="missing_token".*\} [1-9]', body), name
+        assert re.search(r'aif_auth_denied_total\{.*reason="missing_token".*\} [1-9]', body), name
     record("permission_checks", 3 * len(stack.running))
     # Every line every service wrote so far: no token, whole or in part.
     lines = 0

@@ -195,7 +195,7 @@ async def test_health_and_reflection_stay_open(serve_all: ServeAll) -> None:
 def _denied(text: str) -> dict[tuple[str, str], float]:
     out = {}
     for line in text.splitlines():
-        if line.startswith("auth_denied_total{"):
+        if line.startswith("aif_auth_denied_total{"):
             labels = dict(
                 part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
             )

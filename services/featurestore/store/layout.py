@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.features import feature_versions
 from libs.usecase import UseCase
 
 # Columns of the offline feature rows besides the entity key and the features. Spec
@@ -19,14 +22,24 @@ DATASET_URI = "_dataset_uri"
 ENTITY_TS = "event_timestamp"
 
 
+def columns_digest(uc: UseCase) -> str:
+    """A short digest of what the offline feature rows of ``uc`` hold: each model input with
+    its definition's version, and the fairness attribute stored beside them."""
+    fairness = uc.evaluation.fairness.attribute if uc.evaluation.fairness else ""
+    doc = json.dumps([uc.entity.field, fairness, sorted(feature_versions(uc).items())])
+    return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Layout:
     repo: Path
     data: Path
 
     def features_dir(self, uc: UseCase) -> Path:
-        # Per spec version: a changed definition starts a new history instead of mixing schemas.
-        return self.data / "offline" / uc.name / f"v{uc.version}" / "features"
+        # Per definition of the stored columns, not per spec version: a changed definition
+        # starts a new history instead of mixing schemas, while a new version of a spec that
+        # changes only policies (drift, deployment...: the catalogue's live changes) keeps it.
+        return self.data / "offline" / uc.name / f"f-{columns_digest(uc)}" / "features"
 
     def labels_dir(self, uc: UseCase) -> Path:
         return self.data / "offline" / uc.name / "labels"

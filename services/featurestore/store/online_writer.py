@@ -53,6 +53,16 @@ class FeastOnline:
         )
 
     def write(self, view: str, rows: pa.Table) -> None:
+        from feast.errors import FeatureViewNotFoundException
+
+        try:
+            self._write(view, rows)
+        except FeatureViewNotFoundException:
+            # A use case applied since this store read its (cached) registry.
+            self.store.refresh_registry()
+            self._write(view, rows)
+
+    def _write(self, view: str, rows: pa.Table) -> None:
         if self._direct is not None:
             from services.featurestore.store.sqlite import arrow_rows
 

@@ -43,6 +43,8 @@ class FeatureWriter:
         online: OnlineWriter | None = None,
     ) -> None:
         self._usecases = usecases
+        self._layout = layout
+        self._compact_at = compact_at
         self.online = online or InProcessWriter(store)
         self.features = {
             name: ParquetDataset(
@@ -54,6 +56,18 @@ class FeatureWriter:
             name: ParquetDataset(layout.labels_dir(uc), label_schema(uc), "key", compact_at=compact_at)
             for name, uc in usecases.items()
         }
+
+    def take_up(self, uc: UseCase) -> None:
+        """Open the offline datasets of a use case applied while running (a new version of
+        one keeps them: its schema is the same, see libs.usecase.compat)."""
+        if uc.name not in self.features:
+            self.features[uc.name] = ParquetDataset(
+                self._layout.features_dir(uc), feature_schema(uc), RECORD_ID, compact_at=self._compact_at
+            )
+            self.labels[uc.name] = ParquetDataset(
+                self._layout.labels_dir(uc), label_schema(uc), "key", compact_at=self._compact_at
+            )
+        self._usecases[uc.name] = uc
 
     def write(self, features: list[FeatureRow], labels: list[LabelRow]) -> WriteResult:
         """Write one micro-batch (blocking: run it in a worker thread)."""

@@ -38,6 +38,8 @@ from services.registry.domain import (
     PredictionEntry,
     Run,
     RunStatus,
+    UseCaseChange,
+    UseCaseRecord,
     VersionKey,
     VersionStatus,
 )
@@ -158,6 +160,26 @@ class StoreTx(ABC):
     def get_prediction(self, prediction_id: str) -> PredictionEntry | None:
         """The served (non-shadow) entry when there is one, else the shadow one."""
 
+    # --- use-case catalogue
+    @abstractmethod
+    def get_usecase(self, name: str, version: int = 0) -> UseCaseRecord | None:
+        """The current entry of ``name`` (version 0), or one of its applied versions."""
+
+    @abstractmethod
+    def list_usecases(self, include_retired: bool = False) -> list[UseCaseRecord]:
+        """Current entries, by name."""
+
+    @abstractmethod
+    def put_usecase(
+        self, record: UseCaseRecord, changes: Sequence[str], reason: str, audit_event_id: str
+    ) -> None:
+        """Makes ``record`` the use case's current entry: a new version is stored with its
+        spec; the current version with another state is a retirement (or a return)."""
+
+    @abstractmethod
+    def add_usecase_outbox(self, change: UseCaseChange, now: datetime) -> None:
+        """Queues the ``UseCaseChanged`` event of a catalogue change in this transaction."""
+
 
 class RegistryStore(ABC):
     @abstractmethod
@@ -177,7 +199,8 @@ class RegistryStore(ABC):
 
     @abstractmethod
     def pending(self, limit: int = 100) -> list[tuple[int, Outgoing]]:
-        """Unpublished ``AliasChanged`` events, oldest first, with their row ids."""
+        """Unpublished ``AliasChanged`` and ``UseCaseChanged`` events, oldest first, with
+        their row ids."""
 
     @abstractmethod
     def mark_sent(self, keys: Sequence[int]) -> None:

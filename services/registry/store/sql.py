@@ -29,7 +29,7 @@ from libs.bus import Outgoing, topics
 from libs.errors import AifError, FailedPrecondition, NotFound, Unavailable
 from libs.sql import Database, translate
 from services.registry import audit
-from services.registry.convert import alias_changed_event
+from services.registry.convert import alias_changed_event, usecase_changed_event
 from services.registry.domain import (
     Actor,
     Alias,
@@ -50,6 +50,9 @@ from services.registry.domain import (
     Run,
     RunStatus,
     Signature,
+    UseCaseChange,
+    UseCaseRecord,
+    UseCaseState,
     VersionKey,
     VersionStatus,
 )
@@ -66,6 +69,8 @@ from services.registry.store.tables import (
     ProcessedEventRow,
     RunMetricRow,
     RunRow,
+    UseCaseRow,
+    UseCaseVersionRow,
     VersionRow,
 )
 
@@ -266,6 +271,56 @@ def _change(data: dict[str, Any]) -> AliasChange:
         changed_at=datetime.fromisoformat(data["changed_at"]),
         audit_event_id=data["audit_event_id"],
     )
+
+
+def _usecase(row: UseCaseRow, spec: UseCaseVersionRow) -> UseCaseRecord:
+    return UseCaseRecord(
+        name=row.name,
+        version=spec.version,
+        state=UseCaseState(row.state),
+        spec_yaml=spec.spec_yaml,
+        spec_sha256=spec.spec_sha256,
+        created_at=row.created_at,
+        created_by=_actor(row.created_by),
+        updated_at=row.updated_at if spec.version == row.version else spec.applied_at,
+        updated_by=_actor(row.updated_by) if spec.version == row.version else _actor(spec.applied_by),
+    )
+
+
+def _usecase_change_json(change: UseCaseChange) -> dict[str, Any]:
+    r = change.record
+    return {
+        "name": r.name,
+        "version": r.version,
+        "state": r.state.value,
+        "spec_yaml": r.spec_yaml,
+        "spec_sha256": r.spec_sha256,
+        "created_at": r.created_at.isoformat(),
+        "created_by": _actor_json(r.created_by),
+        "updated_at": r.updated_at.isoformat(),
+        "updated_by": _actor_json(r.updated_by),
+        "reason": change.reason,
+        "audit_event_id": change.audit_event_id,
+    }
+
+
+def _usecase_change(data: dict[str, Any]) -> UseCaseChange:
+    record = UseCaseRecord(
+        name=data["name"],
+        version=int(data["version"]),
+        state=UseCaseState(data["state"]),
+        spec_yaml=data["spec_yaml"],
+        spec_sha256=data["spec_sha256"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        created_by=_actor(data["created_by"]),
+        updated_at=datetime.fromisoformat(data["updated_at"]),
+        updated_by=_actor(data["updated_by"]),
+    )
+    return UseCaseChange(record, data["reason"], data["audit_event_id"])
+
+
+# Outbox row kinds: what each row becomes when published.
+ALIAS_CHANGED, USECASE_CHANGED = "alias_changed", "usecase_changed"
 
 
 # ---------------------------------------------------------------- transaction
@@ -628,7 +683,7 @@ class SqlTx(StoreTx):
         self._s.add(
             OutboxRow(
                 event_id=change.audit_event_id,
-                kind="alias_changed",
+                kind=ALIAS_CHANGED,
                 use_case=change.use_case,
                 payload=_change_json(change),
                 created_at=now,
@@ -665,23 +720,96 @@ class SqlTx(StoreTx):
             row.entity_id,
         )
 
+    # --- use-case catalogue
+    def get_usecase(self, name: str, version: int = 0) -> UseCaseRecord | None:
+        row = self._s.get(UseCaseRow, name)
+        if row is None:
+            return None
+        spec = self._s.get(UseCaseVersionRow, (name, version or row.version))
+        return None if spec is None else _usecase(row, spec)
+
+    def list_usecases(self, include_retired: bool = False) -> list[UseCaseRecord]:
+        query = (
+            select(UseCaseRow, UseCaseVersionRow)
+            .join(
+                UseCaseVersionRow,
+                (UseCaseVersionRow.name == UseCaseRow.name)
+                & (UseCaseVersionRow.version == UseCaseRow.version),
+            )
+            .order_by(UseCaseRow.name)
+        )
+        if not include_retired:
+            query = query.where(UseCaseRow.state == UseCaseState.ACTIVE.value)
+        return [_usecase(row, spec) for row, spec in self._s.execute(query).all()]
+
+    def put_usecase(
+        self, record: UseCaseRecord, changes: Sequence[str], reason: str, audit_event_id: str
+    ) -> None:
+        self._writable()
+        row = self._s.get(UseCaseRow, record.name)
+        if row is None:
+            row = UseCaseRow(
+                name=record.name,
+                version=record.version,
+                state=record.state.value,
+                created_at=record.created_at,
+                created_by=_actor_json(record.created_by),
+                updated_at=record.updated_at,
+                updated_by=_actor_json(record.updated_by),
+            )
+            self._s.add(row)
+            self._s.flush()
+        if self._s.get(UseCaseVersionRow, (record.name, record.version)) is None:
+            self._s.add(
+                UseCaseVersionRow(
+                    name=record.name,
+                    version=record.version,
+                    spec_yaml=record.spec_yaml,
+                    spec_sha256=record.spec_sha256,
+                    changes=list(changes),
+                    reason=reason,
+                    applied_at=record.updated_at,
+                    applied_by=_actor_json(record.updated_by),
+                    audit_event_id=audit_event_id,
+                )
+            )
+        row.version, row.state = record.version, record.state.value
+        row.updated_at, row.updated_by = record.updated_at, _actor_json(record.updated_by)
+        self._s.flush()
+
+    def add_usecase_outbox(self, change: UseCaseChange, now: datetime) -> None:
+        self._writable()
+        self._s.add(
+            OutboxRow(
+                event_id=change.audit_event_id,
+                kind=USECASE_CHANGED,
+                use_case=change.record.name,
+                payload=_usecase_change_json(change),
+                created_at=now,
+            )
+        )
+        self._s.flush()
+
 
 # ---------------------------------------------------------------- store
 
 
 class SqlStore(RegistryStore):
     """The registry's tables in ``db``, migrated (see :func:`open_store`). Its outbox rows
-    leave as ``AliasChanged`` events on ``promoted_topic``."""
+    leave as ``AliasChanged`` events on ``promoted_topic`` and ``UseCaseChanged`` events
+    on ``usecases_topic``."""
 
     def __init__(
         self,
         db: Database,
         *,
         promoted_topic: str = topics.MODEL_PROMOTED,
+        usecases_topic: str = topics.USECASES,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.db = db
         self._topic = promoted_topic
+        self._usecases_topic = usecases_topic
         self._clock = clock
 
     def migrate(self) -> None:
@@ -772,7 +900,12 @@ class SqlStore(RegistryStore):
             rows = session.scalars(
                 select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.id).limit(limit)
             )
-            return [(r.id, alias_changed_event(_change(r.payload), self._topic)) for r in rows]
+            return [(r.id, self._outgoing(r)) for r in rows]
+
+    def _outgoing(self, row: OutboxRow) -> Outgoing:
+        if row.kind == USECASE_CHANGED:
+            return usecase_changed_event(_usecase_change(row.payload), self._usecases_topic)
+        return alias_changed_event(_change(row.payload), self._topic)
 
     def mark_sent(self, keys: Sequence[int]) -> None:
         if not keys:
@@ -817,13 +950,14 @@ def open_store(
     *,
     migrate: bool = True,
     promoted_topic: str = topics.MODEL_PROMOTED,
+    usecases_topic: str = topics.USECASES,
     clock: Callable[[], datetime] = _utcnow,
 ) -> SqlStore:
     """A store on ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), migrated to
     head unless ``migrate`` is false (read-only tools)."""
     with _database("the registry database"):
         db = Database(url)
-    store = SqlStore(db, promoted_topic=promoted_topic, clock=clock)
+    store = SqlStore(db, promoted_topic=promoted_topic, usecases_topic=usecases_topic, clock=clock)
     if migrate:
         try:
             store.migrate()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -213,3 +214,57 @@ class PredictionRow(Base):
     predicted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     trace_id: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str] = mapped_column(String(256), server_default="")
+
+
+class ArtifactBlobRow(Base):
+    """One content-addressed blob of the database artifact store (store/blobs.py)."""
+
+    __tablename__ = "artifact_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ArtifactChunkRow(Base):
+    """The ``seq``-th piece of a blob, from 0, in order (bytea on PostgreSQL)."""
+
+    __tablename__ = "artifact_chunks"
+
+    sha256: Mapped[str] = mapped_column(
+        String(64), ForeignKey("artifact_blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UseCaseRow(Base):
+    """The use-case catalogue: one row per use case, pointing at its current version."""
+
+    __tablename__ = "usecases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class UseCaseVersionRow(Base):
+    """Every applied version of every use case's spec (never changed once written)."""
+
+    __tablename__ = "usecase_versions"
+
+    name: Mapped[str] = mapped_column(ForeignKey("usecases.name"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec_yaml: Mapped[str] = mapped_column(Text)
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    # Keys that differ from the version before (empty for the first).
+    changes: Mapped[list[str]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    applied_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    applied_by: Mapped[dict[str, Any]] = mapped_column(JSON)
+    audit_event_id: Mapped[str] = mapped_column(String(64))

@@ -15,23 +15,30 @@ from libs.auth import TableAuthorizer
 from libs.errors import AifError, ConfigError, Unauthenticated
 from libs.rpc.auth import Principal
 from libs.settings import load_settings
+from libs.usecase import load_default
+from libs.usecase.catalogue import Catalogue
 from services.gateway.app import served_usecases
 from services.gateway.auth import OipAuth
 from services.gateway.directory import AliasState, RegistryDirectory
 from services.gateway.settings import GatewaySettings
 
 
-def test_settings_and_served_use_cases() -> None:
+def test_settings_and_served_use_cases(caplog: pytest.LogCaptureFixture) -> None:
+    catalogue = Catalogue(load_default())
     settings = load_settings(
         GatewaySettings, {"AIF_GATEWAY_USE_CASES": "loan_approval", "AIF_GATEWAY_OIP_PORT": "-1"}
     )
-    assert list(served_usecases(settings)) == ["loan_approval"] and settings.oip_address is None
+    assert list(served_usecases(settings, catalogue)) == ["loan_approval"] and settings.oip_address is None
     assert load_settings(GatewaySettings, {}).oip_address == "127.0.0.1:50066"
     assert load_settings(GatewaySettings, {"AIF_GATEWAY_GRPC_PORT": "51056"}).oip_address == "127.0.0.1:51066"
     assert load_settings(GatewaySettings, {"AIF_GATEWAY_GRPC_PORT": "0"}).oip_address == "127.0.0.1:0"
-    assert set(served_usecases(load_settings(GatewaySettings, {}))) >= {"loan_approval", "image_segments"}
-    with pytest.raises(ConfigError, match="nope"):
-        served_usecases(load_settings(GatewaySettings, {"AIF_GATEWAY_USE_CASES": "nope"}))
+    assert set(served_usecases(load_settings(GatewaySettings, {}), catalogue)) >= {
+        "loan_approval",
+        "image_segments",
+    }
+    # A use case named but not (yet) in the catalogue is served once applied: a warning, not a stop.
+    assert served_usecases(load_settings(GatewaySettings, {"AIF_GATEWAY_USE_CASES": "nope"}), catalogue) == {}
+    assert "nope, not in the catalogue (yet)" in caplog.text
     with pytest.raises(ConfigError):
         load_settings(GatewaySettings, {"AIF_GATEWAY_COALESCE_INFLIGHTS": "2"})
 

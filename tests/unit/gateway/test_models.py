@@ -1,4 +1,5 @@
-"""The model manager against a fake Triton: load old+new, warm, switch, retire, unload."""
+"""The model manager against a fake Triton: load old+new (with the files of both when they
+come from the registry), warm, switch, retire, unload."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from libs.errors import NotFound
 from libs.usecase import load_default
+from services.gateway.bundles import LoadPlan
 from services.gateway.directory import AliasBook, AliasState
 from services.gateway.models import ModelManager
 
@@ -26,6 +28,7 @@ class FakeTriton:
         self.loaded: set[int] = set()
         self.log: list[Any] = []
         self.fail_load: set[int] = set()
+        self.files: list[list[str] | None] = []  # the override files of each load call
         self.recover: list[Any] = []
         self.trouble: list[Any] = []
         self.up = True
@@ -36,11 +39,14 @@ class FakeTriton:
     def on_model_trouble(self, hook: Any) -> None:
         self.trouble.append(hook)
 
-    async def load(self, model: str, config: dict[str, Any], timeout: float) -> None:
+    async def load(
+        self, model: str, config: dict[str, Any], timeout: float, files: dict[str, bytes] | None = None
+    ) -> None:
         versions = set(config["version_policy"]["specific"]["versions"])
         if versions & self.fail_load:
             raise FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "no such version folder")
         self.log.append(("load", sorted(versions)))
+        self.files.append(None if files is None else sorted(files))
         self.loaded = versions
 
     async def unload(self, model: str) -> None:
@@ -62,19 +68,29 @@ class FakeTriton:
         return {"version_policy": {"specific": {"versions": [str(v) for v in sorted(self.loaded)]}}}
 
 
-class FakeConfigs:
-    async def get(self, model: str) -> dict[str, Any]:
-        return {"name": model, "max_batch_size": 64}
+class FakeSource:
+    """Versions from Triton's own repository, or (``files``) with each version's files."""
+
+    def __init__(self, files: bool = False) -> None:
+        self.files = files
+        self.retained: list[list[int]] = []
+
+    async def plan(self, use_case: str, model: str, versions: frozenset[int]) -> LoadPlan:
+        files = {f"file:{v}/{name}": b"x" for v in versions for name in ("model.py", "model.pt")}
+        return LoadPlan({"name": model, "max_batch_size": 64}, files if self.files else None)
+
+    def retain(self, model: str, versions: frozenset[int]) -> None:
+        self.retained.append(sorted(versions))
 
 
-def manager(triton: FakeTriton, book: AliasBook, **kw: Any) -> ModelManager:
+def manager(triton: FakeTriton, book: AliasBook, source: FakeSource | None = None, **kw: Any) -> ModelManager:
     return ModelManager(
         UCS,
         book,
-        triton,
-        FakeConfigs(),
+        triton,  # type: ignore[arg-type]
+        source or FakeSource(),
         warmup_requests=1,
-        retire_grace_s=0.5,  # type: ignore[arg-type]
+        retire_grace_s=0.5,
         retry_s=0.05,
         **kw,
     )
@@ -141,7 +157,7 @@ async def test_canary_loads_both_and_recovery_reloads_everything() -> None:
             update={"deployment": UCS["loan_approval"].deployment.model_copy(update={"strategy": "canary"})}
         )
     }
-    models = ModelManager(canary, book, triton, FakeConfigs(), warmup_requests=1)  # type: ignore[arg-type]
+    models = ModelManager(canary, book, triton, FakeSource(), warmup_requests=1)  # type: ignore[arg-type]
     book.apply(AliasState("loan_approval", "champion", 1, 1))
     book.apply(AliasState("loan_approval", "challenger", 2, 1))
     await models.wait_idle()
@@ -170,3 +186,19 @@ async def test_lost_versions_are_loaded_again_on_model_trouble() -> None:
     await triton.trouble[0]("loan_approval")
     await models.wait_idle()
     assert triton.loaded == {1}
+
+
+async def test_every_load_with_files_carries_the_files_of_every_version_it_keeps() -> None:
+    """Triton replaces the model's folder on a load with files: a load that keeps v1 serving
+    while v2 warms up must carry v1's files too, and the last one only v2's."""
+    triton, book, source = FakeTriton(), AliasBook(), FakeSource(files=True)
+    models = manager(triton, book, source)
+    book.apply(AliasState("loan_approval", "champion", 1, 1))
+    await models.wait_idle()
+    book.apply(AliasState("loan_approval", "champion", 2, 2))
+    await models.wait_idle()
+    assert triton.log == [("load", [1]), ("warm", 1), ("load", [1, 2]), ("warm", 2), ("load", [2])]
+    one = ["file:1/model.pt", "file:1/model.py"]
+    two = ["file:2/model.pt", "file:2/model.py"]
+    assert triton.files == [one, one + two, two]
+    assert source.retained == [[1], [1, 2], [2]]  # the bundle cache follows what is loaded

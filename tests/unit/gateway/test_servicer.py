@@ -22,7 +22,7 @@ from services.gateway.models import ModelManager
 from services.gateway.servicer import GatewayServicer
 from services.gateway.triton import Output, Rows
 from tests.unit.gateway.test_inputs import loan_features
-from tests.unit.gateway.test_models import FakeConfigs, FakeTriton
+from tests.unit.gateway.test_models import FakeSource, FakeTriton
 
 UCS = {"loan_approval": load_default()["loan_approval"]}
 
@@ -71,7 +71,7 @@ class FakePublisher:
 @pytest.fixture
 async def parts() -> tuple[GatewayServicer, FakeFeatures, FakeScorer, FakePublisher, RecentPredictions]:
     book = AliasBook()
-    models = ModelManager(UCS, book, FakeTriton(), FakeConfigs(), warmup_requests=0)  # type: ignore[arg-type]
+    models = ModelManager(UCS, book, FakeTriton(), FakeSource(), warmup_requests=0)  # type: ignore[arg-type]
     book.apply(AliasState("loan_approval", "champion", 1))
     await models.wait_idle()
     features, scorer, publisher, recent = FakeFeatures(), FakeScorer(), FakePublisher(), RecentPredictions()
@@ -160,6 +160,9 @@ async def test_feedback_fills_in_what_the_gateway_remembers(parts) -> None:  # t
     [
         ({"use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=1)}, "prediction_id"),
         ({"prediction_id": "unknown", "outcome": common_pb2.Value(int64_value=1)}, "use_case"),
+        # A megabyte-long id is refused before it reaches a lookup or a log line.
+        ({"prediction_id": "p" * (1 << 20), "use_case": "loan_approval"}, "prediction_id"),
+        ({"prediction_id": "p/../x", "use_case": "loan_approval"}, "prediction_id"),
         ({"prediction_id": "p", "use_case": "loan_approval"}, "outcome"),
         (
             {"prediction_id": "p", "use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=3)},

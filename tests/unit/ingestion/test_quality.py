@@ -71,10 +71,12 @@ def test_window_report_and_metrics(loan: UseCase) -> None:
     proto = report.to_proto()
     assert proto.record_count == 4 and proto.rejections_by_code["parse"] == 1 and len(proto.fields) == 14
     points = metric_points(reader)
-    assert ({"use_case": "loan_approval", "outcome": "accepted"}, 2) in points["ingestion_records"]
-    assert ({"use_case": "loan_approval", "code": "range"}, 1) in points["ingestion_rejections"]
-    assert ({"use_case": "loan_approval", "field": "approved"}, 0.75) in points["ingestion_field_null_rate"]
-    assert ({"use_case": "loan_approval"}, 4) in points["ingestion_window_records"]
+    assert ({"use_case": "loan_approval", "outcome": "accepted"}, 2) in points["aif.ingestion.records"]
+    assert ({"use_case": "loan_approval", "code": "range"}, 1) in points["aif.ingestion.rejections"]
+    assert ({"use_case": "loan_approval", "field": "approved"}, 0.75) in points[
+        "aif.ingestion.field.null_rate"
+    ]
+    assert ({"use_case": "loan_approval"}, 4) in points["aif.ingestion.window.records"]
     clock.now += timedelta(seconds=10)
     assert tracker.close_due() == []  # an empty window makes no report
 

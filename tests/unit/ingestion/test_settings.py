@@ -14,8 +14,8 @@ def test_defaults_and_environment() -> None:
         IngestionSettings,
         {"AIF_INGESTION_INSTANCE_ID": "pod-3", "AIF_INGESTION_RAW_TOPIC_PATTERN": "test.{use_case}.in"},
     )
-    # No specs folder set: the shipped ones (UseCaseSourceSettings); the group is the service's name.
-    assert s.usecases_dir is None and s.consumer_group == "ingestion"
+    # Use cases come from the catalogue's topic (UseCaseSourceSettings); the group is the service's name.
+    assert s.usecases_topic == "aif.usecases" and s.consumer_group == "ingestion"
     assert s.transactional_id == "ingestion-pod-3" and s.raw_topic("loan") == "test.loan.in"
     assert s.records_topic == "aif.records" and s.dead_letter_topic == "aif.deadletter"
     assert IngestionSettings().raw_topic("loan_approval") == "aif.loan_approval.raw"

@@ -33,7 +33,7 @@ def test_defaults_follow_the_service_name() -> None:
     assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("/build/worker/worker.db")
     assert s.dead_letter_topic == "aif.deadletter"
     assert (s.registry_target, s.featurestore_target) == ("127.0.0.1:50055", "127.0.0.1:50052")
-    assert s.usecases_dir is None and s.service_token.get_secret_value() == ""
+    assert s.usecases_topic == "aif.usecases" and s.service_token.get_secret_value() == ""
 
 
 def test_scoped_and_shared_variables_override_them() -> None:

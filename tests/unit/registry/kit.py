@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aifactory.registry.v1 import events_pb2 as registry_events
-from services.registry.artifacts import ArtifactStore
+from services.registry.artifacts import FileArtifactStore
 from services.registry.convert import KIND_TO_PB
 from services.registry.core import Registry, utcnow
 from services.registry.domain import (
@@ -58,18 +58,19 @@ class Kit:
     registry: Registry
     runs: RunTracker
     store: SqlStore
-    artifacts: ArtifactStore
+    artifacts: FileArtifactStore
+    # The registry's export area (ExportModelVersion's default folder).
     repo: Path
     url: str
 
 
 @contextmanager
 def open_kit(url: str, tmp_path: Path) -> Iterator[Kit]:
-    """A registry on ``url`` (migrated), its artifacts and Triton repository under ``tmp_path``."""
+    """A registry on ``url`` (migrated), its artifacts and export area under ``tmp_path``."""
     store = open_store(url)
     try:
-        artifacts = ArtifactStore(tmp_path / "artifacts")
-        repo = tmp_path / "triton"
+        artifacts = FileArtifactStore(tmp_path / "artifacts")
+        repo = tmp_path / "exports"
         registry = Registry(store, artifacts, USECASES, TritonExporter(repo, artifacts), clock=utcnow)
         yield Kit(registry, RunTracker(store, USECASES, utcnow), store, artifacts, repo, url)
     finally:

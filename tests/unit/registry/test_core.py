@@ -29,6 +29,7 @@ from services.registry.domain import (
     VersionKey,
     VersionStatus,
 )
+from services.registry.export import MODEL_PY
 from tests.unit.registry.helpers import AUTO, GATED, principal
 from tests.unit.registry.kit import (
     APPROVER,
@@ -43,24 +44,17 @@ from tests.unit.registry.kit import (
 )
 
 
-def test_register_numbers_versions_exports_them_and_is_idempotent(kit: Kit) -> None:
+def test_register_numbers_versions_and_is_idempotent_writing_no_folder(kit: Kit) -> None:
     v1 = register(kit, idempotency_key="run-1")
     v2 = register(kit, idempotency_key="run-2")
     assert (v1.version, v2.version, v1.status) == (1, 2, VersionStatus.CANDIDATE)
     assert register(kit, idempotency_key="run-1") == v1
     assert kit.artifacts.read(v1.artifact_sha256) == model()
     assert json.loads(kit.artifacts.read(v1.reference_sha256))["use_case"] == AUTO
-    model_dir = kit.repo / AUTO
-    assert (model_dir / "2" / "model.pt").read_bytes() == model()
-    assert {"config.pbtxt", "config.gpu.pbtxt", "1", "2"} <= {p.name for p in model_dir.iterdir()}
+    # Serving needs no folder: the gateway fetches bundles (Triton's repository is Triton's).
+    assert not kit.repo.exists()
     actions = [r.action for r in kit.registry.list_audit(AUTO)]
-    assert actions == [
-        "model.created",
-        "model_version.registered",
-        "model_version.exported",
-        "model_version.registered",
-        "model_version.exported",
-    ]
+    assert actions == ["model.created", "model_version.registered", "model_version.registered"]
     listed = kit.registry.list_versions(AUTO)
     assert [v.version for v in listed] == [2, 1]
     assert kit.registry.list_audit(AUTO)[1].actor.subject == "eve"
@@ -297,13 +291,36 @@ def test_runs_metrics_and_lineage_down_to_a_prediction(kit: Kit) -> None:
         kit.registry.lineage_of_prediction("p-404")
 
 
-def test_a_tampered_artifact_is_refused_on_read_and_export(kit: Kit) -> None:
+def test_a_tampered_artifact_is_refused_on_read_export_and_promotion(kit: Kit) -> None:
     v1 = register(kit)
     blob = next((kit.artifacts.root / "sha256").rglob(v1.artifact_sha256))
     blob.write_bytes(b"tampered" + model()[8:])
     with pytest.raises(ArtifactCorrupted):
         kit.artifacts.read(v1.artifact_sha256)
-    (kit.repo / AUTO / "1" / "model.pt").unlink()
     with pytest.raises(ArtifactCorrupted):
         kit.registry.export(v1.key, ENGINEER)
     assert not (kit.repo / AUTO / "1" / "model.pt").exists()
+    # No alias points at a version whose bytes the gateway could not load.
+    with pytest.raises(ArtifactCorrupted):
+        kit.registry.apply_evaluation(verdict(v1.key, True))
+    assert kit.registry.get_version(v1.key).aliases == ()
+
+
+def test_serving_bundle_names_stored_blobs_and_the_asked_instance_kind(kit: Kit) -> None:
+    v1 = register(kit)
+    bundle = kit.registry.serving_bundle(v1.key)
+    assert (bundle.model_name, bundle.version) == (AUTO, 1)
+    files = {f.path: f for f in bundle.files}
+    assert set(files) == {"model.py", "model.pt"}
+    assert files["model.pt"].sha256 == v1.artifact_sha256 and files["model.pt"].size == len(model())
+    assert kit.artifacts.read(files["model.py"].sha256).decode() == MODEL_PY
+    assert bundle.config["backend"] == "python" and bundle.config["name"] == AUTO
+    assert bundle.config["instance_group"][0]["kind"] == "KIND_CPU"
+    gpu = kit.registry.serving_bundle(v1.key, "gpu")
+    assert gpu.config["instance_group"][0]["kind"] == "KIND_GPU" and gpu.files == bundle.files
+    with pytest.raises(InvalidArgument) as info:
+        kit.registry.serving_bundle(v1.key, "tpu")
+    assert info.value.field == "instance_kind"
+    with pytest.raises(NotFound):
+        kit.registry.serving_bundle(VersionKey(AUTO, AUTO, 9))
+    assert not kit.repo.exists()

@@ -1,5 +1,6 @@
-"""The Triton entry: config variants, the I/O contract check, atomic idempotent export, and
-model.py's batching run against a stand-in for Triton's python backend utilities."""
+"""The Triton entry: config variants (pbtxt and the JSON of a serving bundle), the I/O contract
+check, atomic idempotent export, and model.py's batching run against a stand-in for Triton's
+python backend utilities."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ from typing import Any
 
 import pytest
 import torch
+from google.protobuf import json_format, text_format
+from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from libs.errors import InvalidArgument
-from services.registry.artifacts import ArtifactStore
+from services.registry.artifacts import FileArtifactStore
 from services.registry.core import signature_of
 from services.registry.domain import SYSTEM, ModelVersion, Signature, VersionStatus
-from services.registry.export import MODEL_PY, TritonExporter, render_config, validate_torchscript
+from services.registry.export import (
+    MODEL_PY,
+    TritonExporter,
+    render_config,
+    validate_torchscript,
+)
 from tests.unit.registry.helpers import AUTO, torchscript_model, usecases
 
 UC = usecases()[AUTO]
@@ -76,7 +84,7 @@ def version(sha: str, number: int = 1) -> ModelVersion:
 
 
 def test_export_writes_the_entry_once_and_repairs_a_damaged_one(tmp_path: Path) -> None:
-    artifacts = ArtifactStore(tmp_path / "cas")
+    artifacts = FileArtifactStore(tmp_path / "cas")
     content = torchscript_model(UC)
     sha = artifacts.put(content).sha256
     exporter = TritonExporter(tmp_path / "repo", artifacts, instance_kind="gpu", max_batch_size=32)
@@ -99,6 +107,31 @@ def test_export_writes_the_entry_once_and_repairs_a_damaged_one(tmp_path: Path) 
         "config.gpu.pbtxt",
         "config.pbtxt",
     ]
+
+
+def test_a_bundle_carries_the_config_as_json_and_its_files_as_stored_blobs(tmp_path: Path) -> None:
+    artifacts = FileArtifactStore(tmp_path / "cas")
+    content = torchscript_model(UC)
+    sha = artifacts.put(content).sha256
+    exporter = TritonExporter(tmp_path / "exports", artifacts, max_batch_size=32, cpu_threads=2)
+    bundle = exporter.bundle(version(sha, 3))
+    assert (bundle.model_name, bundle.version) == ("loan", 3)
+    # The JSON and the pbtxt an export writes are the same Triton ModelConfig: one contract.
+    for kind in ("cpu", "gpu"):
+        as_json = json_format.ParseDict(exporter.bundle(version(sha, 3), kind).config, ModelConfig())
+        as_text = text_format.Parse(exporter.config(version(sha, 3), kind), ModelConfig())
+        assert as_json == as_text
+    assert bundle.config["max_batch_size"] == 32
+    assert bundle.config["input"][0]["dims"] == [len(UC.model_inputs())]
+    assert bundle.config["parameters"]["torch_num_threads"] == {"string_value": "2"}
+    assert json.loads(bundle.config["parameters"]["input_names"]["string_value"]) == UC.model_inputs()
+    files = {f.path: f for f in bundle.files}
+    assert artifacts.read(files["model.py"].sha256) == MODEL_PY.encode()
+    assert (files["model.pt"].sha256, files["model.pt"].size) == (sha, len(content))
+    assert exporter.bundle(version(sha, 3), "gpu").config["instance_group"] == [
+        {"count": 1, "kind": "KIND_GPU"}
+    ]
+    assert not (tmp_path / "exports").exists()
 
 
 class _Tensor:

@@ -235,10 +235,10 @@ async def test_progress_is_exported_as_metrics(tmp_path: Path) -> None:
         for sm in rm.scope_metrics
         for m in sm.metrics
     }
-    assert sum(p.value for p in points["trainer.epochs"]) == 3
-    assert all(p.value > 0 for p in points["trainer.samples_per_s"])
-    assert {p.attributes["split"] for p in points["trainer.last_loss"]} == {"train", "validation"}
-    assert {p.attributes["outcome"] for p in points["trainer.jobs"]} == {"queued", "succeeded"}
+    assert sum(p.value for p in points["aif.trainer.epochs"]) == 3
+    assert all(p.value > 0 for p in points["aif.trainer.throughput"])
+    assert {p.attributes["split"] for p in points["aif.trainer.last_loss"]} == {"train", "validation"}
+    assert {p.attributes["outcome"] for p in points["aif.trainer.jobs"]} == {"queued", "succeeded"}
 
 
 async def wait_message(core: TrainerCore, job_id: str, text: str, timeout: float = 30) -> Job:

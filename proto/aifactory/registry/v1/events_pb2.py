@@ -26,15 +26,19 @@ from aifactory.common.v1 import common_pb2 as aifactory_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"aifactory/registry/v1/events.proto\x12\x15\x61ifactory.registry.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n\x0c\x41liasChanged\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\r\n\x05\x61lias\x18\x03 \x01(\t\x12\x13\n\x0bnew_version\x18\x04 \x01(\x03\x12\x13\n\x0bold_version\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12)\n\x05\x61\x63tor\x18\x07 \x01(\x0b\x32\x1a.aifactory.common.v1.Actor\x12\x14\n\x0c\x65vidence_ids\x18\x08 \x03(\t\x12\x34\n\x04kind\x18\t \x01(\x0e\x32&.aifactory.registry.v1.AliasChangeKind\x12.\n\nchanged_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61udit_event_id\x18\x0b \x01(\t*\xac\x01\n\x0f\x41liasChangeKind\x12!\n\x1d\x41LIAS_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41LIAS_CHANGE_KIND_PROMOTE\x10\x01\x12\x1e\n\x1a\x41LIAS_CHANGE_KIND_ROLLBACK\x10\x02\x12\x19\n\x15\x41LIAS_CHANGE_KIND_SET\x10\x03\x12\x1c\n\x18\x41LIAS_CHANGE_KIND_DELETE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"aifactory/registry/v1/events.proto\x12\x15\x61ifactory.registry.v1\x1a aifactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n\x0c\x41liasChanged\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\r\n\x05\x61lias\x18\x03 \x01(\t\x12\x13\n\x0bnew_version\x18\x04 \x01(\x03\x12\x13\n\x0bold_version\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12)\n\x05\x61\x63tor\x18\x07 \x01(\x0b\x32\x1a.aifactory.common.v1.Actor\x12\x14\n\x0c\x65vidence_ids\x18\x08 \x03(\t\x12\x34\n\x04kind\x18\t \x01(\x0e\x32&.aifactory.registry.v1.AliasChangeKind\x12.\n\nchanged_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61udit_event_id\x18\x0b \x01(\t\"\x92\x02\n\x0eUseCaseChanged\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.aifactory.registry.v1.UseCaseState\x12\x11\n\tspec_yaml\x18\x04 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x05 \x01(\t\x12)\n\x05\x61\x63tor\x18\x06 \x01(\x0b\x32\x1a.aifactory.common.v1.Actor\x12.\n\nchanged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61udit_event_id\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t*\xac\x01\n\x0f\x41liasChangeKind\x12!\n\x1d\x41LIAS_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41LIAS_CHANGE_KIND_PROMOTE\x10\x01\x12\x1e\n\x1a\x41LIAS_CHANGE_KIND_ROLLBACK\x10\x02\x12\x19\n\x15\x41LIAS_CHANGE_KIND_SET\x10\x03\x12\x1c\n\x18\x41LIAS_CHANGE_KIND_DELETE\x10\x04*e\n\x0cUseCaseState\x12\x1e\n\x1aUSE_CASE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15USE_CASE_STATE_ACTIVE\x10\x01\x12\x1a\n\x16USE_CASE_STATE_RETIRED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aifactory.registry.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALIASCHANGEKIND']._serialized_start=448
-  _globals['_ALIASCHANGEKIND']._serialized_end=620
+  _globals['_ALIASCHANGEKIND']._serialized_start=725
+  _globals['_ALIASCHANGEKIND']._serialized_end=897
+  _globals['_USECASESTATE']._serialized_start=899
+  _globals['_USECASESTATE']._serialized_end=1000
   _globals['_ALIASCHANGED']._serialized_start=129
   _globals['_ALIASCHANGED']._serialized_end=445
+  _globals['_USECASECHANGED']._serialized_start=448
+  _globals['_USECASECHANGED']._serialized_end=722
 # @@protoc_insertion_point(module_scope)

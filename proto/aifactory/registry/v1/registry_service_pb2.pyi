@@ -2,6 +2,7 @@ import datetime
 
 from aifactory.common.v1 import common_pb2 as _common_pb2
 from aifactory.evaluator.v1 import events_pb2 as _events_pb2
+from aifactory.registry.v1 import events_pb2 as _events_pb2_1
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -34,6 +35,13 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_RUNNING: _ClassVar[RunStatus]
     RUN_STATUS_FINISHED: _ClassVar[RunStatus]
     RUN_STATUS_FAILED: _ClassVar[RunStatus]
+
+class UseCaseApplyOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USE_CASE_APPLY_OUTCOME_UNSPECIFIED: _ClassVar[UseCaseApplyOutcome]
+    USE_CASE_APPLY_OUTCOME_CREATED: _ClassVar[UseCaseApplyOutcome]
+    USE_CASE_APPLY_OUTCOME_UPDATED: _ClassVar[UseCaseApplyOutcome]
+    USE_CASE_APPLY_OUTCOME_UNCHANGED: _ClassVar[UseCaseApplyOutcome]
 MODEL_VERSION_STATUS_UNSPECIFIED: ModelVersionStatus
 MODEL_VERSION_STATUS_CANDIDATE: ModelVersionStatus
 MODEL_VERSION_STATUS_EVALUATION_FAILED: ModelVersionStatus
@@ -48,6 +56,10 @@ RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_RUNNING: RunStatus
 RUN_STATUS_FINISHED: RunStatus
 RUN_STATUS_FAILED: RunStatus
+USE_CASE_APPLY_OUTCOME_UNSPECIFIED: UseCaseApplyOutcome
+USE_CASE_APPLY_OUTCOME_CREATED: UseCaseApplyOutcome
+USE_CASE_APPLY_OUTCOME_UPDATED: UseCaseApplyOutcome
+USE_CASE_APPLY_OUTCOME_UNCHANGED: UseCaseApplyOutcome
 
 class ModelVersion(_message.Message):
     __slots__ = ("ref", "status", "run_id", "training_request_id", "artifact_uri", "artifact_sha256", "reference_profile_uri", "datasets", "features", "metrics", "code_version", "params", "labels", "aliases", "evaluation_report_id", "created_at", "created_by", "signature", "drift_report_id", "reference_profile_sha256")
@@ -573,6 +585,36 @@ class DownloadArtifactResponse(_message.Message):
     size_bytes: int
     def __init__(self, chunk: _Optional[bytes] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
+class GetServingBundleRequest(_message.Message):
+    __slots__ = ("ref", "instance_kind")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_KIND_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ModelRef
+    instance_kind: str
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., instance_kind: _Optional[str] = ...) -> None: ...
+
+class ServingFile(_message.Message):
+    __slots__ = ("path", "sha256", "size_bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    size_bytes: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class GetServingBundleResponse(_message.Message):
+    __slots__ = ("ref", "triton_model_name", "config_json", "files")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    TRITON_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ModelRef
+    triton_model_name: str
+    config_json: str
+    files: _containers.RepeatedCompositeFieldContainer[ServingFile]
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., config_json: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ServingFile, _Mapping]]] = ...) -> None: ...
+
 class GetReferenceStatsRequest(_message.Message):
     __slots__ = ("ref", "alias")
     REF_FIELD_NUMBER: _ClassVar[int]
@@ -722,3 +764,99 @@ class GetPredictionResponse(_message.Message):
     predicted_at: _timestamp_pb2.Timestamp
     alias: str
     def __init__(self, prediction_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., entity_id: _Optional[str] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class UseCaseEntry(_message.Message):
+    __slots__ = ("use_case", "version", "state", "spec_yaml", "spec_sha256", "created_at", "created_by", "updated_at", "updated_by")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    SPEC_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    version: int
+    state: _events_pb2_1.UseCaseState
+    spec_yaml: str
+    spec_sha256: str
+    created_at: _timestamp_pb2.Timestamp
+    created_by: _common_pb2.Actor
+    updated_at: _timestamp_pb2.Timestamp
+    updated_by: _common_pb2.Actor
+    def __init__(self, use_case: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[_Union[_events_pb2_1.UseCaseState, str]] = ..., spec_yaml: _Optional[str] = ..., spec_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[_Union[_common_pb2.Actor, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[_Union[_common_pb2.Actor, _Mapping]] = ...) -> None: ...
+
+class UseCaseFieldChange(_message.Message):
+    __slots__ = ("field", "needs_new_model")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_NEW_MODEL_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    needs_new_model: bool
+    def __init__(self, field: _Optional[str] = ..., needs_new_model: _Optional[bool] = ...) -> None: ...
+
+class ApplyUseCaseRequest(_message.Message):
+    __slots__ = ("use_case", "spec_yaml", "reason", "dry_run")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    spec_yaml: str
+    reason: str
+    dry_run: bool
+    def __init__(self, use_case: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., reason: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ApplyUseCaseResponse(_message.Message):
+    __slots__ = ("use_case", "outcome", "changes", "audit_event_id")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    use_case: UseCaseEntry
+    outcome: UseCaseApplyOutcome
+    changes: _containers.RepeatedCompositeFieldContainer[UseCaseFieldChange]
+    audit_event_id: str
+    def __init__(self, use_case: _Optional[_Union[UseCaseEntry, _Mapping]] = ..., outcome: _Optional[_Union[UseCaseApplyOutcome, str]] = ..., changes: _Optional[_Iterable[_Union[UseCaseFieldChange, _Mapping]]] = ..., audit_event_id: _Optional[str] = ...) -> None: ...
+
+class ListUseCasesRequest(_message.Message):
+    __slots__ = ("include_retired",)
+    INCLUDE_RETIRED_FIELD_NUMBER: _ClassVar[int]
+    include_retired: bool
+    def __init__(self, include_retired: _Optional[bool] = ...) -> None: ...
+
+class ListUseCasesResponse(_message.Message):
+    __slots__ = ("use_cases",)
+    USE_CASES_FIELD_NUMBER: _ClassVar[int]
+    use_cases: _containers.RepeatedCompositeFieldContainer[UseCaseEntry]
+    def __init__(self, use_cases: _Optional[_Iterable[_Union[UseCaseEntry, _Mapping]]] = ...) -> None: ...
+
+class GetUseCaseRequest(_message.Message):
+    __slots__ = ("use_case", "version")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    version: int
+    def __init__(self, use_case: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetUseCaseResponse(_message.Message):
+    __slots__ = ("use_case",)
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    use_case: UseCaseEntry
+    def __init__(self, use_case: _Optional[_Union[UseCaseEntry, _Mapping]] = ...) -> None: ...
+
+class RetireUseCaseRequest(_message.Message):
+    __slots__ = ("use_case", "reason")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    use_case: str
+    reason: str
+    def __init__(self, use_case: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RetireUseCaseResponse(_message.Message):
+    __slots__ = ("use_case", "audit_event_id")
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    use_case: UseCaseEntry
+    audit_event_id: str
+    def __init__(self, use_case: _Optional[_Union[UseCaseEntry, _Mapping]] = ..., audit_event_id: _Optional[str] = ...) -> None: ...

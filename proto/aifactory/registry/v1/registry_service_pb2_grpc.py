@@ -105,6 +105,11 @@ class RegistryServiceStub:
                 request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactRequest.SerializeToString,
                 response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactResponse.FromString,
                 _registered_method=True)
+        self.GetServingBundle = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/GetServingBundle',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetServingBundleRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetServingBundleResponse.FromString,
+                _registered_method=True)
         self.GetReferenceStats = channel.unary_unary(
                 '/aifactory.registry.v1.RegistryService/GetReferenceStats',
                 request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsRequest.SerializeToString,
@@ -139,6 +144,26 @@ class RegistryServiceStub:
                 '/aifactory.registry.v1.RegistryService/GetPrediction',
                 request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionRequest.SerializeToString,
                 response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionResponse.FromString,
+                _registered_method=True)
+        self.ApplyUseCase = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/ApplyUseCase',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ApplyUseCaseRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ApplyUseCaseResponse.FromString,
+                _registered_method=True)
+        self.ListUseCases = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/ListUseCases',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ListUseCasesRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ListUseCasesResponse.FromString,
+                _registered_method=True)
+        self.GetUseCase = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/GetUseCase',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetUseCaseRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetUseCaseResponse.FromString,
+                _registered_method=True)
+        self.RetireUseCase = channel.unary_unary(
+                '/aifactory.registry.v1.RegistryService/RetireUseCase',
+                request_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RetireUseCaseRequest.SerializeToString,
+                response_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RetireUseCaseResponse.FromString,
                 _registered_method=True)
 
 
@@ -229,14 +254,25 @@ class RegistryServiceServicer:
 
     def UploadArtifact(self, request_iterator, context):
         """Stores a blob (TorchScript model, reference profile) content-addressed; the
-        first message may carry the expected digest. Returns its SHA-256.
+        first message must carry the digest the client computed: a content that hashes
+        to another is refused (DATA_LOSS) and nothing is stored. Returns its SHA-256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DownloadArtifact(self, request, context):
-        """Streams a stored blob back, after checking its digest (DATA_LOSS when it does not match).
+        """Streams a stored blob back, after checking its digest (DATA_LOSS when it does not
+        match); the client checks it again on arrival.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServingBundle(self, request, context):
+        """What Triton needs to serve a version: its model config (JSON, the form of Triton's
+        load call) and its version folder's files, each a stored blob to fetch with
+        DownloadArtifact. The gateway loads it with Triton's model-repository API.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +323,36 @@ class RegistryServiceServicer:
         """One served prediction from the prediction index: its use case, version and entity
         (the gateway fills in feedback for a prediction another replica, or a previous
         process, served). NOT_FOUND until the prediction's log entry has been indexed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyUseCase(self, request, context):
+        """The use-case catalogue (see events.proto UseCaseChanged): creates a use case from a
+        spec, or applies a new version of it. A change that needs a new model (task, entity,
+        label, record schema, features) is refused with FAILED_PRECONDITION naming the
+        field; dry_run only reports what would change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUseCases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUseCase(self, request, context):
+        """One use case's current entry, or one of its earlier versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireUseCase(self, request, context):
+        """Retires a use case: every service stops taking its records and requests.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -365,6 +431,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactRequest.FromString,
                     response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.DownloadArtifactResponse.SerializeToString,
             ),
+            'GetServingBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServingBundle,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetServingBundleRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetServingBundleResponse.SerializeToString,
+            ),
             'GetReferenceStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReferenceStats,
                     request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetReferenceStatsRequest.FromString,
@@ -399,6 +470,26 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetPrediction,
                     request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionRequest.FromString,
                     response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionResponse.SerializeToString,
+            ),
+            'ApplyUseCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyUseCase,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ApplyUseCaseRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ApplyUseCaseResponse.SerializeToString,
+            ),
+            'ListUseCases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUseCases,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ListUseCasesRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ListUseCasesResponse.SerializeToString,
+            ),
+            'GetUseCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUseCase,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetUseCaseRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetUseCaseResponse.SerializeToString,
+            ),
+            'RetireUseCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireUseCase,
+                    request_deserializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RetireUseCaseRequest.FromString,
+                    response_serializer=aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RetireUseCaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -791,6 +882,33 @@ class RegistryService:
             _registered_method=True)
 
     @staticmethod
+    def GetServingBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/GetServingBundle',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetServingBundleRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetServingBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetReferenceStats(request,
             target,
             options=(),
@@ -969,6 +1087,114 @@ class RegistryService:
             '/aifactory.registry.v1.RegistryService/GetPrediction',
             aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionRequest.SerializeToString,
             aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetPredictionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyUseCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/ApplyUseCase',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ApplyUseCaseRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ApplyUseCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUseCases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/ListUseCases',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ListUseCasesRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.ListUseCasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUseCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/GetUseCase',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetUseCaseRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.GetUseCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireUseCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifactory.registry.v1.RegistryService/RetireUseCase',
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RetireUseCaseRequest.SerializeToString,
+            aifactory_dot_registry_dot_v1_dot_registry__service__pb2.RetireUseCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
