@@ -164,17 +164,27 @@ class Machine:
 
     def _prelude(self) -> str:
         """Shell run as root inside the host's fresh namespaces before dropping privileges."""
-        steps = [
-            "set -e",
-            f"hostname {shlex.quote(self.host.name)}",
+        q = shlex.quote
+        steps = ["set -e", f"hostname {q(self.host.name)}"]
+        # The code this host runs may itself live under /tmp (a CI clone): it is kept
+        # through the fresh /tmp by a bind mount staged outside it.
+        kept = self._kept_under_tmp()
+        for i, path in enumerate(kept):
+            steps.append(f"mount --bind {q(str(path))} {q(str(self._stage(i)))}")
+        steps += [
             "mount -t tmpfs -o mode=1777,size=1g,nosuid,nodev tmpfs /tmp",
             "mount -t tmpfs -o mode=1777,size=1g,nosuid,nodev tmpfs /dev/shm",
         ]
+        for i, path in enumerate(kept):
+            steps += [
+                f"mkdir -p {q(str(path))}",
+                f"mount --bind {q(str(self._stage(i)))} {q(str(path))}",
+                f"umount {q(str(self._stage(i)))}",
+            ]
         prefix = Path(sys.base_prefix).resolve()
         blocked = _blocked_ancestor(prefix)
         if blocked is not None:
             stage = self.root / "mnt" / self.host.name
-            q = shlex.quote
             steps += [
                 f"mount --bind {q(str(prefix))} {q(str(stage))}",
                 f"mount -t tmpfs -o mode=755,size=1m tmpfs {q(str(blocked))}",
@@ -188,9 +198,27 @@ class Machine:
         steps.append("umask 077")
         return "\n".join(steps)
 
+    def _kept_under_tmp(self) -> list[Path]:
+        """The repository, the venv and the interpreter, where they lie under /tmp or
+        /dev/shm (which each host gets empty), outermost only."""
+        volatile = (Path("/tmp"), Path("/dev/shm"))
+        paths = sorted(
+            {
+                p
+                for p in (REPO, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
+                if any(p.is_relative_to(v) and p != v for v in volatile)
+            }
+        )
+        return [p for p in paths if not any(p != o and p.is_relative_to(o) for o in paths)]
+
+    def _stage(self, i: int) -> Path:
+        return self.root / "mnt" / f"{self.host.name}-keep{i}"
+
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` as run on this host (see the module docstring)."""
         (self.root / "mnt" / self.host.name).mkdir(parents=True, exist_ok=True)
+        for i in range(len(self._kept_under_tmp())):
+            self._stage(i).mkdir(parents=True, exist_ok=True)
         drop = [
             "setpriv",
             f"--reuid={self.uid}",

@@ -229,12 +229,16 @@ def test_one_gateway_request_is_one_connected_trace_through_features_triton_and_
 
 
 def test_metrics_and_json_logs_reach_the_collector(observed: Observed) -> None:
-    deadline = time.monotonic() + 30
+    # Metrics leave every export interval (10 s), the lag gauge once the consumer has its
+    # partitions: on a loaded machine that can take a few intervals.
+    deadline = time.monotonic() + 60
     while True:
         by_service = observed.collector.metric_names()
         logs = observed.collector.log_records()
         if (
-            "aif.rpc.server.requests" in by_service.get("gateway", set()) and logs
+            "aif.rpc.server.requests" in by_service.get("gateway", set())
+            and "aif.bus.consumer.lag" in by_service.get("monitor", set())
+            and logs
         ) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
