@@ -27,6 +27,7 @@ from tests.bench import features as features_bench
 from tests.bench import gateway as gateway_bench
 from tests.bench import ingest as ingest_bench
 from tests.bench import loop as loop_bench
+from tests.bench import multihost as multihost_bench
 from tests.bench import otlp as otlp_bench
 from tests.bench import pipeline as pipeline_bench
 from tests.bench import train as train_bench
@@ -60,6 +61,8 @@ EXPECTED = {
     "otlp": ["otlp.predict.rps_c8", "otlp.oip.rps_c8", "otlp.predict.p99_ms"],
     "artifact": ["artifact.load_s"],
     "loop": ["loop.seconds", "loop.detection_records", "loop.false_alarms"],
+    # After "loop": its row is the baseline of this one.
+    "multihost": [multihost_bench.NAME],
 }
 
 # Tiny sizes: every code path of every part, none of the statistics.
@@ -72,6 +75,7 @@ SMOKE: dict[object, dict[str, object]] = {
     trainingset_bench: {"ROWS": 20_000, "ROUNDS": 1},
     monitor: {"SEEDS": (11,)},
     artifact: {"ROUNDS": 1},
+    multihost_bench: {"SKIP": "--smoke (make test runs the same layout: tests/multihost)"},
     otlp_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "LATENCY_CALLS": 20, "WARMUP": 20},
     gateway_bench: {
         "ROUNDS": 2,
@@ -91,7 +95,9 @@ SMOKE: dict[object, dict[str, object]] = {
 SMOKE_LOOP = LoopConfig(bootstrap=2_000, stationary=400, recovery=100, max_after_onset=20_000, timeout_s=300)
 
 
-def _parts(bootstrap: str, loop_config: LoopConfig) -> dict[str, tuple[str, Callable[[], list[Figure]]]]:
+def _parts(
+    bootstrap: str, loop_config: LoopConfig, so_far: list[Figure]
+) -> dict[str, tuple[str, Callable[[], list[Figure]]]]:
     return {
         "bus": (f"event bus, {bus.N:,} events each way", lambda: asyncio.run(bus.measure(bootstrap))),
         "ingest": (
@@ -131,6 +137,10 @@ def _parts(bootstrap: str, loop_config: LoopConfig) -> dict[str, tuple[str, Call
             "the closed loop on a fresh factory (drift onset → new champion serving)",
             lambda: loop_bench.measure_loop(loop_config),
         ),
+        "multihost": (
+            "the closed loop with every part on its own network namespace, user and folder",
+            lambda: multihost_bench.measure_multihost(so_far),
+        ),
     }
 
 
@@ -162,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds: dict[str, float] = {}
     errors: list[str] = []
     try:
-        parts = _parts(kafka.bootstrap_servers, SMOKE_LOOP if args.smoke else loop_bench.CONFIG)
+        parts = _parts(kafka.bootstrap_servers, SMOKE_LOOP if args.smoke else loop_bench.CONFIG, figures)
         for name in chosen:
             what, run = parts[name]
             print(f"bench: {what} ...", file=sys.stderr, flush=True)

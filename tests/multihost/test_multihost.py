@@ -6,7 +6,8 @@ other host can read: Kafka, PostgreSQL, Redis and Triton, the seven services and
 The app host onboards the loan-approval use case and a second one into the running
 factory (``aif usecase apply``), then runs a short closed loop against the services by
 name. Prints a table of the hosts and the loop's one-line summary; writes the loop's
-seconds to ``build/multihost/bench.json`` (the bench's row shape) for ``make bench``.
+seconds to ``build/multihost/bench.json`` (the bench's row shape; ``make bench`` measures the
+same row beside the one-host loop in its own run: tests/bench/multihost.py).
 Everything it made is removed at the end, whatever happened (aif.multihost.layout).
 """
 
