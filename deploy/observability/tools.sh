@@ -17,17 +17,8 @@ MANIFEST=$HERE/otelcol-builder.yaml
 
 die() { echo "observability/tools.sh: $*" >&2; exit 1; }
 
-find_go() {
-  if command -v go >/dev/null; then command -v go; return; fi
-  if [ -x /usr/local/go/bin/go ]; then echo /usr/local/go/bin/go; return; fi
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> apt-get install golang-go" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go >&2
-    command -v go && return
-  fi
-  die "no Go toolchain: install Go (Debian: golang-go), then run make setup again"
-}
+# shellcheck source=../tools/go-toolchain.sh
+source "$ROOT/deploy/tools/go-toolchain.sh"
 
 install_otelcol() {
   local stamp="$BIN/.otelcol-aif.version" want

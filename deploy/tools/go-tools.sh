@@ -21,17 +21,8 @@ die() { echo "go-tools.sh: $*" >&2; exit 1; }
 # The go command keeps its module and build caches under $HOME; without one, in the project.
 [ -n "${HOME:-}" ] || export GOPATH="$ROOT/build/tools/go" GOCACHE="$ROOT/build/tools/go-cache"
 
-find_go() {
-  if command -v go >/dev/null; then command -v go; return; fi
-  if [ -x /usr/local/go/bin/go ]; then echo /usr/local/go/bin/go; return; fi
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> apt-get install golang-go" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go >&2
-    command -v go && return
-  fi
-  die "no Go toolchain: install Go (Debian: golang-go), then run make setup again"
-}
+# shellcheck source=go-toolchain.sh
+source "$ROOT/deploy/tools/go-toolchain.sh"
 
 # install NAME MODULE VERSION: build MODULE@VERSION, keep its binary as $BIN/NAME.
 install_tool() {

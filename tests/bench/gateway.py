@@ -198,7 +198,8 @@ def serve_passthrough(port: int, triton_url: str, feature_store_url: str, entity
 # -- clients --------------------------------------------------------------------------
 
 
-def _latencies(call, payload: bytes, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+def latencies(call, payload: bytes, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds of each of ``n`` blocking calls, one after the other."""
     out = []
     for _ in range(n):
         started = time.perf_counter()
@@ -207,11 +208,19 @@ def _latencies(call, payload: bytes, n: int) -> list[float]:  # type: ignore[no-
     return out
 
 
-async def _rps(target: str, payload: bytes, seconds: float) -> float:
+async def calls_per_s(
+    target: str,
+    payload: bytes,
+    seconds: float,
+    *,
+    method: str = "/inference.GRPCInferenceService/ModelInfer",
+    warmup_s: float = 0.5,
+) -> float:
+    """Calls per second of ``method`` with ``payload`` at CONCURRENCY, after a warm-up."""
     async with grpc.aio.insecure_channel(target) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        call = channel.unary_unary(method)
         done = 0
-        loop_stop = time.perf_counter() + 0.5  # warm-up
+        loop_stop = time.perf_counter() + warmup_s
 
         async def worker() -> None:
             nonlocal done
@@ -469,8 +478,8 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         entity_requests = [gw_pb.PredictRequest(use_case="loan_approval", entity_id=e) for e in order]
         floor_request = entity_requests[0].SerializeToString()
         for call in (direct, gateway, floor):
-            _latencies(call, payload, WARMUP)
-        _latencies(floor_predict, floor_request, WARMUP)
+            latencies(call, payload, WARMUP)
+        latencies(floor_predict, floor_request, WARMUP)
         for backend in BACKENDS:  # the same warm-up for each gateway and for its baseline
             for e in order[:WARMUP]:
                 predicts[backend](gw_pb.PredictRequest(use_case="loan_approval", entity_id=e))
@@ -478,8 +487,8 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         # The gateways under test, in the order of a round: this tree's, then the baseline's.
         gateways = [("gateway", "entity", gateway, predict)]
         if tree:
-            _latencies(base, payload, WARMUP)
-            _latencies(base_predict, entity_requests[0], WARMUP)
+            latencies(base, payload, WARMUP)
+            latencies(base_predict, entity_requests[0], WARMUP)
             gateways.append(("base", "base_entity", base, base_predict))
 
         def timed(key: str, fn, items) -> None:  # type: ignore[no-untyped-def]
@@ -490,9 +499,9 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
 
         for r in range(ROUNDS):
             calls = slice(r * LATENCY_CALLS, (r + 1) * LATENCY_CALLS)
-            lat["direct"] += _latencies(direct, payload, LATENCY_CALLS)
+            lat["direct"] += latencies(direct, payload, LATENCY_CALLS)
             for inline, entity, call, by_entity in gateways if r % 2 == 0 else gateways[::-1]:
-                lat[inline] += _latencies(call, payload, LATENCY_CALLS)
+                lat[inline] += latencies(call, payload, LATENCY_CALLS)
                 if tree:  # by entity, this tree's against the other's in the same rounds
                     timed(entity, by_entity, entity_requests[calls])
             # Each backend: its gateway and its Feast SDK + Triton baseline on the same entities,
@@ -504,18 +513,18 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                 ]
                 for key, fn, items in pair if r % 2 == 0 else pair[::-1]:
                     timed(key, fn, items)
-            lat["floor"] += _latencies(floor, payload, LATENCY_CALLS)
-            lat["floor_entity"] += _latencies(floor_predict, floor_request, LATENCY_CALLS)
+            lat["floor"] += latencies(floor, payload, LATENCY_CALLS)
+            lat["floor_entity"] += latencies(floor_predict, floor_request, LATENCY_CALLS)
         for ch in (*channels, *business_ch.values(), *base_ch):
             ch.close()
 
         rps: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": [], "base": []}
         rps_targets = [("gateway", gateway_url)] + ([("base", base_url)] if tree else [])
         for r in range(RPS_ROUNDS):
-            rps["direct"].append(asyncio.run(_rps(direct_url, payload, RPS_SECONDS)))
+            rps["direct"].append(asyncio.run(calls_per_s(direct_url, payload, RPS_SECONDS)))
             for name, url in rps_targets if r % 2 == 0 else rps_targets[::-1]:
-                rps[name].append(asyncio.run(_rps(url, payload, RPS_SECONDS)))
-            rps["floor"].append(asyncio.run(_rps(floor_url, payload, RPS_SECONDS)))
+                rps[name].append(asyncio.run(calls_per_s(url, payload, RPS_SECONDS)))
+            rps["floor"].append(asyncio.run(calls_per_s(floor_url, payload, RPS_SECONDS)))
 
         pa = {
             "direct_c1": _perf_analyzer(direct_url, 1, logs / "pa-direct-c1.csv"),

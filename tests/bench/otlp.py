@@ -28,6 +28,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from tests.bench.gateway import calls_per_s, latencies
 from tests.bench.report import Figure
 from tests.otel_support import OTELCOL, Collector, free_port
 
@@ -63,35 +64,6 @@ def _payloads() -> tuple[bytes, bytes]:
 
 PREDICT = "/aifactory.gateway.v1.GatewayService/Predict"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-async def _rps(target: str, method: str, payload: bytes, seconds: float) -> float:
-    async with grpc.aio.insecure_channel(target) as channel:
-        call = channel.unary_unary(method)
-        done = 0
-        stop_at = time.perf_counter() + 0.3  # warm-up
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < stop_at:
-                await call(payload)
-                done += 1
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        done = 0
-        started = time.perf_counter()
-        stop_at = started + seconds
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return done / (time.perf_counter() - started)
-
-
-def _latencies(call, payload: bytes, n: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call(payload)
-        out.append(time.perf_counter() - started)
-    return out
 
 
 def _wait(what: str, check, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
@@ -164,16 +136,22 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
         calls = {k: ch.unary_unary(PREDICT) for k, ch in channels.items()}
         for key, call in calls.items():
             _wait(f"gateway ({key})", lambda c=call: c(predict, timeout=5))  # type: ignore[misc]
-            _latencies(call, predict, WARMUP)
+            latencies(call, predict, WARMUP)
         rps: dict[str, dict[str, list[float]]] = {k: {"predict": [], "oip": []} for k in ports}
         lat: dict[str, list[float]] = {k: [] for k in ports}
         order = list(ports)
         for r in range(ROUNDS):
             for key in order if r % 2 == 0 else order[::-1]:
                 g, o = ports[key]
-                rps[key]["predict"].append(asyncio.run(_rps(f"127.0.0.1:{g}", PREDICT, predict, RPS_SECONDS)))
-                rps[key]["oip"].append(asyncio.run(_rps(f"127.0.0.1:{o}", INFER, oip, RPS_SECONDS)))
-                lat[key] += _latencies(calls[key], predict, LATENCY_CALLS)
+                rps[key]["predict"].append(
+                    asyncio.run(
+                        calls_per_s(f"127.0.0.1:{g}", predict, RPS_SECONDS, method=PREDICT, warmup_s=0.3)
+                    )
+                )
+                rps[key]["oip"].append(
+                    asyncio.run(calls_per_s(f"127.0.0.1:{o}", oip, RPS_SECONDS, method=INFER, warmup_s=0.3))
+                )
+                lat[key] += latencies(calls[key], predict, LATENCY_CALLS)
         for ch in channels.values():
             ch.close()
         exported = (collector.log.read_text() if collector.log.exists() else "").count("Traces")
