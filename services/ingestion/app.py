@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aifactory.ingestion.v1 import ingestion_service_pb2, ingestion_service_pb2_grpc
 from libs.auth import server_security
 from libs.bus import KafkaSecurity
+from libs.bus.admin import ensure_topic
 from libs.rpc import RpcServer
 from libs.runtime import Service
 from libs.telemetry import Telemetry
@@ -44,7 +45,6 @@ async def ensure_topics(
     partitions: int,
     replication: int,
     kafka_options: Mapping[str, Any] | None = None,
-    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create the topics ingestion reads and writes when missing, so the group can join at once."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka_options or {}))
@@ -54,12 +54,7 @@ async def ensure_topics(
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(
-                        n,
-                        num_partitions=partitions,
-                        replication_factor=replication,
-                        topic_configs=dict((configs or {}).get(n, {})),
-                    )
+                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
                     for n in sorted(missing)
                 ]
             )
@@ -120,14 +115,13 @@ async def build(
 
     state = quality_state(settings)
     # The state topic first: every counting transaction writes to it. Compacted: only the
-    # latest window of each key matters.
-    await ensure_topics(
+    # latest window of each key matters (set again on a topic auto-created without it).
+    await ensure_topic(
         settings.kafka_bootstrap,
-        [state.topic],
-        1,
-        settings.topic_replication,
-        kafka_options(settings),
-        {state.topic: {"cleanup.policy": "compact"}},
+        state.topic,
+        configs={"cleanup.policy": "compact"},
+        security=KafkaSecurity.from_settings(settings),
+        replication=settings.topic_replication,
     )
     push_publisher = TransactionalPublisher(
         settings.kafka_bootstrap,
