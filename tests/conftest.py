@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -16,6 +17,10 @@ from libs.telemetry import setup_telemetry
 # At the end of every run, every log written during it is searched for tokens, secrets and
 # personal data (issue 7, "Must show").
 pytest_plugins = ["tests.security.log_search"]
+
+# The tests' broker is the open local one: every service process they start (inheriting this
+# environment) is told PLAINTEXT is local development (libs.bus.security.require_kafka_tls).
+os.environ.setdefault("AIF_KAFKA_ALLOW_PLAINTEXT", "1")
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,26 @@ def own_triton(name: str, base_port: int):  # type: ignore[no-untyped-def]
     )
     install(cfg)
     cfg.model_repository.mkdir(parents=True, exist_ok=True)
-    return ensure_triton(cfg)
+    handle = ensure_triton(cfg)
+    CONTROL_KEYS[handle.grpc_url] = handle.control_key
+    return handle
+
+
+# Model-control keys of the Tritons started here, by gRPC address: gateway_settings gives
+# the gateway the key of the Triton it is pointed at, as a deployment does.
+CONTROL_KEYS: dict[str, str] = {}
+
+
+def control_key(triton_url: str) -> str:
+    """The model-control key of the Triton at ``triton_url`` (a test's own, or the shared one)."""
+    if triton_url not in CONTROL_KEYS:
+        from aif.infra import InfraConfig
+        from aif.infra.triton import control_key as read_key
+
+        cfg = InfraConfig.from_env()
+        if triton_url == f"{cfg.host}:{cfg.triton_grpc_port}":
+            CONTROL_KEYS[triton_url] = read_key(cfg.dir("triton"))
+    return CONTROL_KEYS.get(triton_url, "")
 
 
 _shared: dict[str, object] = {}
@@ -160,6 +179,7 @@ def gateway_settings(triton_url: str, bootstrap: str, **overrides: object):  # t
         metrics_port=0,
         auth_mode="off",
         triton_url=triton_url,
+        triton_control_key=control_key(triton_url),
         kafka_bootstrap=bootstrap,
         registry_target="",
         featurestore_target="127.0.0.1:1",

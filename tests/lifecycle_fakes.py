@@ -165,3 +165,71 @@ class FakePublisher:
 
     def of(self, topic: str) -> list[Any]:
         return [e for t, e, *_ in self.sent if t == topic]
+
+
+class FakeOwners:
+    """The evaluator's and the monitor's read APIs (``libs.lifecycle.owners``) as dicts, for
+    tests that are not about confirming events: each ``confirm_*`` stores what the owner
+    would hold for that event and returns the event. tests/security/test_attack_events.py
+    runs the real owners instead."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, Any] = {}
+        self.drift: dict[str, Any] = {}
+        self.alerts: dict[str, Any] = {}
+
+    def confirm_evaluation(self, event: evaluator_events.ModelEvaluated) -> evaluator_events.ModelEvaluated:
+        from aifactory.evaluator.v1 import evaluator_service_pb2 as ev_pb
+
+        if not event.gates:
+            # A verdict is read from its gates: one that says what ``passed`` says.
+            event.gates.append(
+                evaluator_events.GateResult(
+                    gate="metric_floor",
+                    metric="auc",
+                    value=0.9 if event.passed else 0.5,
+                    threshold=0.75,
+                    passed=event.passed,
+                    comparator=">=",
+                )
+            )
+        self.reports[event.report_id] = ev_pb.EvaluationReport(
+            report_id=event.report_id, model=event.model, passed=event.passed, gates=event.gates
+        )
+        return event
+
+    def confirm_drift(self, event: Any) -> Any:
+        from aifactory.monitor.v1 import monitor_service_pb2 as mon_pb
+
+        self.drift[event.report_id] = mon_pb.DriftReport(
+            report_id=event.report_id,
+            use_case=event.use_case,
+            model=event.model,
+            drift_detected=True,
+            evidence=event.evidence,
+        )
+        return event
+
+    def confirm_rollback(self, event: Any) -> Any:
+        from aifactory.monitor.v1 import monitor_service_pb2 as mon_pb
+        from libs.lifecycle.owners import rollback_alert_id
+
+        alert_id = rollback_alert_id(event.request_id)
+        self.alerts[alert_id] = mon_pb.Alert(
+            alert_id=alert_id,
+            use_case=event.use_case or event.model.use_case,
+            model=event.model,
+            kind="rollback",
+            message=event.reason,
+        )
+        return event
+
+    async def report(self, report_id: str) -> Any:
+        return self.reports.get(report_id)
+
+    async def drift_report(self, report_id: str) -> Any:
+        return self.drift.get(report_id)
+
+    async def alert(self, use_case: str, alert_id: str) -> Any:
+        found = self.alerts.get(alert_id)
+        return found if found is not None and found.use_case == use_case else None

@@ -3,14 +3,20 @@
     aif token keygen                       Ed25519 key pair into build/auth/ (private key 0600)
     aif token issue --sub alice --role loan_approval:approver --role '*:auditor' --ttl 1h
     aif token revoke <token-or-jti>        refused from the next call on, by every service
+    aif token revoke --subject svc-trainer every token of that subject issued until now
+    aif token rotate                       new signing key; the JWKS keeps the old one
+    aif token retire <kid>                 drop a rotated-out key (once its tokens expired)
     aif token certs                        dev CA + a certificate per service (mutual TLS)
-    aif token service [NAME...] [--uid N]  each service's own folder: build/auth/services/<name>/
+    aif token service [NAME...] [--uid N] [--refresh]
+                                           each service's own folder: build/auth/services/<name>/
 
 The folder is ``AIF_AUTH_DIR`` (default ``build/auth``): it holds the signing (private)
 key and stays with whoever issues tokens. A service host is given only its own folder
-from ``aif token service`` (public key, revocation list and, for a service that calls
-others, its ``token``): docker-compose.yml mounts those files, the Helm chart takes them
-as values (deploy/helm/aifactory/README.md).
+from ``aif token service`` (public keys ``jwks.json``, revocation list and, for a service
+that calls others, its ``token``: subject and role ``svc-<name>``, one hour by default,
+minted again before it expires by ``--refresh``; the service re-reads the file):
+docker-compose.yml mounts those files, the Helm chart takes them as values
+(deploy/helm/aifactory/README.md).
 """
 
 from __future__ import annotations
@@ -19,16 +25,18 @@ import argparse
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import jwt
 
 from aif.stack import CALLERS, SERVICE_ROLES
 from aif.stack import SERVICES as STACK_SERVICES
-from libs.auth.dev import DevAuth, auth_dir_from_env
+from libs.auth.dev import SERVICE_TOKEN_TTL_S, DevAuth, auth_dir_from_env
+from libs.auth.jwks import JWKS_FILE
 from libs.auth.permissions import Role
 from libs.auth.tls import create_ca, issue_cert
-from libs.auth.tokens import REVOKED_FILE, generate_keypair, parse_grants
+from libs.auth.tokens import DEFAULT_MAX_TOKEN_TTL_S, REVOKED_FILE, generate_keypair, parse_grants
 from libs.errors import AifError
 from libs.settings import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 
@@ -65,12 +73,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     issue.add_argument("--issuer", default=DEFAULT_ISSUER)
     issue.add_argument("--audience", default=DEFAULT_AUDIENCE)
     revoke = cmds.add_parser("revoke", help="add a token (or its jti) to the revocation list")
-    revoke.add_argument("token", help="the token, or its jti")
+    revoke.add_argument("token", nargs="?", help="the token, or its jti")
+    revoke.add_argument(
+        "--subject", help="revoke every token of this subject issued until now (e.g. svc-trainer)"
+    )
+    cmds.add_parser("rotate", help="new signing key; the JWKS keeps the old public key")
+    retire = cmds.add_parser("retire", help="drop a rotated-out key from the JWKS")
+    retire.add_argument("kid", help="the key's id (aif token rotate prints them)")
     service = cmds.add_parser(
         "service", help="mint each service's own credentials folder (public key, revocation list, token)"
     )
     service.add_argument("names", nargs="*", help=f"services (default: all of {', '.join(SERVICES)})")
-    service.add_argument("--ttl", type=parse_ttl, default=7 * 86400, help="token lifetime (default 7d)")
+    service.add_argument(
+        "--ttl",
+        type=parse_ttl,
+        default=SERVICE_TOKEN_TTL_S,
+        help="token lifetime (default 1h: mint again before)",
+    )
+    service.add_argument(
+        "--refresh",
+        action="store_true",
+        help="keep running and mint the tokens again at a third of their lifetime",
+    )
     service.add_argument(
         "--uid",
         type=int,
@@ -92,18 +116,37 @@ def run(args: argparse.Namespace) -> int:
 
 def _keygen(args: argparse.Namespace, directory: Path) -> int:
     private, public = generate_keypair(directory, overwrite=args.force)
-    DevAuth(directory).ensure()  # the privacy salt beside the keys
+    if args.force:
+        (directory / JWKS_FILE).unlink(missing_ok=True)  # published anew with the new key only
+    DevAuth(directory).ensure()  # the JWKS, the revocation list and the privacy salt
     print(f"private key {private} (0600)\npublic key  {public}")
     return 0
 
 
 def _issue(args: argparse.Namespace, directory: Path) -> int:
     auth = DevAuth(directory, issuer=args.issuer, audience=args.audience)
+    if args.ttl > DEFAULT_MAX_TOKEN_TTL_S:
+        print(
+            f"aif token: warning: services refuse tokens living over {DEFAULT_MAX_TOKEN_TTL_S}s "
+            "unless AIF_AUTH_MAX_TOKEN_TTL_S allows it",
+            file=sys.stderr,
+        )
     print(auth.issue(args.sub, parse_grants(args.role), ttl_seconds=args.ttl))
     return 0
 
 
 def _revoke(args: argparse.Namespace, directory: Path) -> int:
+    if (args.token is None) == (args.subject is None):
+        print("aif token: revoke a token (or jti), or --subject, one of them", file=sys.stderr)
+        return 2
+    if args.subject is not None:
+        try:
+            DevAuth(directory).revocations.revoke_subject(args.subject, time.time())
+        except ValueError as exc:
+            print(f"aif token: {exc}", file=sys.stderr)
+            return 2
+        print(f"revoked every token of {args.subject} issued until now")
+        return 0
     jti = args.token
     if jti.count(".") == 2:
         # Revoking needs only the id; a forged token's id is harmless on the list.
@@ -120,22 +163,41 @@ def _revoke(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace, directory: Path) -> int:
+    auth = DevAuth(directory)
+    kid = auth.rotate()
+    print(f"signing key {kid}\npublished keys (newest first): {' '.join(auth.published_kids())}")
+    return 0
+
+
+def _retire(args: argparse.Namespace, directory: Path) -> int:
+    auth = DevAuth(directory)
+    auth.retire(args.kid)
+    print(f"retired {args.kid}; published keys: {' '.join(auth.published_kids())}")
+    return 0
+
+
 def _service(args: argparse.Namespace, directory: Path) -> int:
     unknown = sorted(set(args.names) - set(SERVICES))
     if unknown:
         print(f"aif token: unknown service(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     auth = DevAuth(directory)
-    for name in args.names or SERVICES:
-        roles = SERVICE_ROLES if name in CALLERS else None
-        folder = auth.mint_service(name, roles, ttl_seconds=args.ttl)
-        if args.uid is not None:
-            # Bind-mounted files keep their host owner: the container's user must own the
-            # token (0600) and the folder (0700) to read them.
-            for path in (folder, *(p for p in folder.iterdir() if p.name != REVOKED_FILE)):
-                os.chown(path, args.uid, -1)
-        print(f"{name:<12} {folder}{'  (token)' if roles else ''}")
-    return 0
+    while True:
+        for name in args.names or SERVICES:
+            roles = SERVICE_ROLES[name] if name in CALLERS else None
+            folder = auth.mint_service(name, roles, ttl_seconds=args.ttl)
+            if args.uid is not None:
+                # Bind-mounted files keep their host owner: the container's user must own the
+                # token (0600) and the folder (0700) to read them.
+                for path in (folder, *(p for p in folder.iterdir() if p.name != REVOKED_FILE)):
+                    os.chown(path, args.uid, -1)
+            print(f"{name:<12} {folder}{'  (token)' if roles else ''}", flush=True)
+        if not args.refresh:
+            return 0
+        # Services re-read a rewritten token file: re-minting at a third of the lifetime
+        # keeps a running compose stack authenticated (stop with Ctrl-C).
+        time.sleep(max(1, args.ttl // 3))
 
 
 def _certs(args: argparse.Namespace, directory: Path) -> int:
@@ -147,4 +209,12 @@ def _certs(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
-_COMMANDS = {"keygen": _keygen, "issue": _issue, "revoke": _revoke, "service": _service, "certs": _certs}
+_COMMANDS = {
+    "keygen": _keygen,
+    "issue": _issue,
+    "revoke": _revoke,
+    "rotate": _rotate,
+    "retire": _retire,
+    "service": _service,
+    "certs": _certs,
+}

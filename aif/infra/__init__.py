@@ -9,7 +9,8 @@ Command line::
 
     python -m aif.infra install                 # apt packages, Kafka jars, Triton backend
     python -m aif.infra up [kafka postgres redis triton]   # default: these four
-    python -m aif.infra up kafka-secure         # the secure Kafka profile (SASL/SCRAM + ACLs)
+    python -m aif.infra up kafka-secure         # the secure Kafka profile (SASL_SSL: TLS + SCRAM, ACLs)
+    python -m aif.infra kafka-acls [--follow]   # its producers and ACLs for the live catalogue
     python -m aif.infra status
     python -m aif.infra down [...]              # stops only what aif.infra started
 
@@ -19,7 +20,7 @@ Python API (pytest fixtures, demo)::
 
     kafka = ensure_kafka()          # KafkaHandle(bootstrap_servers="127.0.0.1:9092", started=...)
     secure = ensure_kafka_secure()  # KafkaSecureHandle(bootstrap_servers="127.0.0.1:9094", ...);
-                                    # secure.security("trainer") -> aiokafka SASL keyword arguments
+                                    # secure.security("trainer") -> aiokafka SASL_SSL keyword arguments
     pg = ensure_postgres()          # PostgresHandle(dsn="postgresql://aifactory:aifactory@127.0.0.1:5432/aifactory")
     rd = ensure_redis()             # RedisHandle(url="redis://127.0.0.1:6379/0")
     tr = ensure_triton()            # TritonHandle(grpc_url="127.0.0.1:8001", http_url="127.0.0.1:8000",

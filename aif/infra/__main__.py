@@ -1,4 +1,9 @@
-"""CLI: ``python -m aif.infra {install,up,down,status} [component ...]``."""
+"""CLI: ``python -m aif.infra {install,up,down,status} [component ...]``.
+
+``python -m aif.infra kafka-acls [--follow]``: the secure broker's admin step after a use case
+is applied at run time: its producer, raw topic and ACLs from the live catalogue (once, or
+following the catalogue until Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -50,9 +55,36 @@ def _down(config: InfraConfig, names: list[str]) -> int:
     return 0
 
 
+def _kafka_acls(config: InfraConfig, *, follow: bool) -> int:
+    """Sets the secure broker's producers and ACLs to its use cases and its live catalogue's."""
+    import asyncio
+    import signal
+
+    from .kafka_secure import KafkaSecure
+
+    secure = KafkaSecure(config)
+    if not secure.running():
+        raise InfraError(secure.name, f"nothing on {secure.endpoint()}: python -m aif.infra up kafka-secure")
+    if not follow:
+        print(f"kafka-acls: use cases {', '.join(secure.setup(secure.use_cases, with_catalogue=True))}")
+        return 0
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"kafka-acls: following the catalogue on {secure.endpoint()} (Ctrl-C stops)", flush=True)
+        await secure.follow_catalogue(stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aif.infra", description=__doc__)
-    parser.add_argument("command", choices=["install", "up", "down", "status"])
+    parser.add_argument("command", choices=["install", "up", "down", "status", "kafka-acls"])
+    parser.add_argument("--follow", action="store_true", help="kafka-acls: follow the catalogue until Ctrl-C")
     parser.add_argument(
         "components",
         nargs="*",
@@ -75,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return _up(config, names)
         if args.command == "down":
             return _down(config, names)
+        if args.command == "kafka-acls":
+            return _kafka_acls(config, follow=args.follow)
         for name in names:
             print(COMPONENTS[name](config).status())
         return 0

@@ -1,40 +1,61 @@
-"""The secure profile of the bundled Kafka: SASL/SCRAM-SHA-512 clients and ACLs (KRaft).
+"""The secure profile of the bundled Kafka: SASL_SSL (TLS + SCRAM-SHA-512) and ACLs (KRaft).
 
 Runs beside the open broker, on its own ports (``AIF_KAFKA_SECURE_PORT`` [9094],
 ``AIF_KAFKA_SECURE_CONTROLLER_PORT`` [9095]) and data (``build/infra/kafka-secure``).
-At first start it writes one random password per principal (admin, the seven
-services, producer) to ``credentials.json`` (0600) and creates their SCRAM
-credentials when formatting the storage (``kafka-storage format --add-scram``), so
-they exist before the broker takes its first connection. Once it is up, admin
-creates every topic of the loop (auto-creation is off) and the ACLs of
-:mod:`libs.auth.kafka_acls`, both idempotent, for the use cases named in
-``AIF_KAFKA_SECURE_USE_CASES`` (comma-separated; default: the shipped specs in
-``deploy/usecases``) or given to :func:`ensure_kafka_secure`.
+Every listener is SASL_SSL: a client must trust the broker's certificate, issued at first
+start by a development CA made with the ``cryptography`` package (``tls/ca.pem``; the
+broker reads PEM files, ``ssl.keystore.type=PEM``), and must log in with SCRAM. A
+PLAINTEXT or plain-SASL client on these ports fails the TLS handshake.
 
-ACLs are kept equal to the table: what it no longer grants is deleted, since ACLs
-live in the broker's metadata and outlast the code that made them. They are read
-and written with Kafka's DescribeAcls/CreateAcls/DeleteAcls requests sent by
-aiokafka's client (its admin client has no ACL method yet); a JVM start per
-``kafka-acls`` invocation would cost about a minute on two cores.
+At first start it writes one random password per principal (admin, the seven services) to
+``credentials.json`` (0600) and creates their SCRAM credentials when formatting the
+storage (``kafka-storage format --add-scram``), so they exist before the broker takes its
+first connection. Once it is up, admin creates every topic of the loop (auto-creation is
+off), a producer principal per use case (``producer.<use_case>``, SCRAM user made at run
+time: :func:`aif.infra.kafka_admin.upsert_scram_users`, its password added to
+``credentials.json``) and the ACLs of :mod:`libs.auth.kafka_acls`, all idempotent, for the
+use cases named in ``AIF_KAFKA_SECURE_USE_CASES`` (comma-separated; default: the shipped
+specs in ``deploy/usecases``) or given to :func:`ensure_kafka_secure`, together with every
+active use case of the broker's live catalogue (``aif.usecases``, which the registry
+publishes on ``ApplyUseCase``). A use case applied at run time gets its producer and ACLs
+when admin syncs again: ``python -m aif.infra kafka-acls`` once, or
+``python -m aif.infra kafka-acls --follow`` beside the registry (it follows the catalogue
+and syncs on each change; a retired use case's producer loses its ACLs).
+
+ACLs are kept equal to the table: what it no longer grants is deleted, since ACLs live in
+the broker's metadata and outlast the code that made them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._component import Handle
-from ._proc import InfraError, NotReady, port_open, run_async
+from ._proc import InfraError, NotReady, file_lock, port_open, run_async
 from .config import DEPLOY_DIR, InfraConfig
 from .kafka import WARMUP_TOPIC, Kafka, _quiet_aiokafka, metadata_ready, warm_up
+from .kafka_admin import broker_acls, create_topics, sync_acls, upsert_scram_users
 
 SECURE_TEMPLATE = DEPLOY_DIR / "kafka" / "server-secure.properties"
 MECHANISM = "SCRAM-SHA-512"
+
+__all__ = [
+    "KafkaSecure",
+    "KafkaSecureHandle",
+    "broker_acls",
+    "create_topics",
+    "ensure_kafka_secure",
+    "sync_acls",
+    "use_cases_from_env",
+]
 
 
 def use_cases_from_env(env: dict[str, str] | None = None) -> list[str]:
@@ -60,14 +81,24 @@ class KafkaSecure(Kafka):
     name = "kafka-secure"
     template = SECURE_TEMPLATE
 
-    def __init__(self, config: InfraConfig, use_cases: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: InfraConfig,
+        use_cases: Iterable[str] | None = None,
+        *,
+        plaintext_port: int | None = None,
+    ) -> None:
         super().__init__(config)
         self.use_cases = list(use_cases) if use_cases is not None else use_cases_from_env()
+        # A PLAINTEXT listener beside SASL_SSL on the same broker, for measuring what TLS and
+        # SCRAM cost (tests/bench/sasl.py) only. Its clients are User:ANONYMOUS, whom no ACL
+        # of the table names: deny by default refuses them everything unless granted.
+        self.plaintext_port = plaintext_port
 
     def ensure(self, timeout: float | None = None) -> bool:
-        """Starts or reuses the broker, then creates its topics and ACLs (idempotent)."""
+        """Starts or reuses the broker, then creates its topics, producers and ACLs (idempotent)."""
         started = super().ensure(timeout)
-        self.setup(self.use_cases)
+        self.setup(self.use_cases, with_catalogue=True)
         return started
 
     @property
@@ -81,6 +112,15 @@ class KafkaSecure(Kafka):
     @property
     def credentials_file(self) -> Path:
         return self.dir / "credentials.json"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The development CA that signed the broker's certificate: what clients trust."""
+        return self.tls_dir / "ca.pem"
 
     def credentials(self) -> dict[str, str]:
         """Principal → password (created with the storage; admin reads them from here)."""
@@ -117,8 +157,30 @@ class KafkaSecure(Kafka):
         _write_private(self.credentials_file, json.dumps(creds, indent=1))
         return creds
 
+    def _ensure_tls(self) -> Path:
+        """The dev CA and the broker's certificate (kept once made); returns the broker's
+        PEM key store: its private key, then its certificate and the CA's (the chain)."""
+        from libs.auth.tls import create_ca, issue_cert
+
+        keystore = self.tls_dir / "broker-keystore.pem"
+        if keystore.exists() and self.ca_file.exists():
+            return keystore
+        ca = create_ca(self.tls_dir)
+        hosts = dict.fromkeys([self.config.host, "localhost", "127.0.0.1"])
+        broker = issue_cert(self.tls_dir, "kafka-broker", hosts=hosts, ca=ca)
+        _write_private(keystore, broker.key.read_text() + broker.cert.read_text() + ca.cert.read_text())
+        return keystore
+
     def _properties_values(self) -> dict[str, Any]:
-        return {**super()._properties_values(), "ADMIN_PASSWORD": self._ensure_credentials()["admin"]}
+        host = self.config.host
+        extra = f",PLAINTEXT://{host}:{self.plaintext_port}" if self.plaintext_port else ""
+        return {
+            **super()._properties_values(),
+            "ADMIN_PASSWORD": self._ensure_credentials()["admin"],
+            "KEYSTORE": self._ensure_tls(),
+            "TRUSTSTORE": self.ca_file,
+            "EXTRA_LISTENERS": extra,
+        }
 
     def _write_properties(self) -> Path:
         import string
@@ -133,14 +195,30 @@ class KafkaSecure(Kafka):
             args += ["--add-scram", f"{MECHANISM}=[name={name},password={password}]"]
         return args
 
+    def ssl_context(self, cafile: Path | None = None) -> ssl.SSLContext:
+        """A client TLS context that trusts ``cafile`` (default: the broker's CA) and checks
+        the broker's name."""
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(cafile=str(cafile or self.ca_file))
+
     def client_security(self, principal: str = "admin") -> dict[str, Any]:
         """aiokafka keyword arguments to connect as ``principal``."""
         return {
-            "security_protocol": "SASL_PLAINTEXT",
+            "security_protocol": "SASL_SSL",
+            "ssl_context": self.ssl_context(),
             "sasl_mechanism": MECHANISM,
             "sasl_plain_username": principal,
             "sasl_plain_password": self.credentials()[principal],
         }
+
+    def kafka_security(self, principal: str) -> Any:
+        """``libs.bus.KafkaSecurity`` of ``principal`` (what a service's settings would give)."""
+        from libs.bus import KafkaSecurity
+
+        return KafkaSecurity(
+            "SASL_SSL", MECHANISM, principal, self.credentials()[principal], ssl_cafile=str(self.ca_file)
+        )
 
     def probe(self) -> None:
         if not port_open(self.config.host, self.port):
@@ -156,125 +234,77 @@ class KafkaSecure(Kafka):
 
         run_async(ready)
 
-    def setup(self, use_cases: Iterable[str]) -> None:
-        """Creates the loop's topics and sets every principal's ACLs to the table (idempotent)."""
-        from libs.auth.kafka_acls import ACCESS, all_topics, bindings
+    async def catalogue_use_cases(self, timeout_s: float = 15.0) -> list[str]:
+        """The active use cases of the broker's live catalogue (``aif.usecases``)."""
+        from libs.bus import topics
+        from libs.usecase.catalogue import Catalogue
+        from libs.usecase.follower import CatalogueFollower
 
-        use_cases = list(use_cases)
+        follower = CatalogueFollower(
+            self.endpoint(), Catalogue(), topic=topics.USECASES, security=self.kafka_security("admin")
+        )
+        try:
+            await follower.load(timeout_s)
+        finally:
+            await follower.stop()
+            await follower._consumer.stop()  # noqa: SLF001 - load() started it
+        return follower.catalogue.names()
+
+    def setup(self, use_cases: Iterable[str], *, with_catalogue: bool = False) -> list[str]:
+        """Creates the loop's topics and each use case's producer, and sets every principal's
+        ACLs to the table (idempotent); ``with_catalogue`` adds the live catalogue's use
+        cases. Returns the use cases set up (the ACLs of any other are removed)."""
+        return run_async(lambda: self.setup_async(use_cases, with_catalogue=with_catalogue))
+
+    async def setup_async(self, use_cases: Iterable[str], *, with_catalogue: bool = False) -> list[str]:
+        from libs.auth.kafka_acls import all_topics, bindings, is_managed, producer
+
+        names = set(use_cases)
+        if with_catalogue:
+            names |= set(await self.catalogue_use_cases())
+        chosen = sorted(names)
         admin = self.client_security()
+        # One writer of credentials.json at a time (tests and tools may set up side by side).
+        with file_lock(self.dir / ".setup.lock"):
+            creds = self.credentials()
+            new = {producer(uc): secrets.token_urlsafe(24) for uc in chosen if producer(uc) not in creds}
+            if new:
+                # Saved before the broker has them: a crash in between leaves a password
+                # that the next setup does not make again, so upsert them every time.
+                _write_private(self.credentials_file, json.dumps({**creds, **new}, indent=1))
+            producers = {producer(uc): {**creds, **new}[producer(uc)] for uc in chosen}
+            await upsert_scram_users(self.endpoint(), admin, producers)
+            await create_topics(self.endpoint(), admin, all_topics(chosen))
+            await sync_acls(self.endpoint(), admin, bindings(chosen), is_managed)
+        self.use_cases = chosen
+        return chosen
 
-        async def apply() -> None:
-            await create_topics(self.endpoint(), admin, all_topics(use_cases))
-            await sync_acls(self.endpoint(), admin, bindings(use_cases), ACCESS)
+    async def follow_catalogue(self, stop: asyncio.Event) -> None:
+        """Keeps the producers and ACLs equal to the live catalogue until ``stop`` is set:
+        a use case applied at run time is set up on the change, a retired one loses its
+        producer's ACLs."""
+        from libs.bus import topics
+        from libs.usecase.catalogue import Catalogue, Change
+        from libs.usecase.follower import CatalogueFollower
 
-        run_async(apply)
+        base = list(self.use_cases)
+        catalogue = Catalogue()
+        follower = CatalogueFollower(
+            self.endpoint(), catalogue, topic=topics.USECASES, security=self.kafka_security("admin")
+        )
 
+        async def changed(_: Change) -> None:
+            await self.setup_async([*base, *catalogue.names()])
 
-async def create_topics(
-    bootstrap: str, security: dict[str, Any], names: Iterable[str], partitions: int = 3
-) -> None:
-    """Creates the topics that do not exist yet."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security)
-    try:
-        await admin.start()
-        missing = sorted(set(names) - set(await admin.list_topics()))
-        if missing:
-            from libs.bus import topics
-
-            # The catalogue's topic is compacted, with one partition (libs.bus.topics).
-            reply = await admin.create_topics(
-                [
-                    NewTopic(
-                        n, topics.PARTITIONS.get(n, partitions), 1, topic_configs=topics.CONFIGS.get(n, {})
-                    )
-                    for n in missing
-                ]
-            )
-            # 36: TOPIC_ALREADY_EXISTS (a concurrent creator won the race).
-            bad = [(e[0], e[1]) for e in reply.topic_errors if e[1] not in (0, 36)]
-            if bad:
-                raise InfraError("kafka-secure", f"creating topics failed: {bad}")
-    except (KafkaError, OSError) as exc:
-        raise NotReady(f"topics: {exc!r}") from exc
-    finally:
-        await admin.close()
-
-
-# Kafka protocol wildcards (ResourceType/PatternType/AclOperation/AclPermissionType ANY).
-_ANY = 1
-
-
-async def sync_acls(
-    bootstrap: str, security: dict[str, Any], wanted: Iterable[Any], principals: Iterable[str]
-) -> tuple[int, int]:
-    """Makes the broker's ACLs of ``principals`` exactly ``wanted``: creates what is missing,
-    deletes what the table no longer grants (ACLs outlive the code that made them).
-    Returns (created, deleted).
-    """
-    from aiokafka.client import AIOKafkaClient
-    from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
-
-    from libs.auth.kafka_acls import ALLOW
-
-    managed = {f"User:{p}" for p in principals}
-    want = {
-        (a.principal, int(a.resource_type), a.resource, int(a.pattern), int(a.operation), a.host, ALLOW)
-        for a in wanted
-    }
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security)
-    try:
-        await client.bootstrap()
-        node = client.get_random_node()
-        have = {acl for acl in await _describe_acls(client, node) if acl[0] in managed}
-        for principal, rtype, name, pattern, op, host, perm in sorted(want - have):
-            reply = await client.send(
-                node, CreateAclsRequest(rtype, name, pattern, principal, host, op, perm)
-            )
-            _check("CreateAcls", name, [(c, m) for c, m in reply.creation_responses])
-        for principal, rtype, name, pattern, op, host, perm in sorted(have - want):
-            reply = await client.send(
-                node, DeleteAclsRequest(rtype, name, pattern, principal, host, op, perm)
-            )
-            _check("DeleteAcls", name, [(r[0], r[1]) for r in reply.filter_responses])
-    finally:
-        await client.close()
-    return len(want - have), len(have - want)
-
-
-async def _describe_acls(client: Any, node: int) -> set[tuple[str, int, str, int, int, str, int]]:
-    """Every ACL the broker holds, as (principal, type, name, pattern, operation, host, permission)."""
-    from aiokafka.protocol.admin import DescribeAclsRequest
-
-    reply = await client.send(node, DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY))
-    _check("DescribeAcls", "*", [(reply.error_code, reply.error_message)])
-    return {
-        (principal, rtype, name, pattern, op, host, perm)
-        for rtype, name, pattern, acls in reply.resources
-        for principal, host, op, perm in acls
-    }
-
-
-def _check(request: str, resource: str, errors: list[tuple[int, str | None]]) -> None:
-    bad = [(code, message) for code, message in errors if code]
-    if bad:
-        raise InfraError("kafka-secure", f"{request} {resource}: {bad}")
-
-
-async def broker_acls(
-    bootstrap: str, security: dict[str, Any]
-) -> set[tuple[str, int, str, int, int, str, int]]:
-    """What the broker enforces now (tests compare it with the table)."""
-    from aiokafka.client import AIOKafkaClient
-
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security)
-    try:
-        await client.bootstrap()
-        return await _describe_acls(client, client.get_random_node())
-    finally:
-        await client.close()
+        await follower.load()
+        await self.setup_async([*base, *catalogue.names()])
+        catalogue.listen(changed)
+        runner = asyncio.create_task(follower.run())
+        try:
+            await stop.wait()
+        finally:
+            await follower.stop()
+            await runner
 
 
 @dataclass(kw_only=True)
@@ -284,24 +314,31 @@ class KafkaSecureHandle(Handle):
     bootstrap_servers: str
     use_cases: list[str] = field(default_factory=list)
 
-    def security(self, principal: str) -> dict[str, Any]:
+    @property
+    def secure(self) -> KafkaSecure:
         assert isinstance(self.component, KafkaSecure)
-        return self.component.client_security(principal)
+        return self.component
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secure.ca_file
+
+    def security(self, principal: str) -> dict[str, Any]:
+        return self.secure.client_security(principal)
 
     def add_use_case(self, use_case: str) -> None:
-        """Creates the raw topic of a new use case and its producer/ingestion ACLs."""
-        assert isinstance(self.component, KafkaSecure)
+        """Creates the raw topic of a new use case, its producer and their ACLs."""
         if use_case not in self.use_cases:
             self.use_cases.append(use_case)
-        self.component.use_cases = list(self.use_cases)
         # The whole list: setup makes the broker's ACLs equal to the table for these.
-        self.component.setup(self.use_cases)
+        self.use_cases = self.secure.setup(self.use_cases, with_catalogue=True)
 
 
 def ensure_kafka_secure(
     config: InfraConfig | None = None, timeout: float | None = None, use_cases: Iterable[str] | None = None
 ) -> KafkaSecureHandle:
-    """Reuses the secure broker on its port or starts one; then creates topics and ACLs."""
+    """Reuses the secure broker on its port or starts one; then creates topics, producers and
+    ACLs for ``use_cases`` and the live catalogue's."""
     comp = KafkaSecure(config or InfraConfig.from_env(), use_cases)
     started = comp.ensure(timeout)
     return KafkaSecureHandle(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._component import Component, Handle
 from ._proc import InfraError, NotReady, run_quiet
@@ -14,6 +16,10 @@ from .config import InfraConfig
 
 DATABASE = USER = PASSWORD = "aifactory"
 SUPERUSER = "postgres"
+# The registry's runtime role: it owns nothing; USER (the owner) migrates and grants it what
+# serving needs (services/registry/store/roles.py: INSERT and SELECT only on the audit log).
+# Use it as AIF_REGISTRY_DATABASE_URL with AIF_REGISTRY_DATABASE_OWNER_URL = dsn(config).
+REGISTRY_RUNTIME_USER = REGISTRY_RUNTIME_PASSWORD = "aifactory_registry"
 OS_USER = "postgres"  # postgres refuses to run as root
 
 
@@ -122,12 +128,17 @@ class Postgres(Component):
         import psycopg
 
         try:
-            with psycopg.connect(dsn(self.config), connect_timeout=3):
-                return
+            with psycopg.connect(dsn(self.config), connect_timeout=3) as conn:
+                missing_runtime = not _has_role(conn, REGISTRY_RUNTIME_USER)
         except psycopg.OperationalError as exc:
             if not _accepting(self.config):
                 raise NotReady(str(exc).strip()) from exc
             first = exc
+        else:
+            if missing_runtime:  # a cluster made before the runtime role existed
+                with contextlib.suppress(psycopg.Error):  # an external server: set up by hand
+                    self._bootstrap()
+            return
         # Up but the app role or database is missing: create them as superuser (works
         # on our own trust-auth cluster; an external server has to be set up by hand).
         try:
@@ -154,12 +165,22 @@ class Postgres(Component):
                         sql.Identifier(USER), sql.Literal(PASSWORD)
                     )
                 )
+            if not _has_role(conn, REGISTRY_RUNTIME_USER):
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(REGISTRY_RUNTIME_USER), sql.Literal(REGISTRY_RUNTIME_PASSWORD)
+                    )
+                )
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
                         sql.Identifier(DATABASE), sql.Identifier(USER)
                     )
                 )
+
+
+def _has_role(conn: Any, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone() is not None
 
 
 def _accepting(config: InfraConfig) -> bool:

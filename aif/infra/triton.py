@@ -2,12 +2,20 @@
 
 Runs on our own model repository in explicit model-control mode (models are loaded
 and unloaded through the repository API), with only the python backend.
+
+Model control is restricted (Triton's ``--grpc-restricted-protocol`` and
+``--http-restricted-api``): loading a model runs its code, so the repository, config,
+statistics, shared-memory, trace and logging endpoints answer only a call that carries
+the header ``triton-grpc-protocol-aif-control`` (HTTP: ``aif-control``) with this
+install's key, drawn once into ``<infra>/triton/control_key`` (0600). The gateway is
+given that key (``AIF_GATEWAY_TRITON_CONTROL_KEY``); nothing else needs it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import sys
 import sysconfig
@@ -19,6 +27,33 @@ from ._proc import InfraError, NotReady
 from .config import DEPLOY_DIR, InfraConfig
 
 TEST_MODELS = DEPLOY_DIR / "triton" / "models"  # e.g. identity_fp32, to prove Triton works
+CONTROL_KEY_FILE = "control_key"
+# The header name (as services.gateway.triton.TRITON_CONTROL_HEADER) and what it guards.
+CONTROL_HEADER = "aif-control"
+RESTRICTED = "model-repository,model-config,statistics,shared-memory,trace,logging"
+
+
+def control_key(directory: Path) -> str:
+    """This Triton's model-control key, drawn on first use (kept across restarts)."""
+    path = directory / CONTROL_KEY_FILE
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # drawn by a concurrent start
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def restriction_args(key: str) -> list[str]:
+    """tritonserver's options that put model control behind ``key``."""
+    return [
+        f"--grpc-restricted-protocol={RESTRICTED}:{CONTROL_HEADER}={key}",
+        f"--http-restricted-api={RESTRICTED}:{CONTROL_HEADER}={key}",
+    ]
 
 
 def _pytriton_dir() -> Path:
@@ -113,6 +148,7 @@ class Triton(Component):
             # In-flight requests get 5 s on SIGTERM (default 30) so stop/restart is quick.
             "--exit-timeout-secs=5",
             "--log-verbose=0",
+            *restriction_args(control_key(self.dir)),
         ]
         return self.daemon.spawn(argv, env=server_env(), cwd=self.dir)
 
@@ -141,6 +177,12 @@ class TritonHandle(Handle):
     http_url: str
     metrics_url: str
     model_repository: Path
+    control_key: str = ""
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """tritonclient ``headers=`` for a model-control call (load, unload, index)."""
+        return {f"triton-grpc-protocol-{CONTROL_HEADER}": self.control_key} if self.control_key else {}
 
     def load_model(self, name: str, source: Path | None = None) -> None:
         """Loads a model folder (default: deploy/triton/models/<name>) through Triton's API:
@@ -165,6 +207,7 @@ class TritonHandle(Handle):
                 name,
                 config=json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True)),
                 files=files,
+                headers=self.control_headers,
             )
         finally:
             client.close()
@@ -183,4 +226,5 @@ def ensure_triton(config: InfraConfig | None = None, timeout: float | None = Non
         http_url=f"{cfg.host}:{cfg.triton_http_port}",
         metrics_url=f"http://{cfg.host}:{cfg.triton_metrics_port}/metrics",
         model_repository=comp.model_repository,
+        control_key=control_key(comp.dir),
     )

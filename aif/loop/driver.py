@@ -57,6 +57,8 @@ from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.bus import EventPublisher, Outgoing, topics
 from libs.bus import headers as h
 from libs.errors import FailedPrecondition, InvalidArgument, Unavailable
+from libs.rpc.client import ClientTls
+from libs.rpc.client import channel as open_channel
 from libs.usecase import load_default
 
 Metadata = tuple[tuple[str, str], ...]
@@ -207,8 +209,11 @@ class LoopDriver:
         metadata: Metadata,
         config: LoopConfig,
         say: Callable[[str], None] = print,
+        tls: ClientTls | None = None,
     ) -> None:
+        """``tls``: the driver's mutual TLS to a factory that requires it (None: plaintext)."""
         self.cfg = config
+        self._tls = tls
         self._bootstrap = bootstrap_servers
         self._targets = targets
         self._md = metadata
@@ -248,7 +253,8 @@ class LoopDriver:
 
     def _channel(self, name: str) -> grpc.aio.Channel:
         if name not in self._channels:
-            self._channels[name] = grpc.aio.insecure_channel(self._targets[name])
+            # Plain: every call carries the driver's metadata itself.
+            self._channels[name] = open_channel(self._targets[name], self._tls, plain=True)
         return self._channels[name]
 
     async def __aenter__(self) -> LoopDriver:
@@ -299,11 +305,19 @@ class LoopDriver:
                 metadata=self._md,
                 timeout=10,
             )
+            seen: dict[str, str] = {}
             for row in reply.rows:
+                seen[row.entity_id] = row.record_id if row.found else "<none>"
                 if row.found and row.record_id == want.get(row.entity_id):
                     want.pop(row.entity_id)
             if want and time.monotonic() > deadline:
-                raise Unavailable(f"{len(want)} records not online after {timeout:.0f}s")
+                # Name what the store shows: an older record id means a write was lost or
+                # overtaken, "<none>" that the stream processor has not got there yet.
+                shown = ", ".join(
+                    f"{entity}: want {record}, online {seen.get(entity, '<none>')}"
+                    for entity, record in itertools.islice(want.items(), 3)
+                )
+                raise Unavailable(f"{len(want)} records not online after {timeout:.0f}s ({shown})")
             if want:
                 await asyncio.sleep(0.05)
 
@@ -607,7 +621,9 @@ class LoopDriver:
             if sent % 500 < len(batch):
                 say(f"    {sent:,}/{cfg.bootstrap:,} applications ingested")
         assert probe is not None
-        await self.wait_online([probe])
+        # The whole history goes through a stream processor that has just started (its
+        # group forming, its topics being created): give it time in proportion.
+        await self.wait_online([probe], timeout=60.0 + cfg.bootstrap / 20)
         rows = await self.wait_training_data()
         tl.add(
             f"{cfg.bootstrap:,} historical applications ingested, features online, "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aif import infra
-from aif.stack import SERVICES, Stack
+from aif.stack import SERVICES, Stack, tls_from_env
 
 
 @dataclass
@@ -38,10 +38,12 @@ def fresh_factory(
     service_offset: int,
     say: Callable[[str], None] = print,
     env: dict[str, str] | None = None,
+    tls: bool | None = None,
 ) -> Iterator[Factory]:
     """Kafka on ``kafka_port`` (+1 controller), Triton on ``triton_port`` (HTTP; +1 gRPC, +2
     metrics), the services on their default ports + ``service_offset``; everything started
-    here is stopped on exit, whatever happened."""
+    here is stopped on exit, whatever happened. ``tls``: mutual TLS between every caller and
+    service (None: as ``AIF_STACK_TLS`` says), certificates under ``<root>/pki``."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -78,8 +80,12 @@ def fresh_factory(
             env={
                 "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
                 "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+                # The gateway's alone (the stack gives AIF_GATEWAY_* to the gateway only).
+                "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
                 **(env or {}),
             },
+            tls=tls_from_env() if tls is None else tls,
+            pki_dir=root / "pki",
         )
         started = time.monotonic()
         stack.start(timeout=120)

@@ -132,8 +132,11 @@ def auth_refused() -> bool:
 
     from aifactory.registry.v1 import registry_service_pb2 as pb
     from aifactory.registry.v1 import registry_service_pb2_grpc as pb_grpc
+    from libs.auth.tls import env_client_tls
+    from libs.rpc import blocking_channel
 
-    with grpc.insecure_channel(targets()["registry"]) as channel:
+    # Over mutual TLS when the layout gives this host a certificate (AIF_CLIENT_TLS_*).
+    with blocking_channel(targets()["registry"], env_client_tls()) as channel:
         try:
             pb_grpc.RegistryServiceStub(channel).ListUseCases(pb.ListUseCasesRequest(), timeout=10)
         except grpc.RpcError as exc:

@@ -156,7 +156,7 @@ class Layout:
         self.auth.ensure()
         os.chmod(self.auth.directory, 0o700)
         for name in SERVICES:
-            minted = self.auth.mint_service(name, SERVICE_ROLES if name in CALLERS else None)
+            minted = self.auth.mint_service(name, SERVICE_ROLES[name] if name in CALLERS else None)
             machine = self.machines[name]
             for file, mode in ((PUBLIC_KEY_FILE, 0o644), (REVOKED_FILE, 0o644), (TOKEN_FILE, 0o600)):
                 if (minted / file).exists():
@@ -269,6 +269,8 @@ class Layout:
             **self.auth.env(home / "credentials"),
             **names.wiring(name),
             "AIF_KAFKA_BOOTSTRAP": "kafka:9092",
+            # The test hosts' broker is PLAINTEXT: local development, said explicitly.
+            "AIF_KAFKA_ALLOW_PLAINTEXT": "1",
             "AIF_GRPC_HOST": "0.0.0.0",  # noqa: S104 - a pod listens on its own address
             "AIF_METRICS_HOST": "0.0.0.0",  # noqa: S104
         }
@@ -292,6 +294,8 @@ class Layout:
             },
             "gateway": {
                 prefix + "TRITON_URL": "triton:8001",
+                # Triton's model-control key, drawn by the triton host at its start.
+                prefix + "TRITON_CONTROL_KEY": _triton_control_key(self.machines["triton"].home),
                 prefix + "PREDLOG_WAL_DIR": str(home / "predlog"),
             },
             # `git describe` of the code version: the checkout belongs to another user.
@@ -472,3 +476,11 @@ def run(say: Callable[[str], None] = print, config: LoopConfig = LOOP) -> Outcom
                 signal.signal(signal.SIGTERM, previous)
         layout.outcome.seconds["total"] = time.monotonic() - started
         return layout.outcome
+
+
+def _triton_control_key(home: Path) -> str:
+    """The key the triton host's Triton was started with (aif.infra.triton), "" before it."""
+    from aif.infra.triton import CONTROL_KEY_FILE
+
+    path = home / "infra" / "triton" / CONTROL_KEY_FILE
+    return path.read_text().strip() if path.exists() else ""

@@ -8,7 +8,8 @@ Offsets in use keep the gRPC ports (50051-50066 + offset) above the kernel's eph
 range (32768-60999), where an outgoing connection of any process may hold a port at the
 moment a service binds it: fuzz 11000, hostile topics 11200, services tests 11400 and
 11500, service wiring 11600, e2e loop 11800, demo 12000, bench loop 12200, bench
-pipeline 12400, chaos 12600 (each stack spans 16 ports).
+pipeline 12400, chaos 12600, loop with mutual TLS 13200, mutual-TLS attacks 13400 (each
+stack spans 16 ports).
 
 Services run with authentication on: the stack makes sure the development key pair
 exists (``auth``, default ``build/auth`` or ``AIF_AUTH_DIR``) and gives each service only
@@ -16,23 +17,35 @@ its own credentials folder (``<auth>/services/<name>/``: the public key, the rev
 list and, for a service that calls others, its token file), as a Kubernetes Secret
 would; no service is pointed at the folder of the private key. Callers of the stack get
 tokens from :meth:`Stack.metadata`.
+
+With ``tls`` on (``AIF_STACK_TLS=mtls make demo``) every gRPC port speaks mutual TLS only: the stack
+makes a development CA (``pki_dir``, default ``<auth>/tls``) and a certificate per service,
+which each service presents as a server and as a client of the others; callers of the
+stack get theirs from :meth:`Stack.client_tls`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.auth import DevAuth
-from libs.auth.dev import TOKEN_FILE
-from libs.errors import Unavailable
+from libs.auth.dev import SERVICE_TOKEN_TTL_S, TOKEN_FILE, service_grants
+from libs.auth.tls import DevPki
+from libs.auth.tokens import PRIVATE_KEY_FILE
+from libs.errors import ConfigError, Unavailable
+from libs.rpc import ClientTls
 from libs.rpc.healthcheck import check
+
+log = logging.getLogger(__name__)
 
 # name → (default gRPC port, default metrics port); the settings classes hold the
 # same defaults, this table only lets the supervisor avoid importing every service.
@@ -62,15 +75,45 @@ class RunningService:
 
 # Which other services each one calls, by the name of its setting.
 _TARGETS: dict[str, dict[str, str]] = {
-    "trainer": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
+    "trainer": {
+        "FEATURESTORE_TARGET": "featurestore",
+        "REGISTRY_TARGET": "registry",
+        "MONITOR_TARGET": "monitor",
+    },
     "evaluator": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
     "gateway": {"FEATURESTORE_TARGET": "featurestore", "REGISTRY_TARGET": "registry"},
     "monitor": {"REGISTRY_TARGET": "registry"},
+    # Lifecycle events are confirmed with their owners (libs.lifecycle.confirm).
+    "registry": {"EVALUATOR_TARGET": "evaluator", "MONITOR_TARGET": "monitor"},
 }
-# Services that call others with a service token (role ``service``); the others get no
-# token at all. tests/unit/test_compose.py checks this against the settings classes.
-CALLERS = ("trainer", "evaluator", "gateway", "monitor")
-SERVICE_ROLES: dict[str, list[str]] = {"*": ["service"]}
+# Services that call others with a service token of their own (subject and role
+# ``svc-<name>``: libs.auth.permissions grants each only what its clients call); the others
+# get no token at all. tests/unit/test_compose.py checks this against the settings classes.
+CALLERS = ("trainer", "evaluator", "registry", "gateway", "monitor")
+# Each service's grants, for its token (whoever mints it: the stack, ``aif token service``).
+SERVICE_ROLES: dict[str, dict[str, list[str]]] = {name: service_grants(name) for name in SERVICES}
+# Services that hash personal data, the only ones given the privacy key (AIF_PRIVACY_SALT).
+HASHERS = ("ingestion", "gateway")
+
+
+def own_env(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """What of ``env`` service ``name`` may see: shared ``AIF_*`` settings and its own
+    ``AIF_<NAME>_*``, never another service's (e.g. the gateway's key to Triton), nor the
+    privacy key unless ``name`` hashes personal data."""
+    others = tuple(f"AIF_{other.upper()}_" for other in SERVICES if other != name)
+    return {
+        key: value
+        for key, value in env.items()
+        if not key.startswith(others) and (key != "AIF_PRIVACY_SALT" or name in HASHERS)
+    }
+
+
+def tls_from_env() -> bool:
+    """``AIF_STACK_TLS``: "mtls" runs the stack with mutual TLS everywhere; "" or "off" not."""
+    value = os.environ.get("AIF_STACK_TLS", "").strip().lower()
+    if value not in ("", "off", "mtls"):
+        raise ConfigError(f"AIF_STACK_TLS must be mtls or off (got {value!r})")
+    return value == "mtls"
 
 
 def data_env(name: str, root: Path) -> dict[str, str]:
@@ -103,8 +146,8 @@ class Stack:
 
     ``data_root``, when given, holds every service's state (databases, datasets, Feast
     repo, artifacts); otherwise each service uses its defaults under ``build/``.
-    Services reach each other on this stack's ports and call each other with a
-    service token (role ``service``) minted here.
+    Services reach each other on this stack's ports and call each other with a token
+    each (subject and role ``svc-<name>``) minted here and re-minted before it expires.
     """
 
     log_dir: Path
@@ -113,6 +156,23 @@ class Stack:
     running: dict[str, RunningService] = field(default_factory=dict)
     auth: DevAuth = field(default_factory=DevAuth.default)
     data_root: Path | None = None
+    # Lifetime of the services' tokens; the stack re-mints them at a third of it.
+    token_ttl_s: float = SERVICE_TOKEN_TTL_S
+    _refresher: threading.Thread | None = field(default=None, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    # Mutual TLS on every port and every call between services (certificates under pki_dir);
+    # fresh factories (make demo) take it from AIF_STACK_TLS (tls_from_env).
+    tls: bool = False
+    pki_dir: Path | None = None
+
+    @property
+    def pki(self) -> DevPki:
+        return DevPki(self.pki_dir or self.auth.directory / "tls").ensure()
+
+    def client_tls(self, name: str = "stack-operator") -> ClientTls | None:
+        """What a caller of this stack (``name`` in its certificate) passes to
+        ``libs.rpc.channel``: None when the stack runs in plaintext."""
+        return self.pki.client(name) if self.tls else None
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{SERVICES[name][0] + self.port_offset}"
@@ -140,27 +200,72 @@ class Stack:
 
     def credentials(self, name: str) -> Path:
         """Mints service ``name``'s credentials folder (a fresh token for a caller)."""
-        return self.auth.mint_service(name, SERVICE_ROLES if name in CALLERS else None)
+        return self.auth.mint_service(
+            name, SERVICE_ROLES[name] if name in CALLERS else None, ttl_seconds=self.token_ttl_s
+        )
+
+    def refresh_tokens(self, names: Iterable[str] | None = None) -> None:
+        """Re-mints the token of each caller among ``names`` (default: the running ones);
+        the services re-read their token file on change (libs.settings.token_file)."""
+        if not (self.auth.directory / PRIVATE_KEY_FILE).exists():
+            # No issuer here (its folder was handed off): never mint with a new key pair.
+            log.warning("no signing key in %s: service tokens not refreshed", self.auth.directory)
+            return
+        for name in list(self.running) if names is None else names:
+            if name in CALLERS:
+                self.credentials(name)
+
+    def start_refresher(self, names: Iterable[str] | None = None) -> None:
+        """Re-mints the tokens of ``names`` (default: the running services) at a third of
+        their lifetime, in a daemon thread, until :meth:`stop_refresher` (:meth:`stop`):
+        tokens live an hour, a stack may run for days."""
+        if self._refresher is not None and self._refresher.is_alive():
+            return
+        self._stopping.clear()
+        chosen = None if names is None else list(names)
+
+        def loop() -> None:
+            while not self._stopping.wait(max(1.0, self.token_ttl_s / 3)):
+                try:
+                    self.refresh_tokens(chosen)
+                except Exception:  # noqa: BLE001 - keep refreshing; the next round may work
+                    log.exception("service tokens not refreshed")
+
+        self._refresher = threading.Thread(target=loop, name="stack-token-refresher", daemon=True)
+        self._refresher.start()
+
+    def stop_refresher(self) -> None:
+        self._stopping.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=5)
+            self._refresher = None
 
     def environment(self, name: str) -> dict[str, str]:
         """What service ``name``'s process gets on top of this process's environment: its
         own credentials folder, the wiring, this stack's ``env`` and its ports (also used by
         :mod:`aif.stack.supervised` to write a supervisor's program)."""
         grpc_port, metrics_port = self.ports(name)
-        return {
-            **self.auth.env(self.credentials(name)),
-            **self.wiring(name),
-            **self.env,
-            f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
-            f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
-            "PYTHONUNBUFFERED": "1",
-        }
+        return own_env(
+            name,
+            {
+                # A local stack runs on the open local broker: PLAINTEXT is local development,
+                # said explicitly (libs.bus.security.require_kafka_tls); ``env`` may override.
+                "AIF_KAFKA_ALLOW_PLAINTEXT": "1",
+                **self.auth.env(self.credentials(name)),
+                **(self.pki.env(name) if self.tls else {}),
+                **self.wiring(name),
+                **self.env,
+                f"AIF_{name.upper()}_GRPC_PORT": str(grpc_port),
+                f"AIF_{name.upper()}_METRICS_PORT": str(metrics_port),
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
 
     def start(self, names: Iterable[str] = SERVICES, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in names:
             grpc_port, metrics_port = self.ports(name)
-            env = {**os.environ, **self.environment(name)}
+            env = {**own_env(name, os.environ), **self.environment(name)}
             log_path = self.log_dir / f"{name}.log"
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(
@@ -177,15 +282,17 @@ class Stack:
             # One service failing must not leave the others running, unowned, on their ports.
             self.stop()
             raise
+        self.start_refresher()
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = dict(self.running)
+        tls = self.client_tls()
         while pending:
             for name, svc in list(pending.items()):
                 if svc.process.poll() is not None:
                     raise Unavailable(f"{name} exited with {svc.process.returncode}; see {svc.log_path}")
-                if check(svc.target, timeout=0.5):
+                if check(svc.target, timeout=0.5, tls=tls):
                     del pending[name]
             if pending and time.monotonic() > deadline:
                 raise Unavailable(
@@ -225,6 +332,7 @@ class Stack:
             paths,
             self.metadata("stack-operator"),
             reason=reason or "onboarded by the stack",
+            tls=self.client_tls(),
         )
         names = [r.use_case.use_case for r in replies]
         self.wait_usecases(names, timeout)
@@ -238,8 +346,13 @@ class Stack:
         services = list(self.running) or list(SERVICES)
         pending = {(svc, name) for svc in services for name in names}
         deadline = time.monotonic() + timeout
+        tls = self.client_tls()
         while pending:
-            pending = {(svc, name) for svc, name in pending if not check(self.target(svc), health_name(name))}
+            pending = {
+                (svc, name)
+                for svc, name in pending
+                if not check(self.target(svc), health_name(name), tls=tls)
+            }
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -251,6 +364,7 @@ class Stack:
 
     def stop(self, timeout: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for each, SIGKILL stragglers; returns exit codes."""
+        self.stop_refresher()
         for svc in self.running.values():
             if svc.process.poll() is None:
                 svc.process.send_signal(signal.SIGTERM)

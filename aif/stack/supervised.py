@@ -150,6 +150,8 @@ class SupervisedStack:
         except BaseException:
             self.stop()
             raise
+        # Services' tokens are short-lived: re-minted here while supervisord runs them.
+        self.stack.start_refresher(self.names)
 
     def rpc(self) -> Any:
         """supervisord's XML-RPC interface (``supervisor.getProcessInfo(name)``...)."""
@@ -167,12 +169,13 @@ class SupervisedStack:
     def wait_healthy(self, timeout: float, names: Iterable[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
         pending = list(self.names if names is None else names)
+        tls = self.stack.client_tls()
         while pending:
             if self.process is not None and self.process.poll() is not None:
                 raise Unavailable(
                     f"supervisord exited with {self.process.returncode}; see {self.run_dir / 'supervisord.log'}"
                 )
-            pending = [n for n in pending if not check(self.target(n), timeout=0.5)]
+            pending = [n for n in pending if not check(self.target(n), timeout=0.5, tls=tls)]
             if pending and time.monotonic() > deadline:
                 raise Unavailable(
                     f"not healthy after {timeout:.0f}s: {', '.join(pending)}; logs in {self.stack.log_dir}"
@@ -187,6 +190,7 @@ class SupervisedStack:
 
     def stop(self, timeout: float = STOP_WAIT_SECONDS + 15) -> int | None:
         """Stop supervisord, which stops every service first; its exit code."""
+        self.stack.stop_refresher()
         if self.process is None:
             return None
         if self.process.poll() is None:

@@ -4,6 +4,7 @@
 #
 #   helm             helm.sh/helm/v3/cmd/helm                 `helm template` / `helm lint` of deploy/helm
 #   docker-compose   github.com/docker/compose/v2/cmd         `docker-compose config` of docker-compose.yml
+#   grpcurl          github.com/fullstorydev/grpcurl/cmd/grpcurl  the README's gRPC examples (server reflection)
 #
 # Each is skipped when the pinned version is already there (a stamp file beside it), so
 # `make setup` stays quick after the first run (each build takes a few minutes on 2 cores).
@@ -16,6 +17,8 @@ HELM_VERSION=v3.21.4
 # v2.29.7: later v2 releases add `exclude` directives to go.mod, which `go install pkg@version` refuses.
 COMPOSE_MODULE=github.com/docker/compose/v2/cmd
 COMPOSE_VERSION=v2.29.7
+GRPCURL_MODULE=github.com/fullstorydev/grpcurl/cmd/grpcurl
+GRPCURL_VERSION=v1.9.1
 
 die() { echo "go-tools.sh: $*" >&2; exit 1; }
 # The go command keeps its module and build caches under $HOME; without one, in the project.
@@ -45,3 +48,4 @@ install_tool() {
 
 install_tool helm "$HELM_MODULE" "$HELM_VERSION"
 install_tool docker-compose "$COMPOSE_MODULE" "$COMPOSE_VERSION"
+install_tool grpcurl "$GRPCURL_MODULE" "$GRPCURL_VERSION"

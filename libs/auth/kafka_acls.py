@@ -1,8 +1,10 @@
 """Who may read and write which Kafka topic, in one table, and the ACLs it becomes.
 
-Each service is its own Kafka principal (``User:<service>``); business producers
-share ``User:producer``; ``User:admin`` is the broker's only super user. A principal
-may write only the topics it owns and read only the topics it consumes. Every
+Each service is its own Kafka principal (``User:<service>``); the business producers of a
+use case are ``User:producer.<use_case>`` (:func:`producer`), one principal per use case, so
+one team's producer cannot write another team's raw topic, nor any lifecycle topic;
+``User:admin`` is the broker's only super user. A principal may write only the topics it
+owns and read only the topics it consumes. Every
 consuming service also writes the dead-letter topic (``libs.bus`` dead-letters what
 it cannot handle). Consumer groups and transactional ids of a service start with
 the service's name (:func:`group_prefix`: ingestion's group ``ingestion``, its
@@ -10,8 +12,11 @@ transactional ids ``ingestion-<instance>``); the feature store's faust app id is
 ``aif-featurestore``, and it owns that prefix for its group and its internal
 changelog and repartition topics.
 
-Raw topics are ``aif.<use_case>.raw``; a prefixed ACL cannot match a suffix, so their
-ACLs are literal, one set per use case (:func:`bindings` takes the use cases).
+Raw topics are ``aif.<use_case>.raw``; a prefixed ACL cannot match a suffix, so the
+services' ACLs on them are literal, one set per use case (:func:`bindings` takes the use
+cases). A use case's producer gets a PREFIXED write on its raw topic's name: the topic
+itself and nothing that does not start with it (no other use case's raw topic: the name
+ends with ``.raw``, and no lifecycle topic).
 """
 
 from __future__ import annotations
@@ -23,8 +28,30 @@ from enum import IntEnum
 from libs.bus import topics as t
 
 ADMIN = "admin"
-PRODUCER = "producer"
+# Before per-use-case producers, every business producer was this one principal; its ACLs
+# are still managed (so deleted) on a broker that has them.
+LEGACY_PRODUCER = "producer"
+PRODUCER_PREFIX = "producer."
 RAW = "<raw topics of every use case>"  # stands for topics.raw(use_case) in the table
+# Ingestion's own compacted topic of open quality windows (IngestionSettings.quality_state_topic),
+# written in its transactions and read back at restart.
+INGESTION_QUALITY_STATE = "aif.ingestion.quality-state"
+# Configs of the topics above that admin creates otherwise than the broker's defaults.
+TOPIC_CONFIGS = {INGESTION_QUALITY_STATE: {"cleanup.policy": "compact"}}
+
+
+def producer(use_case: str) -> str:
+    """The Kafka principal (SCRAM user) of ``use_case``'s business producers."""
+    return PRODUCER_PREFIX + use_case
+
+
+def is_producer(principal: str) -> bool:
+    return principal.startswith(PRODUCER_PREFIX)
+
+
+def use_case_of(principal: str) -> str:
+    """The use case of a producer principal (``producer.<use_case>``)."""
+    return principal.removeprefix(PRODUCER_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -40,7 +67,9 @@ class TopicAccess:
 ACCESS: Mapping[str, TopicAccess] = {
     # Records, dead letters and raw offsets are committed in one transaction.
     "ingestion": TopicAccess(
-        writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY), reads=(RAW, t.USECASES), transactional=True
+        writes=(t.RECORDS, t.DEAD_LETTER, t.QUALITY, INGESTION_QUALITY_STATE),
+        reads=(RAW, t.USECASES, INGESTION_QUALITY_STATE),
+        transactional=True,
     ),
     "featurestore": TopicAccess(
         writes=(t.FEATURES_WRITTEN, t.DEAD_LETTER),
@@ -56,8 +85,8 @@ ACCESS: Mapping[str, TopicAccess] = {
     # The monitor asks for rollbacks; the registry decides and moves the alias. The registry
     # owns the use-case catalogue (every service reads it, with no consumer group).
     "registry": TopicAccess(
-        writes=(t.MODEL_PROMOTED, t.DEAD_LETTER, t.USECASES),
-        reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED),
+        writes=(t.MODEL_PROMOTED, t.DEAD_LETTER, t.USECASES, t.AUDIT_CHECKPOINTS),
+        reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.AUDIT_CHECKPOINTS),
     ),
     "gateway": TopicAccess(
         writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED, t.USECASES)
@@ -66,11 +95,17 @@ ACCESS: Mapping[str, TopicAccess] = {
         writes=(t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.DEAD_LETTER),
         reads=(t.PREDICTIONS, t.FEEDBACK, t.MODEL_PROMOTED, t.USECASES),
     ),
-    PRODUCER: TopicAccess(writes=(RAW,)),
 }
 
-SERVICES = tuple(name for name in ACCESS if name != PRODUCER)
+SERVICES = tuple(ACCESS)
+# The SCRAM users made with the broker's storage; producers are added per use case.
 PRINCIPALS = (ADMIN, *ACCESS)
+
+
+def is_managed(principal: str) -> bool:
+    """Whether ``principal`` ("User:<name>") has its ACLs kept equal to this table."""
+    name = principal.removeprefix("User:")
+    return name in ACCESS or name == LEGACY_PRODUCER or is_producer(name)
 
 
 class ResourceType(IntEnum):
@@ -139,6 +174,12 @@ def bindings(use_cases: Iterable[str]) -> list[AclBinding]:
     """The ACLs of every principal but admin (a super user needs none)."""
     use_cases = list(use_cases)
     out: set[AclBinding] = set()
+    for uc in use_cases:
+        out.add(
+            AclBinding(
+                f"User:{producer(uc)}", ResourceType.TOPIC, t.raw(uc), PatternType.PREFIXED, Operation.WRITE
+            )
+        )
     for name, access in ACCESS.items():
         user = f"User:{name}"
         writes, reads = topics_of(access, use_cases)
@@ -176,6 +217,8 @@ def may_write(principal: str, topic: str, use_cases: Iterable[str]) -> bool:
     access = ACCESS.get(principal)
     if principal == ADMIN:
         return True
+    if is_producer(principal):
+        return use_case_of(principal) in list(use_cases) and topic.startswith(t.raw(use_case_of(principal)))
     if access is None:
         return False
     writes, _ = topics_of(access, use_cases)
@@ -186,7 +229,7 @@ def may_read(principal: str, topic: str, use_cases: Iterable[str]) -> bool:
     access = ACCESS.get(principal)
     if principal == ADMIN:
         return True
-    if access is None:
+    if access is None:  # producers read nothing
         return False
     _, reads = topics_of(access, use_cases)
     return topic in reads or bool(access.owns_prefix and topic.startswith(access.owns_prefix))

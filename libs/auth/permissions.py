@@ -46,7 +46,15 @@ class Role(StrEnum):
     APP = "app"  # business applications asking for predictions
     AUDITOR = "auditor"  # reads everything that explains a decision
     ADMIN = "admin"  # everything
-    SERVICE = "service"  # the factory's own services calling each other
+    # One role a service, held by that service's principal only (subject ``svc-<name>``,
+    # ``libs.auth.dev.DevAuth.mint_service``): what its own clients call, nothing more.
+    SVC_INGESTION = "svc-ingestion"
+    SVC_FEATURESTORE = "svc-featurestore"
+    SVC_TRAINER = "svc-trainer"
+    SVC_EVALUATOR = "svc-evaluator"
+    SVC_REGISTRY = "svc-registry"
+    SVC_GATEWAY = "svc-gateway"
+    SVC_MONITOR = "svc-monitor"
 
 
 class Permission(StrEnum):
@@ -62,6 +70,8 @@ class Permission(StrEnum):
     RUNS_WRITE = "runs.write"
     MODELS_REGISTER = "models.register"
     MODELS_READ = "models.read"
+    # A version's reference statistics only (what drift is measured against), not its artifact.
+    REFERENCES_READ = "references.read"
     MODELS_PROMOTE = "models.promote"
     MODELS_APPROVE = "models.approve"
     MODELS_ROLLBACK = "models.rollback"
@@ -132,7 +142,7 @@ METHODS: Mapping[str, Rule] = {
     _REG + "UploadArtifact": Rule(P.MODELS_REGISTER),
     _REG + "DownloadArtifact": Rule(P.MODELS_READ, Scope.GLOBAL),
     _REG + "GetServingBundle": Rule(P.MODELS_READ, "ref.use_case"),
-    _REG + "GetReferenceStats": Rule(P.MODELS_READ, "ref.use_case"),
+    _REG + "GetReferenceStats": Rule(P.REFERENCES_READ, "ref.use_case"),
     _REG + "CreateRun": Rule(P.RUNS_WRITE),
     _REG + "LogRunMetrics": Rule(P.RUNS_WRITE, Scope.RESOURCE),
     _REG + "FinishRun": Rule(P.RUNS_WRITE, Scope.RESOURCE),
@@ -153,7 +163,14 @@ METHODS: Mapping[str, Rule] = {
     _MON + "ListAlerts": Rule(P.MONITORING_READ),
 }
 
-_READ_MODELS = {P.MODELS_READ, P.EVALUATION_READ, P.LINEAGE_READ, P.MONITORING_READ, P.USECASES_READ}
+_READ_MODELS = {
+    P.MODELS_READ,
+    P.REFERENCES_READ,
+    P.EVALUATION_READ,
+    P.LINEAGE_READ,
+    P.MONITORING_READ,
+    P.USECASES_READ,
+}
 
 ROLES: Mapping[Role, frozenset[Permission]] = {
     Role.PRODUCER: frozenset({P.RECORDS_WRITE}),
@@ -181,28 +198,40 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
     # Reads what explains a decision; no feature values or training sets (personal data).
     Role.AUDITOR: frozenset(_READ_MODELS | {P.DATASETS_READ, P.TRAINING_READ, P.AUDIT_READ}),
     Role.ADMIN: frozenset(Permission),
-    # What services ask of each other: the trainer builds training sets, tracks runs and
-    # registers versions, the evaluator records verdicts, the gateway reads online
-    # features, aliases and artifacts and looks up predictions another replica served
-    # (lineage), the monitor reads models and reference stats.
+    # Services: each one the permissions of the RPCs its own clients call (grep the
+    # services' stubs: libs/lifecycle/registry.py, libs/lifecycle/data.py, services/gateway/
+    # {bundles,directory,features,feedback}.py, services/monitor/references.py), held for
+    # "*" (a service serves every use case; DownloadArtifact needs a "*" grant).
     # Never approval, promotion or rollback: those are people's decisions or events.
-    Role.SERVICE: frozenset(
-        {
-            P.DATASETS_READ,
-            P.FEATURES_READ,
-            P.TRAINING_SETS_READ,
-            P.TRAINING_READ,
-            P.RUNS_WRITE,
-            P.EVALUATION_READ,
-            P.EVALUATION_RECORD,
-            P.MODELS_READ,
-            P.MODELS_REGISTER,
-            P.LINEAGE_READ,
-            P.MONITORING_READ,
-            P.USECASES_READ,
-        }
-    ),
+    # The trainer streams training sets, tracks its runs and registers the versions (the
+    # only principal besides people that may), and confirms a drift report with the monitor
+    # before it retrains on one (libs/lifecycle/owners.py).
+    Role.SVC_TRAINER: frozenset({P.TRAINING_SETS_READ, P.RUNS_WRITE, P.MODELS_REGISTER, P.MONITORING_READ}),
+    # The evaluator streams the evaluation window, reads the candidate and the champion
+    # (version, alias, artifact) and records its verdict: the only principal that may.
+    Role.SVC_EVALUATOR: frozenset({P.TRAINING_SETS_READ, P.MODELS_READ, P.EVALUATION_RECORD}),
+    # The gateway reads aliases, serving bundles and their artifacts, online features,
+    # and predictions another replica served (to join feedback); predictions and feedback
+    # themselves it writes to Kafka, not over RPC.
+    Role.SVC_GATEWAY: frozenset({P.MODELS_READ, P.FEATURES_READ, P.LINEAGE_READ}),
+    # The monitor reads reference statistics; drift reports and retraining requests go to
+    # Kafka.
+    Role.SVC_MONITOR: frozenset({P.REFERENCES_READ}),
+    # The registry confirms a verdict with the evaluator and a rollback request with the
+    # monitor before it acts on the event (libs/lifecycle/owners.py): reads only.
+    Role.SVC_REGISTRY: frozenset({P.EVALUATION_READ, P.MONITORING_READ}),
+    # These call no other service: a principal each, and nothing granted.
+    Role.SVC_INGESTION: frozenset(),
+    Role.SVC_FEATURESTORE: frozenset(),
 }
+
+
+SERVICE_PREFIX = "svc-"
+
+
+def service_role(service: str) -> Role:
+    """Service ``service``'s own role (ValueError for an unknown service)."""
+    return Role(SERVICE_PREFIX + service)
 
 
 def permissions_of(roles: frozenset[str]) -> frozenset[Permission]:

@@ -22,20 +22,40 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # key=value / key: value where the key names a secret (password=, sasl_plain_password=...).
     (
         re.compile(
-            r"(?i)([\w.-]*(?:password|passwd|secret|salt|token|api[_-]?key|private[_-]?key)"
+            # From the secret word on (the rest of the key, e.g. "sasl_plain_", stays as it is
+            # either way): a pattern that starts with the key's prefix costs quadratic time
+            # on a long word, seconds for a few KiB.
+            r"(?i)((?:password|passwd|secret|salt|token|api[_-]?key|private[_-]?key)"
             r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"
         ),
         rf"\1{MASK}",
     ),
     # Credentials in URLs: scheme://user:password@host.
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), rf"\1{MASK}@"),
+    # (The scheme is bounded: unbounded, a long dotted word costs quadratic time.)
+    (re.compile(r"(\b[a-z][a-z0-9+.-]{0,31}://[^:/\s@]+:)[^@\s/]+@"), rf"\1{MASK}@"),
     # PEM private keys.
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), MASK),
+    # (A scan stops at the next BEGIN: many BEGINs and no END must not cost quadratic time.)
+    (
+        re.compile(
+            r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----(?:(?!-----BEGIN ).)*?-----END [A-Z ]{0,40}PRIVATE KEY-----",
+            re.S,
+        ),
+        MASK,
+    ),
 ]
 
 
-def redact(text: str) -> str:
-    """``text`` with every secret-looking part replaced by ``[REDACTED]``."""
+# Longest log message (and traceback) kept: a caller's megabyte-long field must not make a
+# megabyte-long line, nor cost the logging call (on the event loop) what scanning it costs.
+MAX_LOG_CHARS = 4 * 1024
+MAX_TRACEBACK_CHARS = 16 * 1024
+
+
+def redact(text: str, limit: int = MAX_LOG_CHARS) -> str:
+    """``text``, cut at ``limit`` characters, with every secret-looking part replaced by
+    ``[REDACTED]``."""
+    if len(text) > limit:
+        text = f"{text[:limit]}…(+{len(text) - limit} more)"
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -55,9 +75,9 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(record.exc_text, MAX_TRACEBACK_CHARS)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = redact(record.stack_info, MAX_TRACEBACK_CHARS)
         return True
 
 

@@ -5,9 +5,13 @@ use case → role names where "*" means every use case::
 
     {"sub": "alice", "roles": {"loan_approval": ["approver"], "*": ["auditor"]}, ...}
 
-Verification checks the signature (EdDSA only: no "none", no HMAC confusion), the
-issuer, the audience, the expiry with a small leeway, every required claim, the
-roles' shape, and the revocation list. Failures raise ``Unauthenticated`` whose
+The header names the signing key (``kid``, its RFC 7638 thumbprint), so verifiers pick
+it from a JWKS document (:mod:`libs.auth.jwks`) as they would an OIDC provider's: keys
+rotate without a restart. Verification checks the key id, the signature (EdDSA only: no
+"none", no HMAC confusion), the issuer, the audience, the expiry with a small leeway,
+every required claim, the lifetime (``exp - iat`` above the maximum is refused even when
+signed: a stolen long-lived token is what the maximum exists to bound), the roles' shape,
+and the revocation list (fails closed). Failures raise ``Unauthenticated`` whose
 ``reason`` is a short code for logs and metrics.
 """
 
@@ -25,7 +29,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from libs.auth.permissions import ALL, Role
+from libs.auth.jwks import KeySet, key_id, keys_of
+from libs.auth.permissions import ALL, SERVICE_PREFIX, Role
 from libs.auth.revocation import RevocationList
 from libs.errors import ConfigError, InvalidArgument, Unauthenticated
 from libs.rpc.auth import Principal
@@ -35,9 +40,14 @@ PRIVATE_KEY_FILE = "jwt_private.pem"
 PUBLIC_KEY_FILE = "jwt_public.pem"
 REVOKED_FILE = "revoked.txt"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti", "roles"]
+# Tokens living longer than this (exp - iat) are refused by default (settings:
+# auth_max_token_ttl_s); services' own tokens live an hour (libs.auth.dev).
+DEFAULT_MAX_TOKEN_TTL_S = 24 * 3600
 # Longer tokens are refused unparsed: ours are a few hundred bytes (gRPC itself refuses
 # metadata over 8 KiB with RESOURCE_EXHAUSTED).
 MAX_TOKEN_BYTES = 4096
+# How many verified tokens a verifier remembers (see TokenVerifier._claims).
+_VERIFIED_CACHE_SIZE = 4096
 _USE_CASE = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
 
 
@@ -121,12 +131,23 @@ def check_grants(grants: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str
     return out
 
 
+def check_service_roles(subject: str, grants: Mapping[str, Iterable[str]]) -> None:
+    """A service's role (``svc-<name>``) belongs to that service's principal only: a token
+    of any other subject holding one is refused (InvalidArgument), so a mis-issued token
+    cannot pass for a service."""
+    for roles in grants.values():
+        for role in roles:
+            if role.startswith(SERVICE_PREFIX) and role != subject:
+                raise InvalidArgument("roles", f"role {role} is for the subject {role} only, not {subject!r}")
+
+
 class TokenIssuer:
     """Signs tokens with the private key (the CLI and tests; no service holds this key)."""
 
     def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str, audience: str) -> None:
         self._key = private_key
         self.issuer, self.audience = issuer, audience
+        self.kid = key_id(private_key.public_key())
 
     def issue(
         self,
@@ -141,6 +162,7 @@ class TokenIssuer:
         if not subject:
             raise InvalidArgument("sub", "a token needs a subject")
         grants = {uc: sorted(rs) for uc, rs in check_grants(roles).items()}
+        check_service_roles(subject, grants)
         issued = int(now if now is not None else time.time())
         claims = {
             **(extra or {}),
@@ -152,7 +174,7 @@ class TokenIssuer:
             "jti": jti or uuid.uuid4().hex,
             "roles": grants,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
 
 _REASONS: list[tuple[type[Exception], str]] = [
@@ -167,30 +189,56 @@ _REASONS: list[tuple[type[Exception], str]] = [
 ]
 
 
+def _header_kid(token: str) -> str:
+    """The ``kid`` of an EdDSA token's header (unverified: it only selects the key)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise Unauthenticated(f"token header: {exc}", reason="malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise Unauthenticated(f"algorithm {header.get('alg')!r} is not {ALGORITHM}", reason="bad_algorithm")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 128:
+        raise Unauthenticated("token header names no key (kid)", reason="missing_kid")
+    return kid
+
+
 class TokenVerifier:
     """Checks a token and returns its :class:`Principal`, or raises ``Unauthenticated``."""
 
     def __init__(
         self,
-        public_key: Ed25519PublicKey,
+        keys: KeySet | Ed25519PublicKey,
         *,
         issuer: str,
         audience: str,
         leeway_seconds: float = 10.0,
         revoked: RevocationList | None = None,
+        max_ttl_seconds: float = DEFAULT_MAX_TOKEN_TTL_S,
     ) -> None:
-        self._key = public_key
+        self._keys = keys_of(keys)
         self.issuer, self.audience = issuer, audience
         self._leeway = leeway_seconds
         self._revoked = revoked
+        self._max_ttl = max_ttl_seconds
+        # token → (the key that verified it, its claims). A signature check costs ~0.1-0.5 ms
+        # and callers send the same token for an hour; only the signature and the decoding
+        # are remembered: expiry, lifetime, revocation and grants are checked on every call,
+        # and a token whose key left the key set (rotated out) is verified afresh, and fails.
+        self._verified: dict[str, tuple[Ed25519PublicKey, dict[str, Any]]] = {}
 
-    def verify(self, token: str) -> Principal:
-        if len(token) > MAX_TOKEN_BYTES:
-            raise Unauthenticated("token too long", reason="malformed")
+    def _claims(self, token: str) -> dict[str, Any]:
+        key = self._keys.get(_header_kid(token))
+        hit = self._verified.get(token)
+        if hit is not None and hit[0] is key:
+            claims = hit[1]
+            if time.time() > float(claims["exp"]) + self._leeway:
+                raise Unauthenticated("token rejected: Signature has expired", reason="expired")
+            return claims
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
@@ -201,16 +249,35 @@ class TokenVerifier:
             reason = next((r for cls, r in _REASONS if isinstance(exc, cls)), "invalid")
             # pyjwt's messages name claims, never the token itself.
             raise Unauthenticated(f"token rejected: {exc}", reason=reason) from None
+        if isinstance(claims.get("exp"), int | float):
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # a flood of distinct valid tokens only costs re-checks
+            self._verified[token] = (key, claims)
+        return claims
+
+    def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthenticated("token too long", reason="malformed")
+        claims = self._claims(token)
         subject, jti = claims["sub"], claims["jti"]
         if not isinstance(subject, str) or not subject or not isinstance(jti, str) or not jti:
             raise Unauthenticated("token has an empty subject or id", reason="bad_claims")
-        if self._revoked is not None and jti in self._revoked:
-            raise Unauthenticated(f"token {jti} of {subject} is revoked", reason="revoked")
+        issued, expires = claims["iat"], claims["exp"]
+        if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+            raise Unauthenticated("iat or exp is not a number", reason="bad_claims")
+        if expires - issued > self._max_ttl:
+            raise Unauthenticated(
+                f"token of {subject} lives {expires - issued:.0f}s, over the {self._max_ttl:.0f}s maximum",
+                reason="lifetime_too_long",
+            )
+        if self._revoked is not None:
+            self._revoked.check(jti, subject, float(issued))
         roles = claims["roles"]
         if not isinstance(roles, dict):
             raise Unauthenticated("roles claim is not a mapping", reason="bad_claims")
         try:
             scopes = check_grants(roles)
+            check_service_roles(subject, scopes)
         except InvalidArgument as exc:
             raise Unauthenticated(f"roles claim: {exc.message}", reason="bad_claims") from None
         return Principal(subject=subject, scopes=scopes, token_id=jti)

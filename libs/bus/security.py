@@ -1,7 +1,10 @@
-"""How a Kafka client authenticates: PLAINTEXT (the open local broker) or SASL/SCRAM.
+"""How a Kafka client authenticates: SASL_SSL (TLS + SCRAM), or PLAINTEXT (the open local broker).
 
 Each service is its own principal in the secure profile; its username and password
-come from settings (``AIF_<SERVICE>_KAFKA_USERNAME`` / ``..._KAFKA_PASSWORD``).
+come from settings (``AIF_<SERVICE>_KAFKA_USERNAME`` / ``..._KAFKA_PASSWORD``), the CA that
+signed the broker's certificate from ``AIF_KAFKA_SSL_CAFILE`` (the system's CAs when empty).
+A service process checks its transport at start (:func:`require_kafka_tls`): PLAINTEXT
+only with the explicit local-development flag ``AIF_KAFKA_ALLOW_PLAINTEXT=1``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,21 @@ from libs.errors import ConfigError
 
 if TYPE_CHECKING:  # libs.settings imports libs.bus for topic names
     from libs.settings import ServiceSettings
+
+
+# The transports that send records, and SASL exchanges, in the clear.
+CLEARTEXT = frozenset({"PLAINTEXT", "SASL_PLAINTEXT"})
+
+
+def require_kafka_tls(settings: ServiceSettings) -> None:
+    """Refuses a Kafka transport without TLS unless the settings mark local development
+    (``kafka_allow_plaintext``); :class:`ConfigError` in one line saying what to set."""
+    if settings.kafka_security_protocol in CLEARTEXT and not settings.kafka_allow_plaintext:
+        raise ConfigError(
+            f"Kafka {settings.kafka_security_protocol} to {settings.kafka_bootstrap} has no TLS: set "
+            "AIF_KAFKA_SECURITY_PROTOCOL=SASL_SSL (with AIF_KAFKA_USERNAME, AIF_KAFKA_PASSWORD, "
+            "AIF_KAFKA_SSL_CAFILE), or AIF_KAFKA_ALLOW_PLAINTEXT=1 for local development only"
+        )
 
 
 @dataclass(frozen=True)

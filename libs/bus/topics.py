@@ -18,6 +18,9 @@ ROLLBACK_REQUESTED = "aif.rollback.requested"
 # registry → every service: aifactory.registry.v1.UseCaseChanged, keyed by use case. The
 # catalogue: compacted (each key keeps its latest entry, for ever), read from the start.
 USECASES = "aif.usecases"
+# registry → auditors: signed checkpoints of the audit chain (JSON; services/registry/
+# checkpoints.py). Append-only: the registry writes, and may not delete or alter it.
+AUDIT_CHECKPOINTS = "aif.audit.checkpoints"
 
 # Topics whose settings differ from the broker's defaults, with their partition count
 # and configs: whoever creates one (``aif infra``, the registry, a follower) creates it so

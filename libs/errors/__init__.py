@@ -8,13 +8,40 @@ from __future__ import annotations
 
 import grpc
 
+# Longest text of one caller-supplied value in a message, and longest message: a status
+# detail travels in a gRPC trailer (a few KiB at most) and a log line should stay a line.
+CLIP_CHARS = 200
+MAX_MESSAGE_CHARS = 2000
+
+
+def clip(value: object, limit: int = CLIP_CHARS) -> str:
+    """``value`` as text of at most ``limit`` characters (plus a note of how much was cut).
+
+    Every caller-supplied value bound for a log line, an error message or a regular
+    expression goes through this first: a megabyte-long field must cost what a short one
+    does. A string or bytes is cut *before* it is copied or escaped, so the cost does not
+    grow with the input."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value[: limit + 1])
+        text = raw[:limit].decode("utf-8", "replace")
+        extra = len(value) - limit
+    elif isinstance(value, str):
+        text, extra = value[:limit], len(value) - limit
+    else:
+        text = repr(value)
+        extra = len(text) - limit
+        text = text[:limit]
+    return text if extra <= 0 else f"{text}…(+{extra} more)"
+
 
 class AifError(Exception):
-    """Base of every error the factory raises on purpose."""
+    """Base of every error the factory raises on purpose. The message is bounded
+    (:data:`MAX_MESSAGE_CHARS`): whatever a caller sent, the status it gets back fits."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str) -> None:
+        message = clip(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
 
@@ -25,6 +52,7 @@ class InvalidArgument(AifError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, field: str, message: str) -> None:
+        field = clip(field)
         super().__init__(f"{field}: {message}")
         self.field = field
 
@@ -82,6 +110,8 @@ class ConfigError(AifError):
 
 
 __all__ = [
+    "CLIP_CHARS",
+    "MAX_MESSAGE_CHARS",
     "AifError",
     "AlreadyExists",
     "ConfigError",
@@ -92,4 +122,5 @@ __all__ = [
     "StatusError",
     "Unauthenticated",
     "Unavailable",
+    "clip",
 ]

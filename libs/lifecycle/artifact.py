@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
 import torch
 
+from libs import sandbox
 from libs.errors import InvalidArgument
 
 METADATA_FILE = "aif.json"
@@ -46,10 +48,21 @@ def load(data: bytes) -> torch.jit.ScriptModule:
 
 
 def metadata(data: bytes) -> dict[str, Any]:
-    """The ``aif.json`` stored with an artifact (empty when absent)."""
-    files = {METADATA_FILE: ""}
-    torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=files)
-    return json.loads(files[METADATA_FILE]) if files[METADATA_FILE] else {}
+    """The ``aif.json`` stored with an artifact (empty when absent).
+
+    Read from the zip archive as a file, not with ``torch.jit.load``: loading compiles the
+    artifact's code, which only a sandbox may do (:func:`predict_isolated`)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
+            if not names:
+                return {}
+            parsed = json.loads(archive.read(names[0]))
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise InvalidArgument("artifact", f"not a TorchScript archive: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidArgument("artifact", f"{METADATA_FILE} is not a JSON object")
+    return parsed
 
 
 def predict(module: torch.jit.ScriptModule, matrix: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -66,3 +79,38 @@ def predict(module: torch.jit.ScriptModule, matrix: np.ndarray, batch_size: int 
     if not outputs:
         return np.zeros((0, 1), dtype=np.float64)
     return np.concatenate(outputs)
+
+
+def predict_isolated(
+    data: bytes,
+    matrix: np.ndarray,
+    limits: sandbox.Limits = sandbox.Limits(),  # noqa: B008 - frozen dataclass
+    field: str = "artifact",
+) -> np.ndarray:
+    """:func:`predict` of the artifact ``data`` in a sandboxed child process (load and
+    forward passes): an artifact is code, and a service loads it only there.
+    ``InvalidArgument`` (:class:`libs.sandbox.SandboxRefused`) when it breaks a limit."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise InvalidArgument("features", f"expected a 2-d matrix, got shape {matrix.shape}")
+    buffer = io.BytesIO()
+    np.savez(buffer, artifact=np.frombuffer(data, dtype=np.uint8), matrix=matrix)
+    out = sandbox.run(
+        f"{__name__}:_predict_in_child",
+        buffer.getvalue(),
+        limits=limits,
+        field=field,
+        what="artifact scoring",
+    )
+    with np.load(io.BytesIO(out.data), allow_pickle=False) as result:
+        return np.asarray(result["output"], dtype=np.float64)
+
+
+def _predict_in_child(payload: bytes) -> bytes:
+    """Runs inside the sandbox only."""
+    torch.set_num_threads(1)
+    with np.load(io.BytesIO(payload), allow_pickle=False) as parts:
+        module, matrix = load(parts["artifact"].tobytes()), parts["matrix"]
+    out = io.BytesIO()
+    np.savez(out, output=predict(module, matrix))
+    return out.getvalue()

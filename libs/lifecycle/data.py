@@ -22,9 +22,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aifactory.common.v1 import common_pb2
 from aifactory.featurestore.v1 import featurestore_service_pb2 as fs_pb
 from aifactory.featurestore.v1 import featurestore_service_pb2_grpc as fs_grpc
-from libs.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from libs.errors import InvalidArgument
 from libs.lifecycle.frames import Window
 from libs.lifecycle.wire import FrameAssembler, TrainingSetMismatch, content_hash
+from libs.rpc.errors import typed_rpc_error
 
 
 @dataclass(frozen=True)
@@ -125,22 +126,6 @@ def window_from_proto(time_range: common_pb2.TimeRange) -> Window | None:
         return Window(start, end)
     except ValueError as exc:
         raise InvalidArgument("window", str(exc)) from None
-
-
-_STATUS = {
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Unavailable,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-}
-
-
-def typed_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> Exception:
-    """A gRPC failure of a dependency → the typed error callers act on: ``Unavailable``
-    (worth retrying) only for transport trouble, never for a bug or a refusal."""
-    detail = f"{what}: {exc.code().name}: {exc.details()}"
-    return _STATUS.get(exc.code(), FailedPrecondition)(detail)
 
 
 def _finish(assembler: FrameAssembler, expected_hash: str) -> pd.DataFrame:

@@ -24,7 +24,8 @@ from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from libs import artifacts
 from libs.errors import AifError, FailedPrecondition
 from libs.lifecycle.artifact import sha256
-from libs.lifecycle.data import DatasetVersion, FeatureVersion, typed_rpc_error
+from libs.lifecycle.data import DatasetVersion, FeatureVersion
+from libs.rpc.errors import typed_rpc_error
 
 
 @dataclass(frozen=True)

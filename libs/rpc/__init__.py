@@ -12,7 +12,7 @@ from libs.rpc.auth import (
     ServerTls,
     current_principal,
 )
-from libs.rpc.client import ClientTls, insecure_channel, secure_channel
+from libs.rpc.client import ClientTls, blocking_channel, channel, insecure_channel, secure_channel
 from libs.rpc.server import RpcServer, serve
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "RpcServer",
     "ServerSecurity",
     "ServerTls",
+    "blocking_channel",
+    "channel",
     "current_principal",
     "insecure_channel",
     "secure_channel",

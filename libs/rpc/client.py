@@ -1,4 +1,9 @@
-"""Client channels that carry the caller's trace context (and its token) in gRPC metadata."""
+"""Client channels that carry the caller's trace context (and its token) in gRPC metadata.
+
+:func:`channel` is the one factory every internal gRPC client goes through: with a
+:class:`ClientTls` (from settings: ``libs.auth.tls.client_tls``) it speaks TLS or mutual
+TLS, without one plaintext, so turning TLS on for a service never cuts its callers off.
+"""
 
 from __future__ import annotations
 
@@ -58,42 +63,81 @@ def _interceptors(token: Token | None) -> list[grpc.aio.ClientInterceptor]:
 def insecure_channel(
     target: str, options: Sequence[tuple[str, Any]] = (), *, token: Token | None = None
 ) -> grpc.aio.Channel:
-    """An aio channel to ``target`` that propagates the current trace (and sends ``token``)."""
-    return grpc.aio.insecure_channel(target, options=list(options), interceptors=_interceptors(token))
+    """A plaintext :func:`channel` (tests and local tools; services pass their settings' TLS)."""
+    return channel(target, None, options, token=token)
 
 
 @dataclass(frozen=True)
 class ClientTls:
     """The CA that signed the server's certificate and, for mutual TLS, this client's own
-    certificate and key (PEM bytes)."""
+    certificate and key (PEM bytes). ``server_name``: the name to expect in the server's
+    certificate when the target's host is not in it (an address behind a proxy, say)."""
 
     ca: bytes
     cert: bytes | None = None
     key: bytes | None = field(default=None, repr=False)
+    server_name: str = ""
 
     @classmethod
     def from_files(
-        cls, ca: str | Path, cert: str | Path | None = None, key: str | Path | None = None
+        cls,
+        ca: str | Path,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        *,
+        server_name: str = "",
     ) -> ClientTls:
         return cls(
             Path(ca).read_bytes(),
             Path(cert).read_bytes() if cert else None,
             Path(key).read_bytes() if key else None,
+            server_name,
         )
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
+    def options(self) -> list[tuple[str, Any]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
+def channel(
+    target: str,
+    tls: ClientTls | None,
+    options: Sequence[tuple[str, Any]] = (),
+    *,
+    token: Token | None = None,
+    plain: bool = False,
+) -> grpc.aio.Channel:
+    """The aio channel every internal client uses: TLS (mutual TLS when ``tls`` has a client
+    certificate) when ``tls`` is given, plaintext when it is None (local development).
+
+    It propagates the current trace and sends ``token``; ``plain`` leaves both out (no
+    interceptors: a hot path that sets its own metadata per call, as the gateway's feature
+    reads do). ``target``'s host must be named in the server certificate (dev certificates
+    name localhost, 127.0.0.1 and the service), or ``tls.server_name`` says which name to expect.
+    """
+    if plain and token is not None:
+        raise ValueError("a plain channel sends no token: set it per call")
+    opts = [*options, *(tls.options() if tls is not None else [])]
+    interceptors = None if plain else _interceptors(token)
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=opts, interceptors=interceptors)
+
+
+def blocking_channel(
+    target: str, tls: ClientTls | None, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
+    """A synchronous channel (CLI commands, health probes) with the same TLS rules as :func:`channel`."""
+    opts = [*options, *(tls.options() if tls is not None else [])]
+    if tls is None:
+        return grpc.insecure_channel(target, options=opts)
+    return grpc.secure_channel(target, tls.credentials(), options=opts)
+
 
 def secure_channel(
     target: str, tls: ClientTls, options: Sequence[tuple[str, Any]] = (), *, token: Token | None = None
 ) -> grpc.aio.Channel:
-    """A TLS (mutual TLS when ``tls`` has a client certificate) aio channel to ``target``.
-
-    ``target``'s host must be named in the server certificate (dev certificates name
-    localhost, 127.0.0.1 and the service name); ``grpc.ssl_target_name_override`` in
-    ``options`` can say which name to expect instead.
-    """
-    return grpc.aio.secure_channel(
-        target, tls.credentials(), options=list(options), interceptors=_interceptors(token)
-    )
+    """A TLS channel to ``target``: :func:`channel` with ``tls`` required."""
+    return channel(target, tls, options, token=token)

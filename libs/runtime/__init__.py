@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from libs.auth import redaction
+from libs.bus.security import require_kafka_tls
 from libs.errors import ConfigError
 from libs.rpc import RpcServer, serve
 from libs.settings import ServiceSettings, load_settings
@@ -176,6 +177,7 @@ def run(settings_cls: type[S], build: Builder[S]) -> None:
     :data:`WORKER_FAILED` after a background task ended unexpectedly (once drained)."""
     try:
         settings = load_settings(settings_cls)
+        require_kafka_tls(settings)  # PLAINTEXT only with AIF_KAFKA_ALLOW_PLAINTEXT=1
     except ConfigError as exc:
         print(f"{settings_cls.service}: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None

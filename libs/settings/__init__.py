@@ -77,12 +77,22 @@ class ServiceSettings(BaseModel):
     auth_issuer: str = DEFAULT_ISSUER
     auth_audience: str = DEFAULT_AUDIENCE
     auth_leeway_seconds: float = Field(default=10.0, ge=0, le=300)
+    # Token verification keys (JWKS, picked by the token's kid): a file path or an IdP's
+    # http(s) jwks_uri, re-read on change / unknown kid. Empty: <auth_dir>/jwks.json, or
+    # <auth_dir>/jwt_public.pem alone when there is no JWKS (libs.auth.verification_keys).
+    auth_jwks: str = ""
+    # A token living longer than this (exp - iat) is refused even when signed.
+    auth_max_token_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
     # gRPC over TLS when set (PEM paths); with tls_client_ca, client certificates are required.
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
-    # Kafka client security (the secure local profile: SASL_PLAINTEXT + SCRAM-SHA-512).
+    # Kafka client security (the secure profile: SASL_SSL + SCRAM-SHA-512, CA in kafka_ssl_cafile).
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # A transport without TLS (PLAINTEXT, SASL_PLAINTEXT) is for local development only: a
+    # service refuses to start on one unless this says so (AIF_KAFKA_ALLOW_PLAINTEXT=1, set by
+    # the local stack, the demo and the tests; libs.bus.security.require_kafka_tls).
+    kafka_allow_plaintext: bool = False
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_username: str = ""
     kafka_password: SecretStr = SecretStr("")
@@ -144,6 +154,16 @@ class ClientSettings(ServiceSettings):
 
     service_token: SecretStr = SecretStr("")
     service_token_file: Path | None = None
+    # TLS of this service's calls to the others (PEM paths; libs.auth.tls.client_tls), all
+    # unset: plaintext (local development). client_tls_ca: the CA that signed the servers'
+    # certificates; client_tls_cert/_key: this service's certificate for mutual TLS (unset:
+    # its server pair tls_cert/tls_key, which dev certificates allow at both ends);
+    # client_tls_server_name: the name to expect in a server's certificate when the
+    # target's host is not in it.
+    client_tls_ca: str = ""
+    client_tls_cert: str = ""
+    client_tls_key: str = ""
+    client_tls_server_name: str = ""
 
     @field_validator("service_token_file")
     @classmethod

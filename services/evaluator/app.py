@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from aifactory.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.auth import server_security
+from libs.auth.tls import client_tls
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
 from libs.lifecycle.data import GrpcTrainingData, TrainingData
 from libs.lifecycle.registry import EvaluationRegistry, GrpcRegistry
-from libs.rpc import RpcServer, insecure_channel
+from libs.rpc import RpcServer, channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import UseCase
@@ -43,8 +44,9 @@ async def build(
     catalogue = await load_catalogue(settings, fixed=usecases)
     store = ReportStore.from_url(settings.database_url)
     token = settings.bearer_token()
-    featurestore = insecure_channel(settings.featurestore_target, token=token)
-    registry_channel = insecure_channel(settings.registry_target, token=token)
+    tls = client_tls(settings)
+    featurestore = channel(settings.featurestore_target, tls, token=token)
+    registry_channel = channel(settings.registry_target, tls, token=token)
     registry = registry or GrpcRegistry(registry_channel)
     kafka_security = KafkaSecurity.from_settings(settings)
     events = EventPublisher(settings.kafka_bootstrap, producer="evaluator", security=kafka_security)
@@ -58,6 +60,7 @@ async def build(
         options=EvaluatorOptions(
             min_holdout_rows=settings.min_holdout_rows,
             fairness_allowance_cap=settings.fairness_allowance_cap,
+            sandbox=settings.sandbox_limits(),
         ),
     )
     server = RpcServer(

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from libs.lifecycle.frames import (
     select,
 )
 from libs.lifecycle.registry import EvaluationRegistry, MetricPoint, ModelKey
+from libs.sandbox import Limits
 from libs.usecase import UseCase, UseCases
 from services.evaluator.domain import Report, SliceMetrics, TrainedVersion
 from services.evaluator.gates import ALLOWANCE_CAP, evaluate_gates
@@ -69,6 +70,8 @@ class EvaluatorOptions:
     min_holdout_rows: int = 50
     # The fairness gate's sampling allowance is at most this fraction of max_gap.
     fairness_allowance_cap: float = ALLOWANCE_CAP
+    # Limits of the sandboxed child that loads and scores each artifact (its code is untrusted).
+    sandbox: Limits = Limits()
 
 
 def _report_metrics(values: MetricSet) -> tuple[MetricPoint, ...]:
@@ -195,11 +198,14 @@ class EvaluatorCore:
         y_true = encode_labels(frame["label"], uc)
         attribute = uc.evaluation.fairness.attribute if uc.evaluation.fairness else None
         groups = frame[attribute].tolist() if attribute and attribute in frame.columns else None
-        candidate_out = await asyncio.to_thread(artifact.predict, candidate_module, matrix)
+        limits = self._options.sandbox
+        candidate_out = await asyncio.to_thread(artifact.predict_isolated, candidate_module, matrix, limits)
         candidate = measure(uc, y_true, candidate_out, groups)
         champion_metrics = None
         if champion_module is not None:
-            champion_out = await asyncio.to_thread(artifact.predict, champion_module, champion_matrix)
+            champion_out = await asyncio.to_thread(
+                artifact.predict_isolated, champion_module, champion_matrix, limits
+            )
             champion_metrics = measure(uc, y_true, champion_out, groups)
         verdict = evaluate_gates(
             uc,
@@ -229,7 +235,7 @@ class EvaluatorCore:
     @staticmethod
     def _champion_view(
         data: bytes, uc: UseCase, frame: pd.DataFrame, matrix: np.ndarray, what: str
-    ) -> tuple[Any, np.ndarray]:
+    ) -> tuple[bytes, np.ndarray]:
         """The champion and its own feature matrix on the holdout's rows.
 
         Its declared inputs, in its order, from the same rows the candidate is scored on;
@@ -237,7 +243,7 @@ class EvaluatorCore:
         """
         inputs = artifact.metadata(data).get("inputs")
         if inputs is None or list(inputs) == uc.model_inputs():
-            return artifact.load(data), matrix
+            return data, matrix
         missing = [c for c in inputs if c not in frame.columns]
         if missing:
             raise FailedPrecondition(
@@ -247,13 +253,14 @@ class EvaluatorCore:
             own = frame[list(inputs)].to_numpy(dtype=np.float64).astype(np.float32)
         except (ValueError, TypeError) as exc:
             raise FailedPrecondition(f"{what}'s inputs are not numeric on the holdout: {exc}") from None
-        return artifact.load(data), own
+        return data, own
 
     @staticmethod
-    def _load(data: bytes, uc: UseCase, what: str) -> Any:
-        """Load an artifact, checking it takes this use case's inputs (``FailedPrecondition`` if not)."""
+    def _load(data: bytes, uc: UseCase, what: str) -> bytes:
+        """An artifact, checked to take this use case's inputs (``FailedPrecondition`` if not).
+        Only read here: it is loaded and run in a sandbox (``artifact.predict_isolated``)."""
         meta = artifact.metadata(data)
         inputs = meta.get("inputs")
         if inputs is not None and list(inputs) != uc.model_inputs():
             raise FailedPrecondition(f"{what} takes inputs {inputs}, the spec has {uc.model_inputs()}")
-        return artifact.load(data)
+        return data

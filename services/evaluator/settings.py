@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from libs.bus import topics
+from libs.sandbox import SandboxSettings
 from libs.settings import (
     ConsumerSettings,
     DatabaseSettings,
@@ -22,6 +23,7 @@ class EvaluatorSettings(
     ConsumerSettings,
     RegistryClientSettings,
     FeatureStoreClientSettings,
+    SandboxSettings,
 ):
     """Reports live in ``database_url``; holdouts come from the feature store, artifacts
     from the registry, which records the verdicts (both called with ``service_token``)."""

@@ -5,6 +5,8 @@ reflection; the shared interceptor) on ``grpc_port``, and the Open Inference Pro
 on ``oip_port`` (no interceptor: its hot path is measured in microseconds; it checks
 tokens itself, see :mod:`services.gateway.servicer`). Both servicers hand every
 inference to the one :class:`~services.gateway.core.DataPlane`.
+HTTP/JSON (KServe v2 REST and the business API, :mod:`services.gateway.http`) is served
+on ``http_port`` by uvicorn on the same loop, over the same two servicers.
 
 Start-up: follow the model-promoted topic first (a fresh consumer group reading from
 the beginning; each alias keeps its newest change, so replayed history is harmless),
@@ -29,9 +31,10 @@ import grpc
 from aifactory.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from aifactory.registry.v1 import events_pb2 as registry_events
 from libs.auth import server_security
+from libs.auth.tls import client_tls
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
 from libs.errors import ConfigError
-from libs.rpc import RpcServer, insecure_channel
+from libs.rpc import RpcServer, channel
 from libs.rpc.server import MAX_MESSAGE_BYTES
 from libs.runtime import Service
 from libs.telemetry import Telemetry
@@ -50,6 +53,7 @@ from services.gateway.directory import (
 )
 from services.gateway.features import GrpcFeatureSource
 from services.gateway.feedback import FeedbackRecorder, RecentPredictions, RegistryPredictions
+from services.gateway.http import start_http
 from services.gateway.instruments import observe
 from services.gateway.models import ModelManager
 from services.gateway.predlog import BulkPublisher, PredictionLog
@@ -68,6 +72,7 @@ class Gateway(Service):
     """The built service, with what tests and benchmarks look at."""
 
     oip_port: int = 0
+    http_port: int = 0
     models: ModelManager | None = None
     predlog: PredictionLog | None = None
     triton: Triton | None = None
@@ -124,12 +129,14 @@ async def build(
         health_interval_s=settings.health_interval_s,
         coalesce_inflight=settings.coalesce_inflight,
         coalesce_max_rows=settings.coalesce_max_rows,
+        control_key=settings.triton_control_key.get_secret_value(),
     )
     book = AliasBook()
     # Versions reach Triton through its load call, with the registry's serving bundles (config
     # and files over gRPC), or, with no registry, from Triton's own model repository.
+    calls_tls = client_tls(settings)  # TLS of its calls to the registry and the feature store
     registry_channel = (
-        insecure_channel(settings.registry_target, token=token) if settings.registry_target else None
+        channel(settings.registry_target, calls_tls, token=token) if settings.registry_target else None
     )
     source: ModelSource = (
         TritonRepository(triton)
@@ -167,7 +174,7 @@ async def build(
     )
     flusher = predlog.start()
     recent = RecentPredictions()
-    fs_channel = grpc.aio.insecure_channel(settings.featurestore_target)
+    fs_channel = channel(settings.featurestore_target, calls_tls, plain=True)
     plane = DataPlane(
         models,
         triton,
@@ -176,7 +183,9 @@ async def build(
         recent,
         log_oip=settings.predlog_oip,
     )
-    feedback = FeedbackRecorder(publisher, settings.feedback_topic, served, recent)
+    feedback = FeedbackRecorder(
+        publisher, settings.feedback_topic, served, recent, lookup_wait_s=settings.feedback_lookup_wait_s
+    )
     servicer = GatewayServicer(plane, feedback)
     server = RpcServer(
         settings.grpc_address, telemetry, security=security, drain_seconds=settings.drain_seconds
@@ -189,7 +198,12 @@ async def build(
         settings.kafka_bootstrap,
         f"gateway-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         {settings.model_promoted_topic: [registry_events.AliasChanged]},
-        alias_events_handler(book, served),
+        # With a registry, each event is confirmed there before it moves an alias.
+        alias_events_handler(
+            book,
+            served,
+            registry=RegistryDirectory(registry_channel) if registry_channel is not None else None,
+        ),
         DeadLetters(publisher, settings.dead_letter_topic),
         auto_offset_reset="earliest",
         security=kafka_security,
@@ -248,7 +262,14 @@ async def build(
         oip_auth = (
             None if settings.auth_mode == "off" else OipAuth(security.authenticator, security.authorizer)
         )
-        oip = OipServicer(plane, models, triton, oip_auth)
+        oip = OipServicer(
+            plane,
+            models,
+            triton,
+            oip_auth,
+            max_inflight_per_caller=settings.oip_max_inflight_per_caller,
+            max_inflight_per_stream=settings.oip_max_inflight_per_stream,
+        )
         oip_server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -275,6 +296,12 @@ async def build(
         service.closers.append(partial(oip_server.stop, settings.drain_seconds))
         log.info("Open Inference Protocol on port %d (triton %s)", service.oip_port, settings.triton_url)
     observe(telemetry.meter, triton, oip.stats if oip is not None else None)
+    http = await start_http(
+        settings, security, telemetry, servicer, oip or OipServicer(plane, models, triton, None)
+    )
+    if http is not None:
+        service.http_port = http.port
+        service.closers.append(http.stop)
 
     # Give the first loads a moment, so a gateway that starts beside a ready registry
     # and Triton answers at once; slower loads finish in the background.

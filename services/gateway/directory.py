@@ -6,6 +6,14 @@ for tests) and then kept current by ``AliasChanged`` events from the
 model-promoted topic (:func:`alias_events_handler`). Each entry carries the time
 of its change, so a replayed or late event never moves an alias back.
 
+An ``AliasChanged`` event is a hint, not authority (anyone who can write the topic can
+write one): with a registry, the handler re-reads the alias it names from the registry
+and applies the registry's answer, never the event's version or time. An event that
+claims a newer state than the registry has (another version, dated after the registry's
+last change of that alias) is forged: counted (``aif_events_forged_total``), logged and
+dead-lettered. Without a registry (static aliases, benchmarks) there is no owner to ask:
+events are applied as they come, their times capped at now + a small skew.
+
 The Triton model name is the use case name (the registry's export contract), and
 so is the registry's model name.
 """
@@ -13,6 +21,7 @@ so is the registry's model name.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,12 +32,16 @@ from google.protobuf.message import Message
 from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from libs.bus import Event
+from libs.bus.types import event_type_of
 from libs.errors import ConfigError
+from libs.lifecycle.confirm import DEFAULT_SKEW_S, ForgedEvents, clamp_us
+from libs.rpc.errors import typed_rpc_error
 from services.gateway.routing import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
 SERVED_ALIASES = (CHAMPION, CHALLENGER)
+ALIAS_CHANGED_TYPE = event_type_of(registry_events.AliasChanged)
 
 
 @dataclass(frozen=True)
@@ -104,25 +117,32 @@ class RegistryDirectory:
         out: list[AliasState] = []
         for use_case in use_cases:
             for alias in SERVED_ALIASES:
-                req = registry_service_pb2.GetAliasRequest(
-                    use_case=use_case, model_name=use_case, alias=alias
-                )
-                try:
-                    resp = await self._stub.GetAlias(req, timeout=self._timeout)
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() is grpc.StatusCode.NOT_FOUND:
-                        continue
-                    raise
-                updated = resp.alias.updated_at
-                out.append(
-                    AliasState(
-                        use_case,
-                        alias,
-                        resp.alias.version,
-                        updated.seconds * 1_000_000 + updated.nanos // 1000,
-                    )
-                )
+                state = await self.alias(use_case, alias)
+                if state is not None:
+                    out.append(state)
         return out
+
+    async def alias(self, use_case: str, alias: str) -> AliasState | None:
+        """The alias as the registry has it now (None: not set)."""
+        req = registry_service_pb2.GetAliasRequest(use_case=use_case, model_name=use_case, alias=alias)
+        try:
+            resp = await self._stub.GetAlias(req, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        updated = resp.alias.updated_at
+        return AliasState(
+            use_case, alias, resp.alias.version, updated.seconds * 1_000_000 + updated.nanos // 1000
+        )
+
+
+class AliasReader(Protocol):
+    async def alias(self, use_case: str, alias: str) -> AliasState | None: ...
+
+
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
 
 
 def state_of(event: registry_events.AliasChanged) -> AliasState:
@@ -133,25 +153,67 @@ def state_of(event: registry_events.AliasChanged) -> AliasState:
 
 
 def alias_events_handler(
-    book: AliasBook, use_cases: Container[str]
+    book: AliasBook,
+    use_cases: Container[str],
+    *,
+    registry: AliasReader | None = None,
+    forged: ForgedEvents | None = None,
+    skew_s: float = DEFAULT_SKEW_S,
+    now_us: Callable[[], int] = _now_us,
 ) -> Callable[[Event[Message]], Awaitable[None]]:
-    """The model-promoted topic's handler: applies served aliases of served use cases.
+    """The model-promoted topic's handler: applies served aliases of served use cases,
+    as ``registry`` says they are (see the module docstring).
 
     ``use_cases`` is looked in at each event, so a live set (the gateway's use cases from
     the catalogue) admits a use case applied while running."""
     served = use_cases
+    rejected = forged or ForgedEvents("gateway")
 
     async def handle(event: Event[Message]) -> None:
         payload = event.payload
         assert isinstance(payload, registry_events.AliasChanged)
-        if payload.use_case in served and payload.alias in SERVED_ALIASES:
-            if book.apply(state_of(payload)):
-                log.info(
-                    "alias %s of %s -> version %d (%s)",
-                    payload.alias,
-                    payload.use_case,
-                    payload.new_version,
-                    payload.reason or "no reason given",
+        if payload.use_case not in served or payload.alias not in SERVED_ALIASES:
+            return
+        claimed = state_of(payload)
+        claimed = AliasState(
+            claimed.use_case, claimed.alias, claimed.version, clamp_us(claimed.changed_us, now_us(), skew_s)
+        )
+        if registry is None:
+            applied = claimed
+        else:
+            try:
+                current = await registry.alias(payload.use_case, payload.alias)
+            except grpc.aio.AioRpcError as exc:
+                raise typed_rpc_error(exc, "registry GetAlias") from None
+            if current is not None:
+                # The registry's own time, capped like any other before it is compared.
+                current = AliasState(
+                    current.use_case,
+                    current.alias,
+                    current.version,
+                    clamp_us(current.changed_us, now_us(), skew_s),
                 )
+            version = current.version if current else 0
+            since = current.changed_us if current else 0
+            if claimed.version != version and claimed.changed_us > since:
+                if current is not None:
+                    book.apply(current)
+                raise rejected.reject(
+                    ALIAS_CHANGED_TYPE,
+                    event.meta.event_id,
+                    f"{payload.alias} of {payload.use_case} -> v{claimed.version}, "
+                    f"but the registry has v{version}",
+                )
+            if current is None:
+                return  # an older change of an alias since removed: nothing to serve
+            applied = current
+        if book.apply(applied):
+            log.info(
+                "alias %s of %s -> version %d (%s)",
+                applied.alias,
+                applied.use_case,
+                applied.version,
+                "confirmed by the registry" if registry is not None else "event, no registry to ask",
+            )
 
     return handle

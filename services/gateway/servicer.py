@@ -13,7 +13,11 @@ Both hand every inference to the one :class:`~services.gateway.core.DataPlane`.
   wrong input name, datatype, shape or size → INVALID_ARGUMENT naming the input;
   Triton down → UNAVAILABLE at once (circuit); Triton's own errors pass through with
   their code. Model control, shared memory, trace and log settings: UNIMPLEMENTED.
-  ``ServerLive`` and ``ServerReady`` are open, like health checks.
+  ``ServerLive`` and ``ServerReady`` are open, like health checks; every other method
+  (metadata and statistics included) needs a token, checked from the call's metadata
+  *before* its body is parsed: a caller without credentials costs no decoding, however
+  large its message. Concurrent calls are capped per caller and per stream
+  (:class:`Inflight`); beyond the cap a call answers RESOURCE_EXHAUSTED at once.
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ from tritonclient.grpc import service_pb2
 
 from aifactory.gateway.v1 import gateway_service_pb2 as pb
 from aifactory.gateway.v1 import gateway_service_pb2_grpc
-from libs.errors import AifError, NotFound
+from libs.errors import AifError, NotFound, StatusError, clip
 from services.gateway import convert, oip
 from services.gateway.auth import OipAuth
 from services.gateway.core import DataPlane
 from services.gateway.feedback import FeedbackRecorder
 from services.gateway.models import ModelManager, Served
 from services.gateway.triton import SERVICE, Triton
+
+# Methods anyone may call (health checks); every other one needs a token.
+OPEN_METHODS = frozenset({"ServerLive", "ServerReady"})
+
+
+class ResourceExhausted(StatusError):
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
 
 def _traceparent() -> str:
@@ -78,13 +90,51 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
 class OipStats:
     requests: int = 0
     failed: int = 0
+    refused: int = 0  # calls over a concurrency cap
+
+
+class Inflight:
+    """Calls in flight per caller (the token's subject, else the peer's address), capped."""
+
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._calls: dict[str, int] = {}
+
+    def enter(self, caller: str) -> None:
+        n = self._calls.get(caller, 0)
+        if n >= self.per_caller:
+            raise ResourceExhausted(f"more than {self.per_caller} calls in flight for this caller")
+        self._calls[caller] = n + 1
+
+    def leave(self, caller: str) -> None:
+        n = self._calls.get(caller, 1) - 1
+        if n:
+            self._calls[caller] = n
+        else:
+            self._calls.pop(caller, None)
+
+
+def _peer_host(context: grpc.aio.ServicerContext) -> str:
+    """The peer without its port ("ipv4:127.0.0.1:5000" → "ipv4:127.0.0.1"): a caller is a host."""
+    peer_of = getattr(context, "peer", None)  # a REST call's stand-in context has none
+    peer = (peer_of() if peer_of is not None else "") or ""
+    return peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
 
 
 class OipServicer:
     def __init__(
-        self, plane: DataPlane, models: ModelManager, triton: Triton, auth: OipAuth | None = None
+        self,
+        plane: DataPlane,
+        models: ModelManager,
+        triton: Triton,
+        auth: OipAuth | None = None,
+        *,
+        max_inflight_per_caller: int = 256,
+        max_inflight_per_stream: int = 64,
     ) -> None:
         self._plane = plane
+        self._inflight = Inflight(max_inflight_per_caller)
+        self._per_stream = max_inflight_per_stream
         self._models = models
         self._served = models.served  # the dict the manager replaces entries of
         self._triton = triton
@@ -102,7 +152,16 @@ class OipServicer:
 
     def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         def unary(fn: Callable[..., Any], req: Any, resp: Any = None) -> grpc.RpcMethodHandler:
+            method = req.DESCRIPTOR.name.removesuffix("Request")
+            authenticate = method not in OPEN_METHODS and self._auth is not None
+
             async def parsed(request: bytes, context: grpc.aio.ServicerContext) -> Any:
+                if authenticate:
+                    # Credentials before the body: an anonymous caller's bytes are never parsed.
+                    try:
+                        self._auth.authenticate(method, context.invocation_metadata())  # type: ignore[union-attr]
+                    except AifError as exc:
+                        await context.abort(exc.code, exc.message)
                 # Parsed here, not by gRPC: a bad request answers INVALID_ARGUMENT, not UNKNOWN.
                 try:
                     message = req.FromString(request)
@@ -154,36 +213,88 @@ class OipServicer:
 
     # -- inference ----------------------------------------------------------------------
 
+    def _caller(self, context: grpc.aio.ServicerContext, method: str) -> tuple[str, Any]:
+        """Who calls (for the per-caller cap) and their principal; credentials are checked
+        here, before anything of the request is parsed."""
+        if self._auth is None:
+            return _peer_host(context), None
+        principal = self._auth.authenticate(method, context.invocation_metadata())
+        return principal.subject, principal
+
     async def model_infer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
+        caller = ""
         try:
-            reply = await self._infer(request, context)
+            caller, principal = self._caller(context, "ModelInfer")
+            self._inflight.enter(caller)
+        except AifError as exc:
+            self.stats.failed += 1
+            self.stats.refused += isinstance(exc, ResourceExhausted)
+            await context.abort(exc.code, exc.message)
+        try:
+            reply = await self._infer(request, context, principal)
         except AifError as exc:
             self.stats.failed += 1
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
+        finally:
+            self._inflight.leave(caller)
         self._duration.record(time.perf_counter() - started)
         return reply
 
     async def model_stream_infer(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        """Each request is answered on the stream as it completes (errors in ``error_message``)."""
+        """Each request is answered on the stream as it completes (errors in ``error_message``).
+        The stream's credentials are checked once, before its first message is read; a
+        request beyond the stream's or the caller's cap of calls in flight is answered
+        with a RESOURCE_EXHAUSTED ``error_message`` and not run."""
+        try:
+            caller, principal = self._caller(context, "ModelStreamInfer")
+        except AifError as exc:
+            self.stats.failed += 1
+            await context.abort(exc.code, exc.message)
         replies: asyncio.Queue[bytes | None] = asyncio.Queue()
+        inflight = 0
+
+        def refused(why: str) -> bytes:
+            self.stats.failed += 1
+            self.stats.refused += 1
+            return service_pb2.ModelStreamInferResponse(
+                error_message=f"RESOURCE_EXHAUSTED: {why}"
+            ).SerializeToString()
 
         async def one(request: bytes) -> None:
+            nonlocal inflight
             started = time.perf_counter()
             try:
-                reply = oip.encode_field(oip.STREAM_RESPONSE_TAG, await self._infer(request, context))
+                reply = oip.encode_field(
+                    oip.STREAM_RESPONSE_TAG, await self._infer(request, context, principal)
+                )
                 self._duration.record(time.perf_counter() - started)
             except AifError as exc:
                 self.stats.failed += 1
                 reply = service_pb2.ModelStreamInferResponse(error_message=exc.message).SerializeToString()
+            finally:
+                inflight -= 1
+                self._inflight.leave(caller)
             await replies.put(reply)
 
         async def read() -> None:
+            nonlocal inflight
             tasks = []
             async for request in requests:
+                if inflight >= self._per_stream:
+                    await replies.put(
+                        refused(f"more than {self._per_stream} requests in flight on this stream")
+                    )
+                    continue
+                try:
+                    self._inflight.enter(caller)
+                except ResourceExhausted as exc:
+                    await replies.put(refused(exc.message))
+                    continue
+                inflight += 1
                 tasks.append(asyncio.get_running_loop().create_task(one(request)))
             await asyncio.gather(*tasks)
             await replies.put(None)
@@ -195,22 +306,35 @@ class OipServicer:
         finally:
             reader.cancel()
 
-    def _infer(self, request: bytes, context: grpc.aio.ServicerContext) -> Awaitable[bytes]:
+    def _infer(
+        self, request: bytes, context: grpc.aio.ServicerContext, principal: Any = None
+    ) -> Awaitable[bytes]:
         # Not a coroutine itself: the data plane's call is awaited by the caller, one frame less.
+        # Credentials first (``principal``, when the caller checked them already): only then
+        # is the body parsed.
         self.stats.requests += 1
+        if principal is None and self._auth is not None:
+            principal = self._auth.authenticate("ModelInfer", context.invocation_metadata())
         msg = oip.parse(request)
-        served = self._known(msg.model_name, context, "ModelInfer")
+        served = self._known(msg.model_name, context, "ModelInfer", principal)
         return self._plane.infer(served, msg, request, oip.traceparent(context.invocation_metadata()))
 
     # -- the rest of the protocol -------------------------------------------------------
 
-    def _known(self, name: str, context: grpc.aio.ServicerContext, method: str = "ModelMetadata") -> Served:
+    def _known(
+        self,
+        name: str,
+        context: grpc.aio.ServicerContext,
+        method: str = "ModelMetadata",
+        principal: Any = None,
+    ) -> Served:
         """The served model ``name``, for a caller allowed to request its predictions.
         Credentials first: a caller without them learns nothing, not even which models exist."""
-        principal = self._auth.authenticate(method, context.invocation_metadata()) if self._auth else None
+        if principal is None and self._auth is not None:
+            principal = self._auth.authenticate(method, context.invocation_metadata())
         served = self._served.get(name)
         if served is None:
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown model {clip(name)!r}")
         if self._auth is not None and principal is not None:
             self._auth.authorize(principal, name)
         return served
@@ -286,12 +410,22 @@ class OipServicer:
             raw = await self._triton.forward("ModelStatistics", request.SerializeToString())
             stats = service_pb2.ModelStatisticsResponse.FromString(raw)
             if not request.name:
-                kept = [s for s in stats.model_stats if s.name in self._served]
+                # Only the use cases this caller may request predictions of.
+                kept = [s for s in stats.model_stats if s.name in self._served and self._may(s.name, context)]
                 del stats.model_stats[:]
                 stats.model_stats.extend(kept)
             return stats
 
         return await self._guard(context, run)
+
+    def _may(self, use_case: str, context: grpc.aio.ServicerContext) -> bool:
+        if self._auth is None:
+            return True
+        try:
+            self._auth.check("ModelStatistics", context.invocation_metadata(), use_case)
+        except AifError:
+            return False
+        return True
 
     async def repository_index(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def run() -> Any:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from libs.bus import topics
 from libs.settings import FeatureStoreClientSettings, RegistryClientSettings, UseCaseSourceSettings
@@ -28,11 +28,23 @@ class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStor
     # more than the whole pass-through budget). Unset: grpc_port + 10 (50066; a stack
     # that offsets grpc_port offsets it too; 0 when grpc_port is 0); -1: not served.
     oip_port: int | None = Field(default=None, ge=-1, le=65535)
+    # HTTP/JSON (services/gateway/http.py): KServe v2 REST, the business API, /openapi.json.
+    # Unset: grpc_port + 20 (50076; 0 when grpc_port is 0); -1: not served.
+    http_port: int | None = Field(default=None, ge=-1, le=65535)
+    # Calls in flight on the OIP port, per caller (token subject) and per ModelStreamInfer
+    # stream; a call beyond either answers RESOURCE_EXHAUSTED at once.
+    oip_max_inflight_per_caller: int = Field(default=256, ge=1, le=1_000_000)
+    oip_max_inflight_per_stream: int = Field(default=64, ge=1, le=1_000_000)
 
     # Use cases this gateway serves, comma-separated; empty: every spec.
     use_cases: str = ""
 
     triton_url: str = "127.0.0.1:8001"
+    # The gateway's key to Triton's model control: Triton runs with its restricted protocol
+    # (model repository, model config, statistics, shared memory, trace, logging need the
+    # header "triton-grpc-protocol-<TRITON_CONTROL_HEADER>: <key>"), and only the gateway
+    # holds the key. Empty: no header (a Triton started without the restriction).
+    triton_control_key: SecretStr = SecretStr("")
     # The gateway loads each version into Triton through Triton's API (its config and files
     # in the load call), as the registry's serving bundle gives them (GetServingBundle over
     # registry_target): no folder is shared with Triton or the registry. The config's
@@ -63,6 +75,9 @@ class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStor
     dead_letter_topic: str = topics.DEAD_LETTER
 
     feature_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    # How long feedback for a prediction not served here waits for the registry's index to
+    # have it (another replica's prediction log is published every predlog_flush_ms).
+    feedback_lookup_wait_s: float = Field(default=1.5, ge=0, le=60)
 
     predictions_topic: str = topics.PREDICTIONS
     feedback_topic: str = topics.FEEDBACK
@@ -91,4 +106,12 @@ class GatewaySettings(UseCaseSourceSettings, RegistryClientSettings, FeatureStor
         port = self.oip_port
         if port is None:
             port = self.grpc_port + 10 if self.grpc_port else 0
+        return None if port < 0 else f"{self.grpc_host}:{port}"
+
+    @property
+    def http_address(self) -> str | None:
+        """Where the HTTP/JSON server listens; None when it is off."""
+        port = self.http_port
+        if port is None:
+            port = self.grpc_port + 20 if self.grpc_port else 0
         return None if port < 0 else f"{self.grpc_host}:{port}"

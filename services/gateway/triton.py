@@ -43,6 +43,11 @@ LOAD_MESSAGE_BYTES = 2**31 - 1
 
 _DOWN_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
+# Triton's restricted protocol (``--grpc-restricted-protocol=<groups>:<key>=<value>``)
+# checks the header "triton-grpc-protocol-<key>"; aif.infra starts Triton with this key.
+TRITON_CONTROL_HEADER = "aif-control"
+CONTROL_METADATA_KEY = f"triton-grpc-protocol-{TRITON_CONTROL_HEADER}"
+
 
 class TritonUnavailable(Unavailable):
     def __init__(self, detail: str = "") -> None:
@@ -99,8 +104,15 @@ class Triton:
         coalesce_inflight: int = 1,
         coalesce_max_rows: int = 256,
         input_name: str = "INPUT",
+        control_key: str = "",
     ) -> None:
         self.url = url
+        # Sent with every call but inference (model control, config, metadata, statistics):
+        # Triton refuses those without it. Inference is not restricted (the hot path carries
+        # no extra header); Triton is reachable by the gateway alone.
+        self._control: tuple[tuple[str, str], ...] | None = (
+            ((CONTROL_METADATA_KEY, control_key),) if control_key else None
+        )
         self._timeout = infer_timeout_s
         self._interval = health_interval_s
         self._limit = coalesce_inflight
@@ -146,14 +158,16 @@ class Triton:
     async def call(self, name: str, request: Any, response_cls: Any, timeout: float = 5.0) -> Any:
         """A typed call for model control and readiness: not held back by the circuit
         (recovery itself uses it); raw gRPC errors."""
-        raw = await self.method(name)(request.SerializeToString(), timeout=timeout)
+        raw = await self.method(name)(request.SerializeToString(), timeout=timeout, metadata=self._control)
         return response_cls.FromString(raw)
 
     async def forward(self, name: str, request: bytes, timeout: float | None = None) -> bytes:
         """Forwards an encoded request of method ``name`` (metadata, config, statistics)."""
         self.check()
         try:
-            return await self.method(name)(request, timeout=timeout or self._timeout)  # type: ignore[no-any-return]
+            return await self.method(name)(  # type: ignore[no-any-return]
+                request, timeout=timeout or self._timeout, metadata=self._control
+            )
         except grpc.aio.AioRpcError as exc:
             self.failed(exc)
             raise

@@ -60,6 +60,7 @@ _tracer = trace.get_tracer("aifactory.ingestion")
 # failed rounds in a row or 120 s the error ends the pipeline, so the service stops
 # serving and its supervisor restarts it, rather than spinning behind SERVING forever.
 # Polling goes on between rounds, so the group keeps the member meanwhile.
+MAX_TRACE_HEADER = 512
 BATCH_RETRY = RetryPolicy(attempts=12, initial_s=0.5, max_s=15.0, jitter_s=0.5, deadline_s=120.0)
 
 
@@ -337,6 +338,7 @@ class RawPipeline:
             schema_version=ingestor.schema_version,
             rejected_at=ingested_at,
             source=(record.topic, record.partition, record.offset),
+            privacy=ingestor.privacy,
         )
         return rejected_message(
             self._dlq_topic, event, key=record.key, group=self.group_id, trace=trace_headers
@@ -347,7 +349,11 @@ def _record_trace(record: ConsumerRecord, batch_trace: list[tuple[str, bytes]]) 
     """The trace context a record carries onward. A producer's own wins: its trace then runs
     through ingestion, in a span of ingestion's (linked to the batch's span), whose context
     goes on with the record. A record without one carries the batch span's."""
-    own = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS and v]
+    # A producer's header is bounded before the trace parser (regular expressions) sees it;
+    # a longer one is not a trace context (W3C caps tracestate at 512 characters).
+    own = [
+        (k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS and v and len(v) <= MAX_TRACE_HEADER
+    ]
     if not own:
         return batch_trace
     batch = trace.get_current_span().get_span_context()

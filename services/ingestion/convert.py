@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2, ingestion_service_pb2
+from services.ingestion.pii import Privacy
 from services.ingestion.records import Outcome
 from services.ingestion.store import DatasetVersion
 from services.ingestion.violations import Violation
@@ -93,11 +94,19 @@ def rejected(
     rejected_at: Timestamp,
     source: tuple[str, int, int] | None = None,
     max_original: int = MAX_ORIGINAL_BYTES,
+    privacy: Privacy | None = None,
 ) -> events_pb2.RecordRejected:
+    """The dead letter of a rejected payload. With ``privacy`` (the use case's rules) the
+    copy of the payload it carries is masked like an accepted record (see
+    :meth:`~services.ingestion.pii.Privacy.redact_payload`)."""
     topic, partition, offset = source or ("", 0, 0)
+    complete = len(original) <= max_original
+    kept = original[:max_original]
+    if privacy is not None:
+        kept = privacy.redact_payload(kept, content_type, complete)
     return events_pb2.RecordRejected(
         use_case=use_case,
-        original=original[:max_original],
+        original=kept,
         content_type=content_type,
         source_topic=topic,
         source_partition=partition,

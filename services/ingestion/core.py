@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import Meter
 
+from libs.errors import ConfigError
 from libs.usecase import UseCase, UseCases
-from services.ingestion.pii import DEV_SALT
+from services.ingestion.pii import NO_KEY
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import UseCaseIngestor
 from services.ingestion.settings import IngestionSettings
@@ -27,13 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def salt_of(settings: IngestionSettings) -> bytes:
-    secret = getattr(settings, "privacy_salt", None)
-    salt = secret.get_secret_value().encode() if secret is not None else b""
+    """The privacy key; none configured stops the service at start (no default key)."""
+    salt = settings.privacy_salt.get_secret_value().encode()
     if not salt:
-        log.warning(
-            "no privacy salt configured (AIF_PRIVACY_SALT): personal data is hashed with the development salt"
-        )
-    return salt or DEV_SALT
+        raise ConfigError(NO_KEY)
+    return salt
 
 
 @dataclass
@@ -43,7 +42,7 @@ class Core:
     ingestors: dict[str, UseCaseIngestor]
     dataset: RawDataset
     quality: QualityTracker
-    salt: bytes = DEV_SALT
+    salt: bytes
     max_payload_bytes: int = 256 * 1024
 
     async def take_up(self, uc: UseCase) -> UseCaseIngestor:

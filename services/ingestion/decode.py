@@ -45,6 +45,8 @@ class Candidate:
 
 def media_type(content_type: str | bytes | None) -> str:
     """``application/x-protobuf`` or ``application/json`` for a content-type header."""
+    if content_type and len(content_type) > 128:
+        return JSON  # a producer's header, bounded before any parsing: no media type is this long
     if isinstance(content_type, bytes):
         content_type = content_type.decode("latin-1")
     if content_type and content_type.split(";", 1)[0].strip().lower() in _PROTOBUF_TYPES:

@@ -130,6 +130,7 @@ class PushIngest:
                         content_type=content_type,
                         schema_version=ingestor.schema_version,
                         rejected_at=ingested_at,
+                        privacy=ingestor.privacy,
                     )
                     messages.append(
                         rejected_message(self._dlq_topic, event, key=None, group="grpc", trace=trace)

@@ -204,7 +204,8 @@ class Contract:
     def _show(self, name: str, value: Any) -> str:
         if name in self._pii:
             return "value"
-        text = repr(value)
+        # Cut before repr: a megabyte-long string costs what a short one does.
+        text = repr(value[:41] if isinstance(value, str) else value)
         return text if len(text) <= 40 else text[:40] + "..."
 
     def check(

@@ -16,9 +16,10 @@ from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from aifactory.registry.v1 import events_pb2 as registry_events
 from libs.auth import server_security
+from libs.auth.tls import client_tls
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity, Outgoing
 from libs.bus.outbox import OutboxRelay
-from libs.rpc import RpcServer, ServerSecurity, insecure_channel
+from libs.rpc import RpcServer, ServerSecurity, channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import UseCase
@@ -86,9 +87,9 @@ async def build(
     service.closers.append(close_store)
     if references is None:
         if settings.registry_target:
-            channel = insecure_channel(settings.registry_target, token=settings.bearer_token())
-            references = RegistryReferences(channel)
-            service.closers.append(channel.close)
+            registry = channel(settings.registry_target, client_tls(settings), token=settings.bearer_token())
+            references = RegistryReferences(registry)
+            service.closers.append(registry.close)
         else:
             references = StaticReferences()
     kafka_security = KafkaSecurity.from_settings(settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -29,6 +29,16 @@ from services.monitor.domain import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# How far ahead of the monitor's clock an event's own time may be. Event times drive the
+# join's watermarks (an outcome stamped next year would expire every waiting prediction),
+# and feedback comes from apps: a time beyond this is taken as now + CLOCK_SKEW.
+CLOCK_SKEW = timedelta(seconds=30)
+
+
+def not_after(at: datetime, received: datetime) -> datetime:
+    """``at``, or ``received + CLOCK_SKEW`` when later: no event moves the monitor's clock."""
+    limit = received + CLOCK_SKEW
+    return limit if at > limit else at
 
 
 def ts(at: datetime | None) -> Timestamp:
@@ -125,7 +135,7 @@ def prediction_of(event: gateway_events.PredictionLogged, uc: UseCase, received:
     return Prediction(
         event.prediction_id,
         key_of(event.model, event.use_case),
-        when(event.timestamp, received),
+        not_after(when(event.timestamp, received), received),
         features,
         score,
         predicted,
@@ -146,8 +156,12 @@ def outcome_of(event: gateway_events.FeedbackRecorded, uc: UseCase, received: da
         if index is None:
             raise InvalidArgument("outcome", f"{raw!r} is not one of {list(uc.label.classes or ())}")
         value = float(index)
-    observed = when(event.observed_at, when(event.recorded_at, received))
-    event_time = event.event_time.ToDatetime(tzinfo=UTC) if event.HasField("event_time") else None
+    observed = not_after(when(event.observed_at, when(event.recorded_at, received)), received)
+    event_time = (
+        not_after(when(event.event_time, field="event_time"), received)
+        if event.HasField("event_time")
+        else None
+    )
     return Outcome(event.prediction_id, event.use_case, value, observed, event.feedback_id, event_time)
 
 

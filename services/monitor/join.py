@@ -92,6 +92,10 @@ class Joiner:
 
     def _match(self, prediction: Prediction, outcome: Outcome) -> Labelled | None:
         self._finish(prediction.prediction_id)
+        if outcome.observed_at < prediction.at:
+            # An outcome is never observed before its prediction was made: a sender that
+            # says so is clamped, not believed (its time feeds the window's clock).
+            outcome = dataclasses.replace(outcome, observed_at=prediction.at)
         if outcome.observed_at - prediction.at > self.max_delay:
             self.counts.late += 1
             return None

@@ -16,14 +16,18 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+from google.protobuf.message import Message
+
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from libs.auth import server_security
+from libs.auth.tls import client_tls
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
 from libs.bus.admin import CREATED, ensure_catalogue_topic
 from libs.bus.outbox import OutboxRelay
-from libs.rpc import RpcServer, ServerSecurity
+from libs.lifecycle.owners import EvaluationReports, GrpcEvaluations, GrpcMonitor, MonitorReports
+from libs.rpc import RpcServer, ServerSecurity, channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import UseCase
@@ -31,6 +35,7 @@ from libs.usecase.catalogue import Catalogue
 from libs.usecase.follower import follow_catalogue
 from services.registry.artifacts import ArtifactStore, FileArtifactStore
 from services.registry.catalogue import UseCaseCatalogue
+from services.registry.checkpoints import CheckpointLog, CheckpointPublisher, ensure_signing_key
 from services.registry.consumers import PredictionIndexer, RegistryEvents
 from services.registry.convert import usecase_changed_event
 from services.registry.core import Registry, utcnow
@@ -41,6 +46,7 @@ from services.registry.servicer import RegistryServicer
 from services.registry.settings import RegistrySettings
 from services.registry.store import SqlStore, open_store
 from services.registry.store.blobs import SqlArtifactStore
+from services.registry.store.roles import migrate_as_owner
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
@@ -59,12 +65,18 @@ async def build(
     *,
     security: ServerSecurity | None = None,
     usecases: Mapping[str, UseCase] | None = None,
+    evaluations: EvaluationReports | None = None,
+    monitor: MonitorReports | None = None,
 ) -> Service:
     """``security`` overrides the one the settings describe; ``usecases`` are known besides
-    the catalogue's, without being in it (tests)."""
+    the catalogue's, without being in it (tests); ``evaluations`` and ``monitor`` replace
+    the gRPC clients of the evaluator and the monitor that confirm events."""
+    if settings.database_owner_url:
+        await asyncio.to_thread(migrate_as_owner, settings.database_owner_url, settings.database_url)
     store = await asyncio.to_thread(
         open_store,
         settings.database_url,
+        migrate=not settings.database_owner_url,
         promoted_topic=settings.promoted_topic,
         usecases_topic=settings.usecases_topic,
         clock=utcnow,
@@ -107,6 +119,7 @@ async def build(
         known.usecases,
         exporter,
         validate_artifacts=settings.validate_artifacts,
+        sandbox_limits=settings.sandbox_limits(),
         clock=utcnow,
         on_alias_change=relay.kick,
     )
@@ -138,20 +151,46 @@ async def build(
     # Closed in reverse: consumers first, then the relay (last flush), publisher, store.
     service.closers += [close_store, publisher.stop]
     service.spawn("registry-outbox", relay.run(), stop=relay.stop)
+    if settings.audit_checkpoint_seconds > 0:
+        checkpoints = CheckpointPublisher(
+            store,
+            ensure_signing_key(settings.audit_checkpoint_key),
+            CheckpointLog(settings.kafka_bootstrap, settings.audit_checkpoint_topic, kafka_security),
+            interval=settings.audit_checkpoint_seconds,
+        )
+        await checkpoints.start()
+        service.spawn("registry-audit-checkpoints", checkpoints.run(), stop=checkpoints.stop)
     if settings.consume:
         dead_letters = DeadLetters(publisher, settings.dead_letter_topic)
-        consumer = EventConsumer(
-            settings.kafka_bootstrap,
-            settings.consumer_group,
-            {
-                settings.evaluated_topic: [evaluator_events.ModelEvaluated],
-                settings.rollback_topic: [monitor_events.RollbackRequested],
-            },
-            RegistryEvents(registry).handle,
-            dead_letters,
-            security=kafka_security,
-        )
-        service.spawn("registry-events", consumer.run(), stop=consumer.stop)
+        # Each lifecycle event is confirmed with its owner before it is acted on; a topic
+        # whose owner is not configured is not followed at all.
+        token, tls = settings.bearer_token(), client_tls(settings)
+        if evaluations is None and settings.evaluator_target:
+            evaluator_channel = channel(settings.evaluator_target, tls, token=token)
+            service.closers.append(evaluator_channel.close)
+            evaluations = GrpcEvaluations(evaluator_channel)
+        if monitor is None and settings.monitor_target:
+            monitor_channel = channel(settings.monitor_target, tls, token=token)
+            service.closers.append(monitor_channel.close)
+            monitor = GrpcMonitor(monitor_channel)
+        followed: dict[str, list[type[Message]]] = {}
+        if evaluations is not None:
+            followed[settings.evaluated_topic] = [evaluator_events.ModelEvaluated]
+        if monitor is not None:
+            followed[settings.rollback_topic] = [monitor_events.RollbackRequested]
+        if followed:
+            events = RegistryEvents(
+                registry, evaluations=evaluations, monitor=monitor, skew_s=settings.event_skew_s
+            )
+            consumer = EventConsumer(
+                settings.kafka_bootstrap,
+                settings.consumer_group,
+                followed,
+                events.handle,
+                dead_letters,
+                security=kafka_security,
+            )
+            service.spawn("registry-events", consumer.run(), stop=consumer.stop)
         indexer = PredictionIndexer(
             settings.kafka_bootstrap,
             f"{settings.consumer_group}.predictions",

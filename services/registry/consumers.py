@@ -1,16 +1,23 @@
 """What the registry does with the events it consumes.
 
-- ``aifactory.evaluator.v1.ModelEvaluated`` (topic model.evaluated): record the verdict
-  and act by the use case's policy (auto-promote, wait for approval, or fail).
-- ``aifactory.monitor.v1.RollbackRequested`` (topic rollback.requested): move the alias
-  back to ``previous``, but only while it still points at the version the alarm was about.
+- ``aifactory.evaluator.v1.ModelEvaluated`` (topic model.evaluated): confirmed with the
+  evaluator first (its report, read by id over gRPC, must be about the event's version);
+  the verdict is re-derived from the report's gate results (the event's ``passed`` flag
+  is never trusted), recorded, and acted on by the use case's policy (auto-promote, wait
+  for approval, or fail).
+- ``aifactory.monitor.v1.RollbackRequested`` (topic rollback.requested): confirmed with
+  the monitor first (the open rollback alert the request raised, about that use case and
+  version), then the alias moves back to ``previous``, but only while it still points at
+  the version the alarm was about.
 - ``aifactory.gateway.v1.PredictionLogged`` (topic predictions): the prediction index,
   prediction id → model version (:class:`PredictionIndexer`).
 
-The first two are idempotent by event id (stored with the effect, in its transaction).
-A database outage raises ``Unavailable`` so the consumer retries; an event naming an
-unknown use case or version, or a rollback that cannot happen, is dead-lettered with
-the reason.
+An event its owner does not confirm is forged (:mod:`libs.lifecycle.confirm`): counted,
+logged and dead-lettered; it changes nothing. The first two are idempotent by event id
+(stored with the effect, in its transaction) and by report id, so a replay is a no-op.
+A database outage, or an owner that cannot be reached, raises ``Unavailable`` so the
+consumer retries; an event naming an unknown use case or version, or a rollback that
+cannot happen, is dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -25,35 +32,60 @@ from google.protobuf.message import DecodeError, Message
 from aifactory.evaluator.v1 import events_pb2 as evaluator_events
 from aifactory.gateway.v1 import events_pb2 as gateway_events
 from aifactory.monitor.v1 import events_pb2 as monitor_events
+from aifactory.monitor.v1 import monitor_service_pb2
 from libs.bus import DeadLetters, Event, EventMeta, KafkaSecurity
 from libs.bus.types import event_type_of
+from libs.lifecycle.confirm import DEFAULT_SKEW_S, ForgedEvents, clamp
+from libs.lifecycle.owners import EvaluationReports, MonitorReports, rollback_alert_id
 from libs.retry import RetryPolicy
+from services.registry import policy
 from services.registry.convert import evaluation_of, prediction_of
-from services.registry.core import Registry
-from services.registry.domain import CHAMPION, ModelKey, PredictionEntry
+from services.registry.core import Registry, utcnow
+from services.registry.domain import CHAMPION, Evaluation, ModelKey, PredictionEntry
 
 log = logging.getLogger(__name__)
 PREDICTION_TYPE = event_type_of(gateway_events.PredictionLogged)
 
 
-class RegistryEvents:
-    """The handler of ``libs.bus.EventConsumer`` for verdicts and rollback requests."""
+EVALUATED_TYPE = event_type_of(evaluator_events.ModelEvaluated)
+ROLLBACK_TYPE = event_type_of(monitor_events.RollbackRequested)
+ROLLBACK_ALERT_KIND = "rollback"
 
-    def __init__(self, registry: Registry) -> None:
+
+class RegistryEvents:
+    """The handler of ``libs.bus.EventConsumer`` for verdicts and rollback requests.
+
+    ``evaluations`` (the evaluator) and ``monitor`` confirm each event before it acts;
+    ``forged`` counts the ones they do not confirm."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        evaluations: EvaluationReports | None,
+        monitor: MonitorReports | None,
+        forged: ForgedEvents | None = None,
+        skew_s: float = DEFAULT_SKEW_S,
+    ) -> None:
         self._registry = registry
+        self._evaluations = evaluations
+        self._monitor = monitor
+        self.forged = forged or ForgedEvents("registry")
+        self._skew_s = skew_s
 
     async def handle(self, event: Event[Message]) -> None:
         payload = event.payload
         if isinstance(payload, evaluator_events.ModelEvaluated):
+            evaluation = await self._confirmed_evaluation(payload, event.meta.event_id)
             outcome = await asyncio.to_thread(
                 self._registry.apply_evaluation,
-                evaluation_of(payload),
+                evaluation,
                 event_id=event.meta.event_id,
                 source=event.topic,
             )
             log.info(
                 "evaluation %s of %s: recorded=%s promoted=%s status=%s",
-                payload.report_id,
+                evaluation.report_id,
                 outcome.version.key,
                 outcome.recorded,
                 outcome.promoted,
@@ -61,26 +93,97 @@ class RegistryEvents:
             )
         elif isinstance(payload, monitor_events.RollbackRequested):
             use_case = payload.use_case or payload.model.use_case
+            alert = await self._confirmed_alarm(payload, use_case, event.meta.event_id)
             result = await asyncio.to_thread(
                 self._registry.rollback,
                 ModelKey(use_case, payload.model.model_name),
                 None,
-                alias=payload.alias or CHAMPION,
-                reason=payload.reason or "monitor alarm",
-                evidence=[payload.request_id, *payload.evidence_ids],
-                only_if_current=payload.model.version,
+                alias=CHAMPION,
+                # The monitor's words and evidence, not the event's.
+                reason=alert.message or "monitor alarm",
+                evidence=[payload.request_id, alert.alert_id, alert.report_id],
+                only_if_current=alert.model.version,
                 event_id=event.meta.event_id,
                 source=event.topic,
             )
             if result is not None:
                 log.info(
-                    "rolled back %s/%s %s from v%d to v%d",
+                    "rolled back %s/%s champion from v%d to v%d",
                     use_case,
                     payload.model.model_name,
-                    payload.alias or CHAMPION,
                     result.previous_version,
                     result.alias.version if result.alias else 0,
                 )
+
+    async def _confirmed_evaluation(
+        self, event: evaluator_events.ModelEvaluated, event_id: str
+    ) -> Evaluation:
+        """The evaluator's own report of ``event``, its verdict re-derived from its gates."""
+        if self._evaluations is None:
+            raise self.forged.reject(EVALUATED_TYPE, event_id, "no evaluator to confirm it with")
+        report = await self._evaluations.report(event.report_id) if event.report_id else None
+        if report is None:
+            raise self.forged.reject(
+                EVALUATED_TYPE, event_id, f"the evaluator has no report {event.report_id!r}"
+            )
+        claimed = (event.model.use_case, event.model.model_name, event.model.version)
+        actual = (report.model.use_case, report.model.model_name, report.model.version)
+        if claimed != actual:
+            raise self.forged.reject(
+                EVALUATED_TYPE, event_id, f"report {report.report_id} is about {actual}, not {claimed}"
+            )
+        passed = policy.verdict_of(report.gates)
+        if event.passed != passed:
+            raise self.forged.reject(
+                EVALUATED_TYPE,
+                event_id,
+                f"it says passed={event.passed}, the gates of report {report.report_id} say {passed}",
+            )
+        # Everything recorded comes from the evaluator's report, its time capped at now + skew.
+        now = utcnow()
+        confirmed = evaluator_events.ModelEvaluated(
+            report_id=report.report_id,
+            model=report.model,
+            passed=passed,
+            gates=report.gates,
+            metrics=report.candidate_metrics,
+        )
+        if report.HasField("champion"):
+            confirmed.champion.CopyFrom(report.champion)
+        if report.HasField("dataset"):
+            confirmed.dataset.CopyFrom(report.dataset)
+        at = report.created_at.ToDatetime(tzinfo=now.tzinfo) if report.HasField("created_at") else now
+        confirmed.evaluated_at.FromDatetime(clamp(at, now, self._skew_s))
+        return evaluation_of(confirmed)
+
+    async def _confirmed_alarm(
+        self, event: monitor_events.RollbackRequested, use_case: str, event_id: str
+    ) -> monitor_service_pb2.Alert:
+        """The monitor's open rollback alert behind ``event``, about the version it names."""
+        if self._monitor is None:
+            raise self.forged.reject(ROLLBACK_TYPE, event_id, "no monitor to confirm it with")
+        if event.alias and event.alias != CHAMPION:
+            raise self.forged.reject(ROLLBACK_TYPE, event_id, f"the monitor never rolls back {event.alias!r}")
+        alert = (
+            await self._monitor.alert(use_case, rollback_alert_id(event.request_id))
+            if use_case and event.request_id
+            else None
+        )
+        if alert is None:
+            raise self.forged.reject(
+                ROLLBACK_TYPE, event_id, f"the monitor raised no rollback alert for {event.request_id!r}"
+            )
+        claimed = (use_case, event.model.model_name, event.model.version)
+        actual = (alert.use_case, alert.model.model_name, alert.model.version)
+        if alert.kind != ROLLBACK_ALERT_KIND or claimed != actual:
+            raise self.forged.reject(
+                ROLLBACK_TYPE,
+                event_id,
+                f"alert {alert.alert_id} is a {alert.kind} alert about {actual}, not {claimed}",
+            )
+        if alert.HasField("resolved_at"):
+            raise self.forged.reject(ROLLBACK_TYPE, event_id, f"alert {alert.alert_id} is resolved")
+        return alert
 
 
 # The index's database down: up to 8 tries within 60 s (waits 0.5, 1, 2, 4, 8, 15, 15 s,

@@ -19,8 +19,10 @@ from typing import Any
 
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from libs.rpc.auth import Principal
+from libs.sandbox import Limits
 from libs.usecase import UseCase, UseCases
 from services.registry import policy, reference, validate
+from services.registry.artifact_check import validate_torchscript
 from services.registry.artifacts import ArtifactStore, check_digest
 from services.registry.audit import verify_chain
 from services.registry.convert import lineage_to_json
@@ -51,7 +53,6 @@ from services.registry.export import (
     InstanceKind,
     ServingBundle,
     TritonExporter,
-    validate_torchscript,
 )
 from services.registry.store import RegistryStore, StoreTx
 
@@ -91,6 +92,8 @@ class Registry:
     usecases: UseCases
     exporter: TritonExporter | None = None
     validate_artifacts: bool = True
+    # Limits of the sandboxed child that loads and runs each artifact (its code is untrusted).
+    sandbox_limits: Limits = Limits()
     clock: Callable[[], datetime] = utcnow
     # Called (from any thread) after a commit that queued AliasChanged events.
     on_alias_change: Callable[[], None] = field(default=lambda: None)
@@ -302,7 +305,7 @@ class Registry:
             if expected and self._digest(content) != expected:
                 raise InvalidArgument("artifact_sha256", "does not match artifact_content")
             if self.validate_artifacts:
-                validate_torchscript(content, signature, "artifact_content")
+                validate_torchscript(content, signature, "artifact_content", self.sandbox_limits)
             return self.artifacts.put(content).sha256
         if not sha:
             raise InvalidArgument("artifact_content", "the model is required (content or artifact_sha256)")
@@ -310,7 +313,9 @@ class Registry:
         if not self.artifacts.exists(digest):
             raise NotFound(f"artifact_sha256: no artifact {digest} (upload it first)")
         if self.validate_artifacts:
-            validate_torchscript(self.artifacts.read(digest), signature, "artifact_sha256")
+            validate_torchscript(
+                self.artifacts.read(digest), signature, "artifact_sha256", self.sandbox_limits
+            )
         return digest
 
     def _store_reference(self, content: bytes, sha: str, signature: Signature, use_case: str) -> str:
@@ -358,6 +363,8 @@ class Registry:
         source: str = "",
     ) -> EvaluationOutcome:
         """Record a verdict and act by the use case's policy; idempotent by event id and report id."""
+        # Pass or fail is the registry's own reading of the gates, never the flag sent with them.
+        evaluation = replace(evaluation, passed=policy.verdict_of(evaluation.gates))
         uc = self.usecase(evaluation.model.use_case, "model.use_case")
         validate.ident(evaluation.report_id, "report_id")
         if principal is not None:
@@ -381,7 +388,7 @@ class Registry:
             current = tx.get_version(evaluation.model)
             assert current is not None
             tx.add_evaluation(evaluation, self.clock())
-            failed = [g.gate for g in evaluation.gates if not g.passed]
+            failed = [g.gate for g in evaluation.gates if not policy.gate_passed(g)]
             decision = None
             if current.status is VersionStatus.CANDIDATE:
                 decision = policy.decide_on_evaluation(uc.deployment.promotion, evaluation.passed, failed)
@@ -727,6 +734,7 @@ class Registry:
         self, key: VersionKey, principal: Principal | None, destination: Path | None = None
     ) -> ExportResult:
         version = self.get_version(key)
+        policy.check_servable(version)  # an export is a Triton repository entry: loadable
         actor = self._actor(principal, key.use_case)
         if self.exporter is None:
             raise FailedPrecondition("this registry has no export area configured")
@@ -758,6 +766,7 @@ class Registry:
         if self.exporter is None:
             raise FailedPrecondition("this registry serves no Triton bundles (no exporter configured)")
         version = self.get_version(key)
+        policy.check_servable(version)
         kind: InstanceKind | None = "gpu" if instance_kind == "gpu" else "cpu" if instance_kind else None
         return self.exporter.bundle(version, kind)
 

@@ -7,6 +7,8 @@ content-addressed blob it downloads and verifies) and hands them to Triton's loa
 (``load_model(name, config=..., files={"file:<version>/model.py": ..., ...})``).
 ``ExportModelVersion`` writes the same entry into a folder of the caller's choosing
 (the registry's export area): a repository to copy elsewhere, never Triton's own.
+Both are given only for a version policy allows to serve (``policy.check_servable``: an
+APPROVED one); a failed, pending, rejected or archived version is never made loadable.
 
 Model I/O contract (the trainer produces it, the gateway and the evaluator rely on it)
 -------------------------------------------------------------------------------------
@@ -68,6 +70,7 @@ from typing import Any, Literal
 from libs.errors import InvalidArgument
 from services.registry.artifacts import ArtifactStore
 from services.registry.domain import ModelVersion, Signature
+from services.registry.policy import check_servable
 
 INPUT = "INPUT"
 OUTPUT = "OUTPUT"
@@ -326,8 +329,10 @@ class TritonExporter:
         return render_config(version.name, version.signature, **self._options(version, kind))
 
     def bundle(self, version: ModelVersion, kind: InstanceKind | None = None) -> ServingBundle:
-        """The serving bundle of ``version``: NotFound when its artifact is not stored.
+        """The serving bundle of ``version``: NotFound when its artifact is not stored,
+        FailedPrecondition unless policy lets it serve (an APPROVED version).
         model.py is stored as a blob too, so every file travels the same verified way."""
+        check_servable(version)
         weights = BundleFile(
             "model.pt", version.artifact_sha256, self._artifacts.size(version.artifact_sha256)
         )
@@ -350,6 +355,7 @@ class TritonExporter:
     def export(
         self, version: ModelVersion, root: Path | None = None, lineage: dict[str, Any] | None = None
     ) -> ExportResult:
+        check_servable(version)  # an entry here is loadable by any Triton pointed at it
         with self._lock:
             return self._export(version, Path(root or self.root), lineage)
 

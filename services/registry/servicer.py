@@ -21,7 +21,7 @@ from aifactory.registry.v1 import registry_service_pb2 as pb
 from aifactory.registry.v1 import registry_service_pb2_grpc
 from libs.artifacts import DigestMismatch
 from libs.auth import authorize_use_case, permitted_use_case
-from libs.errors import FailedPrecondition, InvalidArgument
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.rpc import current_principal
 from services.registry import convert, validate
 from services.registry.artifacts import ArtifactStore, check_digest
@@ -235,6 +235,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request: pb.GetPredictionRequest, context: Context
     ) -> pb.GetPredictionResponse:
         entry = await to_thread(self._registry.prediction, request.prediction_id)
+        if request.use_case and entry.use_case != request.use_case:
+            # Resolved per use case: another use case's id answers as an unknown one.
+            raise NotFound(f"prediction {request.prediction_id} is not in the prediction index")
         authorize_use_case(entry.use_case)
         return convert.prediction_pb(entry)
 

@@ -8,13 +8,16 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from libs.bus import topics
-from libs.settings import ConsumerSettings, DatabaseSettings, UseCaseSourceSettings
+from libs.sandbox import SandboxSettings
+from libs.settings import ClientSettings, ConsumerSettings, DatabaseSettings, UseCaseSourceSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / "build" / "registry"
 
 
-class RegistrySettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings):
+class RegistrySettings(
+    UseCaseSourceSettings, DatabaseSettings, ConsumerSettings, ClientSettings, SandboxSettings
+):
     """``database_url`` (empty: ``sqlite:///build/registry/registry.db``; or
     ``postgresql+psycopg://...``), ``usecases_topic`` (where the catalogue this registry
     owns is published), ``consume``, ``consumer_group`` (``registry``) and
@@ -43,6 +46,17 @@ class RegistrySettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings
     triton_cpu_threads: int = Field(default=1, ge=0, le=256)
     # Load each registered artifact and run it once to check the I/O contract.
     validate_artifacts: bool = True
+    # PostgreSQL: the role that owns the tables and runs the migrations, when database_url's
+    # role is only the runtime role (store/roles.py grants it INSERT/SELECT on the audit log).
+    database_owner_url: str = ""
+    # Signed checkpoints of the audit chain (services/registry/checkpoints.py): the Ed25519
+    # key (created when missing; its public key beside it, "<key>.pub"), the append-only
+    # topic they go to (one registry database per topic), and how often the head is
+    # checked. 0: no checkpoints (the default, as several registries share a development
+    # broker); set it, e.g. to 5, in any deployment.
+    audit_checkpoint_key: Path = DEFAULT_DIR / "audit-checkpoint.key"
+    audit_checkpoint_topic: str = topics.AUDIT_CHECKPOINTS
+    audit_checkpoint_seconds: float = Field(default=0.0, ge=0, le=3600)
     max_artifact_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
 
     # Events: consumed (unless consume is false) and published.
@@ -51,3 +65,12 @@ class RegistrySettings(UseCaseSourceSettings, DatabaseSettings, ConsumerSettings
     predictions_topic: str = topics.PREDICTIONS
     promoted_topic: str = topics.MODEL_PROMOTED
     prediction_batch: int = Field(default=1000, ge=1, le=100_000)
+
+    # The owners a lifecycle event is confirmed with before the registry acts on it
+    # (called with ``service_token``): the evaluator for a verdict, the monitor for a
+    # rollback request. Empty: that topic is not consumed (verdicts still arrive by
+    # RecordEvaluation; rollbacks by the Rollback RPC).
+    evaluator_target: str = "127.0.0.1:50054"
+    monitor_target: str = "127.0.0.1:50057"
+    # An event's time is capped at now + this wherever it is stored or compared.
+    event_skew_s: float = Field(default=30.0, ge=0, le=3600)

@@ -13,10 +13,12 @@ from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from libs.auth import server_security
+from libs.auth.tls import client_tls
 from libs.bus import DeadLetters, EventConsumer, EventPublisher, KafkaSecurity
 from libs.lifecycle.data import GrpcTrainingData, TrainingData
+from libs.lifecycle.owners import GrpcMonitor, MonitorReports
 from libs.lifecycle.registry import GrpcRegistry, ModelRegistry
-from libs.rpc import RpcServer, insecure_channel
+from libs.rpc import RpcServer, channel
 from libs.runtime import Service
 from libs.telemetry import Telemetry
 from libs.usecase import UseCase
@@ -39,14 +41,16 @@ async def build(
     data: TrainingData | None = None,
     registry: ModelRegistry | None = None,
     usecases: Mapping[str, UseCase] | None = None,
+    monitor: MonitorReports | None = None,
 ) -> Service:
-    """``data`` and ``registry`` replace the gRPC clients, ``usecases`` the catalogue (tests
-    run the service on fakes)."""
+    """``data``, ``registry`` and ``monitor`` replace the gRPC clients, ``usecases`` the
+    catalogue (tests run the service on fakes)."""
     catalogue = await load_catalogue(settings, fixed=usecases)
     store = JobStore.from_url(settings.database_url)
     token = settings.bearer_token()
-    featurestore = insecure_channel(settings.featurestore_target, token=token)
-    registry_channel = insecure_channel(settings.registry_target, token=token)
+    tls = client_tls(settings)
+    featurestore = channel(settings.featurestore_target, tls, token=token)
+    registry_channel = channel(settings.registry_target, tls, token=token)
     kafka_security = KafkaSecurity.from_settings(settings)
     events = EventPublisher(settings.kafka_bootstrap, producer="trainer", security=kafka_security)
     await events.start()
@@ -91,6 +95,11 @@ async def build(
     # Closed in reverse: the consumer stops first, then the core, then the store.
     service.closers += [close_store, core.stop]
     if settings.consume:
+        if monitor is None and settings.monitor_target:
+            # DriftDetected is confirmed with the monitor before it trains anything.
+            monitor_channel = channel(settings.monitor_target, tls, token=token)
+            service.closers.append(monitor_channel.close)
+            monitor = GrpcMonitor(monitor_channel)
         consumer = EventConsumer(
             settings.kafka_bootstrap,
             settings.consumer_group,
@@ -101,7 +110,7 @@ async def build(
                 ],
                 settings.drift_detected_topic: [monitor_events.DriftDetected],
             },
-            TrainerConsumer(core, publisher).handle,
+            TrainerConsumer(core, publisher, monitor=monitor, skew_s=settings.event_skew_s).handle,
             DeadLetters(events, settings.dead_letter_topic),
             security=kafka_security,
         )

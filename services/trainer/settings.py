@@ -40,3 +40,9 @@ class TrainerSettings(
     training_requested_topic: str = topics.TRAINING_REQUESTED
     drift_detected_topic: str = topics.DRIFT_DETECTED
     model_trained_topic: str = topics.MODEL_TRAINED
+
+    # The monitor, which owns drift reports: a DriftDetected is confirmed there (called
+    # with ``service_token``) before it trains anything. Empty: drift events are dropped.
+    monitor_target: str = "127.0.0.1:50057"
+    # An event's time is capped at now + this wherever it is stored or compared.
+    event_skew_s: float = Field(default=30.0, ge=0, le=3600)

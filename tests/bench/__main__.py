@@ -27,9 +27,12 @@ from tests.bench import features as features_bench
 from tests.bench import gateway as gateway_bench
 from tests.bench import ingest as ingest_bench
 from tests.bench import loop as loop_bench
+from tests.bench import mtls as mtls_bench
 from tests.bench import multihost as multihost_bench
 from tests.bench import otlp as otlp_bench
 from tests.bench import pipeline as pipeline_bench
+from tests.bench import rest as rest_bench
+from tests.bench import sasl as sasl_bench
 from tests.bench import train as train_bench
 from tests.bench import trainingset as trainingset_bench
 from tests.bench.report import Figure, problems, render, write
@@ -41,6 +44,7 @@ EXPECTED = {
     "bus": ["bus.events_per_s"],
     "ingest": ["ingest.only_records_per_s"],
     "pipeline": ["ingest.records_per_s"],
+    "sasl": ["sasl.pipeline_records_per_s"],
     "features": ["features.freshness_p50_ms", "features.freshness_p99_ms"],
     "train": ["train.samples_per_s"],
     "trainingset": ["trainingset.rows_per_s", "trainingset.client_peak_mib"],
@@ -58,7 +62,9 @@ EXPECTED = {
         "perf_analyzer.p99_ms",
         "perf_analyzer.rps_c8",
     ],
+    "rest": ["rest.predict.p50_ms", "rest.predict.p99_ms", "rest.predict.rps_c8"],
     "otlp": ["otlp.predict.rps_c8", "otlp.oip.rps_c8", "otlp.predict.p99_ms"],
+    "mtls": list(mtls_bench.NAMES),
     "artifact": ["artifact.load_s"],
     "loop": ["loop.seconds", "loop.detection_records", "loop.false_alarms"],
     # After "loop": its row is the baseline of this one.
@@ -70,6 +76,7 @@ SMOKE: dict[object, dict[str, object]] = {
     bus: {"N": 500, "BATCH": 100},
     ingest_bench: {"N": 500, "WARMUP": 50},
     pipeline_bench: {"N": 1_000, "WARMUP": 100},
+    sasl_bench: {"N": 500, "WARMUP": 50, "ROUNDS": 1},
     features_bench: {"SECONDS": 2, "WARMUP": 200},
     train_bench: {"ROWS": 1_500, "EPOCHS": 2, "ROUNDS": 1},
     trainingset_bench: {"ROWS": 20_000, "ROUNDS": 1},
@@ -77,6 +84,8 @@ SMOKE: dict[object, dict[str, object]] = {
     artifact: {"ROUNDS": 1},
     multihost_bench: {"SKIP": "--smoke (make test runs the same layout: tests/multihost)"},
     otlp_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "LATENCY_CALLS": 20, "WARMUP": 20},
+    rest_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "RPS_ROUNDS": 1, "LATENCY_CALLS": 20, "WARMUP": 20},
+    mtls_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "LATENCY_CALLS": 20, "WARMUP": 20},
     gateway_bench: {
         "ROUNDS": 2,
         "LATENCY_CALLS": 20,
@@ -108,6 +117,10 @@ def _parts(
             f"ingestion + feature store on a fresh factory, {pipeline_bench.N:,} records",
             pipeline_bench.measure_pipeline,
         ),
+        "sasl": (
+            f"ingestion + feature store on SASL_SSL vs PLAINTEXT, same broker, {sasl_bench.N:,} records",
+            sasl_bench.measure_sasl,
+        ),
         "features": (
             f"feature freshness (producer → online) at {features_bench.RATE:,} records/s vs raw Kafka latency",
             lambda: asyncio.run(features_bench.measure(bootstrap)),
@@ -125,9 +138,17 @@ def _parts(
             "serving gateway vs Triton direct and Feast SDK + Triton (OIP, business API, perf_analyzer)",
             lambda: gateway_bench.measure_gateway(bootstrap),
         ),
+        "rest": (
+            "the business API over HTTP/JSON vs gRPC, same gateway",
+            lambda: rest_bench.measure_rest(bootstrap),
+        ),
         "otlp": (
             "the gateway exporting traces and metrics over OTLP to a collector vs export off",
             lambda: otlp_bench.measure_otlp(bootstrap),
+        ),
+        "mtls": (
+            "the gateway with mTLS and token checks vs plaintext",
+            lambda: mtls_bench.measure_mtls(bootstrap),
         ),
         "artifact": (
             "a version into Triton through its API with the registry's bundle vs from Triton's folder",
@@ -162,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     # parts started are stopped by their context managers instead of being left running.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    # The parts' services run on the open local broker: local development, said explicitly.
+    os.environ.setdefault("AIF_KAFKA_ALLOW_PLAINTEXT", "1")
     kafka = ensure_kafka()
     # The services the parts run alone (no registry) learn the shipped use cases from a
     # catalogue topic of this run's own, seeded as the registry would publish it; every

@@ -34,7 +34,7 @@ from services.registry.runs import RunTracker
 from services.registry.servicer import RegistryServicer
 from services.registry.store import open_store
 from tests.bench.report import Figure
-from tests.gateway_support import own_triton, torchscript
+from tests.gateway_support import control_key, own_triton, torchscript
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 5
@@ -71,7 +71,7 @@ async def _measure(work: Path, triton_url: str, repository: Path) -> tuple[list[
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    triton = Triton(triton_url)
+    triton = Triton(triton_url, control_key=control_key(triton_url))
     repo_config = exporter.bundle(repo_version).config
     policy = {"specific": {"versions": [1]}}
 

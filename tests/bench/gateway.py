@@ -355,6 +355,7 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                 "AIF_GATEWAY_OIP_PORT": str(oip_port),
                 "AIF_GATEWAY_METRICS_PORT": "0",
                 "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+                "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
                 "AIF_GATEWAY_REGISTRY_TARGET": "",
                 "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
                 "AIF_GATEWAY_USE_CASES": "loan_approval",

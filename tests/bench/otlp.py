@@ -100,6 +100,7 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
             "AIF_GATEWAY_AUTH_MODE": "off",
             "AIF_GATEWAY_METRICS_PORT": "0",
             "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+            "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
             "AIF_GATEWAY_REGISTRY_TARGET": "",
             "AIF_GATEWAY_STATIC_ALIASES": f"{UC}:champion=1",
             "AIF_GATEWAY_USE_CASES": UC,

@@ -220,7 +220,7 @@ def measure_trainingset() -> list[Figure]:
         streamed: list[dict[str, float]] = []
         local: list[dict[str, float]] = []
         with _Server(training, folder / "auth") as server:
-            env = {_TOKEN_ENV: server.auth.issue("svc-bench", {"*": ["service"]})}
+            env = {_TOKEN_ENV: server.auth.issue("svc-trainer", {"*": ["svc-trainer"]})}
             _child(["stream", server.target, str(rows)], env)  # warm: connection, first call's imports
             for _ in range(ROUNDS):
                 streamed.append(_child(["stream", server.target, str(rows)], env))

@@ -34,7 +34,7 @@ def credentials(tmp_path_factory: pytest.TempPathFactory) -> DevAuth:
     """An issuer's folder and every service's own folder, as `aif token service` makes them."""
     auth = DevAuth(tmp_path_factory.mktemp("auth")).ensure()
     for name in SERVICES:
-        auth.mint_service(name, {"*": ["service"]} if name in callers() else None)
+        auth.mint_service(name, {"*": [f"svc-{name}"]} if name in callers() else None)
     return auth
 
 
@@ -44,7 +44,7 @@ def credentials(tmp_path_factory: pytest.TempPathFactory) -> DevAuth:
 @pytest.fixture(scope="module")
 def rendered_compose() -> dict[str, Any]:
     compose = tool("docker-compose")
-    env = {**os.environ, "AIF_PRIVACY_SALT": "test-salt"}
+    env = {**os.environ, "AIF_PRIVACY_SALT": "test-salt", "AIF_TRITON_CONTROL_KEY": "test-key"}
     proc = subprocess.run(
         [str(compose), "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
         capture_output=True,
@@ -59,7 +59,7 @@ def rendered_compose() -> dict[str, Any]:
 
 def test_compose_cli_accepts_the_file_and_demands_the_privacy_salt() -> None:
     compose = tool("docker-compose")
-    env = {k: v for k, v in os.environ.items() if k != "AIF_PRIVACY_SALT"}
+    env = {k: v for k, v in os.environ.items() if k != "AIF_PRIVACY_SALT"} | {"AIF_TRITON_CONTROL_KEY": "k"}
     proc = subprocess.run(
         [str(compose), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
         capture_output=True,

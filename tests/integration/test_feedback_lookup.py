@@ -15,7 +15,7 @@ from aifactory.gateway.v1 import events_pb2
 from aifactory.gateway.v1 import gateway_service_pb2 as pb
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
-from libs.errors import InvalidArgument
+from libs.errors import NotFound, Unavailable
 from libs.rpc import RpcServer, insecure_channel
 from libs.telemetry import setup_telemetry
 from services.gateway.feedback import FeedbackRecorder, RecentPredictions, RegistryPredictions
@@ -61,7 +61,7 @@ async def test_a_fresh_gateway_fills_in_feedback_from_the_registrys_index(
 ) -> None:
     target, server = registry_target
     publisher, recent = FakePublisher(), RecentPredictions()
-    recorder = FeedbackRecorder(publisher, "fb", UCS, recent)  # type: ignore[arg-type]
+    recorder = FeedbackRecorder(publisher, "fb", UCS, recent, lookup_wait_s=0.3)  # type: ignore[arg-type]
     async with insecure_channel(target) as channel:
         recorder.lookup = RegistryPredictions(channel)
         await recorder.record(_feedback("p-9", feedback_id="f1"))
@@ -72,13 +72,16 @@ async def test_a_fresh_gateway_fills_in_feedback_from_the_registrys_index(
         assert event.event_time.ToDatetime(UTC) == SERVED_AT
         assert recent.get("p-9") is not None  # asked once, then remembered
 
-        # Not indexed (yet): the app must say which use case; nothing is guessed.
-        with pytest.raises(InvalidArgument, match="use_case"):
-            await recorder.record(_feedback("p-404"))
-        await recorder.record(_feedback("p-404", use_case=UC, entity_id="e-1"))
-        assert publisher.sent[-1][1].entity_id == "e-1"
+        # Not indexed (after the lookup's wait): refused, whatever the app says; nothing is
+        # recorded for a prediction nobody made.
+        sent = len(publisher.sent)
+        for kw in ({}, {"use_case": UC, "entity_id": "e-1"}):
+            with pytest.raises(NotFound):
+                await recorder.record(_feedback("p-404", **kw))
+        assert len(publisher.sent) == sent
 
-        # The registry away: outcomes are still recorded with what the app sent.
+        # The registry away: UNAVAILABLE, which the app retries (not recorded unchecked).
         await server.stop()
-        await recorder.record(_feedback("p-10", use_case=UC))
-        assert publisher.sent[-1][1].use_case == UC and publisher.sent[-1][1].entity_id == ""
+        with pytest.raises(Unavailable):
+            await recorder.record(_feedback("p-10", use_case=UC))
+        assert len(publisher.sent) == sent

@@ -33,6 +33,7 @@ from services.registry.runs import RunTracker
 from services.registry.servicer import RegistryServicer
 from services.registry.store import open_store
 from tests.gateway_support import own_triton, torchscript
+from tests.unit.registry.kit import verdict
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -55,7 +56,8 @@ class Registered:
 
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registered]:
-    """A registry with versions 1 and 2 of loan_approval (2 leans further to class 1)."""
+    """A registry with versions 1 and 2 of loan_approval (2 leans further to class 1), both
+    passed evaluation (a bundle is only given for an approved version)."""
     usecases = load_default()
     uc = usecases[UC]
     store = open_store(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -63,7 +65,8 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registered]:
     core = Registry(store, blobs, usecases, TritonExporter(tmp_path / "exports", blobs), clock=utcnow)
     for version, bias in ((1, 0.0), (2, 2.0)):
         content = torchscript(uc, seed=version, bias=bias)
-        core.register_version(NewVersion(UC, UC), None, artifact=content)
+        version = core.register_version(NewVersion(UC, UC), None, artifact=content)
+        core.apply_evaluation(verdict(version.key, True))  # only an approved version is served
     server = grpc.aio.server()
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(core, RunTracker(store, usecases, utcnow), blobs), server
@@ -89,7 +92,7 @@ async def test_versions_load_through_the_api_and_switch_with_no_failed_request(
     before = _entries(triton.model_repository)
     usecases = {UC: load_default()[UC]}
     schema = InputSchema(usecases[UC])
-    client = Triton(triton.grpc_url, infer_timeout_s=10)
+    client = Triton(triton.grpc_url, infer_timeout_s=10, control_key=triton.control_key)
     book = AliasBook()
     source = RegistryBundles(registry.channel)
     models = ModelManager(usecases, book, client, source, warmup_requests=2, retire_grace_s=1.0)

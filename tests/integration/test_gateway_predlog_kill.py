@@ -92,6 +92,7 @@ async def test_predictions_answered_before_a_kill_are_published_by_the_next_proc
         "AIF_GATEWAY_OIP_PORT": str(free_port()),
         "AIF_GATEWAY_METRICS_PORT": "0",
         "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+        "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
         "AIF_GATEWAY_REGISTRY_TARGET": "",
         "AIF_GATEWAY_STATIC_ALIASES": "loan_approval:champion=1",
         "AIF_GATEWAY_USE_CASES": "loan_approval",

@@ -113,12 +113,19 @@ async def test_promotion_under_load_fails_no_request(gateway: tuple[RunningGatew
     assert index == {2}, index
 
 
+def _control(url: str) -> dict[str, str]:
+    """Triton's model-control header for the Triton at ``url`` (its repository index is restricted)."""
+    from tests.gateway_support import control_key
+
+    return {"triton-grpc-protocol-aif-control": control_key(url)}
+
+
 async def _ready_versions(url: str) -> set[int]:
     client = grpcclient_aio.InferenceServerClient(url)
     try:
         async with asyncio.timeout(30):
             while True:
-                index = await client.get_model_repository_index(as_json=True)
+                index = await client.get_model_repository_index(as_json=True, headers=_control(url))
                 ready = {
                     int(m["version"])
                     for m in index.get("models", [])

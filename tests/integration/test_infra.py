@@ -135,7 +135,7 @@ def test_triton_identity_model(triton: TritonHandle) -> None:
         result = client.infer("identity_fp32", [inp], outputs=[grpcclient.InferRequestedOutput("OUTPUT0")])
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
     finally:
-        client.unload_model("identity_fp32")
+        client.unload_model("identity_fp32", headers=triton.control_headers)  # model control: the key
         client.close()
 
 

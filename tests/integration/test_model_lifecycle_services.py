@@ -43,7 +43,7 @@ from services.trainer.app import build as build_trainer
 from services.trainer.recipe import TrainConfig
 from services.trainer.settings import TrainerSettings
 from services.trainer.training import train
-from tests.lifecycle_fakes import FakeRegistry, FakeTrainingData
+from tests.lifecycle_fakes import FakeOwners, FakeRegistry, FakeTrainingData
 from tests.training_sets import loan_frame, usecase
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -160,8 +160,13 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
     kafka, topics, publisher, tmp_path: Path
 ) -> None:
     registry = FakeRegistry()
+    owners = FakeOwners()  # the monitor confirms each drift report (tests/security: the real one)
     service, port = await started(
-        trainer_settings(kafka, topics, tmp_path), build_trainer, data=data(), registry=registry
+        trainer_settings(kafka, topics, tmp_path),
+        build_trainer,
+        data=data(),
+        registry=registry,
+        monitor=owners,
     )
     try:
         request = trainer_events.TrainingRequested(
@@ -204,7 +209,9 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
             for i in range(5):
                 await publisher.publish(
                     topics.drift,
-                    monitor_events.DriftDetected(report_id=f"drift-report-{i}", use_case=UC),
+                    owners.confirm_drift(
+                        monitor_events.DriftDetected(report_id=f"drift-report-{i}", use_case=UC)
+                    ),
                     use_case=UC,
                     key=UC,
                 )

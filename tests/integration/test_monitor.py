@@ -98,7 +98,7 @@ class Kit:
             auth_dir=self.auth.directory,
             database_url=f"sqlite:///{self.tmp / 'monitor.db'}",
             registry_target=f"127.0.0.1:{self.registry_port}",
-            service_token=SecretStr(self.auth.issue("service:monitor", {"*": ["service"]})),
+            service_token=SecretStr(self.auth.issue("svc-monitor", {"*": ["svc-monitor"]})),
             consumer_group=f"monitor-{self.topics['predictions']}",
             predictions_topic=self.topics["predictions"],
             feedback_topic=self.topics["feedback"],
@@ -420,7 +420,7 @@ async def test_a_worse_new_champion_is_rolled_back_by_the_registry(kit: Kit) -> 
 
 async def test_references_come_from_the_registry(kit: Kit) -> None:
     v1 = await kit.register(SMALL)
-    token = kit.auth.issue("service:monitor", {"*": ["service"]})
+    token = kit.auth.issue("svc-monitor", {"*": ["svc-monitor"]})
     channel = insecure_channel(f"127.0.0.1:{kit.registry_port}", token=token)
     try:
         source = RegistryReferences(channel, timeout_s=3)

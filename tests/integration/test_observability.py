@@ -87,6 +87,7 @@ def observed(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observ
             **collector.env(),
             "AIF_LOG_FORMAT": "json",
             "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+            "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
             "AIF_GATEWAY_REGISTRY_TARGET": "",
             "AIF_GATEWAY_STATIC_ALIASES": f"{UC}:champion=1",
             "AIF_GATEWAY_OIP_PORT": str(OIP_PORT),

@@ -44,6 +44,7 @@ from services.registry.domain import CHAMPION, PREVIOUS, NewVersion
 from services.registry.export import TritonExporter
 from services.registry.settings import RegistrySettings
 from services.registry.store import open_store
+from tests.lifecycle_fakes import FakeOwners
 from tests.unit.registry import test_artifacts, test_core, test_store
 from tests.unit.registry.helpers import AUTO, GATED, torchscript_model, write_usecases
 from tests.unit.registry.kit import ENGINEER, USECASES, Kit, model, open_kit, reference, verdict
@@ -116,6 +117,9 @@ class Running:
     topics: dict[str, str]
     publisher: EventPublisher
     settings: RegistrySettings
+    # The evaluator's and the monitor's read APIs that confirm each event
+    # (tests/security/test_attack_events.py: the real services).
+    owners: FakeOwners
 
     def md(self, subject: str, *roles: str, use_case: str = "*") -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.auth.issue(subject, {use_case: list(roles)})}")]
@@ -150,18 +154,21 @@ async def service(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> A
         audience=auth.audience,
         revoked=RevocationList(auth.directory / REVOKED_FILE),
     )
+    owners = FakeOwners()
     svc = await build(
         settings,
         setup_telemetry("registry-test"),
         security=ServerSecurity(authenticator=JwtAuthenticator(verifier)),
         usecases=load_default(write_usecases(tmp_path / "usecases")),
+        evaluations=owners,
+        monitor=owners,
     )
     port = await svc.server.start()
     publisher = EventPublisher(kafka.bootstrap_servers, producer="registry-test")
     await publisher.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Running(pb_grpc.RegistryServiceStub(channel), auth, topics, publisher, settings)
+        yield Running(pb_grpc.RegistryServiceStub(channel), auth, topics, publisher, settings, owners)
     finally:
         await channel.close()
         await publisher.stop()
@@ -264,10 +271,12 @@ async def test_service_acts_on_events_and_publishes_every_alias_change(service: 
     await service.stub.FinishRun(pb.FinishRunRequest(run_id=run.run_id), metadata=md)
     v1 = await grpc_register(service, md, run_id=run.run_id, idempotency_key=run.run_id)
     v2 = await grpc_register(service, md)
-    evaluation = evaluated(v1.ref, True)
+    evaluation = service.owners.confirm_evaluation(evaluated(v1.ref, True))
     await publish(service, "evaluated", evaluation, event_id="evt-1")
     await publish(service, "evaluated", evaluation, event_id="evt-1")  # redelivered: no second effect
-    await publish(service, "evaluated", evaluated(v2.ref, True), event_id="evt-2")
+    await publish(
+        service, "evaluated", service.owners.confirm_evaluation(evaluated(v2.ref, True)), event_id="evt-2"
+    )
     events = await alias_events(service, 3)
     assert [(e.alias, e.old_version, e.new_version, e.kind) for e in events] == [
         (CHAMPION, 0, 1, registry_events.ALIAS_CHANGE_KIND_PROMOTE),
@@ -276,8 +285,14 @@ async def test_service_acts_on_events_and_publishes_every_alias_change(service: 
     ]
     assert events[0].actor.subject == "registry" and events[0].evidence_ids == [evaluation.report_id]
 
-    alarm = monitor_events.RollbackRequested(
-        request_id="alarm-1", use_case=AUTO, model=v2.ref, reason="live auc fell", evidence_ids=["drift-1"]
+    alarm = service.owners.confirm_rollback(
+        monitor_events.RollbackRequested(
+            request_id="alarm-1",
+            use_case=AUTO,
+            model=v2.ref,
+            reason="live auc fell",
+            evidence_ids=["drift-1"],
+        )
     )
     await publish(service, "rollback", alarm)
     await publish(service, "rollback", alarm)  # the same alarm, a new event id: v2 is no longer champion
@@ -412,6 +427,17 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
     ]
     assert b"".join(parts) == MODEL
     assert await artifacts.download(service.stub, uploaded.sha256, metadata=md) == MODEL
+    # Only an approved version is served or exported: v2 once it passed evaluation, never v1.
+    for call in (
+        service.stub.GetServingBundle(pb.GetServingBundleRequest(ref=v1.model_version.ref), metadata=md),
+        service.stub.ExportModelVersion(pb.ExportModelVersionRequest(ref=v1.model_version.ref), metadata=md),
+    ):
+        status, details = await code(call)
+        assert status == grpc.StatusCode.FAILED_PRECONDITION and "only an approved version" in details
+    await service.stub.RecordEvaluation(
+        pb.RecordEvaluationRequest(evaluation=service.owners.confirm_evaluation(evaluated(v2.ref, True))),
+        metadata=md,
+    )
     bundle = await service.stub.GetServingBundle(
         pb.GetServingBundleRequest(ref=v2.ref, instance_kind="gpu"), metadata=md
     )
@@ -439,9 +465,10 @@ async def test_service_errors_and_artifacts(service: Running) -> None:
     assert (exported.triton_model_name, exported.uri) == (AUTO, (bundle / AUTO / "2").as_uri())
     lineage = json.loads((bundle / AUTO / "2" / "lineage.json").read_text())
     assert lineage["model_version"]["ref"]["version"] == "2"
-    assert [e["action"] for e in lineage["audit_events"]] == ["model_version.registered"]
+    decided = ["model_version.registered", "model_version.evaluated", "alias.promote"]
+    assert [e["action"] for e in lineage["audit_events"]] == decided
     audited = await service.stub.GetLineage(pb.GetLineageRequest(model=v2.ref), metadata=md)
-    assert [e.action for e in audited.audit_events] == ["model_version.registered", "model_version.exported"]
+    assert [e.action for e in audited.audit_events] == [*decided, "model_version.exported"]
     blob = next((service.settings.artifact_root / "sha256").rglob(uploaded.sha256))
     blob.write_bytes(b"tampered")
     status, details = await code(
@@ -520,13 +547,14 @@ def test_a_serving_bundle_loads_into_triton_through_its_api(
     name = f"registry_test_{uuid.uuid4().hex[:8]}"
     content = torchscript_model(USECASES[AUTO], seed=11)
     version = registry.register_version(NewVersion(AUTO, name), ENGINEER, artifact=content)
+    registry.apply_evaluation(verdict(version.key, True))  # only an approved version is served
     bundle = registry.serving_bundle(version.key)
     files = {f"file:1/{f.path}": blobs.read(f.sha256) for f in bundle.files}
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     try:
-        client.load_model(name, config=json.dumps(bundle.config), files=files)
+        client.load_model(name, config=json.dumps(bundle.config), files=files, headers=triton.control_headers)
         assert client.is_model_ready(name, "1")
-        config = client.get_model_config(name).config
+        config = client.get_model_config(name, headers=triton.control_headers).config
         assert json.loads(config.parameters["input_names"].string_value) == USECASES[AUTO].model_inputs()
         rng = np.random.default_rng(0)
         module = torch.jit.load(io.BytesIO(content)).eval()
@@ -547,7 +575,7 @@ def test_a_serving_bundle_loads_into_triton_through_its_api(
         assert not (tmp_path / "exports").exists()
     finally:
         try:
-            client.unload_model(name)
+            client.unload_model(name, headers=triton.control_headers)
         finally:
             client.close()
             store.close()

@@ -21,6 +21,7 @@ from aifactory.registry.v1 import registry_service_pb2 as reg
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from libs.auth import DevAuth
 from libs.auth.dev import TOKEN_FILE
+from libs.auth.jwks import JWKS_FILE
 from libs.auth.tokens import PUBLIC_KEY_FILE, REVOKED_FILE
 from libs.rpc import insecure_channel
 from libs.settings import load_settings
@@ -77,7 +78,7 @@ def test_each_service_is_given_only_its_own_folder(hosts: tuple[_HostStack, dict
     for name in NAMES:
         env = stack.prepared[name]
         assert env["AIF_AUTH_DIR"] == str(folders[name])
-        expected = {PUBLIC_KEY_FILE, REVOKED_FILE} | ({TOKEN_FILE} if name in CALLERS else set())
+        expected = {PUBLIC_KEY_FILE, JWKS_FILE, REVOKED_FILE} | ({TOKEN_FILE} if name in CALLERS else set())
         assert {p.name for p in folders[name].iterdir()} == expected, name
         token_var = f"AIF_{name.upper()}_SERVICE_TOKEN_FILE"
         assert (env.get(token_var) == str(folders[name] / TOKEN_FILE)) == (name in CALLERS)

@@ -133,7 +133,7 @@ async def serve(dev_auth: DevAuth) -> AsyncIterator[Serve]:
 
 
 def service_token(auth: DevAuth) -> str:
-    return auth.issue("svc-trainer", {"*": ["service"]})
+    return auth.issue("svc-trainer", {"*": ["svc-trainer"]})
 
 
 async def test_a_multi_batch_set_crosses_exactly_with_its_description(

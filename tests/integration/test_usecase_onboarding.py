@@ -112,6 +112,7 @@ def factory(
         env={
             "AIF_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
             "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
+            "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
             **isolated(run),
         },
     )

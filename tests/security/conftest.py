@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from aif.infra import KafkaSecureHandle, ensure_kafka_secure
 from libs.auth import DevAuth, JwtAuthenticator, RevocationList, TableAuthorizer, TokenVerifier
 from libs.auth.tokens import REVOKED_FILE, load_public_key
 from libs.rpc import RpcServer, ServerSecurity, insecure_channel
@@ -32,6 +33,7 @@ _LABELS = [
     ("hostile_topic_messages", "hostile topic messages tried"),
     ("log_files_searched", "run log files searched"),
     ("log_lines_scanned", "run log lines searched for tokens, secrets and personal data"),
+    ("attacks_tried", "attacks tried"),
 ]
 
 
@@ -39,10 +41,22 @@ def record(kind: str, n: int = 1) -> None:
     SIZES[kind] += n
 
 
+def attack(succeeded: bool, n: int = 1) -> None:
+    """Counts ``n`` attacks of the attacks suite (tests/security/test_attack_*.py); the sizes
+    line reports how many were tried and how many succeeded. Call it with the outcome
+    before asserting on it, so a failing attack test still counts its success."""
+    SIZES["attacks_tried"] += n
+    if succeeded:
+        SIZES["attacks_succeeded"] += n
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not SIZES:
         return
     parts = [f"{SIZES[k]} {label}" for k, label in _LABELS if SIZES[k]]
+    if SIZES["attacks_tried"]:
+        # Always shown once attacks ran: the figure a reader looks for is the zero.
+        parts.append(f"{SIZES['attacks_succeeded']} attacks that succeeded")
     line = "security: " + ", ".join(parts)
     terminalreporter.write_line(line)
     SIZES_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +67,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def _fresh_sizes_file() -> Iterator[None]:
     SIZES_FILE.unlink(missing_ok=True)
     yield
+
+
+@pytest.fixture(scope="session")
+def kafka_secure() -> Iterator[KafkaSecureHandle]:
+    """The secure Kafka profile (SASL_SSL, ACLs) with the two shipped use cases, started once
+    for the suites that attack or check it."""
+    handle = ensure_kafka_secure(use_cases=["loan_approval", "image_segments"])
+    yield handle
+    handle.stop()
 
 
 @pytest.fixture(scope="session")

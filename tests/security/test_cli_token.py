@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from aif.cli.__main__ import main
-from libs.auth import RevocationList
+from libs.auth import JwksKeys, RevocationList
 from libs.auth.tokens import REVOKED_FILE, TokenVerifier, load_public_key
 from libs.errors import Unauthenticated
 from tests.security.conftest import record
@@ -109,13 +109,57 @@ def test_service_mints_each_service_its_own_folder(
     for name in SERVICES:
         folder = tmp_path / "services" / name
         files = {p.name for p in folder.iterdir()}
-        assert files == {"jwt_public.pem", REVOKED_FILE} | ({"token"} if name in CALLERS else set()), name
+        assert files == {"jwt_public.pem", "jwks.json", REVOKED_FILE} | (
+            {"token"} if name in CALLERS else set()
+        ), name
         if name in CALLERS:
             verifier = TokenVerifier(
-                load_public_key(folder / "jwt_public.pem"), issuer="aifactory-dev", audience="aifactory"
+                JwksKeys(folder / "jwks.json"), issuer="aifactory-dev", audience="aifactory"
             )
-            principal = verifier.verify((folder / "token").read_text())
-            assert principal.subject == f"svc-{name}" and "service" in principal.roles_in("x")
+            token = (folder / "token").read_text()
+            principal = verifier.verify(token)
+            # Its own principal and role only, for an hour.
+            assert principal.subject == f"svc-{name}" and principal.roles_in("x") == {f"svc-{name}"}
+            claims = jwt.decode(token, options={"verify_signature": False})
+            assert claims["exp"] - claims["iat"] == 3600
     assert main(["token", "--dir", str(tmp_path), "service", "nobody"]) == 2
     capsys.readouterr()
     record("token_cases")
+
+
+def test_rotate_retire_and_revoke_a_subject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def issue(sub: str) -> str:
+        capsys.readouterr()
+        assert main(["token", "--dir", str(tmp_path), "issue", "--sub", sub, "--role", "*:auditor"]) == 0
+        return capsys.readouterr().out.strip()
+
+    assert main(["token", "--dir", str(tmp_path), "keygen"]) == 0
+    verifier = TokenVerifier(
+        JwksKeys(tmp_path / "jwks.json"),
+        issuer="aifactory-dev",
+        audience="aifactory",
+        revoked=RevocationList(tmp_path / REVOKED_FILE),
+    )
+    before = issue("alice")
+    old_kid = jwt.get_unverified_header(before)["kid"]
+    assert main(["token", "--dir", str(tmp_path), "rotate"]) == 0
+    after = issue("alice")
+    assert jwt.get_unverified_header(after)["kid"] != old_kid
+    assert verifier.verify(before).subject == verifier.verify(after).subject == "alice"
+    new_kid = jwt.get_unverified_header(after)["kid"]
+    assert main(["token", "--dir", str(tmp_path), "retire", new_kid]) == 2, "the signing key stays"
+    assert main(["token", "--dir", str(tmp_path), "retire", old_kid]) == 0
+    with pytest.raises(Unauthenticated) as info:
+        verifier.verify(before)
+    assert info.value.reason == "unknown_kid"
+    assert main(["token", "--dir", str(tmp_path), "revoke", "--subject", "alice"]) == 0
+    with pytest.raises(Unauthenticated) as info:
+        verifier.verify(after)
+    assert info.value.reason == "revoked"
+    assert main(["token", "--dir", str(tmp_path), "revoke"]) == 2
+    # keygen --force starts over: the JWKS holds the new key only.
+    assert main(["token", "--dir", str(tmp_path), "keygen", "--force"]) == 0
+    assert verifier.verify(issue("bob")).subject == "bob"
+    with pytest.raises(Unauthenticated):
+        verifier.verify(after)
+    record("token_cases", 6)

@@ -54,7 +54,7 @@ from libs.bus import EventPublisher
 from libs.lifecycle.registry import ModelKey
 from libs.runtime import Service, start_service
 from libs.usecase import DEFAULT_DIR, load_default
-from tests.lifecycle_fakes import FakeRegistry, FakeTrainingData
+from tests.lifecycle_fakes import FakeOwners, FakeRegistry, FakeTrainingData
 from tests.security.conftest import record
 from tests.security.hostile import (
     Battery,
@@ -258,15 +258,19 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
     requested = trainer_events.TrainingRequested(
         request_id=request_id, use_case=UC, reason=trainer_events.TRAINING_REASON_MANUAL
     )
-    drift = monitor_events.DriftDetected(
-        report_id=report_id, use_case=UC, model=common_pb2.ModelRef(use_case=UC, model_name=UC, version=1)
+    # The monitor holds the valid drift report (tests/security/test_attack_events.py: forged ones).
+    owners = FakeOwners()
+    drift = owners.confirm_drift(
+        monitor_events.DriftDetected(
+            report_id=report_id, use_case=UC, model=common_pb2.ModelRef(use_case=UC, model_name=UC, version=1)
+        )
     )
     batteries = [
         typed_battery(
             t["requested"], trainer_events.TrainingRequested, requested, drift, use_case=UC, flood=FLOOD
         ),
-        # An empty DriftDetected still names its use case in its headers, and the trainer
-        # retrains on it (by design: a drift report is a request to retrain that use case).
+        # An empty DriftDetected names no report the monitor holds: dropped unconfirmed (not
+        # checked here: tests/security/test_attack_events.py counts those).
         typed_battery(
             t["drift"],
             monitor_events.DriftDetected,
@@ -285,6 +289,7 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
         data=FakeTrainingData({}),
         registry=FakeRegistry(),
         usecases=load_default(fast_retraining_specs(tmp_path)),
+        monitor=owners,
     )
     try:
         await produce(kafka.bootstrap_servers, batteries)
@@ -309,7 +314,7 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
             await until(
                 both, EFFECT_TIMEOUT, "a job for the valid request and one for the valid drift report"
             )
-            # The two valid events, and at most the empty drift report (see above): no other.
+            # The two valid events, and nothing else.
             assert len(await jobs()) <= 3, [j.job_id for j in await jobs()]
     finally:
         await stopped(service)
@@ -388,8 +393,13 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
         dead_letter_topic=t["dlq"],
     )
     await create_topics(kafka.bootstrap_servers, t.values())
+    owners = FakeOwners()  # the evaluator and the monitor confirm the valid events
     service, port = await started(
-        settings, build, usecases=load_default(write_usecases(tmp_path / "usecases"))
+        settings,
+        build,
+        usecases=load_default(write_usecases(tmp_path / "usecases")),
+        evaluations=owners,
+        monitor=owners,
     )
     admin = auth.metadata()
     uc = usecases()[AUTO]
@@ -422,15 +432,19 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
                 return reply.alias.version
 
             # model.evaluated: the valid verdict (v1 passed) makes v1 champion (auto policy).
-            verdict = evaluator_events.ModelEvaluated(
-                report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[0], passed=True
+            verdict = owners.confirm_evaluation(
+                evaluator_events.ModelEvaluated(
+                    report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[0], passed=True
+                )
             )
-            rollback = monitor_events.RollbackRequested(
-                request_id=f"rb-{uuid.uuid4().hex[:8]}",
-                use_case=AUTO,
-                model=versions[1],
-                alias="champion",
-                reason="hostile test",
+            rollback = owners.confirm_rollback(
+                monitor_events.RollbackRequested(
+                    request_id=f"rb-{uuid.uuid4().hex[:8]}",
+                    use_case=AUTO,
+                    model=versions[1],
+                    alias="champion",
+                    reason="hostile test",
+                )
             )
             prediction = gateway_events.PredictionLogged(
                 prediction_id=f"pred-{uuid.uuid4().hex}", use_case=AUTO, model=versions[0]
@@ -448,8 +462,10 @@ async def test_registry_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  #
             try:
                 await publisher.publish(
                     t["evaluated"],
-                    evaluator_events.ModelEvaluated(
-                        report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[1], passed=True
+                    owners.confirm_evaluation(
+                        evaluator_events.ModelEvaluated(
+                            report_id=f"report-{uuid.uuid4().hex[:8]}", model=versions[1], passed=True
+                        )
                     ),
                     use_case=AUTO,
                 )

@@ -1,10 +1,10 @@
-"""The secure Kafka profile: each service's principal may write only its own topics and read only
-the topics it consumes; the broker itself refuses the rest."""
+"""The secure Kafka profile (SASL_SSL): each service's principal may write only its own topics and
+read only the topics it consumes, each use case's producer only its own raw topic; the broker
+itself refuses the rest."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -15,22 +15,40 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from aif.infra import KafkaSecureHandle, ensure_kafka_secure
+from aif.infra import KafkaSecureHandle
+from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.trainer.v1 import events_pb2
-from libs.auth.kafka_acls import ACCESS, PRODUCER, SERVICES, group_prefix, may_read, may_write, topics_of
-from libs.bus import EventPublisher, KafkaSecurity, topics
+from libs.auth.kafka_acls import (
+    ACCESS,
+    SERVICES,
+    group_prefix,
+    is_managed,
+    may_read,
+    may_write,
+    producer,
+    topics_of,
+)
+from libs.bus import EventPublisher, topics
 from tests.security.conftest import record
+from tests.security.kafka_support import RUNTIME, catalogue_entry, publish_as_registry, write
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 USE_CASES = ["loan_approval", "image_segments"]
+PRODUCERS = [producer(uc) for uc in USE_CASES]
 
 
-@pytest.fixture(scope="module")
-def secure() -> Iterator[KafkaSecureHandle]:
-    handle = ensure_kafka_secure(use_cases=USE_CASES)
-    yield handle
-    handle.stop()
+def _writes(principal: str) -> list[str]:
+    """The topics the table lets ``principal`` write (a producer: its use case's raw topic)."""
+    if principal in PRODUCERS:
+        return [topics.raw(principal.removeprefix("producer."))]
+    return topics_of(ACCESS[principal], USE_CASES)[0]
+
+
+@pytest.fixture
+def secure(kafka_secure: KafkaSecureHandle) -> KafkaSecureHandle:
+    assert set(USE_CASES) <= set(kafka_secure.use_cases)
+    return kafka_secure
 
 
 async def _write(handle: KafkaSecureHandle, principal: str, topic: str) -> bool:
@@ -45,7 +63,9 @@ async def _write(handle: KafkaSecureHandle, principal: str, topic: str) -> bool:
     await producer.start()
     try:
         # Keyed: a compacted topic (the use-case catalogue) refuses a message without a key.
-        await asyncio.wait_for(producer.send_and_wait(topic, b"probe", key=b"acl-probe"), 20)
+        # On the catalogue a tombstone: its followers skip it instead of logging a bad entry.
+        value = None if topic == topics.USECASES else b"probe"
+        await asyncio.wait_for(producer.send_and_wait(topic, value, key=b"acl-probe"), 20)
         return True
     except TopicAuthorizationFailedError:
         return False
@@ -74,9 +94,8 @@ async def _read(handle: KafkaSecureHandle, principal: str, topic: str, group: st
 
 def _foreign_topic(principal: str) -> str:
     """A topic another service owns and this principal may not write."""
-    for other in ACCESS:
-        writes, _ = topics_of(ACCESS[other], USE_CASES)
-        for topic in writes:
+    for other in [*ACCESS, *PRODUCERS]:
+        for topic in _writes(other):
             if not may_write(principal, topic, USE_CASES):
                 return topic
     raise AssertionError(principal)
@@ -84,9 +103,8 @@ def _foreign_topic(principal: str) -> str:
 
 async def test_each_principal_writes_its_own_topics_and_is_refused_others(secure: KafkaSecureHandle) -> None:
     checks = 0
-    for principal in ACCESS:
-        writes, _ = topics_of(ACCESS[principal], USE_CASES)
-        for topic in writes:
+    for principal in [*ACCESS, *PRODUCERS]:
+        for topic in _writes(principal):
             assert await _write(secure, principal, topic), f"{principal} may write {topic}"
             checks += 1
         foreign = _foreign_topic(principal)
@@ -98,10 +116,8 @@ async def test_each_principal_writes_its_own_topics_and_is_refused_others(secure
 async def test_a_service_writing_another_services_topic_is_refused_through_libs_bus(
     secure: KafkaSecureHandle,
 ) -> None:
-    creds = secure.security("trainer")
-    security = KafkaSecurity(
-        "SASL_PLAINTEXT", creds["sasl_mechanism"], "trainer", creds["sasl_plain_password"]
-    )
+    security = secure.secure.kafka_security("trainer")
+    assert security.protocol == "SASL_SSL"
     async with EventPublisher(secure.bootstrap_servers, producer="trainer", security=security) as pub:
         await pub.publish(topics.MODEL_TRAINED, events_pb2.ModelTrained(), use_case=USE_CASES[0])
         with pytest.raises(TopicAuthorizationFailedError):
@@ -125,7 +141,7 @@ async def test_each_service_reads_what_it_consumes_and_nothing_else(secure: Kafk
     # The right topic with a consumer group outside the service's prefix is refused too.
     assert not await _read(secure, "evaluator", topics.MODEL_TRAINED, "someone-elses-group")
     # Producers write raw topics; they read nothing.
-    assert not await _read(secure, PRODUCER, topics.raw(USE_CASES[0]), "aif-producer")
+    assert not await _read(secure, PRODUCERS[0], topics.raw(USE_CASES[0]), "aif-producer")
     record("kafka_acl_checks", checks + 2)
 
 
@@ -145,12 +161,16 @@ async def test_unauthenticated_clients_get_nothing(secure: KafkaSecureHandle) ->
 def test_the_acl_table_is_least_privilege() -> None:
     """Static properties of the table: nobody but the owner writes a topic, producers read nothing."""
     owners: dict[str, list[str]] = {}
-    for principal, access in ACCESS.items():
-        for topic in topics_of(access, USE_CASES)[0]:
+    for principal in [*ACCESS, *PRODUCERS]:
+        for topic in _writes(principal):
             owners.setdefault(topic, []).append(principal)
     shared = {t: o for t, o in owners.items() if len(o) > 1 and t != topics.DEAD_LETTER}
     assert not shared, f"topics with several writers: {shared}"
-    assert not topics_of(ACCESS[PRODUCER], USE_CASES)[1]
+    assert not any(may_read(p, t, USE_CASES) for p in PRODUCERS for t in owners)
+    from libs.auth.kafka_acls import INGESTION_QUALITY_STATE
+    from services.ingestion.settings import IngestionSettings
+
+    assert IngestionSettings.model_fields["quality_state_topic"].default == INGESTION_QUALITY_STATE
     assert set(SERVICES) == {
         "ingestion",
         "featurestore",
@@ -168,12 +188,48 @@ def test_the_broker_enforces_exactly_the_table(secure: KafkaSecureHandle) -> Non
     from aif.infra.kafka_secure import broker_acls
     from libs.auth.kafka_acls import ALLOW, bindings
 
+    # The broker's use cases: these, and any the live catalogue holds (set up with them).
+    use_cases = secure.secure.setup(USE_CASES, with_catalogue=True)
     held = run_async(lambda: broker_acls(secure.bootstrap_servers, secure.security("admin")))
     want = {
         (b.principal, int(b.resource_type), b.resource, int(b.pattern), int(b.operation), b.host, ALLOW)
-        for b in bindings(USE_CASES)
+        for b in bindings(use_cases)
     }
-    ours = {a for a in held if a[0].removeprefix("User:") in ACCESS}
+    ours = {a for a in held if is_managed(a[0])}
     assert ours == want
-    assert not {a for a in held if a[0] not in {f"User:{p}" for p in ACCESS}}, "ACLs for unknown principals"
+    assert not {a for a in held if not is_managed(a[0])}, "ACLs for unknown principals"
     record("kafka_acl_checks", len(want))
+
+
+async def test_following_the_catalogue_sets_up_a_use_case_applied_at_run_time(
+    secure: KafkaSecureHandle,
+) -> None:
+    """``python -m aif.infra kafka-acls --follow``: ApplyUseCase's catalogue entry gives the new
+    use case its producer and ACLs with no restart; RetireUseCase's takes them away."""
+    name = RUNTIME
+    stop = asyncio.Event()
+    follower = asyncio.create_task(secure.secure.follow_catalogue(stop))
+
+    async def writes() -> bool:
+        try:
+            return await write(secure.bootstrap_servers, secure.security(producer(name)), topics.raw(name), 5)
+        except (TimeoutError, KafkaError, KeyError):  # not set up yet
+            return False
+
+    async def until(expected: bool) -> None:
+        for _ in range(60):
+            assert not follower.done(), follower
+            if await writes() == expected:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{producer(name)} writes {topics.raw(name)}: still {not expected}")
+
+    try:
+        await publish_as_registry(secure, catalogue_entry(registry_events.USE_CASE_STATE_ACTIVE))
+        await until(True)
+        await publish_as_registry(secure, catalogue_entry(registry_events.USE_CASE_STATE_RETIRED))
+        await until(False)
+    finally:
+        stop.set()
+        await follower
+    record("kafka_acl_checks", 2)

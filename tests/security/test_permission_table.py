@@ -19,6 +19,7 @@ from aifactory.ingestion.v1 import ingestion_service_pb2 as ing
 from aifactory.trainer.v1 import trainer_service_pb2 as tr
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.auth import METHODS, ROLES, DevAuth, Role, Rule, Scope, TableAuthorizer, authorize_use_case
+from libs.auth.permissions import SERVICE_PREFIX
 from tests.security.conftest import ServeAll, jwt_security, record
 from tests.security.grpc_targets import Method, all_methods, call, with_use_case
 
@@ -66,8 +67,11 @@ def test_every_use_case_path_is_a_string_field_of_the_request() -> None:
 
 @pytest.fixture(scope="module")
 def tokens(dev_auth: DevAuth) -> dict[tuple[Role, str], tuple[tuple[str, str], ...]]:
+    # A service's role is held only by that service's principal (its subject is the role).
     return {
-        (role, scope): dev_auth.metadata(f"{role}@{scope}", {scope: [role]})
+        (role, scope): dev_auth.metadata(
+            role.value if role.value.startswith(SERVICE_PREFIX) else f"{role}@{scope}", {scope: [role]}
+        )
         for role in Role
         for scope in ("*", UC)
     }

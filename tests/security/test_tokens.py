@@ -236,3 +236,21 @@ def test_verifier_and_grants_unit(dev_auth: DevAuth) -> None:
         with pytest.raises(InvalidArgument):
             parse_grants(bad)
     record("token_cases", 5)
+
+
+def test_a_remembered_token_still_expires(dev_auth: DevAuth) -> None:
+    # The verifier remembers a checked signature; expiry is checked again on every call.
+    verifier = TokenVerifier(
+        load_public_key(dev_auth.public_key),
+        issuer=dev_auth.issuer,
+        audience=dev_auth.audience,
+        leeway_seconds=0,
+    )
+    token = dev_auth.token_issuer().issue("erin", ADMIN, 1)
+    assert verifier.verify(token).subject == "erin"
+    assert verifier.verify(token).subject == "erin"  # from memory
+    time.sleep(1.2)
+    with pytest.raises(Unauthenticated) as err:
+        verifier.verify(token)
+    assert err.value.reason == "expired"
+    record("token_cases")

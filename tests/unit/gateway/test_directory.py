@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aifactory.registry.v1 import events_pb2
 from libs.bus import Event, EventMeta
 from libs.errors import ConfigError
+from libs.lifecycle.confirm import ForgedEvents, Unconfirmed
 from services.gateway.directory import AliasBook, AliasState, StaticDirectory, alias_events_handler
 
 
@@ -55,3 +56,52 @@ async def test_events_of_served_use_cases_and_aliases_only() -> None:
     await handle(_event("loan_approval", "champion", 2, 5))  # replayed, older
     assert book.version("loan_approval", "champion") == 4
     assert book.version("loan_approval", "previous") == 0 and book.version("other", "champion") == 0
+
+
+class _Registry:
+    """The registry's GetAlias as the confirming handler reads it."""
+
+    def __init__(self, *states: AliasState) -> None:
+        self.states = {(s.use_case, s.alias): s for s in states}
+        self.asked = 0
+
+    async def alias(self, use_case: str, alias: str) -> AliasState | None:
+        self.asked += 1
+        return self.states.get((use_case, alias))
+
+
+async def test_with_a_registry_an_event_moves_an_alias_only_as_the_registry_says() -> None:
+    book = AliasBook()
+    now_us = 1_000 * 1_000_000
+    registry = _Registry(AliasState("loan_approval", "champion", 4, changed_us=now_us - 5_000_000))
+    forged = ForgedEvents("gateway")
+    handle = alias_events_handler(
+        book, ["loan_approval"], registry=registry, forged=forged, now_us=lambda: now_us
+    )
+    # The genuine change: the registry's version (and time) are applied, not the event's.
+    await handle(_event("loan_approval", "champion", 4, now_us // 1_000_000 - 5))
+    assert book.version("loan_approval", "champion") == 4 and not forged.counts
+    # Far ahead, naming another version: forged (time capped at now + skew, still newer).
+    with pytest.raises(Unconfirmed):
+        await handle(_event("loan_approval", "champion", 9, now_us // 1_000_000 + 10 * 365 * 86400))
+    assert book.version("loan_approval", "champion") == 4
+    assert forged.counts == {"aifactory.registry.v1.AliasChanged": 1}
+    # An older change of the same alias, since superseded (a replay of history): no effect, not forged.
+    await handle(_event("loan_approval", "champion", 3, now_us // 1_000_000 - 60))
+    assert book.version("loan_approval", "champion") == 4 and sum(forged.counts.values()) == 1
+    # Unserved aliases and use cases are not even asked about.
+    asked = registry.asked
+    await handle(_event("loan_approval", "previous", 3, 11))
+    await handle(_event("other", "champion", 9, 12))
+    assert registry.asked == asked
+
+
+async def test_without_a_registry_event_times_are_capped_at_now_plus_skew() -> None:
+    book = AliasBook()
+    now_us = 1_000 * 1_000_000
+    handle = alias_events_handler(book, ["uc"], skew_s=30, now_us=lambda: now_us)
+    await handle(_event("uc", "champion", 9, 10 * 365 * 86400))  # dated ten years ahead
+    assert book.version("uc", "champion") == 9
+    # A later genuine change (just after the cap) still wins: the forged date pins nothing.
+    book.apply(AliasState("uc", "champion", 2, changed_us=now_us + 31 * 1_000_000))
+    assert book.version("uc", "champion") == 2

@@ -159,7 +159,6 @@ async def test_feedback_fills_in_what_the_gateway_remembers(parts) -> None:  # t
     ("request_kw", "field"),
     [
         ({"use_case": "loan_approval", "outcome": common_pb2.Value(int64_value=1)}, "prediction_id"),
-        ({"prediction_id": "unknown", "outcome": common_pb2.Value(int64_value=1)}, "use_case"),
         # A megabyte-long id is refused before it reaches a lookup or a log line.
         ({"prediction_id": "p" * (1 << 20), "use_case": "loan_approval"}, "prediction_id"),
         ({"prediction_id": "p/../x", "use_case": "loan_approval"}, "prediction_id"),
@@ -175,7 +174,20 @@ async def test_feedback_fills_in_what_the_gateway_remembers(parts) -> None:  # t
     ],
 )
 async def test_bad_feedback_names_the_field(parts, request_kw: dict[str, Any], field: str) -> None:  # type: ignore[no-untyped-def]
-    servicer, *_ = parts
+    servicer, _, _, _, recent = parts
+    recent.add("p", "loan_approval", "e1", 1_700_000_000.0)
     with pytest.raises(InvalidArgument) as err:
         await servicer.RecordFeedback(pb.RecordFeedbackRequest(**request_kw), None)
     assert err.value.field == field
+
+
+async def test_feedback_for_an_unknown_prediction_or_another_use_case_is_not_found(parts) -> None:  # type: ignore[no-untyped-def]
+    servicer, _, _, publisher, recent = parts
+    recent.add("q", "image_segments", "e1", 1_700_000_000.0)  # another app's prediction
+    for kw in ({"prediction_id": "unknown"}, {"prediction_id": "q", "use_case": "loan_approval"}):
+        with pytest.raises(NotFound) as err:
+            await servicer.RecordFeedback(
+                pb.RecordFeedbackRequest(outcome=common_pb2.Value(int64_value=1), **kw), None
+            )
+        assert "image_segments" not in err.value.message
+    assert not publisher.sent

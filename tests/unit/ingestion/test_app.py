@@ -16,7 +16,7 @@ from services.ingestion.settings import IngestionSettings
 def test_a_use_case_applied_while_running_is_taken_up_and_a_retired_one_dropped(
     tmp_path: Path, loan: UseCase
 ) -> None:
-    settings = IngestionSettings(data_dir=tmp_path / "raw")
+    settings = IngestionSettings(data_dir=tmp_path / "raw", privacy_salt="unit-salt")
     core = make_core(settings, MeterProvider().get_meter("t"), UseCases())
     assert core.ingestors == {}
 
@@ -42,7 +42,11 @@ def test_a_use_case_applied_while_running_is_taken_up_and_a_retired_one_dropped(
 def test_the_push_api_answers_not_found_for_a_use_case_not_taken_up(tmp_path: Path, loan: UseCase) -> None:
     from services.ingestion.push import PushIngest
 
-    core = make_core(IngestionSettings(data_dir=tmp_path), MeterProvider().get_meter("t"), UseCases())
+    core = make_core(
+        IngestionSettings(data_dir=tmp_path, privacy_salt="unit-salt"),
+        MeterProvider().get_meter("t"),
+        UseCases(),
+    )
     push = PushIngest(
         core.ingestors,
         core.dataset,
@@ -55,3 +59,13 @@ def test_the_push_api_answers_not_found_for_a_use_case_not_taken_up(tmp_path: Pa
         push.ingestor("loan_approval")
     asyncio.run(core.take_up(loan))
     assert push.ingestor("loan_approval").usecase is loan
+
+
+def test_ingestion_refuses_to_start_without_a_privacy_key(tmp_path: Path) -> None:
+    """No built-in key: a published default would make every hash of personal data reversible."""
+    from libs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="AIF_PRIVACY_SALT"):
+        make_core(
+            IngestionSettings(data_dir=tmp_path, privacy_salt=""), MeterProvider().get_meter("t"), UseCases()
+        )

@@ -100,7 +100,10 @@ async def test_failed_transaction_is_discarded_and_retried(
     accepted = [events_pb2.RecordAccepted.FromString(m.value) for m in messages[:3]]
     assert [a.record.record_id for a in accepted] == ["r0", "r1", "r2"]
     rejected = events_pb2.RecordRejected.FromString(messages[3].value)
-    assert rejected.original == b"not json" and (rejected.source_topic, rejected.source_offset) == (TOPIC, 3)
+    # loan_approval has personal fields, and a payload that cannot be read cannot be masked:
+    # the dead letter keeps its size, not its bytes.
+    assert rejected.original == b"" and rejected.original_size == len(b"not json")
+    assert (rejected.source_topic, rejected.source_offset) == (TOPIC, 3)
     # the failed attempt's file (offsets 0-3) is gone; the committed ones are the dataset,
     # at the version the last records carry
     files = sorted(f.name.rsplit(".", 2)[0] for f in (tmp_path / "loan_approval").rglob("*.parquet"))

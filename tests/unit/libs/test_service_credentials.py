@@ -13,7 +13,8 @@ import jwt
 import pytest
 
 from libs.auth import REVOKED_FILE, DevAuth, RevocationList, TokenVerifier, load_public_key
-from libs.auth.dev import TOKEN_FILE
+from libs.auth.dev import TOKEN_FILE, service_grants
+from libs.auth.jwks import JWKS_FILE
 from libs.auth.tokens import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
 from libs.errors import ConfigError, Unauthenticated
 from libs.settings import ClientSettings, load_settings
@@ -78,8 +79,10 @@ def test_a_rotated_token_file_is_used_from_the_next_call(
 
 def test_service_folder_holds_its_token_the_public_key_and_revocations_only(tmp_path: Path) -> None:
     auth = DevAuth(tmp_path / "issuer")
-    folder = auth.mint_service("gateway", {"*": ["service"]}, ttl_seconds=60)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([PUBLIC_KEY_FILE, REVOKED_FILE, TOKEN_FILE])
+    folder = auth.mint_service("gateway", service_grants("gateway"), ttl_seconds=60)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [PUBLIC_KEY_FILE, JWKS_FILE, REVOKED_FILE, TOKEN_FILE]
+    )
     assert not (folder / PRIVATE_KEY_FILE).exists()
     assert stat.S_IMODE((folder / TOKEN_FILE).stat().st_mode) == 0o600
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -99,13 +102,13 @@ def test_service_folder_holds_its_token_the_public_key_and_revocations_only(tmp_
         verifier.verify(token)
     # A service that calls no one gets no token; minting again keeps the same list.
     quiet = auth.mint_service("ingestion")
-    assert sorted(p.name for p in quiet.iterdir()) == sorted([PUBLIC_KEY_FILE, REVOKED_FILE])
+    assert sorted(p.name for p in quiet.iterdir()) == sorted([PUBLIC_KEY_FILE, JWKS_FILE, REVOKED_FILE])
     assert (quiet / REVOKED_FILE).samefile(auth.directory / REVOKED_FILE)
 
 
 def test_reminting_replaces_the_token(tmp_path: Path) -> None:
     auth = DevAuth(tmp_path)
-    first = (auth.mint_service("trainer", {"*": ["service"]}) / TOKEN_FILE).read_text()
+    first = (auth.mint_service("trainer", service_grants("trainer")) / TOKEN_FILE).read_text()
     time.sleep(0.01)
-    second = (auth.mint_service("trainer", {"*": ["service"]}) / TOKEN_FILE).read_text()
+    second = (auth.mint_service("trainer", service_grants("trainer")) / TOKEN_FILE).read_text()
     assert first != second

@@ -6,6 +6,7 @@ Part of the shared suite (see kit.py): SQLite here, PostgreSQL in tests/integrat
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -293,6 +294,8 @@ def test_runs_metrics_and_lineage_down_to_a_prediction(kit: Kit) -> None:
 
 def test_a_tampered_artifact_is_refused_on_read_export_and_promotion(kit: Kit) -> None:
     v1 = register(kit)
+    kit.registry.apply_evaluation(verdict(v1.key, True))  # approved: it may be exported
+    v2 = register(kit)  # the same bytes: the same blob
     blob = next((kit.artifacts.root / "sha256").rglob(v1.artifact_sha256))
     blob.write_bytes(b"tampered" + model()[8:])
     with pytest.raises(ArtifactCorrupted):
@@ -302,12 +305,13 @@ def test_a_tampered_artifact_is_refused_on_read_export_and_promotion(kit: Kit) -
     assert not (kit.repo / AUTO / "1" / "model.pt").exists()
     # No alias points at a version whose bytes the gateway could not load.
     with pytest.raises(ArtifactCorrupted):
-        kit.registry.apply_evaluation(verdict(v1.key, True))
-    assert kit.registry.get_version(v1.key).aliases == ()
+        kit.registry.apply_evaluation(verdict(v2.key, True))
+    assert kit.registry.get_version(v2.key).aliases == ()
 
 
 def test_serving_bundle_names_stored_blobs_and_the_asked_instance_kind(kit: Kit) -> None:
     v1 = register(kit)
+    kit.registry.apply_evaluation(verdict(v1.key, True))  # approved: servable
     bundle = kit.registry.serving_bundle(v1.key)
     assert (bundle.model_name, bundle.version) == (AUTO, 1)
     files = {f.path: f for f in bundle.files}
@@ -324,3 +328,25 @@ def test_serving_bundle_names_stored_blobs_and_the_asked_instance_kind(kit: Kit)
     with pytest.raises(NotFound):
         kit.registry.serving_bundle(VersionKey(AUTO, AUTO, 9))
     assert not kit.repo.exists()
+
+
+def test_a_verdict_is_read_from_its_gates_and_only_approved_versions_are_servable(kit: Kit) -> None:
+    v1 = register(kit)
+    lying = replace(verdict(v1.key, False), passed=True)  # gates failed, flag says passed
+    outcome = kit.registry.apply_evaluation(lying)
+    assert not outcome.promoted and outcome.version.status is VersionStatus.EVALUATION_FAILED
+    assert [e.passed for e in kit.registry.lineage(v1.key).evaluations] == [False]
+    v2 = register(kit)  # a candidate, never evaluated
+    v3 = register(kit)
+    kit.registry.apply_evaluation(verdict(v3.key, True))
+    v4 = register(kit)
+    kit.registry.apply_evaluation(verdict(v4.key, True))
+    kit.registry.rollback(ModelKey(AUTO, AUTO), None, reason="bad")  # v4 archived, v3 champion
+    assert kit.registry.get_version(v4.key).status is VersionStatus.ARCHIVED
+    for refused in (v1, v2, v4):
+        with pytest.raises(FailedPrecondition, match="only an approved version"):
+            kit.registry.serving_bundle(refused.key)
+        with pytest.raises(FailedPrecondition, match="only an approved version"):
+            kit.registry.export(refused.key, ENGINEER)
+    assert kit.registry.serving_bundle(v3.key).version == 3
+    assert not (kit.repo / AUTO / "1").exists() and not (kit.repo / AUTO / "4").exists()

@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import types
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from google.protobuf import json_format, text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from libs.errors import InvalidArgument
+from libs.errors import FailedPrecondition, InvalidArgument
 from services.registry.artifacts import FileArtifactStore
 from services.registry.core import signature_of
 from services.registry.domain import SYSTEM, ModelVersion, Signature, VersionStatus
@@ -195,3 +196,18 @@ def test_model_py_runs_the_requests_of_a_batch_in_one_pass(
     assert torch.allclose(got, want) and bool(torch.isfinite(got).all())
     broken = model.execute([{"INPUT": _Tensor("INPUT", torch.rand(2, n + 1))}])
     assert broken[0].error and not broken[0].output_tensors
+
+
+@pytest.mark.parametrize("status", [s for s in VersionStatus if s is not VersionStatus.APPROVED])
+def test_the_exporter_never_makes_a_version_loadable_unless_approved(
+    tmp_path: Path, status: VersionStatus
+) -> None:
+    artifacts = FileArtifactStore(tmp_path / "cas")
+    sha = artifacts.put(torchscript_model(UC)).sha256
+    exporter = TritonExporter(tmp_path / "repo", artifacts)
+    unservable = replace(version(sha), status=status)
+    with pytest.raises(FailedPrecondition, match="only an approved version"):
+        exporter.bundle(unservable)
+    with pytest.raises(FailedPrecondition, match="only an approved version"):
+        exporter.export(unservable)
+    assert not (tmp_path / "repo").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from libs.errors import FailedPrecondition, PermissionDenied
 from services.registry import policy
-from services.registry.domain import SYSTEM, ModelVersion, Signature, VersionStatus
+from services.registry.domain import SYSTEM, GateResult, ModelVersion, Signature, VersionStatus
 from tests.unit.registry.helpers import principal
 
 
@@ -51,3 +51,25 @@ def test_serving_aliases_need_an_approved_version(status: VersionStatus) -> None
     policy.check_alias_target("champion", version(VersionStatus.APPROVED))
     if status is not VersionStatus.ARCHIVED:
         policy.check_alias_target("staging", version(status))
+
+
+@pytest.mark.parametrize("status", [s for s in VersionStatus if s is not VersionStatus.APPROVED])
+def test_only_an_approved_version_is_servable(status: VersionStatus) -> None:
+    with pytest.raises(FailedPrecondition, match="only an approved version"):
+        policy.check_servable(version(status))
+    policy.check_servable(version(VersionStatus.APPROVED))
+
+
+def test_the_verdict_is_read_from_the_gates_not_from_their_flags() -> None:
+    def gate(value: float, threshold: float, comparator: str = ">=", passed: bool = True) -> GateResult:
+        return GateResult("metric_floor", "auc", value, threshold, passed, comparator)
+
+    assert policy.verdict_of([gate(0.9, 0.75), gate(0.01, 0.05, "<=")])
+    # Flags that lie, values that do not meet the threshold, NaN, unknown comparators, none at all.
+    assert not policy.verdict_of([gate(0.6, 0.75, passed=True)])
+    assert not policy.verdict_of([gate(0.9, 0.75, passed=False)])
+    assert not policy.verdict_of([gate(float("nan"), 0.75)])
+    assert not policy.verdict_of([gate(0.9, 0.75, "==")])
+    assert not policy.verdict_of([])
+    # Met exactly, up to float noise, passes (as the evaluator's own gates say).
+    assert policy.verdict_of([gate(0.75 - 1e-13, 0.75)])

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from aifactory.common.v1 import common_pb2
 from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.trainer.v1 import events_pb2 as trainer_events
 from libs.bus import Event, EventMeta
 from libs.errors import InvalidArgument
 from libs.lifecycle import artifact
+from libs.lifecycle.confirm import Unconfirmed
 from libs.lifecycle.frames import Window
 from libs.usecase import UnknownUseCase, load_default
 from libs.usecase.model import RetrainingSpec
@@ -22,7 +24,7 @@ from services.trainer.core import TrainerCore, TrainerOptions
 from services.trainer.domain import FINAL, Job, JobState, Reason
 from services.trainer.publisher import TrainerPublisher
 from services.trainer.store import JobStore
-from tests.lifecycle_fakes import FakePublisher, FakeRegistry, FakeTrainingData
+from tests.lifecycle_fakes import FakeOwners, FakePublisher, FakeRegistry, FakeTrainingData
 from tests.training_sets import loan_frame, usecase
 
 pytestmark = pytest.mark.timeout(120)
@@ -134,13 +136,16 @@ async def test_submit_is_idempotent_and_validates(tmp_path: Path) -> None:
 
 async def test_drift_storm_becomes_one_training_linked_to_the_first_report(tmp_path: Path) -> None:
     core, registry, publisher, _ = make_core(tmp_path, debounce=0.3, cooldown=600)
+    owners = FakeOwners()  # the monitor holds each report (tests/security: the real one)
     consumer = TrainerConsumer(
-        core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED)
+        core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED), monitor=owners
     )
     await core.start()
     try:
         for i in range(20):
-            drift = monitor_events.DriftDetected(report_id=f"rep-{i}", use_case="loan_approval")
+            drift = owners.confirm_drift(
+                monitor_events.DriftDetected(report_id=f"rep-{i}", use_case="loan_approval")
+            )
             meta = EventMeta.new("aifactory.monitor.v1.DriftDetected", "v1", "loan_approval", "monitor")
             await consumer.handle(Event(meta, drift, "drift", 0, i, None))
         job = await wait_final(core, "drift-rep-0")
@@ -155,6 +160,31 @@ async def test_drift_storm_becomes_one_training_linked_to_the_first_report(tmp_p
     assert registry.versions[job.model].lineage.drift_report_id == "rep-0"  # type: ignore[index]
     requested = publisher.of(REQUESTED)
     assert len(requested) == 20 and requested[0].drift_report_id == "rep-0"
+
+
+async def test_a_drift_report_the_monitor_does_not_hold_trains_nothing(tmp_path: Path) -> None:
+    core, _, publisher, _ = make_core(tmp_path)
+    owners = FakeOwners()
+    held = owners.confirm_drift(
+        monitor_events.DriftDetected(
+            report_id="rep-real",
+            use_case="loan_approval",
+            model=common_pb2.ModelRef(use_case="loan_approval", model_name="loan_approval", version=1),
+        )
+    )
+    consumer = TrainerConsumer(
+        core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED), monitor=owners
+    )
+    meta = EventMeta.new("aifactory.monitor.v1.DriftDetected", "v1", "loan_approval", "monitor")
+    made_up = monitor_events.DriftDetected(report_id="rep-made-up", use_case="loan_approval")
+    other_version = monitor_events.DriftDetected()
+    other_version.CopyFrom(held)
+    other_version.model.version = 7
+    for forged in (made_up, other_version):
+        with pytest.raises(Unconfirmed):
+            await consumer.handle(Event(meta, forged, "drift", 0, 0, None))
+    assert consumer.forged.counts == {"aifactory.monitor.v1.DriftDetected": 2}
+    assert core.list(use_case="loan_approval") == [] and not publisher.of(REQUESTED)
 
 
 async def test_interrupted_job_is_trained_again_without_a_second_version(tmp_path: Path) -> None:

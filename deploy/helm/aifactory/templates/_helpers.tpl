@@ -18,7 +18,7 @@ featurestore:
   salt: false
   state: {DATA_DIR: offline, FEAST_REPO: feast}
 trainer:
-  calls: {FEATURESTORE_TARGET: featurestore, REGISTRY_TARGET: registry}
+  calls: {FEATURESTORE_TARGET: featurestore, REGISTRY_TARGET: registry, MONITOR_TARGET: monitor}
   sql: true
   salt: false
   state: {}
@@ -28,7 +28,7 @@ evaluator:
   salt: false
   state: {}
 registry:
-  calls: {}
+  calls: {EVALUATOR_TARGET: evaluator, MONITOR_TARGET: monitor}
   sql: true
   salt: false
   state: {ARTIFACT_ROOT: artifacts, EXPORT_ROOT: exports}

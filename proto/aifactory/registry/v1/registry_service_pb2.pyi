@@ -746,10 +746,12 @@ class RecordEvaluationResponse(_message.Message):
     def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., promoted: _Optional[bool] = ..., recorded: _Optional[bool] = ...) -> None: ...
 
 class GetPredictionRequest(_message.Message):
-    __slots__ = ("prediction_id",)
+    __slots__ = ("prediction_id", "use_case")
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
     prediction_id: str
-    def __init__(self, prediction_id: _Optional[str] = ...) -> None: ...
+    use_case: str
+    def __init__(self, prediction_id: _Optional[str] = ..., use_case: _Optional[str] = ...) -> None: ...
 
 class GetPredictionResponse(_message.Message):
     __slots__ = ("prediction_id", "model", "entity_id", "predicted_at", "alias")
