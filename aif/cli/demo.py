@@ -24,6 +24,7 @@ from google.protobuf import symbol_database
 from aif.loop import LoopConfig, LoopDriver, LoopResult, report
 from aif.loop.factory import fresh_factory
 from aif.stack import RunningService, Stack
+from libs.rpc.client import ClientTls, blocking_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,12 +41,14 @@ def _metrics_ok(port: int) -> bool:
         return False
 
 
-def _refused(svc: RunningService, metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode | None:
+def _refused(
+    svc: RunningService, metadata: tuple[tuple[str, str], ...], tls: ClientTls | None = None
+) -> grpc.StatusCode | None:
     """The status of a call to the service's first method (empty request), or None if it answered."""
     full_name = importlib.import_module(f"services.{svc.name}.app").SERVICE_NAME
     method = symbol_database.Default().pool.FindServiceByName(full_name).methods[0]
     path = f"/{full_name}/{method.name}"
-    with grpc.insecure_channel(svc.target) as channel:
+    with blocking_channel(svc.target, tls) as channel:
         try:
             if method.client_streaming:
                 channel.stream_unary(path)(iter([b""]), metadata=metadata, timeout=5)
@@ -62,11 +65,12 @@ def _auth_enforced(stack: Stack) -> bool:
     Neither call reaches a servicer, so the check has no side effect.
     """
     no_role = stack.metadata("demo-no-role", {"*": []})
+    tls = stack.client_tls()
     enforced = [
         svc.name
         for svc in stack.running.values()
-        if _refused(svc, ()) == grpc.StatusCode.UNAUTHENTICATED
-        and _refused(svc, no_role) == grpc.StatusCode.PERMISSION_DENIED
+        if _refused(svc, (), tls) == grpc.StatusCode.UNAUTHENTICATED
+        and _refused(svc, no_role, tls) == grpc.StatusCode.PERMISSION_DENIED
     ]
     _step(
         f"auth on in {len(enforced)}/{len(stack.running)} services: no token -> UNAUTHENTICATED, "
@@ -117,6 +121,7 @@ def run(config: LoopConfig | None = None) -> int:
             factory.stack.metadata("demo-operator"),
             config,
             say=lambda m: print(m, flush=True),
+            tls=factory.stack.client_tls("demo-operator"),
         )
 
         async def drive() -> LoopResult:

@@ -1,4 +1,4 @@
-"""``aif train USE_CASE [--seed N] [--param KEY=VALUE ...] [--wait]``: ask the trainer for a training.
+"""``aif train USE_CASE [--seed N] [--param KEY=VALUE ...] [--wait] [--json]``: ask the trainer for a training.
 
 Submits through the trainer's gRPC API (``SubmitTraining``) and, with ``--wait``, polls
 ``GetTrainingJob`` and shows a progress bar over the epochs (early stopping may end it
@@ -6,25 +6,28 @@ before the last) with the latest losses, then the registered version and its met
 Exit status: 0 submitted (or, with ``--wait``, succeeded); 1 the job failed or was
 skipped; 2 the request was refused or the trainer unreachable.
 
-The trainer is ``--target`` or ``AIF_TRAINER_TARGET`` (default 127.0.0.1:50053); the
-bearer token is ``--token`` or ``AIF_TOKEN`` (``aif token issue ...``).
+The trainer is ``--target``, ``aif --trainer`` or ``AIF_TRAINER_TARGET`` (else the
+context's); the bearer token ``--token``, ``aif --token``/``--token-file`` or ``AIF_TOKEN``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import uuid
+from typing import Annotated
 
 import grpc
+import typer
 from tqdm import tqdm
 
+from aif.cli.output import CliError, emit_json, to_dict
+from aif.cli.remote import Remote, remote
 from aifactory.trainer.v1 import trainer_service_pb2 as pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as pb_grpc
-from libs.rpc import insecure_channel
 
+HELP = "request a training of a use case (and follow it with --wait: a progress bar until it ends)"
 FINAL = {
     pb.TRAINING_JOB_STATE_SUCCEEDED,
     pb.TRAINING_JOB_STATE_FAILED,
@@ -33,36 +36,48 @@ FINAL = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("train", help="request a training of a use case (and follow it with --wait)")
-    parser.add_argument("use_case")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a hyper-parameter, e.g. epochs=10 or hidden=64,32 (repeatable)",
-    )
-    parser.add_argument("--request-id", default=None, help="idempotency key (default: a new one)")
-    parser.add_argument(
-        "--wait", action="store_true", help="follow the job until it ends, with a progress bar"
-    )
-    parser.add_argument("--target", default=os.environ.get("AIF_TRAINER_TARGET", "127.0.0.1:50053"))
-    parser.add_argument("--token", default=os.environ.get("AIF_TOKEN") or None, help="bearer token")
-    parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
-    parser.add_argument(
-        "--timeout", type=float, default=3600.0, help="give up waiting after this many seconds"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
+def train(
+    ctx: typer.Context,
+    use_case: str,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: the spec's)")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="override a hyper-parameter, e.g. epochs=10 or hidden=64,32 (repeatable)",
+        ),
+    ] = None,
+    request_id: Annotated[str | None, typer.Option(help="idempotency key (default: a new one)")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the job until it ends, with a progress bar")
+    ] = False,
+    target: Annotated[str | None, typer.Option(help="the trainer (default: aif --trainer)")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="bearer token (default: aif --token/--token-file)")
+    ] = None,
+    poll: Annotated[float, typer.Option(help="seconds between status polls")] = 0.5,
+    timeout: Annotated[float, typer.Option(help="give up waiting after this many seconds")] = 3600.0,
+    json_output: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
+) -> None:
     try:
-        params = dict(_pair(p) for p in args.param)
+        params = dict(_pair(p) for p in param or [])
     except ValueError as exc:
-        print(f"aif train: {exc}", file=sys.stderr)
-        return 2
-    return asyncio.run(_run(args, params))
+        raise CliError(f"train: {exc}") from None
+    r = remote(ctx)
+    args = argparse.Namespace(
+        use_case=use_case,
+        seed=seed,
+        param=param or [],
+        request_id=request_id,
+        wait=wait,
+        target=r.target("trainer", target),
+        token=r.bearer(token),
+        poll=poll,
+        timeout=timeout,
+        json=json_output,
+        remote=r,
+    )
+    raise typer.Exit(asyncio.run(_run(args, params)))
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -78,16 +93,21 @@ async def _run(args: argparse.Namespace, params: dict[str, str]) -> int:
     )
     if args.seed is not None:
         request.seed = args.seed
-    async with insecure_channel(args.target, token=args.token) as channel:
-        stub = pb_grpc.TrainerServiceStub(channel)
+    r: Remote = getattr(args, "remote", None) or Remote()
+    json_output = bool(getattr(args, "json", False))
+    async with r.channel("trainer", target=args.target, token=args.token) as trainer:
+        stub = pb_grpc.TrainerServiceStub(trainer)
         try:
             job = (await stub.SubmitTraining(request, timeout=30)).job
         except grpc.aio.AioRpcError as exc:
             print(f"aif train: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 2
         note = f" — {job.message}" if job.message and job.message != _state(job) else ""
-        print(f"job {job.job_id}: {_state(job)}{note}")
+        if not json_output:
+            print(f"job {job.job_id}: {_state(job)}{note}")
         if not args.wait:
+            if json_output:
+                emit_json(to_dict(job))
             return 0 if job.state not in (pb.TRAINING_JOB_STATE_SKIPPED, pb.TRAINING_JOB_STATE_FAILED) else 1
         try:
             job = await _follow(stub, job, args.poll, args.timeout)
@@ -99,6 +119,9 @@ async def _run(args: argparse.Namespace, params: dict[str, str]) -> int:
                 f"aif train: job {job.job_id} still {_state(job)} after {args.timeout:.0f}s", file=sys.stderr
             )
             return 1
+    if json_output:
+        emit_json(to_dict(job))
+        return 0 if job.state == pb.TRAINING_JOB_STATE_SUCCEEDED else 1
     return _summary(job)
 
 
