@@ -40,6 +40,7 @@ from aifactory.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from libs.auth import REVOKED_FILE, DevAuth, JwtAuthenticator, RevocationList, TokenVerifier, load_public_key
 from libs.bus import EventPublisher, Outgoing
 from libs.errors import Unavailable
+from libs.lifecycle.owners import GrpcMonitor
 from libs.rpc import ServerSecurity, insecure_channel
 from libs.runtime import Service
 from libs.telemetry import setup_telemetry
@@ -52,6 +53,7 @@ from services.monitor.settings import MonitorSettings
 from services.monitor.store import MonitorStore
 from services.registry.app import build as build_registry
 from services.registry.settings import RegistrySettings
+from tests.lifecycle_fakes import FakeOwners
 from tests.unit.monitor import loanstream
 from tests.unit.registry.helpers import torchscript_model
 
@@ -73,6 +75,33 @@ def _write_usecases(directory: Path) -> Path:
     return directory
 
 
+class _LaterMonitor:
+    """The registry's client of the monitor, which starts after the registry (and again
+    after a restart): calls go to whichever monitor was connected last."""
+
+    def __init__(self) -> None:
+        self._channel: grpc.aio.Channel | None = None
+        self._client: GrpcMonitor | None = None
+
+    def connect(self, channel: grpc.aio.Channel) -> None:
+        self._channel, self._client = channel, GrpcMonitor(channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = self._client = None
+
+    async def drift_report(self, report_id: str) -> Any:
+        if self._client is None:
+            raise Unavailable("the monitor is not started")
+        return await self._client.drift_report(report_id)
+
+    async def alert(self, use_case: str, alert_id: str) -> Any:
+        if self._client is None:
+            raise Unavailable("the monitor is not started")
+        return await self._client.alert(use_case, alert_id)
+
+
 @dataclass
 class Kit:
     kafka: str
@@ -83,6 +112,8 @@ class Kit:
     registry: registry_grpc.RegistryServiceStub
     registry_port: int
     publisher: EventPublisher
+    evaluations: FakeOwners
+    monitor_owner: _LaterMonitor
     monitor: Service | None = None
     monitor_stub: pb_grpc.MonitorServiceStub | None = None
     _channel: grpc.aio.Channel | None = None
@@ -116,10 +147,17 @@ class Kit:
         port = await self.monitor.server.start()
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.monitor_stub = pb_grpc.MonitorServiceStub(self._channel)
+        # The registry confirms rollback requests with this (real) monitor.
+        self.monitor_owner.connect(
+            insecure_channel(
+                f"127.0.0.1:{port}", token=self.auth.issue("svc-registry", {"*": ["svc-registry"]})
+            )
+        )
 
     async def stop_monitor(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+        await self.monitor_owner.close()
         if self.monitor is not None:
             await self.monitor.server.stop()
             await self.monitor.close()
@@ -149,8 +187,8 @@ class Kit:
             metadata=self.md("trainer"),
         )
         ref = response.model_version.ref
-        evaluated = evaluator_events.ModelEvaluated(
-            report_id=f"eval-{uuid.uuid4().hex[:8]}", model=ref, passed=True
+        evaluated = self.evaluations.confirm_evaluation(
+            evaluator_events.ModelEvaluated(report_id=f"eval-{uuid.uuid4().hex[:8]}", model=ref, passed=True)
         )
         await self.publisher.publish(self.topics["evaluated"], evaluated, use_case=use_case, key=use_case)
 
@@ -234,11 +272,14 @@ async def kit(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> Async
         audience=auth.audience,
         revoked=RevocationList(auth.directory / REVOKED_FILE),
     )
+    evaluations, monitor_owner = FakeOwners(), _LaterMonitor()
     registry = await build_registry(
         registry_settings,
         setup_telemetry("registry-test"),
         security=ServerSecurity(authenticator=JwtAuthenticator(verifier)),
         usecases=load_default(usecases_dir),
+        evaluations=evaluations,
+        monitor=monitor_owner,
     )
     port = await registry.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -253,6 +294,8 @@ async def kit(kafka: infra.KafkaHandle, new_topic: Any, tmp_path: Path) -> Async
         registry_grpc.RegistryServiceStub(channel),
         port,
         publisher,
+        evaluations,
+        monitor_owner,
     )
     try:
         await kit.start_monitor()
