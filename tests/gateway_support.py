@@ -90,9 +90,10 @@ def export_version(
 GATEWAY_BUILD = Path(__file__).resolve().parents[1] / "build" / "gateway-tests"
 
 
-def own_triton(name: str, base_port: int):  # type: ignore[no-untyped-def]
+def own_triton(name: str, base_port: int, *, restricted: bool = True):  # type: ignore[no-untyped-def]
     """A Triton on ``base_port``..+2 with its own infra dir and model repository (reused
-    when already running), so tests never touch the shared one on 8001."""
+    when already running), so tests never touch the shared one on 8001. ``restricted``:
+    model control behind its key (as every deployment); off only for perf_analyzer."""
     import dataclasses
 
     from aif.infra import InfraConfig, ensure_triton
@@ -105,6 +106,7 @@ def own_triton(name: str, base_port: int):  # type: ignore[no-untyped-def]
         triton_grpc_port=base_port + 1,
         triton_metrics_port=base_port + 2,
         triton_model_repo=None,
+        triton_restricted=restricted,
     )
     install(cfg)
     cfg.model_repository.mkdir(parents=True, exist_ok=True)

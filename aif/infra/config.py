@@ -37,6 +37,9 @@ class InfraConfig:
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_model_repo: Path | None = None  # None: <infra_dir>/triton/model_repository
+    # Model control behind the install's key (aif.infra.triton). Off only for the
+    # benchmark's private Triton: perf_analyzer cannot send gRPC headers.
+    triton_restricted: bool = True
     # Where `install` puts what is installed once (Kafka jars, Triton's python backend);
     # None: infra_dir. A throwaway infra_dir (demo, tests) shares the installed ones.
     tools_dir: Path | None = None

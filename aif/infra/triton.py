@@ -148,7 +148,7 @@ class Triton(Component):
             # In-flight requests get 5 s on SIGTERM (default 30) so stop/restart is quick.
             "--exit-timeout-secs=5",
             "--log-verbose=0",
-            *restriction_args(control_key(self.dir)),
+            *(restriction_args(control_key(self.dir)) if cfg.triton_restricted else []),
         ]
         return self.daemon.spawn(argv, env=server_env(), cwd=self.dir)
 

@@ -35,6 +35,7 @@ from services.registry.servicer import RegistryServicer
 from services.registry.store import open_store
 from tests.bench.report import Figure
 from tests.gateway_support import control_key, own_triton, torchscript
+from tests.unit.registry.kit import verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 5
@@ -60,8 +61,12 @@ async def _measure(work: Path, triton_url: str, repository: Path) -> tuple[list[
     suffix = uuid.uuid4().hex[:6]
     api_name, repo_name = f"bench_api_{suffix}", f"bench_repo_{suffix}"
     content = torchscript(uc, seed=5)
-    registry.register_version(NewVersion(uc.name, api_name), None, artifact=content)
+    api_version = registry.register_version(NewVersion(uc.name, api_name), None, artifact=content)
     repo_version = registry.register_version(NewVersion(uc.name, repo_name), None, artifact=content)
+    # Only an approved version is served or exported.
+    for version in (api_version, repo_version):
+        registry.apply_evaluation(verdict(version.key, True))
+    repo_version = registry.get_version(repo_version.key)
     # The baseline's premise: the entry sits in Triton's own folder before the load.
     exporter.export(repo_version, repository)
     server = grpc.aio.server()

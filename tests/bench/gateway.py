@@ -333,7 +333,8 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
     from tests.bench.features import FeatureStoreProcess
     from tests.gateway_support import export_version, own_triton
 
-    triton = own_triton("triton-bench", 28491)
+    # Unrestricted: perf_analyzer reads the model config and cannot send gRPC headers.
+    triton = own_triton("triton-bench", 28491, restricted=False)
     redis = ensure_redis()
     procs: list[subprocess.Popen[bytes]] = []
     logs = ROOT / "build" / "gateway-bench"
