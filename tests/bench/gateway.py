@@ -50,6 +50,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from tests.bench.procs import spawn_gateway
 from tests.bench.report import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -368,21 +369,14 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
         )
         for backend in BACKENDS:
             g, o = ports[backend]
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "services.gateway"],
-                    cwd=ROOT,
-                    env={
-                        **env,
-                        "AIF_GATEWAY_GRPC_PORT": str(g),
-                        "AIF_GATEWAY_OIP_PORT": str(o),
-                        "AIF_GATEWAY_FEATURESTORE_TARGET": fs[backend].target,  # type: ignore[attr-defined]
-                        "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
-                    },
-                    stdout=subprocess.DEVNULL,
-                    stderr=(logs / f"gateway-{backend}.log").open("wb"),
-                )
-            )
+            variant = {
+                **env,
+                "AIF_GATEWAY_GRPC_PORT": str(g),
+                "AIF_GATEWAY_OIP_PORT": str(o),
+                "AIF_GATEWAY_FEATURESTORE_TARGET": fs[backend].target,  # type: ignore[attr-defined]
+                "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
+            }
+            procs.append(spawn_gateway(variant, logs / f"gateway-{backend}.log"))
         tree = os.environ.get(BASELINE_TREE, "")
         base_grpc_port, base_oip_port = _free_port(), _free_port()
         if tree:
@@ -393,15 +387,7 @@ def measure_gateway(bootstrap: str) -> list[Figure]:
                 "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.gateway.predictions.{uuid.uuid4().hex[:8]}",
                 "PYTHONPATH": f"{tree}:{tree}/proto",
             }
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "services.gateway"],
-                    cwd=tree,
-                    env=base_env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(logs / "gateway-baseline.log").open("wb"),
-                )
-            )
+            procs.append(spawn_gateway(base_env, logs / "gateway-baseline.log", cwd=Path(tree)))
         floor_port = _free_port()
         procs.append(
             subprocess.Popen(

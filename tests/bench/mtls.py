@@ -23,7 +23,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,6 +33,7 @@ import numpy as np
 
 from libs.rpc import ClientTls, blocking_channel, channel
 from tests.bench.otlp import INFER, PREDICT, UC, _payloads
+from tests.bench.procs import spawn_gateway
 from tests.bench.report import Figure
 from tests.otel_support import free_port
 
@@ -141,15 +141,7 @@ def measure_mtls(bootstrap: str) -> list[Figure]:
                 "AIF_GATEWAY_OIP_PORT": str(o),
                 "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.mtls.predictions.{uuid.uuid4().hex[:8]}",
             }
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "services.gateway"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(logs / f"gateway-{key}.log").open("wb"),
-                )
-            )
+            procs.append(spawn_gateway(env, logs / f"gateway-{key}.log"))
         tls: dict[str, ClientTls | None] = {"plain": None, "mtls": pki.client("bench-app")}
         token = auth.issue("bench-app", {UC: ["app"]}, 3600)
         metadata: dict[str, Metadata] = {"plain": (), "mtls": (("authorization", f"Bearer {token}"),)}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +28,7 @@ import grpc
 import numpy as np
 
 from tests.bench.gateway import calls_per_s, latencies
+from tests.bench.procs import spawn_gateway
 from tests.bench.report import Figure
 from tests.otel_support import OTELCOL, Collector, free_port
 
@@ -123,15 +123,7 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
                 "AIF_GATEWAY_OIP_PORT": str(o),
                 "AIF_GATEWAY_PREDICTIONS_TOPIC": f"bench.otlp.predictions.{uuid.uuid4().hex[:8]}",
             }
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "services.gateway"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(logs / f"gateway-{key}.log").open("wb"),
-                )
-            )
+            procs.append(spawn_gateway(env, logs / f"gateway-{key}.log"))
         predict, oip = _payloads()
         channels = {k: grpc.insecure_channel(f"127.0.0.1:{g}") for k, (g, _) in ports.items()}
         calls = {k: ch.unary_unary(PREDICT) for k, ch in channels.items()}

@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +28,7 @@ import grpc
 import numpy as np
 
 from tests.bench.gateway import CONCURRENCY, _free_port, _pct, _wait, calls_per_s
+from tests.bench.procs import spawn_gateway
 from tests.bench.report import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,13 +137,7 @@ def measure_rest(bootstrap: str) -> list[Figure]:
         "AIF_GATEWAY_PREDLOG_WAL_DIR": str(logs / f"wal-{uuid.uuid4().hex[:8]}"),
         "AIF_GATEWAY_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(logs / "gateway.log").open("wb"),
-    )
+    proc = spawn_gateway(env, logs / "gateway.log")
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
     try:
