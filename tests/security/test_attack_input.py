@@ -33,7 +33,8 @@ from aifactory.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.auth import DevAuth
 from libs.usecase import load_default
-from tests.gateway_support import RunningGateway, export_version, gateway_settings, own_triton, start_gateway
+from tests.gateway_support import RunningGateway, export_version, own_triton
+from tests.security.attack_gateway import jwt_gateway
 from tests.security.conftest import attack
 from tests.security.hostile import create_topics, read_until
 
@@ -58,24 +59,8 @@ def triton() -> Iterator[Any]:
 
 @pytest.fixture
 async def gateway(triton, kafka, new_topic, dev_auth: DevAuth) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
-    settings = gateway_settings(
-        triton.grpc_url,
-        kafka.bootstrap_servers,
-        auth_mode="jwt",
-        auth_dir=dev_auth.directory,
-        auth_issuer=dev_auth.issuer,
-        auth_audience=dev_auth.audience,
-        privacy_salt="attack-input-salt",
-        static_aliases=f"{UC}:champion=1",
-        predictions_topic=await new_topic("attack.predictions"),
-        feedback_topic=await new_topic("attack.feedback"),
-        model_promoted_topic=await new_topic("attack.promoted"),
-    )
-    gw = await start_gateway(settings)
-    gw.settings = settings  # type: ignore[attr-defined]
-    assert await gw.service.models.wait_idle(240), "the champion did not load"
-    yield gw
-    await gw.stop()
+    async for gw in jwt_gateway(triton, kafka, new_topic, dev_auth, "attack-input-salt"):
+        yield gw
 
 
 class LoopWatch:

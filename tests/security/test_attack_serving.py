@@ -26,8 +26,9 @@ from aifactory.gateway.v1 import gateway_service_pb2 as gw_pb
 from aifactory.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
 from libs.auth import DevAuth
 from libs.usecase import load_default
-from tests.gateway_support import RunningGateway, export_version, gateway_settings, own_triton, start_gateway
+from tests.gateway_support import RunningGateway, export_version, own_triton
 from tests.integration.test_feedback_lookup import registry_target  # noqa: F401 - a fixture
+from tests.security.attack_gateway import jwt_gateway
 from tests.security.conftest import attack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -46,26 +47,16 @@ def triton() -> Iterator[Any]:
 
 @pytest.fixture
 async def gateway(triton, kafka, new_topic, dev_auth: DevAuth) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
-    settings = gateway_settings(
-        triton.grpc_url,
-        kafka.bootstrap_servers,
-        auth_mode="jwt",
-        auth_dir=dev_auth.directory,
-        auth_issuer=dev_auth.issuer,
-        auth_audience=dev_auth.audience,
-        privacy_salt="attack-serving-salt",
-        static_aliases=f"{UC}:champion=1",
-        predictions_topic=await new_topic("attack.predictions"),
-        feedback_topic=await new_topic("attack.feedback"),
-        model_promoted_topic=await new_topic("attack.promoted"),
+    async for gw in jwt_gateway(
+        triton,
+        kafka,
+        new_topic,
+        dev_auth,
+        "attack-serving-salt",
         oip_max_inflight_per_caller=3,
         oip_max_inflight_per_stream=2,
-    )
-    gw = await start_gateway(settings)
-    # Loading the python backend's stub takes long on a busy machine: wait for it.
-    assert await gw.service.models.wait_idle(240), "the champion did not load"
-    yield gw
-    await gw.stop()
+    ):
+        yield gw
 
 
 def _infer_request() -> bytes:
