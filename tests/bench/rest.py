@@ -192,6 +192,7 @@ def measure_rest(bootstrap: str) -> list[Figure]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        triton.stop()  # as the mtls and otlp parts do: no Triton outlives the bench
     note = "inline features, 1 row; same gateway process, alternating rounds"
     return [
         Figure(
