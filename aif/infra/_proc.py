@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,16 +49,26 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+_ERROR_LINE = re.compile(r"\b(ERROR|FATAL|Exception|Error:)")
+
+
 def log_tail(path: Path, since: int = 0, lines: int = 25) -> str:
     """The last lines of a log file written after byte offset since (empty when absent)."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(since, f.tell() - 16384))
+            f.seek(max(since, f.tell() - 262144))
             text = f.read().decode(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    all_lines = text.splitlines()
+    tail = all_lines[-lines:]
+    # A daemon that fails logs its reason once, then pages of orderly shutdown: keep the
+    # reason (the first few error lines before the tail) so the error says why it exited.
+    errors = [line for line in all_lines[:-lines] if _ERROR_LINE.search(line)][:5]
+    if errors:
+        return "\n".join([*errors, "[…]", *tail])
+    return "\n".join(tail)
 
 
 def _start_time(pid: int) -> str | None:

@@ -103,7 +103,7 @@ def figures_of(result: LoopResult) -> list[Figure]:
 
 def measure_loop(config: LoopConfig = CONFIG) -> list[Figure]:
     with fresh_factory(
-        ROOT, kafka_port=32092, triton_port=32000, service_offset=12200, say=lambda _: None
+        ROOT, kafka_port=26092, triton_port=26000, service_offset=12200, say=lambda _: None
     ) as factory:
 
         async def drive() -> LoopResult:

@@ -50,7 +50,7 @@ from tests.chaos.load import USE_CASE, App, applications
 from tests.chaos.truth import JoinTally, dataset_count, offline_rows, online_records, topic_ids
 
 ROOT = Path(__file__).resolve().parents[2] / "build" / "chaos"
-KAFKA_PORT, TRITON_PORT, PG_PORT, SERVICE_OFFSET = 33092, 33000, 33432, 12600
+KAFKA_PORT, TRITON_PORT, PG_PORT, SERVICE_OFFSET = 25092, 25000, 25432, 12600
 INFRA = ("kafka", "postgres", "triton")
 # Schemas of the private PostgreSQL, one per service that keeps its database there.
 ON_POSTGRES = ("registry", "monitor")

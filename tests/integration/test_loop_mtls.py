@@ -37,7 +37,7 @@ CONFIG = LoopConfig(bootstrap=2_000, stationary=400, recovery=400, max_after_ons
 
 @pytest.fixture(scope="module")
 def factory() -> Iterator[Factory]:
-    with fresh_factory(ROOT, kafka_port=34092, triton_port=34000, service_offset=13200, tls=True) as factory:
+    with fresh_factory(ROOT, kafka_port=27092, triton_port=27000, service_offset=13200, tls=True) as factory:
         yield factory
 
 
