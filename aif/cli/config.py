@@ -9,6 +9,12 @@ The file is ``$AIF_CONFIG`` or ``$XDG_CONFIG_HOME/aif/config.yaml`` (default
         registry: 127.0.0.1:50055
         kafka: 127.0.0.1:9092
         token-file: ~/.config/aif/token
+      prod:
+        kafka: kafka.example.com:9094
+        kafka-security-protocol: SASL_SSL     # TLS + SCRAM, as the services connect
+        kafka-username: ops-alice
+        kafka-password-file: ~/.config/aif/kafka-password
+        kafka-ca: ~/.config/aif/kafka-ca.pem
 
 A context holds only what differs from the defaults below. Credentials stay in files:
 a context names a token file, never a token. Flags (``--registry``, ``--token-file``,
@@ -44,9 +50,11 @@ DEFAULTS = {
     # Consumer groups aif status reports the lag of: those starting with this prefix.
     "group-prefix": "",
 }
-# Keys a context may set besides the addresses.
-FILES = ("token-file", "tls-ca", "tls-cert", "tls-key")
-KEYS = (*DEFAULTS, *FILES)
+# Keys a context may set besides the addresses: credentials as files, never inline.
+FILES = ("token-file", "tls-ca", "tls-cert", "tls-key", "kafka-password-file", "kafka-ca")
+# Kafka's secure profile (SASL_SSL with SCRAM): the protocol and the principal's name.
+KAFKA_AUTH = ("kafka-security-protocol", "kafka-sasl-mechanism", "kafka-username")
+KEYS = (*DEFAULTS, *FILES, *KAFKA_AUTH)
 
 
 class Config(BaseModel):

@@ -72,6 +72,11 @@ def set_(
     tls_ca: Value = None,
     tls_cert: Value = None,
     tls_key: Value = None,
+    kafka_security_protocol: Value = None,
+    kafka_sasl_mechanism: Value = None,
+    kafka_username: Value = None,
+    kafka_password_file: Value = None,
+    kafka_ca: Value = None,
     use_it: Annotated[bool, typer.Option("--use", help="also make it the current context")] = False,
 ) -> None:
     given = {
@@ -92,6 +97,11 @@ def set_(
             "tls-ca": tls_ca,
             "tls-cert": tls_cert,
             "tls-key": tls_key,
+            "kafka-security-protocol": kafka_security_protocol,
+            "kafka-sasl-mechanism": kafka_sasl_mechanism,
+            "kafka-username": kafka_username,
+            "kafka-password-file": kafka_password_file,
+            "kafka-ca": kafka_ca,
         }.items()
         if value is not None
     }

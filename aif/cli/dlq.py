@@ -90,9 +90,9 @@ class DeadLetter:
         return data
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[int]:
+async def _partitions(bootstrap: str, kafka: dict[str, Any], topic: str) -> list[int]:
     """The topic's partitions, from its own metadata only (not the whole cluster's)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -106,19 +106,25 @@ async def _partitions(bootstrap: str, topic: str) -> list[int]:
 async def read(r: Remote, topic: str, limit: int, use_case: str = "") -> list[DeadLetter]:
     """The newest ``limit`` dead letters (of ``use_case``), oldest first."""
     try:
-        return await _read(r.settings["kafka"], topic, limit, use_case)
+        return await _read(r.settings["kafka"], r.kafka(), topic, limit, use_case)
     except KafkaError as exc:  # Kafka down or unresolvable: one line
         raise CliError(
             f"Kafka at {r.settings['kafka']}: {type(exc).__name__}: {exc}; check --kafka"
         ) from None
 
 
-async def _read(bootstrap: str, topic: str, limit: int, use_case: str) -> list[DeadLetter]:
-    partitions = await _partitions(bootstrap, topic)
+async def _read(
+    bootstrap: str, kafka: dict[str, Any], topic: str, limit: int, use_case: str
+) -> list[DeadLetter]:
+    partitions = await _partitions(bootstrap, kafka, topic)
     if not partitions:
         return []
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **kafka,
     )
     await consumer.start()
     try:
@@ -247,7 +253,7 @@ async def _replay_one(r: Remote, topic: str, d: DeadLetter, dry_run: bool) -> di
         return {"outcome": "skipped", "detail": "no source topic in its headers"}
     if dry_run:
         return {"outcome": "would be published", "detail": source}
-    producer = AIOKafkaProducer(bootstrap_servers=r.settings["kafka"], acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=r.settings["kafka"], acks="all", **r.kafka())
     await producer.start()
     try:
         headers = [(k, v) for k, v in d.headers if not k.startswith("aif-dlq-")]

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import typer
@@ -15,6 +15,7 @@ import typer
 from aif.cli import config
 from aif.cli.output import CliError, rpc_error
 from libs.auth.tls import env_client_tls
+from libs.bus.security import KafkaSecurity
 from libs.errors import AifError
 from libs.rpc.client import ClientTls
 from libs.rpc.client import channel as rpc_channel
@@ -70,6 +71,36 @@ class Remote:
             raise CliError(
                 f"cannot read TLS file {exc.filename}: {exc.strerror}; fix --tls-ca/--tls-cert/--tls-key"
             ) from None
+
+    def kafka(self) -> dict[str, Any]:
+        """aiokafka client keywords for ``--kafka`` as the context says: none for the open
+        local broker, SASL_SSL (SCRAM) with the password read from its file otherwise."""
+        protocol = self.settings.get("kafka-security-protocol", "PLAINTEXT").upper()
+        if protocol == "PLAINTEXT":
+            return {}
+        password_file = self.settings.get("kafka-password-file", "")
+        if not (self.settings.get("kafka-username") and password_file):
+            raise CliError(
+                f"Kafka {protocol} needs kafka-username and kafka-password-file in the context "
+                "(aif context set NAME --kafka-username ... --kafka-password-file ...)"
+            )
+        try:
+            password = Path(password_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CliError(
+                f"cannot read the Kafka password file {password_file}: {exc.strerror}; fix the context"
+            ) from None
+        security = KafkaSecurity(
+            protocol,
+            self.settings.get("kafka-sasl-mechanism", "SCRAM-SHA-512"),
+            self.settings["kafka-username"],
+            password,
+            str(Path(self.settings["kafka-ca"]).expanduser()) if self.settings.get("kafka-ca") else "",
+        )
+        try:
+            return security.client_kwargs()
+        except (AifError, OSError) as exc:  # e.g. an unreadable CA file
+            raise CliError(f"Kafka {protocol}: {exc}; fix kafka-ca in the context") from None
 
     @contextlib.asynccontextmanager
     async def channel(

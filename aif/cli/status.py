@@ -99,8 +99,10 @@ async def _loaded(r: Remote, use_cases: list[str]) -> list[dict[str, Any]]:
 
 
 async def _lag(r: Remote) -> list[dict[str, Any]]:
-    bootstrap, prefix = r.settings["kafka"], r.settings.get("group-prefix", "")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT_S * 1000))
+    bootstrap, prefix, kafka = r.settings["kafka"], r.settings.get("group-prefix", ""), r.kafka()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT_S * 1000), **kafka
+    )
     try:
         await asyncio.wait_for(admin.start(), TIMEOUT_S)
         groups = sorted(g[0] for g in await admin.list_consumer_groups() if str(g[0]).startswith(prefix))
@@ -113,7 +115,7 @@ async def _lag(r: Remote) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(8)
 
     async def one(group: str) -> list[dict[str, Any]]:
-        lag = ConsumerLag(bootstrap, group)
+        lag = ConsumerLag(bootstrap, group, kafka_options=kafka)
         async with gate:
             try:
                 by_topic = await asyncio.wait_for(lag.refresh(), TIMEOUT_S)
