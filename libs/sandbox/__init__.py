@@ -15,6 +15,10 @@ code broke. What is enforced, and how:
 - **secrets**: the child gets a minimal environment (no ``AIF_*`` settings, tokens or
   keys, no proxies), its working directory is an empty temporary folder, stdin is
   closed, and the artifact's own prints go to stderr (stdout carries only the protocol);
+- **privileges**: a child started by root becomes ``nobody`` (no groups, no new
+  privileges) once it has read its input, so it cannot read a service's private folder,
+  key or token file; a service running as its own unprivileged user keeps that user
+  (:attr:`Outcome.unprivileged` says which);
 - **network**: the child unshares a network namespace (``CLONE_NEWNET``: no interface
   but a loopback that is down) when the host lets it (root or CAP_SYS_ADMIN); elsewhere
   it runs without and says so in :attr:`Outcome.network_isolated`.
@@ -100,6 +104,8 @@ class Outcome:
     data: bytes
     network_isolated: bool
     seconds: float
+    # The child ran as nobody (it was started by root); False: as the service's own user.
+    unprivileged: bool = False
 
 
 def _size(n: int) -> str:
@@ -225,7 +231,12 @@ def _outcome(
         except ValueError:
             reply = None
     if reply is not None and reply.get("ok"):
-        return Outcome(base64.b64decode(reply["data"]), bool(reply.get("netns")), float(reply["seconds"]))
+        return Outcome(
+            base64.b64decode(reply["data"]),
+            bool(reply.get("netns")),
+            float(reply["seconds"]),
+            bool(reply.get("unprivileged")),
+        )
     if reply is not None and reply.get("error"):
         raise _typed(reply["error"], field, limits, what)
     if status in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= limits.cpu_seconds:

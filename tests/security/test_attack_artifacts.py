@@ -14,6 +14,7 @@ import io
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -238,3 +239,35 @@ def test_the_evaluator_scores_a_hostile_artifact_in_the_sandbox_too() -> None:
     # A well-behaved model scores the same as in process.
     good = model()
     assert np.allclose(artifact.predict_isolated(good, matrix), artifact.predict(artifact.load(good), matrix))
+
+
+def read_private(data: bytes) -> bytes:
+    """Runs in the sandbox: what a hostile artifact would take, a service's private key."""
+    try:
+        return json.dumps({"read": Path(data.decode()).read_text(), "uid": os.geteuid()}).encode()
+    except OSError as exc:
+        return json.dumps({"read": None, "error": type(exc).__name__, "uid": os.geteuid()}).encode()
+
+
+def _others_read(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o005 == 0o005 for p in [path, *path.parents] if p != Path("/"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a child started by root has a user to drop to")
+@pytest.mark.skipif(
+    not (_others_read(Path(sandbox.ROOT)) and _others_read(Path(sys.prefix))),
+    reason="the checkout or virtualenv is closed to other users: the child stays root (documented)",
+)
+def test_the_sandbox_child_cannot_read_the_services_private_files(tmp_path: Path) -> None:
+    private = tmp_path / "service-private"
+    private.mkdir(mode=0o700)
+    key = private / "checkpoint.key"
+    key.write_text(f"key-{uuid.uuid4().hex}")
+    key.chmod(0o600)
+
+    out = sandbox.run(f"{__name__}:read_private", str(key).encode(), preload=())
+
+    seen = json.loads(out.data)
+    attack(succeeded=seen["read"] is not None)
+    assert seen["read"] is None and seen["error"] == "PermissionError"
+    assert out.unprivileged and seen["uid"] == 65534
