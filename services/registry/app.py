@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from google.protobuf.message import Message
 
@@ -35,11 +35,16 @@ from libs.usecase.catalogue import Catalogue
 from libs.usecase.follower import follow_catalogue
 from services.registry.artifacts import ArtifactStore, FileArtifactStore
 from services.registry.catalogue import UseCaseCatalogue
-from services.registry.checkpoints import CheckpointLog, CheckpointPublisher, ensure_signing_key
+from services.registry.checkpoints import (
+    CheckpointLog,
+    CheckpointPublisher,
+    anchor_report,
+    ensure_signing_key,
+)
 from services.registry.consumers import PredictionIndexer, RegistryEvents
 from services.registry.convert import usecase_changed_event
 from services.registry.core import Registry, utcnow
-from services.registry.domain import UseCaseChange
+from services.registry.domain import ChainReport, UseCaseChange
 from services.registry.export import TritonExporter
 from services.registry.runs import RunTracker
 from services.registry.servicer import RegistryServicer
@@ -125,6 +130,22 @@ async def build(
     )
     runs = RunTracker(store, known.usecases, utcnow)
 
+    checkpoints: CheckpointPublisher | None = None
+    anchor: Callable[[], Awaitable[tuple[ChainReport, str]]] | None = None
+    if settings.audit_checkpoint_seconds > 0:
+        signing_key = ensure_signing_key(settings.audit_checkpoint_key)
+        checkpoint_log = CheckpointLog(
+            settings.kafka_bootstrap, settings.audit_checkpoint_topic, kafka_security
+        )
+        checkpoints = CheckpointPublisher(
+            store, signing_key, checkpoint_log, interval=settings.audit_checkpoint_seconds
+        )
+
+        async def anchor() -> tuple[ChainReport, str]:
+            # VerifyAuditChain also checks the chain against what the registry signed.
+            records = await asyncio.to_thread(lambda: list(store.audit_chain()))
+            return await anchor_report(records, checkpoint_log, signing_key.public_key())
+
     server = RpcServer(
         settings.grpc_address,
         telemetry,
@@ -140,6 +161,7 @@ async def build(
             max_artifact_bytes=settings.max_artifact_bytes,
             export_roots=[settings.export_root],
             catalogue=catalogue,
+            anchor=anchor,
         ),
         SERVICE_NAME,
     )
@@ -151,13 +173,7 @@ async def build(
     # Closed in reverse: consumers first, then the relay (last flush), publisher, store.
     service.closers += [close_store, publisher.stop]
     service.spawn("registry-outbox", relay.run(), stop=relay.stop)
-    if settings.audit_checkpoint_seconds > 0:
-        checkpoints = CheckpointPublisher(
-            store,
-            ensure_signing_key(settings.audit_checkpoint_key),
-            CheckpointLog(settings.kafka_bootstrap, settings.audit_checkpoint_topic, kafka_security),
-            interval=settings.audit_checkpoint_seconds,
-        )
+    if checkpoints is not None:
         await checkpoints.start()
         service.spawn("registry-audit-checkpoints", checkpoints.run(), stop=checkpoints.stop)
     if settings.consume:

@@ -347,6 +347,20 @@ class CheckpointPublisher:
         await self._sink.stop()
 
 
+async def anchor_report(
+    records: Iterable[AuditRecord], log: CheckpointLog, key: Ed25519PublicKey
+) -> tuple[ChainReport, str]:
+    """The chain checked against every checkpoint on ``log``, and a line saying what
+    anchored it (or that nothing did yet)."""
+    checkpoints = await log.read_all()
+    anchored = verify_checkpoints(records, checkpoints, key)
+    if not checkpoints:
+        return anchored, f"NOT anchored: no signed checkpoint on {log.topic}"
+    newest = checkpoints[-1].sequence
+    later = f"; entries after {newest} are not signed yet" if anchored.checked > newest else ""
+    return anchored, f"{len(checkpoints)} signed checkpoints on {log.topic}, up to entry {newest}{later}"
+
+
 def verify_anchored(store: RegistryStore, settings: Any = None) -> tuple[ChainReport, str]:
     """The stored chain verified, then checked against the signed checkpoints the registry's
     settings point at (public key ``audit_checkpoint_key`` + ``.pub``, the topic, the broker;
@@ -366,10 +380,4 @@ def verify_anchored(store: RegistryStore, settings: Any = None) -> tuple[ChainRe
     sink = CheckpointLog(
         settings.kafka_bootstrap, settings.audit_checkpoint_topic, KafkaSecurity.from_settings(settings)
     )
-    checkpoints = asyncio.run(sink.read_all())
-    anchored = verify_checkpoints(store.audit_chain(), checkpoints, load_public_key(key_path))
-    if not checkpoints:
-        return anchored, f"NOT anchored: no signed checkpoint on {sink.topic}"
-    newest = checkpoints[-1].sequence
-    later = f"; entries after {newest} are not signed yet" if anchored.checked > newest else ""
-    return anchored, f"{len(checkpoints)} signed checkpoints on {sink.topic}, up to entry {newest}{later}"
+    return asyncio.run(anchor_report(store.audit_chain(), sink, load_public_key(key_path)))

@@ -8,10 +8,11 @@ with ``libs.auth.authorize_use_case`` once it is loaded, before answering.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from asyncio import to_thread
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -27,7 +28,7 @@ from services.registry import convert, validate
 from services.registry.artifacts import ArtifactStore, check_digest
 from services.registry.catalogue import UseCaseCatalogue
 from services.registry.core import Registry
-from services.registry.domain import CHAMPION, ModelKey, RunStatus, VersionKey
+from services.registry.domain import CHAMPION, ChainReport, ModelKey, RunStatus, VersionKey
 from services.registry.runs import RunTracker
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -85,8 +86,11 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         max_artifact_bytes: int = 512 * 1024 * 1024,
         export_roots: Sequence[Path] = (),
         catalogue: UseCaseCatalogue | None = None,
+        anchor: Callable[[], Awaitable[tuple[ChainReport, str]]] | None = None,
     ) -> None:
         self._catalogue = catalogue
+        # The chain checked against the registry's signed checkpoints (None: it signs none).
+        self._anchor = anchor
         self._registry = registry
         self._runs = runs
         self._artifacts = artifacts
@@ -263,6 +267,11 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request: pb.VerifyAuditChainRequest, context: Context
     ) -> pb.VerifyAuditChainResponse:
         report = await to_thread(self._registry.verify_audit)
+        if report.valid and self._anchor is not None:
+            # A chain consistent with itself may still be a rewrite: the database superuser
+            # can recompute every hash, but not the signatures of the checkpoints.
+            anchored, line = await self._anchor()
+            report = anchored if not anchored.valid else dataclasses.replace(report, message=line)
         return pb.VerifyAuditChainResponse(
             valid=report.valid,
             events_checked=report.checked,

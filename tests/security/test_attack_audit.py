@@ -20,12 +20,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aif import infra
 from aif.infra.postgres import SUPERUSER, dsn
+from aifactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from services.registry import checkpoints
 from services.registry.audit import GENESIS, entry_hash, verify_chain
 from services.registry.checkpoints import (
@@ -456,8 +458,30 @@ async def test_the_service_migrates_as_owner_serves_as_runtime_and_signs_checkpo
         async with asyncio.timeout(30):
             while not (signed := await sink.read_all()) or signed[-1].sequence < 3:
                 await asyncio.sleep(0.2)
+        # VerifyAuditChain (what `aif audit verify` calls) checks the signed checkpoints too:
+        # a superuser's rewrite with every hash recomputed is reported by the service itself.
+        port = await svc.server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            before = await stub.VerifyAuditChain(registry_service_pb2.VerifyAuditChainRequest(), timeout=30)
+            with db.superuser() as conn:
+                conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
+                conn.execute("ALTER TABLE audit_head DISABLE TRIGGER USER")
+                records = _rows(conn)
+                original = records[1]
+                records[1] = replace(original, reason="approved by the board")
+                _rewrite(conn, records)
+                after = await stub.VerifyAuditChain(
+                    registry_service_pb2.VerifyAuditChainRequest(), timeout=30
+                )
+                _rewrite(conn, [*records[:1], original, *records[2:]])  # as it was, for what follows
+                conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+                conn.execute("ALTER TABLE audit_head ENABLE TRIGGER USER")
     finally:
         await svc.close()
+    assert before.valid and "signed checkpoints" in before.message, before
+    attack(succeeded=after.valid)
+    assert not after.valid and after.first_invalid_sequence == 2 and "rewritten" in after.message, after
     report, line = await asyncio.to_thread(_verify_line, db, settings)
 
     assert report.valid, report.message
