@@ -279,6 +279,33 @@ class KafkaSecure(Kafka):
         self.use_cases = chosen
         return chosen
 
+    def add_principal(self, principal: str, acls: Iterable[Any]) -> None:
+        """A SCRAM user outside the table (a client such as ``kafka_acls.OUTCOME_FEED``) with
+        exactly ``acls`` (``kafka_acls.AclBinding`` of that principal); its password is made
+        once and kept in ``credentials.json``. Idempotent."""
+        run_async(lambda: self.add_principal_async(principal, acls))
+
+    async def add_principal_async(self, principal: str, acls: Iterable[Any]) -> None:
+        from libs.auth.kafka_acls import ADMIN, is_managed
+
+        user = f"User:{principal}"
+        wanted = list(acls)
+        # The table's principals are set up by setup_async alone: two owners of one
+        # principal's ACLs would delete each other's.
+        if principal == ADMIN or is_managed(user):
+            raise InfraError(self.name, f"{principal} is a principal of the ACL table")
+        strangers = sorted({a.principal for a in wanted} - {user})
+        if strangers:
+            raise InfraError(self.name, f"ACLs for {strangers} given to add_principal({principal!r})")
+        admin = self.client_security()
+        with file_lock(self.dir / ".setup.lock"):
+            creds = self.credentials()
+            if principal not in creds:
+                creds[principal] = secrets.token_urlsafe(24)
+                _write_private(self.credentials_file, json.dumps(creds, indent=1))
+            await upsert_scram_users(self.endpoint(), admin, {principal: creds[principal]})
+            await sync_acls(self.endpoint(), admin, wanted, lambda p: p == user)
+
     async def follow_catalogue(self, stop: asyncio.Event) -> None:
         """Keeps the producers and ACLs equal to the live catalogue until ``stop`` is set:
         a use case applied at run time is set up on the change, a retired one loses its

@@ -54,7 +54,7 @@ from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
-from libs.bus import EventPublisher, Outgoing, topics
+from libs.bus import EventPublisher, KafkaSecurity, Outgoing, topics
 from libs.bus import headers as h
 from libs.errors import FailedPrecondition, InvalidArgument, Unavailable
 from libs.rpc.client import ClientTls
@@ -92,6 +92,17 @@ OUTCOME_DELAYS = ("instant", "wall", "event")
 # The reason the feature store gives a label that joins no feature row (GetTrainingSetResponse.quarantined).
 NO_FEATURE_ROW = "no_feature_row"
 QUARANTINE_METRIC = "quarantined_labels."
+
+
+@dataclass(frozen=True)
+class LoopKafka:
+    """How the driver's Kafka clients log in to a secure broker: ``records`` as the use
+    case's business producer (its raw topic), ``outcomes`` as the bank's outcome feed (the
+    feedback topic). Neither may read the dead-letter topic: a run that injects poisoned
+    labels, and counts them there, needs the open broker."""
+
+    records: KafkaSecurity
+    outcomes: KafkaSecurity
 
 
 @dataclass
@@ -210,10 +221,15 @@ class LoopDriver:
         config: LoopConfig,
         say: Callable[[str], None] = print,
         tls: ClientTls | None = None,
+        kafka: LoopKafka | None = None,
     ) -> None:
-        """``tls``: the driver's mutual TLS to a factory that requires it (None: plaintext)."""
+        """``tls``: the driver's mutual TLS to a factory that requires it (None: plaintext);
+        ``kafka``: its logins to a secure broker (None: the open broker, PLAINTEXT)."""
         self.cfg = config
         self._tls = tls
+        self._kafka = kafka
+        if kafka is not None and config.poisoned:
+            raise InvalidArgument("poisoned", "counting dead letters needs the open broker (see LoopKafka)")
         self._bootstrap = bootstrap_servers
         self._targets = targets
         self._md = metadata
@@ -258,9 +274,14 @@ class LoopDriver:
         return self._channels[name]
 
     async def __aenter__(self) -> LoopDriver:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=5, acks="all")
+        records = self._kafka.records.client_kwargs() if self._kafka else {}
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, linger_ms=5, acks="all", **records
+        )
         await self._producer.start()
-        self._publisher = EventPublisher(self._bootstrap, producer="loan-app")
+        self._publisher = EventPublisher(
+            self._bootstrap, producer="loan-app", security=self._kafka.outcomes if self._kafka else None
+        )
         await self._publisher.start()
         self.gateway = gw_grpc.GatewayServiceStub(self._channel("gateway"))
         self.features = fs_grpc.FeatureStoreServiceStub(self._channel("featurestore"))

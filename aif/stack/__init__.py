@@ -22,6 +22,11 @@ With ``tls`` on (``AIF_STACK_TLS=mtls make demo``) every gRPC port speaks mutual
 makes a development CA (``pki_dir``, default ``<auth>/tls``) and a certificate per service,
 which each service presents as a server and as a client of the others; callers of the
 stack get theirs from :meth:`Stack.client_tls`.
+
+The services are given ``AIF_KAFKA_ALLOW_PLAINTEXT=1`` (the open local broker) unless the
+stack's ``env`` names a Kafka transport with TLS (``AIF_KAFKA_SECURITY_PROTOCOL=SASL_SSL``,
+as :func:`aif.loop.factory.fresh_factory` does with ``kafka_sasl``): then no service gets
+it, not even from this process's environment (:meth:`Stack.process_env`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from libs.auth import DevAuth
 from libs.auth.dev import SERVICE_TOKEN_TTL_S, TOKEN_FILE, service_grants
 from libs.auth.tls import DevPki
 from libs.auth.tokens import PRIVATE_KEY_FILE
+from libs.bus.security import CLEARTEXT
 from libs.errors import ConfigError, Unavailable
 from libs.rpc import ClientTls
 from libs.rpc.healthcheck import check
@@ -92,6 +98,8 @@ _TARGETS: dict[str, dict[str, str]] = {
 CALLERS = ("trainer", "evaluator", "registry", "gateway", "monitor")
 # Each service's grants, for its token (whoever mints it: the stack, ``aif token service``).
 SERVICE_ROLES: dict[str, dict[str, list[str]]] = {name: service_grants(name) for name in SERVICES}
+# The local-development permission to use Kafka without TLS (libs.bus.security.require_kafka_tls).
+ALLOW_PLAINTEXT = "AIF_KAFKA_ALLOW_PLAINTEXT"
 # Services that hash personal data, the only ones given the privacy key (AIF_PRIVACY_SALT).
 HASHERS = ("ingestion", "gateway")
 
@@ -250,7 +258,8 @@ class Stack:
             {
                 # A local stack runs on the open local broker: PLAINTEXT is local development,
                 # said explicitly (libs.bus.security.require_kafka_tls); ``env`` may override.
-                "AIF_KAFKA_ALLOW_PLAINTEXT": "1",
+                # On a broker with TLS (``env`` names its protocol) the flag is not given.
+                **({} if self.kafka_tls else {ALLOW_PLAINTEXT: "1"}),
                 **self.auth.env(self.credentials(name)),
                 **(self.pki.env(name) if self.tls else {}),
                 **self.wiring(name),
@@ -261,11 +270,25 @@ class Stack:
             },
         )
 
+    @property
+    def kafka_tls(self) -> bool:
+        """Whether this stack's ``env`` puts the services on a Kafka transport with TLS."""
+        return self.env.get("AIF_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") not in CLEARTEXT
+
+    def process_env(self, name: str) -> dict[str, str]:
+        """The whole environment service ``name``'s process starts with: this process's
+        (what ``name`` may see of it) under :meth:`environment`. With Kafka over TLS, no
+        plaintext permission leaks in from this process's environment either."""
+        inherited = own_env(name, os.environ)
+        if self.kafka_tls:
+            inherited.pop(ALLOW_PLAINTEXT, None)
+        return {**inherited, **self.environment(name)}
+
     def start(self, names: Iterable[str] = SERVICES, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in names:
             grpc_port, metrics_port = self.ports(name)
-            env = {**own_env(name, os.environ), **self.environment(name)}
+            env = self.process_env(name)
             log_path = self.log_dir / f"{name}.log"
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(

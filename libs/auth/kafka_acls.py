@@ -83,10 +83,12 @@ ACCESS: Mapping[str, TopicAccess] = {
     ),
     "evaluator": TopicAccess(writes=(t.MODEL_EVALUATED, t.DEAD_LETTER), reads=(t.MODEL_TRAINED, t.USECASES)),
     # The monitor asks for rollbacks; the registry decides and moves the alias. The registry
-    # owns the use-case catalogue (every service reads it, with no consumer group).
+    # owns the use-case catalogue (every service reads it, with no consumer group), and
+    # indexes the gateway's predictions for lineage (GetLineage/GetPrediction by prediction
+    # id; group ``registry.predictions``).
     "registry": TopicAccess(
         writes=(t.MODEL_PROMOTED, t.DEAD_LETTER, t.USECASES, t.AUDIT_CHECKPOINTS),
-        reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.AUDIT_CHECKPOINTS),
+        reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.AUDIT_CHECKPOINTS, t.PREDICTIONS),
     ),
     "gateway": TopicAccess(
         writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED, t.USECASES)
@@ -210,6 +212,20 @@ def bindings(use_cases: Iterable[str]) -> list[AclBinding]:
             for kind in (ResourceType.TOPIC, ResourceType.GROUP):
                 out.add(AclBinding(user, kind, access.owns_prefix, PatternType.PREFIXED, Operation.ALL))
     return sorted(out)
+
+
+# A business system that reports outcomes of past decisions straight to the feedback topic
+# (a bank's label feed: the loop driver's history, whose decisions no gateway served, so
+# RecordFeedback would refuse them). Not a principal of the table: made only where such a
+# feed runs (aif.loop.factory), with its own ACLs, which the table's sync leaves alone.
+OUTCOME_FEED = "outcome-feed"
+
+
+def outcome_feed_bindings(principal: str = OUTCOME_FEED) -> list[AclBinding]:
+    """WRITE on the feedback topic, nothing else (no read, no group, no raw topic)."""
+    return [
+        AclBinding(f"User:{principal}", ResourceType.TOPIC, t.FEEDBACK, PatternType.LITERAL, Operation.WRITE)
+    ]
 
 
 def may_write(principal: str, topic: str, use_cases: Iterable[str]) -> bool:

@@ -9,6 +9,12 @@ registry) speaking mutual TLS with its own certificate. The loop driver is an ou
 app with a certificate of its own. A shorter run than tests/e2e/test_loop.py: any
 internal call left in plaintext is refused by the service it calls, and the loop does
 not close.
+
+Kafka is the secure profile (``kafka_sasl=True``): SASL_SSL only, each service its own
+SCRAM principal with the ACLs of libs.auth.kafka_acls (deny by default), no service
+allowed PLAINTEXT; the driver writes records as ``producer.loan_approval`` and past
+outcomes as the outcome feed. A service client missing an ACL fails its start or leaves
+its part of the loop undone, so the loop closing shows the table is enough.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from aif.loop import LoopConfig, LoopDriver, LoopResult, report
 from aif.loop.factory import Factory, fresh_factory
 from aif.stack import SERVICES
 from libs.auth.tls import DevPki
+from libs.bus import topics
 from libs.rpc import ClientTls, blocking_channel
+from tests.security.kafka_support import write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -37,7 +45,9 @@ CONFIG = LoopConfig(bootstrap=2_000, stationary=400, recovery=400, max_after_ons
 
 @pytest.fixture(scope="module")
 def factory() -> Iterator[Factory]:
-    with fresh_factory(ROOT, kafka_port=27092, triton_port=27000, service_offset=13200, tls=True) as factory:
+    with fresh_factory(
+        ROOT, kafka_port=27092, triton_port=27000, service_offset=13200, tls=True, kafka_sasl=True
+    ) as factory:
         yield factory
 
 
@@ -52,6 +62,7 @@ def result(factory: Factory) -> LoopResult:
             factory.stack.metadata("e2e-operator"),
             CONFIG,
             tls=factory.stack.client_tls("e2e-operator"),
+            kafka=factory.loop_kafka(CONFIG.use_case),
         ) as driver:
             return await driver.run()
 
@@ -116,3 +127,38 @@ def test_lineage_reaches_the_prediction_over_mutual_tls(result: LoopResult) -> N
     assert lineage is not None
     assert lineage.model_version.ref.version == result.v2
     assert lineage.model_version.drift_report_id == result.drift_report_id
+
+
+def _process_env(pid: int) -> dict[str, str]:
+    """What a running process was started with (Linux)."""
+    pairs = (item.partition(b"=") for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if item)
+    return {key.decode(): value.decode(errors="replace") for key, _, value in pairs}
+
+
+def test_every_service_is_on_sasl_ssl_as_its_own_principal_with_no_plaintext_allowed(
+    factory: Factory,
+) -> None:
+    secure = factory.secure_kafka
+    assert secure is not None
+    passwords = secure.secure.credentials()
+    assert len({passwords[name] for name in SERVICES}) == len(SERVICES)
+    for name, svc in factory.stack.running.items():
+        env = _process_env(svc.process.pid)
+        assert "AIF_KAFKA_ALLOW_PLAINTEXT" not in env, name
+        assert env["AIF_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["AIF_KAFKA_BOOTSTRAP"] == secure.bootstrap_servers, name
+        assert env[f"AIF_{name.upper()}_KAFKA_USERNAME"] == name, name
+        # Its own password, nobody else's: no other service's login in its environment.
+        assert env[f"AIF_{name.upper()}_KAFKA_PASSWORD"] == passwords[name], name
+        leaked = [other for other in SERVICES if other != name and passwords[other] in env.values()]
+        assert not leaked, (name, leaked)
+
+
+def test_a_service_principal_is_refused_a_topic_it_has_no_acl_for(factory: Factory) -> None:
+    secure = factory.secure_kafka
+    assert secure is not None
+    raw = topics.raw(CONFIG.use_case)
+    # The gateway writes predictions and feedback; a raw topic is its producer's alone. The
+    # login itself succeeds (a wrong password raises, it does not return False): the
+    # broker refuses the topic.
+    assert not asyncio.run(write(secure.bootstrap_servers, secure.security("gateway"), raw))
