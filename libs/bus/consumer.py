@@ -24,6 +24,10 @@ What the handler's outcome does to an event:
 - raises anything else, or the event cannot be decoded: the event goes to the
   dead-letter topic with the reason, and the consumer carries on.
 
+A compressed batch (or a record) that would inflate past the caps of
+:mod:`libs.bus.compression` never reaches the handler: it is dead-lettered, without payload,
+with the reason naming the cap and its offsets, and committed past.
+
 Errors are told apart by type only (``Unavailable`` or not), never by their text.
 """
 
@@ -42,6 +46,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from libs.bus.batches import member_headers
+from libs.bus.compression import SkippedRecord, install
 from libs.bus.deadletter import RETRIES_EXHAUSTED, DeadLetters
 from libs.bus.headers import EVENT_TYPE, EventMeta
 from libs.bus.lag import INTERVAL_S, ConsumerLag
@@ -151,6 +156,10 @@ class EventConsumer:
         isolation_level: str = "read_committed",
         # How often the group's lag per topic is measured (aif.bus.consumer.lag); None: never.
         lag_interval_s: float | None = INTERVAL_S,
+        # The service's caps (ConsumerSettings.kafka_max_batch_bytes, kafka_max_record_bytes)
+        # for the whole process; None: as they are (the defaults unless set).
+        max_batch_bytes: int | None = None,
+        max_record_bytes: int | None = None,
     ) -> None:
         self.group_id = group_id
         self._lag = (
@@ -172,6 +181,8 @@ class EventConsumer:
         self._max_batch = max_batch
         self._retry = retry
         self._stopping = asyncio.Event()
+        # A compressed batch or record past the process's caps comes as a SkippedRecord.
+        install(max_batch_bytes, max_record_bytes)
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
@@ -323,6 +334,10 @@ class EventConsumer:
                 "messaging.kafka.offset": record.offset,
             },
         ) as span:
+            if isinstance(record, SkippedRecord):
+                span.set_status(Status(StatusCode.ERROR, record.error))
+                await self._dead_letter(record, record.reason, record.error)
+                return
             try:
                 event = self._decode(record)
                 span.set_attribute("messaging.message.id", event.meta.event_id)

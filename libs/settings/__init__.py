@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from libs.bus import topics
+from libs.bus import compression, topics
 from libs.errors import ConfigError
 from libs.settings.token_file import TokenFile, read_token
 
@@ -138,6 +138,16 @@ class ConsumerSettings(ServiceSettings):
     consume: bool = True
     consumer_group: str = ""
     dead_letter_topic: str = topics.DEAD_LETTER
+    # What one compressed record batch, and one record, may inflate to in the consumer; a
+    # batch or record past its cap is skipped unbuffered and dead-lettered (libs.bus.compression).
+    # One pair per process: the service passes them to its consumers (ingestion's raw topics,
+    # EventConsumer's max_batch_bytes / max_record_bytes).
+    kafka_max_batch_bytes: int = Field(
+        default=compression.DEFAULT_MAX_BATCH_BYTES, ge=1024 * 1024, le=1024 * 1024 * 1024
+    )
+    kafka_max_record_bytes: int = Field(
+        default=compression.DEFAULT_MAX_RECORD_BYTES, ge=64 * 1024, le=1024 * 1024 * 1024
+    )
 
     @model_validator(mode="before")
     @classmethod

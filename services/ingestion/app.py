@@ -94,6 +94,8 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
         quality_state=quality_state(settings),
         max_batch=settings.max_batch,
         kafka_options=options,
+        max_batch_bytes=settings.kafka_max_batch_bytes,
+        max_record_bytes=settings.kafka_max_record_bytes,
     )
 
 

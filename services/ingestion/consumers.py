@@ -35,10 +35,11 @@ from aiokafka.errors import IllegalStateError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
+from libs.bus import compression
 from libs.bus.lag import ConsumerLag
 from libs.retry import RetryPolicy
 from libs.telemetry import context_from_headers, headers_with_context
-from services.ingestion import convert, decode
+from services.ingestion import convert, decode, violations
 from services.ingestion.publisher import (
     TRACE_HEADERS,
     Fatal,
@@ -106,8 +107,14 @@ class RawPipeline:
         max_batch: int = 2000,
         retry_backoff_s: float = BATCH_RETRY.initial_s,
         kafka_options: Mapping[str, Any] | None = None,
+        # The caps of libs.bus.compression, for the whole process (None: as they are).
+        max_batch_bytes: int | None = None,
+        max_record_bytes: int | None = None,
     ) -> None:
         self.group_id = group_id
+        # Before the consumer exists: a compressed batch or record past these caps reaches
+        # _process as a SkippedRecord, never inflated whole, and is dead-lettered.
+        compression.install(max_batch_bytes, max_record_bytes)
         # Lag of the group on every raw topic it has committed on (aif.bus.consumer.lag).
         self._lag = ConsumerLag(bootstrap_servers, group_id, kafka_options=kafka_options)
         self._ingestors = dict(ingestors)
@@ -250,7 +257,9 @@ class RawPipeline:
             for tp, records in batches.items():
                 ingestor = self._ingestors[tp.topic]
                 outcomes = [
-                    ingestor.from_bytes(
+                    _skipped(r, f"kafka:{tp.topic}:{tp.partition}:{r.offset}")
+                    if isinstance(r, compression.SkippedRecord)
+                    else ingestor.from_bytes(
                         r.value or b"",
                         decode.media_type(_header(r, "content-type")),
                         f"kafka:{tp.topic}:{tp.partition}:{r.offset}",
@@ -371,6 +380,14 @@ def _record_trace(record: ConsumerRecord, batch_trace: list[tuple[str, bytes]]) 
     )
     span.end()
     return headers_with_context(trace.set_span_in_context(span))
+
+
+def _skipped(record: compression.SkippedRecord, record_id: str) -> Outcome:
+    """The rejection of a batch or record the consumer skipped unread (past a decompression
+    cap, or in a codec it cannot read): the reason names the cap and the offsets; its dead
+    letter carries no payload (there is none: it was never inflated)."""
+    code = violations.TOO_LARGE if record.error == compression.TOO_LARGE else violations.PARSE
+    return Outcome(record_id, [violations.Violation("", code, record.reason)])
 
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:

@@ -14,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry.sdk.metrics import MeterProvider
 
 from aifactory.ingestion.v1 import events_pb2
+from libs.bus.compression import SkippedRecord
 from libs.usecase import UseCase
 from services.ingestion.consumers import RawPipeline
 from services.ingestion.publisher import Outgoing
@@ -113,3 +114,43 @@ async def test_failed_transaction_is_discarded_and_retried(
     ]
     assert dataset.get("loan_approval").version == accepted[2].dataset.version != accepted[0].dataset.version
     assert dataset.read("loan_approval").num_rows == 3
+
+
+async def test_a_batch_the_consumer_skipped_is_dead_lettered_without_payload_and_committed_past(
+    tmp_path: Path, loan: UseCase, record: dict[str, Any]
+) -> None:
+    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
+    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
+    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
+    publisher = FlakyPublisher()
+    publisher.attempts = 1  # no hiccup here
+    pipeline = RawPipeline(
+        "unused:9092",
+        {TOPIC: ingestor},
+        dataset,
+        quality,
+        publisher,  # type: ignore[arg-type]
+        group_id="g",
+        records_topic="recs",
+        dead_letter_topic="dlq",
+    )
+    reason = f"record batch {TOPIC}/0 offsets 1-20 skipped, not buffered: past the cap of 8 bytes per batch"
+    skipped = SkippedRecord(TOPIC, 0, 20, 0, 0, None, None, None, -1, -1, (), reason=reason, first_offset=1)
+    valid = [json.dumps({**record, "record_id": f"r{i}"}).encode() for i in range(2)]
+    consumer = FakeConsumer([raw(0, valid[0]), skipped, raw(21, valid[1])])
+    pipeline._consumer = consumer  # type: ignore[assignment]
+    task = asyncio.create_task(pipeline._loop())
+    async with asyncio.timeout(10):
+        while pipeline.processed < 3:
+            await asyncio.sleep(0.01)
+    await pipeline.stop()
+    await task
+
+    [(messages, offsets, _)] = publisher.committed
+    assert offsets == {TP: 22}
+    assert [m.topic for m in messages] == ["recs", "dlq", "recs"]
+    rejected = events_pb2.RecordRejected.FromString(messages[1].value)
+    assert (rejected.source_topic, rejected.source_offset) == (TOPIC, 20)
+    assert rejected.original == b"" and rejected.original_size == 0
+    assert [(v.code, v.message) for v in rejected.violations] == [("too_large", reason)]
+    assert dataset.read("loan_approval").num_rows == 2
