@@ -212,8 +212,9 @@ ROLES: Mapping[Role, frozenset[Permission]] = {
     Role.SVC_EVALUATOR: frozenset({P.TRAINING_SETS_READ, P.MODELS_READ, P.EVALUATION_RECORD}),
     # The gateway reads aliases, serving bundles and their artifacts, online features,
     # and predictions another replica served (to join feedback); predictions and feedback
-    # themselves it writes to Kafka, not over RPC.
-    Role.SVC_GATEWAY: frozenset({P.MODELS_READ, P.FEATURES_READ, P.LINEAGE_READ}),
+    # themselves it writes to Kafka, not over RPC. It reads the audit log to confirm an
+    # AliasChanged dated before the alias's current state (services/gateway/directory.py).
+    Role.SVC_GATEWAY: frozenset({P.MODELS_READ, P.FEATURES_READ, P.LINEAGE_READ, P.AUDIT_READ}),
     # The monitor reads reference statistics; drift reports and retraining requests go to
     # Kafka.
     Role.SVC_MONITOR: frozenset({P.REFERENCES_READ}),

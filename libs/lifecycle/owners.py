@@ -5,6 +5,9 @@
 - :class:`GrpcMonitor`: the monitor owns ``DriftDetected`` and ``RollbackRequested``: a
   drift report by id (``GetDriftReport``) and the alert a rollback request raised
   (``ListAlerts``; the monitor names it ``alert.<request id>``).
+- :class:`GrpcRegistryAudit`: the registry owns ``AliasChanged``: the audit entry each one
+  names (``ListAuditEvents``), which tells a superseded genuine change (replayed history)
+  from a forgery dated in the past.
 
 Each answers None when the owner has no such thing (the event is then forged), raises
 ``Unavailable`` when the owner cannot be reached (the consumer retries), and another typed
@@ -15,6 +18,8 @@ few fields and keep nothing of it.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -23,11 +28,15 @@ from aifactory.evaluator.v1 import evaluator_service_pb2 as ev_pb
 from aifactory.evaluator.v1 import evaluator_service_pb2_grpc as ev_grpc
 from aifactory.monitor.v1 import monitor_service_pb2 as mon_pb
 from aifactory.monitor.v1 import monitor_service_pb2_grpc as mon_grpc
+from aifactory.registry.v1 import registry_service_pb2 as reg_pb
+from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from libs.rpc.errors import typed_rpc_error
 
 # How far ListAlerts is paged looking for one alert (500 a page): a use case with more
 # critical alerts than this is not confirmed, which fails safe.
 MAX_ALERT_PAGES = 20
+# ListAuditEvents page size (the registry caps it too).
+AUDIT_PAGE = 500
 
 
 def rollback_alert_id(request_id: str) -> str:
@@ -43,6 +52,19 @@ class MonitorReports(Protocol):
     async def drift_report(self, report_id: str) -> mon_pb.DriftReport | None: ...
 
     async def alert(self, use_case: str, alert_id: str) -> mon_pb.Alert | None: ...
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """An alias change as the registry's audit log records it."""
+
+    use_case: str
+    alias: str
+    new_version: int  # 0: the alias was removed
+
+
+class AliasAudit(Protocol):
+    async def alias_change(self, use_case: str, audit_event_id: str) -> AliasChange | None: ...
 
 
 class GrpcEvaluations:
@@ -100,3 +122,54 @@ class GrpcMonitor:
             if not token:
                 return None
         return None
+
+
+class GrpcRegistryAudit:
+    """The alias changes of the registry's audit log, by audit entry id.
+
+    The log is append-only, so what was read is kept (alias entries only: a few per
+    promotion) and each miss reads just the entries after the last one seen; a replay of a
+    use case's whole history costs one pass over its log, not one per event."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 10.0) -> None:
+        self._stub = reg_grpc.RegistryServiceStub(channel)
+        self._timeout = timeout_s
+        self._changes: dict[str, dict[str, AliasChange]] = {}  # use case → entry id → change
+        self._after: dict[str, int] = {}  # use case → last sequence read
+
+    async def alias_change(self, use_case: str, audit_event_id: str) -> AliasChange | None:
+        changes = self._changes.setdefault(use_case, {})
+        if audit_event_id and audit_event_id not in changes:
+            await self._read_new(use_case, changes)
+        return changes.get(audit_event_id) if audit_event_id else None
+
+    async def _read_new(self, use_case: str, changes: dict[str, AliasChange]) -> None:
+        while True:
+            try:
+                reply = await self._stub.ListAuditEvents(
+                    reg_pb.ListAuditEventsRequest(
+                        use_case=use_case, after_sequence=self._after.get(use_case, 0), page_size=AUDIT_PAGE
+                    ),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise typed_rpc_error(exc, "registry ListAuditEvents") from None
+            for entry in reply.audit_events:
+                self._after[use_case] = max(self._after.get(use_case, 0), entry.sequence)
+                change = _alias_change(entry)
+                if change is not None:
+                    changes[entry.event_id] = change
+            if not reply.next_page_token or not reply.audit_events:
+                return
+
+
+def _alias_change(entry: reg_pb.AuditEvent) -> AliasChange | None:
+    """The alias change an audit entry records (``alias.*`` actions), else None."""
+    if not entry.action.startswith("alias.") or not entry.alias:
+        return None
+    try:
+        details = json.loads(entry.details_json or "{}")
+        new_version = int(details.get("new_version", entry.model.version))
+    except (ValueError, TypeError, AttributeError):
+        return None  # not what the registry writes: confirms nothing
+    return AliasChange(entry.use_case, entry.alias, new_version)

@@ -194,16 +194,13 @@ async def build(
 
     # Aliases: the event stream first, so nothing between the registry's answer and the
     # consumer's start is missed; then the registry (or static settings).
+    registry_directory = RegistryDirectory(registry_channel) if registry_channel is not None else None
     consumer = EventConsumer(
         settings.kafka_bootstrap,
         f"gateway-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         {settings.model_promoted_topic: [registry_events.AliasChanged]},
         # With a registry, each event is confirmed there before it moves an alias.
-        alias_events_handler(
-            book,
-            served,
-            registry=RegistryDirectory(registry_channel) if registry_channel is not None else None,
-        ),
+        alias_events_handler(book, served, registry=registry_directory),
         DeadLetters(publisher, settings.dead_letter_topic),
         auto_offset_reset="earliest",
         security=kafka_security,
@@ -225,9 +222,9 @@ async def build(
     directories: list[ModelDirectory] = []
     if settings.static_aliases:
         directories.append(StaticDirectory(settings.static_aliases))
-    if registry_channel is not None:
+    if registry_channel is not None and registry_directory is not None:
         service.closers.append(registry_channel.close)
-        directories.append(RegistryDirectory(registry_channel))
+        directories.append(registry_directory)
         feedback.lookup = RegistryPredictions(registry_channel)
     bootstraps = [
         service.spawn(f"aliases-{type(d).__name__}", _bootstrap_aliases(d, book, list(served)), finishes=True)

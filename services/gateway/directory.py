@@ -11,7 +11,10 @@ write one): with a registry, the handler re-reads the alias it names from the re
 and applies the registry's answer, never the event's version or time. An event that
 claims a newer state than the registry has (another version, dated after the registry's
 last change of that alias) is forged: counted (``aif_events_forged_total``), logged and
-dead-lettered. Without a registry (static aliases, benchmarks) there is no owner to ask:
+dead-lettered. So is one dated before the registry's last change that the registry's
+audit log does not record (the audit entry it names must be a change of that alias to
+that version): a superseded genuine change, replayed with the topic's history at each
+start, is a no-op, while a forgery dated in the past is counted like any other. Without a registry (static aliases, benchmarks) there is no owner to ask:
 events are applied as they come, their times capped at now + a small skew.
 
 The Triton model name is the use case name (the registry's export contract), and
@@ -35,6 +38,7 @@ from libs.bus import Event
 from libs.bus.types import event_type_of
 from libs.errors import ConfigError
 from libs.lifecycle.confirm import DEFAULT_SKEW_S, ForgedEvents, clamp_us
+from libs.lifecycle.owners import AliasChange, GrpcRegistryAudit
 from libs.rpc.errors import typed_rpc_error
 from services.gateway.routing import CHALLENGER, CHAMPION
 
@@ -107,11 +111,17 @@ class StaticDirectory:
 
 
 class RegistryDirectory:
-    """Asks the registry (``GetAlias``) for the champion and challenger of each use case."""
+    """Asks the registry (``GetAlias``) for the champion and challenger of each use case,
+    and its audit log (``ListAuditEvents``) for a past alias change."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 3.0) -> None:
         self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self._timeout = timeout_s
+        self._audit = GrpcRegistryAudit(channel, timeout_s=timeout_s)
+
+    async def alias_change(self, use_case: str, audit_event_id: str) -> AliasChange | None:
+        """The alias change the registry's audit entry ``audit_event_id`` records (None: none)."""
+        return await self._audit.alias_change(use_case, audit_event_id)
 
     async def aliases(self, use_cases: Iterable[str]) -> list[AliasState]:
         out: list[AliasState] = []
@@ -139,6 +149,8 @@ class RegistryDirectory:
 
 class AliasReader(Protocol):
     async def alias(self, use_case: str, alias: str) -> AliasState | None: ...
+
+    async def alias_change(self, use_case: str, audit_event_id: str) -> AliasChange | None: ...
 
 
 def _now_us() -> int:
@@ -195,14 +207,25 @@ def alias_events_handler(
                 )
             version = current.version if current else 0
             since = current.changed_us if current else 0
-            if claimed.version != version and claimed.changed_us > since:
+            why = ""
+            if claimed.version != version:
+                if claimed.changed_us > since:
+                    why = "the registry has"
+                else:
+                    # Dated before the registry's last change: genuine only as a change the
+                    # registry made then, and has since superseded (its audit log says).
+                    past = await registry.alias_change(payload.use_case, payload.audit_event_id)
+                    if past != AliasChange(payload.use_case, payload.alias, claimed.version):
+                        why = (
+                            f"no such change in the registry's audit log ({payload.audit_event_id!r}); it has"
+                        )
+            if why:
                 if current is not None:
                     book.apply(current)
                 raise rejected.reject(
                     ALIAS_CHANGED_TYPE,
                     event.meta.event_id,
-                    f"{payload.alias} of {payload.use_case} -> v{claimed.version}, "
-                    f"but the registry has v{version}",
+                    f"{payload.alias} of {payload.use_case} -> v{claimed.version}, but {why} v{version}",
                 )
             if current is None:
                 return  # an older change of an alias since removed: nothing to serve

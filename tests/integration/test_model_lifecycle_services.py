@@ -2,7 +2,8 @@
 
 The feature store and registry are fakes here (tests/lifecycle_fakes.py); the broker,
 the consumers, the gRPC servers and SQLite are real. What it shows:
-- a TrainingRequested event → a trained, registered version → ModelTrained published;
+- a training request (SubmitTraining; its TrainingRequested record on the topic is the
+  trainer's own, a no-op) → a trained, registered version → ModelTrained published;
 - a drift storm → one training, linked to the first drift report;
 - that ModelTrained → the evaluator → ModelEvaluated published (passed), and a worse
   candidate against that champion → ModelEvaluated (failed);
@@ -169,14 +170,13 @@ async def test_training_request_and_drift_storm_become_model_trained_events(  # 
         monitor=owners,
     )
     try:
-        request = trainer_events.TrainingRequested(
-            request_id=f"req-{uuid.uuid4().hex[:8]}",
-            use_case=UC,
-            reason=trainer_events.TRAINING_REASON_MANUAL,
-            seed=7,
-            params={"epochs": "5"},
+        # Over the API: a TrainingRequested on the topic is only the trainer's record of one
+        # (anyone else's is forged: tests/security/test_attack_events.py).
+        request = tr_pb.SubmitTrainingRequest(
+            request_id=f"req-{uuid.uuid4().hex[:8]}", use_case=UC, seed=7, params={"epochs": "5"}
         )
-        await publisher.publish(topics.requested, request, use_case=UC, key=UC, event_id=request.request_id)
+        async with insecure_channel(f"127.0.0.1:{port}") as channel:
+            await tr_grpc.TrainerServiceStub(channel).SubmitTraining(request)
         [(headers, value)] = await read(kafka.bootstrap_servers, topics.trained, 1)
         trained = trainer_events.ModelTrained.FromString(value)
         assert headers["aif-event-type"] == b"aifactory.trainer.v1.ModelTrained"
@@ -242,19 +242,17 @@ async def test_model_trained_becomes_model_evaluated_and_a_worse_candidate_fails
     kafka, topics, publisher, tmp_path: Path
 ) -> None:
     registry = FakeRegistry()
-    trainer, _ = await started(
+    trainer, trainer_port = await started(
         trainer_settings(kafka, topics, tmp_path), build_trainer, data=data(), registry=registry
     )
     evaluator, port = await started(
         evaluator_settings(kafka, topics, tmp_path), build_evaluator, data=data(), registry=registry
     )
     try:
-        request = trainer_events.TrainingRequested(
-            request_id=f"req-{uuid.uuid4().hex[:8]}",
-            use_case=UC,
-            reason=trainer_events.TRAINING_REASON_MANUAL,
-        )
-        await publisher.publish(topics.requested, request, use_case=UC, key=UC)
+        async with insecure_channel(f"127.0.0.1:{trainer_port}") as channel:
+            await tr_grpc.TrainerServiceStub(channel).SubmitTraining(
+                tr_pb.SubmitTrainingRequest(request_id=f"req-{uuid.uuid4().hex[:8]}", use_case=UC)
+            )
         [(headers, value)] = await read(kafka.bootstrap_servers, topics.evaluated, 1)
         evaluated = evaluator_events.ModelEvaluated.FromString(value)
         assert headers["aif-event-type"] == b"aifactory.evaluator.v1.ModelEvaluated"

@@ -3,7 +3,8 @@
 An attacker holds a Kafka producer allowed to write every lifecycle topic and writes the
 events that would move models: ``ModelEvaluated`` saying a failed or never-evaluated
 version passed, ``RollbackRequested`` for a healthy champion, ``DriftDetected`` with a
-made-up report, ``AliasChanged`` dated far ahead naming a failed version. The services
+made-up report, ``TrainingRequested`` the trainer never accepted, ``AliasChanged`` dated
+far ahead (or in the past) naming a failed version. The services
 run in this process on the real broker, each with its own database, and confirm events
 with the real owners over gRPC (JWT on every call): the registry asks the evaluator and
 the monitor, the trainer asks the monitor, the gateway asks the registry. Each forgery
@@ -38,6 +39,7 @@ from aifactory.monitor.v1 import events_pb2 as monitor_events
 from aifactory.registry.v1 import events_pb2 as registry_events
 from aifactory.registry.v1 import registry_service_pb2 as reg_pb
 from aifactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from aifactory.trainer.v1 import events_pb2 as trainer_events
 from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.auth import DevAuth
@@ -67,6 +69,7 @@ EVALUATED = "aifactory.evaluator.v1.ModelEvaluated"
 ROLLBACK = "aifactory.monitor.v1.RollbackRequested"
 DRIFT = "aifactory.monitor.v1.DriftDetected"
 ALIAS = "aifactory.registry.v1.AliasChanged"
+REQUESTED = "aifactory.trainer.v1.TrainingRequested"
 
 
 # ------------------------------------------------------------------ the factory, in process
@@ -629,6 +632,57 @@ async def test_a_forged_drift_report_trains_nothing(factory: Factory) -> None:
         assert [j.drift_report_id for j in await jobs()] == ["drift-real"]
 
 
+async def test_a_forged_training_request_trains_nothing(factory: Factory) -> None:
+    f = factory
+    await f.monitor()
+    await f.trainer()
+    async with insecure_channel(f.target("trainer")) as channel:
+        stub = tr_grpc.TrainerServiceStub(channel)
+
+        async def jobs() -> list[str]:
+            reply = await stub.ListTrainingJobs(
+                tr_pb.ListTrainingJobsRequest(use_case=AUTO, page_size=100), metadata=f.auth.metadata()
+            )
+            return sorted(j.job_id for j in reply.jobs)
+
+        async def trained() -> bool:
+            return bool(await jobs())
+
+        forgeries = {
+            "a manual request never submitted": trainer_events.TrainingRequested(
+                request_id=f"req-{uuid.uuid4().hex[:8]}",
+                use_case=AUTO,
+                reason=trainer_events.TRAINING_REASON_MANUAL,
+                params={"epochs": "1"},
+            ),
+            "a drift request naming a made-up report": trainer_events.TrainingRequested(
+                request_id=f"drift-{uuid.uuid4().hex[:8]}",
+                use_case=AUTO,
+                reason=trainer_events.TRAINING_REASON_DRIFT,
+                drift_report_id=f"drift-{uuid.uuid4().hex[:8]}",
+            ),
+        }
+        for what, forged in forgeries.items():
+            count = f.forged("trainer", REQUESTED)
+            await publish(f, "requested", forged, producer="trainer", event_id=forged.request_id)
+            succeeded = await landed(f, "trainer", REQUESTED, count, trained, what)
+            attack(succeeded=succeeded)
+            assert not succeeded, what
+            await counted(f, "trainer", REQUESTED, count, what)
+
+        # The control: a request submitted over the API (authenticated) is one job, and the
+        # trainer's own record of it on the topic is confirmed by its store, not counted.
+        count = f.forged("trainer", REQUESTED)
+        await stub.SubmitTraining(
+            tr_pb.SubmitTrainingRequest(use_case=AUTO, request_id="req-real"), metadata=f.auth.metadata()
+        )
+        forged = forgeries["a manual request never submitted"]
+        await publish(f, "requested", forged, producer="trainer", event_id=forged.request_id)
+        await counted(f, "trainer", REQUESTED, count, "the forgery after the genuine record")
+        assert f.forged("trainer", REQUESTED) == count + 1, "the trainer's own record was counted as forged"
+        assert await jobs() == ["req-real"]
+
+
 async def test_a_forged_alias_change_pins_nothing_across_restarts(factory: Factory) -> None:
     f = factory
     await f.registry(confirm=False)
@@ -686,6 +740,31 @@ async def test_a_forged_alias_change_pins_nothing_across_restarts(factory: Facto
         await publish(f, "promoted", forged, producer="registry")
         await counted(f, "gateway", ALIAS, count, "the forgery after the replay")
         assert f.forged("gateway", ALIAS) == count + 1 and gateway.book.version(AUTO, "champion") == 2
+
+        # Dated in the past (before the registry's last change, so older than the gateway's
+        # entry): not a stale no-op but a change the registry never made, counted as forged.
+        past = registry_events.AliasChanged()
+        past.CopyFrom(forged)
+        past.audit_event_id = f"audit-{uuid.uuid4().hex[:8]}"
+        past.changed_at.FromDatetime(datetime.now(UTC) - timedelta(days=1))
+        count = f.forged("gateway", ALIAS)
+        await publish(f, "promoted", past, producer="registry")
+        what = "alias change dated a day back"
+        succeeded = await landed(f, "gateway", ALIAS, count, pinned, what)
+        attack(succeeded=succeeded)
+        assert not succeeded
+        await counted(f, "gateway", ALIAS, count, what)
+
+        # A restart replays the topic: the registry's own superseded change (v1 champion, its
+        # audit entry in the registry's log) is a no-op; only the three forgeries count. A
+        # last forgery marks the end of the replay (one key: one partition, in order).
+        await f.stop("gateway")
+        count = f.forged("gateway", ALIAS)
+        gateway = await f.gateway()
+        await publish(f, "promoted", past, producer="registry")
+        await counted(f, "gateway", ALIAS, count + 3, "the replayed forgeries and the last one")
+        assert f.forged("gateway", ALIAS) == count + 4, "the registry's own history was counted as forged"
+        assert gateway.book.version(AUTO, "champion") == 2
 
 
 async def test_a_failed_or_archived_version_is_never_exported_or_loadable(factory: Factory) -> None:

@@ -292,6 +292,12 @@ async def test_trainer_topics(kafka, auth: DevAuth, tmp_path: Path) -> None:  # 
         monitor=owners,
     )
     try:
+        # The valid request is the trainer's record of one it accepted over its API (another is
+        # forged: tests/security/test_attack_events.py), so it is submitted there first.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await tr_grpc.TrainerServiceStub(channel).SubmitTraining(
+                tr_pb.SubmitTrainingRequest(request_id=request_id, use_case=UC), metadata=auth.metadata()
+            )
         await produce(kafka.bootstrap_servers, batteries)
         for battery in batteries:
             await handled(kafka.bootstrap_servers, group, battery)

@@ -9,6 +9,7 @@ from aifactory.registry.v1 import events_pb2
 from libs.bus import Event, EventMeta
 from libs.errors import ConfigError
 from libs.lifecycle.confirm import ForgedEvents, Unconfirmed
+from libs.lifecycle.owners import AliasChange
 from services.gateway.directory import AliasBook, AliasState, StaticDirectory, alias_events_handler
 
 
@@ -39,9 +40,13 @@ def test_book_keeps_the_newest_change_and_tells_listeners() -> None:
     assert moved == ["uc", "uc"] and book.version("uc", "challenger") == 0
 
 
-def _event(use_case: str, alias: str, version: int, seconds: int) -> Event:  # type: ignore[type-arg]
+def _event(use_case: str, alias: str, version: int, seconds: int, audit_id: str = "") -> Event:  # type: ignore[type-arg]
     payload = events_pb2.AliasChanged(
-        use_case=use_case, alias=alias, new_version=version, changed_at=Timestamp(seconds=seconds)
+        use_case=use_case,
+        alias=alias,
+        new_version=version,
+        changed_at=Timestamp(seconds=seconds),
+        audit_event_id=audit_id,
     )
     meta = EventMeta.new("aifactory.registry.v1.AliasChanged", "v1", use_case, "registry")
     return Event(meta, payload, "t", 0, 0, None)
@@ -59,21 +64,29 @@ async def test_events_of_served_use_cases_and_aliases_only() -> None:
 
 
 class _Registry:
-    """The registry's GetAlias as the confirming handler reads it."""
+    """The registry's GetAlias and audit log as the confirming handler reads them."""
 
-    def __init__(self, *states: AliasState) -> None:
+    def __init__(self, *states: AliasState, audit: dict[str, AliasChange] | None = None) -> None:
         self.states = {(s.use_case, s.alias): s for s in states}
+        self.audit = audit or {}
         self.asked = 0
 
     async def alias(self, use_case: str, alias: str) -> AliasState | None:
         self.asked += 1
         return self.states.get((use_case, alias))
 
+    async def alias_change(self, use_case: str, audit_event_id: str) -> AliasChange | None:
+        change = self.audit.get(audit_event_id)
+        return change if change is not None and change.use_case == use_case else None
+
 
 async def test_with_a_registry_an_event_moves_an_alias_only_as_the_registry_says() -> None:
     book = AliasBook()
     now_us = 1_000 * 1_000_000
-    registry = _Registry(AliasState("loan_approval", "champion", 4, changed_us=now_us - 5_000_000))
+    registry = _Registry(
+        AliasState("loan_approval", "champion", 4, changed_us=now_us - 5_000_000),
+        audit={"a-3": AliasChange("loan_approval", "champion", 3)},
+    )
     forged = ForgedEvents("gateway")
     handle = alias_events_handler(
         book, ["loan_approval"], registry=registry, forged=forged, now_us=lambda: now_us
@@ -86,9 +99,16 @@ async def test_with_a_registry_an_event_moves_an_alias_only_as_the_registry_says
         await handle(_event("loan_approval", "champion", 9, now_us // 1_000_000 + 10 * 365 * 86400))
     assert book.version("loan_approval", "champion") == 4
     assert forged.counts == {"aifactory.registry.v1.AliasChanged": 1}
-    # An older change of the same alias, since superseded (a replay of history): no effect, not forged.
-    await handle(_event("loan_approval", "champion", 3, now_us // 1_000_000 - 60))
+    # An older change of the same alias, since superseded (a replay of history, as the audit
+    # log records it): no effect, not forged.
+    await handle(_event("loan_approval", "champion", 3, now_us // 1_000_000 - 60, "a-3"))
     assert book.version("loan_approval", "champion") == 4 and sum(forged.counts.values()) == 1
+    # Dated in the past but never made (no such audit entry, or one of another version): forged.
+    for audit_id, version in (("a-made-up", 9), ("", 9), ("a-3", 9)):
+        with pytest.raises(Unconfirmed):
+            await handle(_event("loan_approval", "champion", version, now_us // 1_000_000 - 60, audit_id))
+    assert book.version("loan_approval", "champion") == 4
+    assert forged.counts == {"aifactory.registry.v1.AliasChanged": 4}
     # Unserved aliases and use cases are not even asked about.
     asked = registry.asked
     await handle(_event("loan_approval", "previous", 3, 11))

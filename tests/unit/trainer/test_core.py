@@ -187,6 +187,46 @@ async def test_a_drift_report_the_monitor_does_not_hold_trains_nothing(tmp_path:
     assert core.list(use_case="loan_approval") == [] and not publisher.of(REQUESTED)
 
 
+async def test_a_training_request_the_trainer_never_accepted_trains_nothing(tmp_path: Path) -> None:
+    core, _, publisher, _ = make_core(tmp_path)
+    owners = FakeOwners()
+    owners.confirm_drift(monitor_events.DriftDetected(report_id="rep-real", use_case="loan_approval"))
+    consumer = TrainerConsumer(
+        core, TrainerPublisher(publisher, trained_topic=TRAINED, requested_topic=REQUESTED), monitor=owners
+    )
+    meta = EventMeta.new("aifactory.trainer.v1.TrainingRequested", "v1", "loan_approval", "trainer")
+    manual, drift = trainer_events.TRAINING_REASON_MANUAL, trainer_events.TRAINING_REASON_DRIFT
+    forgeries = [
+        trainer_events.TrainingRequested(request_id="req-made-up", use_case="loan_approval", reason=manual),
+        trainer_events.TrainingRequested(use_case="loan_approval", reason=manual),  # no request id
+        trainer_events.TrainingRequested(
+            request_id="drift-x", use_case="loan_approval", reason=drift, drift_report_id="rep-made-up"
+        ),
+    ]
+    for forged in forgeries:
+        with pytest.raises(Unconfirmed):
+            await consumer.handle(Event(meta, forged, "requested", 0, 0, None))
+    assert consumer.forged.counts == {"aifactory.trainer.v1.TrainingRequested": 3}
+    assert core.list(use_case="loan_approval") == [] and not publisher.of(REQUESTED)
+
+    # The trainer's own record of a request it accepted: confirmed by its store, a no-op; the
+    # same request id claimed for another reason is not.
+    job, _ = await core.submit(Job("req-real", "loan_approval", Reason.MANUAL))
+    record = trainer_events.TrainingRequested(request_id="req-real", use_case="loan_approval", reason=manual)
+    await consumer.handle(Event(meta, record, "requested", 0, 1, None))
+    record.reason = trainer_events.TRAINING_REASON_SCHEDULE
+    with pytest.raises(Unconfirmed):
+        await consumer.handle(Event(meta, record, "requested", 0, 2, None))
+    # A drift request the monitor confirms: one job, from the monitor's report.
+    confirmed = trainer_events.TrainingRequested(
+        request_id="drift-rep-real", use_case="loan_approval", reason=drift, drift_report_id="rep-real"
+    )
+    await consumer.handle(Event(meta, confirmed, "requested", 0, 3, None))
+    await consumer.handle(Event(meta, confirmed, "requested", 0, 4, None))  # replayed: no second
+    assert sorted(j.job_id for j in core.list(use_case="loan_approval")) == ["drift-rep-real", "req-real"]
+    assert consumer.forged.counts == {"aifactory.trainer.v1.TrainingRequested": 4}
+
+
 async def test_interrupted_job_is_trained_again_without_a_second_version(tmp_path: Path) -> None:
     registry, publisher = FakeRegistry(), FakePublisher()
     core, _, _, store = make_core(tmp_path, registry=registry, publisher=publisher)
