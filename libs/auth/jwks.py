@@ -10,12 +10,18 @@ inode changes (a stat a call, as the revocation list); a URL is fetched again ev
 ``refresh_s`` seconds and on a ``kid`` it does not know (at most every
 ``min_refetch_s``, so a stream of forged ``kid`` values cannot make the service hammer
 the IdP). A key removed from the document stops verifying once the document is re-read.
+Called on a running event loop (token checks in the async services), a URL is never
+fetched inline: the fetch runs in a background thread, one at a time, and the call goes on
+with the keys it has (a kid still unknown is refused now and verifies once the fetch has
+landed), so a slow or stalled IdP never stalls the loop. Off the loop (threads, the CLI)
+the fetch happens in the call, as before.
 A document that becomes unreadable or invalid keeps the last good keys (an IdP outage
 must not lock every caller out); one that cannot be read at start is a ``ConfigError``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -97,6 +103,15 @@ def parse_jwks(data: bytes) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
+def _on_event_loop() -> bool:
+    """Whether the calling thread is running an asyncio event loop (which must not block)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class KeySet:
     """Verification keys by ``kid``. :meth:`get` raises ``Unauthenticated`` (``unknown_kid``)."""
 
@@ -132,7 +147,11 @@ class JwksKeys(KeySet):
         self._url = text if text.startswith(("http://", "https://")) else None
         self._path = None if self._url else Path(text)
         self._refresh_s, self._min_refetch_s, self._timeout = refresh_s, min_refetch_s, fetch_timeout_s
+        # ``_lock`` guards the keys and stamps and is never held over I/O (an event loop
+        # takes it); ``_io_lock`` makes URL fetches one at a time.
         self._lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._fetching = False  # a background fetch is in flight
         self._stamp: tuple[int, int, int] | None = None
         self._fetched = float("-inf")
         try:
@@ -151,12 +170,14 @@ class JwksKeys(KeySet):
             st = os.stat(self._path)
             keys = parse_jwks(self._path.read_bytes())
             self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        else:
-            assert self._url is not None
-            self._fetched = time.monotonic()
-            with urllib.request.urlopen(self._url, timeout=self._timeout) as reply:  # noqa: S310 - http(s) only
-                keys = parse_jwks(reply.read(MAX_JWKS_BYTES + 1))
-        return keys
+            return keys
+        self._fetched = time.monotonic()
+        return self._fetch()
+
+    def _fetch(self) -> dict[str, Ed25519PublicKey]:
+        assert self._url is not None
+        with urllib.request.urlopen(self._url, timeout=self._timeout) as reply:  # noqa: S310 - http(s) only
+            return parse_jwks(reply.read(MAX_JWKS_BYTES + 1))
 
     def _stale(self, unknown_kid: bool) -> bool:
         if self._path is not None:
@@ -168,18 +189,57 @@ class JwksKeys(KeySet):
         age = time.monotonic() - self._fetched
         return age >= self._refresh_s or (unknown_kid and age >= self._min_refetch_s)
 
+    def _take(self, keys: dict[str, Ed25519PublicKey]) -> None:
+        if keys != self._keys:
+            log.info("token keys at %s: %s", self.source, ", ".join(sorted(keys)) or "none")
+        self._keys = keys
+
     def _refresh(self, unknown_kid: bool) -> None:
+        if self._path is not None:  # a local file: a stat and a small read, done in the call
+            with self._lock:
+                if not self._stale(unknown_kid):
+                    return
+                try:
+                    keys = self._read()
+                except (OSError, ValueError) as exc:
+                    log.warning(
+                        "token keys at %s not re-read (%s); keeping the last good ones", self.source, exc
+                    )
+                    return
+                self._take(keys)
+            return
+        if _on_event_loop():
+            with self._lock:
+                if self._fetching or not self._stale(unknown_kid):
+                    return
+                # Counted from the start, so a flood of unknown kids meanwhile starts no other.
+                self._fetching, self._fetched = True, time.monotonic()
+            threading.Thread(target=self._fetch_in_background, name="jwks-fetch", daemon=True).start()
+            return
+        with self._io_lock:
+            with self._lock:
+                if not self._stale(unknown_kid):
+                    return  # fetched while this call waited for the one before
+                self._fetched = time.monotonic()
+            self._fetch_and_take()
+
+    def _fetch_in_background(self) -> None:
+        try:
+            with self._io_lock:
+                self._fetch_and_take()
+        finally:
+            with self._lock:
+                self._fetching = False
+
+    def _fetch_and_take(self) -> None:
+        """Fetches the URL (no lock over the round trip) and takes the keys it holds."""
+        try:
+            keys = self._fetch()
+        except (OSError, ValueError) as exc:
+            log.warning("token keys at %s not re-read (%s); keeping the last good ones", self.source, exc)
+            return
         with self._lock:
-            if not self._stale(unknown_kid):
-                return
-            try:
-                keys = self._read()
-            except (OSError, ValueError) as exc:
-                log.warning("token keys at %s not re-read (%s); keeping the last good ones", self.source, exc)
-                return
-            if keys != self._keys:
-                log.info("token keys at %s: %s", self.source, ", ".join(sorted(keys)) or "none")
-            self._keys = keys
+            self._take(keys)
 
     def get(self, kid: str) -> Ed25519PublicKey:
         self._refresh(unknown_kid=False)
