@@ -27,6 +27,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 CHART = ROOT / "deploy" / "helm" / "aifactory"
 KUBE_VERSION = "1.33.0"
 SQL = ("registry", "trainer", "evaluator", "monitor")
+CONTROL_KEY = "test-control-key"
+TRITON_CONTROL = "aif-triton-control"
+# Triton's model-control protocols, as the local infra restricts them.
+RESTRICTED = "model-repository,model-config,statistics,shared-memory,trace,logging"
+
+
+def gateway_http_port() -> int:
+    """The gateway's HTTP/JSON port by default: its gRPC port + 20 (services/gateway/settings.py)."""
+    settings = all_settings()["gateway"]
+    assert settings.model_fields["http_port"].default is None  # unset: derived from grpc_port
+    return int(settings.model_fields["grpc_port"].default) + 20
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +108,7 @@ def test_compose_variables_are_settings_of_their_service(rendered_compose: dict[
 
 def helm_args(auth: DevAuth, *extra: str) -> list[str]:
     args = ["--set-file", f"auth.publicKey={auth.public_key}", "--set", "privacy.salt=test-salt"]
+    args += ["--set", f"triton.controlKey={CONTROL_KEY}"]
     for name in sorted(callers()):
         args += ["--set-file", f"auth.tokens.{name}={auth.service_dir(name) / TOKEN_FILE}"]
     for name in SQL:
@@ -188,7 +200,9 @@ def test_each_service_gets_only_its_own_secret(chart: list[dict[str, Any]], cred
             for e in pod["containers"][0]["env"]
             if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
         }
-        assert mounted_secrets | env_secrets <= {f"aif-{name}", "aif-privacy"}, name
+        # Triton's model-control key: the gateway's alone among the services.
+        shared = {"aif-privacy"} | ({TRITON_CONTROL} if name == "gateway" else set())
+        assert mounted_secrets | env_secrets <= {f"aif-{name}"} | shared, name
         if name in callers():
             assert paths == {"jwt_public.pem", "revoked.txt", "token"}, name
             token = (credentials.service_dir(name) / TOKEN_FILE).read_text()
@@ -229,3 +243,86 @@ def test_chart_variables_are_settings_of_their_service(chart: list[dict[str, Any
         env = workloads[f"aif-{name}"]["spec"]["template"]["spec"]["containers"][0]["env"]
         problems += env_problems(name, [e["name"] for e in env], "helm template")
     assert not problems, "\n".join(problems)
+
+
+# --- Triton's model control, the gateway's HTTP port -------------------------------------
+
+
+def _secret_refs(workload: dict[str, Any]) -> dict[str, str]:
+    """env name → Secret name of each variable a workload's first container reads from one."""
+    env = workload["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in env
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    }
+
+
+def test_triton_model_control_needs_a_key_only_triton_and_the_gateway_hold(
+    chart: list[dict[str, Any]], credentials: DevAuth
+) -> None:
+    secrets = _objects(chart, "Secret")
+    assert secrets[TRITON_CONTROL]["stringData"]["control-key"] == CONTROL_KEY
+    workloads = {**_objects(chart, "Deployment"), **_objects(chart, "StatefulSet")}
+    triton = workloads["aif-triton"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--model-control-mode=explicit" in triton["args"]
+    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        assert f"{flag}={RESTRICTED}:aif-control=$(AIF_TRITON_CONTROL_KEY)" in triton["args"], flag
+    assert _secret_refs(workloads["aif-triton"]) == {"AIF_TRITON_CONTROL_KEY": TRITON_CONTROL}
+    assert _secret_refs(workloads["aif-gateway"])["AIF_GATEWAY_TRITON_CONTROL_KEY"] == TRITON_CONTROL
+    holders = {
+        name
+        for name, w in workloads.items()
+        if TRITON_CONTROL in _secret_refs(w).values() or TRITON_CONTROL in json.dumps(w["spec"]["template"])
+    }
+    assert holders == {"aif-triton", "aif-gateway"}
+    # No key, no chart: an unrestricted Triton would load any caller's model code.
+    proc = subprocess.run(
+        [
+            str(tool("helm")),
+            "template",
+            "aif",
+            str(CHART),
+            "--kube-version",
+            KUBE_VERSION,
+            *helm_args(credentials, "--set", "triton.controlKey="),  # the later --set wins
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and "triton.controlKey is required" in proc.stderr
+    # An existing Secret instead: referenced by both, none rendered.
+    existing = helm_template(credentials, "--set", "triton.existingControlKeySecret=my-triton-key")
+    assert TRITON_CONTROL not in _objects(existing, "Secret")
+    workloads = {**_objects(existing, "Deployment"), **_objects(existing, "StatefulSet")}
+    assert _secret_refs(workloads["aif-triton"])["AIF_TRITON_CONTROL_KEY"] == "my-triton-key"
+    assert _secret_refs(workloads["aif-gateway"])["AIF_GATEWAY_TRITON_CONTROL_KEY"] == "my-triton-key"
+
+
+def test_compose_triton_is_restricted_and_only_the_gateway_has_its_key(
+    rendered_compose: dict[str, Any],
+) -> None:
+    services = rendered_compose["services"]
+    command = services["triton"]["command"]
+    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        assert f"{flag}={RESTRICTED}:aif-control=test-key" in command, flag
+    holders = {name for name, spec in services.items() if "test-key" in json.dumps(spec)}
+    assert holders == {"triton", "gateway"}
+    assert services["gateway"]["environment"]["AIF_GATEWAY_TRITON_CONTROL_KEY"] == "test-key"
+
+
+def test_the_gateway_http_port_is_served(
+    chart: list[dict[str, Any]], rendered_compose: dict[str, Any]
+) -> None:
+    port = gateway_http_port()
+    assert port == 50076
+    service = _objects(chart, "Service")["aif-gateway"]
+    assert {"name": "http", "port": port, "targetPort": "http", "appProtocol": "http"} in service["spec"][
+        "ports"
+    ]
+    gateway = _objects(chart, "StatefulSet")["aif-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "http", "containerPort": port} in gateway["ports"]
+    assert {"name": "AIF_GATEWAY_HTTP_PORT", "value": str(port)} in gateway["env"]
+    published = {(p["target"], p.get("published")) for p in rendered_compose["services"]["gateway"]["ports"]}
+    assert (port, str(port)) in published

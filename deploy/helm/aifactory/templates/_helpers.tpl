@@ -77,6 +77,16 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding Triton's model-control key (key `control-key`): mounted by Triton
+and the gateway only. Empty when there is none (an external Triton without one). */}}
+{{- define "aif.tritonControlSecret" -}}
+{{- if .Values.triton.existingControlKeySecret -}}
+{{ .Values.triton.existingControlKeySecret }}
+{{- else if or .Values.triton.enabled .Values.triton.controlKey -}}
+{{ include "aif.name" (dict "root" . "name" "triton-control") }}
+{{- end -}}
+{{- end -}}
+
 {{/* The name of the Secret holding service .name's token. */}}
 {{- define "aif.tokenSecret" -}}
 {{- $existing := index .root.Values.auth.existingTokenSecrets .name | default "" -}}
