@@ -37,7 +37,15 @@ from services.gateway.feedback import RecentPredictions
 from services.gateway.ids import prediction_id
 from services.gateway.inputs import Input, InputSchema
 from services.gateway.models import ModelManager, Served
-from services.gateway.oip import ID_TAG, VERSION_TAG, encode_field, routing_key, rows_bytes, validate
+from services.gateway.oip import (
+    ID_TAG,
+    VERSION_TAG,
+    encode_field,
+    parse_version,
+    routing_key,
+    rows_bytes,
+    validate,
+)
 from services.gateway.predlog import PredictionLog
 from services.gateway.predlog import Served as LogEntry
 from services.gateway.routing import CHALLENGER, CHAMPION, PINNED, Route, Routing
@@ -286,12 +294,13 @@ class DataPlane:
 
     @staticmethod
     def _pinned(served: Served, routing: Routing, pinned: str) -> Route:
-        if not pinned.isdigit() or int(pinned) not in routing.versions:
+        version = parse_version(pinned)
+        if version is None or version not in routing.versions:
             raise NotFound(
                 f"model {served.use_case!r} version {pinned} is not served "
                 f"(serving {sorted(routing.versions)})"
             )
-        return Route(int(pinned), PINNED)
+        return Route(version, PINNED)
 
     def _forward(
         self,

@@ -40,6 +40,7 @@ from libs.errors import ConfigError
 from libs.lifecycle.confirm import DEFAULT_SKEW_S, ForgedEvents, clamp_us
 from libs.lifecycle.owners import AliasChange, GrpcRegistryAudit
 from libs.rpc.errors import typed_rpc_error
+from services.gateway.oip import parse_version
 from services.gateway.routing import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class StaticDirectory:
         for item in filter(None, (p.strip() for p in spec.split(","))):
             key, sep, version = item.partition("=")
             use_case, colon, alias = key.partition(":")
-            if not (sep and colon and use_case and alias and version.strip().isdigit()):
+            if not (sep and colon and use_case and alias and parse_version(version.strip()) is not None):
                 raise ConfigError(f"static_aliases: {item!r} is not use_case:alias=version")
             self._states.append(AliasState(use_case.strip(), alias.strip(), int(version)))
 

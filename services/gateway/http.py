@@ -133,7 +133,7 @@ def _no_constant(name: str) -> Any:
 async def read_json(request: Request) -> Any:
     """The body as JSON; at most the gRPC servers' message size."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_MESSAGE_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_MESSAGE_BYTES:
         raise _TooLarge()
     chunks: list[bytes] = []
     size = 0

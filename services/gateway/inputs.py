@@ -179,5 +179,7 @@ def same_category(category: object, value: object) -> bool:
     if isinstance(category, int) and isinstance(value, float):
         return value.is_integer() and int(value) == category
     if isinstance(category, int) and isinstance(value, str):
-        return value.strip().lstrip("-").isdigit() and int(value) == category
+        digits = value.strip().lstrip("-")
+        # ASCII only: "²".isdigit() is True and int("²") raises.
+        return digits.isascii() and digits.isdigit() and int(value) == category
     return category == value

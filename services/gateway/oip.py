@@ -36,6 +36,19 @@ UNSERVED_EXTENSIONS = frozenset(
         "logging",
     }
 )
+# At most 18 digits: any such number fits Triton's int64 version.
+_MAX_VERSION_DIGITS = 18
+
+
+def parse_version(text: str) -> int | None:
+    """A model version written in ASCII digits, or None: ``str.isdigit`` also takes
+    other scripts' digits and superscripts ("²"), on which ``int`` fails or which Triton
+    would not know."""
+    if text.isascii() and text.isdigit() and len(text) <= _MAX_VERSION_DIGITS:
+        return int(text)
+    return None
+
+
 _REGISTRY = "model control belongs to the registry: promote a version there"
 _NO_SHM = "shared memory does not cross the gateway"
 UNIMPLEMENTED = {

@@ -361,9 +361,12 @@ class OipServicer:
         routing = served.routing
         if routing is None:
             raise NotFound(f"model {served.use_case!r} has no champion being served")
-        if version and (not version.isdigit() or int(version) not in routing.versions):
+        if not version:
+            return str(routing.champion)
+        parsed = oip.parse_version(version)
+        if parsed is None or parsed not in routing.versions:
             raise NotFound(f"model {served.use_case!r} version {version} is not served")
-        return version or str(routing.champion)
+        return str(parsed)
 
     async def model_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def run() -> Any:

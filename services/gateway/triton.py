@@ -33,6 +33,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from libs.errors import AifError, InvalidArgument, Unavailable
+from services.gateway.oip import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ class Triton:
             if exc.code() is grpc.StatusCode.NOT_FOUND:  # not loaded (no available version)
                 return set()
             raise
-        versions = [int(v) for v in meta.versions if v.isdigit()]
+        versions = [v for v in map(parse_version, meta.versions) if v is not None]
         ready = await asyncio.gather(*(self.model_ready(model, v) for v in versions))
         return {v for v, ok in zip(versions, ready, strict=True) if ok}
 

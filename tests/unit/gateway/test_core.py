@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
+from tritonclient.grpc import service_pb2
 
+from libs.errors import NotFound
 from services.gateway.core import DataPlane
 from services.gateway.feedback import RecentPredictions
 from services.gateway.routing import Routing
@@ -108,3 +111,17 @@ async def test_a_canary_splits_rows_and_keeps_each_row_with_its_version() -> Non
     for entry in log.entries:
         assert all(expected[e] == entry.version for e in entry.entity_ids)
         assert list(entry.inputs[:, 0]) == [float(entities.index(e)) for e in entry.entity_ids]
+
+
+@pytest.mark.parametrize("pinned", ["7", "²", "\u0663", "3.0"])
+async def test_an_oip_call_pinning_a_version_not_served_is_not_found(pinned: str) -> None:
+    # "²" and "٣" pass str.isdigit(); they must answer NOT_FOUND like any unknown version,
+    # not fail in int() (an internal error).
+    models, triton, log = _Models(Routing("uc", champion=3), 4), _Triton(), _Log()
+    plane = DataPlane(models, triton, None, log, RecentPredictions())  # type: ignore[arg-type]
+    msg = service_pb2.ModelInferRequest(model_name="uc", model_version=pinned)
+    msg.inputs.add(name="INPUT", datatype="FP32", shape=[1, 2])
+    msg.raw_input_contents.append(_rows(1).tobytes())
+    with pytest.raises(NotFound, match="is not served"):
+        await plane.infer(models.served, msg, msg.SerializeToString())  # type: ignore[arg-type]
+    assert triton.calls == [] and log.entries == []

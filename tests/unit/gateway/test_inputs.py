@@ -82,6 +82,7 @@ def test_null_means_missing_and_bool_is_a_number() -> None:
 def test_enum_categories_compare_as_typed() -> None:
     assert same_category(2, 2.0) and same_category(2, "2") and not same_category(2, 2.5)
     assert same_category("sky", "sky") and not same_category(True, 1)
+    assert not same_category(2, "²") and not same_category(3, "٣")  # ASCII digits only
     assert LOAN.row(loan_features(elevel="3"))[LOAN.index["elevel__3"]] == 1
 
 

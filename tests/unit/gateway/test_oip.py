@@ -8,7 +8,15 @@ import pytest
 from tritonclient.grpc import service_pb2
 
 from libs.errors import InvalidArgument
-from services.gateway.oip import ID_TAG, VERSION_TAG, encode_field, rows_bytes, traceparent, validate
+from services.gateway.oip import (
+    ID_TAG,
+    VERSION_TAG,
+    encode_field,
+    parse_version,
+    rows_bytes,
+    traceparent,
+    validate,
+)
 
 
 def request(rows: int = 2, width: int = 4, **kw: object) -> service_pb2.ModelInferRequest:
@@ -65,3 +73,21 @@ def test_traceparent_is_read_from_metadata() -> None:
     tp = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     assert traceparent((("x", "y"), ("traceparent", tp))) == tp
     assert traceparent((("traceparent", "garbage"),)) == "" and traceparent(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("3", 3),
+        ("0012", 12),
+        ("9" * 18, int("9" * 18)),
+        ("", None),
+        ("-1", None),
+        (" 3", None),
+        ("²", None),  # "²".isdigit() is True; int("²") raises
+        ("\u0663", None),  # ARABIC-INDIC DIGIT THREE: int() takes it, Triton would not
+        ("9" * 19, None),  # over int64
+    ],
+)
+def test_a_version_is_ascii_digits_only(text: str, version: int | None) -> None:
+    assert parse_version(text) == version

@@ -4,6 +4,7 @@ when needed, errors per input in a batch, outcomes checked against the label."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -191,3 +192,49 @@ async def test_feedback_for_an_unknown_prediction_or_another_use_case_is_not_fou
             )
         assert "image_segments" not in err.value.message
     assert not publisher.sent
+
+
+class _Aborted(Exception):
+    def __init__(self, code: Any, details: str) -> None:
+        super().__init__(code, details)
+        self.code, self.details = code, details
+
+
+class _OipContext:
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    async def abort(self, code: Any, details: str) -> None:
+        raise _Aborted(code, details)
+
+
+class _ReadyTriton:
+    up = True
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    async def model_ready(self, model: str, version: int) -> bool:
+        self.asked.append((model, version))
+        return True
+
+
+@pytest.mark.parametrize("version", ["7", "²", "\u0663"])
+async def test_oip_model_ready_of_a_version_not_served_is_not_found(version: str) -> None:
+    # "²" and "٣" pass str.isdigit(): they must be NOT_FOUND like any unknown version,
+    # not an internal error from int().
+    import grpc
+    from tritonclient.grpc import service_pb2
+
+    from services.gateway.routing import Routing
+    from services.gateway.servicer import OipServicer
+
+    served = SimpleNamespace(use_case="uc", model="uc_model", routing=Routing("uc", champion=3))
+    triton = _ReadyTriton()
+    oip = OipServicer(None, SimpleNamespace(served={"uc": served}), triton)  # type: ignore[arg-type]
+    reply = await oip.model_ready(service_pb2.ModelReadyRequest(name="uc", version="3"), _OipContext())
+    assert reply.ready and triton.asked == [("uc_model", 3)]
+    with pytest.raises(_Aborted) as refused:
+        await oip.model_ready(service_pb2.ModelReadyRequest(name="uc", version=version), _OipContext())
+    assert refused.value.code is grpc.StatusCode.NOT_FOUND
+    assert "is not served" in refused.value.details and len(triton.asked) == 1
