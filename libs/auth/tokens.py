@@ -22,6 +22,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,9 @@ DEFAULT_MAX_TOKEN_TTL_S = 24 * 3600
 # Longer tokens are refused unparsed: ours are a few hundred bytes (gRPC itself refuses
 # metadata over 8 KiB with RESOURCE_EXHAUSTED).
 MAX_TOKEN_BYTES = 4096
-# How many verified tokens a verifier remembers (see TokenVerifier._claims).
+# How many verified tokens a verifier remembers (see TokenVerifier.verify).
 _VERIFIED_CACHE_SIZE = 4096
+_ROLE_NAMES = frozenset(r.value for r in Role)
 _USE_CASE = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
 
 
@@ -115,7 +117,7 @@ def parse_grants(specs: Iterable[str]) -> dict[str, list[str]]:
 
 def check_grants(grants: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
     """The grants as a mapping of frozensets; InvalidArgument on a bad use case or role."""
-    known = {r.value for r in Role}
+    known = _ROLE_NAMES
     out: dict[str, frozenset[str]] = {}
     for use_case, roles in grants.items():
         if not isinstance(use_case, str) or not _USE_CASE.match(use_case):
@@ -203,6 +205,20 @@ def _header_kid(token: str) -> str:
     return kid
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """What a token's signature and claims established once: the key that verified it and
+    the claims' checked values (see :meth:`TokenVerifier.verify`)."""
+
+    kid: str
+    key: Ed25519PublicKey
+    subject: str
+    jti: str
+    issued: float
+    expires: float
+    scopes: dict[str, frozenset[str]]
+
+
 class TokenVerifier:
     """Checks a token and returns its :class:`Principal`, or raises ``Unauthenticated``."""
 
@@ -221,20 +237,16 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._revoked = revoked
         self._max_ttl = max_ttl_seconds
-        # token → (the key that verified it, its claims). A signature check costs ~0.1-0.5 ms
-        # and callers send the same token for an hour; only the signature and the decoding
-        # are remembered: expiry, lifetime, revocation and grants are checked on every call,
-        # and a token whose key left the key set (rotated out) is verified afresh, and fails.
-        self._verified: dict[str, tuple[Ed25519PublicKey, dict[str, Any]]] = {}
+        # token → what verifying it established. A signature check costs ~0.1-0.5 ms, and
+        # parsing the header and checking the claims' shape and grants tens of µs more,
+        # while callers send the same token for an hour: only what depends on the token's
+        # bytes alone is remembered (its key id, signature, issuer, audience, claims' shape,
+        # lifetime and grants). Expiry and revocation are checked on every call, and a token
+        # whose key left the key set (rotated out) is verified afresh, and fails.
+        self._verified: dict[str, _Verified] = {}
 
-    def _claims(self, token: str) -> dict[str, Any]:
-        key = self._keys.get(_header_kid(token))
-        hit = self._verified.get(token)
-        if hit is not None and hit[0] is key:
-            claims = hit[1]
-            if time.time() > float(claims["exp"]) + self._leeway:
-                raise Unauthenticated("token rejected: Signature has expired", reason="expired")
-            return claims
+    def _decode(self, token: str, kid: str, key: Ed25519PublicKey) -> _Verified:
+        """The full check of a token not verified before (all but expiry and revocation)."""
         try:
             claims = jwt.decode(
                 token,
@@ -249,16 +261,6 @@ class TokenVerifier:
             reason = next((r for cls, r in _REASONS if isinstance(exc, cls)), "invalid")
             # pyjwt's messages name claims, never the token itself.
             raise Unauthenticated(f"token rejected: {exc}", reason=reason) from None
-        if isinstance(claims.get("exp"), int | float):
-            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.clear()  # a flood of distinct valid tokens only costs re-checks
-            self._verified[token] = (key, claims)
-        return claims
-
-    def verify(self, token: str) -> Principal:
-        if len(token) > MAX_TOKEN_BYTES:
-            raise Unauthenticated("token too long", reason="malformed")
-        claims = self._claims(token)
         subject, jti = claims["sub"], claims["jti"]
         if not isinstance(subject, str) or not subject or not isinstance(jti, str) or not jti:
             raise Unauthenticated("token has an empty subject or id", reason="bad_claims")
@@ -270,8 +272,6 @@ class TokenVerifier:
                 f"token of {subject} lives {expires - issued:.0f}s, over the {self._max_ttl:.0f}s maximum",
                 reason="lifetime_too_long",
             )
-        if self._revoked is not None:
-            self._revoked.check(jti, subject, float(issued))
         roles = claims["roles"]
         if not isinstance(roles, dict):
             raise Unauthenticated("roles claim is not a mapping", reason="bad_claims")
@@ -280,7 +280,29 @@ class TokenVerifier:
             check_service_roles(subject, scopes)
         except InvalidArgument as exc:
             raise Unauthenticated(f"roles claim: {exc.message}", reason="bad_claims") from None
-        return Principal(subject=subject, scopes=scopes, token_id=jti)
+        return _Verified(kid, key, subject, jti, float(issued), float(expires), scopes)
+
+    def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthenticated("token too long", reason="malformed")
+        hit = self._verified.get(token)
+        if hit is not None:
+            # The key id came from this very token's header: no need to parse it again.
+            if self._keys.get(hit.kid) is not hit.key:
+                hit = None
+            elif time.time() > hit.expires + self._leeway:
+                raise Unauthenticated("token rejected: Signature has expired", reason="expired")
+        if hit is None:
+            kid = _header_kid(token)
+            hit = self._decode(token, kid, self._keys.get(kid))
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # a flood of distinct valid tokens only costs re-checks
+            self._verified[token] = hit
+        if self._revoked is not None:
+            self._revoked.check(hit.jti, hit.subject, hit.issued)
+        # A principal of its own per call: the authorizer tells a stream's later messages
+        # from a new call by the principal's identity.
+        return Principal(subject=hit.subject, scopes=hit.scopes, token_id=hit.jti)
 
 
 def bearer_token(metadata: Mapping[str, str]) -> str:

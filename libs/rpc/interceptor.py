@@ -102,6 +102,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self._duration = meter.create_histogram(
             "aif.rpc.server.duration", unit="s", description="gRPC request duration"
         )
+        self._attrs: dict[tuple[str, grpc.StatusCode], dict[str, str]] = {}
         self._denied = meter.create_counter(
             "aif.auth.denied", description="gRPC requests refused by authentication or authorisation"
         )
@@ -181,7 +182,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _finish(self, method: str, started: float, code: grpc.StatusCode) -> None:
-        attrs = {"rpc.method": method, "rpc.grpc.status_code": code.name}
+        # One attribute mapping per method and status, made once: not a dict per call.
+        attrs = self._attrs.get((method, code))
+        if attrs is None:
+            if len(self._attrs) > 4096:  # methods are a service's own: only unknown ones grow it
+                self._attrs.clear()
+            attrs = self._attrs[method, code] = {"rpc.method": method, "rpc.grpc.status_code": code.name}
         self._requests.add(1, attrs)
         self._duration.record(time.perf_counter() - started, attrs)
 
