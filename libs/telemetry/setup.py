@@ -25,6 +25,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRe
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
+    MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
 )
@@ -39,7 +40,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from libs.errors import ConfigError
-from libs.telemetry import otlp
+from libs.telemetry import otlp, readers
 from libs.telemetry.logs import OtelLogHandler
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,18 @@ DURATION_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 )  # fmt: skip
+
+# Span batches: four times the SDK's (512 spans a batch, 2048 queued). A busy service (the
+# gateway: two spans a request) then exports a batch every second or so rather than a few
+# a second: fewer export calls in its process and fewer batches for the collector, which
+# shares the machine. The standard OTEL_BSP_* variables still win.
+BSP_BATCH = 2048
+BSP_QUEUE = 8192
+
+
+def _bsp_default(variable: str, value: int) -> int | None:
+    """None (the SDK reads ``variable``) when it is set, else ``value``."""
+    return None if os.environ.get(variable) else value
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -116,13 +129,23 @@ def _trace_spec(trace_exporter: str) -> str:
     return ",".join(p for p in (trace_exporter, standard) if p and p != "none") or "none"
 
 
-def _metric_readers() -> list[MetricReader]:
-    readers: list[MetricReader] = []
-    for name in otlp.exporters("metrics"):
-        # Interval and timeout: OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT (the SDK reads them).
-        exporter = otlp.metric_exporter() if name == "otlp" else ConsoleMetricExporter()
-        readers.append(PeriodicExportingMetricReader(exporter))
-    return readers
+def _metric_readers(registry: prometheus_client.CollectorRegistry) -> list[MetricReader]:
+    """The Prometheus reader, first, and one for each exporter ``OTEL_METRICS_EXPORTER``
+    names; the first exporter that aggregates as Prometheus does is served by the
+    Prometheus reader itself (:mod:`libs.telemetry.readers`: a measurement costs one
+    aggregation, not one per reader)."""
+    exporters: list[MetricExporter] = [
+        otlp.metric_exporter() if name == "otlp" else ConsoleMetricExporter()
+        for name in otlp.exporters("metrics")
+    ]
+    shared = next((e for e in exporters if readers.shares(e)), None)
+    prometheus: MetricReader = (
+        PrometheusMetricReader(registry=registry)
+        if shared is None
+        else readers.ExportingPrometheusReader(shared, registry=registry)
+    )
+    # Interval and timeout: OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT (the SDK reads them).
+    return [prometheus, *(PeriodicExportingMetricReader(e) for e in exporters if e is not shared)]
 
 
 def _install_logs(resource: Resource) -> LoggerProvider | None:
@@ -186,18 +209,24 @@ def setup_telemetry(
             provider = TracerProvider(resource=resource)
             trace.set_tracer_provider(provider)
             for exporter, delay in _span_exporters(_trace_spec(trace_exporter)):
-                provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
+                provider.add_span_processor(
+                    BatchSpanProcessor(
+                        exporter,
+                        schedule_delay_millis=delay,
+                        max_queue_size=_bsp_default("OTEL_BSP_MAX_QUEUE_SIZE", BSP_QUEUE),
+                        max_export_batch_size=_bsp_default("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", BSP_BATCH),
+                    )
+                )
         port: int | None = None
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
             registry = _registry = prometheus_client.CollectorRegistry()
-            reader = PrometheusMetricReader(registry=registry)
             # No exemplars unless asked for (OTEL_METRICS_EXEMPLAR_FILTER): the Prometheus
             # reader does not export them, and the SDK's default samples one for every
             # measurement taken inside a span, on every request's path.
             exemplars = None if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
             _meter_provider = MeterProvider(
                 resource=resource,
-                metric_readers=[reader, *_metric_readers()],
+                metric_readers=_metric_readers(registry),
                 exemplar_filter=exemplars,
                 views=[
                     View(

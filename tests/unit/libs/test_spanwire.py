@@ -1,0 +1,167 @@
+"""The fast OTLP span encoding gives the SDK encoder's request, and the one metric reader
+serves Prometheus and an exporter alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+from prometheus_client import CollectorRegistry, generate_latest
+
+from libs.telemetry.readers import ExportingPrometheusReader, shares
+from libs.telemetry.spanwire import SpanEncoder
+
+
+class _Kept(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def _spans() -> list[ReadableSpan]:
+    kept = _Kept()
+    resources = [Resource.create({"service.name": s, "service.namespace": "aifactory"}) for s in ("a", "b")]
+    for resource in resources:
+        provider = TracerProvider(resource=resource, span_limits=SpanLimits(max_attributes=5))
+        provider.add_span_processor(SimpleSpanProcessor(kept))
+        for scope in ("aifactory.gateway", "aifactory.other"):
+            tracer = provider.get_tracer(scope, "1.0", schema_url="https://example/schema")
+            remote = SpanContext(
+                0x0AF7651916CD43DD8448EB211C80319C,
+                0xB7AD6B7169203331,
+                is_remote=True,
+                trace_flags=TraceFlags(1),
+                trace_state=TraceState([("vendor", "v1"), ("other", "x")]),
+            )
+            with tracer.start_as_current_span(
+                "/svc/Method",
+                context=trace.set_span_in_context(NonRecordingSpan(remote)),
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "n": 3, "ok": True, "ratio": 0.5, "tags": ("x", "y")},
+            ) as server:
+                with tracer.start_as_current_span(
+                    "triton ModelInfer", kind=SpanKind.CLIENT, attributes={"rpc.system": "grpc", "n": 2**40}
+                ):
+                    pass
+                with tracer.start_as_current_span("failed", kind=SpanKind.INTERNAL) as failed:
+                    failed.set_status(Status(StatusCode.ERROR, "deadline exceeded"))
+                with tracer.start_as_current_span(
+                    "many", kind=SpanKind.PRODUCER, attributes={f"k{i}": i for i in range(8)}
+                ):
+                    pass  # over the attribute limit: some dropped
+                with tracer.start_as_current_span(
+                    "linked", kind=SpanKind.CONSUMER, links=[Link(server.get_span_context(), {"l": 1})]
+                ) as linked:
+                    linked.add_event("retry", {"attempt": 2})
+                server.set_status(Status(StatusCode.OK))
+        provider.shutdown()
+    return kept.spans
+
+
+def test_the_request_equals_the_sdk_encoders() -> None:
+    spans = _spans()
+    assert len(spans) == 20
+    encoder = SpanEncoder()
+    for _ in range(2):  # the second time from what the encoder remembered
+        assert encoder.request(spans) == encode_spans(spans)
+    assert encoder.request(spans[:1]) == encode_spans(spans[:1])
+    assert encoder.request([]) == encode_spans([])
+
+
+def test_the_otlp_exporter_sends_that_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from libs.telemetry import otlp
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    exporter = otlp.span_exporter()
+    spans = _spans()
+    try:
+        sent = exporter._translate_data(spans)
+        assert isinstance(sent, bytes)
+        assert ExportTraceServiceRequest.FromString(sent) == encode_spans(spans)
+    finally:
+        exporter.shutdown()
+
+
+class _Exporter(MetricExporter):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.exported: list[MetricsData] = []
+        self.stopped = False
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
+    ) -> MetricExportResult:
+        self.exported.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        self.stopped = True
+
+
+def _points(data: MetricsData, name: str) -> list[float]:
+    return [
+        p.value  # type: ignore[union-attr]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for p in m.data.data_points
+    ]
+
+
+def test_one_reader_serves_prometheus_and_the_exporter() -> None:
+    exporter = _Exporter()
+    registry = CollectorRegistry()
+    reader = ExportingPrometheusReader(exporter, registry=registry)
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("t").create_counter("aif.calls")
+    counter.add(2)
+    scraped = [
+        line for line in generate_latest(registry).decode().splitlines() if line.startswith("aif_calls")
+    ]
+    assert len(scraped) == 1 and scraped[0].endswith(" 2.0")
+    counter.add(1)
+    provider.force_flush()
+    assert exporter.exported and _points(exporter.exported[-1], "aif.calls") == [3]
+    counter.add(4)
+    provider.shutdown()  # the last interval's measurements are exported too
+    assert _points(exporter.exported[-1], "aif.calls") == [7] and exporter.stopped
+
+
+def test_an_exporter_that_aggregates_otherwise_gets_its_own_reader() -> None:
+    assert shares(_Exporter())
+    from opentelemetry.sdk.metrics import Counter, Histogram
+
+    assert not shares(_Exporter(preferred_temporality={Counter: AggregationTemporality.DELTA}))
+    assert not shares(_Exporter(preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()}))
+
+
+def test_the_otlp_exporter_shares_unless_told_to_aggregate_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    assert shares(OTLPMetricExporter(endpoint="http://127.0.0.1:4317", insecure=True))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    assert not shares(OTLPMetricExporter(endpoint="http://127.0.0.1:4317", insecure=True))
