@@ -133,6 +133,8 @@ class LoopResult:
     lineage: reg_pb.GetLineageResponse | None = None
     drift_report_id: str = ""
     audit_valid: bool = False
+    # What anchored the chain outside the registry's database (its signed checkpoints).
+    audit_anchor: str = ""
     audit_events: list[reg_pb.ListAuditEventsResponse] = field(default_factory=list)
     # The monitor's drift reports after the onset (id → created, wall seconds), at the end.
     drift_reports: dict[str, float] = field(default_factory=dict)
@@ -751,6 +753,7 @@ class LoopDriver:
             reg_pb.VerifyAuditChainRequest(), metadata=self._md, timeout=30
         )
         result.audit_valid = verify.valid
+        result.audit_anchor = verify.message
         events = await self.registry.ListAuditEvents(
             reg_pb.ListAuditEventsRequest(use_case=self.cfg.use_case, page_size=500),
             metadata=self._md,

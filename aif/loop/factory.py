@@ -154,6 +154,10 @@ def fresh_factory(
                 "AIF_GATEWAY_TRITON_URL": triton.grpc_url,
                 # The gateway's alone (the stack gives AIF_GATEWAY_* to the gateway only).
                 "AIF_GATEWAY_TRITON_CONTROL_KEY": triton.control_key,
+                # The registry signs its audit head every 5 s to this broker's checkpoint
+                # topic (its own: a fresh broker), with a key beside, not in, its database.
+                "AIF_REGISTRY_AUDIT_CHECKPOINT_SECONDS": "5",
+                "AIF_REGISTRY_AUDIT_CHECKPOINT_KEY": str(root / "state" / "registry-keys" / "checkpoint.key"),
                 **sasl_env,
                 **(env or {}),
             },

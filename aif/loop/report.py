@@ -39,7 +39,10 @@ def timeline(result: LoopResult) -> str:
 
 def audit_trail(result: LoopResult) -> str:
     lines = [
-        "audit log (registry, hash-chained; " + ("verified" if result.audit_valid else "NOT VERIFIED") + ")"
+        "audit log (registry, hash-chained; "
+        + ("verified" if result.audit_valid else "NOT VERIFIED")
+        + (f"; {result.audit_anchor}" if result.audit_anchor else "")
+        + ")"
     ]
     for page in result.audit_events:
         for e in page.audit_events:

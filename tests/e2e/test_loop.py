@@ -81,6 +81,8 @@ def test_quality_recovers_to_95_percent_of_the_pre_drift_level(result: LoopResul
 
 def test_every_step_is_in_the_audit_log(result: LoopResult) -> None:
     assert result.audit_valid
+    # ...and the registry checked it against the checkpoints it signed outside its database.
+    assert "signed checkpoints on aif.audit.checkpoints" in result.audit_anchor, result.audit_anchor
     actions = [(e.action, e.model.version) for page in result.audit_events for e in page.audit_events]
     for version in (result.v1, result.v2):
         assert ("model_version.registered", version) in actions
