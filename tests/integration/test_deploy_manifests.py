@@ -91,8 +91,11 @@ def test_compose_renders_services_from_one_recipe_with_their_own_secrets(
         spec = services[name]
         assert Path(spec["build"]["dockerfile"]).name == "Dockerfile"
         assert spec["build"]["args"]["SERVICE"] == name
-        tokens = [s["source"] for s in spec.get("secrets", []) if s["source"].endswith("-token")]
-        assert tokens == ([f"{name}-token"] if name in callers() else []), name
+        # Its own credentials folder only (minted by `aif token service`), read-only.
+        auth = [v for v in spec.get("volumes", []) if "/run/aif/auth" in str(v)]
+        assert len(auth) == 1 and auth[0]["read_only"], (name, auth)
+        assert Path(auth[0]["source"]).parts[-2:] == ("services", name), (name, auth)
+        assert ("/run/aif/auth/token" in str(spec["environment"])) == (name in callers()), name
 
 
 def test_compose_variables_are_settings_of_their_service(rendered_compose: dict[str, Any]) -> None:
