@@ -22,7 +22,9 @@ async def test_static_directory_parses_and_filters() -> None:
     ]
 
 
-@pytest.mark.parametrize("spec", ["loan_approval=champion:2", "loan_approval:champion", "uc:champion=x", "uc:champion=²"])
+@pytest.mark.parametrize(
+    "spec", ["loan_approval=champion:2", "loan_approval:champion", "uc:champion=x", "uc:champion=²"]
+)
 def test_static_directory_refuses_bad_specs(spec: str) -> None:
     with pytest.raises(ConfigError):
         StaticDirectory(spec)
