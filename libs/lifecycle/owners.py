@@ -19,8 +19,9 @@ few fields and keep nothing of it.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 
@@ -37,6 +38,8 @@ from libs.rpc.errors import typed_rpc_error
 MAX_ALERT_PAGES = 20
 # ListAuditEvents page size (the registry caps it too).
 AUDIT_PAGE = 500
+
+T = TypeVar("T")
 
 
 def rollback_alert_id(request_id: str) -> str:
@@ -67,21 +70,30 @@ class AliasAudit(Protocol):
     async def alias_change(self, use_case: str, audit_event_id: str) -> AliasChange | None: ...
 
 
+async def _unless_missing(call: Awaitable[T], what: str) -> T | None:
+    """The owner's answer; None when it has no such record (NOT_FOUND: the event names
+    something its owner never made), any other refusal as a typed error."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise typed_rpc_error(exc, what) from None
+
+
 class GrpcEvaluations:
     def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 10.0) -> None:
         self._stub = ev_grpc.EvaluatorServiceStub(channel)
         self._timeout = timeout_s
 
     async def report(self, report_id: str) -> ev_pb.EvaluationReport | None:
-        try:
-            reply = await self._stub.GetEvaluationReport(
+        reply = await _unless_missing(
+            self._stub.GetEvaluationReport(
                 ev_pb.GetEvaluationReportRequest(report_id=report_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.NOT_FOUND:
-                return None
-            raise typed_rpc_error(exc, "evaluator GetEvaluationReport") from None
-        return reply.report
+            ),
+            "evaluator GetEvaluationReport",
+        )
+        return None if reply is None else reply.report
 
 
 class GrpcMonitor:
@@ -90,15 +102,13 @@ class GrpcMonitor:
         self._timeout = timeout_s
 
     async def drift_report(self, report_id: str) -> mon_pb.DriftReport | None:
-        try:
-            reply = await self._stub.GetDriftReport(
+        reply = await _unless_missing(
+            self._stub.GetDriftReport(
                 mon_pb.GetDriftReportRequest(report_id=report_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.NOT_FOUND:
-                return None
-            raise typed_rpc_error(exc, "monitor GetDriftReport") from None
-        return reply.report
+            ),
+            "monitor GetDriftReport",
+        )
+        return None if reply is None else reply.report
 
     async def alert(self, use_case: str, alert_id: str) -> mon_pb.Alert | None:
         token = ""
