@@ -13,6 +13,7 @@ catalogue again when that topic was lost), and publishes each change through the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -38,8 +39,8 @@ from services.registry.catalogue import UseCaseCatalogue
 from services.registry.checkpoints import (
     CheckpointLog,
     CheckpointPublisher,
-    anchor_report,
     ensure_signing_key,
+    verify_signed,
 )
 from services.registry.consumers import PredictionIndexer, RegistryEvents
 from services.registry.convert import usecase_changed_event
@@ -131,7 +132,7 @@ async def build(
     runs = RunTracker(store, known.usecases, utcnow)
 
     checkpoints: CheckpointPublisher | None = None
-    anchor: Callable[[], Awaitable[tuple[ChainReport, str]]] | None = None
+    verify_signed_chain: Callable[[], Awaitable[ChainReport]] | None = None
     if settings.audit_checkpoint_seconds > 0:
         signing_key = ensure_signing_key(settings.audit_checkpoint_key)
         checkpoint_log = CheckpointLog(
@@ -140,11 +141,10 @@ async def build(
         checkpoints = CheckpointPublisher(
             store, signing_key, checkpoint_log, interval=settings.audit_checkpoint_seconds
         )
-
-        async def anchor() -> tuple[ChainReport, str]:
-            # VerifyAuditChain also checks the chain against what the registry signed.
-            records = await asyncio.to_thread(lambda: list(store.audit_chain()))
-            return await anchor_report(records, checkpoint_log, signing_key.public_key())
+        # VerifyAuditChain also checks the chain against what the registry signed.
+        verify_signed_chain = functools.partial(
+            verify_signed, store, checkpoint_log, signing_key.public_key()
+        )
 
     server = RpcServer(
         settings.grpc_address,
@@ -161,7 +161,7 @@ async def build(
             max_artifact_bytes=settings.max_artifact_bytes,
             export_roots=[settings.export_root],
             catalogue=catalogue,
-            anchor=anchor,
+            verify_signed=verify_signed_chain,
         ),
         SERVICE_NAME,
     )

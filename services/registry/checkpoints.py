@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from libs.bus import KafkaSecurity, topics
 from libs.bus.admin import ensure_topic
 from libs.errors import ConfigError
-from services.registry.audit import GENESIS, canonical_json
+from services.registry.audit import GENESIS, canonical_json, verify_chain
 from services.registry.domain import AuditRecord, ChainReport
 from services.registry.store import RegistryStore
 
@@ -361,16 +362,29 @@ async def anchor_report(
     return anchored, f"{len(checkpoints)} signed checkpoints on {log.topic}, up to entry {newest}{later}"
 
 
+async def verify_signed(store: RegistryStore, log: CheckpointLog, key: Ed25519PublicKey) -> ChainReport:
+    """The stored chain, read once: verified, then checked against the checkpoints on
+    ``log`` (a chain consistent with itself may still be a superuser's rewrite: he can
+    recompute every hash, not the signatures). A valid report's message says what anchored
+    it; an invalid one names the first entry that differs."""
+    records, head = await asyncio.to_thread(lambda: (list(store.audit_chain()), store.audit_head()))
+    report = verify_chain(records, head)
+    if not report.valid:
+        return report
+    anchored, line = await anchor_report(records, log, key)
+    return anchored if not anchored.valid else dataclasses.replace(report, message=line)
+
+
 def verify_anchored(store: RegistryStore, settings: Any = None) -> tuple[ChainReport, str]:
     """The stored chain verified, then checked against the signed checkpoints the registry's
     settings point at (public key ``audit_checkpoint_key`` + ``.pub``, the topic, the broker;
     ``AIF_REGISTRY_*``); and a line saying what anchored it. Without a public key only the
     chain itself is checked, and the line says so."""
     from libs.settings import load_settings
-    from services.registry.audit import verify_chain
     from services.registry.settings import RegistrySettings
 
-    report = verify_chain(store.audit_chain(), store.audit_head())
+    records = list(store.audit_chain())  # read once: verified, then checked against the signatures
+    report = verify_chain(records, store.audit_head())
     if not report.valid:
         return report, ""
     settings = settings or load_settings(RegistrySettings)
@@ -380,4 +394,4 @@ def verify_anchored(store: RegistryStore, settings: Any = None) -> tuple[ChainRe
     sink = CheckpointLog(
         settings.kafka_bootstrap, settings.audit_checkpoint_topic, KafkaSecurity.from_settings(settings)
     )
-    return asyncio.run(anchor_report(store.audit_chain(), sink, load_public_key(key_path)))
+    return asyncio.run(anchor_report(records, sink, load_public_key(key_path)))

@@ -8,7 +8,6 @@ with ``libs.auth.authorize_use_case`` once it is loaded, before answering.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from asyncio import to_thread
@@ -86,11 +85,11 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         max_artifact_bytes: int = 512 * 1024 * 1024,
         export_roots: Sequence[Path] = (),
         catalogue: UseCaseCatalogue | None = None,
-        anchor: Callable[[], Awaitable[tuple[ChainReport, str]]] | None = None,
+        verify_signed: Callable[[], Awaitable[ChainReport]] | None = None,
     ) -> None:
         self._catalogue = catalogue
         # The chain checked against the registry's signed checkpoints (None: it signs none).
-        self._anchor = anchor
+        self._verify_signed = verify_signed
         self._registry = registry
         self._runs = runs
         self._artifacts = artifacts
@@ -266,12 +265,10 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def VerifyAuditChain(
         self, request: pb.VerifyAuditChainRequest, context: Context
     ) -> pb.VerifyAuditChainResponse:
-        report = await to_thread(self._registry.verify_audit)
-        if report.valid and self._anchor is not None:
-            # A chain consistent with itself may still be a rewrite: the database superuser
-            # can recompute every hash, but not the signatures of the checkpoints.
-            anchored, line = await self._anchor()
-            report = anchored if not anchored.valid else dataclasses.replace(report, message=line)
+        if self._verify_signed is not None:
+            report = await self._verify_signed()
+        else:
+            report = await to_thread(self._registry.verify_audit)
         return pb.VerifyAuditChainResponse(
             valid=report.valid,
             events_checked=report.checked,
