@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aif.multihost.topology import Host, pids
+from libs.sandbox.child import blocked_ancestor
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.prefix) / "bin"
@@ -44,14 +45,6 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # through its settings and the registry's catalogue; infra hosts need build/infra's tools,
 # the app host reads the specs it applies.
 HIDDEN = {"service": ("build", "deploy/usecases"), "client": ("build",), "infra": ()}
-
-
-def _blocked_ancestor(path: Path) -> Path | None:
-    """The outermost folder above ``path`` that others may not enter (no o+x), if any."""
-    for parent in reversed(path.parents):
-        if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
-            return parent
-    return None
 
 
 # What the hosts' users run and read from the checkout (and the virtualenv, all of it).
@@ -182,7 +175,7 @@ class Machine:
                 f"umount {q(str(self._stage(i)))}",
             ]
         prefix = Path(sys.base_prefix).resolve()
-        blocked = _blocked_ancestor(prefix)
+        blocked = blocked_ancestor(prefix)
         if blocked is not None:
             stage = self.root / "mnt" / self.host.name
             steps += [

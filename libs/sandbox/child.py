@@ -52,8 +52,9 @@ def _unshare_network() -> bool:
         return False
 
 
-def _blocked_ancestor(path: Path) -> Path | None:
-    """The outermost folder above ``path`` that others may not enter (no o+x), if any."""
+def blocked_ancestor(path: Path) -> Path | None:
+    """The outermost folder above ``path`` that others may not enter (no o+x), if any
+    (``/root`` above a pyenv interpreter; aif.multihost reveals it the same way)."""
     for parent in reversed(path.parents):
         if parent != Path("/") and not parent.stat().st_mode & 0o001:
             return parent
@@ -73,7 +74,7 @@ def _reveal_interpreter(stage: Path) -> None:
     holding the interpreter's prefix and nothing else: nobody can then import lazily
     (torch does, mid-load), and root's home is hidden from the untrusted code."""
     prefix = Path(os.path.realpath(sys.base_prefix))
-    blocked = _blocked_ancestor(prefix)
+    blocked = blocked_ancestor(prefix)
     if blocked is None:
         return
     libc = ctypes.CDLL(None, use_errno=True)
