@@ -129,6 +129,22 @@ def approve(
     )
 
 
+def _alias_moved(
+    json_output: bool, use_case: str, alias: str, reply: Any, previous_or: str | None = None
+) -> None:
+    """What promote and rollback print: the alias's move and its audit entry (``previous_or``
+    stands for an alias that pointed nowhere before)."""
+    previous = reply.previous_version if previous_or is None else reply.previous_version or previous_or
+    out(
+        json_output,
+        to_dict(reply),
+        lambda c: c.print(
+            f"{use_case} {alias}: v{previous} → v{reply.alias.version} (audit {reply.audit_event_id})",
+            markup=False,
+        ),
+    )
+
+
 @app.command(help="point an alias (default: champion) at a version")
 def promote(
     ctx: typer.Context,
@@ -146,15 +162,7 @@ def promote(
         version=version,
         reason=reason or "aif models promote",
     )
-    reply = run(_call(ctx, "SetAlias", request))
-    out(
-        json_output,
-        to_dict(reply),
-        lambda c: c.print(
-            f"{use_case} {alias}: v{reply.previous_version or '-'} → v{reply.alias.version} (audit {reply.audit_event_id})",
-            markup=False,
-        ),
-    )
+    _alias_moved(json_output, use_case, alias, run(_call(ctx, "SetAlias", request)), previous_or="-")
 
 
 @app.command(help="move an alias (default: champion) back to the previous version, or --to VERSION")
@@ -174,12 +182,4 @@ def rollback(
         to_version=to,
         reason=reason or "aif models rollback",
     )
-    reply = run(_call(ctx, "Rollback", request))
-    out(
-        json_output,
-        to_dict(reply),
-        lambda c: c.print(
-            f"{use_case} {alias}: v{reply.previous_version} → v{reply.alias.version} (audit {reply.audit_event_id})",
-            markup=False,
-        ),
-    )
+    _alias_moved(json_output, use_case, alias, run(_call(ctx, "Rollback", request)))
