@@ -7,7 +7,8 @@ log on) on one Triton of the bench's own: one with ``OTEL_TRACES_EXPORTER=otlp``
 collector's own work is not measured on disk), SDK defaults otherwise (batch span
 processor, every sampled span exported; metrics every ``METRIC_INTERVAL_MS``); the other
 with both off (the Prometheus endpoint stays on in both). The rounds alternate which goes
-first, so both see the same background load.
+first, so both see the same background load; the p99 comes from calls taken in turns, one
+to each gateway (:func:`tests.bench.gateway.paired_latencies`).
 
 - otlp.predict.rps_c8: business ``Predict`` with inline features (a traced call: server span,
   Triton client span, metrics), 8 concurrent callers; baseline: export off
@@ -22,12 +23,13 @@ import os
 import subprocess
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import grpc
 import numpy as np
 
-from tests.bench.gateway import calls_per_s, latencies
+from tests.bench.gateway import calls_per_s, latencies, paired_latencies
 from tests.bench.procs import spawn_gateway
 from tests.bench.report import Figure
 from tests.otel_support import OTELCOL, Collector, free_port
@@ -35,7 +37,7 @@ from tests.otel_support import OTELCOL, Collector, free_port
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 6
 RPS_SECONDS = 2.0
-LATENCY_CALLS = 300
+LATENCY_CALLS = 500
 WARMUP = 300
 CONCURRENCY = 8
 METRIC_INTERVAL_MS = 10_000
@@ -134,6 +136,9 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
         lat: dict[str, list[float]] = {k: [] for k in ports}
         order = list(ports)
         for r in range(ROUNDS):
+            turns = paired_latencies({k: partial(calls[k], predict) for k in order}, LATENCY_CALLS)
+            for key, seconds in turns.items():
+                lat[key] += seconds
             for key in order if r % 2 == 0 else order[::-1]:
                 g, o = ports[key]
                 rps[key]["predict"].append(
@@ -144,7 +149,6 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
                 rps[key]["oip"].append(
                     asyncio.run(calls_per_s(f"127.0.0.1:{o}", oip, RPS_SECONDS, method=INFER, warmup_s=0.3))
                 )
-                lat[key] += latencies(calls[key], predict, LATENCY_CALLS)
         for ch in channels.values():
             ch.close()
         exported = (collector.log.read_text() if collector.log.exists() else "").count("Traces")
