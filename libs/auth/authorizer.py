@@ -65,16 +65,25 @@ class TableAuthorizer:
     ) -> None:
         self._methods = methods
         self._roles = roles
+        # Role names → permissions, remembered: every call asks, and tokens carry few
+        # distinct role sets (unknown names cannot grow it past the tokens' own variety).
+        self._granted: dict[frozenset[str], frozenset[Permission]] = {}
 
     def grants(self, principal: Principal, use_case: str) -> frozenset[Permission]:
         """The permissions ``principal`` holds in ``use_case`` (including "*" grants)."""
-        out: set[Permission] = set()
-        for name in principal.roles_in(use_case):
-            try:
-                out |= self._roles.get(Role(name), frozenset())
-            except ValueError:
-                continue
-        return frozenset(out)
+        names = principal.roles_in(use_case)
+        found = self._granted.get(names)
+        if found is None:
+            out: set[Permission] = set()
+            for name in names:
+                try:
+                    out |= self._roles.get(Role(name), frozenset())
+                except ValueError:
+                    continue
+            if len(self._granted) >= 1024:
+                self._granted.clear()
+            found = self._granted[names] = frozenset(out)
+        return found
 
     def _anywhere(self, principal: Principal, permission: Permission) -> bool:
         return any(permission in self.grants(principal, uc) for uc in principal.scopes)

@@ -146,6 +146,7 @@ class JwksKeys(KeySet):
         text = str(source)
         self._url = text if text.startswith(("http://", "https://")) else None
         self._path = None if self._url else Path(text)
+        self._file = None if self._url else os.fspath(text)  # stat on a str: no pathlib per call
         self._refresh_s, self._min_refetch_s, self._timeout = refresh_s, min_refetch_s, fetch_timeout_s
         # ``_lock`` guards the keys and stamps and is never held over I/O (an event loop
         # takes it); ``_io_lock`` makes URL fetches one at a time.
@@ -154,8 +155,10 @@ class JwksKeys(KeySet):
         self._fetching = False  # a background fetch is in flight
         self._stamp: tuple[int, int, int] | None = None
         self._fetched = float("-inf")
+        self._read_stamp: tuple[int, int, int] | None = None  # of the last read, not yet taken
         try:
             self._keys = self._read()
+            self._stamp = self._read_stamp
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the token keys (JWKS) at {text}: {exc}") from None
         if not self._keys:
@@ -169,7 +172,7 @@ class JwksKeys(KeySet):
         if self._path is not None:
             st = os.stat(self._path)
             keys = parse_jwks(self._path.read_bytes())
-            self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            self._read_stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             return keys
         self._fetched = time.monotonic()
         return self._fetch()
@@ -180,9 +183,9 @@ class JwksKeys(KeySet):
             return parse_jwks(reply.read(MAX_JWKS_BYTES + 1))
 
     def _stale(self, unknown_kid: bool) -> bool:
-        if self._path is not None:
+        if self._file is not None:
             try:
-                st = os.stat(self._path)
+                st = os.stat(self._file)
             except OSError:
                 return False  # keep the last good keys
             return (st.st_mtime_ns, st.st_size, st.st_ino) != self._stamp
@@ -196,6 +199,8 @@ class JwksKeys(KeySet):
 
     def _refresh(self, unknown_kid: bool) -> None:
         if self._path is not None:  # a local file: a stat and a small read, done in the call
+            if not self._stale(unknown_kid):
+                return  # the common case, without the lock
             with self._lock:
                 if not self._stale(unknown_kid):
                     return
@@ -207,6 +212,8 @@ class JwksKeys(KeySet):
                     )
                     return
                 self._take(keys)
+                # After the keys: a caller that finds this stamp without the lock has them.
+                self._stamp = self._read_stamp
             return
         if _on_event_loop():
             with self._lock:

@@ -52,6 +52,7 @@ def _parse(text: str) -> _Entries:
 class RevocationList:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = os.fspath(path)  # stat on a str: no pathlib conversion per call
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._entries = _Entries()
@@ -59,10 +60,12 @@ class RevocationList:
     def _current(self) -> _Entries | None:
         """The entries, or None when the file is missing (unreadable: OSError)."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._file)
         except FileNotFoundError:
             return None
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return self._entries  # set before the stamp (below): a matching stamp has its entries
         with self._lock:
             if stamp != self._stamp:
                 self._entries = _parse(self.path.read_text(encoding="utf-8"))

@@ -217,6 +217,7 @@ class _Verified:
     issued: float
     expires: float
     scopes: dict[str, frozenset[str]]
+    principal: Principal
 
 
 class TokenVerifier:
@@ -280,7 +281,8 @@ class TokenVerifier:
             check_service_roles(subject, scopes)
         except InvalidArgument as exc:
             raise Unauthenticated(f"roles claim: {exc.message}", reason="bad_claims") from None
-        return _Verified(kid, key, subject, jti, float(issued), float(expires), scopes)
+        principal = Principal(subject=subject, scopes=scopes, token_id=jti)
+        return _Verified(kid, key, subject, jti, float(issued), float(expires), scopes, principal)
 
     def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
@@ -302,7 +304,7 @@ class TokenVerifier:
             self._revoked.check(hit.jti, hit.subject, hit.issued)
         # A principal of its own per call: the authorizer tells a stream's later messages
         # from a new call by the principal's identity.
-        return Principal(subject=hit.subject, scopes=hit.scopes, token_id=hit.jti)
+        return hit.principal.renewed()
 
 
 def bearer_token(metadata: Mapping[str, str]) -> str:

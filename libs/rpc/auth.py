@@ -49,6 +49,13 @@ class Principal:
         else:
             object.__setattr__(self, "scopes", {uc: self.roles for uc in self.use_cases})
 
+    def renewed(self) -> Principal:
+        """An equal principal that is a new object, without re-deriving its fields: the
+        authorizer tells one call from another by the principal's identity."""
+        twin = object.__new__(Principal)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     def roles_in(self, use_case: str) -> frozenset[str]:
         """Roles that apply to ``use_case``: those granted for it and those granted for "*"."""
         return self.scopes.get(ALL_USE_CASES, frozenset()) | self.scopes.get(use_case, frozenset())

@@ -116,37 +116,38 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or is_open(details.method):
             return handler
         method = details.method
-        principal, refused = self._authenticate(method, details)
+        # Read once: the authenticator and the server span's parent both need it.
+        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        principal, refused = self._authenticate(method, metadata)
         # A refused call's payload is never parsed: it reaches the wrapper as bytes.
         deserializer = None if refused else _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, principal, refused, False),
+                self._wrap_unary(handler.unary_unary, method, metadata, principal, refused, False),
                 deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method, principal, refused, True),
+                self._wrap_unary(handler.stream_unary, method, metadata, principal, refused, True),
                 deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, principal, refused, False),
+                self._wrap_stream(handler.unary_stream, method, metadata, principal, refused, False),
                 deserializer,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(handler.stream_stream, method, principal, refused, True),
+            self._wrap_stream(handler.stream_stream, method, metadata, principal, refused, True),
             deserializer,
             handler.response_serializer,
         )
 
     def _authenticate(
-        self, method: str, details: grpc.HandlerCallDetails
+        self, method: str, metadata: dict[str, str]
     ) -> tuple[Principal | None, Exception | None]:
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         try:
             return self._auth.authenticate(method, metadata), None
         except AifError as exc:
@@ -172,8 +173,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             self._authz.authorize(principal, method, None if first is _END else first)
         return _checked_stream(self._authz, principal, method, first, messages)
 
-    def _begin(self, method: str, context: grpc.aio.ServicerContext) -> Any:
-        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    def _begin(self, method: str, metadata: dict[str, str]) -> Any:
         return self._tracer.start_as_current_span(
             method,
             context=propagate.extract(metadata),
@@ -226,6 +226,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self,
         behavior: Callable[..., Awaitable[Any]],
         method: str,
+        metadata: dict[str, str],
         principal: Principal | None,
         refused: Exception | None,
         streaming: bool,
@@ -234,7 +235,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             failure: _Failure | None = None
-            with self._begin(method, context) as span:
+            with self._begin(method, metadata) as span:
                 token = None
                 try:
                     if refused is not None or principal is None:
@@ -265,6 +266,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self,
         behavior: Callable[..., AsyncIterator[Any]],
         method: str,
+        metadata: dict[str, str],
         principal: Principal | None,
         refused: Exception | None,
         streaming: bool,
@@ -273,7 +275,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             failure: _Failure | None = None
-            with self._begin(method, context) as span:
+            with self._begin(method, metadata) as span:
                 token = None
                 try:
                     if refused is not None or principal is None:
