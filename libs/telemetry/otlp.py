@@ -105,7 +105,8 @@ def span_exporter(environ: Mapping[str, str] | None = None) -> Any:
 
             def __init__(self) -> None:
                 super().__init__()
-                self._encoder = SpanEncoder()
+                # Also the processor's (libs.telemetry.spanwire.EncodingSpanProcessor).
+                self.encoder = self._encoder = SpanEncoder()
                 # The exporter builds a new stub from ``_stub`` when it reconnects.
                 self._stub = BytesStub
                 self._client = cast(Any, BytesStub(self._channel))

@@ -123,6 +123,23 @@ def _span_exporters(spec: str) -> list[tuple[SpanExporter, int | None]]:
     return out
 
 
+def _span_processor(exporter: SpanExporter, delay: int | None) -> BatchSpanProcessor:
+    """The SDK's batch processor, or for the OTLP/gRPC exporter the one that encodes each span
+    as it ends (:class:`libs.telemetry.spanwire.EncodingSpanProcessor`)."""
+    queue = _bsp_default("OTEL_BSP_MAX_QUEUE_SIZE", BSP_QUEUE)
+    batch = _bsp_default("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", BSP_BATCH)
+    encoder = getattr(exporter, "encoder", None)
+    if encoder is None:
+        return BatchSpanProcessor(
+            exporter, schedule_delay_millis=delay, max_queue_size=queue, max_export_batch_size=batch
+        )
+    from libs.telemetry.spanwire import EncodingSpanProcessor
+
+    return EncodingSpanProcessor(
+        exporter, encoder, schedule_delay_millis=delay, max_queue_size=queue, max_export_batch_size=batch
+    )
+
+
 def _trace_spec(trace_exporter: str) -> str:
     """``AIF_TRACE_EXPORTER`` plus whatever ``OTEL_TRACES_EXPORTER`` (or an OTLP endpoint) asks."""
     standard = ",".join(otlp.exporters("traces"))
@@ -209,14 +226,7 @@ def setup_telemetry(
             provider = TracerProvider(resource=resource)
             trace.set_tracer_provider(provider)
             for exporter, delay in _span_exporters(_trace_spec(trace_exporter)):
-                provider.add_span_processor(
-                    BatchSpanProcessor(
-                        exporter,
-                        schedule_delay_millis=delay,
-                        max_queue_size=_bsp_default("OTEL_BSP_MAX_QUEUE_SIZE", BSP_QUEUE),
-                        max_export_batch_size=_bsp_default("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", BSP_BATCH),
-                    )
-                )
+                provider.add_span_processor(_span_processor(exporter, delay))
         port: int | None = None
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
             registry = _registry = prometheus_client.CollectorRegistry()

@@ -102,6 +102,53 @@ def test_the_otlp_exporter_sends_that_request(monkeypatch: pytest.MonkeyPatch) -
         exporter.shutdown()
 
 
+def test_spans_encoded_as_they_end_make_the_same_request() -> None:
+    from libs.telemetry.spanwire import EncodingSpanProcessor
+
+    spans = _spans()
+    encoder = SpanEncoder()
+    sent: list[bytes] = []
+
+    class _Wire(SpanExporter):
+        def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
+            sent.append(encoder.encode(batch))
+            return SpanExportResult.SUCCESS
+
+    processor = EncodingSpanProcessor(_Wire(), encoder, max_export_batch_size=7)
+    for span in spans:
+        processor.on_end(span)
+    processor.force_flush()
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    requests = [ExportTraceServiceRequest.FromString(b) for b in sent]
+    # Batches of at most 7, in order: each equals the SDK's request for the same spans.
+    assert sum(len(ss.spans) for r in requests for rs in r.resource_spans for ss in rs.scope_spans) == 20
+    done = 0
+    for request in requests:
+        n = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        assert request == encode_spans(spans[done : done + n])
+        done += n
+    processor.shutdown()
+
+
+def test_the_otlp_grpc_exporter_gets_the_encoding_processor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    from libs.telemetry import otlp, setup
+    from libs.telemetry.spanwire import EncodingSpanProcessor
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    exporter = otlp.span_exporter()
+    encoding = setup._span_processor(exporter, None)
+    plain = setup._span_processor(ConsoleSpanExporter(), None)
+    try:
+        assert type(encoding) is EncodingSpanProcessor and encoding._encoder is exporter.encoder
+        assert type(plain) is BatchSpanProcessor
+    finally:
+        encoding.shutdown()
+        plain.shutdown()
+
+
 class _Exporter(MetricExporter):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
