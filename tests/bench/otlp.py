@@ -8,7 +8,8 @@ collector's own work is not measured on disk), SDK defaults otherwise (batch spa
 processor, every sampled span exported; metrics every ``METRIC_INTERVAL_MS``); the other
 with both off (the Prometheus endpoint stays on in both). The rounds alternate which goes
 first, so both see the same background load; the p99 comes from calls taken in turns, one
-to each gateway (:func:`tests.bench.gateway.paired_latencies`).
+to each gateway (:func:`tests.bench.gateway.paired_latencies`), and the note gives each
+gateway's CPU time per call over those calls.
 
 - otlp.predict.rps_c8: business ``Predict`` with inline features (a traced call: server span,
   Triton client span, metrics), 8 concurrent callers; baseline: export off
@@ -81,6 +82,12 @@ def _wait(what: str, check, timeout: float = 180.0) -> None:  # type: ignore[no-
     raise RuntimeError(f"bench: {what} not ready after {timeout:.0f}s (last: {last!r:.300})")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux: /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_otlp(bootstrap: str) -> list[Figure]:
     from libs.usecase import load_default
     from tests.gateway_support import export_version, own_triton
@@ -135,8 +142,16 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
         rps: dict[str, dict[str, list[float]]] = {k: {"predict": [], "oip": []} for k in ports}
         lat: dict[str, list[float]] = {k: [] for k in ports}
         order = list(ports)
+        # CPU seconds of each gateway over the calls taken in turns (both serve the same
+        # calls at the same time): what export costs a call, with far less noise than a
+        # throughput window of this shared machine (one of 2 s moves by ±15 %).
+        pids = {"off": procs[0].pid, "on": procs[1].pid}
+        cpu = dict.fromkeys(pids, 0.0)
         for r in range(ROUNDS):
+            before = {k: _cpu_s(pid) for k, pid in pids.items()}
             turns = paired_latencies({k: partial(calls[k], predict) for k in order}, LATENCY_CALLS)
+            for key, pid in pids.items():
+                cpu[key] += _cpu_s(pid) - before[key]
             for key, seconds in turns.items():
                 lat[key] += seconds
             for key in order if r % 2 == 0 else order[::-1]:
@@ -151,12 +166,18 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
                 )
         for ch in channels.values():
             ch.close()
-        exported = (collector.log.read_text() if collector.log.exists() else "").count("Traces")
 
         def p99(key: str) -> float:
             return float(np.percentile(np.array(lat[key]) * 1000, 99))
 
-        note = f"{ROUNDS} alternating rounds; collector debug exporter; {exported} trace batches logged by it"
+        ratios = np.array(rps["on"]["predict"]) / np.array(rps["off"]["predict"])
+        per_call = {k: cpu[k] / (ROUNDS * LATENCY_CALLS) * 1e6 for k in cpu}
+        note = (
+            f"{ROUNDS} alternating rounds (each round's ratio: min {ratios.min():.3f},"
+            f" median {np.median(ratios):.3f}, max {ratios.max():.3f}); gateway CPU a c1 call:"
+            f" {per_call['on']:.0f} µs exporting, {per_call['off']:.0f} µs not"
+            f" ({per_call['on'] / per_call['off'] - 1:+.1%}); collector debug exporter"
+        )
         return [
             Figure(
                 "otlp.predict.rps_c8",
