@@ -29,7 +29,7 @@ import logging
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -53,6 +53,9 @@ DEFAULT_MAX_RECORD_BYTES = 16 * MiB
 # The dead-letter error code of a skipped batch or record.
 TOO_LARGE = "decompressed-too-large"
 UNREADABLE = "undecompressable"
+# A skipped record's header: "<error>\n<reason>", for consumers that see a record's fields
+# only (faust turns the SkippedRecord into a message of its own; a repartition forwards it).
+SKIPPED_HEADER = "aif-skipped"
 
 
 class DecompressionLimit(AifError):
@@ -259,6 +262,21 @@ class SkippedRecord(ConsumerRecord[Any, Any]):
     first_offset: int = -1
 
 
+def skipped_reason(
+    value: bytes | None, headers: Iterable[tuple[str, bytes]] | None
+) -> tuple[str, str] | None:
+    """``(error, reason)`` of a record the fetcher skipped, found from its fields alone (no
+    payload, the :data:`SKIPPED_HEADER`); None for any record with a payload. A producer
+    may forge the header on an empty record of its own: that only dead-letters it."""
+    if value:
+        return None
+    for key, raw in headers or ():
+        if key == SKIPPED_HEADER:
+            error, _, reason = (raw or b"").decode("utf-8", "replace").partition("\n")
+            return error, reason
+    return None
+
+
 class _Marker:
     """What :class:`_CappedBatch` yields in place of what it skipped: looks like a record to
     aiokafka's PartitionRecords, which hands it to :meth:`_CappedPartitionRecords._consumer_record`."""
@@ -364,7 +382,7 @@ def _partition_records_class(base: type) -> type:
                     None,
                     -1,
                     -1,
-                    (),
+                    ((SKIPPED_HEADER, f"{record.error}\n{record.reason}".encode()),),
                     reason=record.reason,
                     error=record.error,
                     first_offset=record.first_offset,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
+from libs.bus import compression
 from libs.bus import headers as h
 from libs.bus.batches import member_headers
 from libs.bus.partitions import partition_of
@@ -86,6 +87,17 @@ def batch_member(item: Incoming, event: ingestion_events.RecordAccepted, index: 
     )
 
 
+def _skipped(item: Incoming, out: BatchOutcome) -> bool:
+    """Dead-letters a batch or record the consumer skipped unread (past a decompression cap,
+    :mod:`libs.bus.compression`) with the cap's reason; False for any other message."""
+    skipped = compression.skipped_reason(item.value, item.headers)
+    if skipped is None:
+        return False
+    error, reason = skipped
+    out.dead.append(Dead(item, reason, error))
+    return True
+
+
 class RecordProcessor:
     def __init__(
         self, usecases: Mapping[str, UseCase], *, require_key: bool = False, partitions: int | None = None
@@ -112,6 +124,8 @@ class RecordProcessor:
         """Apply a batch of RecordAccepted (and RecordAcceptedBatch) messages to their entities' states."""
         out = BatchOutcome()
         for item in items:
+            if _skipped(item, out):
+                continue
             headers = header_map(item.headers)
             if headers.get(h.EVENT_TYPE) == RECORD_BATCH:
                 self._batch(item, load, out)
@@ -217,6 +231,8 @@ class RecordProcessor:
         """Turn a batch of FeedbackRecorded messages into labels."""
         out = BatchOutcome()
         for item in items:
+            if _skipped(item, out):
+                continue
             try:
                 fb = decode_feedback(item.value, header_map(item.headers), self.usecases)
             except BadEvent as exc:

@@ -173,6 +173,12 @@ def test_a_bomb_batch_is_skipped_and_the_batches_around_it_are_read(
     assert one.reason == (
         f"record raw/0@22 skipped: {2 * MiB} bytes after decompression, past the cap of {MiB} bytes per record"
     )
+    # What a consumer that copies a record's fields (faust) still finds: the header.
+    assert compression.skipped_reason(batch.value, batch.headers) == (compression.TOO_LARGE, batch.reason)
+    assert compression.skipped_reason(b"", one.headers) == (compression.TOO_LARGE, one.reason)
+    assert compression.skipped_reason(records[0].value, records[0].headers) is None
+    # A payload wins over a forged header: only an empty record can claim to be skipped.
+    assert compression.skipped_reason(b"x", batch.headers) is None
 
 
 def test_a_batch_in_a_codec_this_process_lacks_is_skipped(caps: compression.Caps) -> None:

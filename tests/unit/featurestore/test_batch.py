@@ -134,3 +134,21 @@ def test_labels_must_be_declared_classes(outcome: common_pb2.Value) -> None:
     fb.outcome.CopyFrom(outcome)
     out = proc.feedback([incoming(fb)])
     assert not out.labels and out.dead[0].error == "outcome"
+
+
+def test_a_batch_skipped_by_the_decompression_cap_is_dead_lettered_with_the_cap() -> None:
+    from libs.bus import compression
+
+    proc = RecordProcessor(USECASES)
+    reason = (
+        "record batch aif.records/2 offsets 40-90 skipped, not buffered: gzip batch inflates past the cap"
+    )
+    header = [(compression.SKIPPED_HEADER, f"{compression.TOO_LARGE}\n{reason}".encode())]
+    # As faust hands it over (no payload), and as the repartition forwards it (b"").
+    skipped = [Incoming("t", 2, 90, None, None, header), Incoming("t", 2, 90, b"", b"", header)]
+    good = incoming(from_example("loan_approval", loans(1)[0]), 91)
+    out = proc.records([*skipped, good], lambda k: None)
+    assert [(d.item.offset, d.error, d.reason) for d in out.dead] == [(90, compression.TOO_LARGE, reason)] * 2
+    assert len(out.rows) == 1
+    fb = proc.feedback(skipped[:1])
+    assert [(d.error, d.reason) for d in fb.dead] == [(compression.TOO_LARGE, reason)]
