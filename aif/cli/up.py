@@ -44,7 +44,13 @@ def _infrastructure() -> Iterator[dict[str, str]]:
             _step(f"{name:<9} {how} in {time.monotonic() - started:4.1f}s  ({handle.component.endpoint()})")
         # No folder is handed to the services: the gateway loads models into Triton through
         # its API, with files it fetches from the registry.
-        yield {"AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint()}
+        yield {
+            "AIF_KAFKA_BOOTSTRAP": handles[0].component.endpoint(),
+            # The registry signs its audit chain's head every minute to the broker's
+            # checkpoint topic, with a key beside (not in) its database: `aif audit verify`
+            # then detects a rewrite of the database by its own superuser.
+            "AIF_REGISTRY_AUDIT_CHECKPOINT_SECONDS": "60",
+        }
     finally:
         for handle in reversed(handles):
             handle.stop()

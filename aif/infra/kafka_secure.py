@@ -275,9 +275,26 @@ class KafkaSecure(Kafka):
             producers = {producer(uc): {**creds, **new}[producer(uc)] for uc in chosen}
             await upsert_scram_users(self.endpoint(), admin, producers)
             await create_topics(self.endpoint(), admin, all_topics(chosen))
+            await self._align_topic_configs(all_topics(chosen))
             await sync_acls(self.endpoint(), admin, bindings(chosen), is_managed)
         self.use_cases = chosen
         return chosen
+
+    async def _align_topic_configs(self, names: Iterable[str]) -> None:
+        """Topics with settings of their own (``libs.bus.topics.CONFIGS``: the catalogue
+        compacted, the audit checkpoints kept forever) get them even when an older setup
+        created them without."""
+        from libs.bus import topics
+        from libs.bus.admin import ensure_topic
+
+        for name in sorted(set(topics.CONFIGS) & set(names)):
+            await ensure_topic(
+                self.endpoint(),
+                name,
+                partitions=topics.PARTITIONS.get(name, 1),
+                configs=topics.CONFIGS[name],
+                security=self.kafka_security("admin"),
+            )
 
     def add_principal(self, principal: str, acls: Iterable[Any]) -> None:
         """A SCRAM user outside the table (a client such as ``kafka_acls.OUTCOME_FEED``) with

@@ -26,8 +26,12 @@ AUDIT_CHECKPOINTS = "aif.audit.checkpoints"
 # and configs: whoever creates one (``aif infra``, the registry, a follower) creates it so
 # (:func:`libs.bus.admin.ensure_topic`). A catalogue on a default topic would be deleted
 # after the broker's retention.
-PARTITIONS = {USECASES: 1}
-CONFIGS = {USECASES: {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}}
+PARTITIONS = {USECASES: 1, AUDIT_CHECKPOINTS: 1}
+CONFIGS = {
+    USECASES: {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+    # Append-only in practice: nothing is compacted away or expires.
+    AUDIT_CHECKPOINTS: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+}
 
 
 def raw(use_case: str) -> str:

@@ -42,8 +42,8 @@ from services.registry.store import RegistryStore
 log = logging.getLogger(__name__)
 
 TOPIC = topics.AUDIT_CHECKPOINTS
-# Append-only in practice: nothing is compacted away or expires.
-TOPIC_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+# Whoever creates the topic (this registry, or the secure broker's admin) creates it so.
+TOPIC_CONFIGS = topics.CONFIGS[TOPIC]
 PUBLIC_SUFFIX = ".pub"
 # Entries one checkpoint covers at most (64 hex characters each: ~70 KB of JSON).
 MAX_ENTRIES = 1000

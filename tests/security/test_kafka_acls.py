@@ -201,6 +201,27 @@ def test_the_broker_enforces_exactly_the_table(secure: KafkaSecureHandle) -> Non
     record("kafka_acl_checks", len(want))
 
 
+async def test_the_audit_checkpoint_topic_keeps_every_checkpoint(secure: KafkaSecureHandle) -> None:
+    """The registry may only append to it (no CREATE on the secure broker): the admin's setup
+    makes it with no expiry and no compaction, so no checkpoint ever leaves it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from libs.bus import topics
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=secure.bootstrap_servers, **secure.security("admin"))
+    await admin.start()
+    try:
+        replies = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topics.AUDIT_CHECKPOINTS, None)]
+        )
+    finally:
+        await admin.close()
+    configs = {str(e[0]): str(e[1]) for r in replies for res in r.resources for e in res[4]}
+    assert configs["retention.ms"] == "-1" and configs["retention.bytes"] == "-1"
+    assert configs["cleanup.policy"] == "delete"
+
+
 async def test_following_the_catalogue_sets_up_a_use_case_applied_at_run_time(
     secure: KafkaSecureHandle,
 ) -> None:

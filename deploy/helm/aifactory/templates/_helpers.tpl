@@ -1,7 +1,7 @@
 {{/*
 What each service is, beside its values: which setting names which other service it calls
 (a caller gets a token), whether it keeps state in its own SQL database, which of its
-settings name folders on its own volume (a StatefulSet then), whether it hashes personal
+settings name paths on its own volume (a StatefulSet then), whether it hashes personal
 fields (the privacy salt). The settings classes (services/<name>/settings.py) are the reference:
 tests/integration/test_deploy_manifests.py checks every AIF_ variable rendered here.
 */}}
@@ -31,7 +31,7 @@ registry:
   calls: {EVALUATOR_TARGET: evaluator, MONITOR_TARGET: monitor}
   sql: true
   salt: false
-  state: {ARTIFACT_ROOT: artifacts, EXPORT_ROOT: exports}
+  state: {ARTIFACT_ROOT: artifacts, EXPORT_ROOT: exports, AUDIT_CHECKPOINT_KEY: keys/audit-checkpoint.key}
 gateway:
   calls: {FEATURESTORE_TARGET: featurestore, REGISTRY_TARGET: registry}
   sql: false
