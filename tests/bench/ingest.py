@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from aif.datagen import LoanStream, to_json
 from libs.bus import headers as h
+from tests.bench.procs import cpu_seconds
 from tests.bench.report import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,12 +119,6 @@ async def _raw(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> 
     return len(items) / (time.perf_counter() - started)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _ingestion(bootstrap: str, run: str, items: list[tuple[bytes, bytes]], data_dir: Path) -> float:
     """The ingestion service as its own process (as deployed), fed and read by this one."""
     prefix = f"bench.{run}"
@@ -178,7 +173,7 @@ async def _ingestion(bootstrap: str, run: str, items: list[tuple[bytes, bytes]],
                 isolation_level="read_committed",
             ),
         )
-        cpu = _cpu_seconds(proc.pid)
+        cpu = cpu_seconds(proc.pid)
         started = time.perf_counter()
         await asyncio.gather(
             _produce(bootstrap, raw_topic, items),
@@ -192,7 +187,7 @@ async def _ingestion(bootstrap: str, run: str, items: list[tuple[bytes, bytes]],
             ),
         )
         elapsed = time.perf_counter() - started
-        cpu = _cpu_seconds(proc.pid) - cpu
+        cpu = cpu_seconds(proc.pid) - cpu
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -31,7 +31,7 @@ import grpc
 import numpy as np
 
 from tests.bench.gateway import calls_per_s, latencies, paired_latencies
-from tests.bench.procs import spawn_gateway
+from tests.bench.procs import cpu_seconds, spawn_gateway
 from tests.bench.report import Figure
 from tests.otel_support import OTELCOL, Collector, free_port
 
@@ -80,12 +80,6 @@ def _wait(what: str, check, timeout: float = 180.0) -> None:  # type: ignore[no-
             last = exc
             time.sleep(0.3)
     raise RuntimeError(f"bench: {what} not ready after {timeout:.0f}s (last: {last!r:.300})")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux: /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_otlp(bootstrap: str) -> list[Figure]:
@@ -148,10 +142,10 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
         pids = {"off": procs[0].pid, "on": procs[1].pid}
         cpu = dict.fromkeys(pids, 0.0)
         for r in range(ROUNDS):
-            before = {k: _cpu_s(pid) for k, pid in pids.items()}
+            before = {k: cpu_seconds(pid) for k, pid in pids.items()}
             turns = paired_latencies({k: partial(calls[k], predict) for k in order}, LATENCY_CALLS)
             for key, pid in pids.items():
-                cpu[key] += _cpu_s(pid) - before[key]
+                cpu[key] += cpu_seconds(pid) - before[key]
             for key, seconds in turns.items():
                 lat[key] += seconds
             for key in order if r % 2 == 0 else order[::-1]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -19,3 +20,9 @@ def spawn_gateway(env: Mapping[str, str], log: Path, cwd: Path = ROOT) -> subpro
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
