@@ -79,7 +79,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     cmds.add_parser("rotate", help="new signing key; the JWKS keeps the old public key")
     retire = cmds.add_parser("retire", help="drop a rotated-out key from the JWKS")
-    retire.add_argument("kid", help="the key's id (aif token rotate prints them)")
+    retire.add_argument(
+        "kid", help="the key's id (aif token rotate prints them; one beginning with '-' goes after --)"
+    )
     service = cmds.add_parser(
         "service", help="mint each service's own credentials folder (public key, revocation list, token)"
     )
