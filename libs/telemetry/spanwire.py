@@ -4,9 +4,9 @@ The SDK's encoder (``encode_spans``) builds a protobuf object per span, per attr
 and per value in Python: some 40 µs a span on this project's machines, paid in the
 exporter's thread while the service's event loop waits for the GIL (the gateway at
 concurrency 8 lost some 9 % of its throughput to it). :class:`SpanEncoder` writes the
-same ``ExportTraceServiceRequest`` on the wire directly: a span's ids, times, kind and
-flags are a few bytes each, and the encoded attributes (``rpc.method`` and the like:
-the same few pairs on every span), names, resources and scopes are remembered. Spans
+same ``ExportTraceServiceRequest`` on the wire directly: a span's ids and times are packed
+in two calls, and the rest of it (name, kind, attributes, status, flags: the same few
+values on every span of one kind) is remembered whole, as are resources and scopes. Spans
 with events or links, and attribute values other than str, bool, int and float, go
 through the SDK's own encoder: the result parses to a message equal to the SDK's
 (tests.unit.libs.test_spanwire checks it).
@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
@@ -56,8 +57,12 @@ _KINDS = {kind: bytes([value]) for kind, value in _KIND.items()}  # each value f
 _LOCAL = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _REMOTE = _LOCAL | SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _SCALARS = (str, bool, int, float)
-_fixed64 = struct.Struct("<Q").pack
+_SAMPLED = 0x01  # TraceFlags.SAMPLED, without the property
 _fixed32 = struct.Struct("<I").pack
+# A span's fixed-size fields, keys given as arguments: ids (big-endian bytes), then times.
+_HEAD = struct.Struct("<2s16s2s8s").pack
+_HEAD_PARENT = struct.Struct("<2s16s2s8s2s8s").pack
+_TIMES = struct.Struct("<1sQ1sQ").pack
 
 # Field keys (field number << 3 | wire type) of opentelemetry.proto.trace.v1.Span and the
 # messages around it.
@@ -78,6 +83,7 @@ _REMOTE_FLAGS = _FLAGS + _fixed32(_REMOTE)
 _STATUS_MESSAGE = 2
 _STATUS_CODE = b"\x18"  # 3, varint
 _SCOPE_SPANS_SPAN = 2
+_SPAN_FIELD = b"\x12"  # ScopeSpans.spans: 2, length-delimited
 _RESOURCE_SPANS_SCOPE = 2
 _REQUEST_RESOURCE = 1
 
@@ -89,6 +95,10 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+# Length prefixes up to 4 KiB, made once: a span is a few hundred bytes.
+_LENGTHS = [_varint(n) for n in range(1 << 12)]
 
 
 def _field(number: int, data: bytes) -> bytes:
@@ -106,7 +116,8 @@ def _remembered(cache: dict[Any, bytes], key: Any, make: Callable[[], bytes]) ->
 
 
 class EncodedSpan:
-    """A finished span already on the wire format, with what the request groups it by."""
+    """A finished span already on the wire format (a ScopeSpans ``spans`` field), with what
+    the request groups it by."""
 
     __slots__ = ("data", "instrumentation_scope", "resource")
 
@@ -122,6 +133,7 @@ class SpanEncoder:
     def __init__(self) -> None:
         self._attributes: dict[tuple[str, type, Any], bytes] = {}
         self._names: dict[str, bytes] = {}
+        self._tails: dict[tuple[Any, ...], bytes] = {}
         self._statuses: dict[tuple[StatusCode, str | None], bytes] = {}
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
         self._resources: dict[Resource, bytes] = {}
@@ -132,7 +144,14 @@ class SpanEncoder:
     def encoded(self, span: ReadableSpan) -> EncodedSpan:
         """``span`` on the wire format now (:class:`EncodingSpanProcessor` calls it as a span
         ends), for :meth:`encode` to put into a request later."""
-        return EncodedSpan(span.resource, span.instrumentation_scope, self._span(span))
+        # The SDK's fields where it has them, as in _span.
+        resource = getattr(span, "_resource", None)
+        scope = getattr(span, "_instrumentation_scope", None)
+        return EncodedSpan(
+            span.resource if resource is None else resource,
+            span.instrumentation_scope if scope is None else scope,
+            self._span(span),
+        )
 
     def encode(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
         """The serialised request, grouped by resource and scope as the SDK's encoder does."""
@@ -161,7 +180,7 @@ class SpanEncoder:
             parts = [_remembered(self._resources, resource, lambda r=resource: self._resource(r))]  # type: ignore[misc]
             for scope, encoded in scopes.items():
                 head = _remembered(self._scopes, scope, lambda s=scope: self._scope(s))  # type: ignore[misc]
-                body = head + b"".join(_field(_SCOPE_SPANS_SPAN, e) for e in encoded)
+                body = head + b"".join(encoded)  # each span already a ScopeSpans field
                 parts.append(_field(_RESOURCE_SPANS_SCOPE, body))
             out.append(_field(_REQUEST_RESOURCE, b"".join(parts)))
         return b"".join(out)
@@ -181,62 +200,105 @@ class SpanEncoder:
         ).SerializeToString()
 
     def _span(self, span: ReadableSpan) -> bytes:
+        """``span`` as the ``spans`` field of a ScopeSpans: key, length, Span message."""
         # The SDK's own fields where it has them: its public properties copy the events,
-        # links and attributes on every read (a fifth of the time per span). The equality
-        # tests against the SDK's encoder catch a version that changes them.
+        # links and attributes on every read. The equality tests against the SDK's encoder
+        # catch a version that renames them.
         events, links = getattr(span, "_events", None), getattr(span, "_links", None)
         if events is None or links is None:
             events, links = span.events, span.links
         if events or links or getattr(events, "dropped", 0) or getattr(links, "dropped", 0):
-            return _encode_span(span).SerializeToString()  # rare here: the SDK's way
-        ctx = span.get_span_context()
-        assert ctx is not None and span.start_time is not None and span.end_time is not None
-        parts = [_TRACE_ID, ctx.trace_id.to_bytes(16, "big"), _SPAN_ID, ctx.span_id.to_bytes(8, "big")]
+            return _field(_SCOPE_SPANS_SPAN, _encode_span(span).SerializeToString())  # the SDK's way
+        ctx = getattr(span, "_context", None) or span.get_span_context()
+        start, end = span.start_time, span.end_time
+        assert ctx is not None and start is not None and end is not None
+        parent = span.parent
+        if parent is None:
+            head = _HEAD(
+                _TRACE_ID, ctx.trace_id.to_bytes(16, "big"), _SPAN_ID, ctx.span_id.to_bytes(8, "big")
+            )
+        else:
+            head = _HEAD_PARENT(
+                _TRACE_ID,
+                ctx.trace_id.to_bytes(16, "big"),
+                _SPAN_ID,
+                ctx.span_id.to_bytes(8, "big"),
+                _PARENT_ID,
+                parent.span_id.to_bytes(8, "big"),
+            )
         if ctx.trace_state:
             state = ",".join(f"{k}={v}" for k, v in ctx.trace_state.items())
-            parts.append(_field(_TRACE_STATE, state.encode()))
-        parent = span.parent
-        if parent is not None:
-            parts += (_PARENT_ID, parent.span_id.to_bytes(8, "big"))
-        name = self._names.get(span.name)
-        if name is None:
-            name = _remembered(self._names, span.name, lambda: _field(_NAME, span.name.encode()))
-        parts += (
-            name,
-            _KIND_KEY,
-            _KINDS[span.kind],
-            _START,
-            _fixed64(span.start_time),
-            _END,
-            _fixed64(span.end_time),
+            head += _field(_TRACE_STATE, state.encode())
+        body = (
+            head
+            + _TIMES(_START, start, _END, end)
+            + self._tail(span, parent is not None and parent.is_remote)
         )
+        size = len(body)
+        return _SPAN_FIELD + (_LENGTHS[size] if size < len(_LENGTHS) else _varint(size)) + body
+
+    def _tail(self, span: ReadableSpan, remote_parent: bool) -> bytes:
+        """Everything of a Span message but its ids, trace state and times: name, kind,
+        attributes, status and flags. Remembered whole: a service's spans of one kind carry
+        the same few attribute values (a method, a model version), so most spans cost one
+        dict lookup here."""
         attributes = getattr(span, "_attributes", None)
         items = getattr(attributes, "_dict", None)  # BoundedAttributes' plain dict
         if items is None:
-            items = span.attributes
-        if items:
-            known = self._attributes
-            for key, value in items.items():
-                if isinstance(value, _SCALARS):
-                    cache_key = (key, type(value), value)
-                    encoded = known.get(cache_key)
-                    if encoded is None:
-                        encoded = _remembered(known, cache_key, lambda k=key, v=value: self._attribute(k, v))  # type: ignore[misc]
-                    parts.append(encoded)
-                else:  # a sequence: not remembered (a list is not hashable)
-                    parts.append(self._attribute(key, value))
+            items = span.attributes or {}
+        values = tuple(items.values())
+        types = tuple(map(type, values))
+        status = span.status
+        # The value types are part of the key (True == 1 == 1.0, each encoded differently);
+        # a sequence's items could be of either, so spans with one are not remembered. The
+        # kind and status code are enum members, singletons: keyed by id, as hashing an
+        # enum member runs Python code.
+        key = None
+        if tuple not in types and list not in types:
+            key = (
+                span.name,
+                id(span.kind),
+                id(status.status_code),
+                status.description,
+                remote_parent,
+                getattr(attributes, "dropped", 0),
+                tuple(items),
+                values,
+                types,
+            )
+            try:
+                found = self._tails.get(key)
+            except TypeError:  # a value that cannot be hashed: encoded every time
+                found, key = None, None
+            if found is not None:
+                return found
+        parts = [
+            _remembered(self._names, span.name, lambda: _field(_NAME, span.name.encode())),
+            _KIND_KEY,
+            _KINDS[span.kind],
+        ]
+        known = self._attributes
+        for name, value in items.items():
+            if isinstance(value, _SCALARS):
+                parts.append(
+                    _remembered(known, (name, type(value), value), partial(self._attribute, name, value))
+                )
+            else:  # a sequence: not remembered (a list is not hashable)
+                parts.append(self._attribute(name, value))
         if span.dropped_attributes:
             parts += (_DROPPED_ATTRIBUTES, _varint(span.dropped_attributes))
-        status = span.status
-        status_key = (status.status_code, status.description)
-        encoded_status = self._statuses.get(status_key)
-        if encoded_status is None:
-            encoded_status = _remembered(
-                self._statuses, status_key, lambda: self._status(status.status_code, status.description)
+        parts.append(
+            _remembered(
+                self._statuses,
+                (status.status_code, status.description),
+                lambda: self._status(status.status_code, status.description),
             )
-        parts.append(encoded_status)
-        parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
-        return b"".join(parts)
+        )
+        parts.append(_REMOTE_FLAGS if remote_parent else _LOCAL_FLAGS)
+        tail = b"".join(parts)
+        if key is not None:
+            _remembered(self._tails, key, lambda: tail)
+        return tail
 
     @staticmethod
     def _attribute(key: str, value: Any) -> bytes:
@@ -267,6 +329,7 @@ class EncodingSpanProcessor(BatchSpanProcessor):
         self._encoder = encoder
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not (span.context and span.context.trace_flags.sampled):
+        ctx = span.context
+        if not (ctx and ctx.trace_flags & _SAMPLED):
             return
         self._batch_processor.emit(self._encoder.encoded(span))  # type: ignore[arg-type]

@@ -86,6 +86,23 @@ def test_the_request_equals_the_sdk_encoders() -> None:
     assert encoder.request([]) == encode_spans([])
 
 
+def test_equal_values_of_other_types_keep_their_own_encoding() -> None:
+    # True == 1 == 1.0 (and (True, False) == (1, 0)): whatever the encoder remembers of one
+    # span must not be reused for a span whose values only compare equal.
+    kept = _Kept()
+    provider = TracerProvider(resource=Resource.create({"service.name": "a"}))
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    tracer = provider.get_tracer("aifactory.gateway")
+    for value in (True, 1, 1.0, (True, False), (1, 0), (1.0, 0.0), "1", 1, True):
+        with tracer.start_as_current_span("same", attributes={"flag": value, "fixed": 1}):
+            pass
+    provider.shutdown()
+    encoder = SpanEncoder()
+    for span in kept.spans:
+        assert encoder.request([span]) == encode_spans([span])
+    assert encoder.request(kept.spans) == encode_spans(kept.spans)
+
+
 def test_the_otlp_exporter_sends_that_request(monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
