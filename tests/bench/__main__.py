@@ -83,7 +83,7 @@ SMOKE: dict[object, dict[str, object]] = {
     monitor: {"SEEDS": (11,)},
     artifact: {"ROUNDS": 1},
     multihost_bench: {"SKIP": "--smoke (make test runs the same layout: tests/multihost)"},
-    otlp_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "LATENCY_CALLS": 20, "WARMUP": 20},
+    otlp_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.5, "OIP_RPS_SECONDS": 0.5, "LATENCY_CALLS": 20, "WARMUP": 20},
     rest_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "RPS_ROUNDS": 1, "LATENCY_CALLS": 20, "WARMUP": 20},
     mtls_bench: {"ROUNDS": 2, "RPS_SECONDS": 0.3, "LATENCY_CALLS": 20, "WARMUP": 20},
     gateway_bench: {

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -253,6 +253,84 @@ async def calls_per_s(
         loop_stop = started + seconds
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         return done / (time.perf_counter() - started)
+
+
+# Length of one slice of alternating_calls_per_s.
+SLICE_S = 0.25
+
+
+async def alternating_calls_per_s(
+    targets: Mapping[str, str],
+    payload: bytes,
+    seconds: float,
+    *,
+    method: str,
+    slice_s: float = SLICE_S,
+    warmup_s: float = 0.5,
+) -> dict[str, list[float]]:
+    """Calls per second at CONCURRENCY to each server of ``targets`` (name → address), the
+    load moved from one to the next every ``slice_s`` (the order rotating every turn), for
+    about ``seconds`` per server: the rate of each slice, per name.
+
+    This machine's speed moves by some ±10 % over a second or two (other tenants), so
+    windows of a few seconds per server, even alternated, let a slow spell land on one
+    variant: a 2-s window's ratio between two identical gateways ran from 0.82 to 1.17.
+    Slices of a quarter second put both sides of every spell on every server (the same
+    identical pair, its ratio over 4-s blocks: a standard deviation of 0.03, against 0.055
+    with 1-s slices and 0.058 with 2-s ones).
+    A call counts for its slice only if it starts and ends in it: the CONCURRENCY calls in
+    flight when a slice ends count for no one, alike on every server."""
+    keys = list(targets)
+    channels = {k: grpc.aio.insecure_channel(targets[k]) for k in keys}
+    try:
+        calls = {k: channels[k].unary_unary(method) for k in keys}
+        for key in keys:  # connected and warm before the first slice
+            stop_at = time.perf_counter() + warmup_s
+
+            async def warm(
+                call: Callable[..., Awaitable[object]] = calls[key], until: float = stop_at
+            ) -> None:
+                while time.perf_counter() < until:
+                    await call(payload)
+
+            await asyncio.gather(*(warm() for _ in range(CONCURRENCY)))
+        current = {"slice": 0, "key": keys[0], "done": 0}
+        running = True
+
+        async def worker() -> None:
+            while running:
+                slice_no, key = current["slice"], current["key"]
+                await calls[key](payload)  # type: ignore[index]
+                if current["slice"] == slice_no:
+                    current["done"] += 1  # type: ignore[operator]
+
+        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
+        rates: dict[str, list[float]] = {k: [] for k in keys}
+        try:
+            for turn in range(max(1, round(seconds / slice_s))):
+                shift = turn % len(keys)
+                for key in keys[shift:] + keys[:shift]:
+                    current.update(slice=current["slice"] + 1, key=key, done=0)  # type: ignore[operator]
+                    started = time.perf_counter()
+                    await asyncio.sleep(slice_s)
+                    rates[key].append(current["done"] / (time.perf_counter() - started))  # type: ignore[operator]
+        finally:
+            running = False
+            await asyncio.gather(*workers, return_exceptions=True)
+        return rates
+    finally:
+        for channel in channels.values():
+            await channel.close()
+
+
+def block_ratios(value: Sequence[float], baseline: Sequence[float], block: int) -> list[float]:
+    """Ratios of ``value`` to ``baseline`` (slice rates of the same turns) over consecutive
+    blocks of ``block`` turns: how much the whole figure could move."""
+    n = min(len(value), len(baseline))
+    return [
+        float(np.mean(value[i : i + block]) / np.mean(baseline[i : i + block]))
+        for i in range(0, n - block + 1, block)
+    ] or [float(np.mean(value[:n]) / np.mean(baseline[:n]))]
 
 
 def _perf_analyzer(url: str, concurrency: int, out: Path) -> dict[str, float] | None:

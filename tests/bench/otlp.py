@@ -6,10 +6,12 @@ log on) on one Triton of the bench's own: one with ``OTEL_TRACES_EXPORTER=otlp``
 ``OTEL_METRICS_EXPORTER=otlp`` to ``otelcol-aif`` (debug exporter, basic verbosity: the
 collector's own work is not measured on disk), SDK defaults otherwise (batch span
 processor, every sampled span exported; metrics every ``METRIC_INTERVAL_MS``); the other
-with both off (the Prometheus endpoint stays on in both). The rounds alternate which goes
-first, so both see the same background load; the p99 comes from calls taken in turns, one
-to each gateway (:func:`tests.bench.gateway.paired_latencies`), and the note gives each
-gateway's CPU time per call over those calls.
+with both off (the Prometheus endpoint stays on in both). Both see the same background
+load: the throughput comes from load moved between the two every quarter second
+(:func:`tests.bench.gateway.alternating_calls_per_s`, ``RPS_SECONDS`` per gateway), the
+p99 from calls taken in turns, one to each gateway (:func:`tests.bench.gateway.paired_latencies`).
+The note gives the spread of the throughput ratio over 4-s blocks and each gateway's CPU
+time per call.
 
 - otlp.predict.rps_c8: business ``Predict`` with inline features (a traced call: server span,
   Triton client span, metrics), 8 concurrent callers; baseline: export off
@@ -30,14 +32,18 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from tests.bench.gateway import calls_per_s, latencies, paired_latencies
+from tests.bench.gateway import SLICE_S, alternating_calls_per_s, block_ratios, latencies, paired_latencies
 from tests.bench.procs import cpu_seconds, spawn_gateway
 from tests.bench.report import Figure
 from tests.otel_support import OTELCOL, Collector, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 6
-RPS_SECONDS = 2.0
+# Seconds of load per gateway (in quarter-second slices): the ratio of the whole has a
+# standard deviation of about 1 % here at 30 s (its 4-s blocks: some 3 %).
+RPS_SECONDS = 30.0
+OIP_RPS_SECONDS = 15.0
+BLOCK_S = 4.0
 LATENCY_CALLS = 500
 WARMUP = 300
 CONCURRENCY = 8
@@ -133,60 +139,64 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
         for key, call in calls.items():
             _wait(f"gateway ({key})", lambda c=call: c(predict, timeout=5))  # type: ignore[misc]
             latencies(call, predict, WARMUP)
-        rps: dict[str, dict[str, list[float]]] = {k: {"predict": [], "oip": []} for k in ports}
         lat: dict[str, list[float]] = {k: [] for k in ports}
         order = list(ports)
         # CPU seconds of each gateway over the calls taken in turns (both serve the same
-        # calls at the same time): what export costs a call, with far less noise than a
-        # throughput window of this shared machine (one of 2 s moves by ±15 %).
+        # calls at the same time): what export costs a call, beside the throughput.
         pids = {"off": procs[0].pid, "on": procs[1].pid}
         cpu = dict.fromkeys(pids, 0.0)
-        for r in range(ROUNDS):
+        for _ in range(ROUNDS):
             before = {k: cpu_seconds(pid) for k, pid in pids.items()}
             turns = paired_latencies({k: partial(calls[k], predict) for k in order}, LATENCY_CALLS)
             for key, pid in pids.items():
                 cpu[key] += cpu_seconds(pid) - before[key]
             for key, seconds in turns.items():
                 lat[key] += seconds
-            for key in order if r % 2 == 0 else order[::-1]:
-                g, o = ports[key]
-                rps[key]["predict"].append(
-                    asyncio.run(
-                        calls_per_s(f"127.0.0.1:{g}", predict, RPS_SECONDS, method=PREDICT, warmup_s=0.3)
-                    )
+        rps = {
+            "predict": asyncio.run(
+                alternating_calls_per_s(
+                    {k: f"127.0.0.1:{g}" for k, (g, _) in ports.items()}, predict, RPS_SECONDS, method=PREDICT
                 )
-                rps[key]["oip"].append(
-                    asyncio.run(calls_per_s(f"127.0.0.1:{o}", oip, RPS_SECONDS, method=INFER, warmup_s=0.3))
+            ),
+            "oip": asyncio.run(
+                alternating_calls_per_s(
+                    {k: f"127.0.0.1:{o}" for k, (_, o) in ports.items()}, oip, OIP_RPS_SECONDS, method=INFER
                 )
+            ),
+        }
         for ch in channels.values():
             ch.close()
 
         def p99(key: str) -> float:
             return float(np.percentile(np.array(lat[key]) * 1000, 99))
 
-        ratios = np.array(rps["on"]["predict"]) / np.array(rps["off"]["predict"])
+        blocks = block_ratios(rps["predict"]["on"], rps["predict"]["off"], max(1, round(BLOCK_S / SLICE_S)))
         per_call = {k: cpu[k] / (ROUNDS * LATENCY_CALLS) * 1e6 for k in cpu}
         note = (
-            f"{ROUNDS} alternating rounds (each round's ratio: min {ratios.min():.3f},"
-            f" median {np.median(ratios):.3f}, max {ratios.max():.3f}); gateway CPU a c1 call:"
-            f" {per_call['on']:.0f} µs exporting, {per_call['off']:.0f} µs not"
-            f" ({per_call['on'] / per_call['off'] - 1:+.1%}); collector debug exporter"
+            f"{RPS_SECONDS:g} s a gateway in {SLICE_S * 1000:.0f}-ms slices, alternating (the ratio over"
+            f" {len(blocks)} blocks of {BLOCK_S:.0f} s: min {min(blocks):.3f}, median {np.median(blocks):.3f},"
+            f" max {max(blocks):.3f}); gateway CPU a c1 call: {per_call['on']:.0f} µs exporting,"
+            f" {per_call['off']:.0f} µs not ({per_call['on'] / per_call['off'] - 1:+.1%}); collector debug exporter"
         )
+
+        def mean(part: str, key: str) -> float:
+            return float(np.mean(rps[part][key]))
+
         return [
             Figure(
                 "otlp.predict.rps_c8",
-                float(np.median(rps["on"]["predict"])),
+                mean("predict", "on"),
                 "req/s",
                 "export off",
-                float(np.median(rps["off"]["predict"])),
+                mean("predict", "off"),
                 note,
             ),
             Figure(
                 "otlp.oip.rps_c8",
-                float(np.median(rps["on"]["oip"])),
+                mean("oip", "on"),
                 "req/s",
                 "export off",
-                float(np.median(rps["off"]["oip"])),
+                mean("oip", "off"),
             ),
             Figure("otlp.predict.p99_ms", p99("on"), "ms", "export off", p99("off")),
         ]
