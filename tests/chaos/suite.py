@@ -392,6 +392,13 @@ class Chaos:
         )
         feedback = await topic_ids(bootstrap, "aif.feedback", "feedback_id")
         fb_known = {k: n for k, n in feedback.items() if k in ledger.feedback}
+        # Recording is idempotent by feedback_id (the event id every consumer deduplicates
+        # on): an attempt the gateway published but could not answer (killed in between)
+        # is sent again under the same id, so the topic may hold it twice with one effect
+        # (the joins row below counts the monitor's). Only copies beyond the failed
+        # attempts can be a doubling.
+        resent = sum(n - 1 for n in fb_known.values() if n > 1)
+        retried = sum(n for k, n in ledger.failed.items() if k.startswith("RecordFeedback "))
         rows.append(
             Row(
                 "feedback",
@@ -399,7 +406,11 @@ class Chaos:
                 len(ledger.feedback),
                 len(fb_known),
                 len(ledger.feedback) - len(fb_known),
-                sum(n - 1 for n in fb_known.values() if n > 1),
+                max(0, resent - retried),
+                f"{resent} sent again under its feedback_id after a failed attempt (consumers deduplicate)"
+                if resent
+                else "",
+                [k for k, n in fb_known.items() if n > 1][:10],
             )
         )
 
