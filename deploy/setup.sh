@@ -29,6 +29,21 @@ if [ ! -f .venv/.project.sha ] || ! sha256sum -c --status .venv/.project.sha 2>/
   sha256sum pyproject.toml > .venv/.project.sha
 fi
 
+# The compiled span encoder (libs/telemetry/_spanwire.c: the OTLP export's per-span work
+# on a service's request path, see libs/telemetry/spanwire.py). Rebuilt when the source is
+# newer; a service without it encodes in Python, byte for byte the same, only slower.
+EXT="libs/telemetry/_spanwire$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+if [ ! -f "$EXT" ] || [ libs/telemetry/_spanwire.c -nt "$EXT" ]; then
+  INCLUDE="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  if { ! command -v cc >/dev/null 2>&1 || [ ! -f "$INCLUDE/Python.h" ]; } && [ "$(id -u)" = 0 ]; then
+    echo "==> installing a C compiler and Python's headers (the span encoder)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev python3-dev
+  fi
+  echo "==> compiling the span encoder ($EXT)"
+  cc -O2 -fPIC -shared -Wall -Wextra -Werror -I"$INCLUDE" -o "$EXT" libs/telemetry/_spanwire.c
+fi
+
 .venv/bin/python -m aif.infra install "$@"
 # helm and the Compose CLI, built from the Go module proxy into build/tools/bin (the
 # deployment-manifest tests run them); skipped when the pinned versions are there.

@@ -10,6 +10,11 @@ values on every span of one kind) is remembered whole, as are resources and scop
 with events or links, and attribute values other than str, bool, int and float, go
 through the SDK's own encoder: the result parses to a message equal to the SDK's
 (tests.unit.libs.test_spanwire checks it).
+
+A span whose tail is remembered is encoded by compiled code when ``make setup`` has built
+it (``_spanwire.c``, next to this file): well under a microsecond instead of 4 µs idle and
+13-19 µs in a busy gateway. Without it (no C compiler where the service was installed)
+the Python below does the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
+
+_span_field: Callable[[Any, dict[Any, bytes]], bytes | None] | None
+try:
+    from libs.telemetry._spanwire import span_field as _span_field
+except ImportError:  # not compiled here: the Python encoding below
+    _span_field = None
 
 # Remembered encodings per kind of thing: beyond this many (attribute values that are
 # ids, say), the cache starts again instead of growing.
@@ -147,10 +158,11 @@ class SpanEncoder:
         # The SDK's fields where it has them, as in _span.
         resource = getattr(span, "_resource", None)
         scope = getattr(span, "_instrumentation_scope", None)
+        data = None if _span_field is None else _span_field(span, self._tails)
         return EncodedSpan(
             span.resource if resource is None else resource,
             span.instrumentation_scope if scope is None else scope,
-            self._span(span),
+            self._encode_span(span) if data is None else data,
         )
 
     def encode(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
@@ -201,6 +213,12 @@ class SpanEncoder:
 
     def _span(self, span: ReadableSpan) -> bytes:
         """``span`` as the ``spans`` field of a ScopeSpans: key, length, Span message."""
+        data = None if _span_field is None else _span_field(span, self._tails)
+        return self._encode_span(span) if data is None else data
+
+    def _encode_span(self, span: ReadableSpan) -> bytes:
+        """:meth:`_span` in Python: every span (the compiled code only takes a span whose
+        tail this remembers)."""
         # The SDK's own fields where it has them: its public properties copy the events,
         # links and attributes on every read. The equality tests against the SDK's encoder
         # catch a version that renames them.

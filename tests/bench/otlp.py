@@ -32,6 +32,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from libs.telemetry import spanwire
 from tests.bench.gateway import SLICE_S, alternating_calls_per_s, block_ratios, latencies, paired_latencies
 from tests.bench.procs import cpu_seconds, spawn_gateway
 from tests.bench.report import Figure
@@ -176,7 +177,8 @@ def measure_otlp(bootstrap: str) -> list[Figure]:
             f"{RPS_SECONDS:g} s a gateway in {SLICE_S * 1000:.0f}-ms slices, alternating (the ratio over"
             f" {len(blocks)} blocks of {BLOCK_S:.0f} s: min {min(blocks):.3f}, median {np.median(blocks):.3f},"
             f" max {max(blocks):.3f}); gateway CPU a c1 call: {per_call['on']:.0f} µs exporting,"
-            f" {per_call['off']:.0f} µs not ({per_call['on'] / per_call['off'] - 1:+.1%}); collector debug exporter"
+            f" {per_call['off']:.0f} µs not ({per_call['on'] / per_call['off'] - 1:+.1%}); collector debug exporter;"
+            f" span encoder {'compiled' if spanwire._span_field is not None else 'Python (not compiled)'}"
         )
 
         def mean(part: str, key: str) -> float:

@@ -23,6 +23,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.trace.span import TraceState
 from prometheus_client import CollectorRegistry, generate_latest
 
+from libs.telemetry import spanwire
 from libs.telemetry.readers import ExportingPrometheusReader, shares
 from libs.telemetry.spanwire import SpanEncoder
 
@@ -42,7 +43,11 @@ def _spans() -> list[ReadableSpan]:
     for resource in resources:
         provider = TracerProvider(resource=resource, span_limits=SpanLimits(max_attributes=5))
         provider.add_span_processor(SimpleSpanProcessor(kept))
-        for scope in ("aifactory.gateway", "aifactory.other"):
+        for scope, traced_before in (
+            ("aifactory.gateway", True),
+            ("aifactory.other", True),
+            ("local", False),
+        ):
             tracer = provider.get_tracer(scope, "1.0", schema_url="https://example/schema")
             remote = SpanContext(
                 0x0AF7651916CD43DD8448EB211C80319C,
@@ -53,7 +58,8 @@ def _spans() -> list[ReadableSpan]:
             )
             with tracer.start_as_current_span(
                 "/svc/Method",
-                context=trace.set_span_in_context(NonRecordingSpan(remote)),
+                # A caller's trace (remote parent, trace state) or a trace of its own.
+                context=trace.set_span_in_context(NonRecordingSpan(remote)) if traced_before else None,
                 kind=SpanKind.SERVER,
                 attributes={"rpc.system": "grpc", "n": 3, "ok": True, "ratio": 0.5, "tags": ("x", "y")},
             ) as server:
@@ -76,14 +82,50 @@ def _spans() -> list[ReadableSpan]:
     return kept.spans
 
 
+@pytest.fixture(params=["compiled", "python"], autouse=True)
+def encoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here with the compiled encoder (libs/telemetry/_spanwire.c, built by
+    ``make setup``) and without it (the Python that a service falls back to)."""
+    if request.param == "compiled":
+        assert spanwire._span_field is not None, "libs/telemetry/_spanwire.c is not compiled: run make setup"
+    else:
+        monkeypatch.setattr(spanwire, "_span_field", None)
+    return str(request.param)
+
+
 def test_the_request_equals_the_sdk_encoders() -> None:
     spans = _spans()
-    assert len(spans) == 20
+    assert len(spans) == 30
     encoder = SpanEncoder()
     for _ in range(2):  # the second time from what the encoder remembered
         assert encoder.request(spans) == encode_spans(spans)
     assert encoder.request(spans[:1]) == encode_spans(spans[:1])
     assert encoder.request([]) == encode_spans([])
+
+
+@pytest.mark.parametrize("encoding", ["compiled"], indirect=True)
+def test_the_compiled_encoder_takes_every_remembered_plain_span() -> None:
+    spans = _spans()
+    encoder = SpanEncoder()
+    assert spanwire._span_field is not None
+    assert all(spanwire._span_field(s, encoder._tails) is None for s in spans)  # nothing remembered yet
+    encoder.encode(spans)
+    plain = [
+        s
+        for s in spans
+        if not (s.events or s.links or s.context.trace_state)
+        and not any(isinstance(v, tuple) for v in (s.attributes or {}).values())
+    ]
+    assert len(plain) == 6  # of the local trace: all but the linked one and the one with a sequence
+    for span in spans:
+        fast = spanwire._span_field(span, encoder._tails)
+        if span in plain:
+            assert fast == encoder._encode_span(span)
+        else:  # events, links, trace state or a sequence value: left to the Python encoder
+            assert fast is None
+    assert spanwire._span_field(object(), encoder._tails) is None  # not a span it knows: left alone
+    with pytest.raises(TypeError, match="tails"):
+        spanwire._span_field(spans[0], [])  # type: ignore[arg-type]
 
 
 def test_equal_values_of_other_types_keep_their_own_encoding() -> None:
@@ -139,13 +181,51 @@ def test_spans_encoded_as_they_end_make_the_same_request() -> None:
 
     requests = [ExportTraceServiceRequest.FromString(b) for b in sent]
     # Batches of at most 7, in order: each equals the SDK's request for the same spans.
-    assert sum(len(ss.spans) for r in requests for rs in r.resource_spans for ss in rs.scope_spans) == 20
+    assert sum(len(ss.spans) for r in requests for rs in r.resource_spans for ss in rs.scope_spans) == 30
     done = 0
     for request in requests:
         n = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         assert request == encode_spans(spans[done : done + n])
         done += n
     processor.shutdown()
+
+
+def test_live_spans_ending_through_the_processor_make_the_sdks_request() -> None:
+    # The path a service takes: the processor gets the SDK's own Span objects (not the
+    # copies an exporter sees), the same kind of span again and again, now and then with an
+    # event or a remote parent: each must come out as the SDK encodes it.
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from libs.telemetry.spanwire import EncodingSpanProcessor
+
+    encoder = SpanEncoder()
+    sent: list[bytes] = []
+
+    class _Wire(SpanExporter):
+        def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
+            sent.append(encoder.encode(batch))
+            return SpanExportResult.SUCCESS
+
+    kept = _Kept()
+    provider = TracerProvider(resource=Resource.create({"service.name": "gateway"}))
+    provider.add_span_processor(EncodingSpanProcessor(_Wire(), encoder, max_export_batch_size=1_000))
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    tracer = provider.get_tracer("aifactory.gateway")
+    remote = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(1))
+    for i in range(12):
+        context = trace.set_span_in_context(NonRecordingSpan(remote)) if i % 4 == 3 else None
+        with tracer.start_as_current_span(
+            "Predict", context=context, kind=SpanKind.SERVER, attributes={"m": "P"}
+        ):
+            with tracer.start_as_current_span(
+                "triton ModelInfer", kind=SpanKind.CLIENT, attributes={"v": 1}
+            ) as call:
+                if i % 5 == 4:
+                    call.add_event("retry")
+    provider.shutdown()
+    assert len(kept.spans) == 24
+    (request,) = (ExportTraceServiceRequest.FromString(b) for b in sent)
+    assert request == encode_spans(kept.spans)
 
 
 def test_the_otlp_grpc_exporter_gets_the_encoding_processor(monkeypatch: pytest.MonkeyPatch) -> None:
