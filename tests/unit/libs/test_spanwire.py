@@ -161,6 +161,17 @@ def test_the_otlp_exporter_sends_that_request(monkeypatch: pytest.MonkeyPatch) -
         exporter.shutdown()
 
 
+class _Wire(SpanExporter):
+    """Keeps each batch as ``encoder`` puts it on the wire."""
+
+    def __init__(self, encoder: SpanEncoder, sent: list[bytes]) -> None:
+        self.encoder, self.sent = encoder, sent
+
+    def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.sent.append(self.encoder.encode(batch))
+        return SpanExportResult.SUCCESS
+
+
 def test_spans_encoded_as_they_end_make_the_same_request() -> None:
     from libs.telemetry.spanwire import EncodingSpanProcessor
 
@@ -168,12 +179,7 @@ def test_spans_encoded_as_they_end_make_the_same_request() -> None:
     encoder = SpanEncoder()
     sent: list[bytes] = []
 
-    class _Wire(SpanExporter):
-        def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
-            sent.append(encoder.encode(batch))
-            return SpanExportResult.SUCCESS
-
-    processor = EncodingSpanProcessor(_Wire(), encoder, max_export_batch_size=7)
+    processor = EncodingSpanProcessor(_Wire(encoder, sent), encoder, max_export_batch_size=7)
     for span in spans:
         processor.on_end(span)
     processor.force_flush()
@@ -201,14 +207,11 @@ def test_live_spans_ending_through_the_processor_make_the_sdks_request() -> None
     encoder = SpanEncoder()
     sent: list[bytes] = []
 
-    class _Wire(SpanExporter):
-        def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
-            sent.append(encoder.encode(batch))
-            return SpanExportResult.SUCCESS
-
     kept = _Kept()
     provider = TracerProvider(resource=Resource.create({"service.name": "gateway"}))
-    provider.add_span_processor(EncodingSpanProcessor(_Wire(), encoder, max_export_batch_size=1_000))
+    provider.add_span_processor(
+        EncodingSpanProcessor(_Wire(encoder, sent), encoder, max_export_batch_size=1_000)
+    )
     provider.add_span_processor(SimpleSpanProcessor(kept))
     tracer = provider.get_tracer("aifactory.gateway")
     remote = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(1))
