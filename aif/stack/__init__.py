@@ -285,6 +285,7 @@ class Stack:
         return {**inherited, **self.environment(name)}
 
     def start(self, names: Iterable[str] = SERVICES, timeout: float = 60.0) -> None:
+        names = list(names)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in names:
             grpc_port, metrics_port = self.ports(name)
@@ -300,16 +301,22 @@ class Stack:
                 )
             self.running[name] = RunningService(name, grpc_port, metrics_port, proc, log_path)
         try:
-            self.wait_healthy(timeout)
+            self.wait_healthy(timeout, names)
         except BaseException:
-            # One service failing must not leave the others running, unowned, on their ports.
-            self.stop()
+            # One service failing must not leave the others started with it running, unowned,
+            # on their ports. Only those: a service restarted alone that fails (say, while
+            # Kafka is down) must not take the rest of a running stack with it.
+            if set(names) >= set(self.running):
+                self.stop()
+            else:
+                self._terminate(names)
             raise
         self.start_refresher()
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float, names: Iterable[str] | None = None) -> None:
+        """Until every service of ``names`` (default: all running) is SERVING."""
         deadline = time.monotonic() + timeout
-        pending = dict(self.running)
+        pending = {n: self.running[n] for n in (self.running if names is None else names)}
         tls = self.client_tls()
         while pending:
             for name, svc in list(pending.items()):
@@ -388,16 +395,23 @@ class Stack:
     def stop(self, timeout: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for each, SIGKILL stragglers; returns exit codes."""
         self.stop_refresher()
-        for svc in self.running.values():
+        codes = self._terminate(list(self.running), timeout)
+        self.running.clear()
+        return codes
+
+    def _terminate(self, names: Iterable[str], timeout: float = 15.0) -> dict[str, int]:
+        """SIGTERM ``names``, wait for each, SIGKILL stragglers; they stay listed (see
+        :meth:`restart`)."""
+        chosen = {n: self.running[n] for n in names if n in self.running}
+        for svc in chosen.values():
             if svc.process.poll() is None:
                 svc.process.send_signal(signal.SIGTERM)
         codes: dict[str, int] = {}
         deadline = time.monotonic() + timeout
-        for name, svc in self.running.items():
+        for name, svc in chosen.items():
             try:
                 codes[name] = svc.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 svc.process.kill()
                 codes[name] = svc.process.wait()
-        self.running.clear()
         return codes

@@ -46,6 +46,7 @@ from aif.datagen import Example
 from aif.loop import LoopConfig, LoopDriver
 from aif.loop.factory import Factory, fresh_factory
 from aif.stack import SERVICES
+from libs.errors import Unavailable
 from tests.chaos.load import USE_CASE, App, applications
 from tests.chaos.truth import JoinTally, dataset_count, offline_rows, online_records, topic_ids
 
@@ -213,6 +214,9 @@ class Chaos:
                 # Still count what was sent: the table says what the factory did in time.
                 self.outcome.problems.append(f"the load did not finish in {self.cfg.timeout_s:.0f}s")
             finally:
+                if watchdog.done() and not watchdog.cancelled() and watchdog.exception() is not None:
+                    # Services that exited after this went unrestarted: say why.
+                    self.outcome.problems.append(f"the watchdog died: {watchdog.exception()!r}")
                 for task in [*lanes, watchdog]:
                     task.cancel()
                 await asyncio.gather(*lanes, watchdog, return_exceptions=True)
@@ -296,6 +300,12 @@ class Chaos:
                     if name == "monitor":
                         self.joins.bank()
                     await asyncio.to_thread(self.f.stack.restart, name, 120)
+                except Unavailable as exc:
+                    # It exited again on its way up (Kafka still restarting, say): the next
+                    # round sees it down and restarts it again, as a supervisor would. A
+                    # watchdog that died here would leave it down for the rest of the run.
+                    self.say(f"  !! {name} did not come back ({exc}); trying again")
+                    await asyncio.sleep(2.0)
                 finally:
                     self._busy.discard(name)
             await asyncio.sleep(0.5)

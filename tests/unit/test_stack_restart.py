@@ -1,0 +1,68 @@
+"""A service restarted alone that fails to come up takes nothing else down with it.
+
+The chaos suite's watchdog restarts a service that exited on its own; when Kafka was
+restarting at that moment, the new process exited too, and the stack used to stop every
+service in answer (the rule for a whole stack's start). Real processes here, stand-ins for
+the services: a sleeper is "SERVING" while it runs, and the health check asks just that.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aif.stack as stack_module
+from aif.stack import Stack
+from libs.auth import DevAuth
+from libs.errors import Unavailable
+
+SLEEPER = "import time; time.sleep(120)"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    failing: set[str] = set()
+    real_popen = subprocess.Popen
+
+    def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        name = args[-1].removeprefix("services.")
+        code = "raise SystemExit(70)" if name in failing else SLEEPER
+        return real_popen([sys.executable, "-c", code], **kwargs)
+
+    monkeypatch.setattr(stack_module.subprocess, "Popen", popen)
+    s = Stack(tmp_path / "logs", auth=DevAuth(tmp_path / "auth"), tls=False)
+    alive = {s.ports(n)[0]: n for n in ("ingestion", "gateway", "monitor")}
+
+    def check(target: str, timeout: float = 0.5, tls: Any = None) -> bool:
+        name = alive[int(target.rsplit(":", 1)[1])]
+        return name not in failing and s.running[name].process.poll() is None
+
+    monkeypatch.setattr(stack_module, "check", check)
+    s.failing = failing
+    yield s
+    s.stop(timeout=5)
+
+
+def test_a_failed_restart_of_one_service_leaves_the_others_serving(stack: Any) -> None:
+    stack.start(["ingestion", "gateway", "monitor"], timeout=20)
+    stack.kill("ingestion")
+    stack.failing.add("ingestion")  # comes back only to exit again (its broker is down)
+    with pytest.raises(Unavailable, match="ingestion exited with 70"):
+        stack.restart("ingestion", timeout=20)
+    assert stack.running["gateway"].process.poll() is None
+    assert stack.running["monitor"].process.poll() is None
+    assert "ingestion" in stack.running, "still listed: the next restart starts it again"
+    stack.failing.clear()
+    stack.restart("ingestion", timeout=20)
+    assert stack.running["ingestion"].process.poll() is None
+
+
+def test_a_failed_start_of_a_whole_stack_stops_what_it_started(stack: Any) -> None:
+    stack.failing.add("monitor")
+    with pytest.raises(Unavailable, match="monitor exited with 70"):
+        stack.start(["ingestion", "gateway", "monitor"], timeout=20)
+    assert stack.running == {}, "nothing left running, unowned, on its ports"
