@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -90,9 +92,24 @@ class InProcessWriter:
 _child: FeastOnline | None = None
 
 
-def _open(repo: str) -> None:
+def _exit_with_parent(parent: int, interval_s: float = 1.0) -> None:
+    """Exit once the service process is gone (killed with -9, say).
+
+    A pool worker waits on its call queue, whose write end it holds too (the queue travels
+    to a spawned child whole), so the parent's death never wakes it: without this, each
+    kill of the service left an idle worker of ~700 MB behind for good. Once the parent
+    has died, the worker is someone else's child (``getppid`` changes).
+    """
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os._exit(0)
+
+
+def _open(repo: str, parent: int) -> None:
     global _child
     from feast import FeatureStore
+
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
     _child = FeastOnline(FeatureStore(repo_path=repo))
     # Load the registry and the write path's imports now, not on the first micro-batch.
@@ -128,7 +145,7 @@ class ChildProcessWriter:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_open,
-                initargs=(self._repo,),
+                initargs=(self._repo, os.getpid()),
             )
         return self._pool
 
