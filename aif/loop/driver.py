@@ -56,6 +56,7 @@ from aifactory.trainer.v1 import trainer_service_pb2 as tr_pb
 from aifactory.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
 from libs.bus import EventPublisher, KafkaSecurity, Outgoing, topics
 from libs.bus import headers as h
+from libs.bus.lag import ConsumerLag
 from libs.errors import FailedPrecondition, InvalidArgument, Unavailable
 from libs.rpc.client import ClientTls
 from libs.rpc.client import channel as open_channel
@@ -89,6 +90,9 @@ class LoopConfig:
 
 
 OUTCOME_DELAYS = ("instant", "wall", "event")
+# Consumer groups between a raw record and its online row: ingestion's, the feature store's
+# stream processor's (their default names).
+LAGGING_GROUPS = ("ingestion", "aif-featurestore")
 # The reason the feature store gives a label that joins no feature row (GetTrainingSetResponse.quarantined).
 NO_FEATURE_ROW = "no_feature_row"
 QUARANTINE_METRIC = "quarantined_labels."
@@ -340,9 +344,28 @@ class LoopDriver:
                     f"{entity}: want {record}, online {seen.get(entity, '<none>')}"
                     for entity, record in itertools.islice(want.items(), 3)
                 )
-                raise Unavailable(f"{len(want)} records not online after {timeout:.0f}s ({shown})")
+                raise Unavailable(
+                    f"{len(want)} records not online after {timeout:.0f}s ({shown}); {await self._lags()}"
+                )
             if want:
                 await asyncio.sleep(0.05)
+
+    async def _lags(self) -> str:
+        """Where records wait, for a failure message: what ingestion and the feature store's
+        stream processor have still to read, per topic (their consumer groups' lag)."""
+        notes = []
+        for group in LAGGING_GROUPS:
+            lag = ConsumerLag(
+                self._bootstrap, group, self._kafka.outcomes if self._kafka else None, interval_s=1.0
+            )
+            try:
+                by_topic = await asyncio.wait_for(lag.refresh(), 10)
+                notes.append(f"{group} lag {dict(sorted(by_topic.items())) or 'nothing committed'}")
+            except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure
+                notes.append(f"{group} lag not measured ({exc!r})")
+            finally:
+                await lag.close()
+        return ", ".join(notes)
 
     async def report_outcomes(self, batch: Sequence[Example]) -> None:
         """Outcomes of past applications, as the bank's systems report them (feedback topic)."""

@@ -178,7 +178,11 @@ def fresh_factory(
             f"    use cases {', '.join(names)} applied (aif usecase apply) and taken up by every "
             f"service in {time.monotonic() - started:.1f}s"
         )
-        yield Factory(root, kafka, triton, stack)
+        try:
+            yield Factory(root, kafka, triton, stack)
+        except BaseException:
+            say(f"    the run failed; what the services logged above INFO:\n{stack.troubles()}")
+            raise
     finally:
         if stack is not None:
             stack.stop()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,9 @@ _TARGETS: dict[str, dict[str, str]] = {
 CALLERS = ("trainer", "evaluator", "registry", "gateway", "monitor")
 # Each service's grants, for its token (whoever mints it: the stack, ``aif token service``).
 SERVICE_ROLES: dict[str, dict[str, list[str]]] = {name: service_grants(name) for name in SERVICES}
+# A log line at INFO or DEBUG, text or JSON (libs.runtime.configure_logging); Stack.troubles
+# leaves those out.
+_INFO_LINE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|DEBUG) |\{.*"level": "(INFO|DEBUG)")')
 # The local-development permission to use Kafka without TLS (libs.bus.security.require_kafka_tls).
 ALLOW_PLAINTEXT = "AIF_KAFKA_ALLOW_PLAINTEXT"
 # Services that hash personal data, the only ones given the privacy key (AIF_PRIVACY_SALT).
@@ -391,6 +395,24 @@ class Stack:
                     f"use cases not taken up after {timeout:.0f}s: {late}; logs in {self.log_dir}"
                 )
             time.sleep(0.3)
+
+    def troubles(self, lines: int = 12) -> str:
+        """What each service said that was not INFO (its last ``lines`` such lines) and
+        whether it has exited: printed when a run fails, since the logs stay on the host
+        that ran it (a CI machine) and a failure message alone rarely names the service."""
+        out = []
+        for name, svc in self.running.items():
+            code = svc.process.poll()
+            state = "running" if code is None else f"exited {code}"
+            try:
+                text = svc.log_path.read_text(errors="replace").splitlines()
+            except OSError as exc:
+                text = [f"(log unreadable: {exc})"]
+            # A log line starts "<date> <time> <LEVEL> <service> ..."; tracebacks follow theirs.
+            worrying = [line for line in text if not _INFO_LINE.match(line)]
+            out.append(f"--- {name} ({state}; {svc.log_path})")
+            out += [f"    {line[:400]}" for line in worrying[-lines:]] or ["    (nothing above INFO)"]
+        return "\n".join(out)
 
     def stop(self, timeout: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for each, SIGKILL stragglers; returns exit codes."""

@@ -66,3 +66,21 @@ def test_a_failed_start_of_a_whole_stack_stops_what_it_started(stack: Any) -> No
     with pytest.raises(Unavailable, match="monitor exited with 70"):
         stack.start(["ingestion", "gateway", "monitor"], timeout=20)
     assert stack.running == {}, "nothing left running, unowned, on its ports"
+
+
+def test_troubles_name_each_service_its_state_and_only_what_it_logged_above_info(stack: Any) -> None:
+    stack.start(["ingestion", "gateway", "monitor"], timeout=20)
+    stack.kill("ingestion")
+    stack.running["gateway"].log_path.write_text(
+        "2026-12-06 13:28:20,897 INFO gateway x: all well\n"
+        "2026-12-06 13:28:21,001 WARNING gateway x: the registry is slow\n"
+        '{"time": "2026-12-06T13:28:22.000Z", "level": "INFO", "message": "quiet"}\n'
+        '{"time": "2026-12-06T13:28:23.000Z", "level": "ERROR", "message": "loud"}\n'
+        "Traceback (most recent call last):\n"
+    )
+    text = stack.troubles()
+    assert "--- ingestion (exited -9;" in text
+    assert "--- gateway (running;" in text and "--- monitor (running;" in text
+    assert "the registry is slow" in text and '"level": "ERROR"' in text and "Traceback" in text
+    assert "all well" not in text and "quiet" not in text
+    assert "(nothing above INFO)" in text  # the monitor's empty log
