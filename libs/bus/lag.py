@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -51,10 +52,65 @@ metrics.get_meter("aifactory.bus").create_observable_gauge(
 )
 
 
+class Progress:
+    """Whether a consumer group is stuck: it has records to read, and in every measurement
+    for ``stall_after_s`` its committed offsets have not moved.
+
+    A group that keeps up commits as it goes (faust every commit interval, aiokafka per
+    batch), so unmoved offsets with records waiting mean a stream that no longer
+    processes: a crashed agent, a write that never returns, a wedged rebalance. A failed
+    measurement (the broker away) restarts the clock: a stall is called on evidence only.
+    """
+
+    def __init__(self, stall_after_s: float) -> None:
+        self.stall_after_s = stall_after_s
+        self._offsets: dict[TopicPartition, int] | None = None
+        self._lag = 0
+        # Lag at these offsets known to hold no record (see settled).
+        self._empty_lag = 0
+        # When records were first seen waiting behind the current offsets; None: none wait.
+        self._since: float | None = None
+
+    def observe(self, committed: Mapping[TopicPartition, int], lag: int, now: float) -> None:
+        self._lag = lag
+        if committed != self._offsets:
+            self._offsets, self._empty_lag = dict(committed), 0
+            self._since = now if lag > 0 else None
+        elif lag <= self._empty_lag:
+            self._since = None
+        elif self._since is None:
+            self._since = now
+
+    def lost(self) -> None:
+        self._offsets, self._since, self._empty_lag = None, None, 0
+
+    @property
+    def offsets(self) -> dict[TopicPartition, int]:
+        """The committed offsets last observed."""
+        return dict(self._offsets or {})
+
+    def settled(self) -> None:
+        """The lag behind these offsets holds no record (:meth:`ConsumerLag.readable` found
+        none: commit markers, aborted transactions): only a bigger lag is waiting records."""
+        self._empty_lag, self._since = self._lag, None
+
+    def stalled_for(self, now: float, after_s: float | None = None) -> float | None:
+        """Seconds the group has been stuck, once that is at least ``after_s`` (default
+        ``stall_after_s``); else None."""
+        limit = self.stall_after_s if after_s is None else after_s
+        if self._since is None or now - self._since < limit:
+            return None
+        return now - self._since
+
+
 class ConsumerLag:
     """Measures group ``group``'s lag on ``topics`` (None: every topic it has committed on).
 
-    Connects as ``security`` says, or with ``kafka_options`` (aiokafka client keywords)."""
+    Connects as ``security`` says, or with ``kafka_options`` (aiokafka client keywords).
+    ``from_start``: partitions of ``topics`` the group has never committed count from their
+    log start, as a group that reads from the earliest offset sees them (a stream stuck
+    before its first commit is then not invisible). ``progress`` is fed every measurement.
+    """
 
     def __init__(
         self,
@@ -65,9 +121,13 @@ class ConsumerLag:
         topics: Iterable[str] | None = None,
         interval_s: float = INTERVAL_S,
         kafka_options: Mapping[str, Any] | None = None,
+        from_start: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         self.group = group
         self.by_topic: dict[str, int] = {}
+        self.progress = progress
+        self._from_start = from_start and topics is not None
         self._bootstrap = bootstrap_servers
         self._kwargs = security.client_kwargs() if security else dict(kafka_options or {})
         self._topics = None if topics is None else frozenset(topics)
@@ -98,12 +158,53 @@ class ConsumerLag:
             for tp, meta in committed.items()
             if meta.offset >= 0 and (self._topics is None or tp.topic in self._topics)
         }
+        if self._from_start and self._topics:
+            described = await self._admin.describe_topics(sorted(self._topics))
+            unread = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in described
+                if not t.get("error_code")
+                for p in t["partitions"]
+                if TopicPartition(t["topic"], p["partition"]) not in positions
+            ]
+            if unread:
+                positions.update(await self._consumer.beginning_offsets(unread))
         ends = await self._consumer.end_offsets(list(positions)) if positions else {}
         by_topic: dict[str, int] = {}
         for tp, offset in positions.items():
             by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(0, ends.get(tp, offset) - offset)
         self.by_topic = by_topic
+        if self.progress is not None:
+            self.progress.observe(positions, sum(by_topic.values()), time.monotonic())
         return by_topic
+
+    async def readable(self, offsets: Mapping[TopicPartition, int], timeout_s: float = 3.0) -> int:
+        """Records a read_committed reader gets from ``offsets`` on, in one fetch (0: none).
+
+        The lag counts offsets, and offsets are not all records: a transaction's commit
+        marker takes one, an aborted transaction its records and its marker. A group that
+        has read everything still lags by those, so a lag that does not move is only a
+        stall if there is something to read behind it.
+        """
+        if not offsets:
+            return 0
+        # A consumer of its own (rarely needed): the gauge's keeps measuring meanwhile.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            **self._kwargs,
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(offsets))
+            for tp, offset in offsets.items():
+                consumer.seek(tp, offset)
+            found = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
+            return sum(len(records) for records in found.values())
+        finally:
+            await consumer.stop()
 
     async def run(self) -> None:
         """Refresh every ``interval_s`` until cancelled."""
@@ -116,6 +217,8 @@ class ConsumerLag:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a metric must never stop a service
+                    if self.progress is not None:
+                        self.progress.lost()
                     if not self._failing:
                         log.warning("consumer lag of group %s not measured: %r", self.group, exc)
                     self._failing = True

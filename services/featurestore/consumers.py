@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -56,7 +57,7 @@ from aifactory.common.v1 import common_pb2
 from aifactory.ingestion.v1 import events_pb2 as ingestion_events
 from libs.bus import DeadLetters, EventPublisher, KafkaSecurity, Outgoing
 from libs.bus import headers as h
-from libs.bus.lag import ConsumerLag
+from libs.bus.lag import ConsumerLag, Progress
 from libs.features import feature_refs
 from libs.retry import RetryPolicy
 from libs.telemetry import Telemetry, context_from_headers
@@ -74,6 +75,9 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aifactory.featurestore")
 # How long faust may take to stop before the process exits without it.
 STOP_TIMEOUT_S = 8.0
+# While the group rebalances or its tables recover, a stall is called after this many times
+# stall_timeout_s.
+REBALANCE_STALL_FACTOR = 5
 
 UNDECODABLE_KEY = b"!undecodable"
 
@@ -315,9 +319,17 @@ class FeatureStream:
         self._batch_seq = 0
         # Span contexts of the traced messages of each batch in flight (by seq), for its write.
         self._traced: dict[int, list[SpanContext]] = {}
-        # Consumer-group lag of the faust app's group (libs.bus.lag), per topic.
+        # Consumer-group lag of the faust app's group (libs.bus.lag), per topic; it also
+        # tells whether the stream has stopped moving (see run). Every topic the group reads
+        # counts, from its start until the first commit: a stream stuck from the start shows.
+        self.progress = Progress(settings.stall_timeout_s)
         self.lag = ConsumerLag(
-            settings.kafka_bootstrap, settings.app_id, KafkaSecurity.from_settings(settings)
+            settings.kafka_bootstrap,
+            settings.app_id,
+            KafkaSecurity.from_settings(settings),
+            topics=self._source_topics(settings, repartition),
+            from_start=True,
+            progress=self.progress,
         )
         meter = telemetry.meter
         self._m_records = meter.create_counter("aif.featurestore.records", description="records applied")
@@ -365,7 +377,22 @@ class FeatureStream:
             broker_heartbeat_interval=settings.session_timeout_s / 4,
             broker_credentials=_credentials(KafkaSecurity.from_settings(settings)),
         )
+        self.app.on_agent_failure = self._agent_failed
         self._define()
+
+    @staticmethod
+    def _source_topics(settings: FeatureStoreSettings, repartition: bool) -> list[str]:
+        """The topics the app's agents read (and commit on)."""
+        names = [settings.records_topic, settings.feedback_topic]
+        if repartition:
+            names.append(f"{settings.app_id}-{settings.records_topic}-entity-repartition")
+        return names
+
+    async def _agent_failed(self, agent: Any, exc: BaseException) -> None:
+        """An agent raised. faust would log it and start a new actor, dropping the events the
+        dead one held (never acked, so the group's commits stop there for good): exit instead,
+        and the restart replays them."""
+        self._on_fatal(FatalError(f"agent {agent.name} failed: {exc!r}"))
 
     def _define(self) -> None:
         app, s = self.app, self._settings
@@ -553,10 +580,43 @@ class FeatureStream:
         try:
             while not self.app.should_stop:
                 await asyncio.sleep(0.5)
+                if await self._stalled():
+                    return
         finally:
             lag.cancel()
         if self.app.crashed:
             self._on_fatal(self.app.crash_reason or FatalError("faust app crashed"))
+
+    async def _stalled(self) -> bool:
+        """Exit (``on_fatal``) when the group's offsets have not moved for ``stall_timeout_s``
+        while records wait behind them; True when it did."""
+        limit = self.progress.stall_after_s
+        if not limit:
+            return False
+        if self.app.rebalancing or self.app.in_recovery:
+            # No commits while the group rebalances or tables recover (a big changelog can
+            # take minutes): allowed longer, yet not forever (a wedged rebalance ends too).
+            limit *= REBALANCE_STALL_FACTOR
+        stuck = self.progress.stalled_for(time.monotonic(), limit)
+        if stuck is None:
+            return False
+        try:
+            waiting = await asyncio.wait_for(self.lag.readable(self.progress.offsets), 15)
+        except Exception as exc:  # noqa: BLE001 - unknown is not evidence: judge again later
+            log.warning("could not tell whether the stream is stalled: %r", exc)
+            self.progress.lost()
+            return False
+        if not waiting:
+            self.progress.settled()  # only markers or aborted records behind
+            return False
+        lagging = {topic: n for topic, n in self.lag.by_topic.items() if n}
+        self._on_fatal(
+            FatalError(
+                f"stream stalled: records waiting ({lagging} offsets behind) and no offset committed "
+                f"for {stuck:.0f}s (limit {limit:.0f}s)"
+            )
+        )
+        return True
 
     async def stop(self) -> None:
         """Finish the batches in flight, stop watching (:meth:`run` ends), then stop faust."""

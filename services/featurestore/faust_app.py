@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -96,6 +97,16 @@ class _ReadCommittedTransport(faust_aiokafka.Transport):
 
 
 class FeatureApp(faust.App):
+    # Called when an agent raises, instead of faust's default (which commits and lets the
+    # agent's supervisor start a new actor): FeatureStream exits the process.
+    on_agent_failure: Callable[[Any, BaseException], Awaitable[None]] | None = None
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        if self.on_agent_failure is None:
+            await super()._on_agent_error(agent, exc)
+        else:
+            await self.on_agent_failure(agent, exc)
+
     def on_init_dependencies(self) -> Any:
         """faust's own dependencies, without its Monitor sensor.
 

@@ -65,6 +65,10 @@ class FeatureStoreSettings(UseCaseSourceSettings):
     commit_interval_s: float = Field(default=1.0, gt=0, le=60)
     # Small offline files of a use case merged into one once there are this many.
     compact_files: int = Field(default=32, ge=2, le=10_000)
+    # The stream is declared stuck, and the process exits to be restarted (resuming from its
+    # last commit), when records wait and its committed offsets have not moved for this long
+    # (a crashed agent, a write that never returns, a wedged rebalance). 0: never.
+    stall_timeout_s: float = Field(default=60.0, ge=0, le=3600)
     # Write attempts of one micro-batch before the process gives up (and is restarted).
     write_attempts: int = Field(default=5, ge=1, le=100)
     # A batch naming a use case this service does not know yet waits this long for the
