@@ -113,6 +113,7 @@ def run(config: LoopConfig | None = None) -> int:
         triton_port=DEMO_TRITON_PORT,
         service_offset=DEMO_SERVICE_OFFSET,
         say=print,
+        restart_exited=True,
     ) as factory:
         ok = _health_table(factory.stack) & _auth_enforced(factory.stack)
         driver = LoopDriver(

@@ -327,12 +327,18 @@ class LoopDriver:
         want = {ex.entity_id: ex.record_id for ex in batch}
         deadline = time.monotonic() + timeout
         while want:
-            reply = await self.features.GetOnlineFeatures(
-                fs_pb.GetOnlineFeaturesRequest(use_case=self.cfg.use_case, entity_ids=list(want)),
-                metadata=self._md,
-                timeout=10,
-            )
             seen: dict[str, str] = {}
+            try:
+                reply = await self.features.GetOnlineFeatures(
+                    fs_pb.GetOnlineFeaturesRequest(use_case=self.cfg.use_case, entity_ids=list(want)),
+                    metadata=self._md,
+                    timeout=10,
+                )
+            except grpc.aio.AioRpcError as exc:
+                # The feature store restarting (its supervisor starts it again): ask again.
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                reply = fs_pb.GetOnlineFeaturesResponse()
             for row in reply.rows:
                 seen[row.entity_id] = row.record_id if row.found else "<none>"
                 if row.found and row.record_id == want.get(row.entity_id):

@@ -93,13 +93,16 @@ def fresh_factory(
     env: dict[str, str] | None = None,
     tls: bool | None = None,
     kafka_sasl: bool = False,
+    restart_exited: bool = False,
 ) -> Iterator[Factory]:
     """Kafka on ``kafka_port`` (+1 controller), Triton on ``triton_port`` (HTTP; +1 gRPC, +2
     metrics), the services on their default ports + ``service_offset``; everything started
     here is stopped on exit, whatever happened. ``tls``: mutual TLS between every caller and
     service (None: as ``AIF_STACK_TLS`` says), certificates under ``<root>/pki``.
     ``kafka_sasl``: the secure broker (SASL_SSL, a principal and ACLs per service) on
-    ``kafka_port`` instead of the open one (see the module docstring)."""
+    ``kafka_port`` instead of the open one (see the module docstring). ``restart_exited``:
+    a service that exits on its own is started again, as its supervisor would in a
+    deployment (:meth:`Stack.start_restarter`)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -178,6 +181,8 @@ def fresh_factory(
             f"    use cases {', '.join(names)} applied (aif usecase apply) and taken up by every "
             f"service in {time.monotonic() - started:.1f}s"
         )
+        if restart_exited:
+            stack.start_restarter(say)
         try:
             yield Factory(root, kafka, triton, stack)
         except BaseException:

@@ -39,7 +39,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,10 @@ class Stack:
     token_ttl_s: float = SERVICE_TOKEN_TTL_S
     _refresher: threading.Thread | None = field(default=None, init=False, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    # Services started again by the restarter (start_restarter), by name.
+    restarts: Counter[str] = field(default_factory=Counter, init=False)
+    _restarter: threading.Thread | None = field(default=None, init=False, repr=False)
+    _restarter_off: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     # Mutual TLS on every port and every call between services (certificates under pki_dir);
     # fresh factories (make demo) take it from AIF_STACK_TLS (tls_from_env).
     tls: bool = False
@@ -245,6 +250,38 @@ class Stack:
 
         self._refresher = threading.Thread(target=loop, name="stack-token-refresher", daemon=True)
         self._refresher.start()
+
+    def start_restarter(self, say: Callable[[str], None] = log.warning, interval_s: float = 0.5) -> None:
+        """Start again any service that exits on its own (a fatal error is an exit for a
+        restart, by design), as supervisord does under ``aif up`` and Kubernetes in a
+        cluster: in a daemon thread, until :meth:`stop`. A restart that fails (what it
+        needs is down) is tried again on the next round; :attr:`restarts` counts them."""
+        if self._restarter is not None and self._restarter.is_alive():
+            return
+        self._restarter_off.clear()
+
+        def loop() -> None:
+            while not self._restarter_off.wait(interval_s):
+                for name, svc in list(self.running.items()):
+                    code = svc.process.poll()
+                    if code is None or self._restarter_off.is_set():
+                        continue
+                    say(f"    {name} exited on its own with {code}; restarting it (see {svc.log_path})")
+                    self.restarts[name] += 1
+                    try:
+                        self.start([name], timeout=120)
+                    except Exception as exc:  # noqa: BLE001 - tried again next round
+                        say(f"    restarting {name} failed: {exc}")
+
+        self._restarter = threading.Thread(target=loop, name="stack-restarter", daemon=True)
+        self._restarter.start()
+
+    def stop_restarter(self) -> None:
+        self._restarter_off.set()
+        if self._restarter is not None:
+            # A restart in progress waits for its service's health: up to its timeout.
+            self._restarter.join(timeout=130)
+            self._restarter = None
 
     def stop_refresher(self) -> None:
         self._stopping.set()
@@ -404,6 +441,8 @@ class Stack:
         for name, svc in self.running.items():
             code = svc.process.poll()
             state = "running" if code is None else f"exited {code}"
+            if self.restarts[name]:
+                state += f"; restarted {self.restarts[name]}x"
             try:
                 text = svc.log_path.read_text(errors="replace").splitlines()
             except OSError as exc:
@@ -416,6 +455,7 @@ class Stack:
 
     def stop(self, timeout: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for each, SIGKILL stragglers; returns exit codes."""
+        self.stop_restarter()
         self.stop_refresher()
         codes = self._terminate(list(self.running), timeout)
         self.running.clear()

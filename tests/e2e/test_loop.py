@@ -35,7 +35,9 @@ RUNS = {
 def result(request: pytest.FixtureRequest) -> LoopResult:
     config = RUNS[request.param]
     started = time.monotonic()
-    with fresh_factory(ROOT, kafka_port=31092, triton_port=31000, service_offset=11800) as factory:
+    with fresh_factory(
+        ROOT, kafka_port=31092, triton_port=31000, service_offset=11800, restart_exited=True
+    ) as factory:
 
         async def drive() -> LoopResult:
             async with LoopDriver(
@@ -47,8 +49,11 @@ def result(request: pytest.FixtureRequest) -> LoopResult:
                 return await driver.run()
 
         outcome = asyncio.run(drive())
+        # A service that exited was started again (as its supervisor would): say so.
+        restarted = dict(factory.stack.restarts)
     print(
-        f"[{request.param}] loop run took {time.monotonic() - started:.0f}s",
+        f"[{request.param}] loop run took {time.monotonic() - started:.0f}s; "
+        f"services restarted: {restarted or 'none'}",
         report.timeline(outcome),
         report.quality_table(outcome),
         report.summary(outcome),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,23 @@ def test_troubles_name_each_service_its_state_and_only_what_it_logged_above_info
     assert "the registry is slow" in text and '"level": "ERROR"' in text and "Traceback" in text
     assert "all well" not in text and "quiet" not in text
     assert "(nothing above INFO)" in text  # the monitor's empty log
+
+
+def test_the_restarter_starts_again_a_service_that_exits_on_its_own(stack: Any) -> None:
+    stack.start(["ingestion", "gateway", "monitor"], timeout=20)
+    said: list[str] = []
+    stack.start_restarter(said.append, interval_s=0.05)
+    first = stack.running["ingestion"].process.pid
+    stack.kill("ingestion")  # as a fatal error's exit would
+    deadline = time.monotonic() + 20
+    while (
+        stack.running["ingestion"].process.pid == first
+        or stack.running["ingestion"].process.poll() is not None
+    ):
+        assert time.monotonic() < deadline, said
+        time.sleep(0.05)
+    assert stack.restarts == {"ingestion": 1}
+    assert any("ingestion exited on its own with -9; restarting it" in line for line in said)
+    stack.stop(timeout=5)
+    time.sleep(0.3)
+    assert stack.running == {} and stack.restarts == {"ingestion": 1}, "stopping is not exiting"
