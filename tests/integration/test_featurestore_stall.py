@@ -120,11 +120,13 @@ async def test_a_stalled_stream_exits_and_its_restart_catches_up(
         assert code == FATAL_EXIT, fs.tail()
         assert "stream stalled: records waiting" in fs.tail()
         assert took >= STALL_S, f"exited after {took:.0f}s, before the stall timeout"
+        print(f"stalled stream exited {took:.1f}s after Redis froze (stall timeout {STALL_S:.0f}s)")
 
         # Redis back, the service restarted (as its supervisor would): everything current.
         os.kill(pid, signal.SIGCONT)
         await asyncio.to_thread(fs.start)
         await wait_until_current(fs.target, {e.entity_id: e for e in examples})
+        print(f"all {len(examples)} records current {time.monotonic() - frozen:.1f}s after Redis froze")
     finally:
         if fs.proc is not None and fs.proc.poll() is None:
             fs.stop()
