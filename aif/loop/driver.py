@@ -361,9 +361,7 @@ class LoopDriver:
         stream processor have still to read, per topic (their consumer groups' lag)."""
         notes = []
         for group in LAGGING_GROUPS:
-            lag = ConsumerLag(
-                self._bootstrap, group, self._kafka.outcomes if self._kafka else None, interval_s=1.0
-            )
+            lag = ConsumerLag(self._bootstrap, group, self._kafka.outcomes if self._kafka else None)
             try:
                 by_topic = await asyncio.wait_for(lag.refresh(), 10)
                 notes.append(f"{group} lag {dict(sorted(by_topic.items())) or 'nothing committed'}")

@@ -128,6 +128,8 @@ class ConsumerLag:
         self.by_topic: dict[str, int] = {}
         self.progress = progress
         self._from_start = from_start and topics is not None
+        # Partitions of each of ``topics`` (for from_start), described once.
+        self._partitions: dict[str, list[int]] = {}
         self._bootstrap = bootstrap_servers
         self._kwargs = security.client_kwargs() if security else dict(kafka_options or {})
         self._topics = None if topics is None else frozenset(topics)
@@ -159,13 +161,16 @@ class ConsumerLag:
             if meta.offset >= 0 and (self._topics is None or tp.topic in self._topics)
         }
         if self._from_start and self._topics:
-            described = await self._admin.describe_topics(sorted(self._topics))
+            unknown = sorted(self._topics - set(self._partitions))
+            if unknown:
+                for t in await self._admin.describe_topics(unknown):
+                    if not t.get("error_code") and t["partitions"]:
+                        self._partitions[t["topic"]] = [p["partition"] for p in t["partitions"]]
             unread = [
-                TopicPartition(t["topic"], p["partition"])
-                for t in described
-                if not t.get("error_code")
-                for p in t["partitions"]
-                if TopicPartition(t["topic"], p["partition"]) not in positions
+                TopicPartition(topic, p)
+                for topic, numbers in self._partitions.items()
+                for p in numbers
+                if TopicPartition(topic, p) not in positions
             ]
             if unread:
                 positions.update(await self._consumer.beginning_offsets(unread))

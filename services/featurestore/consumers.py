@@ -89,6 +89,11 @@ class FatalError(Exception):
 # -- the stream -------------------------------------------------------------------------
 
 
+def repartition_topic(settings: FeatureStoreSettings) -> str:
+    """Where the split agent forwards records by entity (when the stream repartitions)."""
+    return f"{settings.app_id}-{settings.records_topic}-entity-repartition"
+
+
 def entity_key(key: bytes | None, value: bytes) -> bytes:
     """Repartition key of a lone record: ``<use_case>/<entity_id>``; never raises.
 
@@ -385,7 +390,7 @@ class FeatureStream:
         """The topics the app's agents read (and commit on)."""
         names = [settings.records_topic, settings.feedback_topic]
         if repartition:
-            names.append(f"{settings.app_id}-{settings.records_topic}-entity-repartition")
+            names.append(repartition_topic(settings))
         return names
 
     async def _agent_failed(self, agent: Any, exc: BaseException) -> None:
@@ -417,7 +422,7 @@ class FeatureStream:
         source = records
         if self.repartition:
             source = app.topic(
-                f"{s.app_id}-{s.records_topic}-entity-repartition",
+                repartition_topic(s),
                 partitions=s.partitions,
                 key_serializer="raw",
                 value_serializer="raw",
