@@ -8,7 +8,8 @@ from importlib import metadata
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer._click.core import Context
+from typer.core import TyperCommand, TyperGroup
 
 from aif.cli import audit as audit_cmd
 from aif.cli import context, dlq, drift, ingest, lineage, models, predict, status, train, usecase
@@ -125,7 +126,19 @@ def up() -> None:
     raise typer.Exit(up_module.up())
 
 
+class _PassThrough(TyperCommand):
+    """A command whose arguments go to its own parser untouched.
+
+    click drops a ``--`` while parsing, and argparse needs it before a value that begins with
+    ``-`` (a base64url key id does, 1 time in 64)."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        ctx.args = list(args)
+        return ctx.args
+
+
 @app.command(
+    cls=_PassThrough,
     help="development tokens (keygen, issue, revoke, service) and mTLS certificates (certs); "
     "aif token --help for its own options",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},

@@ -164,3 +164,17 @@ def test_rotate_retire_and_revoke_a_subject(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(Unauthenticated):
         verifier.verify(after)
     record("token_cases", 6)
+
+
+def test_a_key_id_beginning_with_a_dash_reaches_retire(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The "--" before it must survive the outer (click) parser; without it argparse reads the
+    # kid as an unknown option and answers with a usage error instead of looking the key up.
+    assert main(["token", "--dir", str(tmp_path), "keygen"]) == 0
+    capsys.readouterr()
+    assert main(["token", "--dir", str(tmp_path), "retire", "--", "-H-no-such-key"]) == 2
+    err = capsys.readouterr().err
+    assert "no key -H-no-such-key" in err
+    assert "usage:" not in err
+    record("token_cases")
