@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -109,7 +109,10 @@ class ConsumerLag:
     Connects as ``security`` says, or with ``kafka_options`` (aiokafka client keywords).
     ``from_start``: partitions of ``topics`` the group has never committed count from their
     log start, as a group that reads from the earliest offset sees them (a stream stuck
-    before its first commit is then not invisible). ``progress`` is fed every measurement.
+    before its first commit is then not invisible). ``progress`` is fed every measurement:
+    of the partitions ``owned`` returns (this member's assignment: in a group of several
+    instances, another one's stuck partitions are not this one's stall, nor do its moving
+    offsets hide this one's), or of all of them while it returns none or is not given.
     """
 
     def __init__(
@@ -123,8 +126,10 @@ class ConsumerLag:
         kafka_options: Mapping[str, Any] | None = None,
         from_start: bool = False,
         progress: Progress | None = None,
+        owned: Callable[[], Iterable[TopicPartition]] | None = None,
     ) -> None:
         self.group = group
+        self._owned = owned
         self.by_topic: dict[str, int] = {}
         self.progress = progress
         self._from_start = from_start and topics is not None
@@ -137,9 +142,15 @@ class ConsumerLag:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._failing = False
+        # One refresh at a time: the loop's and a stall check's share the clients.
+        self._refreshing = asyncio.Lock()
 
     async def refresh(self) -> dict[str, int]:
         """Measure now; returns (and keeps, for the gauge) the lag per topic."""
+        async with self._refreshing:
+            return await self._refresh()
+
+    async def _refresh(self) -> dict[str, int]:
         if self._admin is None or self._consumer is None:
             kwargs = self._kwargs
             admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **kwargs)
@@ -180,8 +191,52 @@ class ConsumerLag:
             by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(0, ends.get(tp, offset) - offset)
         self.by_topic = by_topic
         if self.progress is not None:
-            self.progress.observe(positions, sum(by_topic.values()), time.monotonic())
+            mine = {TopicPartition(tp.topic, tp.partition) for tp in self._owned()} if self._owned else set()
+            watched = {tp: o for tp, o in positions.items() if tp in mine} or positions
+            lag = sum(max(0, ends.get(tp, o) - o) for tp, o in watched.items())
+            self.progress.observe(watched, lag, time.monotonic())
         return by_topic
+
+    @property
+    def topics(self) -> frozenset[str] | None:
+        return self._topics
+
+    @topics.setter
+    def topics(self, topics: Iterable[str] | None) -> None:
+        """Measure these topics from the next refresh on (a consumer that subscribes anew:
+        a topic it left is not its lag, however long its records wait)."""
+        self._topics = None if topics is None else frozenset(topics)
+
+    async def stalled(self, limit_s: float | None = None) -> str | None:
+        """Why the group counts as stalled (see :class:`Progress`; ``limit_s`` defaults to its
+        ``stall_after_s``), or None. Unmoved offsets are confirmed by reading behind them
+        (:meth:`readable`) before they count; a failed check is no evidence."""
+        progress = self.progress
+        if progress is None or not (progress.stall_after_s if limit_s is None else limit_s):
+            return None
+        if progress.stalled_for(time.monotonic(), limit_s) is None:
+            return None
+        try:
+            # The last refresh may be up to interval_s old: measure again, so that offsets
+            # committed since then count before a stall is called.
+            await asyncio.wait_for(self.refresh(), 15)
+            stuck = progress.stalled_for(time.monotonic(), limit_s)
+            if stuck is None:
+                return None
+            waiting = await asyncio.wait_for(self.readable(progress.offsets), 15)
+        except Exception as exc:  # noqa: BLE001 - unknown is not evidence: judge again later
+            log.warning("could not tell whether group %s is stalled: %r", self.group, exc)
+            progress.lost()
+            return None
+        if not waiting:
+            progress.settled()  # only markers or aborted records behind
+            return None
+        lagging = {topic: n for topic, n in self.by_topic.items() if n}
+        limit = progress.stall_after_s if limit_s is None else limit_s
+        return (
+            f"records waiting ({lagging} offsets behind) and no offset committed "
+            f"for {stuck:.0f}s (limit {limit:.0f}s)"
+        )
 
     async def readable(self, offsets: Mapping[TopicPartition, int], timeout_s: float = 3.0) -> int:
         """Records a read_committed reader gets from ``offsets`` on, in one fetch (0: none).

@@ -45,7 +45,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -335,6 +334,7 @@ class FeatureStream:
             topics=self._source_topics(settings, repartition),
             from_start=True,
             progress=self.progress,
+            owned=self._assigned,
         )
         meter = telemetry.meter
         self._m_records = meter.create_counter("aif.featurestore.records", description="records applied")
@@ -592,6 +592,13 @@ class FeatureStream:
         if self.app.crashed:
             self._on_fatal(self.app.crash_reason or FatalError("faust app crashed"))
 
+    def _assigned(self) -> set[Any]:
+        """This worker's partitions (none before faust's consumer exists)."""
+        try:
+            return set(self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - not started, or stopping: judge the whole group
+            return set()
+
     async def _stalled(self) -> bool:
         """Exit (``on_fatal``) when the group's offsets have not moved for ``stall_timeout_s``
         while records wait behind them; True when it did."""
@@ -602,25 +609,10 @@ class FeatureStream:
             # No commits while the group rebalances or tables recover (a big changelog can
             # take minutes): allowed longer, yet not forever (a wedged rebalance ends too).
             limit *= REBALANCE_STALL_FACTOR
-        stuck = self.progress.stalled_for(time.monotonic(), limit)
-        if stuck is None:
+        reason = await self.lag.stalled(limit)
+        if reason is None:
             return False
-        try:
-            waiting = await asyncio.wait_for(self.lag.readable(self.progress.offsets), 15)
-        except Exception as exc:  # noqa: BLE001 - unknown is not evidence: judge again later
-            log.warning("could not tell whether the stream is stalled: %r", exc)
-            self.progress.lost()
-            return False
-        if not waiting:
-            self.progress.settled()  # only markers or aborted records behind
-            return False
-        lagging = {topic: n for topic, n in self.lag.by_topic.items() if n}
-        self._on_fatal(
-            FatalError(
-                f"stream stalled: records waiting ({lagging} offsets behind) and no offset committed "
-                f"for {stuck:.0f}s (limit {limit:.0f}s)"
-            )
-        )
+        self._on_fatal(FatalError(f"stream stalled: {reason}"))
         return True
 
     async def stop(self) -> None:
