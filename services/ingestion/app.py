@@ -96,6 +96,7 @@ def make_pipeline(settings: IngestionSettings, core: Core) -> RawPipeline:
         kafka_options=options,
         max_batch_bytes=settings.kafka_max_batch_bytes,
         max_record_bytes=settings.kafka_max_record_bytes,
+        stall_timeout_s=settings.stall_timeout_s,
     )
 
 

@@ -36,7 +36,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from libs.bus import compression
-from libs.bus.lag import ConsumerLag
+from libs.bus.lag import ConsumerLag, Progress
 from libs.retry import RetryPolicy
 from libs.telemetry import context_from_headers, headers_with_context
 from services.ingestion import convert, decode, violations
@@ -63,6 +63,10 @@ _tracer = trace.get_tracer("aifactory.ingestion")
 # Polling goes on between rounds, so the group keeps the member meanwhile.
 MAX_TRACE_HEADER = 512
 BATCH_RETRY = RetryPolicy(attempts=12, initial_s=0.5, max_s=15.0, jitter_s=0.5, deadline_s=120.0)
+# How often the watchdog judges whether the pipeline is stalled (see RawPipeline.run).
+WATCH_INTERVAL_S = 1.0
+# How long a stalled loop may take to give way once cancelled, before the error is raised anyway.
+CANCEL_GRACE_S = 10.0
 
 
 @dataclass
@@ -110,13 +114,29 @@ class RawPipeline:
         # The caps of libs.bus.compression, for the whole process (None: as they are).
         max_batch_bytes: int | None = None,
         max_record_bytes: int | None = None,
+        # No offset committed for this long while records wait: the pipeline is stuck and
+        # ends (the service exits; its supervisor restarts it). 0: never judged.
+        stall_timeout_s: float = 60.0,
     ) -> None:
         self.group_id = group_id
         # Before the consumer exists: a compressed batch or record past these caps reaches
         # _process as a SkippedRecord, never inflated whole, and is dead-lettered.
         compression.install(max_batch_bytes, max_record_bytes)
-        # Lag of the group on every raw topic it has committed on (aif.bus.consumer.lag).
-        self._lag = ConsumerLag(bootstrap_servers, group_id, kafka_options=kafka_options)
+        # Lag of the group on the raw topics it consumes (aif.bus.consumer.lag), counted from
+        # their start until the first commit; it also tells whether the loop has stalled.
+        self._lag = ConsumerLag(
+            bootstrap_servers,
+            group_id,
+            topics=ingestors,
+            kafka_options=kafka_options,
+            from_start=True,
+            progress=Progress(stall_timeout_s),
+            owned=lambda: self._consumer.assignment(),
+        )
+        # When the batch in flight started (loop time), and whether batches are failing: the
+        # retry policy, not the watchdog, decides how long a failing batch may go on.
+        self._batch_since: float | None = None
+        self._retrying = False
         self._ingestors = dict(ingestors)
         self._dataset = dataset
         self._quality = quality
@@ -170,6 +190,7 @@ class RawPipeline:
 
     def _subscribe(self) -> None:
         # Not incremental: the whole list, one rebalance of the group.
+        self._lag.topics = self._ingestors
         if self._ingestors:
             self._consumer.subscribe(list(self._ingestors), listener=self._listener)
         else:
@@ -183,15 +204,39 @@ class RawPipeline:
                 self._subscribe()
             await self._consumer.start()
             self._started = True
-            lag = asyncio.get_running_loop().create_task(self._lag.run(), name="ingestion-consumer-lag")
+            loop = asyncio.get_running_loop()
+            lag = loop.create_task(self._lag.run(), name="ingestion-consumer-lag")
             try:
-                await self._loop()
+                await self._watched(loop.create_task(self._loop(), name="ingestion-loop"))
             finally:
                 lag.cancel()
                 await asyncio.gather(lag, return_exceptions=True)
                 await self._consumer.stop()
         finally:
             await self._publisher.stop()
+
+    async def _watched(self, work: asyncio.Task[None]) -> None:
+        """Await ``work`` (the loop); raise :class:`Fatal` instead should it stall.
+
+        A stall is what the retry policy cannot see: an await that never returns (a write
+        to the broker or the disk that hangs), or a consumer that stops fetching while
+        records wait. Either way no offset moves, which the group's lag shows from outside.
+        """
+        while not work.done():
+            await asyncio.wait({work}, timeout=WATCH_INTERVAL_S)
+            if work.done() or self._retrying or self._stopping.is_set():
+                continue
+            reason = await self._lag.stalled()
+            if reason is None:
+                continue
+            if self._batch_since is not None:
+                age = asyncio.get_running_loop().time() - self._batch_since
+                reason += f"; a batch in flight for {age:.0f}s"
+            work.cancel()
+            with contextlib.suppress(BaseException):  # it is being abandoned
+                await asyncio.wait_for(work, CANCEL_GRACE_S)
+            raise Fatal(f"ingestion pipeline stalled: {reason}")
+        work.result()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -209,12 +254,15 @@ class RawPipeline:
                 batches = {tp: records for tp, records in batches.items() if tp.topic in self._ingestors}
                 if not batches:
                     continue
+                self._batch_since = asyncio.get_running_loop().time()
                 try:
                     await self._process(batches)
                     self._backoff.succeeded()
+                    self._retrying = False
                 except Fatal:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broker hiccup: the batch is read again
+                    self._retrying = True
                     pause = self._backoff.failed(exc)  # raises exc once the policy is spent
                     log.exception("batch failed; reading it again in %.1fs", pause)
                     for tp, records in batches.items():
@@ -222,6 +270,8 @@ class RawPipeline:
                             IllegalStateError
                         ):  # revoked meanwhile: its new owner reads it
                             self._consumer.seek(tp, records[0].offset)
+                finally:
+                    self._batch_since = None
             if pause:
                 # Outside the batch lock: a rebalance meanwhile need not wait for the pause.
                 await asyncio.sleep(pause)

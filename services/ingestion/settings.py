@@ -50,6 +50,11 @@ class IngestionSettings(UseCaseSourceSettings, ConsumerSettings):
     records_per_message: int = Field(default=100, ge=1, le=10_000)
     # Records per poll, and so per transaction and per dataset file.
     max_batch: int = Field(default=2000, ge=1, le=100_000)
+    # The raw-topic pipeline is declared stuck, and the process exits to be restarted
+    # (resuming from its last commit), when raw records wait and the group's committed
+    # offsets have not moved for this long while no batch is being retried (an await that
+    # never returns, a consumer that stopped fetching). 0: never.
+    stall_timeout_s: float = Field(default=60.0, ge=0, le=3600)
     # Items per gRPC message.
     max_request_items: int = Field(default=10_000, ge=1, le=1_000_000)
     # A quality window closes after this long, or after this many records (0: time only).

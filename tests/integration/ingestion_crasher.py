@@ -4,11 +4,14 @@
 (settings from the environment) and exits with status 17 during its n-th raw batch:
 
 - ``in-transaction``: records, dead letters and offsets are sent, the commit is not;
-- ``after-commit``: the transaction is committed, the dataset version not yet published.
+- ``after-commit``: the transaction is committed, the dataset version not yet published;
+- ``hang``: the transaction's commit never returns (a broker that stopped answering); the
+  service's stall watchdog must end it (exit 70), nothing here does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sys
@@ -42,6 +45,16 @@ def main(phase: str, n: int) -> None:
             os._exit(CRASH)
 
         AIOKafkaProducer.commit_transaction = commit_or_die  # type: ignore[method-assign]
+    elif phase == "hang":
+        commit = AIOKafkaProducer.commit_transaction
+
+        async def commit_or_hang(self: AIOKafkaProducer) -> None:
+            if self._txn_manager.transactional_id.endswith("-grpc") or not due():  # type: ignore[union-attr]
+                return await commit(self)
+            print("hanging in the commit of a batch", flush=True)
+            await asyncio.Event().wait()
+
+        AIOKafkaProducer.commit_transaction = commit_or_hang  # type: ignore[method-assign]
     elif phase == "after-commit":
         publish = RawDataset.publish
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -39,7 +40,7 @@ from aifactory.ingestion.v1 import ingestion_service_pb2 as pb
 from aifactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from libs.bus import DeadLetters, Event, EventConsumer, EventPublisher
 from libs.rpc import insecure_channel
-from libs.runtime import Service, start_service
+from libs.runtime import WORKER_FAILED, Service, start_service
 from libs.usecase import load_default
 from services.ingestion.app import build
 from services.ingestion.pii import pseudonym
@@ -486,6 +487,43 @@ async def test_crash_at_each_point_of_a_batch(kafka, tmp_path: Path, phase: str)
     check_exactly_once(messages, coords, t, records, dead, tmp_path / "raw")
     settled = "deleted 1 uncommitted" if phase == "in-transaction" else "published 1 committed file(s)"
     assert settled in log_path.read_text()
+
+
+async def test_a_batch_that_hangs_ends_the_process_and_the_restart_finishes(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The 5th transaction's commit never returns: no error, no retry. The stall watchdog
+    sees records waiting behind offsets that do not move, the process exits 70 for its
+    supervisor, and the next one finishes the stream exactly once."""
+    bootstrap = kafka.bootstrap_servers
+    t = await make_topics(bootstrap, "it-hang")
+    messages = loan_messages(n=2_000, bad_total=44)
+    coords = await produce(bootstrap, t.raw, messages)
+    env = service_env(settings_values(bootstrap, t, tmp_path / "raw", max_batch=100, stall_timeout_s=5))
+    log_path = tmp_path / "ingestion.log"
+    hanging = start_process(env, log_path, str(Path(__file__).with_name("ingestion_crasher.py")), "hang", "5")
+    try:
+        async with asyncio.timeout(60):
+            while "hanging in the commit" not in log_path.read_text():
+                await asyncio.sleep(0.1)
+        hung_at = time.monotonic()
+        assert await asyncio.to_thread(hanging.wait, 90) == WORKER_FAILED, log_path.read_text()[-3000:]
+    finally:
+        if hanging.poll() is None:
+            hanging.kill()
+    exited_after = time.monotonic() - hung_at
+    assert "ingestion pipeline stalled: records waiting" in log_path.read_text()
+    assert 0 < await committed_total(bootstrap, t.group) < len(messages)
+
+    service = start_process(env, log_path)
+    try:
+        await wait_committed(bootstrap, t.group, len(messages), timeout=60)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(30) == 0, log_path.read_text()[-3000:]
+    records, dead = await read_topic(bootstrap, t.records), await read_topic(bootstrap, t.dlq)
+    check_exactly_once(messages, coords, t, records, dead, tmp_path / "raw")
+    print(
+        f"hung batch: process exited {exited_after:.1f}s after the hang (stall timeout 5s, lag refresh 10s)"
+    )
 
 
 async def test_kcat_as_an_outside_producer(kafka, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

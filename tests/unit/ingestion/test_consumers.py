@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
@@ -16,8 +17,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from aifactory.ingestion.v1 import events_pb2
 from libs.bus.compression import SkippedRecord
 from libs.usecase import UseCase
+from services.ingestion import consumers
 from services.ingestion.consumers import RawPipeline
-from services.ingestion.publisher import Outgoing
+from services.ingestion.publisher import Fatal, Outgoing
 from services.ingestion.quality import QualityTracker
 from services.ingestion.records import UseCaseIngestor
 from services.ingestion.store import RawDataset
@@ -154,3 +156,100 @@ async def test_a_batch_the_consumer_skipped_is_dead_lettered_without_payload_and
     assert rejected.original == b"" and rejected.original_size == 0
     assert [(v.code, v.message) for v in rejected.violations] == [("too_large", reason)]
     assert dataset.read("loan_approval").num_rows == 2
+
+
+class HangingPublisher(FlakyPublisher):
+    """A transaction that never returns, as a write to a broker that stopped answering."""
+
+    async def commit(
+        self, messages: list[Outgoing], offsets: dict[TopicPartition, int], group_id: str
+    ) -> None:
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+
+class FakeLag:
+    """Stands in for the group's ConsumerLag: stalled once told so, counting the questions."""
+
+    def __init__(self) -> None:
+        self.stuck = False
+        self.asked = 0
+
+    async def stalled(self) -> str | None:
+        self.asked += 1
+        return "records waiting and no offset committed for 61s (limit 60s)" if self.stuck else None
+
+
+async def test_a_batch_that_never_returns_ends_the_pipeline_with_the_reason(
+    tmp_path: Path, loan: UseCase, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "WATCH_INTERVAL_S", 0.01)
+    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
+    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
+    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
+    publisher = HangingPublisher()
+    pipeline = RawPipeline(
+        "unused:9092",
+        {TOPIC: ingestor},
+        dataset,
+        quality,
+        publisher,  # type: ignore[arg-type]
+        group_id="g",
+        records_topic="recs",
+        dead_letter_topic="dlq",
+    )
+    pipeline._consumer = FakeConsumer([raw(0, json.dumps(record).encode())])  # type: ignore[assignment]
+    lag = FakeLag()
+    pipeline._lag = lag  # type: ignore[assignment]
+    loop = asyncio.create_task(pipeline._loop())
+    watched = asyncio.create_task(pipeline._watched(loop))
+    async with asyncio.timeout(10):
+        while not publisher.attempts or lag.asked < 3:
+            await asyncio.sleep(0.01)
+    assert not watched.done(), "no stall until the lag says so"
+    lag.stuck = True
+    with pytest.raises(Fatal, match=r"ingestion pipeline stalled: .*61s.*; a batch in flight for \d+s"):
+        async with asyncio.timeout(10):
+            await watched
+    assert loop.cancelled()
+    # The abandoned batch's staged file is gone: the restart reads the batch again.
+    assert not list((tmp_path / "loan_approval").rglob("*.parquet"))
+
+
+async def test_a_batch_being_retried_is_left_to_the_retry_policy(
+    tmp_path: Path, loan: UseCase, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "WATCH_INTERVAL_S", 0.01)
+    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
+    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
+    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
+
+    class Failing(FlakyPublisher):
+        async def commit(self, *args: Any) -> None:
+            self.attempts += 1
+            raise KafkaError("coordinator moved")
+
+    publisher = Failing()
+    pipeline = RawPipeline(
+        "unused:9092",
+        {TOPIC: ingestor},
+        dataset,
+        quality,
+        publisher,  # type: ignore[arg-type]
+        group_id="g",
+        records_topic="recs",
+        dead_letter_topic="dlq",
+        retry_backoff_s=0.01,
+    )
+    pipeline._consumer = FakeConsumer([raw(0, json.dumps(record).encode())])  # type: ignore[assignment]
+    lag = FakeLag()
+    lag.stuck = True
+    pipeline._lag = lag  # type: ignore[assignment]
+    watched = asyncio.create_task(pipeline._watched(asyncio.create_task(pipeline._loop())))
+    async with asyncio.timeout(10):
+        while publisher.attempts < 3:
+            await asyncio.sleep(0.01)
+    assert not watched.done() and lag.asked == 0, "judged while the retry policy was in charge"
+    await pipeline.stop()
+    async with asyncio.timeout(10):
+        await watched
