@@ -463,6 +463,27 @@ async def test_restart_mid_stream_loses_and_doubles_nothing(kafka, tmp_path: Pat
     assert [(r.record_count, r.rejected_count) for r in reports] == [(len(messages), 220)]
 
 
+async def finish_and_check(
+    env: dict[str, str],
+    log_path: Path,
+    t: Topics,
+    messages: list[Sent],
+    coords: list[tuple[int, int]],
+    data_dir: Path,
+    bootstrap: str,
+) -> None:
+    """Runs the service until it has decided every record, stops it cleanly, and checks
+    the whole stream was published exactly once."""
+    service = start_process(env, log_path)
+    try:
+        await wait_committed(bootstrap, t.group, len(messages), timeout=60)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(30) == 0, log_path.read_text()[-3000:]
+    records, dead = await read_topic(bootstrap, t.records), await read_topic(bootstrap, t.dlq)
+    check_exactly_once(messages, coords, t, records, dead, data_dir)
+
+
 @pytest.mark.parametrize("phase", ["in-transaction", "after-commit"])
 async def test_crash_at_each_point_of_a_batch(kafka, tmp_path: Path, phase: str) -> None:  # type: ignore[no-untyped-def]
     """Dies inside the 5th transaction (must be aborted and replayed) or between its commit and the
@@ -477,14 +498,7 @@ async def test_crash_at_each_point_of_a_batch(kafka, tmp_path: Path, phase: str)
     assert crasher.wait(60) == 17, log_path.read_text()[-3000:]
     assert 0 < await committed_total(bootstrap, t.group) < len(messages)
 
-    service = start_process(env, log_path)
-    try:
-        await wait_committed(bootstrap, t.group, len(messages), timeout=60)
-    finally:
-        service.send_signal(signal.SIGTERM)
-        assert service.wait(30) == 0, log_path.read_text()[-3000:]
-    records, dead = await read_topic(bootstrap, t.records), await read_topic(bootstrap, t.dlq)
-    check_exactly_once(messages, coords, t, records, dead, tmp_path / "raw")
+    await finish_and_check(env, log_path, t, messages, coords, tmp_path / "raw", bootstrap)
     settled = "deleted 1 uncommitted" if phase == "in-transaction" else "published 1 committed file(s)"
     assert settled in log_path.read_text()
 
@@ -513,14 +527,7 @@ async def test_a_batch_that_hangs_ends_the_process_and_the_restart_finishes(kafk
     assert "ingestion pipeline stalled: records waiting" in log_path.read_text()
     assert 0 < await committed_total(bootstrap, t.group) < len(messages)
 
-    service = start_process(env, log_path)
-    try:
-        await wait_committed(bootstrap, t.group, len(messages), timeout=60)
-    finally:
-        service.send_signal(signal.SIGTERM)
-        assert service.wait(30) == 0, log_path.read_text()[-3000:]
-    records, dead = await read_topic(bootstrap, t.records), await read_topic(bootstrap, t.dlq)
-    check_exactly_once(messages, coords, t, records, dead, tmp_path / "raw")
+    await finish_and_check(env, log_path, t, messages, coords, tmp_path / "raw", bootstrap)
     print(
         f"hung batch: process exited {exited_after:.1f}s after the hang (stall timeout 5s, lag refresh 10s)"
     )

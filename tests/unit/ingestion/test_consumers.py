@@ -68,13 +68,14 @@ class FlakyPublisher:
         self.committed.append((list(messages), dict(offsets), group_id))
 
 
-async def test_failed_transaction_is_discarded_and_retried(
-    tmp_path: Path, loan: UseCase, record: dict[str, Any]
-) -> None:
+def make_pipeline(
+    tmp_path: Path, loan: UseCase, publisher: FlakyPublisher, **options: Any
+) -> tuple[RawPipeline, RawDataset]:
+    """A pipeline over loan_approval's raw topic, its dataset under ``tmp_path``; the
+    consumer is set by the test."""
     ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
     dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
     quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
-    publisher = FlakyPublisher()
     pipeline = RawPipeline(
         "unused:9092",
         {TOPIC: ingestor},
@@ -84,8 +85,16 @@ async def test_failed_transaction_is_discarded_and_retried(
         group_id="g",
         records_topic="recs",
         dead_letter_topic="dlq",
-        retry_backoff_s=0.01,
+        **options,
     )
+    return pipeline, dataset
+
+
+async def test_failed_transaction_is_discarded_and_retried(
+    tmp_path: Path, loan: UseCase, record: dict[str, Any]
+) -> None:
+    publisher = FlakyPublisher()
+    pipeline, dataset = make_pipeline(tmp_path, loan, publisher, retry_backoff_s=0.01)
     values = [json.dumps({**record, "record_id": f"r{i}"}).encode() for i in range(3)] + [b"not json"]
     consumer = FakeConsumer([raw(i, v) for i, v in enumerate(values)])
     pipeline._consumer = consumer  # type: ignore[assignment]
@@ -121,21 +130,9 @@ async def test_failed_transaction_is_discarded_and_retried(
 async def test_a_batch_the_consumer_skipped_is_dead_lettered_without_payload_and_committed_past(
     tmp_path: Path, loan: UseCase, record: dict[str, Any]
 ) -> None:
-    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
-    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
-    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
     publisher = FlakyPublisher()
     publisher.attempts = 1  # no hiccup here
-    pipeline = RawPipeline(
-        "unused:9092",
-        {TOPIC: ingestor},
-        dataset,
-        quality,
-        publisher,  # type: ignore[arg-type]
-        group_id="g",
-        records_topic="recs",
-        dead_letter_topic="dlq",
-    )
+    pipeline, dataset = make_pipeline(tmp_path, loan, publisher)
     reason = f"record batch {TOPIC}/0 offsets 1-20 skipped, not buffered: past the cap of 8 bytes per batch"
     skipped = SkippedRecord(TOPIC, 0, 20, 0, 0, None, None, None, -1, -1, (), reason=reason, first_offset=1)
     valid = [json.dumps({**record, "record_id": f"r{i}"}).encode() for i in range(2)]
@@ -184,20 +181,8 @@ async def test_a_batch_that_never_returns_ends_the_pipeline_with_the_reason(
     tmp_path: Path, loan: UseCase, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(consumers, "WATCH_INTERVAL_S", 0.01)
-    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
-    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
-    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
     publisher = HangingPublisher()
-    pipeline = RawPipeline(
-        "unused:9092",
-        {TOPIC: ingestor},
-        dataset,
-        quality,
-        publisher,  # type: ignore[arg-type]
-        group_id="g",
-        records_topic="recs",
-        dead_letter_topic="dlq",
-    )
+    pipeline, _ = make_pipeline(tmp_path, loan, publisher)
     pipeline._consumer = FakeConsumer([raw(0, json.dumps(record).encode())])  # type: ignore[assignment]
     lag = FakeLag()
     pipeline._lag = lag  # type: ignore[assignment]
@@ -220,9 +205,6 @@ async def test_a_batch_being_retried_is_left_to_the_retry_policy(
     tmp_path: Path, loan: UseCase, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(consumers, "WATCH_INTERVAL_S", 0.01)
-    ingestor = UseCaseIngestor(loan, salt=b"s", max_payload_bytes=4096)
-    dataset = RawDataset(tmp_path, {"loan_approval": loan}, {"loan_approval": ingestor.privacy})
-    quality = QualityTracker({"loan_approval": loan}, MeterProvider().get_meter("t"))
 
     class Failing(FlakyPublisher):
         async def commit(self, *args: Any) -> None:
@@ -230,17 +212,7 @@ async def test_a_batch_being_retried_is_left_to_the_retry_policy(
             raise KafkaError("coordinator moved")
 
     publisher = Failing()
-    pipeline = RawPipeline(
-        "unused:9092",
-        {TOPIC: ingestor},
-        dataset,
-        quality,
-        publisher,  # type: ignore[arg-type]
-        group_id="g",
-        records_topic="recs",
-        dead_letter_topic="dlq",
-        retry_backoff_s=0.01,
-    )
+    pipeline, _ = make_pipeline(tmp_path, loan, publisher, retry_backoff_s=0.01)
     pipeline._consumer = FakeConsumer([raw(0, json.dumps(record).encode())])  # type: ignore[assignment]
     lag = FakeLag()
     lag.stuck = True
