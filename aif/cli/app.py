@@ -141,7 +141,6 @@ class _PassThrough(TyperCommand):
     cls=_PassThrough,
     help="development tokens (keygen, issue, revoke, service) and mTLS certificates (certs); "
     "aif token --help for its own options",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
 )
 def token(ctx: typer.Context) -> None:

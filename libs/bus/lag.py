@@ -186,23 +186,18 @@ class ConsumerLag:
             if unread:
                 positions.update(await self._consumer.beginning_offsets(unread))
         ends = await self._consumer.end_offsets(list(positions)) if positions else {}
+        behind = {tp: max(0, ends.get(tp, offset) - offset) for tp, offset in positions.items()}
         by_topic: dict[str, int] = {}
-        for tp, offset in positions.items():
-            by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(0, ends.get(tp, offset) - offset)
+        for tp, n in behind.items():
+            by_topic[tp.topic] = by_topic.get(tp.topic, 0) + n
         self.by_topic = by_topic
         if self.progress is not None:
             mine = {TopicPartition(tp.topic, tp.partition) for tp in self._owned()} if self._owned else set()
             watched = {tp: o for tp, o in positions.items() if tp in mine} or positions
-            lag = sum(max(0, ends.get(tp, o) - o) for tp, o in watched.items())
-            self.progress.observe(watched, lag, time.monotonic())
+            self.progress.observe(watched, sum(behind[tp] for tp in watched), time.monotonic())
         return by_topic
 
-    @property
-    def topics(self) -> frozenset[str] | None:
-        return self._topics
-
-    @topics.setter
-    def topics(self, topics: Iterable[str] | None) -> None:
+    def set_topics(self, topics: Iterable[str] | None) -> None:
         """Measure these topics from the next refresh on (a consumer that subscribes anew:
         a topic it left is not its lag, however long its records wait)."""
         self._topics = None if topics is None else frozenset(topics)
@@ -212,15 +207,16 @@ class ConsumerLag:
         ``stall_after_s``), or None. Unmoved offsets are confirmed by reading behind them
         (:meth:`readable`) before they count; a failed check is no evidence."""
         progress = self.progress
-        if progress is None or not (progress.stall_after_s if limit_s is None else limit_s):
+        if progress is None:
             return None
-        if progress.stalled_for(time.monotonic(), limit_s) is None:
+        limit = progress.stall_after_s if limit_s is None else limit_s
+        if not limit or progress.stalled_for(time.monotonic(), limit) is None:
             return None
         try:
             # The last refresh may be up to interval_s old: measure again, so that offsets
             # committed since then count before a stall is called.
             await asyncio.wait_for(self.refresh(), 15)
-            stuck = progress.stalled_for(time.monotonic(), limit_s)
+            stuck = progress.stalled_for(time.monotonic(), limit)
             if stuck is None:
                 return None
             waiting = await asyncio.wait_for(self.readable(progress.offsets), 15)
@@ -232,7 +228,6 @@ class ConsumerLag:
             progress.settled()  # only markers or aborted records behind
             return None
         lagging = {topic: n for topic, n in self.by_topic.items() if n}
-        limit = progress.stall_after_s if limit_s is None else limit_s
         return (
             f"records waiting ({lagging} offsets behind) and no offset committed "
             f"for {stuck:.0f}s (limit {limit:.0f}s)"

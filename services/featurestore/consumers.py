@@ -326,14 +326,13 @@ class FeatureStream:
         # Consumer-group lag of the faust app's group (libs.bus.lag), per topic; it also
         # tells whether the stream has stopped moving (see run). Every topic the group reads
         # counts, from its start until the first commit: a stream stuck from the start shows.
-        self.progress = Progress(settings.stall_timeout_s)
         self.lag = ConsumerLag(
             settings.kafka_bootstrap,
             settings.app_id,
             KafkaSecurity.from_settings(settings),
             topics=self._source_topics(settings, repartition),
             from_start=True,
-            progress=self.progress,
+            progress=Progress(settings.stall_timeout_s),
             owned=self._assigned,
         )
         meter = telemetry.meter
@@ -602,7 +601,7 @@ class FeatureStream:
     async def _stalled(self) -> bool:
         """Exit (``on_fatal``) when the group's offsets have not moved for ``stall_timeout_s``
         while records wait behind them; True when it did."""
-        limit = self.progress.stall_after_s
+        limit = self._settings.stall_timeout_s
         if not limit:
             return False
         if self.app.rebalancing or self.app.in_recovery:

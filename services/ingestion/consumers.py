@@ -133,10 +133,8 @@ class RawPipeline:
             progress=Progress(stall_timeout_s),
             owned=lambda: self._consumer.assignment(),
         )
-        # When the batch in flight started (loop time), and whether batches are failing: the
-        # retry policy, not the watchdog, decides how long a failing batch may go on.
+        # When the batch in flight started (loop time), for the stall error.
         self._batch_since: float | None = None
-        self._retrying = False
         self._ingestors = dict(ingestors)
         self._dataset = dataset
         self._quality = quality
@@ -190,7 +188,7 @@ class RawPipeline:
 
     def _subscribe(self) -> None:
         # Not incremental: the whole list, one rebalance of the group.
-        self._lag.topics = self._ingestors
+        self._lag.set_topics(self._ingestors)
         if self._ingestors:
             self._consumer.subscribe(list(self._ingestors), listener=self._listener)
         else:
@@ -224,7 +222,8 @@ class RawPipeline:
         """
         while not work.done():
             await asyncio.wait({work}, timeout=WATCH_INTERVAL_S)
-            if work.done() or self._retrying or self._stopping.is_set():
+            # While batches fail the retry policy, not the watchdog, decides how long they may.
+            if work.done() or self._backoff.failures or self._stopping.is_set():
                 continue
             reason = await self._lag.stalled()
             if reason is None:
@@ -258,11 +257,9 @@ class RawPipeline:
                 try:
                     await self._process(batches)
                     self._backoff.succeeded()
-                    self._retrying = False
                 except Fatal:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broker hiccup: the batch is read again
-                    self._retrying = True
                     pause = self._backoff.failed(exc)  # raises exc once the policy is spent
                     log.exception("batch failed; reading it again in %.1fs", pause)
                     for tp, records in batches.items():
