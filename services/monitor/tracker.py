@@ -20,7 +20,9 @@ An episode still open ``drift.realarm_windows`` windows after it opened, with th
 champion serving, is closed and a new one opened on the signals still active: the
 retraining its alarm asked for failed, its candidate was refused by the gates, or the
 event was lost, and the drift is still there. The trainer's cooldown and daily budget
-bound what the repeated alarms cost.
+bound what the repeated alarms cost. Within one drift the CUSUM evidence keeps the change
+point of its first alarm, and a report holds every piece of evidence its alarm names, so a
+re-alarm's retraining trains from where the drift began.
 The tracker's state (detector, signals, episode, recent labelled predictions) is saved
 with every report, so a restarted monitor resumes instead of alarming again.
 """
@@ -36,7 +38,7 @@ from typing import Any
 
 from libs.usecase import UseCase
 from services.monitor import journal
-from services.monitor.detectors import THRESHOLD, CusumDetector
+from services.monitor.detectors import THRESHOLD, CusumDetector, change_point
 from services.monitor.distribution import window_evidence
 from services.monitor.domain import (
     CHAMPION,
@@ -210,17 +212,32 @@ class VersionTracker:
     ) -> None:
         if self.episode.open:
             raised = sorted({*raised, *self._realarm_due(effects)})
-        opened = bool(raised) and self._open(report_id, raised, effects)
-        effects.reports.append(Report(report_id, self.key, opened, tuple(evidence), start, end, self.clock()))
+        alarm = self._open(report_id, raised, effects) if raised else None
+        stored = tuple(evidence)
+        if alarm:
+            # The report holds all its alarm names (a re-alarm names the CUSUM's change point
+            # too): the trainer confirms a DriftDetected against it and keeps only that.
+            own = {(e.feature, e.statistic) for e in stored}
+            stored += tuple(e for e in alarm if (e.feature, e.statistic) not in own)
+        effects.reports.append(
+            Report(report_id, self.key, alarm is not None, stored, start, end, self.clock())
+        )
         self._maybe_close(effects)
         effects.states[state_key(self.key)] = self.state()
 
     # ------------------------------------------------------------------ the quality detector
     def _cusum_alarm(self, item: Labelled, effects: Effects) -> None:
         det = self.detector
-        change_at = item.data_time if det.change_points[-1] == det.seen else (self.onset_at or item.data_time)
+        change_at, size = self._change_point(item)
         self.onset_at = None
-        # window_start is the estimated change point: where the statistic last left zero.
+        kept = self._drifted.get(CUSUM, ()) if self.episode.open else ()
+        if kept and len(det.alarms) >= 2 and kept[0].window_start < change_at:
+            # One drift, one episode: the statistic restarts after each alarm, but the drift
+            # began where the episode's first alarm placed it, and a re-alarm's retraining
+            # (its candidate was refused, say) should train from there, not from the restart.
+            change_at = kept[0].window_start
+            size = kept[0].sample_size + det.alarms[-1] - det.alarms[-2]
+        # window_start is the estimated change point, where a retraining's data begins.
         evidence = Evidence(
             "error",
             "cusum_llr",
@@ -228,7 +245,7 @@ class VersionTracker:
             THRESHOLD,
             change_at,
             item.prediction.at,
-            det.seen - det.change_points[-1] + 1,
+            size,
             EvidenceKind.PERFORMANCE,
             True,
         )
@@ -240,10 +257,29 @@ class VersionTracker:
         report_id = f"{id_stem(self.key)}.cusum.{len(det.alarms)}"
         self._report(report_id, [evidence], change_at, item.prediction.at, [CUSUM], effects)
 
+    def _change_point(self, item: Labelled) -> tuple[datetime, int]:
+        """The estimated change point of the alarm ``item`` raised, in the data's own time,
+        and the labelled records from it on.
+
+        Re-estimated on the recent labelled records sorted by data time
+        (:func:`~services.monitor.detectors.change_point`), since the detector saw them in
+        the order their outcomes arrived. When the shift began before the oldest of them,
+        the detector's own estimate (where its statistic last left zero) stands."""
+        det = self.detector
+        excursion = det.seen - det.change_points[-1] + 1
+        own = item.data_time if det.change_points[-1] == det.seen else (self.onset_at or item.data_time)
+        recent = sorted(self.recent, key=lambda i: i.data_time)
+        assert det.baseline is not None  # an alarm comes only after the burn-in
+        k = change_point([i.error for i in recent], det.baseline, regression=det.regression)
+        if k is None or (k == 0 and own < recent[0].data_time):
+            return own, excursion
+        return recent[k].data_time, len(recent) - k
+
     # ------------------------------------------------------------------ episodes
-    def _open(self, report_id: str, raised: list[str], effects: Effects) -> bool:
+    def _open(self, report_id: str, raised: list[str], effects: Effects) -> tuple[Evidence, ...] | None:
+        """Open an episode and raise its alarm; its evidence, or None when none opened."""
         if self.episode.open or self.alias != CHAMPION:
-            return False
+            return None
         now = self.clock()
         self.episode = Episode(True, self.episode.number + 1, report_id, f"alert.{report_id}")
         evidence = tuple(
@@ -265,7 +301,7 @@ class VersionTracker:
                 now,
             )
         )
-        return True
+        return evidence
 
     def _realarm_due(self, effects: Effects) -> list[str]:
         """Count one more window of the open episode; when it has stood for

@@ -1,6 +1,6 @@
 import random
 
-from services.monitor.detectors import CusumDetector
+from services.monitor.detectors import CusumDetector, change_point
 
 
 def stream(p0: float, p1: float, onset: int, n: int, seed: int) -> list[float]:
@@ -31,3 +31,19 @@ def test_regression_relative_increase_of_absolute_error() -> None:
     errors = [abs(rng.gauss(0, 1.0 if i < 2000 else 1.6)) for i in range(4000)]
     alarms = [i for i, e in enumerate(errors) if det.update(e)]
     assert alarms and alarms[0] >= 2000 and alarms[0] - 2000 < 300
+
+
+def test_change_point_is_where_the_worse_stretch_begins() -> None:
+    # 300 records at 5% error, then 50%: the estimate lands on the first error of the shift.
+    errors = [1.0 if i % 20 == 0 else 0.0 for i in range(300)] + [float(i % 2) for i in range(200)]
+    assert change_point(errors, baseline=0.06) == 301
+    # A stretch no worse than the baseline has no change point.
+    assert change_point([1.0 if i % 20 == 0 else 0.0 for i in range(300)], baseline=0.06) is None
+    assert change_point([], baseline=0.1) is None
+
+
+def test_regression_change_point_on_absolute_errors() -> None:
+    rng = random.Random(11)
+    errors = [abs(rng.gauss(0, 1.0)) for _ in range(400)] + [abs(rng.gauss(0, 2.5)) for _ in range(200)]
+    k = change_point(errors, baseline=0.85, regression=True)
+    assert k is not None and 380 <= k <= 420, k
