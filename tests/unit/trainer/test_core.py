@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ from services.trainer.publisher import TrainerPublisher
 from services.trainer.store import JobStore
 from tests.lifecycle_fakes import FakeOwners, FakePublisher, FakeRegistry, FakeTrainingData
 from tests.training_sets import loan_frame, usecase
+
+# Labelled rows a drift retraining of the loan spec waits for: min_rows plus the validation share.
+_LOAN = load_default()["loan_approval"].training
+NEEDED = math.ceil(_LOAN.min_rows / (1 - _LOAN.validation_fraction)) + 1
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -341,7 +346,7 @@ async def test_drift_job_waits_for_data_after_its_change_point_without_blocking_
             )
         )
         waiting = await wait_message(core, "drift-1", "waiting for labelled data")
-        assert waiting.state == JobState.QUEUED and "0 of 626 rows" in waiting.message
+        assert waiting.state == JobState.QUEUED and f"0 of {NEEDED} rows" in waiting.message
         # The parked job does not hold the worker: a manual training runs meanwhile.
         await core.submit(Job("m1", "loan_approval", Reason.MANUAL, params={"epochs": "1"}))
         assert (await wait_final(core, "m1")).state == JobState.SUCCEEDED
@@ -383,6 +388,6 @@ async def test_drift_job_gives_up_with_an_event_and_the_next_alarm_starts_over(t
     [skipped] = [e for e in publisher.of(REQUESTED) if e.request_id == "drift-1"]
     assert isinstance(skipped, trainer_events.TrainingSkipped)
     assert skipped.code == "insufficient_data" and skipped.drift_report_id == "rep-1"
-    assert skipped.labelled_rows == 0 and skipped.needed_rows == 626 and skipped.waited_s >= 0.3
+    assert skipped.labelled_rows == 0 and skipped.needed_rows == NEEDED and skipped.waited_s >= 0.3
     assert skipped.reason == trainer_events.TRAINING_REASON_DRIFT
     assert not publisher.of(TRAINED) and not registry.runs
