@@ -230,13 +230,6 @@ class VersionTracker:
         det = self.detector
         change_at, size = self._change_point(item)
         self.onset_at = None
-        kept = self._drifted.get(CUSUM, ()) if self.episode.open else ()
-        if kept and len(det.alarms) >= 2 and kept[0].window_start < change_at:
-            # One drift, one episode: the statistic restarts after each alarm, but the drift
-            # began where the episode's first alarm placed it, and a re-alarm's retraining
-            # (its candidate was refused, say) should train from there, not from the restart.
-            change_at = kept[0].window_start
-            size = kept[0].sample_size + det.alarms[-1] - det.alarms[-2]
         # window_start is the estimated change point, where a retraining's data begins.
         evidence = Evidence(
             "error",
@@ -264,16 +257,24 @@ class VersionTracker:
         Re-estimated on the recent labelled records sorted by data time
         (:func:`~services.monitor.detectors.change_point`), since the detector saw them in
         the order their outcomes arrived. When the shift began before the oldest of them,
-        the detector's own estimate (where its statistic last left zero) stands."""
+        the detector's own estimate (where its statistic last left zero) stands.
+
+        Within an open episode the earlier change point of its first alarm stands: the
+        statistic restarts after each alarm, but the drift began there, and a re-alarm's
+        retraining (its candidate was refused, say) should train from there."""
         det = self.detector
-        excursion = det.seen - det.change_points[-1] + 1
-        own = item.data_time if det.change_points[-1] == det.seen else (self.onset_at or item.data_time)
+        at, size = item.data_time, det.seen - det.change_points[-1] + 1
+        if det.change_points[-1] != det.seen and self.onset_at is not None:
+            at = self.onset_at
         recent = sorted(self.recent, key=lambda i: i.data_time)
         assert det.baseline is not None  # an alarm comes only after the burn-in
         k = change_point([i.error for i in recent], det.baseline, regression=det.regression)
-        if k is None or (k == 0 and own < recent[0].data_time):
-            return own, excursion
-        return recent[k].data_time, len(recent) - k
+        if k is not None and not (k == 0 and at < recent[0].data_time):
+            at, size = recent[k].data_time, len(recent) - k
+        kept = self._drifted.get(CUSUM, ()) if self.episode.open else ()
+        if kept and len(det.alarms) >= 2 and kept[0].window_start < at:
+            at, size = kept[0].window_start, kept[0].sample_size + det.alarms[-1] - det.alarms[-2]
+        return at, size
 
     # ------------------------------------------------------------------ episodes
     def _open(self, report_id: str, raised: list[str], effects: Effects) -> tuple[Evidence, ...] | None:

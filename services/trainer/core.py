@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import platform
 import subprocess
 import sys
@@ -432,7 +431,7 @@ class TrainerCore:
         change point on) needs that window to hold enough labelled rows to train while the
         newest ``holdout`` stays the evaluator's; until then it raises ``_WaitingForData``
         (with late outcomes the holdout cut can still lie before the change point)."""
-        needed = math.ceil(config.min_rows / (1 - config.validation_fraction)) + 1
+        needed = config.labelled_rows_needed
         training_set = await self._retrying(
             "feature store", lambda: self._data.get_training_set(uc.name, None)
         )

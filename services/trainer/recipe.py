@@ -7,6 +7,7 @@ with the run and the version, so a training can be repeated bit for bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -83,6 +84,12 @@ class TrainConfig:
             class_weight=class_weight,  # type: ignore[arg-type]
             threads=threads,
         )
+
+    @property
+    def labelled_rows_needed(self) -> int:
+        """Labelled rows a window must hold so that ``min_rows`` remain for training once
+        the validation share is split off."""
+        return math.ceil(self.min_rows / (1 - self.validation_fraction)) + 1
 
     def as_params(self) -> dict[str, str]:
         """Every setting as strings: what the run and the version record."""

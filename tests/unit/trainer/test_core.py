@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,13 @@ from services.trainer.consumers import TrainerConsumer
 from services.trainer.core import TrainerCore, TrainerOptions
 from services.trainer.domain import FINAL, Job, JobState, Reason
 from services.trainer.publisher import TrainerPublisher
+from services.trainer.recipe import TrainConfig
 from services.trainer.store import JobStore
 from tests.lifecycle_fakes import FakeOwners, FakePublisher, FakeRegistry, FakeTrainingData
 from tests.training_sets import loan_frame, usecase
 
 # Labelled rows a drift retraining of the loan spec waits for: min_rows plus the validation share.
-_LOAN = load_default()["loan_approval"].training
-NEEDED = math.ceil(_LOAN.min_rows / (1 - _LOAN.validation_fraction)) + 1
+NEEDED = TrainConfig.from_usecase(load_default()["loan_approval"]).labelled_rows_needed
 
 pytestmark = pytest.mark.timeout(120)
 
