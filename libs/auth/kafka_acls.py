@@ -90,8 +90,10 @@ ACCESS: Mapping[str, TopicAccess] = {
         writes=(t.MODEL_PROMOTED, t.DEAD_LETTER, t.USECASES, t.AUDIT_CHECKPOINTS),
         reads=(t.MODEL_EVALUATED, t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.AUDIT_CHECKPOINTS, t.PREDICTIONS),
     ),
+    # The gateway reads its own predictions back before it sends again a publish whose
+    # outcome it does not know (services.gateway.predlog; no consumer group).
     "gateway": TopicAccess(
-        writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED, t.USECASES)
+        writes=(t.PREDICTIONS, t.FEEDBACK, t.DEAD_LETTER), reads=(t.MODEL_PROMOTED, t.USECASES, t.PREDICTIONS)
     ),
     "monitor": TopicAccess(
         writes=(t.DRIFT_DETECTED, t.ROLLBACK_REQUESTED, t.DEAD_LETTER),

@@ -9,6 +9,13 @@ clean shutdown (:meth:`PredictionLog.close`).
 With a :class:`~services.gateway.writeahead.WriteAheadLog`, each entry is also written to a
 local file before the reply and read back at the next start: a kill -9 loses none.
 
+Nothing is published twice either. A publish whose outcome is unknown (it failed, yet
+Kafka may have taken some of its records; or the process died before it could note that
+Kafka had them) is not simply sent again: before the next send of those entries the log
+reads the predictions topic from the time of the first attempt and leaves out the events
+already there (:meth:`BulkPublisher.logged_among`). The topic is the authority on what it
+holds; the gateway's own bookkeeping is a hint.
+
 When the buffer is full (Kafka down or slower than the traffic for long enough) the
 gateway keeps answering and **drops** the new predictions' log entries, counting them
 in ``gateway.predictions.dropped`` (and in :attr:`PredictionLog.dropped`): replies are
@@ -32,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from tritonclient.grpc import service_pb2
 
@@ -165,7 +172,8 @@ def _oip_outputs(response: bytes, rows: int) -> np.ndarray | None:
     return np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(rows, -1)
 
 
-_EVENT_ID = "aif-event-id"
+_EVENT_ID = "aif-event-id"  # every record's first header (see _Encoder.records)
+_CLOCK_MARGIN_S = 2.0
 _PRODUCED_AT = "aif-produced-at-ms"
 # Entries encoded, and records appended to a Kafka batch, between two yields to the event
 # loop: requests wait at most one slice (~0.1 ms) behind the log.
@@ -178,6 +186,10 @@ class _Record:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
+
+    @property
+    def event_id(self) -> bytes:
+        return self.headers[0][1]  # _Encoder.records puts it first
 
 
 class _Headers:
@@ -222,6 +234,8 @@ class BulkPublisher:
 
     def __init__(self, bootstrap_servers: str, producer: str, **client_kwargs: object) -> None:
         self.producer_name = producer
+        self._bootstrap = bootstrap_servers
+        self._client_kwargs = client_kwargs
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=f"{producer}-predlog",
@@ -277,6 +291,55 @@ class BulkPublisher:
             self._partitions.pop(topic, None)  # re-read the topic's partitions on the retry
             raise
 
+    async def logged_among(
+        self, topic: str, event_ids: set[bytes], since_ms: int, timeout_s: float = 30.0
+    ) -> set[bytes]:
+        """Those of ``event_ids`` that ``topic`` holds in records stamped ``since_ms`` or later.
+
+        Reads every partition from the first record at ``since_ms`` up to its end as it is
+        now (no consumer group, committed records only). :class:`Unavailable` when that
+        takes longer than ``timeout_s``: the caller keeps its entries and asks again later.
+        """
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self.producer_name}-predlog-check",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **self._client_kwargs,  # type: ignore[arg-type]
+        )
+        found: set[bytes] = set()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await consumer.start()
+                partitions = [
+                    TopicPartition(topic, p) for p in sorted(await self._producer.partitions_for(topic))
+                ]
+                consumer.assign(partitions)
+                starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+                ends = await consumer.end_offsets(partitions)
+                todo: dict[TopicPartition, int] = {}
+                for tp in partitions:
+                    start = starts.get(tp)
+                    if start is not None and start.offset < ends[tp]:
+                        consumer.seek(tp, start.offset)
+                        todo[tp] = ends[tp]
+                while todo:
+                    fetched = await consumer.getmany(*todo, timeout_ms=500)
+                    for messages in fetched.values():
+                        for m in messages:
+                            event_id = next((v for k, v in m.headers if k == _EVENT_ID), None)
+                            if event_id in event_ids:
+                                found.add(event_id)
+                    for tp in list(todo):
+                        if await consumer.position(tp) >= todo[tp]:
+                            del todo[tp]
+        except TimeoutError:
+            raise Unavailable(f"reading {topic} back took longer than {timeout_s:.0f}s") from None
+        finally:
+            await consumer.stop()
+        return found
+
 
 class PredictionLog:
     def __init__(
@@ -308,7 +371,12 @@ class PredictionLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # The first ``_unsure`` entries of the buffer may be on Kafka already, in records
+        # stamped ``_unsure_since`` (epoch s) or later: looked up before they are sent.
+        self._unsure = 0
+        self._unsure_since = 0.0
         self.logged = 0
+        self.found_logged = 0  # events left out of a send: the topic already had them
         self.dropped = 0
         self.failed_publishes = 0
         self._m_logged = self._m_dropped = None
@@ -347,6 +415,8 @@ class PredictionLog:
                 self._rows += served.rows
             if self._buffer:
                 log.warning("prediction log: %d predictions of a previous process to publish", self._rows)
+                # Its last publish may have reached Kafka unmarked; it came after serving.
+                self._unsure_sent(len(self._buffer), min(s.at for s in self._buffer))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="prediction-log")
         return self._task
 
@@ -426,17 +496,42 @@ class PredictionLog:
                 await asyncio.sleep(0)
         if self._wal is not None:
             await asyncio.to_thread(self._wal.sync)
+        if records and self._unsure:
+            records = await self._not_logged_yet(records)
         if records:
-            await self._publisher.publish(self._topic, records)
+            attempt = time.time()
+            try:
+                await self._publisher.publish(self._topic, records)
+            except BaseException:
+                self._unsure_sent(len(taken), attempt)  # some may have reached Kafka
+                raise
         # Only now that Kafka has them do they leave the buffer.
         for _ in taken:
             self._buffer.popleft()
         self._rows -= rows
+        self._unsure = max(0, self._unsure - len(taken))
         if self._wal is not None:
             self._wal.published(len(taken))
         self.logged += len(records)
         if self._m_logged is not None and records:
             self._m_logged.add(len(records))
+
+    def _unsure_sent(self, entries: int, since: float) -> None:
+        """The first ``entries`` entries may be on Kafka, sent at ``since`` or later."""
+        self._unsure_since = min(self._unsure_since, since) if self._unsure else since
+        self._unsure = max(self._unsure, entries)
+
+    async def _not_logged_yet(self, records: list[_Record]) -> list[_Record]:
+        """``records`` less those the topic already holds (see the module docstring)."""
+        # A margin for a broker that stamps records with its own clock (LogAppendTime).
+        since_ms = int((self._unsure_since - _CLOCK_MARGIN_S) * 1000)
+        ids = {r.event_id for r in records}
+        there = await self._publisher.logged_among(self._topic, ids, since_ms)
+        if not there:
+            return records
+        self.found_logged += len(there)
+        log.warning("prediction log: %d predictions already on %s, not sent again", len(there), self._topic)
+        return [r for r in records if r.event_id not in there]
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Stop taking entries, publish what is buffered (within ``timeout_s``), stop."""

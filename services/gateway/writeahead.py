@@ -5,10 +5,12 @@ prediction is answered before it is on Kafka. Each entry is therefore also appen
 local file of this gateway replica before the request returns (one ``write`` system
 call: once it returns, the entry is in the kernel's page cache and survives a kill -9 of
 the process). The flusher ``fsync``s the file before each publish, so a crash of the
-machine itself loses at most the entries of one flush interval. At start, the entries of
-the files left behind are read back into the log's buffer and published (again, for
-those that were published but not yet forgotten: consumers deduplicate, the event id is
-the prediction id).
+machine itself loses at most the entries of one flush interval. After each publish the
+file ``published`` records how far the entries are on Kafka (segment and frame, one
+``pwrite``). At start, the entries after that mark are read back into the log's buffer
+and published. The entries of the last publish before a kill may be on Kafka without
+the mark saying so: the prediction log looks them up on the topic before it sends them
+again (:meth:`services.gateway.predlog.PredictionLog.start`), so none is published twice.
 
 Files are segments ``predlog-<n>.wal``: a new one starts when the current one passes
 ``segment_bytes`` or when the log has published everything; a segment is deleted once
@@ -75,6 +77,9 @@ FORMAT = 1
 _MARSHAL_VERSION = 4
 _PREFIX = "predlog-"
 _SUFFIX = ".wal"
+# The mark: frames 0..frames-1 of segment ``segment`` (and every earlier segment) are on Kafka.
+_MARK = struct.Struct("<QQ")  # segment, frames
+_MARK_FILE = "published"
 
 
 class WriteAheadLog:
@@ -101,11 +106,16 @@ class WriteAheadLog:
         except ConfigError:
             os.close(self._lock)
             raise
-        self._current = (found[-1] + 1) if found else 0
+        self._mark_fd = os.open(directory / _MARK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        mark = os.pread(self._mark_fd, _MARK.size, 0)
+        self._mark: tuple[int, int] = _MARK.unpack(mark) if len(mark) == _MARK.size else (-1, 0)
+        # Never a number the mark has passed (its segments may have been removed by hand).
+        self._current = max((found[-1] + 1) if found else 0, self._mark[0] + 1)
         self._fd = self._open(self._current)
         self._size = 0
-        # Segment of every entry appended (or recovered) and not yet published, in order.
-        self._order: deque[int] = deque()
+        self._frames = 0  # frames in the current segment
+        # (segment, frame) of every entry appended (or recovered) and not yet published, in order.
+        self._order: deque[tuple[int, int]] = deque()
 
     def _path(self, n: int) -> Path:
         return self.directory / f"{_PREFIX}{n:012d}{_SUFFIX}"
@@ -134,16 +144,23 @@ class WriteAheadLog:
                 )
 
     def recover(self) -> Iterator[Served]:
-        """The entries the previous process left unpublished, oldest first (call once, first)."""
+        """The entries the previous process left unpublished, oldest first (call once, first).
+
+        Those after the ``published`` mark; a release before the mark replays every entry of
+        the segments it left (the prediction log finds the published ones on the topic)."""
+        marked, frames = self._mark
         for n in self._recovered:
-            yield from self._read(n)
+            if n >= marked:
+                yield from self._read(n, skip=frames if n == marked else 0)
         self._recovered = []
 
-    def _read(self, n: int) -> Iterator[Served]:
+    def _read(self, n: int, skip: int = 0) -> Iterator[Served]:
+        """The entries of segment ``n`` from its frame ``skip`` on."""
         path = self._path(n)
         data = path.read_bytes()
         version = _format_of(data[: _HEADER.size])
         pos, head = (_HEADER.size, _FRAME) if version == FORMAT else (0, _LEN)
+        index = -1
         while pos + head.size <= len(data):
             size, *crc = head.unpack_from(data, pos)
             frame = data[pos + head.size : pos + head.size + size]
@@ -162,12 +179,15 @@ class WriteAheadLog:
                 shutil.copyfile(path, path.with_name(path.name + ".damaged"))
                 return
             pos += head.size + size
+            index += 1
+            if index < skip:
+                continue  # on Kafka already (the mark says so)
             try:
                 served = _decode(frame)
             except (ValueError, EOFError, TypeError) as exc:
                 log.error("prediction log file %s: unreadable frame skipped (%s)", path.name, exc)
                 continue
-            self._order.append(n)
+            self._order.append((n, index))
             yield served
 
     def append(self, served: Served) -> None:
@@ -175,7 +195,8 @@ class WriteAheadLog:
         frame = _encode(served)
         os.write(self._fd, _FRAME.pack(len(frame), zlib.crc32(frame)) + frame)
         self._size += _FRAME.size + len(frame)
-        self._order.append(self._current)
+        self._order.append((self._current, self._frames))
+        self._frames += 1
         if self._size >= self._segment_bytes:
             self._rotate()
 
@@ -184,12 +205,19 @@ class WriteAheadLog:
         os.fsync(self._fd)
 
     def published(self, entries: int) -> None:
-        """The oldest ``entries`` entries are on Kafka: drop the segments that held only those."""
+        """The oldest ``entries`` entries are on Kafka: mark them so, drop the segments that
+        held only those."""
+        last = None
         for _ in range(min(entries, len(self._order))):
-            self._order.popleft()
+            last = self._order.popleft()
+        if last is not None:
+            # One small positioned write: in the page cache once it returns, like the
+            # frames; not fsynced (after a machine crash more is replayed, never less).
+            self._mark = (last[0], last[1] + 1)
+            os.pwrite(self._mark_fd, _MARK.pack(*self._mark), 0)
         if not self._order and self._size:
             self._rotate()  # everything is published: the next start replays nothing
-        oldest = self._order[0] if self._order else self._current
+        oldest = self._order[0][0] if self._order else self._current
         for n in self._segments():
             if n >= oldest:
                 break
@@ -200,14 +228,17 @@ class WriteAheadLog:
         self._current += 1
         self._fd = self._open(self._current)
         self._size = 0
+        self._frames = 0
 
     def close(self) -> None:
         os.close(self._fd)
+        os.close(self._mark_fd)
         if not self._order:
             # Everything is on Kafka: leave nothing behind (bench and test replicas on
             # passing ports would otherwise pile up empty folders).
             for n in self._segments():
                 self._path(n).unlink(missing_ok=True)
+            (self.directory / _MARK_FILE).unlink(missing_ok=True)
             (self.directory / "lock").unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.directory.rmdir()

@@ -4,6 +4,7 @@ a bounded buffer that drops and counts, retries, and a flush on close."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,21 @@ class FakeBulk:
     def __init__(self) -> None:
         self.records: list[Any] = []
         self.failures = 0
+        self.lost_acks = 0  # publishes that reach "Kafka" but fail for the sender
+        self.lookups: list[int] = []  # since_ms of each logged_among
 
     async def publish(self, topic: str, records: list[Any]) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("kafka down")
         self.records += [(topic, r) for r in records]
+        if self.lost_acks:
+            self.lost_acks -= 1
+            raise TimeoutError("no answer from kafka")
+
+    async def logged_among(self, topic: str, event_ids: set[bytes], since_ms: int) -> set[bytes]:
+        self.lookups.append(since_ms)
+        return {r.event_id for t, r in self.records if t == topic} & event_ids
 
 
 def entry(uc: UseCase, rows: int = 2, **kw: Any) -> Served:
@@ -133,6 +143,22 @@ async def test_failed_publish_keeps_entries_and_retries() -> None:
             await asyncio.sleep(0.01)
     assert log.failed_publishes == 2 and log.dropped == 0 and len(bulk.records) == 2
     await log.close()
+
+
+async def test_a_publish_that_reached_kafka_unanswered_is_not_sent_again() -> None:
+    bulk = FakeBulk()
+    bulk.lost_acks = 1
+    log = log_for(LOAN, bulk)
+    log.start()
+    log.offer(entry(LOAN, rows=2))
+    async with asyncio.timeout(5):
+        while log.buffered:
+            await asyncio.sleep(0.01)
+    log.offer(dataclasses.replace(entry(LOAN, rows=1), prediction_ids=["q0"]))  # nothing in doubt now
+    await log.close()
+    ids = [r.event_id for _, r in bulk.records]
+    assert sorted(ids) == [b"p0", b"p1", b"q0"], ids
+    assert log.failed_publishes == 1 and log.found_logged == 2 and len(bulk.lookups) == 1
 
 
 async def test_shadow_events_have_their_own_event_id() -> None:

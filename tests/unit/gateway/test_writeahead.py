@@ -4,13 +4,15 @@ published is published by the next process, byte for byte, and nothing else."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from libs.errors import ConfigError
-from services.gateway.predlog import PredictionLog
+from services.gateway.predlog import PredictionLog, Served
 from services.gateway.writeahead import WriteAheadLog
 from tests.unit.gateway.test_predlog import LOAN, FakeBulk, entry, log_for
 
@@ -28,6 +30,7 @@ async def _killed(log: PredictionLog) -> None:
     wal = log._wal
     assert wal is not None
     os.close(wal._fd)  # the kernel closes a dead process's files (and drops its lock)
+    os.close(wal._mark_fd)
     os.close(wal._lock)
 
 
@@ -94,12 +97,68 @@ async def test_published_segments_are_deleted_and_a_torn_frame_is_ignored(tmp_pa
         WriteAheadLog(tmp_path)  # a second replica on the same folder
 
 
+def _ids(bulk: FakeBulk) -> list[bytes]:
+    return sorted(r.event_id for _, r in bulk.records)
+
+
+def _served(*ids: str) -> Served:
+    return dataclasses.replace(entry(LOAN, rows=len(ids)), prediction_ids=list(ids))
+
+
+async def test_after_a_kill_only_what_was_not_published_is_published(tmp_path: Path) -> None:
+    """One segment holds entries on Kafka and entries not yet sent: only the latter go again."""
+    bulk = FakeBulk()
+    first = log_for(LOAN, bulk, wal=WriteAheadLog(tmp_path))
+    first.start()
+    assert first.offer(_served("a", "b"))
+    async with asyncio.timeout(5):
+        while first.buffered:
+            await asyncio.sleep(0.01)
+    bulk.failures = 10**6  # Kafka gone: the next entry stays in the buffer (same segment)
+    assert first.offer(_served("c"))
+    await asyncio.sleep(0.05)
+    await _killed(first)
+    assert len(list(tmp_path.glob("*.wal"))) == 1 and _ids(bulk) == [b"a", b"b"]
+
+    bulk.failures = 0
+    second = log_for(LOAN, bulk, wal=WriteAheadLog(tmp_path))
+    second.start()
+    assert second.buffered == 1
+    await second.close()
+    assert _ids(bulk) == [b"a", b"b", b"c"]
+
+
+async def test_entries_on_kafka_that_the_mark_missed_are_found_on_the_topic(tmp_path: Path) -> None:
+    """Killed after Kafka took a publish, before the mark was written: looked up, not resent."""
+    bulk = FakeBulk()
+    wal = WriteAheadLog(tmp_path)
+    first = log_for(LOAN, bulk, wal=wal)
+    wal.published = lambda entries: None  # type: ignore[method-assign]  # dies before each mark
+    first.start()
+    assert first.offer(_served("a", "b")) and first.offer(_served("c"))
+    async with asyncio.timeout(5):
+        while len(bulk.records) < 3:
+            await asyncio.sleep(0.01)
+    await _killed(first)
+
+    second = log_for(LOAN, bulk, wal=WriteAheadLog(tmp_path))
+    second.start()
+    assert second.buffered == 3  # the file alone cannot tell
+    assert second.offer(_served("d"))
+    await second.close()
+    assert _ids(bulk) == [b"a", b"b", b"c", b"d"] and second.found_logged == 3
+    # Looked up from the first entry's serving time (less the clock margin), not earlier.
+    (since_ms,) = bulk.lookups
+    assert 0 < time.time() * 1000 - since_ms < 10_000
+
+
 def _written(folder: Path, entries: int) -> Path:
     """A segment holding ``entries`` one-row entries, left behind by a dead process."""
     wal = WriteAheadLog(folder)
     for _ in range(entries):
         wal.append(entry(LOAN, rows=1))
     os.close(wal._fd)
+    os.close(wal._mark_fd)
     os.close(wal._lock)
     (segment,) = folder.glob("*.wal")
     return segment
