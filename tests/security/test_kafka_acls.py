@@ -5,6 +5,7 @@ itself refuses the rest."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -143,6 +144,26 @@ async def test_each_service_reads_what_it_consumes_and_nothing_else(secure: Kafk
     # Producers write raw topics; they read nothing.
     assert not await _read(secure, PRODUCERS[0], topics.raw(USE_CASES[0]), "aif-producer")
     record("kafka_acl_checks", checks + 2)
+
+
+async def test_the_gateway_reads_its_prediction_log_back_without_a_group(secure: KafkaSecureHandle) -> None:
+    """What the prediction log does before it sends again a publish of unknown outcome;
+    the trainer, which does not consume predictions, is refused the same read."""
+    from services.gateway.predlog import BulkPublisher
+
+    since = int(time.time() * 1000) - 60_000
+    for principal, allowed in (("gateway", True), ("trainer", False)):
+        bulk = BulkPublisher(secure.bootstrap_servers, principal, **secure.security(principal))
+        await bulk.start()
+        try:
+            if allowed:
+                assert await bulk.logged_among(topics.PREDICTIONS, {b"no-such-event"}, since) == set()
+            else:
+                with pytest.raises(TopicAuthorizationFailedError):
+                    await bulk.logged_among(topics.PREDICTIONS, {b"no-such-event"}, since)
+        finally:
+            await bulk.stop()
+    record("kafka_acl_checks", 2)
 
 
 async def test_unauthenticated_clients_get_nothing(secure: KafkaSecureHandle) -> None:

@@ -69,6 +69,13 @@ def entry(uc: UseCase, rows: int = 2, **kw: Any) -> Served:
     )
 
 
+async def drained(log: PredictionLog) -> None:
+    """Until the flusher has published every buffered entry (within 5 s)."""
+    async with asyncio.timeout(5):
+        while log.buffered:
+            await asyncio.sleep(0.01)
+
+
 def log_for(uc: UseCase, bulk: FakeBulk, **kw: Any) -> PredictionLog:
     return PredictionLog(
         bulk,
@@ -138,9 +145,7 @@ async def test_failed_publish_keeps_entries_and_retries() -> None:
     log = log_for(LOAN, bulk)
     log.start()
     log.offer(entry(LOAN, rows=2))
-    async with asyncio.timeout(5):
-        while log.logged < 2:
-            await asyncio.sleep(0.01)
+    await drained(log)
     assert log.failed_publishes == 2 and log.dropped == 0 and len(bulk.records) == 2
     await log.close()
 
@@ -151,9 +156,7 @@ async def test_a_publish_that_reached_kafka_unanswered_is_not_sent_again() -> No
     log = log_for(LOAN, bulk)
     log.start()
     log.offer(entry(LOAN, rows=2))
-    async with asyncio.timeout(5):
-        while log.buffered:
-            await asyncio.sleep(0.01)
+    await drained(log)
     log.offer(dataclasses.replace(entry(LOAN, rows=1), prediction_ids=["q0"]))  # nothing in doubt now
     await log.close()
     ids = [r.event_id for _, r in bulk.records]

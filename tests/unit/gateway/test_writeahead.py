@@ -14,7 +14,7 @@ import pytest
 from libs.errors import ConfigError
 from services.gateway.predlog import PredictionLog, Served
 from services.gateway.writeahead import WriteAheadLog
-from tests.unit.gateway.test_predlog import LOAN, FakeBulk, entry, log_for
+from tests.unit.gateway.test_predlog import LOAN, FakeBulk, drained, entry, log_for
 
 
 def _values(bulk: FakeBulk) -> list[tuple[bytes, bytes]]:
@@ -76,9 +76,7 @@ async def test_published_segments_are_deleted_and_a_torn_frame_is_ignored(tmp_pa
     log.start()
     for _ in range(5):
         assert log.offer(entry(LOAN, rows=1))
-    async with asyncio.timeout(5):
-        while log.buffered:
-            await asyncio.sleep(0.01)
+    await drained(log)
     assert len(bulk.records) == 5
     assert len(list(tmp_path.glob("*.wal"))) <= 1  # only the segment being written
     bulk.failures = 10**6
@@ -111,9 +109,7 @@ async def test_after_a_kill_only_what_was_not_published_is_published(tmp_path: P
     first = log_for(LOAN, bulk, wal=WriteAheadLog(tmp_path))
     first.start()
     assert first.offer(_served("a", "b"))
-    async with asyncio.timeout(5):
-        while first.buffered:
-            await asyncio.sleep(0.01)
+    await drained(first)
     bulk.failures = 10**6  # Kafka gone: the next entry stays in the buffer (same segment)
     assert first.offer(_served("c"))
     await asyncio.sleep(0.05)
