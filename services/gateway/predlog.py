@@ -14,7 +14,9 @@ Kafka may have taken some of its records; or the process died before it could no
 Kafka had them) is not simply sent again: before the next send of those entries the log
 reads the predictions topic from the time of the first attempt and leaves out the events
 already there (:meth:`BulkPublisher.logged_among`). The topic is the authority on what it
-holds; the gateway's own bookkeeping is a hint.
+holds; the gateway's own bookkeeping is a hint. Should that read fail to finish in time
+(:data:`_LOOKUPS` times running, each bounded), the entries are sent without it, counted
+in ``aif.gateway.predictions.unverified``: a stuck lookup must not hold the log forever.
 
 When the buffer is full (Kafka down or slower than the traffic for long enough) the
 gateway keeps answering and **drops** the new predictions' log entries, counting them
@@ -174,6 +176,8 @@ def _oip_outputs(response: bytes, rows: int) -> np.ndarray | None:
 
 _EVENT_ID = "aif-event-id"  # every record's first header (see _Encoder.records)
 _CLOCK_MARGIN_S = 2.0
+# Lookups of the topic that time out in a row before the entries are sent unchecked.
+_LOOKUPS = 3
 _PRODUCED_AT = "aif-produced-at-ms"
 # Entries encoded, and records appended to a Kafka batch, between two yields to the event
 # loop: requests wait at most one slice (~0.1 ms) behind the log.
@@ -375,11 +379,13 @@ class PredictionLog:
         # stamped ``_unsure_since`` (epoch s) or later: looked up before they are sent.
         self._unsure = 0
         self._unsure_since = 0.0
+        self._lookups_timed_out = 0  # in a row
         self.logged = 0
         self.found_logged = 0  # events left out of a send: the topic already had them
+        self.unverified = 0  # events sent again without the lookup (it kept timing out)
         self.dropped = 0
         self.failed_publishes = 0
-        self._m_logged = self._m_dropped = None
+        self._m_logged = self._m_dropped = self._m_unverified = None
         if meter is not None:
             self._m_logged = meter.create_counter(
                 "aif.gateway.predictions.logged", description="predictions published to the predictions topic"
@@ -387,6 +393,10 @@ class PredictionLog:
             self._m_dropped = meter.create_counter(
                 "aif.gateway.predictions.dropped",
                 description="predictions not logged because the buffer was full",
+            )
+            self._m_unverified = meter.create_counter(
+                "aif.gateway.predictions.unverified",
+                description="predictions sent again unchecked: reading the topic back timed out",
             )
             meter.create_observable_gauge(
                 "aif.gateway.predictions.buffered",
@@ -526,7 +536,24 @@ class PredictionLog:
         # A margin for a broker that stamps records with its own clock (LogAppendTime).
         since_ms = int((self._unsure_since - _CLOCK_MARGIN_S) * 1000)
         ids = {r.event_id for r in records}
-        there = await self._publisher.logged_among(self._topic, ids, since_ms)
+        try:
+            there = await self._publisher.logged_among(self._topic, ids, since_ms)
+        except Unavailable as exc:  # the read timed out (Kafka down fails the send as well)
+            self._lookups_timed_out += 1
+            if self._lookups_timed_out < _LOOKUPS:
+                raise
+            self._lookups_timed_out = 0
+            self.unverified += len(records)
+            if self._m_unverified is not None:
+                self._m_unverified.add(len(records))
+            log.error(
+                "prediction log: %s %d times running; sending %d predictions unchecked (some may be there twice)",
+                exc,
+                _LOOKUPS,
+                len(records),
+            )
+            return records
+        self._lookups_timed_out = 0
         if not there:
             return records
         self.found_logged += len(there)

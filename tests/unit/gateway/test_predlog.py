@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aifactory.gateway.v1 import events_pb2
-from libs.errors import ConfigError
+from libs.errors import ConfigError, Unavailable
 from libs.usecase import UseCase, load_default
 from services.gateway.inputs import InputSchema
 from services.gateway.predlog import PredictionLog, Privacy, Served
@@ -35,6 +35,7 @@ class FakeBulk:
         self.failures = 0
         self.lost_acks = 0  # publishes that reach "Kafka" but fail for the sender
         self.lookups: list[int] = []  # since_ms of each logged_among
+        self.slow_lookups = 0  # lookups that time out
 
     async def publish(self, topic: str, records: list[Any]) -> None:
         if self.failures:
@@ -47,6 +48,9 @@ class FakeBulk:
 
     async def logged_among(self, topic: str, event_ids: set[bytes], since_ms: int) -> set[bytes]:
         self.lookups.append(since_ms)
+        if self.slow_lookups:
+            self.slow_lookups -= 1
+            raise Unavailable("reading preds back took longer than 30s")
         return {r.event_id for t, r in self.records if t == topic} & event_ids
 
 
@@ -162,6 +166,20 @@ async def test_a_publish_that_reached_kafka_unanswered_is_not_sent_again() -> No
     ids = [r.event_id for _, r in bulk.records]
     assert sorted(ids) == [b"p0", b"p1", b"q0"], ids
     assert log.failed_publishes == 1 and log.found_logged == 2 and len(bulk.lookups) == 1
+
+
+async def test_a_lookup_that_keeps_timing_out_does_not_hold_the_log_forever() -> None:
+    bulk = FakeBulk()
+    bulk.lost_acks = 1
+    bulk.slow_lookups = 10**6
+    log = log_for(LOAN, bulk)
+    log.start()
+    log.offer(entry(LOAN, rows=2))
+    await drained(log)
+    await log.close()
+    # Three lookups timed out, then the entry went unchecked: there twice, and counted.
+    assert len(bulk.lookups) == 3 and log.unverified == 2
+    assert sorted(r.event_id for _, r in bulk.records) == [b"p0", b"p0", b"p1", b"p1"]
 
 
 async def test_shadow_events_have_their_own_event_id() -> None:
