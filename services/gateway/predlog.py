@@ -47,8 +47,9 @@ from tritonclient.grpc import service_pb2
 
 from aifactory.gateway.v1 import events_pb2
 from libs.auth.privacy import pseudonym
-from libs.bus.headers import EventMeta
+from libs.bus.headers import EVENT_ID, PRODUCED_AT, EventMeta
 from libs.bus.partitions import partitions_for
+from libs.bus.readback import records_to_end
 from libs.bus.types import event_type_of, schema_version_of
 from libs.errors import ConfigError, Unavailable
 from libs.retry import RetryPolicy
@@ -157,7 +158,7 @@ class _Encoder:
                     entity = self.privacy.entity_id(s.entity_ids[r] if s.entity_ids else "")
                     metas.append(RowMeta(pid, entity, model, tail))
                     key = pid.encode()
-                    meta_headers.append((key, [(_EVENT_ID, key + b":shadow" if s.shadow else key), *common]))
+                    meta_headers.append((key, [(EVENT_ID, key + b":shadow" if s.shadow else key), *common]))
             inputs = np.concatenate([i for _, i, _ in group])
             outputs = np.concatenate([o for _, _, o in group]) if group is with_outputs else None  # type: ignore[misc]
             for (key, hdrs), value in zip(
@@ -174,11 +175,9 @@ def _oip_outputs(response: bytes, rows: int) -> np.ndarray | None:
     return np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(rows, -1)
 
 
-_EVENT_ID = "aif-event-id"  # every record's first header (see _Encoder.records)
 _CLOCK_MARGIN_S = 2.0
 # Lookups of the topic that time out in a row before the entries are sent unchecked.
 _LOOKUPS = 3
-_PRODUCED_AT = "aif-produced-at-ms"
 # Entries encoded, and records appended to a Kafka batch, between two yields to the event
 # loop: requests wait at most one slice (~0.1 ms) behind the log.
 _ENCODE_SLICE = 8
@@ -193,7 +192,7 @@ class _Record:
 
     @property
     def event_id(self) -> bytes:
-        return self.headers[0][1]  # _Encoder.records puts it first
+        return self.headers[0][1]  # _Encoder.records puts EVENT_ID first
 
 
 class _Headers:
@@ -217,9 +216,9 @@ class _Headers:
                 0,
             )
             base = self._cache[use_case] = [
-                h for h in meta.to_headers() if h[0] not in (_EVENT_ID, _PRODUCED_AT)
+                h for h in meta.to_headers() if h[0] not in (EVENT_ID, PRODUCED_AT)
             ]
-        stamped = [*base, (_PRODUCED_AT, produced_at)]
+        stamped = [*base, (PRODUCED_AT, produced_at)]
         if traceparent:
             stamped.append(("traceparent", traceparent.encode()))
         return stamped
@@ -321,23 +320,13 @@ class BulkPublisher:
                 ]
                 consumer.assign(partitions)
                 starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
-                ends = await consumer.end_offsets(partitions)
-                todo: dict[TopicPartition, int] = {}
-                for tp in partitions:
-                    start = starts.get(tp)
-                    if start is not None and start.offset < ends[tp]:
-                        consumer.seek(tp, start.offset)
-                        todo[tp] = ends[tp]
-                while todo:
-                    fetched = await consumer.getmany(*todo, timeout_ms=500)
-                    for messages in fetched.values():
-                        for m in messages:
-                            event_id = next((v for k, v in m.headers if k == _EVENT_ID), None)
-                            if event_id in event_ids:
-                                found.add(event_id)
-                    for tp in list(todo):
-                        if await consumer.position(tp) >= todo[tp]:
-                            del todo[tp]
+                stamped = {tp: start.offset for tp, start in starts.items() if start is not None}
+                for tp, offset in stamped.items():
+                    consumer.seek(tp, offset)
+                async for m in records_to_end(consumer, stamped):
+                    event_id = next((v for k, v in m.headers if k == EVENT_ID), None)
+                    if event_id in event_ids:
+                        found.add(event_id)
         except TimeoutError:
             raise Unavailable(f"reading {topic} back took longer than {timeout_s:.0f}s") from None
         finally:

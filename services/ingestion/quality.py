@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry.metrics import Meter
 
 from aifactory.ingestion.v1 import events_pb2
+from libs.bus.readback import records_to_end
 from libs.usecase import UseCase
 from services.ingestion.publisher import Outgoing, event_message
 from services.ingestion.records import Outcome
@@ -204,14 +205,9 @@ async def load_windows(
             return found
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if end[tp] > 0}
-        while remaining:
-            for records in (await consumer.getmany(*remaining, timeout_ms=1000)).values():
-                for r in records:
-                    if r.key and r.key.startswith(prefix) and r.value is not None:
-                        found[r.key[len(prefix) :].decode()] = Window.from_json(r.value)
-            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+        async for r in records_to_end(consumer, partitions, poll_ms=1000):
+            if r.key and r.key.startswith(prefix) and r.value is not None:
+                found[r.key[len(prefix) :].decode()] = Window.from_json(r.value)
     finally:
         await consumer.stop()
     return found

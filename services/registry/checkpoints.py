@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from libs.bus import KafkaSecurity, topics
 from libs.bus.admin import ensure_topic
+from libs.bus.readback import records_to_end
 from libs.errors import ConfigError
 from services.registry.audit import GENESIS, canonical_json, verify_chain
 from services.registry.domain import AuditRecord, ChainReport
@@ -243,14 +244,10 @@ class CheckpointLog:
             tps = [TopicPartition(self.topic, 0)]  # created with one partition: one order
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
             async with asyncio.timeout(timeout):
-                for tp in tps:
-                    while await consumer.position(tp) < ends[tp]:
-                        batch = await consumer.getmany(tp, timeout_ms=1000)
-                        for record in batch.get(tp, []):
-                            if record.value is not None:
-                                out.append(Checkpoint.from_json(record.value))
+                async for record in records_to_end(consumer, tps, poll_ms=1000):
+                    if record.value is not None:
+                        out.append(Checkpoint.from_json(record.value))
         finally:
             await consumer.stop()
         return sorted(out, key=lambda cp: cp.sequence)
